@@ -1,0 +1,216 @@
+//! basic.* methods outside the publish/ack hot path: qos, consume, cancel, get, recover.
+//!
+//! Consumers are registered in the channel before the queue's owner is asked, so deliveries
+//! that race the answer find them; consume-ok is written by a reply hook in the mailbox loop,
+//! which guarantees it reaches the client before the first delivery.
+
+use std::rc::Rc;
+
+use amq_protocol::protocol::{basic, AMQPClass};
+
+use super::channel::{ConsumerInfo, UnackedDelivery};
+use super::dispatch::Dispatcher;
+use super::hotpath;
+use super::methods::encode_method;
+use crate::broker::error::*;
+use crate::broker::ids::ConsumerTag;
+use crate::broker::queue::Settle;
+use crate::broker::requests::{QueueRequest, ReplyBody};
+use crate::limits::CONSUMERS_PER_CHANNEL_MAX;
+use crate::shard::messages::ShardMsg;
+use crate::shard::ReplyHook;
+
+impl Dispatcher {
+    pub async fn basic_method(&mut self, channel_id: u16, method: basic::AMQPMethod) -> Result<(), AmqpError> {
+        match method {
+            basic::AMQPMethod::Qos(qos) => {
+                if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
+                    channel.prefetch_count = u32::from(qos.prefetch_count);
+                }
+                self.send_method(channel_id, &AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})));
+                Ok(())
+            }
+            basic::AMQPMethod::Consume(consume) => self.consume(channel_id, consume).await,
+            basic::AMQPMethod::Cancel(cancel) => self.cancel(channel_id, cancel).await,
+            basic::AMQPMethod::Get(get) => self.get(channel_id, get).await,
+            basic::AMQPMethod::Recover(recover) => {
+                self.recover(channel_id, recover.requeue)?;
+                self.send_method(channel_id, &AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})));
+                Ok(())
+            }
+            basic::AMQPMethod::RecoverAsync(recover) => self.recover(channel_id, recover.requeue),
+            _ => Err(AmqpError::new(COMMAND_INVALID, "unexpected basic method from a client")),
+        }
+    }
+
+    async fn consume(&mut self, channel_id: u16, consume: basic::Consume) -> Result<(), AmqpError> {
+        let name = self.queue_name(channel_id, consume.queue.as_str())?;
+        let definition = self.resolve_queue(&name)?;
+        let queue = definition.id;
+        let consumer_tag: ConsumerTag = if consume.consumer_tag.as_str().is_empty() {
+            generate_consumer_tag().into()
+        } else {
+            consume.consumer_tag.as_str().into()
+        };
+        let prefetch_count = {
+            let mut channels = self.connection.channels.borrow_mut();
+            let Some(channel) = channels.get_mut(&channel_id) else { return Ok(()) };
+            if channel.consumers.contains_key(&consumer_tag) {
+                return Err(AmqpError::new(NOT_ALLOWED, format!("attempt to reuse consumer tag '{consumer_tag}'")));
+            }
+            if channel.consumers.len() >= CONSUMERS_PER_CHANNEL_MAX {
+                return Err(AmqpError::new(PRECONDITION_FAILED, "too many consumers on this channel"));
+            }
+            channel.consumers.insert(consumer_tag.clone(), ConsumerInfo { queue, no_ack: consume.no_ack });
+            channel.touch(queue.owner());
+            channel.prefetch_count
+        };
+        let hook: Option<ReplyHook> = if consume.nowait {
+            None
+        } else {
+            let connection = Rc::clone(&self.connection);
+            let tag = consumer_tag.clone();
+            Some(Box::new(move |result: &Result<ReplyBody, AmqpError>| {
+                if result.is_ok() {
+                    let ok = AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk { consumer_tag: tag.as_ref().into() }));
+                    connection.write_with(|out| {
+                        let _ = encode_method(out, channel_id, &ok);
+                    });
+                }
+            }))
+        };
+        let request = QueueRequest::Consume {
+            holder: self.connection.holder(channel_id),
+            consumer_tag: consumer_tag.clone(),
+            no_ack: consume.no_ack,
+            exclusive: consume.exclusive,
+            prefetch_count,
+            nowait: consume.nowait,
+        };
+        let result = self
+            .shard
+            .request_with_hook(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) }, hook)
+            .await;
+        if let Err(error) = result {
+            if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
+                channel.consumers.remove(&consumer_tag);
+            }
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    async fn cancel(&mut self, channel_id: u16, cancel: basic::Cancel) -> Result<(), AmqpError> {
+        let consumer_tag: ConsumerTag = cancel.consumer_tag.as_str().into();
+        let removed = self
+            .connection
+            .channels
+            .borrow_mut()
+            .get_mut(&channel_id)
+            .and_then(|channel| channel.consumers.remove(&consumer_tag));
+        if let Some(info) = removed {
+            let queue = info.queue;
+            let request = QueueRequest::Cancel { holder: self.connection.holder(channel_id), consumer_tag: consumer_tag.clone() };
+            self.shard.request(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) }).await.ok();
+        }
+        if !cancel.nowait {
+            let ok = basic::AMQPMethod::CancelOk(basic::CancelOk { consumer_tag: consumer_tag.as_ref().into() });
+            self.send_method(channel_id, &AMQPClass::Basic(ok));
+        }
+        Ok(())
+    }
+
+    async fn get(&mut self, channel_id: u16, get: basic::Get) -> Result<(), AmqpError> {
+        let name = self.queue_name(channel_id, get.queue.as_str())?;
+        let queue = self.resolve_queue(&name)?.id;
+        let holder = self.connection.holder(channel_id);
+        if !get.no_ack {
+            if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
+                channel.touch(queue.owner());
+            }
+        }
+        let request = QueueRequest::Get { holder, no_ack: get.no_ack };
+        let reply = self.shard.request(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) }).await?;
+        let ReplyBody::Get(got) = reply else {
+            return Err(AmqpError::new(INTERNAL_ERROR, "unexpected answer to basic.get"));
+        };
+        let Some(got) = got else {
+            let empty = basic::AMQPMethod::GetEmpty(basic::GetEmpty {});
+            self.send_method(channel_id, &AMQPClass::Basic(empty));
+            return Ok(());
+        };
+        let delivery_tag = {
+            let mut channels = self.connection.channels.borrow_mut();
+            match channels.get_mut(&channel_id) {
+                Some(channel) => {
+                    let tag = channel.next_delivery_tag();
+                    if !get.no_ack {
+                        channel.unacked.insert(tag, UnackedDelivery { queue: got.queue, sequence: got.sequence });
+                    }
+                    Some(tag)
+                }
+                None => None,
+            }
+        };
+        let Some(delivery_tag) = delivery_tag else { return Ok(()) };
+        let message = &got.message;
+        let frame_max = self.connection.frame_max.get();
+        let mut encoded = Ok(());
+        self.connection.write_with(|out| {
+            encoded = hotpath::encode_get_ok(
+                out,
+                channel_id,
+                delivery_tag,
+                got.redelivered,
+                &message.exchange,
+                &message.routing_key,
+                got.message_count,
+                &message.properties,
+                &message.body,
+                frame_max,
+            );
+        });
+        encoded.map_err(|error| AmqpError::new(error.reply_code(), error))
+    }
+
+    /// basic.recover(requeue=true): every unacked message of the channel goes back to its
+    /// queue. requeue=false is refused, as RabbitMQ does.
+    fn recover(&mut self, channel_id: u16, requeue: bool) -> Result<(), AmqpError> {
+        if !requeue {
+            return Err(AmqpError::new(NOT_IMPLEMENTED, "requeue=false"));
+        }
+        let taken = self
+            .connection
+            .channels
+            .borrow_mut()
+            .get_mut(&channel_id)
+            .and_then(|channel| channel.take_unacked(0, true));
+        if let Some(by_queue) = taken {
+            self.settle(channel_id, by_queue, Settle::Requeue);
+        }
+        Ok(())
+    }
+}
+
+/// `amq.ctag-` and 22 url-safe characters, as RabbitMQ generates consumer tags.
+fn generate_consumer_tag() -> String {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0x2545_f491_4f6c_dd1d, |d| d.as_nanos() as u64) | 1,
+        );
+    }
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut tag = String::from("amq.ctag-");
+    STATE.with(|state| {
+        let mut value = state.get();
+        for _ in 0..22 {
+            value ^= value << 13;
+            value ^= value >> 7;
+            value ^= value << 17;
+            tag.push(char::from(ALPHABET[(value % 64) as usize]));
+        }
+        state.set(value);
+    });
+    tag
+}

@@ -1,0 +1,228 @@
+//! Per-channel state on the connection's shard: delivery tags, unacked deliveries, consumers,
+//! prefetch, publisher confirms, transactions, and the publish being assembled from frames.
+//!
+//! Plain bookkeeping without I/O; the dispatcher and the connection's delivery path use it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use super::hotpath::{Ack, ContentHeader, Publish};
+use crate::broker::ids::{ConsumerTag, QueueId};
+use crate::broker::message::Message;
+
+#[derive(Clone, Copy, Debug)]
+pub struct UnackedDelivery {
+    pub queue: QueueId,
+    pub sequence: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct ConsumerInfo {
+    pub queue: QueueId,
+    pub no_ack: bool,
+}
+
+/// The publish whose header and body frames are still arriving.
+pub enum Content {
+    Idle,
+    AwaitingHeader(Publish),
+    AwaitingBody { publish: Publish, header: ContentHeader, body: BodyParts },
+}
+
+/// A body kept zero-copy while it is one frame; copied once into a buffer if it spans more.
+pub enum BodyParts {
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl BodyParts {
+    pub fn len(&self) -> usize {
+        match self {
+            BodyParts::Empty => 0,
+            BodyParts::One(bytes) => bytes.len(),
+            BodyParts::Many(buffer) => buffer.len(),
+        }
+    }
+
+    pub fn push(&mut self, part: Bytes) {
+        *self = match std::mem::replace(self, BodyParts::Empty) {
+            BodyParts::Empty => BodyParts::One(part),
+            BodyParts::One(first) => {
+                let mut buffer = BytesMut::with_capacity(first.len() + part.len());
+                buffer.extend_from_slice(&first);
+                buffer.extend_from_slice(&part);
+                BodyParts::Many(buffer)
+            }
+            BodyParts::Many(mut buffer) => {
+                buffer.extend_from_slice(&part);
+                BodyParts::Many(buffer)
+            }
+        }
+    }
+
+    pub fn freeze(self) -> Bytes {
+        match self {
+            BodyParts::Empty => Bytes::new(),
+            BodyParts::One(bytes) => bytes,
+            BodyParts::Many(buffer) => buffer.freeze(),
+        }
+    }
+}
+
+/// Publisher confirms of a channel in confirm mode.
+#[derive(Default)]
+pub struct Confirms {
+    next_sequence: u64,
+    /// Publish sequence → destination queues that have not confirmed yet.
+    outstanding: BTreeMap<u64, u32>,
+    acked_up_to: u64,
+}
+
+impl Confirms {
+    pub fn new() -> Confirms {
+        Confirms { next_sequence: 1, outstanding: BTreeMap::new(), acked_up_to: 0 }
+    }
+
+    /// Numbers a new publish that must be confirmed by `destinations` queues.
+    pub fn start(&mut self, destinations: u32) -> u64 {
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        if destinations > 0 {
+            self.outstanding.insert(sequence, destinations);
+        }
+        sequence
+    }
+
+    pub fn confirmed(&mut self, sequence: u64) {
+        if let Some(remaining) = self.outstanding.get_mut(&sequence) {
+            *remaining -= 1;
+            if *remaining == 0 {
+                self.outstanding.remove(&sequence);
+            }
+        }
+    }
+
+    /// The highest publish sequence such that it and all before it are confirmed and not yet
+    /// acknowledged to the client: one basic.ack(multiple=true) covers them all.
+    pub fn take_ack(&mut self) -> Option<u64> {
+        let floor = self.outstanding.keys().next().copied().unwrap_or(self.next_sequence);
+        let ack_up_to = floor - 1;
+        if ack_up_to > self.acked_up_to {
+            self.acked_up_to = ack_up_to;
+            Some(ack_up_to)
+        } else {
+            None
+        }
+    }
+}
+
+/// What a transaction holds until commit.
+#[derive(Default)]
+pub struct Transaction {
+    pub publishes: Vec<(Publish, Arc<Message>)>,
+    pub acks: Vec<Ack>,
+}
+
+pub struct Channel {
+    pub id: u16,
+    /// The broker sent channel.close and waits for close-ok; other frames are dropped.
+    pub closing: bool,
+    next_delivery_tag: u64,
+    pub unacked: BTreeMap<u64, UnackedDelivery>,
+    pub consumers: HashMap<ConsumerTag, ConsumerInfo>,
+    /// basic.qos prefetch_count for consumers created after it.
+    pub prefetch_count: u32,
+    pub confirms: Option<Confirms>,
+    pub transaction: Option<Transaction>,
+    pub content: Content,
+    /// Queue declared last on this channel: an empty queue name in later methods means it.
+    pub last_queue: Option<String>,
+    /// Bit i set: shard i holds consumers or unacked messages of this channel.
+    pub touched_shards: u64,
+}
+
+impl Channel {
+    pub fn new(id: u16) -> Channel {
+        Channel {
+            id,
+            closing: false,
+            next_delivery_tag: 1,
+            unacked: BTreeMap::new(),
+            consumers: HashMap::new(),
+            prefetch_count: 0,
+            confirms: None,
+            transaction: None,
+            content: Content::Idle,
+            last_queue: None,
+            touched_shards: 0,
+        }
+    }
+
+    pub fn next_delivery_tag(&mut self) -> u64 {
+        let tag = self.next_delivery_tag;
+        self.next_delivery_tag += 1;
+        tag
+    }
+
+    pub fn touch(&mut self, shard: usize) {
+        self.touched_shards |= 1 << shard;
+    }
+
+    /// Removes the acknowledged deliveries named by (delivery_tag, multiple), grouped by
+    /// queue. None if a single tag is unknown (a channel error 406 in RabbitMQ).
+    pub fn take_unacked(&mut self, delivery_tag: u64, multiple: bool) -> Option<HashMap<QueueId, Vec<u64>>> {
+        let mut by_queue: HashMap<QueueId, Vec<u64>> = HashMap::new();
+        if multiple {
+            let upper = if delivery_tag == 0 { u64::MAX } else { delivery_tag };
+            let tags: Vec<u64> = self.unacked.range(..=upper).map(|(tag, _)| *tag).collect();
+            if tags.is_empty() && delivery_tag != 0 {
+                return None;
+            }
+            for tag in tags {
+                if let Some(unacked) = self.unacked.remove(&tag) {
+                    by_queue.entry(unacked.queue).or_default().push(unacked.sequence);
+                }
+            }
+        } else {
+            let unacked = self.unacked.remove(&delivery_tag)?;
+            by_queue.entry(unacked.queue).or_default().push(unacked.sequence);
+        }
+        Some(by_queue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confirms_coalesce_into_multiple_acks() {
+        let mut confirms = Confirms::new();
+        let first = confirms.start(1);
+        let second = confirms.start(2);
+        let third = confirms.start(0);
+        assert_eq!(confirms.take_ack(), None);
+        confirms.confirmed(first);
+        assert_eq!(confirms.take_ack(), Some(first));
+        confirms.confirmed(second);
+        assert_eq!(confirms.take_ack(), None, "second waits for its other queue");
+        confirms.confirmed(second);
+        assert_eq!(confirms.take_ack(), Some(third));
+    }
+
+    #[test]
+    fn unknown_single_tag_is_refused_and_multiple_takes_all_below() {
+        let mut channel = Channel::new(1);
+        for sequence in 1..=3 {
+            let tag = channel.next_delivery_tag();
+            channel.unacked.insert(tag, UnackedDelivery { queue: QueueId(7), sequence });
+        }
+        assert!(channel.take_unacked(9, false).is_none());
+        let taken = channel.take_unacked(2, true).expect("tags 1 and 2");
+        assert_eq!(taken.get(&QueueId(7)), Some(&vec![1, 2]));
+        assert_eq!(channel.unacked.len(), 1);
+    }
+}

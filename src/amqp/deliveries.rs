@@ -1,0 +1,105 @@
+//! The connection side of what queues send: deliveries, confirms and broker-sent cancels,
+//! handled in the shard's mailbox loop and written straight into the connection's output.
+
+use amq_protocol::protocol::{basic, AMQPClass};
+
+use super::channel::UnackedDelivery;
+use super::connection::Connection;
+use super::hotpath;
+use super::methods::encode_method;
+use crate::broker::queue::Delivery;
+
+pub enum DeliverOutcome {
+    Written,
+    Bounced(Delivery),
+    Unencodable(Delivery),
+}
+
+impl Connection {
+    /// Writes a delivery; hands it back when its channel or consumer is gone (the caller
+    /// requeues it) or when it cannot be framed for this client (the caller drops it).
+    pub fn deliver(&self, delivery: Delivery) -> DeliverOutcome {
+        let delivery_tag = {
+            let mut channels = self.channels.borrow_mut();
+            let channel = match channels.get_mut(&delivery.holder.channel) {
+                Some(channel) if !channel.closing && channel.consumers.contains_key(&delivery.consumer_tag) => channel,
+                _ => return DeliverOutcome::Bounced(delivery),
+            };
+            let delivery_tag = channel.next_delivery_tag();
+            if !delivery.no_ack {
+                channel.unacked.insert(delivery_tag, UnackedDelivery { queue: delivery.queue, sequence: delivery.sequence });
+            }
+            delivery_tag
+        };
+        let message = &delivery.message;
+        let frame_max = self.frame_max.get();
+        let mut encoded = Ok(());
+        self.write_with(|out| {
+            let frame = hotpath::Delivery {
+                channel: delivery.holder.channel,
+                consumer_tag: delivery.consumer_tag.as_bytes(),
+                delivery_tag,
+                redelivered: delivery.redelivered,
+                exchange: &message.exchange,
+                routing_key: &message.routing_key,
+                properties: &message.properties,
+                body: &message.body,
+            };
+            encoded = hotpath::encode_deliver(out, &frame, frame_max);
+        });
+        if let Err(error) = encoded {
+            // Properties larger than this client's frame_max allow: the spec has no way to
+            // send them, so the message is dropped for this consumer, loudly.
+            crate::warn!("connection {}: cannot deliver a message: {error}", self.id);
+            if let Some(channel) = self.channels.borrow_mut().get_mut(&delivery.holder.channel) {
+                channel.unacked.remove(&delivery_tag);
+            }
+            return DeliverOutcome::Unencodable(delivery);
+        }
+        self.note_written(delivery.queue, delivery.holder.channel, &delivery.consumer_tag);
+        DeliverOutcome::Written
+    }
+
+    pub fn confirmed(&self, channel: u16, publish_sequence: u64) {
+        if let Some(confirms) = self.channels.borrow_mut().get_mut(&channel).and_then(|channel| channel.confirms.as_mut()) {
+            confirms.confirmed(publish_sequence);
+        }
+    }
+
+    /// Sends one basic.ack(multiple=true) per channel for every publish confirmed so far.
+    pub fn flush_confirms(&self) {
+        let acks: Vec<(u16, u64)> = self
+            .channels
+            .borrow_mut()
+            .values_mut()
+            .filter(|channel| !channel.closing)
+            .filter_map(|channel| Some((channel.id, channel.confirms.as_mut()?.take_ack()?)))
+            .collect();
+        if acks.is_empty() {
+            return;
+        }
+        self.write_with(|out| {
+            for (channel, delivery_tag) in acks {
+                hotpath::encode_ack(out, channel, delivery_tag, true);
+            }
+        });
+    }
+
+    /// The queue was deleted: the consumer is gone; tell the client (consumer_cancel_notify).
+    pub fn consumer_cancelled(&self, channel: u16, consumer_tag: &str) {
+        let known = self
+            .channels
+            .borrow_mut()
+            .get_mut(&channel)
+            .is_some_and(|channel| !channel.closing && channel.consumers.remove(consumer_tag).is_some());
+        if known {
+            let cancel = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                consumer_tag: consumer_tag.into(),
+                nowait: true,
+            }));
+            self.write_with(|out| {
+                let _ = encode_method(out, channel, &cancel);
+            });
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! Channel methods other than the hot path: channel.flow, exchange.*, queue.*, confirm.*,
+//! tx.*, and the routing of basic.* to `basic.rs`.
+//!
+//! Each handler has the same small shape: decode → ask the owner of the state (the
+//! definitions writer or the queue's shard) → encode the answer. Errors are returned; the
+//! dispatcher closes the channel or the connection.
+
+use amq_protocol::protocol::{channel, confirm, exchange, queue, tx, AMQPClass};
+
+use super::dispatch::Dispatcher;
+use crate::broker::definitions::DEFAULT_VHOST;
+use crate::broker::error::*;
+use crate::broker::requests::{AdminRequest, Binding, ExchangeDeclare, QueueDeclare, QueueRequest, ReplyBody};
+use crate::limits::TX_PENDING_MAX;
+use crate::shard::messages::ShardMsg;
+
+impl Dispatcher {
+    pub async fn handle_method(&mut self, channel_id: u16, method: AMQPClass) -> Result<(), AmqpError> {
+        match method {
+            AMQPClass::Channel(channel::AMQPMethod::Flow(flow)) => {
+                let reply = channel::AMQPMethod::FlowOk(channel::FlowOk { active: flow.active });
+                self.send_method(channel_id, &AMQPClass::Channel(reply));
+                Ok(())
+            }
+            AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
+                Err(AmqpError::new(CHANNEL_ERROR, format!("second 'channel.open' seen on channel {channel_id}")))
+            }
+            AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) | AMQPClass::Channel(channel::AMQPMethod::FlowOk(_)) => Ok(()),
+            AMQPClass::Exchange(method) => self.exchange_method(channel_id, method).await,
+            AMQPClass::Queue(method) => self.queue_method(channel_id, method).await,
+            AMQPClass::Basic(method) => self.basic_method(channel_id, method).await,
+            AMQPClass::Confirm(confirm::AMQPMethod::Select(select)) => self.confirm_select(channel_id, select.nowait),
+            AMQPClass::Tx(method) => self.tx_method(channel_id, method),
+            _ => Err(AmqpError::new(COMMAND_INVALID, "method not allowed on a channel")),
+        }
+    }
+
+    pub fn vhost(&self) -> String {
+        let vhost = self.connection.vhost.borrow();
+        if vhost.is_empty() {
+            DEFAULT_VHOST.to_string()
+        } else {
+            vhost.clone()
+        }
+    }
+
+    /// Sends a definitions change to the single writer (shard 0) and waits for its answer.
+    pub async fn admin(&self, request: AdminRequest) -> Result<ReplyBody, AmqpError> {
+        self.shard.request(0, |reply| ShardMsg::Admin { request, reply }).await
+    }
+
+    async fn exchange_method(&mut self, channel_id: u16, method: exchange::AMQPMethod) -> Result<(), AmqpError> {
+        let vhost = self.vhost();
+        let conn = self.connection.id;
+        let (request, nowait, reply) = match method {
+            exchange::AMQPMethod::Declare(declare) => (
+                AdminRequest::ExchangeDeclare(ExchangeDeclare {
+                    vhost,
+                    name: declare.exchange.to_string(),
+                    kind: declare.kind.to_string(),
+                    passive: declare.passive,
+                    durable: declare.durable,
+                    auto_delete: declare.auto_delete,
+                    internal: declare.internal,
+                    arguments: declare.arguments,
+                }),
+                declare.nowait,
+                exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {}),
+            ),
+            exchange::AMQPMethod::Delete(delete) => (
+                AdminRequest::ExchangeDelete { vhost, name: delete.exchange.to_string(), if_unused: delete.if_unused },
+                delete.nowait,
+                exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {}),
+            ),
+            exchange::AMQPMethod::Bind(bind) => (
+                AdminRequest::Bind(Binding {
+                    vhost,
+                    source: bind.source.to_string(),
+                    destination: bind.destination.to_string(),
+                    destination_is_queue: false,
+                    routing_key: bind.routing_key.to_string(),
+                    arguments: bind.arguments,
+                    conn,
+                }),
+                bind.nowait,
+                exchange::AMQPMethod::BindOk(exchange::BindOk {}),
+            ),
+            exchange::AMQPMethod::Unbind(unbind) => (
+                AdminRequest::Unbind(Binding {
+                    vhost,
+                    source: unbind.source.to_string(),
+                    destination: unbind.destination.to_string(),
+                    destination_is_queue: false,
+                    routing_key: unbind.routing_key.to_string(),
+                    arguments: unbind.arguments,
+                    conn,
+                }),
+                unbind.nowait,
+                exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {}),
+            ),
+            _ => return Err(AmqpError::new(COMMAND_INVALID, "unexpected exchange method from a client")),
+        };
+        self.admin(request).await?;
+        if !nowait {
+            self.send_method(channel_id, &AMQPClass::Exchange(reply));
+        }
+        Ok(())
+    }
+
+    /// An empty queue name means the channel's last declared queue (spec, RabbitMQ).
+    pub fn queue_name(&self, channel_id: u16, name: &str) -> Result<String, AmqpError> {
+        if !name.is_empty() {
+            return Ok(name.to_string());
+        }
+        let channels = self.connection.channels.borrow();
+        channels
+            .get(&channel_id)
+            .and_then(|channel| channel.last_queue.clone())
+            .ok_or_else(|| AmqpError::new(NOT_FOUND, "no previously declared queue"))
+    }
+
+    async fn queue_method(&mut self, channel_id: u16, method: queue::AMQPMethod) -> Result<(), AmqpError> {
+        let vhost = self.vhost();
+        let conn = self.connection.id;
+        match method {
+            queue::AMQPMethod::Declare(declare) => self.queue_declare(channel_id, declare).await,
+            queue::AMQPMethod::Bind(bind) => {
+                let binding = Binding {
+                    vhost,
+                    source: bind.exchange.to_string(),
+                    destination: self.queue_name(channel_id, bind.queue.as_str())?,
+                    destination_is_queue: true,
+                    routing_key: bind.routing_key.to_string(),
+                    arguments: bind.arguments,
+                    conn,
+                };
+                self.admin(AdminRequest::Bind(binding)).await?;
+                if !bind.nowait {
+                    self.send_method(channel_id, &AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})));
+                }
+                Ok(())
+            }
+            queue::AMQPMethod::Unbind(unbind) => {
+                let binding = Binding {
+                    vhost,
+                    source: unbind.exchange.to_string(),
+                    destination: self.queue_name(channel_id, unbind.queue.as_str())?,
+                    destination_is_queue: true,
+                    routing_key: unbind.routing_key.to_string(),
+                    arguments: unbind.arguments,
+                    conn,
+                };
+                self.admin(AdminRequest::Unbind(binding)).await?;
+                self.send_method(channel_id, &AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})));
+                Ok(())
+            }
+            queue::AMQPMethod::Purge(purge) => {
+                let name = self.queue_name(channel_id, purge.queue.as_str())?;
+                let definition = self.resolve_queue(&name)?;
+                let queue_id = definition.id;
+                let reply = self
+                    .shard
+                    .request(queue_id.owner(), |reply| ShardMsg::QueueOp { queue: queue_id, request: QueueRequest::Purge, reply: Some(reply) })
+                    .await?;
+                if !purge.nowait {
+                    let message_count = if let ReplyBody::MessageCount(count) = reply { count } else { 0 };
+                    let ok = queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count });
+                    self.send_method(channel_id, &AMQPClass::Queue(ok));
+                }
+                Ok(())
+            }
+            queue::AMQPMethod::Delete(delete) => {
+                let name = self.queue_name(channel_id, delete.queue.as_str())?;
+                let request = AdminRequest::QueueDelete { vhost, name, if_unused: delete.if_unused, if_empty: delete.if_empty, conn };
+                let reply = self.admin(request).await?;
+                if !delete.nowait {
+                    let message_count = if let ReplyBody::MessageCount(count) = reply { count } else { 0 };
+                    let ok = queue::AMQPMethod::DeleteOk(queue::DeleteOk { message_count });
+                    self.send_method(channel_id, &AMQPClass::Queue(ok));
+                }
+                Ok(())
+            }
+            _ => Err(AmqpError::new(COMMAND_INVALID, "unexpected queue method from a client")),
+        }
+    }
+
+    async fn queue_declare(&mut self, channel_id: u16, declare: queue::Declare) -> Result<(), AmqpError> {
+        let name = declare.queue.to_string();
+        let request = AdminRequest::QueueDeclare(QueueDeclare {
+            vhost: self.vhost(),
+            name: name.clone(),
+            passive: declare.passive,
+            durable: declare.durable,
+            exclusive: declare.exclusive,
+            auto_delete: declare.auto_delete,
+            arguments: declare.arguments,
+            conn: self.connection.id,
+        });
+        let reply = self.admin(request).await?;
+        let ReplyBody::QueueDeclareOk { name, message_count, consumer_count } = reply else {
+            return Err(AmqpError::new(INTERNAL_ERROR, "unexpected answer to queue.declare"));
+        };
+        if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
+            channel.last_queue = Some(name.clone());
+        }
+        if !declare.nowait {
+            let ok = queue::AMQPMethod::DeclareOk(queue::DeclareOk { queue: name.into(), message_count, consumer_count });
+            self.send_method(channel_id, &AMQPClass::Queue(ok));
+        }
+        Ok(())
+    }
+
+    /// Finds a queue in this shard's snapshot, refusing another connection's exclusive queue.
+    pub fn resolve_queue(&self, name: &str) -> Result<std::sync::Arc<crate::broker::snapshot::QueueDef>, AmqpError> {
+        let vhost = self.vhost();
+        let snapshot = self.shard.snapshot();
+        let definition = snapshot
+            .vhost(&vhost)
+            .and_then(|found| found.queues.get(name).cloned())
+            .ok_or_else(|| AmqpError::not_found("queue", name, &vhost))?;
+        match definition.exclusive_owner {
+            Some(owner) if owner != self.connection.id => Err(AmqpError::exclusive_locked(name, &vhost)),
+            _ => Ok(definition),
+        }
+    }
+
+    fn confirm_select(&mut self, channel_id: u16, nowait: bool) -> Result<(), AmqpError> {
+        {
+            let mut channels = self.connection.channels.borrow_mut();
+            let Some(channel) = channels.get_mut(&channel_id) else { return Ok(()) };
+            if channel.transaction.is_some() {
+                return Err(AmqpError::new(PRECONDITION_FAILED, "cannot switch from tx to confirm mode"));
+            }
+            if channel.confirms.is_none() {
+                channel.confirms = Some(super::channel::Confirms::new());
+            }
+        }
+        if !nowait {
+            self.send_method(channel_id, &AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})));
+        }
+        Ok(())
+    }
+
+    fn tx_method(&mut self, channel_id: u16, method: tx::AMQPMethod) -> Result<(), AmqpError> {
+        let not_transactional = || AmqpError::new(PRECONDITION_FAILED, "channel is not transactional");
+        let reply = match method {
+            tx::AMQPMethod::Select(_) => {
+                let mut channels = self.connection.channels.borrow_mut();
+                let Some(channel) = channels.get_mut(&channel_id) else { return Ok(()) };
+                if channel.confirms.is_some() {
+                    return Err(AmqpError::new(PRECONDITION_FAILED, "cannot switch from confirm to tx mode"));
+                }
+                channel.transaction.get_or_insert_with(Default::default);
+                tx::AMQPMethod::SelectOk(tx::SelectOk {})
+            }
+            tx::AMQPMethod::Commit(_) => {
+                let pending = {
+                    let mut channels = self.connection.channels.borrow_mut();
+                    let transaction = channels.get_mut(&channel_id).and_then(|channel| channel.transaction.as_mut());
+                    std::mem::take(transaction.ok_or_else(not_transactional)?)
+                };
+                if pending.publishes.len() + pending.acks.len() > TX_PENDING_MAX {
+                    return Err(AmqpError::new(PRECONDITION_FAILED, "transaction too large"));
+                }
+                for ack in pending.acks {
+                    self.apply_ack(channel_id, ack)?;
+                }
+                for (publish, message) in pending.publishes {
+                    self.route_and_send(channel_id, &publish, message);
+                }
+                tx::AMQPMethod::CommitOk(tx::CommitOk {})
+            }
+            tx::AMQPMethod::Rollback(_) => {
+                let mut channels = self.connection.channels.borrow_mut();
+                let transaction = channels.get_mut(&channel_id).and_then(|channel| channel.transaction.as_mut());
+                *transaction.ok_or_else(not_transactional)? = Default::default();
+                tx::AMQPMethod::RollbackOk(tx::RollbackOk {})
+            }
+            _ => return Err(AmqpError::new(COMMAND_INVALID, "unexpected tx method from a client")),
+        };
+        self.send_method(channel_id, &AMQPClass::Tx(reply));
+        Ok(())
+    }
+}

@@ -1,0 +1,230 @@
+//! The connection handshake: protocol header, start/start-ok (PLAIN, AMQPLAIN), tune/tune-ok,
+//! open/open-ok.
+//!
+//! Authentication follows RabbitMQ's defaults: user guest/guest, accepted from loopback
+//! only; a refused login is connection.close 403 (the `authentication_failure_close`
+//! capability). Ends with the negotiated heartbeat; the caller bounds it in time.
+
+use amq_protocol::protocol::{connection as method, AMQPClass};
+use amq_protocol::types::{AMQPValue, FieldTable, LongString};
+
+use super::connection::{send_connection_close, touch_read, Connection, FrameReader};
+use super::frame::{FRAME_METHOD, PROTOCOL_HEADER};
+use super::methods::{encode_method, parse_method};
+use crate::broker::error::{AmqpError, ACCESS_REFUSED, COMMAND_INVALID, FRAME_ERROR, NOT_ALLOWED};
+use crate::limits::{CHANNEL_MAX, FRAME_MAX_BYTES, FRAME_MIN_BYTES, HEARTBEAT_SECONDS};
+use crate::shard::Shard;
+
+const DEFAULT_USER: &str = "guest";
+const DEFAULT_PASSWORD: &str = "guest";
+
+/// Runs the handshake; Ok(heartbeat seconds) when the connection is open.
+pub async fn run(shard: &Shard, connection: &Connection, reader: &mut FrameReader, loopback_peer: bool) -> Result<u16, ()> {
+    read_protocol_header(connection, reader).await?;
+    connection.write_with(|out| {
+        let _ = encode_method(out, 0, &start_method());
+    });
+    let start_ok = match expect_method(connection, reader).await? {
+        AMQPClass::Connection(method::AMQPMethod::StartOk(start_ok)) => start_ok,
+        _ => return fail(connection, AmqpError::new(COMMAND_INVALID, "expected connection.start-ok"), 10, 11),
+    };
+    if let Err(error) = authenticate(&start_ok, loopback_peer) {
+        return fail(connection, error, 10, 11);
+    }
+    let tune = AMQPClass::Connection(method::AMQPMethod::Tune(method::Tune {
+        channel_max: CHANNEL_MAX,
+        frame_max: FRAME_MAX_BYTES,
+        heartbeat: HEARTBEAT_SECONDS,
+    }));
+    connection.write_with(|out| {
+        let _ = encode_method(out, 0, &tune);
+    });
+    let tune_ok = match expect_method(connection, reader).await? {
+        AMQPClass::Connection(method::AMQPMethod::TuneOk(tune_ok)) => tune_ok,
+        _ => return fail(connection, AmqpError::new(COMMAND_INVALID, "expected connection.tune-ok"), 10, 31),
+    };
+    let frame_max = if tune_ok.frame_max == 0 { FRAME_MAX_BYTES } else { tune_ok.frame_max.min(FRAME_MAX_BYTES) };
+    if frame_max < FRAME_MIN_BYTES {
+        let error = AmqpError::new(FRAME_ERROR, format!("frame_max={frame_max} < {FRAME_MIN_BYTES} min size"));
+        return fail(connection, error, 10, 31);
+    }
+    connection.frame_max.set(frame_max);
+    let channel_max = if tune_ok.channel_max == 0 { CHANNEL_MAX } else { tune_ok.channel_max.min(CHANNEL_MAX) };
+    connection.channel_max.set(channel_max);
+    let open = match expect_method(connection, reader).await? {
+        AMQPClass::Connection(method::AMQPMethod::Open(open)) => open,
+        _ => return fail(connection, AmqpError::new(COMMAND_INVALID, "expected connection.open"), 10, 40),
+    };
+    let vhost = open.virtual_host.as_str().to_string();
+    if shard.snapshot().vhost(&vhost).is_none() {
+        return fail(connection, AmqpError::new(NOT_ALLOWED, format!("vhost {vhost} not found")), 10, 40);
+    }
+    *connection.vhost.borrow_mut() = vhost;
+    let open_ok = AMQPClass::Connection(method::AMQPMethod::OpenOk(method::OpenOk {}));
+    connection.write_with(|out| {
+        let _ = encode_method(out, 0, &open_ok);
+    });
+    Ok(tune_ok.heartbeat)
+}
+
+fn fail(connection: &Connection, error: AmqpError, class_id: u16, method_id: u16) -> Result<u16, ()> {
+    crate::info!("connection {} refused: {}", connection.id, error.reply_text);
+    send_connection_close(connection, &error, class_id, method_id);
+    Err(())
+}
+
+/// A wrong header gets the header this broker speaks, then the socket closes (spec 4.2.2).
+async fn read_protocol_header(connection: &Connection, reader: &mut FrameReader) -> Result<(), ()> {
+    while reader.buffered().len() < PROTOCOL_HEADER.len() {
+        let prefix = reader.buffered();
+        if !PROTOCOL_HEADER.starts_with(prefix) {
+            break;
+        }
+        if !reader.fill().await {
+            return Err(());
+        }
+    }
+    let buffered = reader.buffered();
+    if buffered.len() < PROTOCOL_HEADER.len() || &buffered[..PROTOCOL_HEADER.len()] != PROTOCOL_HEADER {
+        connection.write_with(|out| out.extend_from_slice(PROTOCOL_HEADER));
+        return Err(());
+    }
+    reader.consume(PROTOCOL_HEADER.len());
+    touch_read(connection);
+    Ok(())
+}
+
+/// Reads the next frame of the handshake, which must be a method on channel 0.
+async fn expect_method(connection: &Connection, reader: &mut FrameReader) -> Result<AMQPClass, ()> {
+    let frame = match reader.next_frame(FRAME_MIN_BYTES.max(connection.frame_max.get())).await {
+        Ok(frame) => frame,
+        Err(super::connection::ReadError::Closed) => return Err(()),
+        Err(super::connection::ReadError::Frame(error)) => {
+            send_connection_close(connection, &AmqpError::new(error.reply_code(), error), 0, 0);
+            return Err(());
+        }
+    };
+    touch_read(connection);
+    if frame.frame_type != FRAME_METHOD || frame.channel != 0 {
+        let error = AmqpError::new(crate::broker::error::UNEXPECTED_FRAME, "expected a method frame on channel 0");
+        send_connection_close(connection, &error, 0, 0);
+        return Err(());
+    }
+    parse_method(&frame.payload).map_err(|error| {
+        send_connection_close(connection, &AmqpError::new(error.reply_code(), error), 0, 0);
+    })
+}
+
+fn authenticate(start_ok: &method::StartOk, loopback_peer: bool) -> Result<(), AmqpError> {
+    let mechanism = start_ok.mechanism.as_str();
+    let credentials = match mechanism {
+        "PLAIN" => parse_plain(start_ok.response.as_bytes()),
+        "AMQPLAIN" => parse_amqplain(start_ok.response.as_bytes()),
+        _ => None,
+    };
+    let refused = || {
+        AmqpError::new(
+            ACCESS_REFUSED,
+            format!("Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."),
+        )
+    };
+    let Some((user, password)) = credentials else { return Err(refused()) };
+    if user != DEFAULT_USER || password != DEFAULT_PASSWORD {
+        return Err(refused());
+    }
+    if !loopback_peer {
+        return Err(AmqpError::new(
+            ACCESS_REFUSED,
+            "user 'guest' can only connect via localhost".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// PLAIN: `[authzid] NUL authcid NUL password`.
+fn parse_plain(response: &[u8]) -> Option<(String, String)> {
+    let mut parts = response.split(|byte| *byte == 0);
+    let _authorization = parts.next()?;
+    let user = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    let password = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    Some((user, password))
+}
+
+/// AMQPLAIN: a field table without its length prefix, holding LOGIN and PASSWORD.
+fn parse_amqplain(response: &[u8]) -> Option<(String, String)> {
+    let (mut user, mut password) = (None, None);
+    let mut rest = response;
+    while !rest.is_empty() {
+        let key_length = usize::from(*rest.first()?);
+        let key = rest.get(1..1 + key_length)?;
+        let kind = *rest.get(1 + key_length)?;
+        if kind != b'S' {
+            return None;
+        }
+        let length_bytes = rest.get(2 + key_length..6 + key_length)?;
+        let length = u32::from_be_bytes(length_bytes.try_into().ok()?) as usize;
+        let value = rest.get(6 + key_length..6 + key_length + length)?;
+        let value = String::from_utf8(value.to_vec()).ok()?;
+        match key {
+            b"LOGIN" => user = Some(value),
+            b"PASSWORD" => password = Some(value),
+            _ => {}
+        }
+        rest = &rest[6 + key_length + length..];
+    }
+    Some((user?, password?))
+}
+
+fn start_method() -> AMQPClass {
+    let mut capabilities = FieldTable::default();
+    for capability in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "connection.blocked",
+        "authentication_failure_close",
+        "per_consumer_qos",
+    ] {
+        capabilities.insert(capability.into(), AMQPValue::Boolean(true));
+    }
+    let mut properties = FieldTable::default();
+    properties.insert("capabilities".into(), AMQPValue::FieldTable(capabilities));
+    for (key, value) in [
+        ("product", "SpateMQ"),
+        ("version", env!("CARGO_PKG_VERSION")),
+        ("platform", "Rust"),
+        ("cluster_name", "spatemq"),
+        ("copyright", "The SpateMQ authors"),
+        ("information", "Licensed under the Apache License 2.0"),
+    ] {
+        properties.insert(key.into(), AMQPValue::LongString(LongString::from(value)));
+    }
+    AMQPClass::Connection(method::AMQPMethod::Start(method::Start {
+        version_major: 0,
+        version_minor: 9,
+        server_properties: properties,
+        mechanisms: LongString::from("PLAIN AMQPLAIN"),
+        locales: LongString::from("en_US"),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_and_amqplain_credentials_parse() {
+        assert_eq!(parse_plain(b"\0guest\0guest"), Some(("guest".into(), "guest".into())));
+        let mut amqplain = Vec::new();
+        for (key, value) in [("LOGIN", "guest"), ("PASSWORD", "secret")] {
+            amqplain.push(key.len() as u8);
+            amqplain.extend_from_slice(key.as_bytes());
+            amqplain.push(b'S');
+            amqplain.extend_from_slice(&(value.len() as u32).to_be_bytes());
+            amqplain.extend_from_slice(value.as_bytes());
+        }
+        assert_eq!(parse_amqplain(&amqplain), Some(("guest".into(), "secret".into())));
+        assert_eq!(parse_amqplain(&amqplain[..amqplain.len() - 1]), None);
+    }
+}

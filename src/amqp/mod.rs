@@ -1,0 +1,13 @@
+//! AMQP 0-9-1 on the wire: framing, the hand-written hot-path codec, amq-protocol wrappers for
+//! every other method, and the connection/channel state machines that speak to clients.
+
+mod basic;
+pub mod channel;
+pub mod connection;
+pub mod deliveries;
+pub mod dispatch;
+pub mod frame;
+mod handlers;
+mod handshake;
+pub mod hotpath;
+pub mod methods;

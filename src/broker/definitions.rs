@@ -1,0 +1,447 @@
+//! The single writer of definitions (runs on shard 0): applies declares, deletes and bindings
+//! to a copy-on-write `Snapshot` and says when a new version must be published.
+//!
+//! It checks every rule RabbitMQ checks (reserved names, equivalence, exclusivity) and answers
+//! with RabbitMQ's reply codes and texts. It owns no queue contents (those live on the owner
+//! shard) and performs no I/O: the shard layer publishes snapshots and forwards work.
+
+use std::sync::Arc;
+
+use amq_protocol::types::{AMQPValue, FieldTable};
+
+use super::error::{AmqpError, ACCESS_REFUSED, COMMAND_INVALID, PRECONDITION_FAILED, RESOURCE_ERROR};
+use super::ids::{ConnId, Destination, ExchangeId, QueueId};
+use super::requests::{Binding, ExchangeDeclare, QueueDeclare};
+use super::routing::{validate_x_match, ExchangeKind, RoutingTable};
+use super::snapshot::{Exchange, QueueDef, Snapshot, Vhost};
+use crate::limits::{BINDINGS_PER_EXCHANGE_MAX, EXCHANGES_MAX, NAME_MAX_BYTES, QUEUES_MAX};
+use crate::shard::placement::queue_owner;
+
+pub const DEFAULT_VHOST: &str = "/";
+
+const PREDECLARED: &[(&str, ExchangeKind)] = &[
+    ("", ExchangeKind::Direct),
+    ("amq.direct", ExchangeKind::Direct),
+    ("amq.fanout", ExchangeKind::Fanout),
+    ("amq.topic", ExchangeKind::Topic),
+    ("amq.headers", ExchangeKind::Headers),
+    ("amq.match", ExchangeKind::Headers),
+];
+
+pub enum QueueDeclared {
+    Created(Arc<QueueDef>),
+    Existing(Arc<QueueDef>),
+}
+
+pub struct Definitions {
+    snapshot: Arc<Snapshot>,
+    shard_count: usize,
+    next_queue_sequence: u64,
+    next_exchange_id: u64,
+    queue_count: usize,
+    exchange_count: usize,
+    changed: bool,
+    name_seed: u64,
+}
+
+impl Definitions {
+    pub fn new(shard_count: usize) -> Definitions {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9_7f4a_7c15, |elapsed| elapsed.as_nanos() as u64)
+            | 1;
+        let mut definitions = Definitions {
+            snapshot: Arc::new(Snapshot::default()),
+            shard_count,
+            next_queue_sequence: 1,
+            next_exchange_id: 1,
+            queue_count: 0,
+            exchange_count: 0,
+            changed: true,
+            name_seed: seed,
+        };
+        definitions.add_vhost(DEFAULT_VHOST);
+        definitions
+    }
+
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    /// If anything changed since the last call, bumps the version and returns the snapshot to
+    /// publish to every shard.
+    pub fn take_changed(&mut self) -> Option<Arc<Snapshot>> {
+        if !self.changed {
+            return None;
+        }
+        self.changed = false;
+        Arc::make_mut(&mut self.snapshot).version += 1;
+        Some(self.snapshot.clone())
+    }
+
+    pub fn add_vhost(&mut self, name: &str) {
+        let mut vhost = Vhost { name: name.to_string(), ..Vhost::default() };
+        for (exchange_name, kind) in PREDECLARED {
+            let id = self.new_exchange_id();
+            let exchange = new_exchange(id, exchange_name, *kind, true, false, false, FieldTable::default());
+            vhost.exchange_names.insert(id, exchange_name.to_string());
+            vhost.exchanges.insert(exchange_name.to_string(), Arc::new(exchange));
+        }
+        Arc::make_mut(&mut self.snapshot).vhosts.insert(name.to_string(), Arc::new(vhost));
+        self.changed = true;
+    }
+
+    fn new_exchange_id(&mut self) -> ExchangeId {
+        let id = ExchangeId(self.next_exchange_id);
+        self.next_exchange_id += 1;
+        id
+    }
+
+    fn vhost(&self, name: &str) -> Result<&Arc<Vhost>, AmqpError> {
+        self.snapshot.vhosts.get(name).ok_or_else(|| AmqpError::new(super::error::NOT_FOUND, format!("no vhost '{name}'")))
+    }
+
+    fn vhost_mut(&mut self, name: &str) -> Result<&mut Vhost, AmqpError> {
+        self.changed = true;
+        let vhosts = &mut Arc::make_mut(&mut self.snapshot).vhosts;
+        let vhost = vhosts.get_mut(name).ok_or_else(|| AmqpError::new(super::error::NOT_FOUND, format!("no vhost '{name}'")))?;
+        Ok(Arc::make_mut(vhost))
+    }
+
+    pub fn declare_exchange(&mut self, request: &ExchangeDeclare) -> Result<(), AmqpError> {
+        let vhost_name = request.vhost.as_str();
+        let existing = self.vhost(vhost_name)?.exchanges.get(&request.name).cloned();
+        if request.passive {
+            return match existing {
+                Some(_) => Ok(()),
+                None => Err(AmqpError::not_found("exchange", &request.name, vhost_name)),
+            };
+        }
+        if request.name.is_empty() {
+            return Err(AmqpError::new(ACCESS_REFUSED, "operation not permitted on the default exchange"));
+        }
+        let kind = ExchangeKind::parse(&request.kind)
+            .ok_or_else(|| AmqpError::new(COMMAND_INVALID, format!("unknown exchange type '{}'", request.kind)))?;
+        if let Some(exchange) = existing {
+            return check_exchange_equivalence(&exchange, kind, request);
+        }
+        check_name("exchange", &request.name)?;
+        if self.exchange_count >= EXCHANGES_MAX {
+            return Err(AmqpError::new(RESOURCE_ERROR, "exchange limit reached"));
+        }
+        let id = self.new_exchange_id();
+        let exchange = new_exchange(
+            id,
+            &request.name,
+            kind,
+            request.durable,
+            request.auto_delete,
+            request.internal,
+            request.arguments.clone(),
+        );
+        let vhost = self.vhost_mut(vhost_name)?;
+        vhost.exchange_names.insert(id, request.name.clone());
+        vhost.exchanges.insert(request.name.clone(), Arc::new(exchange));
+        self.exchange_count += 1;
+        Ok(())
+    }
+
+    pub fn delete_exchange(&mut self, vhost_name: &str, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+        if name.is_empty() {
+            return Err(AmqpError::new(ACCESS_REFUSED, "operation not permitted on the default exchange"));
+        }
+        if name.starts_with("amq.") {
+            return Err(AmqpError::reserved_name("exchange", name));
+        }
+        let Some(exchange) = self.vhost(vhost_name)?.exchanges.get(name).cloned() else {
+            return Ok(()); // deleting a missing exchange succeeds, as in RabbitMQ
+        };
+        if if_unused && exchange.table.has_bindings() {
+            return Err(AmqpError::new(PRECONDITION_FAILED, format!("exchange '{name}' in vhost '{vhost_name}' in use")));
+        }
+        self.remove_exchange(vhost_name, exchange.id)
+    }
+
+    fn remove_exchange(&mut self, vhost_name: &str, id: ExchangeId) -> Result<(), AmqpError> {
+        let vhost = self.vhost_mut(vhost_name)?;
+        if let Some(name) = vhost.exchange_names.remove(&id) {
+            vhost.exchanges.remove(&name);
+            self.exchange_count = self.exchange_count.saturating_sub(1);
+        }
+        self.remove_destination(vhost_name, Destination::Exchange(id))
+    }
+
+    /// Removes every binding to `destination`, then auto-deletes exchanges left unbound.
+    fn remove_destination(&mut self, vhost_name: &str, destination: Destination) -> Result<(), AmqpError> {
+        let vhost = self.vhost_mut(vhost_name)?;
+        let mut emptied = Vec::new();
+        for exchange in vhost.exchanges.values_mut() {
+            if exchange.table.bindings().any(|(bound, _, _)| bound == destination) {
+                let exchange = Arc::make_mut(exchange);
+                exchange.table.remove_destination(destination);
+                if exchange.auto_delete && !exchange.table.has_bindings() {
+                    emptied.push(exchange.id);
+                }
+            }
+        }
+        for id in emptied {
+            self.remove_exchange(vhost_name, id)?;
+        }
+        Ok(())
+    }
+
+    pub fn declare_queue(&mut self, request: &QueueDeclare) -> Result<QueueDeclared, AmqpError> {
+        let vhost_name = request.vhost.as_str();
+        let existing = self.vhost(vhost_name)?.queues.get(&request.name).cloned();
+        if let Some(queue) = existing {
+            check_exclusive_access(&queue, request.conn)?;
+            if !request.passive {
+                check_queue_equivalence(&queue, request)?;
+            }
+            return Ok(QueueDeclared::Existing(queue));
+        }
+        if request.passive {
+            return Err(AmqpError::not_found("queue", &request.name, vhost_name));
+        }
+        let name = if request.name.is_empty() { self.server_named_queue() } else { request.name.clone() };
+        if !request.name.is_empty() {
+            check_name("queue", &name)?;
+        }
+        if self.queue_count >= QUEUES_MAX {
+            return Err(AmqpError::new(RESOURCE_ERROR, "queue limit reached"));
+        }
+        let owner = if request.exclusive || request.name.is_empty() {
+            request.conn.shard()
+        } else {
+            queue_owner(vhost_name, &name, self.shard_count)
+        };
+        let definition = Arc::new(QueueDef {
+            id: QueueId::new(owner, self.next_queue_sequence),
+            vhost: vhost_name.to_string(),
+            name: name.clone(),
+            durable: request.durable,
+            exclusive_owner: request.exclusive.then_some(request.conn),
+            auto_delete: request.auto_delete,
+            arguments: request.arguments.clone(),
+        });
+        self.next_queue_sequence += 1;
+        self.queue_count += 1;
+        self.vhost_mut(vhost_name)?.queues.insert(name, definition.clone());
+        Ok(QueueDeclared::Created(definition))
+    }
+
+    /// Finds a queue for queue.delete; a missing queue is not an error (RabbitMQ answers
+    /// delete-ok with a count of 0).
+    pub fn queue_for_delete(&self, vhost_name: &str, name: &str, conn: ConnId) -> Result<Option<Arc<QueueDef>>, AmqpError> {
+        match self.vhost(vhost_name)?.queues.get(name) {
+            None => Ok(None),
+            Some(queue) => {
+                check_exclusive_access(queue, conn)?;
+                Ok(Some(queue.clone()))
+            }
+        }
+    }
+
+    /// Forgets a queue its owner has deleted, with its bindings.
+    pub fn remove_queue(&mut self, vhost_name: &str, id: QueueId) -> Result<(), AmqpError> {
+        let vhost = self.vhost_mut(vhost_name)?;
+        let name = vhost.queues.values().find(|queue| queue.id == id).map(|queue| queue.name.clone());
+        if let Some(name) = name {
+            vhost.queues.remove(&name);
+            self.queue_count = self.queue_count.saturating_sub(1);
+        }
+        self.remove_destination(vhost_name, Destination::Queue(id))
+    }
+
+    pub fn exclusive_queues_of(&self, conn: ConnId) -> Vec<Arc<QueueDef>> {
+        self.snapshot
+            .vhosts
+            .values()
+            .flat_map(|vhost| vhost.queues.values())
+            .filter(|queue| queue.exclusive_owner == Some(conn))
+            .cloned()
+            .collect()
+    }
+
+    pub fn bind(&mut self, binding: &Binding) -> Result<(), AmqpError> {
+        let (source, destination) = self.resolve_binding(binding)?;
+        if source.kind == ExchangeKind::Headers {
+            validate_x_match(&binding.arguments).map_err(|text| AmqpError::new(PRECONDITION_FAILED, text))?;
+        }
+        if source.table.bindings().count() >= BINDINGS_PER_EXCHANGE_MAX {
+            return Err(AmqpError::new(RESOURCE_ERROR, "binding limit reached"));
+        }
+        let vhost = self.vhost_mut(&binding.vhost)?;
+        if let Some(exchange) = vhost.exchanges.get_mut(&binding.source) {
+            Arc::make_mut(exchange).table.bind(destination, &binding.routing_key, &binding.arguments);
+        }
+        Ok(())
+    }
+
+    pub fn unbind(&mut self, binding: &Binding) -> Result<(), AmqpError> {
+        let (source, destination) = self.resolve_binding(binding)?;
+        let vhost = self.vhost_mut(&binding.vhost)?;
+        let mut emptied = None;
+        if let Some(exchange) = vhost.exchanges.get_mut(&binding.source) {
+            let exchange = Arc::make_mut(exchange);
+            if exchange.table.unbind(destination, &binding.routing_key, &binding.arguments)
+                && exchange.auto_delete
+                && !exchange.table.has_bindings()
+            {
+                emptied = Some(source.id);
+            }
+        }
+        if let Some(id) = emptied {
+            self.remove_exchange(&binding.vhost, id)?;
+        }
+        Ok(())
+    }
+
+    fn resolve_binding(&self, binding: &Binding) -> Result<(Arc<Exchange>, Destination), AmqpError> {
+        let vhost = self.vhost(&binding.vhost)?;
+        let destination = if binding.destination_is_queue {
+            let queue = vhost
+                .queues
+                .get(&binding.destination)
+                .ok_or_else(|| AmqpError::not_found("queue", &binding.destination, &binding.vhost))?;
+            check_exclusive_access(queue, binding.conn)?;
+            Destination::Queue(queue.id)
+        } else {
+            let exchange = vhost
+                .exchanges
+                .get(&binding.destination)
+                .ok_or_else(|| AmqpError::not_found("exchange", &binding.destination, &binding.vhost))?;
+            if exchange.name.is_empty() {
+                return Err(AmqpError::new(ACCESS_REFUSED, "operation not permitted on the default exchange"));
+            }
+            Destination::Exchange(exchange.id)
+        };
+        let source = vhost
+            .exchanges
+            .get(&binding.source)
+            .ok_or_else(|| AmqpError::not_found("exchange", &binding.source, &binding.vhost))?;
+        if source.name.is_empty() {
+            return Err(AmqpError::new(ACCESS_REFUSED, "operation not permitted on the default exchange"));
+        }
+        Ok((source.clone(), destination))
+    }
+
+    /// `amq.gen-` and 22 url-safe characters, as RabbitMQ names server-named queues.
+    fn server_named_queue(&mut self) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut name = String::from("amq.gen-");
+        for _ in 0..22 {
+            self.name_seed ^= self.name_seed << 13;
+            self.name_seed ^= self.name_seed >> 7;
+            self.name_seed ^= self.name_seed << 17;
+            name.push(char::from(ALPHABET[(self.name_seed % 64) as usize]));
+        }
+        name
+    }
+}
+
+fn new_exchange(
+    id: ExchangeId,
+    name: &str,
+    kind: ExchangeKind,
+    durable: bool,
+    auto_delete: bool,
+    internal: bool,
+    arguments: FieldTable,
+) -> Exchange {
+    Exchange { id, name: name.to_string(), kind, durable, auto_delete, internal, arguments, table: RoutingTable::new(kind) }
+}
+
+fn check_name(kind: &str, name: &str) -> Result<(), AmqpError> {
+    if name.starts_with("amq.") {
+        return Err(AmqpError::reserved_name(kind, name));
+    }
+    if name.len() > NAME_MAX_BYTES {
+        return Err(AmqpError::new(PRECONDITION_FAILED, format!("{kind} name too long")));
+    }
+    Ok(())
+}
+
+fn check_exclusive_access(queue: &QueueDef, conn: ConnId) -> Result<(), AmqpError> {
+    match queue.exclusive_owner {
+        Some(owner) if owner != conn => Err(AmqpError::exclusive_locked(&queue.name, &queue.vhost)),
+        _ => Ok(()),
+    }
+}
+
+fn check_exchange_equivalence(exchange: &Exchange, kind: ExchangeKind, request: &ExchangeDeclare) -> Result<(), AmqpError> {
+    let fail = |arg: &str, received: String, current: String| {
+        Err(AmqpError::inequivalent(arg, "exchange", &exchange.name, &request.vhost, &received, &current))
+    };
+    if exchange.kind != kind {
+        return fail("type", kind.as_str().into(), exchange.kind.as_str().into());
+    }
+    if exchange.durable != request.durable {
+        return fail("durable", request.durable.to_string(), exchange.durable.to_string());
+    }
+    if exchange.auto_delete != request.auto_delete {
+        return fail("auto_delete", request.auto_delete.to_string(), exchange.auto_delete.to_string());
+    }
+    if exchange.internal != request.internal {
+        return fail("internal", request.internal.to_string(), exchange.internal.to_string());
+    }
+    Ok(())
+}
+
+fn check_queue_equivalence(queue: &QueueDef, request: &QueueDeclare) -> Result<(), AmqpError> {
+    let fail = |arg: &str, received: String, current: String| {
+        Err(AmqpError::inequivalent(arg, "queue", &queue.name, &queue.vhost, &received, &current))
+    };
+    if queue.durable != request.durable {
+        return fail("durable", request.durable.to_string(), queue.durable.to_string());
+    }
+    if queue.auto_delete != request.auto_delete {
+        return fail("auto_delete", request.auto_delete.to_string(), queue.auto_delete.to_string());
+    }
+    if queue.exclusive_owner.is_some() != request.exclusive {
+        return Err(AmqpError::exclusive_locked(&queue.name, &queue.vhost));
+    }
+    check_arguments_equivalence(queue, &request.arguments)
+}
+
+/// RabbitMQ compares the `x-` arguments that change queue behaviour; a difference is 406.
+fn check_arguments_equivalence(queue: &QueueDef, received: &FieldTable) -> Result<(), AmqpError> {
+    let keys = queue.arguments.inner().keys().chain(received.inner().keys());
+    for key in keys {
+        let name = key.as_str();
+        if !name.starts_with("x-") {
+            continue;
+        }
+        let current = queue.arguments.inner().get(key);
+        let new = received.inner().get(key);
+        if current != new {
+            let text = format!(
+                "inequivalent arg '{name}' for queue '{}' in vhost '{}': received {} but current is {}",
+                queue.name,
+                queue.vhost,
+                describe_value(new),
+                describe_value(current)
+            );
+            return Err(AmqpError::new(PRECONDITION_FAILED, text));
+        }
+    }
+    Ok(())
+}
+
+fn describe_value(value: Option<&AMQPValue>) -> String {
+    match value {
+        None => "none".to_string(),
+        Some(value) => {
+            let (text, kind) = match value {
+                AMQPValue::LongString(text) => (text.to_string(), "longstr"),
+                AMQPValue::ShortString(text) => (text.to_string(), "shortstr"),
+                AMQPValue::LongLongInt(number) => (number.to_string(), "long"),
+                AMQPValue::LongInt(number) => (number.to_string(), "signedint"),
+                AMQPValue::ShortInt(number) => (number.to_string(), "short"),
+                AMQPValue::Boolean(flag) => (flag.to_string(), "bool"),
+                other => (format!("{other:?}"), "value"),
+            };
+            format!("the value '{text}' of type '{kind}'")
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Broker state independent of the wire: identifiers, messages, exchanges and their routing
+//! tables, the definitions writer, and the queue state machine. Nothing here does I/O.
+
+pub mod definitions;
+pub mod error;
+pub mod headers_match;
+pub mod ids;
+pub mod message;
+pub mod queue;
+pub mod requests;
+pub mod routing;
+pub mod snapshot;
+pub mod topic;

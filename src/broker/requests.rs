@@ -1,0 +1,86 @@
+//! Requests that change definitions, sent by a connection's shard to the single writer, and
+//! the answers that travel back.
+//!
+//! Plain data only: what the client asked, already decoded, and what the broker replies.
+
+use amq_protocol::types::FieldTable;
+
+use super::ids::{ConnId, Holder, QueueId};
+use super::message::Message;
+use std::sync::Arc;
+
+#[derive(Debug)]
+pub struct ExchangeDeclare {
+    pub vhost: String,
+    pub name: String,
+    pub kind: String,
+    pub passive: bool,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+}
+
+#[derive(Debug)]
+pub struct QueueDeclare {
+    pub vhost: String,
+    pub name: String,
+    pub passive: bool,
+    pub durable: bool,
+    pub exclusive: bool,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+    pub conn: ConnId,
+}
+
+/// A binding between a source exchange and a queue or another exchange.
+#[derive(Debug)]
+pub struct Binding {
+    pub vhost: String,
+    pub source: String,
+    pub destination: String,
+    pub destination_is_queue: bool,
+    pub routing_key: String,
+    pub arguments: FieldTable,
+    pub conn: ConnId,
+}
+
+#[derive(Debug)]
+pub enum AdminRequest {
+    ExchangeDeclare(ExchangeDeclare),
+    ExchangeDelete { vhost: String, name: String, if_unused: bool },
+    QueueDeclare(QueueDeclare),
+    QueueDelete { vhost: String, name: String, if_unused: bool, if_empty: bool, conn: ConnId },
+    Bind(Binding),
+    Unbind(Binding),
+}
+
+/// Operations on one queue, executed by its owner shard.
+#[derive(Debug)]
+pub enum QueueRequest {
+    /// Answer a queue.declare-ok with the queue's counts.
+    DeclareOk,
+    Consume { holder: Holder, consumer_tag: Arc<str>, no_ack: bool, exclusive: bool, prefetch_count: u32, nowait: bool },
+    Cancel { holder: Holder, consumer_tag: Arc<str> },
+    Get { holder: Holder, no_ack: bool },
+    Purge,
+    Delete { if_unused: bool, if_empty: bool },
+}
+
+#[derive(Debug)]
+pub struct GotMessage {
+    pub queue: QueueId,
+    pub sequence: u64,
+    pub message: Arc<Message>,
+    pub redelivered: bool,
+    pub message_count: u32,
+}
+
+#[derive(Debug)]
+pub enum ReplyBody {
+    Done,
+    QueueDeclareOk { name: String, message_count: u32, consumer_count: u32 },
+    MessageCount(u32),
+    ConsumeOk,
+    Get(Option<GotMessage>),
+}

@@ -1,0 +1,111 @@
+//! The immutable definitions every shard routes with: vhosts, exchanges (with their binding
+//! tables) and queue definitions.
+//!
+//! The single writer (shard 0, `definitions.rs`) builds a new `Snapshot` per change by
+//! copy-on-write (`Arc::make_mut`), so an unchanged exchange or vhost is shared between
+//! versions. Shards swap their `Arc<Snapshot>` when a new one arrives; routing reads it
+//! without locks. Nothing here performs I/O or mutates a published snapshot.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use amq_protocol::types::FieldTable;
+
+use super::ids::{ConnId, Destination, ExchangeId, QueueId};
+use super::routing::{ExchangeKind, RoutingTable};
+use crate::limits::EXCHANGE_HOPS_MAX;
+
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    pub id: ExchangeId,
+    pub name: String,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+    pub table: RoutingTable<Destination>,
+}
+
+#[derive(Clone, Debug)]
+pub struct QueueDef {
+    pub id: QueueId,
+    pub vhost: String,
+    pub name: String,
+    pub durable: bool,
+    pub exclusive_owner: Option<ConnId>,
+    pub auto_delete: bool,
+    pub arguments: FieldTable,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Vhost {
+    pub name: String,
+    pub exchanges: HashMap<String, Arc<Exchange>>,
+    pub exchange_names: HashMap<ExchangeId, String>,
+    pub queues: HashMap<String, Arc<QueueDef>>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub version: u64,
+    pub vhosts: HashMap<String, Arc<Vhost>>,
+}
+
+impl Vhost {
+    pub fn exchange_by_id(&self, id: ExchangeId) -> Option<&Arc<Exchange>> {
+        self.exchange_names.get(&id).and_then(|name| self.exchanges.get(name))
+    }
+
+    /// Appends every queue the message reaches from `exchange`, each once, following
+    /// exchange-to-exchange bindings. The default exchange ("") routes to the queue named by
+    /// the routing key. `headers` is asked for only when a headers exchange is on the path.
+    pub fn route(
+        &self,
+        exchange: &Exchange,
+        routing_key: &[u8],
+        headers: &mut dyn FnMut() -> Option<FieldTable>,
+        out: &mut Vec<QueueId>,
+    ) {
+        let mut pending: Vec<Destination> = Vec::new();
+        let mut visited: Vec<ExchangeId> = vec![exchange.id];
+        let mut parsed_headers: Option<Option<FieldTable>> = None;
+        let mut current = Some(exchange);
+        let mut hops = 0;
+        while let Some(source) = current {
+            if source.name.is_empty() {
+                if let Some(queue) = std::str::from_utf8(routing_key).ok().and_then(|name| self.queues.get(name)) {
+                    pending.push(Destination::Queue(queue.id));
+                }
+            } else if source.kind == ExchangeKind::Headers {
+                let table = parsed_headers.get_or_insert_with(&mut *headers);
+                source.table.route(routing_key, table.as_ref(), &mut pending);
+            } else {
+                source.table.route(routing_key, None, &mut pending);
+            }
+            current = None;
+            while let Some(destination) = pending.pop() {
+                match destination {
+                    Destination::Queue(queue) => out.push(queue),
+                    Destination::Exchange(id) if hops < EXCHANGE_HOPS_MAX && !visited.contains(&id) => {
+                        visited.push(id);
+                        if let Some(next) = self.exchange_by_id(id) {
+                            hops += 1;
+                            current = Some(next);
+                            break;
+                        }
+                    }
+                    Destination::Exchange(_) => {}
+                }
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+    }
+}
+
+impl Snapshot {
+    pub fn vhost(&self, name: &str) -> Option<&Arc<Vhost>> {
+        self.vhosts.get(name)
+    }
+}

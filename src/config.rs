@@ -1,0 +1,236 @@
+//! Broker configuration: command-line flags over `SPATEMQ_*` environment variables over
+//! defaults, then `validate()` with one check per rule.
+//!
+//! Parsing is hand-written to keep the dependency list short; every flag has an environment
+//! twin (`--amqp-port` ↔ `SPATEMQ_AMQP_PORT`).
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use crate::logging::Level;
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub amqp_port: u16,
+    pub bind: IpAddr,
+    pub data_dir: PathBuf,
+    pub shards: usize,
+    pub pin_cores: bool,
+    pub log_level: Level,
+    /// Each shard also listens on a port of its own (printed at start), so tests and
+    /// diagnostics can place a connection on a chosen shard.
+    pub per_shard_listeners: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    UnknownFlag(String),
+    MissingValue(String),
+    BadValue { flag: String, value: String, why: &'static str },
+    Invalid(String),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::UnknownFlag(flag) => write!(f, "unknown flag {flag} (see --help)"),
+            ConfigError::MissingValue(flag) => write!(f, "flag {flag} needs a value"),
+            ConfigError::BadValue { flag, value, why } => {
+                write!(f, "bad value {value:?} for {flag}: {why}")
+            }
+            ConfigError::Invalid(message) => write!(f, "invalid configuration: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// What the command line asked for.
+pub enum Command {
+    Serve(Config),
+    Help,
+    Version,
+}
+
+pub const HELP: &str = "\
+spatemq: an AMQP 0-9-1 message broker
+
+USAGE:
+    spatemq [serve] [FLAGS]
+
+FLAGS (each also read from the environment as SPATEMQ_<NAME>, flag wins):
+    --amqp-port <port>      AMQP port [default: 5672; 0 picks a free port and prints it]
+    --bind <address>        address to listen on [default: 0.0.0.0]
+    --data-dir <path>       data directory, created if missing [default: ./data]
+    --shards <n>            shard threads [default: available cores]
+    --pin-cores             pin shard i to core i
+    --log-level <level>     error, warn, info or debug [default: info]
+    --per-shard-listeners   each shard also listens on a port of its own (tests, diagnostics)
+    -h, --help              this text
+    -V, --version           the version
+";
+
+impl Config {
+    pub fn defaults() -> Config {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Config {
+            amqp_port: 5672,
+            bind: IpAddr::from([0, 0, 0, 0]),
+            data_dir: PathBuf::from("data"),
+            shards: cores,
+            pin_cores: false,
+            log_level: Level::Info,
+            per_shard_listeners: false,
+        }
+    }
+
+    /// Checks each rule separately so the message names the one that failed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.shards == 0 {
+            return Err(ConfigError::Invalid("--shards must be at least 1".into()));
+        }
+        if self.shards > crate::shard::SHARDS_MAX {
+            return Err(ConfigError::Invalid(format!(
+                "--shards must be at most {}",
+                crate::shard::SHARDS_MAX
+            )));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::Invalid("--data-dir must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    fn apply<'a>(&mut self, flag: &str, value: Option<&'a str>) -> Result<(), ConfigError> {
+        let need = |value: Option<&'a str>| value.ok_or_else(|| ConfigError::MissingValue(flag.into()));
+        let bad = |value: &str, why| ConfigError::BadValue { flag: flag.into(), value: value.into(), why };
+        match flag {
+            "--amqp-port" => {
+                let text = need(value)?;
+                self.amqp_port = text.parse().map_err(|_| bad(text, "expected a port 0-65535"))?;
+            }
+            "--bind" => {
+                let text = need(value)?;
+                self.bind = text.parse().map_err(|_| bad(text, "expected an IP address"))?;
+            }
+            "--data-dir" => self.data_dir = PathBuf::from(need(value)?),
+            "--shards" => {
+                let text = need(value)?;
+                self.shards = text.parse().map_err(|_| bad(text, "expected a positive integer"))?;
+            }
+            "--log-level" => {
+                let text = need(value)?;
+                self.log_level = Level::parse(text).ok_or_else(|| bad(text, "expected error, warn, info or debug"))?;
+            }
+            "--pin-cores" => self.pin_cores = parse_bool(flag, value)?,
+            "--per-shard-listeners" => self.per_shard_listeners = parse_bool(flag, value)?,
+            _ => return Err(ConfigError::UnknownFlag(flag.into())),
+        }
+        Ok(())
+    }
+}
+
+/// Switches take no value on the command line; from the environment they read true/false.
+fn parse_bool(flag: &str, value: Option<&str>) -> Result<bool, ConfigError> {
+    match value {
+        None => Ok(true),
+        Some("1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off" | "") => Ok(false),
+        Some(other) => Err(ConfigError::BadValue { flag: flag.into(), value: other.into(), why: "expected true or false" }),
+    }
+}
+
+const SWITCHES: &[&str] = &["--pin-cores", "--per-shard-listeners"];
+const VALUED: &[&str] = &["--amqp-port", "--bind", "--data-dir", "--shards", "--log-level"];
+
+/// Parses the command line (without the program name) and the environment.
+pub fn parse<I, E>(args: I, env: E) -> Result<Command, ConfigError>
+where
+    I: IntoIterator<Item = String>,
+    E: Fn(&str) -> Option<String>,
+{
+    let mut config = Config::defaults();
+    for flag in SWITCHES.iter().chain(VALUED) {
+        let name = format!("SPATEMQ_{}", flag.trim_start_matches("--").replace('-', "_").to_uppercase());
+        if let Some(value) = env(&name) {
+            config.apply(flag, Some(&value))?;
+        }
+    }
+    let mut args = args.into_iter().peekable();
+    if args.peek().map(String::as_str) == Some("serve") {
+        args.next();
+    }
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) => (flag.to_string(), Some(value.to_string())),
+            None => (arg.clone(), None),
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            "-V" | "--version" => return Ok(Command::Version),
+            _ if SWITCHES.contains(&flag.as_str()) => config.apply(&flag, inline.as_deref())?,
+            _ if VALUED.contains(&flag.as_str()) => {
+                let value = match inline {
+                    Some(value) => Some(value),
+                    None => args.next(),
+                };
+                config.apply(&flag, value.as_deref())?;
+            }
+            _ => return Err(ConfigError::UnknownFlag(arg)),
+        }
+    }
+    config.validate()?;
+    Ok(Command::Serve(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_args(args: &[&str], env: &[(&str, &str)]) -> Result<Command, ConfigError> {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        parse(args.iter().map(|s| s.to_string()), move |name| {
+            env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    fn serve(args: &[&str], env: &[(&str, &str)]) -> Config {
+        match parse_args(args, env) {
+            Ok(Command::Serve(config)) => config,
+            _ => panic!("expected a serve command for {args:?}"),
+        }
+    }
+
+    #[test]
+    fn flags_override_environment() {
+        let config = serve(&["--amqp-port", "0", "--shards=3"], &[("SPATEMQ_AMQP_PORT", "6000"), ("SPATEMQ_SHARDS", "2")]);
+        assert_eq!(config.amqp_port, 0);
+        assert_eq!(config.shards, 3);
+    }
+
+    #[test]
+    fn environment_overrides_defaults() {
+        let config = serve(&["serve"], &[("SPATEMQ_DATA_DIR", "/x"), ("SPATEMQ_PIN_CORES", "true")]);
+        assert_eq!(config.data_dir, PathBuf::from("/x"));
+        assert!(config.pin_cores);
+        assert_eq!(config.amqp_port, 5672);
+    }
+
+    #[test]
+    fn zero_shards_is_rejected() {
+        assert!(matches!(parse_args(&["--shards", "0"], &[]), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn unknown_flag_and_missing_value_are_errors() {
+        assert!(matches!(parse_args(&["--nope"], &[]), Err(ConfigError::UnknownFlag(_))));
+        assert!(matches!(parse_args(&["--amqp-port"], &[]), Err(ConfigError::MissingValue(_))));
+        assert!(matches!(parse_args(&["--amqp-port", "x"], &[]), Err(ConfigError::BadValue { .. })));
+    }
+
+    #[test]
+    fn help_wins() {
+        assert!(matches!(parse_args(&["--shards", "2", "--help"], &[]), Ok(Command::Help)));
+    }
+}

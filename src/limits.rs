@@ -1,0 +1,71 @@
+//! Every bound the broker enforces, in one place.
+//!
+//! A client can grow many structures (frames, channels, queues, buffers); each has a limit
+//! here, with the behaviour at the limit written beside it. Values that users tune live in
+//! `config.rs` instead; these are the broker's fixed safety rails.
+
+/// Largest frame the broker accepts or offers in connection.tune (bytes, whole frame).
+/// A bigger frame from a client is a connection error 501 FRAME_ERROR.
+pub const FRAME_MAX_BYTES: u32 = 128 * 1024;
+
+/// The spec's floor for frame_max: a client may not negotiate below it.
+pub const FRAME_MIN_BYTES: u32 = 4096;
+
+/// Channels per connection offered in connection.tune. Opening channel > max is 504/530.
+pub const CHANNEL_MAX: u16 = 2047;
+
+/// Heartbeat interval the server proposes in connection.tune (seconds).
+pub const HEARTBEAT_SECONDS: u16 = 60;
+
+/// A client that has not finished the handshake in this time is disconnected.
+pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
+
+/// After the broker sends connection.close it waits this long for close-ok, then drops the socket.
+pub const CLOSE_OK_TIMEOUT_MS: u64 = 3_000;
+
+/// Largest message body accepted (bytes). Bigger: channel error 406, as RabbitMQ's max_message_size.
+pub const MESSAGE_BODY_MAX_BYTES: u64 = 128 * 1024 * 1024;
+
+/// Read buffer growth step per socket read (bytes).
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// A connection stops reading its socket while its own pending output exceeds this (bytes):
+/// a client that publishes without reading its deliveries or confirms is slowed, not buffered.
+pub const CONNECTION_OUTPUT_HIGH_BYTES: usize = 4 * 1024 * 1024;
+
+/// Capacity of one cross-shard mailbox (messages). A full mailbox spills into the sender's
+/// outbox; a connection stops reading its socket while its shard's outbox is above
+/// `OUTBOX_HIGH_MESSAGES`.
+pub const MAILBOX_CAPACITY: usize = 64 * 1024;
+
+/// Per-destination spill length above which connections on the sending shard stop reading.
+pub const OUTBOX_HIGH_MESSAGES: usize = 16 * 1024;
+
+/// Messages handled per mailbox per loop turn before other tasks get to run.
+pub const MAILBOX_BATCH: usize = 4096;
+
+/// Deliveries a consumer may have written-but-not-yet-flushed to its socket: the flow
+/// window that bounds a connection's output when prefetch is unlimited or no-ack is used.
+pub const CONSUMER_FLOW_WINDOW: u32 = 2048;
+
+/// Publishes and acks a transaction may hold before commit. Past it: channel error 406.
+pub const TX_PENDING_MAX: usize = 65_536;
+
+/// Longest exchange or queue name (AMQP short string).
+pub const NAME_MAX_BYTES: usize = 255;
+
+/// Queues per broker; a declare beyond it is refused with 506 RESOURCE_ERROR... kept as a
+/// channel error so one client cannot take the broker down.
+pub const QUEUES_MAX: usize = 1_000_000;
+
+/// Exchanges per broker (same behaviour as `QUEUES_MAX`).
+pub const EXCHANGES_MAX: usize = 100_000;
+
+/// Bindings per exchange (same behaviour as `QUEUES_MAX`).
+pub const BINDINGS_PER_EXCHANGE_MAX: usize = 1_000_000;
+
+/// Consumers per channel; beyond it basic.consume is a channel error 406.
+pub const CONSUMERS_PER_CHANNEL_MAX: usize = 65_536;
+
+/// Depth of exchange-to-exchange routing followed before a loop is assumed.
+pub const EXCHANGE_HOPS_MAX: usize = 16;

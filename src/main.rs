@@ -1,0 +1,75 @@
+//! The `spatemq` binary: command line → configuration → shards → wait for SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+
+use spatemq::config::{self, Command};
+use spatemq::{error, info, logging, server};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let command = match config::parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
+        Ok(command) => command,
+        Err(problem) => {
+            eprintln!("spatemq: {problem}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match command {
+        Command::Help => {
+            print!("{}", config::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Command::Version => {
+            println!("spatemq {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Command::Serve(config) => config,
+    };
+    logging::set_level(config.log_level);
+    // Block the shutdown signals before any thread starts so that every shard inherits the
+    // mask and only this thread receives them, in sigwait.
+    let signals = block_shutdown_signals();
+    let per_shard = config.per_shard_listeners;
+    let shards = config.shards;
+    let running = match server::start(config) {
+        Ok(running) => running,
+        Err(problem) => {
+            error!("{problem}");
+            return ExitCode::from(1);
+        }
+    };
+    if per_shard {
+        for (shard, address) in running.shard_addresses.iter().enumerate() {
+            println!("spatemq: shard {shard} listening on {address}");
+        }
+    }
+    println!("spatemq: AMQP listening on {}", running.address);
+    info!("{shards} shard(s), {} driver", running.driver);
+    let signal = wait_for_signal(&signals);
+    info!("received signal {signal}, shutting down");
+    running.shutdown();
+    ExitCode::SUCCESS
+}
+
+fn block_shutdown_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset; the calls only read it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_signal(set: &libc::sigset_t) -> i32 {
+    let mut signal = 0;
+    // SAFETY: `set` is a valid, initialised signal set; sigwait writes one int.
+    unsafe {
+        libc::sigwait(set, &mut signal);
+    }
+    signal
+}

@@ -1,0 +1,127 @@
+//! Bounded single-producer/single-consumer mailboxes between shards, one per ordered pair.
+//!
+//! Owns the lock-free queues and the park/wake handshake. A receiving shard is woken only
+//! when it said it was parked, so a busy shard pays no wake-up syscalls: the producer pushes,
+//! then swaps the receiver's `parked` flag; the receiver sets `parked`, then re-checks every
+//! queue before sleeping. With sequentially consistent ordering one of the two always sees
+//! the other, so no wake-up is lost. It does not know what the messages mean.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+
+use crossbeam_queue::ArrayQueue;
+
+use super::messages::ShardMsg;
+
+struct Inbox {
+    parked: AtomicBool,
+    waker: Mutex<Option<Waker>>,
+}
+
+/// All mailboxes of the broker: `queues[from * shards + to]`.
+pub struct Mailboxes {
+    shards: usize,
+    queues: Vec<ArrayQueue<ShardMsg>>,
+    inboxes: Vec<Inbox>,
+    shutdown: AtomicBool,
+}
+
+impl Mailboxes {
+    pub fn new(shards: usize, capacity: usize) -> Mailboxes {
+        let queues = (0..shards * shards).map(|_| ArrayQueue::new(capacity.max(1))).collect();
+        let inboxes = (0..shards)
+            .map(|_| Inbox { parked: AtomicBool::new(false), waker: Mutex::new(None) })
+            .collect();
+        Mailboxes { shards, queues, inboxes, shutdown: AtomicBool::new(false) }
+    }
+
+    pub fn shards(&self) -> usize {
+        self.shards
+    }
+
+    fn queue(&self, from: usize, to: usize) -> &ArrayQueue<ShardMsg> {
+        &self.queues[from * self.shards + to]
+    }
+
+    /// Pushes without blocking; a full mailbox hands the message back (backpressure).
+    pub fn try_send(&self, from: usize, to: usize, message: ShardMsg) -> Result<(), ShardMsg> {
+        self.queue(from, to).push(message)?;
+        self.wake_if_parked(to);
+        Ok(())
+    }
+
+    /// Wakes shard `to` if it is parked (also used for shard-local work).
+    pub fn wake_if_parked(&self, to: usize) {
+        let inbox = &self.inboxes[to];
+        if inbox.parked.swap(false, Ordering::SeqCst) {
+            if let Ok(mut slot) = inbox.waker.lock() {
+                if let Some(waker) = slot.take() {
+                    waker.wake();
+                }
+            }
+        }
+    }
+
+    pub fn pop(&self, from: usize, to: usize) -> Option<ShardMsg> {
+        self.queue(from, to).pop()
+    }
+
+    pub fn has_mail(&self, to: usize) -> bool {
+        (0..self.shards).any(|from| !self.queue(from, to).is_empty())
+    }
+
+    pub fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        for shard in 0..self.shards {
+            self.inboxes[shard].parked.store(true, Ordering::SeqCst);
+            self.wake_if_parked(shard);
+        }
+    }
+
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown.load(Ordering::SeqCst)
+    }
+
+    /// Resolves when shard `me` has mail, `has_local_work()` is true, or shutdown began.
+    pub fn park<'a>(&'a self, me: usize, has_local_work: &'a dyn Fn() -> bool) -> Park<'a> {
+        Park { mailboxes: self, me, has_local_work, registered: false }
+    }
+}
+
+pub struct Park<'a> {
+    mailboxes: &'a Mailboxes,
+    me: usize,
+    has_local_work: &'a dyn Fn() -> bool,
+    registered: bool,
+}
+
+impl Future for Park<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        let mailboxes = self.mailboxes;
+        let inbox = &mailboxes.inboxes[self.me];
+        if self.registered && !inbox.parked.load(Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        if let Ok(mut slot) = inbox.waker.lock() {
+            *slot = Some(context.waker().clone());
+        }
+        inbox.parked.store(true, Ordering::SeqCst);
+        self.registered = true;
+        if mailboxes.has_mail(self.me) || (self.has_local_work)() || mailboxes.shutdown_requested() {
+            inbox.parked.store(false, Ordering::SeqCst);
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Park<'_> {
+    fn drop(&mut self) {
+        self.mailboxes.inboxes[self.me].parked.store(false, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,56 @@
+//! What shards say to each other through their mailboxes.
+//!
+//! Every variant is plain data. A reply carries the definitions version of the shard that sent
+//! it, so the receiver first catches up with the writer when it is behind: a client that got
+//! declare-ok can route to what it declared (read-your-writes).
+
+use std::sync::Arc;
+
+use crate::broker::ids::{ConnId, ConsumerTag, Holder, QueueId};
+use crate::broker::message::Message;
+use crate::broker::queue::{Delivery, Settle};
+use crate::broker::requests::{AdminRequest, QueueRequest, ReplyBody};
+use crate::broker::snapshot::{QueueDef, Snapshot};
+use crate::broker::error::AmqpError;
+
+/// Where an answer goes: the requesting shard and its request number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplyTo {
+    pub shard: usize,
+    pub request_id: u64,
+}
+
+/// Which publish of which channel a queue must confirm.
+#[derive(Clone, Copy, Debug)]
+pub struct ConfirmTo {
+    pub holder: Holder,
+    pub publish_sequence: u64,
+}
+
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// Writer → every shard: the new definitions.
+    Definitions(Arc<Snapshot>),
+    /// Writer → owner: create the queue's state, then answer the declare.
+    CreateQueue { definition: Arc<QueueDef>, reply: Option<ReplyTo> },
+    /// Connection shard → writer.
+    Admin { request: AdminRequest, reply: ReplyTo },
+    /// Owner → writer: the queue is gone from its owner; forget it and its bindings.
+    QueueDeleted { vhost: String, queue: QueueId, reply: Option<ReplyTo>, message_count: u32 },
+    /// Owner → writer: an auto-delete queue lost its last consumer.
+    AutoDelete { vhost: String, name: String, queue: QueueId },
+    /// Connection shard → writer: delete the connection's exclusive queues.
+    ConnectionGone { conn: ConnId },
+    /// Connection shard → owner.
+    Publish { queue: QueueId, message: Arc<Message>, confirm: Option<ConfirmTo> },
+    QueueOp { queue: QueueId, request: QueueRequest, reply: Option<ReplyTo> },
+    Settle { queue: QueueId, holder: Holder, sequences: Vec<u64>, action: Settle },
+    Credit { queue: QueueId, holder: Holder, consumer_tag: ConsumerTag, count: u32 },
+    ChannelGone { holder: Holder },
+    /// Owner → connection shard.
+    Deliver(Delivery),
+    Confirmed { confirm: ConfirmTo },
+    ConsumerCancelled { holder: Holder, consumer_tag: ConsumerTag },
+    /// Any shard → requesting shard.
+    Reply { reply: ReplyTo, version: u64, result: Result<ReplyBody, AmqpError> },
+}

@@ -1,0 +1,316 @@
+//! A shard: one thread, one monoio runtime, its connections, the queues it owns, and its side
+//! of the mailboxes.
+//!
+//! All shard state is `Rc`/`RefCell`, touched only by this thread; other shards reach it only
+//! through messages. The mailbox loop (`run_mailbox_loop`) handles every message, including
+//! messages a shard sends itself (kept in `local`), so every path through the broker is the
+//! same whether the parties share a shard or not. No `RefCell` borrow is held across `.await`.
+
+pub mod mailbox;
+pub mod messages;
+pub mod placement;
+mod queues;
+mod requests;
+mod writer;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use crate::amqp::connection::Connection;
+use crate::amqp::deliveries::DeliverOutcome;
+use crate::broker::definitions::Definitions;
+use crate::broker::queue::{Effect, Queue};
+use crate::broker::snapshot::Snapshot;
+use crate::config::Config;
+use crate::limits::{MAILBOX_BATCH, OUTBOX_HIGH_MESSAGES};
+use mailbox::Mailboxes;
+use messages::ShardMsg;
+pub use requests::{PendingReply, ReplyHook};
+
+/// Shards are counted in a 64-bit mask per channel (which shards a channel touched).
+pub const SHARDS_MAX: usize = 64;
+
+pub struct Shard {
+    pub id: usize,
+    pub count: usize,
+    pub config: Arc<Config>,
+    mailboxes: Arc<Mailboxes>,
+    local: RefCell<VecDeque<ShardMsg>>,
+    outbox: RefCell<Vec<VecDeque<ShardMsg>>>,
+    snapshot: RefCell<Arc<Snapshot>>,
+    /// Present on shard 0 only: the single writer of definitions.
+    writer: Option<RefCell<Definitions>>,
+    queues: RefCell<HashMap<crate::broker::ids::QueueId, Queue>>,
+    /// Highest queue sequence created on this shard: an unknown id above it is a queue whose
+    /// creation message has not been read yet; at or below it, a deleted queue.
+    highest_created_queue: Cell<u64>,
+    pub connections: RefCell<HashMap<u64, Rc<Connection>>>,
+    /// Connections with confirms or credit to flush at the end of the loop turn.
+    dirty_connections: RefCell<Vec<Rc<Connection>>>,
+    pending: RefCell<HashMap<u64, Rc<PendingReply>>>,
+    next_request: Cell<u64>,
+    next_connection: Cell<u64>,
+    effects: RefCell<Vec<Effect>>,
+}
+
+impl Shard {
+    /// `writer` is given to shard 0 only; every shard starts from the same `initial` snapshot.
+    pub fn new(
+        id: usize,
+        config: Arc<Config>,
+        mailboxes: Arc<Mailboxes>,
+        initial: Arc<Snapshot>,
+        writer: Option<Definitions>,
+    ) -> Shard {
+        let count = mailboxes.shards();
+        let writer = writer.map(RefCell::new);
+        let snapshot = initial;
+        Shard {
+            id,
+            count,
+            config,
+            mailboxes,
+            local: RefCell::new(VecDeque::new()),
+            outbox: RefCell::new((0..count).map(|_| VecDeque::new()).collect()),
+            snapshot: RefCell::new(snapshot),
+            writer,
+            queues: RefCell::new(HashMap::new()),
+            highest_created_queue: Cell::new(0),
+            connections: RefCell::new(HashMap::new()),
+            dirty_connections: RefCell::new(Vec::new()),
+            pending: RefCell::new(HashMap::new()),
+            next_request: Cell::new(1),
+            next_connection: Cell::new(1),
+            effects: RefCell::new(Vec::new()),
+        }
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    pub fn version(&self) -> u64 {
+        self.snapshot.borrow().version
+    }
+
+    pub fn next_connection_id(&self) -> u64 {
+        let id = self.next_connection.get();
+        self.next_connection.set(id + 1);
+        id
+    }
+
+    pub fn shutdown_requested(&self) -> bool {
+        self.mailboxes.shutdown_requested()
+    }
+
+    /// Sends a message to a shard (this one included) without blocking. A full mailbox spills
+    /// into this shard's outbox, flushed in order every loop turn; connections stop reading
+    /// their sockets while the outbox is congested.
+    pub fn send(&self, to: usize, message: ShardMsg) {
+        if to == self.id {
+            self.local.borrow_mut().push_back(message);
+            self.mailboxes.wake_if_parked(self.id);
+            return;
+        }
+        let mut outbox = self.outbox.borrow_mut();
+        let spill = &mut outbox[to];
+        if spill.is_empty() {
+            match self.mailboxes.try_send(self.id, to, message) {
+                Ok(()) => return,
+                Err(message) => spill.push_back(message),
+            }
+        } else {
+            spill.push_back(message);
+        }
+        drop(outbox);
+        self.mailboxes.wake_if_parked(self.id);
+    }
+
+    fn flush_outboxes(&self) -> bool {
+        let mut outbox = self.outbox.borrow_mut();
+        let mut pending = false;
+        for (to, spill) in outbox.iter_mut().enumerate() {
+            while let Some(message) = spill.pop_front() {
+                if let Err(message) = self.mailboxes.try_send(self.id, to, message) {
+                    spill.push_front(message);
+                    pending = true;
+                    break;
+                }
+            }
+        }
+        pending
+    }
+
+    pub fn outbox_congested(&self) -> bool {
+        self.outbox.borrow().iter().any(|spill| spill.len() > OUTBOX_HIGH_MESSAGES)
+    }
+
+    pub fn mark_dirty(&self, connection: &Rc<Connection>) {
+        if !connection.dirty.replace(true) {
+            self.dirty_connections.borrow_mut().push(connection.clone());
+        }
+    }
+
+    /// Handles mail until shutdown. One turn drains up to `MAILBOX_BATCH` messages from each
+    /// mailbox, flushes outboxes and connections, then yields or parks.
+    pub async fn run_mailbox_loop(self: Rc<Self>) {
+        loop {
+            let handled = self.drain_once();
+            let spilled = self.flush_outboxes();
+            self.flush_dirty_connections();
+            if self.shutdown_requested() {
+                return;
+            }
+            if handled > 0 {
+                YieldNow(false).await;
+            } else if spilled {
+                monoio::time::sleep(Duration::from_micros(50)).await;
+            } else {
+                let local = || !self.local.borrow().is_empty() || self.outbox.borrow().iter().any(|s| !s.is_empty());
+                self.mailboxes.park(self.id, &local).await;
+            }
+        }
+    }
+
+    fn drain_once(&self) -> usize {
+        let mut handled = 0;
+        for _ in 0..MAILBOX_BATCH {
+            let message = self.local.borrow_mut().pop_front();
+            let Some(message) = message else { break };
+            self.handle(message);
+            handled += 1;
+        }
+        for from in 0..self.count {
+            if from == self.id {
+                continue;
+            }
+            for _ in 0..MAILBOX_BATCH {
+                let Some(message) = self.mailboxes.pop(from, self.id) else { break };
+                self.handle(message);
+                handled += 1;
+            }
+        }
+        handled
+    }
+
+    fn flush_dirty_connections(&self) {
+        let dirty = std::mem::take(&mut *self.dirty_connections.borrow_mut());
+        for connection in dirty {
+            connection.dirty.set(false);
+            connection.flush_confirms();
+        }
+    }
+
+    /// Reads the writer's mailbox until this shard's definitions reach `version` (a reply or
+    /// a message from another shard depends on them). Messages from shard 0 are handled in
+    /// order, exactly as the loop would have.
+    pub fn catch_up(&self, version: u64) {
+        while self.version() < version {
+            let message = if self.id == 0 { self.local.borrow_mut().pop_front() } else { self.mailboxes.pop(0, self.id) };
+            match message {
+                Some(message) => self.handle(message),
+                None => return,
+            }
+        }
+    }
+
+    /// Handles every message already waiting from shard 0 (the writer).
+    fn drain_writer_mail(&self) {
+        loop {
+            let message = if self.id == 0 { self.local.borrow_mut().pop_front() } else { self.mailboxes.pop(0, self.id) };
+            match message {
+                Some(message) => self.handle(message),
+                None => return,
+            }
+        }
+    }
+
+    fn handle(&self, message: ShardMsg) {
+        match message {
+            ShardMsg::Definitions(snapshot) => {
+                if snapshot.version > self.version() {
+                    *self.snapshot.borrow_mut() = snapshot;
+                }
+            }
+            ShardMsg::Admin { request, reply } => self.handle_admin(request, reply),
+            ShardMsg::QueueDeleted { vhost, queue, reply, message_count } => {
+                self.handle_queue_deleted(&vhost, queue, reply, message_count)
+            }
+            ShardMsg::AutoDelete { vhost, name, queue } => self.handle_auto_delete(&vhost, &name, queue),
+            ShardMsg::ConnectionGone { conn } => self.handle_connection_gone(conn),
+            ShardMsg::Reply { reply, version, result } => {
+                self.catch_up(version);
+                self.complete_request(reply.request_id, result);
+            }
+            ShardMsg::Deliver(delivery) => self.deliver(delivery),
+            ShardMsg::Confirmed { confirm } => {
+                let connection = self.connections.borrow().get(&confirm.holder.conn.local).cloned();
+                if let Some(connection) = connection {
+                    connection.confirmed(confirm.holder.channel, confirm.publish_sequence);
+                    self.mark_dirty(&connection);
+                }
+            }
+            ShardMsg::ConsumerCancelled { holder, consumer_tag } => {
+                let connection = self.connections.borrow().get(&holder.conn.local).cloned();
+                if let Some(connection) = connection {
+                    connection.consumer_cancelled(holder.channel, &consumer_tag);
+                }
+            }
+            other => self.handle_queue_message(other),
+        }
+    }
+
+    fn deliver(&self, delivery: crate::broker::queue::Delivery) {
+        let connection = self.connections.borrow().get(&delivery.holder.conn.local).cloned();
+        let outcome = match connection {
+            Some(connection) => connection.deliver(delivery),
+            None => DeliverOutcome::Bounced(delivery),
+        };
+        // The channel or consumer is gone: the queue takes an acknowledged-mode message back.
+        // A message that cannot be framed for this client is dropped.
+        let (delivery, action) = match outcome {
+            DeliverOutcome::Written => return,
+            DeliverOutcome::Bounced(delivery) => (delivery, crate::broker::queue::Settle::Requeue),
+            DeliverOutcome::Unencodable(delivery) => (delivery, crate::broker::queue::Settle::Discard),
+        };
+        {
+            if !delivery.no_ack {
+                self.send(
+                    delivery.queue.owner(),
+                    ShardMsg::Settle {
+                        queue: delivery.queue,
+                        holder: delivery.holder,
+                        sequences: vec![delivery.sequence],
+                        action,
+                    },
+                );
+            }
+        }
+    }
+}
+
+/// Lets other tasks on this thread run once (monoio has no `yield_now`).
+struct YieldNow(bool);
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        context.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+pub async fn yield_now() {
+    YieldNow(false).await
+}

@@ -1,0 +1,80 @@
+//! Request/reply between shards: a connection task sends a request and awaits the answer that
+//! the mailbox loop later hands back by request number.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use super::messages::{ReplyTo, ShardMsg};
+use super::Shard;
+use crate::broker::error::AmqpError;
+use crate::broker::requests::ReplyBody;
+
+pub type ReplyHook = Box<dyn FnOnce(&Result<ReplyBody, AmqpError>)>;
+
+#[derive(Default)]
+pub struct PendingReply {
+    result: RefCell<Option<Result<ReplyBody, AmqpError>>>,
+    waker: RefCell<Option<Waker>>,
+    /// Runs in the mailbox loop the moment the reply arrives, before any later message is
+    /// handled: basic.consume-ok is written there so it precedes the first delivery.
+    hook: RefCell<Option<ReplyHook>>,
+}
+
+struct AwaitReply(Rc<PendingReply>);
+
+impl Future for AwaitReply {
+    type Output = Result<ReplyBody, AmqpError>;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(result) = self.0.result.borrow_mut().take() {
+            return Poll::Ready(result);
+        }
+        *self.0.waker.borrow_mut() = Some(context.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Shard {
+    /// Sends the message built by `make` to shard `to` and waits for its reply.
+    pub async fn request(&self, to: usize, make: impl FnOnce(ReplyTo) -> ShardMsg) -> Result<ReplyBody, AmqpError> {
+        self.request_with_hook(to, make, None).await
+    }
+
+    pub async fn request_with_hook(
+        &self,
+        to: usize,
+        make: impl FnOnce(ReplyTo) -> ShardMsg,
+        hook: Option<ReplyHook>,
+    ) -> Result<ReplyBody, AmqpError> {
+        let request_id = self.next_request.get();
+        self.next_request.set(request_id + 1);
+        let slot = Rc::new(PendingReply::default());
+        *slot.hook.borrow_mut() = hook;
+        self.pending.borrow_mut().insert(request_id, slot.clone());
+        self.send(to, make(ReplyTo { shard: self.id, request_id }));
+        AwaitReply(slot).await
+    }
+
+    pub(super) fn complete_request(&self, request_id: u64, result: Result<ReplyBody, AmqpError>) {
+        let slot = self.pending.borrow_mut().remove(&request_id);
+        if let Some(slot) = slot {
+            let hook = slot.hook.borrow_mut().take();
+            if let Some(hook) = hook {
+                hook(&result);
+            }
+            *slot.result.borrow_mut() = Some(result);
+            if let Some(waker) = slot.waker.borrow_mut().take() {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Answers a request, stamped with this shard's definitions version.
+    pub fn reply(&self, reply: ReplyTo, result: Result<ReplyBody, AmqpError>) {
+        let version = self.version();
+        self.send(reply.shard, ShardMsg::Reply { reply, version, result });
+    }
+}
