@@ -27,7 +27,11 @@ pub struct Config {
 pub enum ConfigError {
     UnknownFlag(String),
     MissingValue(String),
-    BadValue { flag: String, value: String, why: &'static str },
+    BadValue {
+        flag: String,
+        value: String,
+        why: &'static str,
+    },
     Invalid(String),
 }
 
@@ -103,25 +107,37 @@ impl Config {
     }
 
     fn apply<'a>(&mut self, flag: &str, value: Option<&'a str>) -> Result<(), ConfigError> {
-        let need = |value: Option<&'a str>| value.ok_or_else(|| ConfigError::MissingValue(flag.into()));
-        let bad = |value: &str, why| ConfigError::BadValue { flag: flag.into(), value: value.into(), why };
+        let need =
+            |value: Option<&'a str>| value.ok_or_else(|| ConfigError::MissingValue(flag.into()));
+        let bad = |value: &str, why| ConfigError::BadValue {
+            flag: flag.into(),
+            value: value.into(),
+            why,
+        };
         match flag {
             "--amqp-port" => {
                 let text = need(value)?;
-                self.amqp_port = text.parse().map_err(|_| bad(text, "expected a port 0-65535"))?;
+                self.amqp_port = text
+                    .parse()
+                    .map_err(|_| bad(text, "expected a port 0-65535"))?;
             }
             "--bind" => {
                 let text = need(value)?;
-                self.bind = text.parse().map_err(|_| bad(text, "expected an IP address"))?;
+                self.bind = text
+                    .parse()
+                    .map_err(|_| bad(text, "expected an IP address"))?;
             }
             "--data-dir" => self.data_dir = PathBuf::from(need(value)?),
             "--shards" => {
                 let text = need(value)?;
-                self.shards = text.parse().map_err(|_| bad(text, "expected a positive integer"))?;
+                self.shards = text
+                    .parse()
+                    .map_err(|_| bad(text, "expected a positive integer"))?;
             }
             "--log-level" => {
                 let text = need(value)?;
-                self.log_level = Level::parse(text).ok_or_else(|| bad(text, "expected error, warn, info or debug"))?;
+                self.log_level = Level::parse(text)
+                    .ok_or_else(|| bad(text, "expected error, warn, info or debug"))?;
             }
             "--pin-cores" => self.pin_cores = parse_bool(flag, value)?,
             "--per-shard-listeners" => self.per_shard_listeners = parse_bool(flag, value)?,
@@ -137,12 +153,22 @@ fn parse_bool(flag: &str, value: Option<&str>) -> Result<bool, ConfigError> {
         None => Ok(true),
         Some("1" | "true" | "yes" | "on") => Ok(true),
         Some("0" | "false" | "no" | "off" | "") => Ok(false),
-        Some(other) => Err(ConfigError::BadValue { flag: flag.into(), value: other.into(), why: "expected true or false" }),
+        Some(other) => Err(ConfigError::BadValue {
+            flag: flag.into(),
+            value: other.into(),
+            why: "expected true or false",
+        }),
     }
 }
 
 const SWITCHES: &[&str] = &["--pin-cores", "--per-shard-listeners"];
-const VALUED: &[&str] = &["--amqp-port", "--bind", "--data-dir", "--shards", "--log-level"];
+const VALUED: &[&str] = &[
+    "--amqp-port",
+    "--bind",
+    "--data-dir",
+    "--shards",
+    "--log-level",
+];
 
 /// Parses the command line (without the program name) and the environment.
 pub fn parse<I, E>(args: I, env: E) -> Result<Command, ConfigError>
@@ -152,7 +178,12 @@ where
 {
     let mut config = Config::defaults();
     for flag in SWITCHES.iter().chain(VALUED) {
-        let name = format!("SPATEMQ_{}", flag.trim_start_matches("--").replace('-', "_").to_uppercase());
+        let name = format!(
+            "SPATEMQ_{}",
+            flag.trim_start_matches("--")
+                .replace('-', "_")
+                .to_uppercase()
+        );
         if let Some(value) = env(&name) {
             config.apply(flag, Some(&value))?;
         }
@@ -189,7 +220,10 @@ mod tests {
     use super::*;
 
     fn parse_args(args: &[&str], env: &[(&str, &str)]) -> Result<Command, ConfigError> {
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         parse(args.iter().map(|s| s.to_string()), move |name| {
             env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
         })
@@ -204,14 +238,20 @@ mod tests {
 
     #[test]
     fn flags_override_environment() {
-        let config = serve(&["--amqp-port", "0", "--shards=3"], &[("SPATEMQ_AMQP_PORT", "6000"), ("SPATEMQ_SHARDS", "2")]);
+        let config = serve(
+            &["--amqp-port", "0", "--shards=3"],
+            &[("SPATEMQ_AMQP_PORT", "6000"), ("SPATEMQ_SHARDS", "2")],
+        );
         assert_eq!(config.amqp_port, 0);
         assert_eq!(config.shards, 3);
     }
 
     #[test]
     fn environment_overrides_defaults() {
-        let config = serve(&["serve"], &[("SPATEMQ_DATA_DIR", "/x"), ("SPATEMQ_PIN_CORES", "true")]);
+        let config = serve(
+            &["serve"],
+            &[("SPATEMQ_DATA_DIR", "/x"), ("SPATEMQ_PIN_CORES", "true")],
+        );
         assert_eq!(config.data_dir, PathBuf::from("/x"));
         assert!(config.pin_cores);
         assert_eq!(config.amqp_port, 5672);
@@ -219,18 +259,33 @@ mod tests {
 
     #[test]
     fn zero_shards_is_rejected() {
-        assert!(matches!(parse_args(&["--shards", "0"], &[]), Err(ConfigError::Invalid(_))));
+        assert!(matches!(
+            parse_args(&["--shards", "0"], &[]),
+            Err(ConfigError::Invalid(_))
+        ));
     }
 
     #[test]
     fn unknown_flag_and_missing_value_are_errors() {
-        assert!(matches!(parse_args(&["--nope"], &[]), Err(ConfigError::UnknownFlag(_))));
-        assert!(matches!(parse_args(&["--amqp-port"], &[]), Err(ConfigError::MissingValue(_))));
-        assert!(matches!(parse_args(&["--amqp-port", "x"], &[]), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(
+            parse_args(&["--nope"], &[]),
+            Err(ConfigError::UnknownFlag(_))
+        ));
+        assert!(matches!(
+            parse_args(&["--amqp-port"], &[]),
+            Err(ConfigError::MissingValue(_))
+        ));
+        assert!(matches!(
+            parse_args(&["--amqp-port", "x"], &[]),
+            Err(ConfigError::BadValue { .. })
+        ));
     }
 
     #[test]
     fn help_wins() {
-        assert!(matches!(parse_args(&["--shards", "2", "--help"], &[]), Ok(Command::Help)));
+        assert!(matches!(
+            parse_args(&["--shards", "2", "--help"], &[]),
+            Ok(Command::Help)
+        ));
     }
 }

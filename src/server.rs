@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use monoio::net::{ListenerOpts, TcpListener};
 
-use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::definitions::Definitions;
+use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::snapshot::Snapshot;
 use crate::config::Config;
 use crate::limits::MAILBOX_CAPACITY;
@@ -25,19 +25,32 @@ use crate::shard::Shard;
 
 #[derive(Debug)]
 pub enum StartError {
-    DataDir { path: String, source: std::io::Error },
-    PortInUse { address: SocketAddr, source: std::io::Error },
-    Shard { shard: usize, message: String },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    PortInUse {
+        address: SocketAddr,
+        source: std::io::Error,
+    },
+    Shard {
+        shard: usize,
+        message: String,
+    },
 }
 
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::DataDir { path, source } => write!(f, "cannot create data directory {path}: {source}"),
+            StartError::DataDir { path, source } => {
+                write!(f, "cannot create data directory {path}: {source}")
+            }
             StartError::PortInUse { address, source } => {
                 write!(f, "cannot listen on {address}: {source} (is another broker running on this port?)")
             }
-            StartError::Shard { shard, message } => write!(f, "shard {shard} failed to start: {message}"),
+            StartError::Shard { shard, message } => {
+                write!(f, "shard {shard} failed to start: {message}")
+            }
         }
     }
 }
@@ -64,12 +77,20 @@ impl Running {
 }
 
 pub fn start(config: Config) -> Result<Running, StartError> {
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
     let requested = SocketAddr::new(config.bind, config.amqp_port);
     let address = {
-        let probe = StdListener::bind(requested).map_err(|source| StartError::PortInUse { address: requested, source })?;
-        probe.local_addr().map_err(|source| StartError::PortInUse { address: requested, source })?
+        let probe = StdListener::bind(requested).map_err(|source| StartError::PortInUse {
+            address: requested,
+            source,
+        })?;
+        probe.local_addr().map_err(|source| StartError::PortInUse {
+            address: requested,
+            source,
+        })?
     };
     let config = Arc::new(config);
     let mailboxes = Arc::new(Mailboxes::new(config.shards, MAILBOX_CAPACITY));
@@ -86,8 +107,23 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         let writer = if shard_id == 0 { writer.take() } else { None };
         let thread = std::thread::Builder::new()
             .name(format!("shard-{shard_id}"))
-            .spawn(move || run_shard(ShardStart { shard_id, config, mailboxes, address, initial, writer }, ready))
-            .map_err(|error| StartError::Shard { shard: shard_id, message: error.to_string() })?;
+            .spawn(move || {
+                run_shard(
+                    ShardStart {
+                        shard_id,
+                        config,
+                        mailboxes,
+                        address,
+                        initial,
+                        writer,
+                    },
+                    ready,
+                )
+            })
+            .map_err(|error| StartError::Shard {
+                shard: shard_id,
+                message: error.to_string(),
+            })?;
         threads.push(thread);
     }
     drop(ready_sender);
@@ -107,10 +143,21 @@ pub fn start(config: Config) -> Result<Running, StartError> {
                 mailboxes.request_shutdown();
                 return Err(error);
             }
-            Err(_) => return Err(StartError::Shard { shard: 0, message: "a shard thread exited during start".into() }),
+            Err(_) => {
+                return Err(StartError::Shard {
+                    shard: 0,
+                    message: "a shard thread exited during start".into(),
+                })
+            }
         }
     }
-    Ok(Running { address, shard_addresses, driver, mailboxes, threads })
+    Ok(Running {
+        address,
+        shard_addresses,
+        driver,
+        mailboxes,
+        threads,
+    })
 }
 
 struct ShardReady {
@@ -131,14 +178,26 @@ struct ShardStart {
 }
 
 fn run_shard(start: ShardStart, ready: ReadySender) {
-    let ShardStart { shard_id, config, mailboxes, address, initial, writer } = start;
+    let ShardStart {
+        shard_id,
+        config,
+        mailboxes,
+        address,
+        initial,
+        writer,
+    } = start;
     if config.pin_cores {
         pin_to_core(shard_id);
     }
     let fail = move |ready: &ReadySender, message: String| {
-        let _ = ready.send(Err(StartError::Shard { shard: shard_id, message }));
+        let _ = ready.send(Err(StartError::Shard {
+            shard: shard_id,
+            message,
+        }));
     };
-    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build();
+    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build();
     let mut runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => return fail(&ready, format!("cannot build the runtime: {error}")),
@@ -158,14 +217,29 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
                     own_address = listener.local_addr().ok();
                     listeners.push(listener);
                 }
-                Err(error) => return fail(&ready, format!("cannot open the shard's own listener: {error}")),
+                Err(error) => {
+                    return fail(
+                        &ready,
+                        format!("cannot open the shard's own listener: {error}"),
+                    )
+                }
             }
         }
-        let shard = Rc::new(Shard::new(shard_id, config.clone(), mailboxes, initial, writer));
+        let shard = Rc::new(Shard::new(
+            shard_id,
+            config.clone(),
+            mailboxes,
+            initial,
+            writer,
+        ));
         for listener in listeners {
             monoio::spawn(accept_loop(shard.clone(), listener));
         }
-        let _ = ready.send(Ok(ShardReady { shard: shard_id, own_address, legacy_driver }));
+        let _ = ready.send(Ok(ShardReady {
+            shard: shard_id,
+            own_address,
+            legacy_driver,
+        }));
         shard.clone().run_mailbox_loop().await;
         close_all_connections(&shard).await;
     });
@@ -178,7 +252,11 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 if shard.shutdown_requested() {
                     return;
                 }
-                monoio::spawn(crate::amqp::connection::serve(shard.clone(), stream, peer.ip().is_loopback()));
+                monoio::spawn(crate::amqp::connection::serve(
+                    shard.clone(),
+                    stream,
+                    peer.ip().is_loopback(),
+                ));
             }
             Err(error) => {
                 // Usually out of file descriptors: back off instead of spinning.
@@ -192,7 +270,10 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 /// Shutdown: every connection gets connection.close 320, then its output is flushed (bounded).
 async fn close_all_connections(shard: &Rc<Shard>) {
     let connections: Vec<_> = shard.connections.borrow().values().cloned().collect();
-    let error = AmqpError::new(CONNECTION_FORCED, "broker forced connection closure with reason 'shutdown'");
+    let error = AmqpError::new(
+        CONNECTION_FORCED,
+        "broker forced connection closure with reason 'shutdown'",
+    );
     for connection in &connections {
         crate::amqp::connection::send_connection_close(connection, &error, 0, 0);
         connection.close_output();
@@ -210,7 +291,10 @@ fn pin_to_core(shard_id: usize) {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(shard_id % cores, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            crate::warn!("shard {shard_id}: could not pin to core {}", shard_id % cores);
+            crate::warn!(
+                "shard {shard_id}: could not pin to core {}",
+                shard_id % cores
+            );
         }
     }
 }

@@ -21,13 +21,20 @@ use crate::shard::messages::ShardMsg;
 use crate::shard::ReplyHook;
 
 impl Dispatcher {
-    pub async fn basic_method(&mut self, channel_id: u16, method: basic::AMQPMethod) -> Result<(), AmqpError> {
+    pub async fn basic_method(
+        &mut self,
+        channel_id: u16,
+        method: basic::AMQPMethod,
+    ) -> Result<(), AmqpError> {
         match method {
             basic::AMQPMethod::Qos(qos) => {
                 if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
                     channel.prefetch_count = u32::from(qos.prefetch_count);
                 }
-                self.send_method(channel_id, &AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})));
+                self.send_method(
+                    channel_id,
+                    &AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
+                );
                 Ok(())
             }
             basic::AMQPMethod::Consume(consume) => self.consume(channel_id, consume).await,
@@ -35,11 +42,17 @@ impl Dispatcher {
             basic::AMQPMethod::Get(get) => self.get(channel_id, get).await,
             basic::AMQPMethod::Recover(recover) => {
                 self.recover(channel_id, recover.requeue)?;
-                self.send_method(channel_id, &AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})));
+                self.send_method(
+                    channel_id,
+                    &AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
+                );
                 Ok(())
             }
             basic::AMQPMethod::RecoverAsync(recover) => self.recover(channel_id, recover.requeue),
-            _ => Err(AmqpError::new(COMMAND_INVALID, "unexpected basic method from a client")),
+            _ => Err(AmqpError::new(
+                COMMAND_INVALID,
+                "unexpected basic method from a client",
+            )),
         }
     }
 
@@ -54,14 +67,28 @@ impl Dispatcher {
         };
         let prefetch_count = {
             let mut channels = self.connection.channels.borrow_mut();
-            let Some(channel) = channels.get_mut(&channel_id) else { return Ok(()) };
+            let Some(channel) = channels.get_mut(&channel_id) else {
+                return Ok(());
+            };
             if channel.consumers.contains_key(&consumer_tag) {
-                return Err(AmqpError::new(NOT_ALLOWED, format!("attempt to reuse consumer tag '{consumer_tag}'")));
+                return Err(AmqpError::new(
+                    NOT_ALLOWED,
+                    format!("attempt to reuse consumer tag '{consumer_tag}'"),
+                ));
             }
             if channel.consumers.len() >= CONSUMERS_PER_CHANNEL_MAX {
-                return Err(AmqpError::new(PRECONDITION_FAILED, "too many consumers on this channel"));
+                return Err(AmqpError::new(
+                    PRECONDITION_FAILED,
+                    "too many consumers on this channel",
+                ));
             }
-            channel.consumers.insert(consumer_tag.clone(), ConsumerInfo { queue, no_ack: consume.no_ack });
+            channel.consumers.insert(
+                consumer_tag.clone(),
+                ConsumerInfo {
+                    queue,
+                    no_ack: consume.no_ack,
+                },
+            );
             channel.touch(queue.owner());
             channel.prefetch_count
         };
@@ -72,7 +99,9 @@ impl Dispatcher {
             let tag = consumer_tag.clone();
             Some(Box::new(move |result: &Result<ReplyBody, AmqpError>| {
                 if result.is_ok() {
-                    let ok = AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk { consumer_tag: tag.as_ref().into() }));
+                    let ok = AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
+                        consumer_tag: tag.as_ref().into(),
+                    }));
                     connection.write_with(|out| {
                         let _ = encode_method(out, channel_id, &ok);
                     });
@@ -89,7 +118,15 @@ impl Dispatcher {
         };
         let result = self
             .shard
-            .request_with_hook(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) }, hook)
+            .request_with_hook(
+                queue.owner(),
+                |reply| ShardMsg::QueueOp {
+                    queue,
+                    request,
+                    reply: Some(reply),
+                },
+                hook,
+            )
             .await;
         if let Err(error) = result {
             if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
@@ -110,11 +147,23 @@ impl Dispatcher {
             .and_then(|channel| channel.consumers.remove(&consumer_tag));
         if let Some(info) = removed {
             let queue = info.queue;
-            let request = QueueRequest::Cancel { holder: self.connection.holder(channel_id), consumer_tag: consumer_tag.clone() };
-            self.shard.request(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) }).await.ok();
+            let request = QueueRequest::Cancel {
+                holder: self.connection.holder(channel_id),
+                consumer_tag: consumer_tag.clone(),
+            };
+            self.shard
+                .request(queue.owner(), |reply| ShardMsg::QueueOp {
+                    queue,
+                    request,
+                    reply: Some(reply),
+                })
+                .await
+                .ok();
         }
         if !cancel.nowait {
-            let ok = basic::AMQPMethod::CancelOk(basic::CancelOk { consumer_tag: consumer_tag.as_ref().into() });
+            let ok = basic::AMQPMethod::CancelOk(basic::CancelOk {
+                consumer_tag: consumer_tag.as_ref().into(),
+            });
             self.send_method(channel_id, &AMQPClass::Basic(ok));
         }
         Ok(())
@@ -129,10 +178,23 @@ impl Dispatcher {
                 channel.touch(queue.owner());
             }
         }
-        let request = QueueRequest::Get { holder, no_ack: get.no_ack };
-        let reply = self.shard.request(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) }).await?;
+        let request = QueueRequest::Get {
+            holder,
+            no_ack: get.no_ack,
+        };
+        let reply = self
+            .shard
+            .request(queue.owner(), |reply| ShardMsg::QueueOp {
+                queue,
+                request,
+                reply: Some(reply),
+            })
+            .await?;
         let ReplyBody::Get(got) = reply else {
-            return Err(AmqpError::new(INTERNAL_ERROR, "unexpected answer to basic.get"));
+            return Err(AmqpError::new(
+                INTERNAL_ERROR,
+                "unexpected answer to basic.get",
+            ));
         };
         let Some(got) = got else {
             let empty = basic::AMQPMethod::GetEmpty(basic::GetEmpty {});
@@ -145,14 +207,22 @@ impl Dispatcher {
                 Some(channel) => {
                     let tag = channel.next_delivery_tag();
                     if !get.no_ack {
-                        channel.unacked.insert(tag, UnackedDelivery { queue: got.queue, sequence: got.sequence });
+                        channel.unacked.insert(
+                            tag,
+                            UnackedDelivery {
+                                queue: got.queue,
+                                sequence: got.sequence,
+                            },
+                        );
                     }
                     Some(tag)
                 }
                 None => None,
             }
         };
-        let Some(delivery_tag) = delivery_tag else { return Ok(()) };
+        let Some(delivery_tag) = delivery_tag else {
+            return Ok(());
+        };
         let message = &got.message;
         let frame_max = self.connection.frame_max.get();
         let mut encoded = Ok(());

@@ -28,7 +28,11 @@ pub struct ConsumerInfo {
 pub enum Content {
     Idle,
     AwaitingHeader(Publish),
-    AwaitingBody { publish: Publish, header: ContentHeader, body: BodyParts },
+    AwaitingBody {
+        publish: Publish,
+        header: ContentHeader,
+        body: BodyParts,
+    },
 }
 
 /// A body kept zero-copy while it is one frame; copied once into a buffer if it spans more.
@@ -39,6 +43,10 @@ pub enum BodyParts {
 }
 
 impl BodyParts {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(&self) -> usize {
         match self {
             BodyParts::Empty => 0,
@@ -83,7 +91,11 @@ pub struct Confirms {
 
 impl Confirms {
     pub fn new() -> Confirms {
-        Confirms { next_sequence: 1, outstanding: BTreeMap::new(), acked_up_to: 0 }
+        Confirms {
+            next_sequence: 1,
+            outstanding: BTreeMap::new(),
+            acked_up_to: 0,
+        }
     }
 
     /// Numbers a new publish that must be confirmed by `destinations` queues.
@@ -108,7 +120,12 @@ impl Confirms {
     /// The highest publish sequence such that it and all before it are confirmed and not yet
     /// acknowledged to the client: one basic.ack(multiple=true) covers them all.
     pub fn take_ack(&mut self) -> Option<u64> {
-        let floor = self.outstanding.keys().next().copied().unwrap_or(self.next_sequence);
+        let floor = self
+            .outstanding
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.next_sequence);
         let ack_up_to = floor - 1;
         if ack_up_to > self.acked_up_to {
             self.acked_up_to = ack_up_to;
@@ -173,22 +190,36 @@ impl Channel {
 
     /// Removes the acknowledged deliveries named by (delivery_tag, multiple), grouped by
     /// queue. None if a single tag is unknown (a channel error 406 in RabbitMQ).
-    pub fn take_unacked(&mut self, delivery_tag: u64, multiple: bool) -> Option<HashMap<QueueId, Vec<u64>>> {
+    pub fn take_unacked(
+        &mut self,
+        delivery_tag: u64,
+        multiple: bool,
+    ) -> Option<HashMap<QueueId, Vec<u64>>> {
         let mut by_queue: HashMap<QueueId, Vec<u64>> = HashMap::new();
         if multiple {
-            let upper = if delivery_tag == 0 { u64::MAX } else { delivery_tag };
+            let upper = if delivery_tag == 0 {
+                u64::MAX
+            } else {
+                delivery_tag
+            };
             let tags: Vec<u64> = self.unacked.range(..=upper).map(|(tag, _)| *tag).collect();
             if tags.is_empty() && delivery_tag != 0 {
                 return None;
             }
             for tag in tags {
                 if let Some(unacked) = self.unacked.remove(&tag) {
-                    by_queue.entry(unacked.queue).or_default().push(unacked.sequence);
+                    by_queue
+                        .entry(unacked.queue)
+                        .or_default()
+                        .push(unacked.sequence);
                 }
             }
         } else {
             let unacked = self.unacked.remove(&delivery_tag)?;
-            by_queue.entry(unacked.queue).or_default().push(unacked.sequence);
+            by_queue
+                .entry(unacked.queue)
+                .or_default()
+                .push(unacked.sequence);
         }
         Some(by_queue)
     }
@@ -208,7 +239,11 @@ mod tests {
         confirms.confirmed(first);
         assert_eq!(confirms.take_ack(), Some(first));
         confirms.confirmed(second);
-        assert_eq!(confirms.take_ack(), None, "second waits for its other queue");
+        assert_eq!(
+            confirms.take_ack(),
+            None,
+            "second waits for its other queue"
+        );
         confirms.confirmed(second);
         assert_eq!(confirms.take_ack(), Some(third));
     }
@@ -218,7 +253,13 @@ mod tests {
         let mut channel = Channel::new(1);
         for sequence in 1..=3 {
             let tag = channel.next_delivery_tag();
-            channel.unacked.insert(tag, UnackedDelivery { queue: QueueId(7), sequence });
+            channel.unacked.insert(
+                tag,
+                UnackedDelivery {
+                    queue: QueueId(7),
+                    sequence,
+                },
+            );
         }
         assert!(channel.take_unacked(9, false).is_none());
         let taken = channel.take_unacked(2, true).expect("tags 1 and 2");

@@ -22,12 +22,23 @@ impl Connection {
         let delivery_tag = {
             let mut channels = self.channels.borrow_mut();
             let channel = match channels.get_mut(&delivery.holder.channel) {
-                Some(channel) if !channel.closing && channel.consumers.contains_key(&delivery.consumer_tag) => channel,
+                Some(channel)
+                    if !channel.closing
+                        && channel.consumers.contains_key(&delivery.consumer_tag) =>
+                {
+                    channel
+                }
                 _ => return DeliverOutcome::Bounced(delivery),
             };
             let delivery_tag = channel.next_delivery_tag();
             if !delivery.no_ack {
-                channel.unacked.insert(delivery_tag, UnackedDelivery { queue: delivery.queue, sequence: delivery.sequence });
+                channel.unacked.insert(
+                    delivery_tag,
+                    UnackedDelivery {
+                        queue: delivery.queue,
+                        sequence: delivery.sequence,
+                    },
+                );
             }
             delivery_tag
         };
@@ -56,12 +67,21 @@ impl Connection {
             }
             return DeliverOutcome::Unencodable(delivery);
         }
-        self.note_written(delivery.queue, delivery.holder.channel, &delivery.consumer_tag);
+        self.note_written(
+            delivery.queue,
+            delivery.holder.channel,
+            &delivery.consumer_tag,
+        );
         DeliverOutcome::Written
     }
 
     pub fn confirmed(&self, channel: u16, publish_sequence: u64) {
-        if let Some(confirms) = self.channels.borrow_mut().get_mut(&channel).and_then(|channel| channel.confirms.as_mut()) {
+        if let Some(confirms) = self
+            .channels
+            .borrow_mut()
+            .get_mut(&channel)
+            .and_then(|channel| channel.confirms.as_mut())
+        {
             confirms.confirmed(publish_sequence);
         }
     }
@@ -91,7 +111,9 @@ impl Connection {
             .channels
             .borrow_mut()
             .get_mut(&channel)
-            .is_some_and(|channel| !channel.closing && channel.consumers.remove(consumer_tag).is_some());
+            .is_some_and(|channel| {
+                !channel.closing && channel.consumers.remove(consumer_tag).is_some()
+            });
         if known {
             let cancel = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
                 consumer_tag: consumer_tag.into(),

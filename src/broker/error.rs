@@ -58,15 +58,27 @@ fn code_name(code: u16) -> &'static str {
 impl AmqpError {
     /// Builds `CODE_NAME - detail`, RabbitMQ's reply-text shape.
     pub fn new(reply_code: u16, detail: impl fmt::Display) -> AmqpError {
-        AmqpError { reply_code, reply_text: format!("{} - {}", code_name(reply_code), detail) }
+        AmqpError {
+            reply_code,
+            reply_text: format!("{} - {}", code_name(reply_code), detail),
+        }
     }
 
     /// Connection-level codes close the connection; the rest close only the channel.
     pub fn is_connection_error(&self) -> bool {
         matches!(
             self.reply_code,
-            CONNECTION_FORCED | INVALID_PATH | FRAME_ERROR | SYNTAX_ERROR | COMMAND_INVALID | CHANNEL_ERROR
-                | UNEXPECTED_FRAME | RESOURCE_ERROR | NOT_ALLOWED | NOT_IMPLEMENTED | INTERNAL_ERROR
+            CONNECTION_FORCED
+                | INVALID_PATH
+                | FRAME_ERROR
+                | SYNTAX_ERROR
+                | COMMAND_INVALID
+                | CHANNEL_ERROR
+                | UNEXPECTED_FRAME
+                | RESOURCE_ERROR
+                | NOT_ALLOWED
+                | NOT_IMPLEMENTED
+                | INTERNAL_ERROR
         )
     }
 
@@ -75,10 +87,20 @@ impl AmqpError {
     }
 
     pub fn reserved_name(kind: &str, name: &str) -> AmqpError {
-        AmqpError::new(ACCESS_REFUSED, format!("{kind} name '{name}' contains reserved prefix 'amq.*'"))
+        AmqpError::new(
+            ACCESS_REFUSED,
+            format!("{kind} name '{name}' contains reserved prefix 'amq.*'"),
+        )
     }
 
-    pub fn inequivalent(arg: &str, kind: &str, name: &str, vhost: &str, received: &str, current: &str) -> AmqpError {
+    pub fn inequivalent(
+        arg: &str,
+        kind: &str,
+        name: &str,
+        vhost: &str,
+        received: &str,
+        current: &str,
+    ) -> AmqpError {
         AmqpError::new(
             PRECONDITION_FAILED,
             format!("inequivalent arg '{arg}' for {kind} '{name}' in vhost '{vhost}': received '{received}' but current is '{current}'"),

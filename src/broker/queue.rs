@@ -43,7 +43,8 @@ struct Consumer {
 
 impl Consumer {
     fn can_take(&self) -> bool {
-        self.flow_credit > 0 && (self.no_ack || self.prefetch_count == 0 || self.unacked < self.prefetch_count)
+        self.flow_credit > 0
+            && (self.no_ack || self.prefetch_count == 0 || self.unacked < self.prefetch_count)
     }
 }
 
@@ -64,7 +65,10 @@ pub struct Delivery {
 pub enum Effect {
     Deliver(Delivery),
     /// The consumer was cancelled by the broker (queue deleted): send basic.cancel.
-    ConsumerCancelled { holder: Holder, consumer_tag: ConsumerTag },
+    ConsumerCancelled {
+        holder: Holder,
+        consumer_tag: ConsumerTag,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,15 +119,23 @@ impl Queue {
     pub fn enqueue(&mut self, message: Arc<Message>, effects: &mut Vec<Effect>) {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        self.ready.push_back(Entry { sequence, message, redelivered: false });
+        self.ready.push_back(Entry {
+            sequence,
+            message,
+            redelivered: false,
+        });
         self.dispatch(effects);
     }
 
     /// Hands ready messages to consumers with credit, round robin.
     pub fn dispatch(&mut self, effects: &mut Vec<Effect>) {
         while !self.ready.is_empty() && !self.consumers.is_empty() {
-            let Some(index) = self.next_consumer_with_credit() else { return };
-            let Some(entry) = self.ready.pop_front() else { return };
+            let Some(index) = self.next_consumer_with_credit() else {
+                return;
+            };
+            let Some(entry) = self.ready.pop_front() else {
+                return;
+            };
             let consumer = &mut self.consumers[index];
             consumer.flow_credit -= 1;
             let delivery = Delivery {
@@ -137,7 +149,11 @@ impl Queue {
             };
             if !consumer.no_ack {
                 consumer.unacked += 1;
-                let unacked = Unacked { entry, holder: consumer.holder, consumer_tag: Some(consumer.tag.clone()) };
+                let unacked = Unacked {
+                    entry,
+                    holder: consumer.holder,
+                    consumer_tag: Some(consumer.tag.clone()),
+                };
                 self.unacked.insert(unacked.entry.sequence, unacked);
             }
             effects.push(Effect::Deliver(delivery));
@@ -167,7 +183,10 @@ impl Queue {
         let in_exclusive_use = || {
             AmqpError::new(
                 ACCESS_REFUSED,
-                format!("queue '{}' in vhost '{}' in exclusive use", self.definition.name, self.definition.vhost),
+                format!(
+                    "queue '{}' in vhost '{}' in exclusive use",
+                    self.definition.name, self.definition.vhost
+                ),
             )
         };
         if self.exclusive_consumer || (exclusive && !self.consumers.is_empty()) {
@@ -175,7 +194,14 @@ impl Queue {
         }
         self.exclusive_consumer = exclusive;
         self.had_consumers = true;
-        self.consumers.push(Consumer { holder, tag, no_ack, prefetch_count, unacked: 0, flow_credit: CONSUMER_FLOW_WINDOW });
+        self.consumers.push(Consumer {
+            holder,
+            tag,
+            no_ack,
+            prefetch_count,
+            unacked: 0,
+            flow_credit: CONSUMER_FLOW_WINDOW,
+        });
         Ok(())
     }
 
@@ -183,7 +209,8 @@ impl Queue {
     /// Returns true if the queue should now be auto-deleted.
     pub fn cancel_consumer(&mut self, holder: Holder, tag: &str) -> bool {
         let before = self.consumers.len();
-        self.consumers.retain(|consumer| !(consumer.holder == holder && &*consumer.tag == tag));
+        self.consumers
+            .retain(|consumer| !(consumer.holder == holder && &*consumer.tag == tag));
         if self.consumers.len() != before {
             self.exclusive_consumer = false;
             self.next_consumer = 0;
@@ -204,24 +231,38 @@ impl Queue {
             self.exclusive_consumer = false;
             self.next_consumer = 0;
         }
-        let sequences: Vec<u64> =
-            self.unacked.iter().filter(|(_, unacked)| unacked.holder == holder).map(|(sequence, _)| *sequence).collect();
+        let sequences: Vec<u64> = self
+            .unacked
+            .iter()
+            .filter(|(_, unacked)| unacked.holder == holder)
+            .map(|(sequence, _)| *sequence)
+            .collect();
         self.settle(holder, &sequences, Settle::Requeue, effects);
         self.should_auto_delete()
     }
 
     /// Applies ack, requeue or discard to the given messages of a channel. Unknown sequence
     /// numbers (already settled, e.g. requeued when the channel closed) are ignored.
-    pub fn settle(&mut self, holder: Holder, sequences: &[u64], action: Settle, effects: &mut Vec<Effect>) {
+    pub fn settle(
+        &mut self,
+        holder: Holder,
+        sequences: &[u64],
+        action: Settle,
+        effects: &mut Vec<Effect>,
+    ) {
         for sequence in sequences {
-            let Some(unacked) = self.unacked.remove(sequence) else { continue };
+            let Some(unacked) = self.unacked.remove(sequence) else {
+                continue;
+            };
             if unacked.holder != holder {
                 self.unacked.insert(*sequence, unacked);
                 continue;
             }
             if let Some(tag) = &unacked.consumer_tag {
-                if let Some(consumer) =
-                    self.consumers.iter_mut().find(|consumer| consumer.holder == holder && &consumer.tag == tag)
+                if let Some(consumer) = self
+                    .consumers
+                    .iter_mut()
+                    .find(|consumer| consumer.holder == holder && &consumer.tag == tag)
                 {
                     consumer.unacked = consumer.unacked.saturating_sub(1);
                 }
@@ -235,14 +276,23 @@ impl Queue {
 
     fn requeue(&mut self, mut entry: Entry) {
         entry.redelivered = true;
-        let position = self.ready.partition_point(|queued| queued.sequence < entry.sequence);
+        let position = self
+            .ready
+            .partition_point(|queued| queued.sequence < entry.sequence);
         self.ready.insert(position, entry);
     }
 
     /// The consumer's connection wrote `count` deliveries to its socket: more may follow.
     pub fn credit(&mut self, holder: Holder, tag: &str, count: u32, effects: &mut Vec<Effect>) {
-        if let Some(consumer) = self.consumers.iter_mut().find(|consumer| consumer.holder == holder && &*consumer.tag == tag) {
-            consumer.flow_credit = consumer.flow_credit.saturating_add(count).min(CONSUMER_FLOW_WINDOW);
+        if let Some(consumer) = self
+            .consumers
+            .iter_mut()
+            .find(|consumer| consumer.holder == holder && &*consumer.tag == tag)
+        {
+            consumer.flow_credit = consumer
+                .flow_credit
+                .saturating_add(count)
+                .min(CONSUMER_FLOW_WINDOW);
             self.dispatch(effects);
         }
     }
@@ -258,7 +308,14 @@ impl Queue {
             message_count: self.message_count(),
         };
         if !no_ack {
-            self.unacked.insert(entry.sequence, Unacked { entry, holder, consumer_tag: None });
+            self.unacked.insert(
+                entry.sequence,
+                Unacked {
+                    entry,
+                    holder,
+                    consumer_tag: None,
+                },
+            );
         }
         Some(got)
     }
@@ -273,10 +330,16 @@ impl Queue {
     pub fn check_delete(&self, if_unused: bool, if_empty: bool) -> Result<(), AmqpError> {
         let (name, vhost) = (&self.definition.name, &self.definition.vhost);
         if if_unused && !self.consumers.is_empty() {
-            return Err(AmqpError::new(PRECONDITION_FAILED, format!("queue '{name}' in vhost '{vhost}' in use")));
+            return Err(AmqpError::new(
+                PRECONDITION_FAILED,
+                format!("queue '{name}' in vhost '{vhost}' in use"),
+            ));
         }
         if if_empty && !self.ready.is_empty() {
-            return Err(AmqpError::new(PRECONDITION_FAILED, format!("queue '{name}' in vhost '{vhost}' is not empty")));
+            return Err(AmqpError::new(
+                PRECONDITION_FAILED,
+                format!("queue '{name}' in vhost '{vhost}' is not empty"),
+            ));
         }
         Ok(())
     }
@@ -286,7 +349,10 @@ impl Queue {
     pub fn delete(&mut self, effects: &mut Vec<Effect>) -> u32 {
         let count = self.message_count();
         for consumer in self.consumers.drain(..) {
-            effects.push(Effect::ConsumerCancelled { holder: consumer.holder, consumer_tag: consumer.tag });
+            effects.push(Effect::ConsumerCancelled {
+                holder: consumer.holder,
+                consumer_tag: consumer.tag,
+            });
         }
         self.ready.clear();
         self.unacked.clear();
@@ -323,14 +389,21 @@ mod tests {
     }
 
     fn holder(channel: u16) -> Holder {
-        Holder { conn: ConnId { shard: 0, local: 1 }, channel }
+        Holder {
+            conn: ConnId { shard: 0, local: 1 },
+            channel,
+        }
     }
 
     fn delivered(effects: &mut Vec<Effect>) -> Vec<(u16, u64, bool)> {
         effects
             .drain(..)
             .filter_map(|effect| match effect {
-                Effect::Deliver(delivery) => Some((delivery.holder.channel, delivery.sequence, delivery.redelivered)),
+                Effect::Deliver(delivery) => Some((
+                    delivery.holder.channel,
+                    delivery.sequence,
+                    delivery.redelivered,
+                )),
                 Effect::ConsumerCancelled { .. } => None,
             })
             .collect()
@@ -340,7 +413,9 @@ mod tests {
     fn prefetch_limits_unacked_deliveries() {
         let mut queue = queue();
         let mut effects = Vec::new();
-        queue.add_consumer(holder(1), "c".into(), false, false, 2).expect("consume");
+        queue
+            .add_consumer(holder(1), "c".into(), false, false, 2)
+            .expect("consume");
         for _ in 0..5 {
             queue.enqueue(message(b"x"), &mut effects);
         }
@@ -353,12 +428,19 @@ mod tests {
     fn round_robin_between_consumers() {
         let mut queue = queue();
         let mut effects = Vec::new();
-        queue.add_consumer(holder(1), "a".into(), true, false, 0).expect("consume");
-        queue.add_consumer(holder(2), "b".into(), true, false, 0).expect("consume");
+        queue
+            .add_consumer(holder(1), "a".into(), true, false, 0)
+            .expect("consume");
+        queue
+            .add_consumer(holder(2), "b".into(), true, false, 0)
+            .expect("consume");
         for _ in 0..4 {
             queue.enqueue(message(b"x"), &mut effects);
         }
-        let channels: Vec<u16> = delivered(&mut effects).iter().map(|(channel, _, _)| *channel).collect();
+        let channels: Vec<u16> = delivered(&mut effects)
+            .iter()
+            .map(|(channel, _, _)| *channel)
+            .collect();
         assert_eq!(channels, vec![1, 2, 1, 2]);
     }
 
@@ -381,10 +463,14 @@ mod tests {
     fn channel_gone_requeues_to_other_consumer() {
         let mut queue = queue();
         let mut effects = Vec::new();
-        queue.add_consumer(holder(1), "a".into(), false, false, 1).expect("consume");
+        queue
+            .add_consumer(holder(1), "a".into(), false, false, 1)
+            .expect("consume");
         queue.enqueue(message(b"x"), &mut effects);
         assert_eq!(delivered(&mut effects), vec![(1, 1, false)]);
-        queue.add_consumer(holder(2), "b".into(), false, false, 1).expect("consume");
+        queue
+            .add_consumer(holder(2), "b".into(), false, false, 1)
+            .expect("consume");
         queue.channel_gone(holder(1), &mut effects);
         assert_eq!(delivered(&mut effects), vec![(2, 1, true)]);
     }
@@ -392,8 +478,12 @@ mod tests {
     #[test]
     fn exclusive_consumer_blocks_others() {
         let mut queue = queue();
-        queue.add_consumer(holder(1), "a".into(), false, true, 0).expect("consume");
-        let error = queue.add_consumer(holder(2), "b".into(), false, false, 0).expect_err("exclusive");
+        queue
+            .add_consumer(holder(1), "a".into(), false, true, 0)
+            .expect("consume");
+        let error = queue
+            .add_consumer(holder(2), "b".into(), false, false, 0)
+            .expect_err("exclusive");
         assert_eq!(error.reply_code, ACCESS_REFUSED);
     }
 
@@ -401,7 +491,9 @@ mod tests {
     fn flow_credit_bounds_no_ack_deliveries() {
         let mut queue = queue();
         let mut effects = Vec::new();
-        queue.add_consumer(holder(1), "a".into(), true, false, 0).expect("consume");
+        queue
+            .add_consumer(holder(1), "a".into(), true, false, 0)
+            .expect("consume");
         for _ in 0..(CONSUMER_FLOW_WINDOW + 10) {
             queue.enqueue(message(b"x"), &mut effects);
         }

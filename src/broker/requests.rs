@@ -48,9 +48,19 @@ pub struct Binding {
 #[derive(Debug)]
 pub enum AdminRequest {
     ExchangeDeclare(ExchangeDeclare),
-    ExchangeDelete { vhost: String, name: String, if_unused: bool },
+    ExchangeDelete {
+        vhost: String,
+        name: String,
+        if_unused: bool,
+    },
     QueueDeclare(QueueDeclare),
-    QueueDelete { vhost: String, name: String, if_unused: bool, if_empty: bool, conn: ConnId },
+    QueueDelete {
+        vhost: String,
+        name: String,
+        if_unused: bool,
+        if_empty: bool,
+        conn: ConnId,
+    },
     Bind(Binding),
     Unbind(Binding),
 }
@@ -60,11 +70,27 @@ pub enum AdminRequest {
 pub enum QueueRequest {
     /// Answer a queue.declare-ok with the queue's counts.
     DeclareOk,
-    Consume { holder: Holder, consumer_tag: Arc<str>, no_ack: bool, exclusive: bool, prefetch_count: u32, nowait: bool },
-    Cancel { holder: Holder, consumer_tag: Arc<str> },
-    Get { holder: Holder, no_ack: bool },
+    Consume {
+        holder: Holder,
+        consumer_tag: Arc<str>,
+        no_ack: bool,
+        exclusive: bool,
+        prefetch_count: u32,
+        nowait: bool,
+    },
+    Cancel {
+        holder: Holder,
+        consumer_tag: Arc<str>,
+    },
+    Get {
+        holder: Holder,
+        no_ack: bool,
+    },
     Purge,
-    Delete { if_unused: bool, if_empty: bool },
+    Delete {
+        if_unused: bool,
+        if_empty: bool,
+    },
 }
 
 #[derive(Debug)]
@@ -79,7 +105,11 @@ pub struct GotMessage {
 #[derive(Debug)]
 pub enum ReplyBody {
     Done,
-    QueueDeclareOk { name: String, message_count: u32, consumer_count: u32 },
+    QueueDeclareOk {
+        name: String,
+        message_count: u32,
+        consumer_count: u32,
+    },
     MessageCount(u32),
     ConsumeOk,
     Get(Option<GotMessage>),

@@ -6,12 +6,12 @@
 
 use std::sync::Arc;
 
+use crate::broker::error::AmqpError;
 use crate::broker::ids::{ConnId, ConsumerTag, Holder, QueueId};
 use crate::broker::message::Message;
 use crate::broker::queue::{Delivery, Settle};
 use crate::broker::requests::{AdminRequest, QueueRequest, ReplyBody};
 use crate::broker::snapshot::{QueueDef, Snapshot};
-use crate::broker::error::AmqpError;
 
 /// Where an answer goes: the requesting shard and its request number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,25 +32,84 @@ pub enum ShardMsg {
     /// Writer → every shard: the new definitions.
     Definitions(Arc<Snapshot>),
     /// Writer → owner: create the queue's state, then answer the declare.
-    CreateQueue { definition: Arc<QueueDef>, reply: Option<ReplyTo> },
+    CreateQueue {
+        definition: Arc<QueueDef>,
+        reply: Option<ReplyTo>,
+    },
     /// Connection shard → writer.
-    Admin { request: AdminRequest, reply: ReplyTo },
+    Admin {
+        request: Box<AdminRequest>,
+        reply: ReplyTo,
+    },
     /// Owner → writer: the queue is gone from its owner; forget it and its bindings.
-    QueueDeleted { vhost: String, queue: QueueId, reply: Option<ReplyTo>, message_count: u32 },
+    QueueDeleted {
+        vhost: String,
+        queue: QueueId,
+        reply: Option<ReplyTo>,
+        message_count: u32,
+    },
     /// Owner → writer: an auto-delete queue lost its last consumer.
-    AutoDelete { vhost: String, name: String, queue: QueueId },
+    AutoDelete {
+        vhost: String,
+        name: String,
+        queue: QueueId,
+    },
     /// Connection shard → writer: delete the connection's exclusive queues.
-    ConnectionGone { conn: ConnId },
+    ConnectionGone {
+        conn: ConnId,
+    },
     /// Connection shard → owner.
-    Publish { queue: QueueId, message: Arc<Message>, confirm: Option<ConfirmTo> },
-    QueueOp { queue: QueueId, request: QueueRequest, reply: Option<ReplyTo> },
-    Settle { queue: QueueId, holder: Holder, sequences: Vec<u64>, action: Settle },
-    Credit { queue: QueueId, holder: Holder, consumer_tag: ConsumerTag, count: u32 },
-    ChannelGone { holder: Holder },
+    Publish {
+        queue: QueueId,
+        message: Arc<Message>,
+        confirm: Option<ConfirmTo>,
+    },
+    QueueOp {
+        queue: QueueId,
+        request: QueueRequest,
+        reply: Option<ReplyTo>,
+    },
+    Settle {
+        queue: QueueId,
+        holder: Holder,
+        sequences: Vec<u64>,
+        action: Settle,
+    },
+    Credit {
+        queue: QueueId,
+        holder: Holder,
+        consumer_tag: ConsumerTag,
+        count: u32,
+    },
+    ChannelGone {
+        holder: Holder,
+    },
     /// Owner → connection shard.
     Deliver(Delivery),
-    Confirmed { confirm: ConfirmTo },
-    ConsumerCancelled { holder: Holder, consumer_tag: ConsumerTag },
+    Confirmed {
+        confirm: ConfirmTo,
+    },
+    ConsumerCancelled {
+        holder: Holder,
+        consumer_tag: ConsumerTag,
+    },
     /// Any shard → requesting shard.
-    Reply { reply: ReplyTo, version: u64, result: Result<ReplyBody, AmqpError> },
+    Reply {
+        reply: ReplyTo,
+        version: u64,
+        result: Result<ReplyBody, AmqpError>,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn messages_stay_small() {
+        // Every mailbox slot is one ShardMsg: large variants are boxed to keep slots small.
+        assert!(
+            std::mem::size_of::<super::ShardMsg>() <= 128,
+            "{}",
+            std::mem::size_of::<super::ShardMsg>()
+        );
+    }
 }

@@ -148,7 +148,10 @@ impl Shard {
     }
 
     pub fn outbox_congested(&self) -> bool {
-        self.outbox.borrow().iter().any(|spill| spill.len() > OUTBOX_HIGH_MESSAGES)
+        self.outbox
+            .borrow()
+            .iter()
+            .any(|spill| spill.len() > OUTBOX_HIGH_MESSAGES)
     }
 
     pub fn mark_dirty(&self, connection: &Rc<Connection>) {
@@ -172,7 +175,10 @@ impl Shard {
             } else if spilled {
                 monoio::time::sleep(Duration::from_micros(50)).await;
             } else {
-                let local = || !self.local.borrow().is_empty() || self.outbox.borrow().iter().any(|s| !s.is_empty());
+                let local = || {
+                    !self.local.borrow().is_empty()
+                        || self.outbox.borrow().iter().any(|s| !s.is_empty())
+                };
                 self.mailboxes.park(self.id, &local).await;
             }
         }
@@ -191,7 +197,9 @@ impl Shard {
                 continue;
             }
             for _ in 0..MAILBOX_BATCH {
-                let Some(message) = self.mailboxes.pop(from, self.id) else { break };
+                let Some(message) = self.mailboxes.pop(from, self.id) else {
+                    break;
+                };
                 self.handle(message);
                 handled += 1;
             }
@@ -212,7 +220,11 @@ impl Shard {
     /// order, exactly as the loop would have.
     pub fn catch_up(&self, version: u64) {
         while self.version() < version {
-            let message = if self.id == 0 { self.local.borrow_mut().pop_front() } else { self.mailboxes.pop(0, self.id) };
+            let message = if self.id == 0 {
+                self.local.borrow_mut().pop_front()
+            } else {
+                self.mailboxes.pop(0, self.id)
+            };
             match message {
                 Some(message) => self.handle(message),
                 None => return,
@@ -223,7 +235,11 @@ impl Shard {
     /// Handles every message already waiting from shard 0 (the writer).
     fn drain_writer_mail(&self) {
         loop {
-            let message = if self.id == 0 { self.local.borrow_mut().pop_front() } else { self.mailboxes.pop(0, self.id) };
+            let message = if self.id == 0 {
+                self.local.borrow_mut().pop_front()
+            } else {
+                self.mailboxes.pop(0, self.id)
+            };
             match message {
                 Some(message) => self.handle(message),
                 None => return,
@@ -238,25 +254,41 @@ impl Shard {
                     *self.snapshot.borrow_mut() = snapshot;
                 }
             }
-            ShardMsg::Admin { request, reply } => self.handle_admin(request, reply),
-            ShardMsg::QueueDeleted { vhost, queue, reply, message_count } => {
-                self.handle_queue_deleted(&vhost, queue, reply, message_count)
+            ShardMsg::Admin { request, reply } => self.handle_admin(*request, reply),
+            ShardMsg::QueueDeleted {
+                vhost,
+                queue,
+                reply,
+                message_count,
+            } => self.handle_queue_deleted(&vhost, queue, reply, message_count),
+            ShardMsg::AutoDelete { vhost, name, queue } => {
+                self.handle_auto_delete(&vhost, &name, queue)
             }
-            ShardMsg::AutoDelete { vhost, name, queue } => self.handle_auto_delete(&vhost, &name, queue),
             ShardMsg::ConnectionGone { conn } => self.handle_connection_gone(conn),
-            ShardMsg::Reply { reply, version, result } => {
+            ShardMsg::Reply {
+                reply,
+                version,
+                result,
+            } => {
                 self.catch_up(version);
                 self.complete_request(reply.request_id, result);
             }
             ShardMsg::Deliver(delivery) => self.deliver(delivery),
             ShardMsg::Confirmed { confirm } => {
-                let connection = self.connections.borrow().get(&confirm.holder.conn.local).cloned();
+                let connection = self
+                    .connections
+                    .borrow()
+                    .get(&confirm.holder.conn.local)
+                    .cloned();
                 if let Some(connection) = connection {
                     connection.confirmed(confirm.holder.channel, confirm.publish_sequence);
                     self.mark_dirty(&connection);
                 }
             }
-            ShardMsg::ConsumerCancelled { holder, consumer_tag } => {
+            ShardMsg::ConsumerCancelled {
+                holder,
+                consumer_tag,
+            } => {
                 let connection = self.connections.borrow().get(&holder.conn.local).cloned();
                 if let Some(connection) = connection {
                     connection.consumer_cancelled(holder.channel, &consumer_tag);
@@ -267,7 +299,11 @@ impl Shard {
     }
 
     fn deliver(&self, delivery: crate::broker::queue::Delivery) {
-        let connection = self.connections.borrow().get(&delivery.holder.conn.local).cloned();
+        let connection = self
+            .connections
+            .borrow()
+            .get(&delivery.holder.conn.local)
+            .cloned();
         let outcome = match connection {
             Some(connection) => connection.deliver(delivery),
             None => DeliverOutcome::Bounced(delivery),
@@ -277,7 +313,9 @@ impl Shard {
         let (delivery, action) = match outcome {
             DeliverOutcome::Written => return,
             DeliverOutcome::Bounced(delivery) => (delivery, crate::broker::queue::Settle::Requeue),
-            DeliverOutcome::Unencodable(delivery) => (delivery, crate::broker::queue::Settle::Discard),
+            DeliverOutcome::Unencodable(delivery) => {
+                (delivery, crate::broker::queue::Settle::Discard)
+            }
         };
         {
             if !delivery.no_ack {

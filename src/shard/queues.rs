@@ -17,18 +17,40 @@ impl Shard {
     pub(super) fn handle_queue_message(&self, message: ShardMsg) {
         match message {
             ShardMsg::CreateQueue { definition, reply } => self.create_queue(definition, reply),
-            ShardMsg::Publish { queue, message, confirm } => {
+            ShardMsg::Publish {
+                queue,
+                message,
+                confirm,
+            } => {
                 self.with_queue(queue, |queue, effects| queue.enqueue(message, effects));
                 if let Some(confirm) = confirm {
                     self.send(confirm.holder.conn.shard(), ShardMsg::Confirmed { confirm });
                 }
             }
-            ShardMsg::QueueOp { queue, request, reply } => self.queue_op(queue, request, reply),
-            ShardMsg::Settle { queue, holder, sequences, action } => {
-                self.with_queue(queue, |queue, effects| queue.settle(holder, &sequences, action, effects));
+            ShardMsg::QueueOp {
+                queue,
+                request,
+                reply,
+            } => self.queue_op(queue, request, reply),
+            ShardMsg::Settle {
+                queue,
+                holder,
+                sequences,
+                action,
+            } => {
+                self.with_queue(queue, |queue, effects| {
+                    queue.settle(holder, &sequences, action, effects)
+                });
             }
-            ShardMsg::Credit { queue, holder, consumer_tag, count } => {
-                self.with_queue(queue, |queue, effects| queue.credit(holder, &consumer_tag, count, effects));
+            ShardMsg::Credit {
+                queue,
+                holder,
+                consumer_tag,
+                count,
+            } => {
+                self.with_queue(queue, |queue, effects| {
+                    queue.credit(holder, &consumer_tag, count, effects)
+                });
             }
             ShardMsg::ChannelGone { holder } => self.channel_gone(holder),
             other => crate::warn!("shard {} dropped a misrouted message: {other:?}", self.id),
@@ -38,16 +60,30 @@ impl Shard {
     fn create_queue(&self, definition: Arc<QueueDef>, reply: Option<ReplyTo>) {
         let id = definition.id;
         let name = definition.name.clone();
-        self.highest_created_queue.set(self.highest_created_queue.get().max(id.sequence()));
+        self.highest_created_queue
+            .set(self.highest_created_queue.get().max(id.sequence()));
         self.queues.borrow_mut().insert(id, Queue::new(definition));
         if let Some(reply) = reply {
-            self.reply(reply, Ok(ReplyBody::QueueDeclareOk { name, message_count: 0, consumer_count: 0 }));
+            self.reply(
+                reply,
+                Ok(ReplyBody::QueueDeclareOk {
+                    name,
+                    message_count: 0,
+                    consumer_count: 0,
+                }),
+            );
         }
     }
 
     /// Runs `operation` on a local queue and sends its effects; None if the queue is gone.
-    fn with_queue<T>(&self, id: QueueId, operation: impl FnOnce(&mut Queue, &mut Vec<Effect>) -> T) -> Option<T> {
-        if id.sequence() > self.highest_created_queue.get() && !self.queues.borrow().contains_key(&id) {
+    fn with_queue<T>(
+        &self,
+        id: QueueId,
+        operation: impl FnOnce(&mut Queue, &mut Vec<Effect>) -> T,
+    ) -> Option<T> {
+        if id.sequence() > self.highest_created_queue.get()
+            && !self.queues.borrow().contains_key(&id)
+        {
             // The creation message is on its way from the writer and was sent before whatever
             // told the sender about this queue: read it now.
             self.drain_writer_mail();
@@ -66,10 +102,19 @@ impl Shard {
     fn run_effects(&self, effects: &mut Vec<Effect>) {
         for effect in effects.drain(..) {
             match effect {
-                Effect::Deliver(delivery) => self.send(delivery.holder.conn.shard(), ShardMsg::Deliver(delivery)),
-                Effect::ConsumerCancelled { holder, consumer_tag } => {
-                    self.send(holder.conn.shard(), ShardMsg::ConsumerCancelled { holder, consumer_tag })
+                Effect::Deliver(delivery) => {
+                    self.send(delivery.holder.conn.shard(), ShardMsg::Deliver(delivery))
                 }
+                Effect::ConsumerCancelled {
+                    holder,
+                    consumer_tag,
+                } => self.send(
+                    holder.conn.shard(),
+                    ShardMsg::ConsumerCancelled {
+                        holder,
+                        consumer_tag,
+                    },
+                ),
             }
         }
     }
@@ -81,7 +126,9 @@ impl Shard {
             }
         };
         let deleting = matches!(request, QueueRequest::Delete { .. });
-        let outcome = self.with_queue(id, |queue, effects| apply_queue_request(queue, request, effects));
+        let outcome = self.with_queue(id, |queue, effects| {
+            apply_queue_request(queue, request, effects)
+        });
         match outcome {
             None if deleting => answer(Ok(ReplyBody::MessageCount(0))),
             None => answer(Err(AmqpError::new(NOT_FOUND, "queue was deleted"))),
@@ -94,24 +141,48 @@ impl Shard {
                 answer(result);
                 self.request_auto_delete(id);
             }
-            Some(Outcome::Deleted { vhost, message_count }) => {
+            Some(Outcome::Deleted {
+                vhost,
+                message_count,
+            }) => {
                 self.queues.borrow_mut().remove(&id);
-                self.send(0, ShardMsg::QueueDeleted { vhost, queue: id, reply, message_count });
+                self.send(
+                    0,
+                    ShardMsg::QueueDeleted {
+                        vhost,
+                        queue: id,
+                        reply,
+                        message_count,
+                    },
+                );
             }
         }
     }
 
     fn request_auto_delete(&self, id: QueueId) {
-        let definition = self.queues.borrow().get(&id).map(|queue| queue.definition.clone());
+        let definition = self
+            .queues
+            .borrow()
+            .get(&id)
+            .map(|queue| queue.definition.clone());
         if let Some(definition) = definition {
-            self.send(0, ShardMsg::AutoDelete { vhost: definition.vhost.clone(), name: definition.name.clone(), queue: id });
+            self.send(
+                0,
+                ShardMsg::AutoDelete {
+                    vhost: definition.vhost.clone(),
+                    name: definition.name.clone(),
+                    queue: id,
+                },
+            );
         }
     }
 
     fn channel_gone(&self, holder: crate::broker::ids::Holder) {
         let ids: Vec<QueueId> = self.queues.borrow().keys().copied().collect();
         for id in ids {
-            if self.with_queue(id, |queue, effects| queue.channel_gone(holder, effects)) == Some(true) {
+            if self.with_queue(id, |queue, effects| queue.channel_gone(holder, effects))
+                == Some(true)
+            {
                 self.request_auto_delete(id);
             }
         }
@@ -123,34 +194,60 @@ enum Outcome {
     /// Answer first, then deliver: consume-ok must reach the client before the first message.
     Consumed(Result<ReplyBody, AmqpError>),
     AutoDelete(Result<ReplyBody, AmqpError>),
-    Deleted { vhost: String, message_count: u32 },
+    Deleted {
+        vhost: String,
+        message_count: u32,
+    },
 }
 
-fn apply_queue_request(queue: &mut Queue, request: QueueRequest, effects: &mut Vec<Effect>) -> Outcome {
+fn apply_queue_request(
+    queue: &mut Queue,
+    request: QueueRequest,
+    effects: &mut Vec<Effect>,
+) -> Outcome {
     match request {
         QueueRequest::DeclareOk => Outcome::Answer(Ok(ReplyBody::QueueDeclareOk {
             name: queue.definition.name.clone(),
             message_count: queue.message_count(),
             consumer_count: queue.consumer_count(),
         })),
-        QueueRequest::Consume { holder, consumer_tag, no_ack, exclusive, prefetch_count, nowait: _ } => {
-            let result = queue.add_consumer(holder, consumer_tag, no_ack, exclusive, prefetch_count);
+        QueueRequest::Consume {
+            holder,
+            consumer_tag,
+            no_ack,
+            exclusive,
+            prefetch_count,
+            nowait: _,
+        } => {
+            let result =
+                queue.add_consumer(holder, consumer_tag, no_ack, exclusive, prefetch_count);
             Outcome::Consumed(result.map(|()| ReplyBody::ConsumeOk))
         }
-        QueueRequest::Cancel { holder, consumer_tag } => {
+        QueueRequest::Cancel {
+            holder,
+            consumer_tag,
+        } => {
             if queue.cancel_consumer(holder, &consumer_tag) {
                 Outcome::AutoDelete(Ok(ReplyBody::Done))
             } else {
                 Outcome::Answer(Ok(ReplyBody::Done))
             }
         }
-        QueueRequest::Get { holder, no_ack } => Outcome::Answer(Ok(ReplyBody::Get(queue.get(holder, no_ack)))),
+        QueueRequest::Get { holder, no_ack } => {
+            Outcome::Answer(Ok(ReplyBody::Get(queue.get(holder, no_ack))))
+        }
         QueueRequest::Purge => Outcome::Answer(Ok(ReplyBody::MessageCount(queue.purge()))),
-        QueueRequest::Delete { if_unused, if_empty } => match queue.check_delete(if_unused, if_empty) {
+        QueueRequest::Delete {
+            if_unused,
+            if_empty,
+        } => match queue.check_delete(if_unused, if_empty) {
             Err(error) => Outcome::Answer(Err(error)),
             Ok(()) => {
                 let message_count = queue.delete(effects);
-                Outcome::Deleted { vhost: queue.definition.vhost.clone(), message_count }
+                Outcome::Deleted {
+                    vhost: queue.definition.vhost.clone(),
+                    message_count,
+                }
             }
         },
     }

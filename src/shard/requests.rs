@@ -39,7 +39,11 @@ impl Future for AwaitReply {
 
 impl Shard {
     /// Sends the message built by `make` to shard `to` and waits for its reply.
-    pub async fn request(&self, to: usize, make: impl FnOnce(ReplyTo) -> ShardMsg) -> Result<ReplyBody, AmqpError> {
+    pub async fn request(
+        &self,
+        to: usize,
+        make: impl FnOnce(ReplyTo) -> ShardMsg,
+    ) -> Result<ReplyBody, AmqpError> {
         self.request_with_hook(to, make, None).await
     }
 
@@ -54,7 +58,13 @@ impl Shard {
         let slot = Rc::new(PendingReply::default());
         *slot.hook.borrow_mut() = hook;
         self.pending.borrow_mut().insert(request_id, slot.clone());
-        self.send(to, make(ReplyTo { shard: self.id, request_id }));
+        self.send(
+            to,
+            make(ReplyTo {
+                shard: self.id,
+                request_id,
+            }),
+        );
         AwaitReply(slot).await
     }
 
@@ -75,6 +85,13 @@ impl Shard {
     /// Answers a request, stamped with this shard's definitions version.
     pub fn reply(&self, reply: ReplyTo, result: Result<ReplyBody, AmqpError>) {
         let version = self.version();
-        self.send(reply.shard, ShardMsg::Reply { reply, version, result });
+        self.send(
+            reply.shard,
+            ShardMsg::Reply {
+                reply,
+                version,
+                result,
+            },
+        );
     }
 }

@@ -25,22 +25,36 @@ impl Shard {
 
     pub(super) fn handle_admin(&self, request: AdminRequest, reply: ReplyTo) {
         let Some(writer) = &self.writer else {
-            self.reply(reply, Err(AmqpError::new(INTERNAL_ERROR, "definitions request sent to a non-writer shard")));
+            self.reply(
+                reply,
+                Err(AmqpError::new(
+                    INTERNAL_ERROR,
+                    "definitions request sent to a non-writer shard",
+                )),
+            );
             return;
         };
         let result = {
             let mut definitions = writer.borrow_mut();
             match &request {
-                AdminRequest::ExchangeDeclare(declare) => definitions.declare_exchange(declare).map(|()| None),
-                AdminRequest::ExchangeDelete { vhost, name, if_unused } => {
-                    definitions.delete_exchange(vhost, name, *if_unused).map(|()| None)
+                AdminRequest::ExchangeDeclare(declare) => {
+                    definitions.declare_exchange(declare).map(|()| None)
                 }
+                AdminRequest::ExchangeDelete {
+                    vhost,
+                    name,
+                    if_unused,
+                } => definitions
+                    .delete_exchange(vhost, name, *if_unused)
+                    .map(|()| None),
                 AdminRequest::Bind(binding) => definitions.bind(binding).map(|()| None),
                 AdminRequest::Unbind(binding) => definitions.unbind(binding).map(|()| None),
                 AdminRequest::QueueDeclare(declare) => definitions.declare_queue(declare).map(Some),
-                AdminRequest::QueueDelete { vhost, name, conn, .. } => {
-                    definitions.queue_for_delete(vhost, name, *conn).map(|found| found.map(QueueDeclared::Existing))
-                }
+                AdminRequest::QueueDelete {
+                    vhost, name, conn, ..
+                } => definitions
+                    .queue_for_delete(vhost, name, *conn)
+                    .map(|found| found.map(QueueDeclared::Existing)),
             }
         };
         self.publish_definitions();
@@ -48,22 +62,60 @@ impl Shard {
             (Err(error), _) => self.reply(reply, Err(error)),
             (Ok(Some(QueueDeclared::Created(definition))), _) => {
                 let owner = definition.id.owner();
-                self.send(owner, ShardMsg::CreateQueue { definition, reply: Some(reply) });
+                self.send(
+                    owner,
+                    ShardMsg::CreateQueue {
+                        definition,
+                        reply: Some(reply),
+                    },
+                );
             }
-            (Ok(Some(QueueDeclared::Existing(definition))), AdminRequest::QueueDelete { if_unused, if_empty, .. }) => {
-                let request = QueueRequest::Delete { if_unused, if_empty };
-                self.send(definition.id.owner(), ShardMsg::QueueOp { queue: definition.id, request, reply: Some(reply) });
+            (
+                Ok(Some(QueueDeclared::Existing(definition))),
+                AdminRequest::QueueDelete {
+                    if_unused,
+                    if_empty,
+                    ..
+                },
+            ) => {
+                let request = QueueRequest::Delete {
+                    if_unused,
+                    if_empty,
+                };
+                self.send(
+                    definition.id.owner(),
+                    ShardMsg::QueueOp {
+                        queue: definition.id,
+                        request,
+                        reply: Some(reply),
+                    },
+                );
             }
             (Ok(Some(QueueDeclared::Existing(definition))), _) => {
                 let request = QueueRequest::DeclareOk;
-                self.send(definition.id.owner(), ShardMsg::QueueOp { queue: definition.id, request, reply: Some(reply) });
+                self.send(
+                    definition.id.owner(),
+                    ShardMsg::QueueOp {
+                        queue: definition.id,
+                        request,
+                        reply: Some(reply),
+                    },
+                );
             }
-            (Ok(None), AdminRequest::QueueDelete { .. }) => self.reply(reply, Ok(ReplyBody::MessageCount(0))),
+            (Ok(None), AdminRequest::QueueDelete { .. }) => {
+                self.reply(reply, Ok(ReplyBody::MessageCount(0)))
+            }
             (Ok(None), _) => self.reply(reply, Ok(ReplyBody::Done)),
         }
     }
 
-    pub(super) fn handle_queue_deleted(&self, vhost: &str, queue: QueueId, reply: Option<ReplyTo>, message_count: u32) {
+    pub(super) fn handle_queue_deleted(
+        &self,
+        vhost: &str,
+        queue: QueueId,
+        reply: Option<ReplyTo>,
+        message_count: u32,
+    ) {
         if let Some(writer) = &self.writer {
             if let Err(error) = writer.borrow_mut().remove_queue(vhost, queue) {
                 crate::warn!("removing deleted queue {queue:?}: {error}");
@@ -83,8 +135,18 @@ impl Shard {
             .is_some_and(|definition| definition.id == queue);
         if still_there {
             // Only if still unused when the owner reads this: a consumer may have come back.
-            let request = QueueRequest::Delete { if_unused: true, if_empty: false };
-            self.send(queue.owner(), ShardMsg::QueueOp { queue, request, reply: None });
+            let request = QueueRequest::Delete {
+                if_unused: true,
+                if_empty: false,
+            };
+            self.send(
+                queue.owner(),
+                ShardMsg::QueueOp {
+                    queue,
+                    request,
+                    reply: None,
+                },
+            );
         }
     }
 
@@ -92,8 +154,18 @@ impl Shard {
         let Some(writer) = &self.writer else { return };
         let exclusive = writer.borrow().exclusive_queues_of(conn);
         for definition in exclusive {
-            let request = QueueRequest::Delete { if_unused: false, if_empty: false };
-            self.send(definition.id.owner(), ShardMsg::QueueOp { queue: definition.id, request, reply: None });
+            let request = QueueRequest::Delete {
+                if_unused: false,
+                if_empty: false,
+            };
+            self.send(
+                definition.id.owner(),
+                ShardMsg::QueueOp {
+                    queue: definition.id,
+                    request,
+                    reply: None,
+                },
+            );
         }
     }
 }
