@@ -320,6 +320,7 @@ impl Dispatcher {
             );
             return Err(fault(error, (CLASS_BASIC, 40)));
         }
+        check_user_id(&header.properties).map_err(|error| fault(error, (CLASS_BASIC, 40)))?;
         if header.body_size == 0 {
             return self.publish(channel_id, publish, header, Bytes::new());
         }
@@ -529,6 +530,32 @@ impl Dispatcher {
                 },
             );
         }
+    }
+}
+
+/// RabbitMQ refuses a user-id property that differs from the authenticated user. Checked
+/// only when the property is present, so the hot path pays one flag test.
+fn check_user_id(properties: &[u8]) -> Result<(), AmqpError> {
+    const USER_ID_FLAG: u16 = 1 << 4;
+    let flags = match properties {
+        [high, low, ..] => u16::from_be_bytes([*high, *low]),
+        _ => return Ok(()),
+    };
+    if flags & USER_ID_FLAG == 0 {
+        return Ok(());
+    }
+    let parsed = hotpath::parse_properties(properties)
+        .map_err(|error| AmqpError::new(error.reply_code(), error))?;
+    match parsed.user_id() {
+        Some(user_id) if user_id.as_str() != super::handshake::DEFAULT_USER => Err(AmqpError::new(
+            PRECONDITION_FAILED,
+            format!(
+                "user_id property set to '{}' but authenticated user was '{}'",
+                user_id,
+                super::handshake::DEFAULT_USER
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 

@@ -15,7 +15,7 @@ use crate::broker::error::{AmqpError, ACCESS_REFUSED, COMMAND_INVALID, FRAME_ERR
 use crate::limits::{CHANNEL_MAX, FRAME_MAX_BYTES, FRAME_MIN_BYTES, HEARTBEAT_SECONDS};
 use crate::shard::Shard;
 
-const DEFAULT_USER: &str = "guest";
+pub const DEFAULT_USER: &str = "guest";
 const DEFAULT_PASSWORD: &str = "guest";
 
 /// Runs the handshake; Ok(heartbeat seconds) when the connection is open.
