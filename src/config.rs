@@ -21,17 +21,15 @@ pub struct Config {
     /// Each shard also listens on a port of its own (printed at start), so tests and
     /// diagnostics can place a connection on a chosen shard.
     pub per_shard_listeners: bool,
+    /// Test hook: the message store fails every write after this many bytes.
+    pub inject_store_failure_after_bytes: Option<u64>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum ConfigError {
     UnknownFlag(String),
     MissingValue(String),
-    BadValue {
-        flag: String,
-        value: String,
-        why: &'static str,
-    },
+    BadValue { flag: String, value: String, why: &'static str },
     Invalid(String),
 }
 
@@ -86,6 +84,7 @@ impl Config {
             pin_cores: false,
             log_level: Level::Info,
             per_shard_listeners: false,
+            inject_store_failure_after_bytes: None,
         }
     }
 
@@ -95,10 +94,7 @@ impl Config {
             return Err(ConfigError::Invalid("--shards must be at least 1".into()));
         }
         if self.shards > crate::shard::SHARDS_MAX {
-            return Err(ConfigError::Invalid(format!(
-                "--shards must be at most {}",
-                crate::shard::SHARDS_MAX
-            )));
+            return Err(ConfigError::Invalid(format!("--shards must be at most {}", crate::shard::SHARDS_MAX)));
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid("--data-dir must not be empty".into()));
@@ -107,39 +103,32 @@ impl Config {
     }
 
     fn apply<'a>(&mut self, flag: &str, value: Option<&'a str>) -> Result<(), ConfigError> {
-        let need =
-            |value: Option<&'a str>| value.ok_or_else(|| ConfigError::MissingValue(flag.into()));
-        let bad = |value: &str, why| ConfigError::BadValue {
-            flag: flag.into(),
-            value: value.into(),
-            why,
-        };
+        let need = |value: Option<&'a str>| value.ok_or_else(|| ConfigError::MissingValue(flag.into()));
+        let bad = |value: &str, why| ConfigError::BadValue { flag: flag.into(), value: value.into(), why };
         match flag {
             "--amqp-port" => {
                 let text = need(value)?;
-                self.amqp_port = text
-                    .parse()
-                    .map_err(|_| bad(text, "expected a port 0-65535"))?;
+                self.amqp_port = text.parse().map_err(|_| bad(text, "expected a port 0-65535"))?;
             }
             "--bind" => {
                 let text = need(value)?;
-                self.bind = text
-                    .parse()
-                    .map_err(|_| bad(text, "expected an IP address"))?;
+                self.bind = text.parse().map_err(|_| bad(text, "expected an IP address"))?;
             }
             "--data-dir" => self.data_dir = PathBuf::from(need(value)?),
             "--shards" => {
                 let text = need(value)?;
-                self.shards = text
-                    .parse()
-                    .map_err(|_| bad(text, "expected a positive integer"))?;
+                self.shards = text.parse().map_err(|_| bad(text, "expected a positive integer"))?;
             }
             "--log-level" => {
                 let text = need(value)?;
-                self.log_level = Level::parse(text)
-                    .ok_or_else(|| bad(text, "expected error, warn, info or debug"))?;
+                self.log_level = Level::parse(text).ok_or_else(|| bad(text, "expected error, warn, info or debug"))?;
             }
             "--pin-cores" => self.pin_cores = parse_bool(flag, value)?,
+            "--inject-store-failure-after-bytes" => {
+                let text = need(value)?;
+                let bytes = text.parse().map_err(|_| bad(text, "expected a byte count"))?;
+                self.inject_store_failure_after_bytes = Some(bytes);
+            }
             "--per-shard-listeners" => self.per_shard_listeners = parse_bool(flag, value)?,
             _ => return Err(ConfigError::UnknownFlag(flag.into())),
         }
@@ -153,22 +142,15 @@ fn parse_bool(flag: &str, value: Option<&str>) -> Result<bool, ConfigError> {
         None => Ok(true),
         Some("1" | "true" | "yes" | "on") => Ok(true),
         Some("0" | "false" | "no" | "off" | "") => Ok(false),
-        Some(other) => Err(ConfigError::BadValue {
-            flag: flag.into(),
-            value: other.into(),
-            why: "expected true or false",
-        }),
+        Some(other) => {
+            Err(ConfigError::BadValue { flag: flag.into(), value: other.into(), why: "expected true or false" })
+        }
     }
 }
 
 const SWITCHES: &[&str] = &["--pin-cores", "--per-shard-listeners"];
-const VALUED: &[&str] = &[
-    "--amqp-port",
-    "--bind",
-    "--data-dir",
-    "--shards",
-    "--log-level",
-];
+const VALUED: &[&str] =
+    &["--amqp-port", "--bind", "--data-dir", "--shards", "--log-level", "--inject-store-failure-after-bytes"];
 
 /// Parses the command line (without the program name) and the environment.
 pub fn parse<I, E>(args: I, env: E) -> Result<Command, ConfigError>
@@ -178,12 +160,7 @@ where
 {
     let mut config = Config::defaults();
     for flag in SWITCHES.iter().chain(VALUED) {
-        let name = format!(
-            "SPATEMQ_{}",
-            flag.trim_start_matches("--")
-                .replace('-', "_")
-                .to_uppercase()
-        );
+        let name = format!("SPATEMQ_{}", flag.trim_start_matches("--").replace('-', "_").to_uppercase());
         if let Some(value) = env(&name) {
             config.apply(flag, Some(&value))?;
         }
@@ -220,10 +197,7 @@ mod tests {
     use super::*;
 
     fn parse_args(args: &[&str], env: &[(&str, &str)]) -> Result<Command, ConfigError> {
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         parse(args.iter().map(|s| s.to_string()), move |name| {
             env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
         })
@@ -238,20 +212,15 @@ mod tests {
 
     #[test]
     fn flags_override_environment() {
-        let config = serve(
-            &["--amqp-port", "0", "--shards=3"],
-            &[("SPATEMQ_AMQP_PORT", "6000"), ("SPATEMQ_SHARDS", "2")],
-        );
+        let config =
+            serve(&["--amqp-port", "0", "--shards=3"], &[("SPATEMQ_AMQP_PORT", "6000"), ("SPATEMQ_SHARDS", "2")]);
         assert_eq!(config.amqp_port, 0);
         assert_eq!(config.shards, 3);
     }
 
     #[test]
     fn environment_overrides_defaults() {
-        let config = serve(
-            &["serve"],
-            &[("SPATEMQ_DATA_DIR", "/x"), ("SPATEMQ_PIN_CORES", "true")],
-        );
+        let config = serve(&["serve"], &[("SPATEMQ_DATA_DIR", "/x"), ("SPATEMQ_PIN_CORES", "true")]);
         assert_eq!(config.data_dir, PathBuf::from("/x"));
         assert!(config.pin_cores);
         assert_eq!(config.amqp_port, 5672);
@@ -259,33 +228,18 @@ mod tests {
 
     #[test]
     fn zero_shards_is_rejected() {
-        assert!(matches!(
-            parse_args(&["--shards", "0"], &[]),
-            Err(ConfigError::Invalid(_))
-        ));
+        assert!(matches!(parse_args(&["--shards", "0"], &[]), Err(ConfigError::Invalid(_))));
     }
 
     #[test]
     fn unknown_flag_and_missing_value_are_errors() {
-        assert!(matches!(
-            parse_args(&["--nope"], &[]),
-            Err(ConfigError::UnknownFlag(_))
-        ));
-        assert!(matches!(
-            parse_args(&["--amqp-port"], &[]),
-            Err(ConfigError::MissingValue(_))
-        ));
-        assert!(matches!(
-            parse_args(&["--amqp-port", "x"], &[]),
-            Err(ConfigError::BadValue { .. })
-        ));
+        assert!(matches!(parse_args(&["--nope"], &[]), Err(ConfigError::UnknownFlag(_))));
+        assert!(matches!(parse_args(&["--amqp-port"], &[]), Err(ConfigError::MissingValue(_))));
+        assert!(matches!(parse_args(&["--amqp-port", "x"], &[]), Err(ConfigError::BadValue { .. })));
     }
 
     #[test]
     fn help_wins() {
-        assert!(matches!(
-            parse_args(&["--shards", "2", "--help"], &[]),
-            Ok(Command::Help)
-        ));
+        assert!(matches!(parse_args(&["--shards", "2", "--help"], &[]), Ok(Command::Help)));
     }
 }

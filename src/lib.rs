@@ -10,3 +10,4 @@ pub mod limits;
 pub mod logging;
 pub mod server;
 pub mod shard;
+pub mod store;

@@ -33,6 +33,14 @@ pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// a client that publishes without reading its deliveries or confirms is slowed, not buffered.
 pub const CONNECTION_OUTPUT_HIGH_BYTES: usize = 4 * 1024 * 1024;
 
+/// A persistent message enqueued while its queue holds fewer ready messages than this keeps
+/// an in-memory copy (fast delivery to online consumers); deeper backlogs live only in the
+/// page cache, so broker memory does not grow with the number of queued messages.
+pub const STORED_CACHE_MESSAGES: usize = 1024;
+
+/// Size of a message-log segment file (bytes). Larger messages get a segment of their own.
+pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
 /// Capacity of one cross-shard mailbox (messages). A full mailbox spills into the sender's
 /// outbox; a connection stops reading its socket while its shard's outbox is above
 /// `OUTBOX_HIGH_MESSAGES`.
@@ -69,3 +77,7 @@ pub const CONSUMERS_PER_CHANNEL_MAX: usize = 65_536;
 
 /// Depth of exchange-to-exchange routing followed before a loop is assumed.
 pub const EXCHANGE_HOPS_MAX: usize = 16;
+
+/// The definitions log is compacted once it holds more records than this and more than twice
+/// the live durable definitions.
+pub const DEFINITIONS_COMPACT_MIN_RECORDS: usize = 10_000;

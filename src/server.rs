@@ -20,31 +20,30 @@ use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::snapshot::Snapshot;
 use crate::config::Config;
 use crate::limits::MAILBOX_CAPACITY;
+use crate::limits::SEGMENT_BYTES;
 use crate::shard::mailbox::Mailboxes;
 use crate::shard::Shard;
+use crate::store::definitions_log::DefinitionsLog;
+use crate::store::lock::{lock_data_dir, DataDirLock};
+use crate::store::recovery::{recover, shard_dir, RestoredQueue};
+use crate::store::segment::SHUTTING_DOWN;
+use crate::store::Store;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 #[derive(Debug)]
 pub enum StartError {
-    DataDir {
-        path: String,
-        source: std::io::Error,
-    },
-    PortInUse {
-        address: SocketAddr,
-        source: std::io::Error,
-    },
-    Shard {
-        shard: usize,
-        message: String,
-    },
+    DataDir { path: String, source: std::io::Error },
+    Storage { what: &'static str, source: std::io::Error },
+    PortInUse { address: SocketAddr, source: std::io::Error },
+    Shard { shard: usize, message: String },
 }
 
 impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            StartError::DataDir { path, source } => {
-                write!(f, "cannot create data directory {path}: {source}")
-            }
+            StartError::DataDir { path, source } => write!(f, "cannot use data directory {path}: {source}"),
+            StartError::Storage { what, source } => write!(f, "{what}: {source}"),
             StartError::PortInUse { address, source } => {
                 write!(f, "cannot listen on {address}: {source} (is another broker running on this port?)")
             }
@@ -64,11 +63,14 @@ pub struct Running {
     pub driver: &'static str,
     mailboxes: Arc<Mailboxes>,
     threads: Vec<JoinHandle<()>>,
+    _lock: DataDirLock,
+    pub recovered_messages: u64,
 }
 
 impl Running {
     /// Asks every shard to close its connections (320 CONNECTION_FORCED) and waits for them.
     pub fn shutdown(self) {
+        SHUTTING_DOWN.store(true, Ordering::SeqCst);
         self.mailboxes.request_shutdown();
         for thread in self.threads {
             let _ = thread.join();
@@ -77,26 +79,24 @@ impl Running {
 }
 
 pub fn start(config: Config) -> Result<Running, StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
-        path: config.data_dir.display().to_string(),
-        source,
-    })?;
+    let data_dir_error = |source| StartError::DataDir { path: config.data_dir.display().to_string(), source };
+    std::fs::create_dir_all(&config.data_dir).map_err(data_dir_error)?;
+    let lock = lock_data_dir(&config.data_dir).map_err(data_dir_error)?;
     let requested = SocketAddr::new(config.bind, config.amqp_port);
     let address = {
-        let probe = StdListener::bind(requested).map_err(|source| StartError::PortInUse {
-            address: requested,
-            source,
-        })?;
-        probe.local_addr().map_err(|source| StartError::PortInUse {
-            address: requested,
-            source,
-        })?
+        let probe =
+            StdListener::bind(requested).map_err(|source| StartError::PortInUse { address: requested, source })?;
+        probe.local_addr().map_err(|source| StartError::PortInUse { address: requested, source })?
     };
     let config = Arc::new(config);
     let mailboxes = Arc::new(Mailboxes::new(config.shards, MAILBOX_CAPACITY));
-    let mut definitions = Definitions::new(config.shards);
+    let durable = recover_durable_state(&config)?;
+    let recovered_messages = durable.messages;
+    let mut definitions = durable.definitions;
     let initial = definitions.take_changed().unwrap_or_default();
-    let mut writer = Some(definitions);
+    let mut writer = Some((definitions, durable.log));
+    let mut restored = durable.queues_by_shard;
+    let mut next_segments = durable.next_segment_numbers;
     let (ready_sender, ready_receiver) = mpsc::channel();
     let mut threads = Vec::with_capacity(config.shards);
     for shard_id in 0..config.shards {
@@ -105,25 +105,17 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         let ready = ready_sender.clone();
         let initial = initial.clone();
         let writer = if shard_id == 0 { writer.take() } else { None };
+        let restore = restored.remove(&shard_id).unwrap_or_default();
+        let next_segment = next_segments.remove(&shard_id).unwrap_or(1);
         let thread = std::thread::Builder::new()
             .name(format!("shard-{shard_id}"))
             .spawn(move || {
                 run_shard(
-                    ShardStart {
-                        shard_id,
-                        config,
-                        mailboxes,
-                        address,
-                        initial,
-                        writer,
-                    },
+                    ShardStart { shard_id, config, mailboxes, address, initial, writer, restore, next_segment },
                     ready,
                 )
             })
-            .map_err(|error| StartError::Shard {
-                shard: shard_id,
-                message: error.to_string(),
-            })?;
+            .map_err(|error| StartError::Shard { shard: shard_id, message: error.to_string() })?;
         threads.push(thread);
     }
     drop(ready_sender);
@@ -143,21 +135,10 @@ pub fn start(config: Config) -> Result<Running, StartError> {
                 mailboxes.request_shutdown();
                 return Err(error);
             }
-            Err(_) => {
-                return Err(StartError::Shard {
-                    shard: 0,
-                    message: "a shard thread exited during start".into(),
-                })
-            }
+            Err(_) => return Err(StartError::Shard { shard: 0, message: "a shard thread exited during start".into() }),
         }
     }
-    Ok(Running {
-        address,
-        shard_addresses,
-        driver,
-        mailboxes,
-        threads,
-    })
+    Ok(Running { address, shard_addresses, driver, mailboxes, threads, _lock: lock, recovered_messages })
 }
 
 struct ShardReady {
@@ -174,30 +155,20 @@ struct ShardStart {
     mailboxes: Arc<Mailboxes>,
     address: SocketAddr,
     initial: Arc<Snapshot>,
-    writer: Option<Definitions>,
+    writer: Option<(Definitions, DefinitionsLog)>,
+    restore: Vec<RestoredQueue>,
+    next_segment: u64,
 }
 
 fn run_shard(start: ShardStart, ready: ReadySender) {
-    let ShardStart {
-        shard_id,
-        config,
-        mailboxes,
-        address,
-        initial,
-        writer,
-    } = start;
+    let ShardStart { shard_id, config, mailboxes, address, initial, writer, restore, next_segment } = start;
     if config.pin_cores {
         pin_to_core(shard_id);
     }
     let fail = move |ready: &ReadySender, message: String| {
-        let _ = ready.send(Err(StartError::Shard {
-            shard: shard_id,
-            message,
-        }));
+        let _ = ready.send(Err(StartError::Shard { shard: shard_id, message }));
     };
-    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build();
+    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build();
     let mut runtime = match runtime {
         Ok(runtime) => runtime,
         Err(error) => return fail(&ready, format!("cannot build the runtime: {error}")),
@@ -217,29 +188,22 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
                     own_address = listener.local_addr().ok();
                     listeners.push(listener);
                 }
-                Err(error) => {
-                    return fail(
-                        &ready,
-                        format!("cannot open the shard's own listener: {error}"),
-                    )
-                }
+                Err(error) => return fail(&ready, format!("cannot open the shard's own listener: {error}")),
             }
         }
-        let shard = Rc::new(Shard::new(
-            shard_id,
-            config.clone(),
-            mailboxes,
-            initial,
-            writer,
-        ));
+        let store_dir = shard_dir(&config.data_dir, shard_id);
+        let store = match Store::open(&store_dir, next_segment, SEGMENT_BYTES, config.inject_store_failure_after_bytes)
+        {
+            Ok(store) => store,
+            Err(error) => return fail(&ready, format!("cannot open message store {}: {error}", store_dir.display())),
+        };
+        let shard = Rc::new(Shard::new(shard_id, config.clone(), mailboxes, initial, writer, Some(store)));
+        shard.restore_queues(restore);
+        monoio::spawn(crate::store::commit::commit_loop(shard.clone()));
         for listener in listeners {
             monoio::spawn(accept_loop(shard.clone(), listener));
         }
-        let _ = ready.send(Ok(ShardReady {
-            shard: shard_id,
-            own_address,
-            legacy_driver,
-        }));
+        let _ = ready.send(Ok(ShardReady { shard: shard_id, own_address, legacy_driver }));
         shard.clone().run_mailbox_loop().await;
         close_all_connections(&shard).await;
     });
@@ -252,11 +216,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 if shard.shutdown_requested() {
                     return;
                 }
-                monoio::spawn(crate::amqp::connection::serve(
-                    shard.clone(),
-                    stream,
-                    peer.ip().is_loopback(),
-                ));
+                monoio::spawn(crate::amqp::connection::serve(shard.clone(), stream, peer.ip().is_loopback()));
             }
             Err(error) => {
                 // Usually out of file descriptors: back off instead of spinning.
@@ -270,10 +230,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 /// Shutdown: every connection gets connection.close 320, then its output is flushed (bounded).
 async fn close_all_connections(shard: &Rc<Shard>) {
     let connections: Vec<_> = shard.connections.borrow().values().cloned().collect();
-    let error = AmqpError::new(
-        CONNECTION_FORCED,
-        "broker forced connection closure with reason 'shutdown'",
-    );
+    let error = AmqpError::new(CONNECTION_FORCED, "broker forced connection closure with reason 'shutdown'");
     for connection in &connections {
         crate::amqp::connection::send_connection_close(connection, &error, 0, 0);
         connection.close_output();
@@ -284,6 +241,54 @@ async fn close_all_connections(shard: &Rc<Shard>) {
     }
 }
 
+/// What survives from the last run: definitions (replayed, then compacted) and the stored
+/// messages of durable queues, grouped by the shard that now owns each queue.
+struct DurableState {
+    definitions: Definitions,
+    log: DefinitionsLog,
+    queues_by_shard: HashMap<usize, Vec<RestoredQueue>>,
+    next_segment_numbers: HashMap<usize, u64>,
+    messages: u64,
+}
+
+fn recover_durable_state(config: &Config) -> Result<DurableState, StartError> {
+    let started = Instant::now();
+    let (mut log, operations) = DefinitionsLog::open(&config.data_dir)
+        .map_err(|source| StartError::Storage { what: "cannot read the definitions log", source })?;
+    let mut definitions = Definitions::new(config.shards);
+    definitions.replay(&operations);
+    log.compact(&definitions.durable_operations())
+        .map_err(|source| StartError::Storage { what: "cannot compact the definitions log", source })?;
+    let live = definitions.durable_queue_sequences();
+    let mut recovered = recover(&config.data_dir, &live)
+        .map_err(|source| StartError::Storage { what: "cannot recover stored messages", source })?;
+    let mut queues_by_shard: HashMap<usize, Vec<_>> = HashMap::new();
+    for queue in definitions.all_queues() {
+        let entries = recovered.queues.remove(&queue.id.sequence()).unwrap_or_default();
+        queues_by_shard.entry(queue.id.owner()).or_default().push((queue.clone(), entries));
+    }
+    if recovered.messages > 0 || !operations.is_empty() {
+        crate::info!(
+            "recovered {} definitions and {} messages in {} ms{}",
+            operations.len(),
+            recovered.messages,
+            started.elapsed().as_millis(),
+            if recovered.damaged_segments > 0 {
+                format!(" ({} damaged segment(s), see above)", recovered.damaged_segments)
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(DurableState {
+        definitions,
+        log,
+        queues_by_shard,
+        next_segment_numbers: recovered.next_segment_numbers,
+        messages: recovered.messages,
+    })
+}
+
 fn pin_to_core(shard_id: usize) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // SAFETY: cpu_set_t is plain data; CPU_SET writes within it for an index below CPU_SETSIZE.
@@ -291,10 +296,7 @@ fn pin_to_core(shard_id: usize) {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(shard_id % cores, &mut set);
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-            crate::warn!(
-                "shard {shard_id}: could not pin to core {}",
-                shard_id % cores
-            );
+            crate::warn!("shard {shard_id}: could not pin to core {}", shard_id % cores);
         }
     }
 }

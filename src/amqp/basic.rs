@@ -21,20 +21,13 @@ use crate::shard::messages::ShardMsg;
 use crate::shard::ReplyHook;
 
 impl Dispatcher {
-    pub async fn basic_method(
-        &mut self,
-        channel_id: u16,
-        method: basic::AMQPMethod,
-    ) -> Result<(), AmqpError> {
+    pub async fn basic_method(&mut self, channel_id: u16, method: basic::AMQPMethod) -> Result<(), AmqpError> {
         match method {
             basic::AMQPMethod::Qos(qos) => {
                 if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
                     channel.prefetch_count = u32::from(qos.prefetch_count);
                 }
-                self.send_method(
-                    channel_id,
-                    &AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})),
-                );
+                self.send_method(channel_id, &AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})));
                 Ok(())
             }
             basic::AMQPMethod::Consume(consume) => self.consume(channel_id, consume).await,
@@ -42,17 +35,11 @@ impl Dispatcher {
             basic::AMQPMethod::Get(get) => self.get(channel_id, get).await,
             basic::AMQPMethod::Recover(recover) => {
                 self.recover(channel_id, recover.requeue)?;
-                self.send_method(
-                    channel_id,
-                    &AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
-                );
+                self.send_method(channel_id, &AMQPClass::Basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})));
                 Ok(())
             }
             basic::AMQPMethod::RecoverAsync(recover) => self.recover(channel_id, recover.requeue),
-            _ => Err(AmqpError::new(
-                COMMAND_INVALID,
-                "unexpected basic method from a client",
-            )),
+            _ => Err(AmqpError::new(COMMAND_INVALID, "unexpected basic method from a client")),
         }
     }
 
@@ -71,24 +58,12 @@ impl Dispatcher {
                 return Ok(());
             };
             if channel.consumers.contains_key(&consumer_tag) {
-                return Err(AmqpError::new(
-                    NOT_ALLOWED,
-                    format!("attempt to reuse consumer tag '{consumer_tag}'"),
-                ));
+                return Err(AmqpError::new(NOT_ALLOWED, format!("attempt to reuse consumer tag '{consumer_tag}'")));
             }
             if channel.consumers.len() >= CONSUMERS_PER_CHANNEL_MAX {
-                return Err(AmqpError::new(
-                    PRECONDITION_FAILED,
-                    "too many consumers on this channel",
-                ));
+                return Err(AmqpError::new(PRECONDITION_FAILED, "too many consumers on this channel"));
             }
-            channel.consumers.insert(
-                consumer_tag.clone(),
-                ConsumerInfo {
-                    queue,
-                    no_ack: consume.no_ack,
-                },
-            );
+            channel.consumers.insert(consumer_tag.clone(), ConsumerInfo { queue, no_ack: consume.no_ack });
             channel.touch(queue.owner());
             channel.prefetch_count
         };
@@ -118,15 +93,7 @@ impl Dispatcher {
         };
         let result = self
             .shard
-            .request_with_hook(
-                queue.owner(),
-                |reply| ShardMsg::QueueOp {
-                    queue,
-                    request,
-                    reply: Some(reply),
-                },
-                hook,
-            )
+            .request_with_hook(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) }, hook)
             .await;
         if let Err(error) = result {
             if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
@@ -147,23 +114,15 @@ impl Dispatcher {
             .and_then(|channel| channel.consumers.remove(&consumer_tag));
         if let Some(info) = removed {
             let queue = info.queue;
-            let request = QueueRequest::Cancel {
-                holder: self.connection.holder(channel_id),
-                consumer_tag: consumer_tag.clone(),
-            };
+            let request =
+                QueueRequest::Cancel { holder: self.connection.holder(channel_id), consumer_tag: consumer_tag.clone() };
             self.shard
-                .request(queue.owner(), |reply| ShardMsg::QueueOp {
-                    queue,
-                    request,
-                    reply: Some(reply),
-                })
+                .request(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) })
                 .await
                 .ok();
         }
         if !cancel.nowait {
-            let ok = basic::AMQPMethod::CancelOk(basic::CancelOk {
-                consumer_tag: consumer_tag.as_ref().into(),
-            });
+            let ok = basic::AMQPMethod::CancelOk(basic::CancelOk { consumer_tag: consumer_tag.as_ref().into() });
             self.send_method(channel_id, &AMQPClass::Basic(ok));
         }
         Ok(())
@@ -178,23 +137,11 @@ impl Dispatcher {
                 channel.touch(queue.owner());
             }
         }
-        let request = QueueRequest::Get {
-            holder,
-            no_ack: get.no_ack,
-        };
-        let reply = self
-            .shard
-            .request(queue.owner(), |reply| ShardMsg::QueueOp {
-                queue,
-                request,
-                reply: Some(reply),
-            })
-            .await?;
+        let request = QueueRequest::Get { holder, no_ack: get.no_ack };
+        let reply =
+            self.shard.request(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) }).await?;
         let ReplyBody::Get(got) = reply else {
-            return Err(AmqpError::new(
-                INTERNAL_ERROR,
-                "unexpected answer to basic.get",
-            ));
+            return Err(AmqpError::new(INTERNAL_ERROR, "unexpected answer to basic.get"));
         };
         let Some(got) = got else {
             let empty = basic::AMQPMethod::GetEmpty(basic::GetEmpty {});
@@ -207,13 +154,7 @@ impl Dispatcher {
                 Some(channel) => {
                     let tag = channel.next_delivery_tag();
                     if !get.no_ack {
-                        channel.unacked.insert(
-                            tag,
-                            UnackedDelivery {
-                                queue: got.queue,
-                                sequence: got.sequence,
-                            },
-                        );
+                        channel.unacked.insert(tag, UnackedDelivery { queue: got.queue, sequence: got.sequence });
                     }
                     Some(tag)
                 }
@@ -223,7 +164,9 @@ impl Dispatcher {
         let Some(delivery_tag) = delivery_tag else {
             return Ok(());
         };
-        let message = &got.message;
+        let Some(message) = got.payload.message() else {
+            return Err(AmqpError::new(INTERNAL_ERROR, "stored message unreadable"));
+        };
         let frame_max = self.connection.frame_max.get();
         let mut encoded = Ok(());
         self.connection.write_with(|out| {
@@ -240,7 +183,7 @@ impl Dispatcher {
                 frame_max,
             );
         });
-        encoded.map_err(|error| AmqpError::new(error.reply_code(), error))
+        encoded.map_err(|error| AmqpError::from_codec(error.reply_code(), error))
     }
 
     /// basic.recover(requeue=true): every unacked message of the channel goes back to its

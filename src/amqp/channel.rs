@@ -28,11 +28,7 @@ pub struct ConsumerInfo {
 pub enum Content {
     Idle,
     AwaitingHeader(Publish),
-    AwaitingBody {
-        publish: Publish,
-        header: ContentHeader,
-        body: BodyParts,
-    },
+    AwaitingBody { publish: Publish, header: ContentHeader, body: BodyParts },
 }
 
 /// A body kept zero-copy while it is one frame; copied once into a buffer if it spans more.
@@ -86,16 +82,21 @@ pub struct Confirms {
     next_sequence: u64,
     /// Publish sequence → destination queues that have not confirmed yet.
     outstanding: BTreeMap<u64, u32>,
+    /// Publishes a queue could not take (its store failed): answered with basic.nack.
+    failed: std::collections::BTreeSet<u64>,
     acked_up_to: u64,
+}
+
+/// What the broker tells a confirm-mode publisher.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConfirmAnswer {
+    Ack { delivery_tag: u64, multiple: bool },
+    Nack { delivery_tag: u64 },
 }
 
 impl Confirms {
     pub fn new() -> Confirms {
-        Confirms {
-            next_sequence: 1,
-            outstanding: BTreeMap::new(),
-            acked_up_to: 0,
-        }
+        Confirms { next_sequence: 1, outstanding: BTreeMap::new(), failed: Default::default(), acked_up_to: 0 }
     }
 
     /// Numbers a new publish that must be confirmed by `destinations` queues.
@@ -108,7 +109,10 @@ impl Confirms {
         sequence
     }
 
-    pub fn confirmed(&mut self, sequence: u64) {
+    pub fn confirmed(&mut self, sequence: u64, ok: bool) {
+        if !ok && self.outstanding.contains_key(&sequence) {
+            self.failed.insert(sequence);
+        }
         if let Some(remaining) = self.outstanding.get_mut(&sequence) {
             *remaining -= 1;
             if *remaining == 0 {
@@ -117,22 +121,40 @@ impl Confirms {
         }
     }
 
-    /// The highest publish sequence such that it and all before it are confirmed and not yet
-    /// acknowledged to the client: one basic.ack(multiple=true) covers them all.
-    pub fn take_ack(&mut self) -> Option<u64> {
-        let floor = self
-            .outstanding
-            .keys()
-            .next()
-            .copied()
-            .unwrap_or(self.next_sequence);
-        let ack_up_to = floor - 1;
-        if ack_up_to > self.acked_up_to {
-            self.acked_up_to = ack_up_to;
-            Some(ack_up_to)
-        } else {
-            None
+    /// Answers every publish that is settled and all of whose predecessors are: one
+    /// basic.ack(multiple=true) covers a run without failures; a failed publish gets its own
+    /// nack, and the acks around it are sent one by one so the nack is not covered.
+    pub fn take_answers(&mut self, mut answer: impl FnMut(ConfirmAnswer)) {
+        let floor = self.outstanding.keys().next().copied().unwrap_or(self.next_sequence);
+        let settled_up_to = floor - 1;
+        if settled_up_to <= self.acked_up_to {
+            return;
         }
+        let first_failed = self.failed.range(..=settled_up_to).next().copied();
+        match first_failed {
+            None => answer(ConfirmAnswer::Ack { delivery_tag: settled_up_to, multiple: true }),
+            Some(_) => {
+                for delivery_tag in self.acked_up_to + 1..=settled_up_to {
+                    if self.failed.remove(&delivery_tag) {
+                        answer(ConfirmAnswer::Nack { delivery_tag });
+                    } else {
+                        answer(ConfirmAnswer::Ack { delivery_tag, multiple: false });
+                    }
+                }
+            }
+        }
+        self.acked_up_to = settled_up_to;
+    }
+
+    #[cfg(test)]
+    fn take_ack(&mut self) -> Option<u64> {
+        let mut last = None;
+        self.take_answers(|answer| {
+            if let ConfirmAnswer::Ack { delivery_tag, .. } = answer {
+                last = Some(delivery_tag);
+            }
+        });
+        last
     }
 }
 
@@ -190,36 +212,22 @@ impl Channel {
 
     /// Removes the acknowledged deliveries named by (delivery_tag, multiple), grouped by
     /// queue. None if a single tag is unknown (a channel error 406 in RabbitMQ).
-    pub fn take_unacked(
-        &mut self,
-        delivery_tag: u64,
-        multiple: bool,
-    ) -> Option<HashMap<QueueId, Vec<u64>>> {
+    pub fn take_unacked(&mut self, delivery_tag: u64, multiple: bool) -> Option<HashMap<QueueId, Vec<u64>>> {
         let mut by_queue: HashMap<QueueId, Vec<u64>> = HashMap::new();
         if multiple {
-            let upper = if delivery_tag == 0 {
-                u64::MAX
-            } else {
-                delivery_tag
-            };
+            let upper = if delivery_tag == 0 { u64::MAX } else { delivery_tag };
             let tags: Vec<u64> = self.unacked.range(..=upper).map(|(tag, _)| *tag).collect();
             if tags.is_empty() && delivery_tag != 0 {
                 return None;
             }
             for tag in tags {
                 if let Some(unacked) = self.unacked.remove(&tag) {
-                    by_queue
-                        .entry(unacked.queue)
-                        .or_default()
-                        .push(unacked.sequence);
+                    by_queue.entry(unacked.queue).or_default().push(unacked.sequence);
                 }
             }
         } else {
             let unacked = self.unacked.remove(&delivery_tag)?;
-            by_queue
-                .entry(unacked.queue)
-                .or_default()
-                .push(unacked.sequence);
+            by_queue.entry(unacked.queue).or_default().push(unacked.sequence);
         }
         Some(by_queue)
     }
@@ -236,16 +244,31 @@ mod tests {
         let second = confirms.start(2);
         let third = confirms.start(0);
         assert_eq!(confirms.take_ack(), None);
-        confirms.confirmed(first);
+        confirms.confirmed(first, true);
         assert_eq!(confirms.take_ack(), Some(first));
-        confirms.confirmed(second);
-        assert_eq!(
-            confirms.take_ack(),
-            None,
-            "second waits for its other queue"
-        );
-        confirms.confirmed(second);
+        confirms.confirmed(second, true);
+        assert_eq!(confirms.take_ack(), None, "second waits for its other queue");
+        confirms.confirmed(second, true);
         assert_eq!(confirms.take_ack(), Some(third));
+    }
+
+    #[test]
+    fn a_failed_publish_is_nacked_alone() {
+        let mut confirms = Confirms::new();
+        let sequences: Vec<u64> = (0..3).map(|_| confirms.start(1)).collect();
+        confirms.confirmed(sequences[0], true);
+        confirms.confirmed(sequences[1], false);
+        confirms.confirmed(sequences[2], true);
+        let mut answers = Vec::new();
+        confirms.take_answers(|answer| answers.push(answer));
+        assert_eq!(
+            answers,
+            vec![
+                ConfirmAnswer::Ack { delivery_tag: 1, multiple: false },
+                ConfirmAnswer::Nack { delivery_tag: 2 },
+                ConfirmAnswer::Ack { delivery_tag: 3, multiple: false },
+            ]
+        );
     }
 
     #[test]
@@ -253,13 +276,7 @@ mod tests {
         let mut channel = Channel::new(1);
         for sequence in 1..=3 {
             let tag = channel.next_delivery_tag();
-            channel.unacked.insert(
-                tag,
-                UnackedDelivery {
-                    queue: QueueId(7),
-                    sequence,
-                },
-            );
+            channel.unacked.insert(tag, UnackedDelivery { queue: QueueId(7), sequence });
         }
         assert!(channel.take_unacked(9, false).is_none());
         let taken = channel.take_unacked(2, true).expect("tags 1 and 2");

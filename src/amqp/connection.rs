@@ -26,9 +26,7 @@ use super::frame::{split_frame, FrameError, RawFrame};
 use super::handshake;
 use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::ids::{ConnId, ConsumerTag, Holder, QueueId};
-use crate::limits::{
-    CLOSE_OK_TIMEOUT_MS, CONNECTION_OUTPUT_HIGH_BYTES, HANDSHAKE_TIMEOUT_MS, READ_CHUNK_BYTES,
-};
+use crate::limits::{CLOSE_OK_TIMEOUT_MS, CONNECTION_OUTPUT_HIGH_BYTES, HANDSHAKE_TIMEOUT_MS, READ_CHUNK_BYTES};
 use crate::shard::messages::ShardMsg;
 use crate::shard::Shard;
 
@@ -77,10 +75,7 @@ impl Connection {
     }
 
     pub fn holder(&self, channel: u16) -> Holder {
-        Holder {
-            conn: self.id,
-            channel,
-        }
+        Holder { conn: self.id, channel }
     }
 
     /// Appends frames to the output and wakes the writer.
@@ -99,11 +94,7 @@ impl Connection {
     }
 
     pub fn note_written(&self, queue: QueueId, channel: u16, consumer_tag: &ConsumerTag) {
-        *self
-            .written
-            .borrow_mut()
-            .entry((queue, channel, consumer_tag.clone()))
-            .or_insert(0) += 1;
+        *self.written.borrow_mut().entry((queue, channel, consumer_tag.clone())).or_insert(0) += 1;
     }
 
     /// Ends output after what is queued; the writer then closes the socket.
@@ -216,29 +207,19 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, loopback_peer: bool) {
     let _ = stream.set_nodelay(true);
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let (read_half, write_half) = stream.into_split();
-    let id = ConnId {
-        shard: shard.id as u16,
-        local: shard.next_connection_id(),
-    };
+    let id = ConnId { shard: shard.id as u16, local: shard.next_connection_id() };
     let connection = Rc::new(Connection::new(id, fd));
     monoio::spawn(write_loop(shard.clone(), connection.clone(), write_half));
-    let mut reader = FrameReader {
-        half: read_half,
-        buffer: BytesMut::with_capacity(READ_CHUNK_BYTES),
-    };
+    let mut reader = FrameReader { half: read_half, buffer: BytesMut::with_capacity(READ_CHUNK_BYTES) };
     let handshake = handshake::run(&shard, &connection, &mut reader, loopback_peer);
-    let heartbeat =
-        match monoio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), handshake).await {
-            Ok(Ok(heartbeat)) => heartbeat,
-            Ok(Err(())) | Err(_) => {
-                connection.close_output();
-                return;
-            }
-        };
-    shard
-        .connections
-        .borrow_mut()
-        .insert(id.local, connection.clone());
+    let heartbeat = match monoio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), handshake).await {
+        Ok(Ok(heartbeat)) => heartbeat,
+        Ok(Err(())) | Err(_) => {
+            connection.close_output();
+            return;
+        }
+    };
+    shard.connections.borrow_mut().insert(id.local, connection.clone());
     if heartbeat > 0 {
         monoio::spawn(heartbeat_loop(connection.clone(), heartbeat));
     }
@@ -250,18 +231,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, loopback_peer: bool) {
     teardown(&shard, &connection);
 }
 
-async fn read_loop(
-    shard: &Rc<Shard>,
-    connection: &Rc<Connection>,
-    reader: &mut FrameReader,
-) -> Result<(), AmqpError> {
+async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut FrameReader) -> Result<(), AmqpError> {
     let mut dispatcher = super::dispatch::Dispatcher::new(shard.clone(), connection.clone());
     loop {
         loop {
             let frame = match reader.next_buffered(connection.frame_max.get()) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
-                Err(error) => return Err(AmqpError::new(error.reply_code(), error)),
+                Err(error) => return Err(AmqpError::from_codec(error.reply_code(), error)),
             };
             if dispatcher.handle_frame(frame).await? {
                 return Ok(());
@@ -287,12 +264,7 @@ async fn read_loop(
     }
 }
 
-pub fn send_connection_close(
-    connection: &Connection,
-    error: &AmqpError,
-    class_id: u16,
-    method_id: u16,
-) {
+pub fn send_connection_close(connection: &Connection, error: &AmqpError, class_id: u16, method_id: u16) {
     use amq_protocol::protocol::{connection as method, AMQPClass};
     let close = AMQPClass::Connection(method::AMQPMethod::Close(method::Close {
         reply_code: error.reply_code,
@@ -339,20 +311,11 @@ fn teardown(shard: &Rc<Shard>, connection: &Rc<Connection>) {
     for channel in channels {
         super::dispatch::release_channel(shard, connection, channel);
     }
-    shard.send(
-        0,
-        ShardMsg::ConnectionGone {
-            conn: connection.id,
-        },
-    );
+    shard.send(0, ShardMsg::ConnectionGone { conn: connection.id });
     connection.close_output();
 }
 
-async fn write_loop(
-    shard: Rc<Shard>,
-    connection: Rc<Connection>,
-    mut half: OwnedWriteHalf<TcpStream>,
-) {
+async fn write_loop(shard: Rc<Shard>, connection: Rc<Connection>, mut half: OwnedWriteHalf<TcpStream>) {
     loop {
         let chunk = {
             let mut out = connection.out.borrow_mut();
@@ -397,15 +360,7 @@ fn return_flow_credit(shard: &Shard, connection: &Connection) {
     let written = std::mem::take(&mut *connection.written.borrow_mut());
     for ((queue, channel, consumer_tag), count) in written {
         let holder = connection.holder(channel);
-        shard.send(
-            queue.owner(),
-            ShardMsg::Credit {
-                queue,
-                holder,
-                consumer_tag,
-                count,
-            },
-        );
+        shard.send(queue.owner(), ShardMsg::Credit { queue, holder, consumer_tag, count });
     }
 }
 
@@ -418,10 +373,7 @@ async fn heartbeat_loop(connection: Rc<Connection>, interval_seconds: u16) {
             return;
         }
         if connection.last_read.get().elapsed() > interval * 2 {
-            crate::info!(
-                "connection {}: missed heartbeats from client, closing",
-                connection.id
-            );
+            crate::info!("connection {}: missed heartbeats from client, closing", connection.id);
             connection.kill();
             return;
         }

@@ -3,7 +3,7 @@
 
 use amq_protocol::protocol::{basic, AMQPClass};
 
-use super::channel::UnackedDelivery;
+use super::channel::{ConfirmAnswer, UnackedDelivery};
 use super::connection::Connection;
 use super::hotpath;
 use super::methods::encode_method;
@@ -22,27 +22,20 @@ impl Connection {
         let delivery_tag = {
             let mut channels = self.channels.borrow_mut();
             let channel = match channels.get_mut(&delivery.holder.channel) {
-                Some(channel)
-                    if !channel.closing
-                        && channel.consumers.contains_key(&delivery.consumer_tag) =>
-                {
-                    channel
-                }
+                Some(channel) if !channel.closing && channel.consumers.contains_key(&delivery.consumer_tag) => channel,
                 _ => return DeliverOutcome::Bounced(delivery),
             };
             let delivery_tag = channel.next_delivery_tag();
             if !delivery.no_ack {
-                channel.unacked.insert(
-                    delivery_tag,
-                    UnackedDelivery {
-                        queue: delivery.queue,
-                        sequence: delivery.sequence,
-                    },
-                );
+                channel
+                    .unacked
+                    .insert(delivery_tag, UnackedDelivery { queue: delivery.queue, sequence: delivery.sequence });
             }
             delivery_tag
         };
-        let message = &delivery.message;
+        let Some(message) = delivery.payload.message() else {
+            return DeliverOutcome::Unencodable(delivery);
+        };
         let frame_max = self.frame_max.get();
         let mut encoded = Ok(());
         self.write_with(|out| {
@@ -67,40 +60,40 @@ impl Connection {
             }
             return DeliverOutcome::Unencodable(delivery);
         }
-        self.note_written(
-            delivery.queue,
-            delivery.holder.channel,
-            &delivery.consumer_tag,
-        );
+        self.note_written(delivery.queue, delivery.holder.channel, &delivery.consumer_tag);
         DeliverOutcome::Written
     }
 
-    pub fn confirmed(&self, channel: u16, publish_sequence: u64) {
-        if let Some(confirms) = self
-            .channels
-            .borrow_mut()
-            .get_mut(&channel)
-            .and_then(|channel| channel.confirms.as_mut())
+    pub fn confirmed(&self, channel: u16, publish_sequence: u64, ok: bool) {
+        if let Some(confirms) =
+            self.channels.borrow_mut().get_mut(&channel).and_then(|channel| channel.confirms.as_mut())
         {
-            confirms.confirmed(publish_sequence);
+            confirms.confirmed(publish_sequence, ok);
         }
     }
 
     /// Sends one basic.ack(multiple=true) per channel for every publish confirmed so far.
     pub fn flush_confirms(&self) {
-        let acks: Vec<(u16, u64)> = self
-            .channels
-            .borrow_mut()
-            .values_mut()
-            .filter(|channel| !channel.closing)
-            .filter_map(|channel| Some((channel.id, channel.confirms.as_mut()?.take_ack()?)))
-            .collect();
-        if acks.is_empty() {
+        let mut answers: Vec<(u16, ConfirmAnswer)> = Vec::new();
+        for channel in self.channels.borrow_mut().values_mut().filter(|channel| !channel.closing) {
+            if let Some(confirms) = channel.confirms.as_mut() {
+                let id = channel.id;
+                confirms.take_answers(|answer| answers.push((id, answer)));
+            }
+        }
+        if answers.is_empty() {
             return;
         }
         self.write_with(|out| {
-            for (channel, delivery_tag) in acks {
-                hotpath::encode_ack(out, channel, delivery_tag, true);
+            for (channel, answer) in answers {
+                match answer {
+                    ConfirmAnswer::Ack { delivery_tag, multiple } => {
+                        hotpath::encode_ack(out, channel, delivery_tag, multiple)
+                    }
+                    ConfirmAnswer::Nack { delivery_tag } => {
+                        hotpath::encode_nack(out, channel, delivery_tag, false, false)
+                    }
+                }
             }
         });
     }
@@ -111,9 +104,7 @@ impl Connection {
             .channels
             .borrow_mut()
             .get_mut(&channel)
-            .is_some_and(|channel| {
-                !channel.closing && channel.consumers.remove(consumer_tag).is_some()
-            });
+            .is_some_and(|channel| !channel.closing && channel.consumers.remove(consumer_tag).is_some());
         if known {
             let cancel = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
                 consumer_tag: consumer_tag.into(),

@@ -8,9 +8,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use amq_protocol::protocol::{
-    channel as channel_method, connection as connection_method, AMQPClass,
-};
+use amq_protocol::protocol::{channel as channel_method, connection as connection_method, AMQPClass};
 use amq_protocol::types::FieldTable;
 use bytes::Bytes;
 
@@ -24,7 +22,7 @@ use crate::broker::ids::QueueId;
 use crate::broker::message::Message;
 use crate::broker::queue::Settle;
 use crate::limits::MESSAGE_BODY_MAX_BYTES;
-use crate::shard::messages::{ConfirmTo, ShardMsg};
+use crate::shard::messages::ShardMsg;
 use crate::shard::Shard;
 
 const CLASS_CHANNEL: u16 = 20;
@@ -46,20 +44,12 @@ pub struct Fault {
 pub type MethodResult = Result<(), Fault>;
 
 pub fn fault(error: AmqpError, ids: (u16, u16)) -> Fault {
-    Fault {
-        error,
-        class_id: ids.0,
-        method_id: ids.1,
-    }
+    Fault { error, class_id: ids.0, method_id: ids.1 }
 }
 
 impl Dispatcher {
     pub fn new(shard: Rc<Shard>, connection: Rc<Connection>) -> Dispatcher {
-        Dispatcher {
-            shard,
-            connection,
-            routes: Vec::new(),
-        }
+        Dispatcher { shard, connection, routes: Vec::new() }
     }
 
     pub fn send_method(&self, channel: u16, method: &AMQPClass) {
@@ -77,10 +67,7 @@ impl Dispatcher {
     pub async fn handle_frame(&mut self, frame: RawFrame) -> Result<bool, AmqpError> {
         match frame.frame_type {
             FRAME_HEARTBEAT if frame.channel == 0 => Ok(false),
-            FRAME_HEARTBEAT => Err(AmqpError::new(
-                FRAME_ERROR,
-                "heartbeat frame on a non-zero channel",
-            )),
+            FRAME_HEARTBEAT => Err(AmqpError::new(UNEXPECTED_FRAME, "type 8, all octets = <<>>")),
             FRAME_METHOD if frame.channel == 0 => self.connection_method(&frame.payload),
             FRAME_METHOD | FRAME_HEADER | FRAME_BODY if frame.channel != 0 => {
                 let channel = frame.channel;
@@ -93,25 +80,17 @@ impl Dispatcher {
                     }
                 }
             }
-            FRAME_HEADER | FRAME_BODY => Err(AmqpError::new(
-                COMMAND_INVALID,
-                "content frame on channel 0",
-            )),
-            other => Err(AmqpError::new(
-                FRAME_ERROR,
-                format!("unknown frame type {other}"),
-            )),
+            FRAME_HEADER | FRAME_BODY => Err(AmqpError::new(COMMAND_INVALID, "content frame on channel 0")),
+            other => Err(AmqpError::new(FRAME_ERROR, format!("unknown frame type {other}"))),
         }
     }
 
     fn connection_method(&mut self, payload: &Bytes) -> Result<bool, AmqpError> {
-        let method =
-            parse_method(payload).map_err(|error| AmqpError::new(error.reply_code(), error))?;
+        let method = parse_method(payload).map_err(|error| AmqpError::from_codec(error.reply_code(), error))?;
         match method {
             AMQPClass::Connection(connection_method::AMQPMethod::Close(_)) => {
-                let close_ok = AMQPClass::Connection(connection_method::AMQPMethod::CloseOk(
-                    connection_method::CloseOk {},
-                ));
+                let close_ok =
+                    AMQPClass::Connection(connection_method::AMQPMethod::CloseOk(connection_method::CloseOk {}));
                 self.send_method(0, &close_ok);
                 Ok(true)
             }
@@ -121,10 +100,7 @@ impl Dispatcher {
                 | connection_method::AMQPMethod::Unblocked(_)
                 | connection_method::AMQPMethod::UpdateSecret(_),
             ) => Ok(false),
-            _ => Err(AmqpError::new(
-                COMMAND_INVALID,
-                "unexpected method on channel 0",
-            )),
+            _ => Err(AmqpError::new(CHANNEL_ERROR, "unexpected method in connection state running")),
         }
     }
 
@@ -132,23 +108,15 @@ impl Dispatcher {
         let channel_id = frame.channel;
         let ids = if frame.frame_type == FRAME_METHOD {
             hotpath::method_ids(&frame.payload)
-                .map_err(|error| fault(AmqpError::new(error.reply_code(), error), (0, 0)))?
+                .map_err(|error| fault(AmqpError::from_codec(error.reply_code(), error), (0, 0)))?
         } else {
             (0, 0)
         };
-        let state = self
-            .connection
-            .channels
-            .borrow()
-            .get(&channel_id)
-            .map(|channel| channel.closing);
+        let state = self.connection.channels.borrow().get(&channel_id).map(|channel| channel.closing);
         match state {
             None if ids == (CLASS_CHANNEL, 10) => return self.open_channel(channel_id),
             None => {
-                let error = AmqpError::new(
-                    CHANNEL_ERROR,
-                    format!("expected 'channel.open' on channel {channel_id}"),
-                );
+                let error = AmqpError::new(CHANNEL_ERROR, "expected 'channel.open'");
                 return Err(fault(error, ids));
             }
             Some(true) => {
@@ -172,51 +140,27 @@ impl Dispatcher {
 
     fn open_channel(&mut self, channel_id: u16) -> MethodResult {
         if channel_id > self.connection.channel_max.get() {
-            let error = AmqpError::new(
-                NOT_ALLOWED,
-                format!("channel_max {} exceeded", self.connection.channel_max.get()),
-            );
+            let error =
+                AmqpError::new(NOT_ALLOWED, format!("channel_max {} exceeded", self.connection.channel_max.get()));
             return Err(fault(error, (CLASS_CHANNEL, 10)));
         }
-        self.connection
-            .channels
-            .borrow_mut()
-            .insert(channel_id, Channel::new(channel_id));
-        let open_ok = AMQPClass::Channel(channel_method::AMQPMethod::OpenOk(
-            channel_method::OpenOk {},
-        ));
+        self.connection.channels.borrow_mut().insert(channel_id, Channel::new(channel_id));
+        let open_ok = AMQPClass::Channel(channel_method::AMQPMethod::OpenOk(channel_method::OpenOk {}));
         self.send_method(channel_id, &open_ok);
         Ok(())
     }
 
     fn send_channel_close_ok(&self, channel_id: u16) {
-        let close_ok = AMQPClass::Channel(channel_method::AMQPMethod::CloseOk(
-            channel_method::CloseOk {},
-        ));
+        let close_ok = AMQPClass::Channel(channel_method::AMQPMethod::CloseOk(channel_method::CloseOk {}));
         self.send_method(channel_id, &close_ok);
     }
 
     /// A channel error: release what the channel holds, send channel.close, await close-ok.
     fn close_channel_with(&mut self, channel_id: u16, fault: Fault) {
-        release_channel_resources(&self.shard, &self.connection, channel_id);
-        if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
-            channel.closing = true;
-        }
-        let close = AMQPClass::Channel(channel_method::AMQPMethod::Close(channel_method::Close {
-            reply_code: fault.error.reply_code,
-            reply_text: truncate_text(&fault.error.reply_text).into(),
-            class_id: fault.class_id,
-            method_id: fault.method_id,
-        }));
-        self.send_method(channel_id, &close);
+        close_channel(&self.shard, &self.connection, channel_id, fault);
     }
 
-    async fn channel_method(
-        &mut self,
-        channel_id: u16,
-        ids: (u16, u16),
-        payload: &Bytes,
-    ) -> MethodResult {
+    async fn channel_method(&mut self, channel_id: u16, ids: (u16, u16), payload: &Bytes) -> MethodResult {
         let awaiting_content = self
             .connection
             .channels
@@ -224,14 +168,20 @@ impl Dispatcher {
             .get(&channel_id)
             .is_some_and(|channel| !matches!(channel.content, Content::Idle));
         if awaiting_content {
-            let error = AmqpError::new(
-                UNEXPECTED_FRAME,
-                format!("expected content frame on channel {channel_id}, got a method frame"),
-            );
-            return Err(fault(error, ids));
+            let header_expected = self
+                .connection
+                .channels
+                .borrow()
+                .get(&channel_id)
+                .is_some_and(|channel| matches!(channel.content, Content::AwaitingHeader(_)));
+            let text = if header_expected {
+                "expected content header for class 60, got non content header frame instead"
+            } else {
+                "expected content body, got non content body frame instead"
+            };
+            return Err(fault(AmqpError::new(UNEXPECTED_FRAME, text), ids));
         }
-        let syntax =
-            |error: hotpath::CodecError| fault(AmqpError::new(error.reply_code(), error), ids);
+        let syntax = |error: hotpath::CodecError| fault(AmqpError::from_codec(error.reply_code(), error), ids);
         if ids == (CLASS_BASIC, 40) {
             let publish = hotpath::parse_publish(payload).map_err(syntax)?;
             return self.start_publish(channel_id, publish);
@@ -239,39 +189,28 @@ impl Dispatcher {
         if let Some(ack) = hotpath::parse_ack(payload).map_err(syntax)? {
             return self.acknowledge(channel_id, ack, ids);
         }
-        let method = parse_method(payload)
-            .map_err(|error| fault(AmqpError::new(error.reply_code(), error), ids))?;
+        let method =
+            parse_method(payload).map_err(|error| fault(AmqpError::from_codec(error.reply_code(), error), ids))?;
         if let AMQPClass::Channel(channel_method::AMQPMethod::Close(_)) = method {
             release_channel_resources(&self.shard, &self.connection, channel_id);
             self.connection.channels.borrow_mut().remove(&channel_id);
             self.send_channel_close_ok(channel_id);
             return Ok(());
         }
-        self.handle_method(channel_id, method)
-            .await
-            .map_err(|error| fault(error, ids))
+        self.handle_method(channel_id, method).await.map_err(|error| fault(error, ids))
     }
 
     fn start_publish(&mut self, channel_id: u16, publish: Publish) -> MethodResult {
         let exchange = String::from_utf8_lossy(&publish.exchange).into_owned();
         let snapshot = self.shard.snapshot();
         let vhost_name = self.connection.vhost.borrow().clone();
-        let found = snapshot
-            .vhost(&vhost_name)
-            .and_then(|vhost| vhost.exchanges.get(&exchange).cloned());
+        let found = snapshot.vhost(&vhost_name).and_then(|vhost| vhost.exchanges.get(&exchange).cloned());
         match found {
-            None => {
-                return Err(fault(
-                    AmqpError::not_found("exchange", &exchange, &vhost_name),
-                    (CLASS_BASIC, 40),
-                ))
-            }
+            None => return Err(fault(AmqpError::not_found("exchange", &exchange, &vhost_name), (CLASS_BASIC, 40))),
             Some(found) if found.internal => {
                 let error = AmqpError::new(
                     ACCESS_REFUSED,
-                    format!(
-                        "cannot publish to internal exchange '{exchange}' in vhost '{vhost_name}'"
-                    ),
+                    format!("cannot publish to internal exchange '{exchange}' in vhost '{vhost_name}'"),
                 );
                 return Err(fault(error, (CLASS_BASIC, 40)));
             }
@@ -284,14 +223,17 @@ impl Dispatcher {
     }
 
     fn content_header(&mut self, channel_id: u16, payload: &Bytes) -> MethodResult {
-        let unexpected = || {
-            fault(
-                AmqpError::new(UNEXPECTED_FRAME, "unexpected content header frame"),
-                (CLASS_BASIC, 40),
-            )
-        };
+        let unexpected =
+            || fault(AmqpError::new(UNEXPECTED_FRAME, "unexpected content header frame"), (CLASS_BASIC, 40));
+        if let [high, low, ..] = payload[..] {
+            let class_id = u16::from_be_bytes([high, low]);
+            if class_id != CLASS_BASIC {
+                let text = format!("expected content header for class 60, got one for class {class_id} instead");
+                return Err(fault(AmqpError::new(UNEXPECTED_FRAME, text), (CLASS_BASIC, 40)));
+            }
+        }
         let header = hotpath::parse_content_header(payload)
-            .map_err(|error| fault(AmqpError::new(error.reply_code(), error), (CLASS_BASIC, 40)))?;
+            .map_err(|error| fault(AmqpError::from_codec(error.reply_code(), error), (CLASS_BASIC, 40)))?;
         let publish = {
             let mut channels = self.connection.channels.borrow_mut();
             let channel = channels.get_mut(&channel_id).ok_or_else(unexpected)?;
@@ -303,10 +245,7 @@ impl Dispatcher {
         if header.class_id != CLASS_BASIC {
             let error = AmqpError::new(
                 UNEXPECTED_FRAME,
-                format!(
-                    "content header for class {} on basic.publish",
-                    header.class_id
-                ),
+                format!("content header for class {} on basic.publish", header.class_id),
             );
             return Err(fault(error, (CLASS_BASIC, 40)));
         }
@@ -325,11 +264,7 @@ impl Dispatcher {
             return self.publish(channel_id, publish, header, Bytes::new());
         }
         if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
-            channel.content = Content::AwaitingBody {
-                publish,
-                header,
-                body: BodyParts::Empty,
-            };
+            channel.content = Content::AwaitingBody { publish, header, body: BodyParts::Empty };
         }
         Ok(())
     }
@@ -338,21 +273,14 @@ impl Dispatcher {
         let complete = {
             let mut channels = self.connection.channels.borrow_mut();
             let mut channel = channels.get_mut(&channel_id);
-            let Some(Content::AwaitingBody { header, body, .. }) =
-                channel.as_mut().map(|channel| &mut channel.content)
+            let Some(Content::AwaitingBody { header, body, .. }) = channel.as_mut().map(|channel| &mut channel.content)
             else {
-                let error = AmqpError::new(
-                    UNEXPECTED_FRAME,
-                    "content body frame without a content header",
-                );
+                let error = AmqpError::new(UNEXPECTED_FRAME, "expected method frame, got non method frame instead");
                 return Err(fault(error, (CLASS_BASIC, 40)));
             };
             let received = body.len() as u64 + payload.len() as u64;
             if received > header.body_size {
-                let error = AmqpError::new(
-                    FRAME_ERROR,
-                    "content body is longer than the header's body size",
-                );
+                let error = AmqpError::new(FRAME_ERROR, "content body is longer than the header's body size");
                 return Err(fault(error, (CLASS_BASIC, 40)));
             }
             body.push(payload);
@@ -362,22 +290,14 @@ impl Dispatcher {
             channel.map(|channel| std::mem::replace(&mut channel.content, Content::Idle))
         };
         match complete {
-            Some(Content::AwaitingBody {
-                publish,
-                header,
-                body,
-            }) => self.publish(channel_id, publish, header, body.freeze()),
+            Some(Content::AwaitingBody { publish, header, body }) => {
+                self.publish(channel_id, publish, header, body.freeze())
+            }
             _ => Ok(()),
         }
     }
 
-    fn publish(
-        &mut self,
-        channel_id: u16,
-        publish: Publish,
-        header: ContentHeader,
-        body: Bytes,
-    ) -> MethodResult {
+    fn publish(&mut self, channel_id: u16, publish: Publish, header: ContentHeader, body: Bytes) -> MethodResult {
         let message = Arc::new(Message {
             exchange: publish.exchange.clone(),
             routing_key: publish.routing_key.clone(),
@@ -386,14 +306,9 @@ impl Dispatcher {
         });
         let in_transaction = {
             let mut channels = self.connection.channels.borrow_mut();
-            match channels
-                .get_mut(&channel_id)
-                .and_then(|channel| channel.transaction.as_mut())
-            {
+            match channels.get_mut(&channel_id).and_then(|channel| channel.transaction.as_mut()) {
                 Some(transaction) => {
-                    transaction
-                        .publishes
-                        .push((publish.clone(), message.clone()));
+                    transaction.publishes.push((publish.clone(), message.clone()));
                     true
                 }
                 None => false,
@@ -414,25 +329,14 @@ impl Dispatcher {
         if let Some(vhost) = snapshot.vhost(&vhost_name) {
             if let Some(exchange) = vhost.exchanges.get(exchange_name.as_ref()) {
                 let properties = message.properties.clone();
-                let mut headers = move || -> Option<FieldTable> {
-                    hotpath::parse_properties(&properties)
-                        .ok()?
-                        .headers()
-                        .clone()
-                };
-                vhost.route(
-                    exchange,
-                    &publish.routing_key,
-                    &mut headers,
-                    &mut self.routes,
-                );
+                let mut headers =
+                    move || -> Option<FieldTable> { hotpath::parse_properties(&properties).ok()?.headers().clone() };
+                vhost.route(exchange, &publish.routing_key, &mut headers, &mut self.routes);
             }
         }
         let publish_sequence = {
             let mut channels = self.connection.channels.borrow_mut();
-            let confirms = channels
-                .get_mut(&channel_id)
-                .and_then(|channel| channel.confirms.as_mut());
+            let confirms = channels.get_mut(&channel_id).and_then(|channel| channel.confirms.as_mut());
             confirms.map(|confirms| confirms.start(self.routes.len() as u32))
         };
         if self.routes.is_empty() && publish.mandatory {
@@ -453,19 +357,11 @@ impl Dispatcher {
                 );
             });
         }
-        let holder = self.connection.holder(channel_id);
+        let publisher = self.connection.holder(channel_id);
         for queue in self.routes.drain(..) {
-            let confirm = publish_sequence.map(|publish_sequence| ConfirmTo {
-                holder,
-                publish_sequence,
-            });
             self.shard.send(
                 queue.owner(),
-                ShardMsg::Publish {
-                    queue,
-                    message: message.clone(),
-                    confirm,
-                },
+                ShardMsg::Publish { queue, message: message.clone(), publisher, publish_sequence },
             );
         }
     }
@@ -473,33 +369,19 @@ impl Dispatcher {
     fn acknowledge(&mut self, channel_id: u16, ack: Ack, ids: (u16, u16)) -> MethodResult {
         {
             let mut channels = self.connection.channels.borrow_mut();
-            if let Some(transaction) = channels
-                .get_mut(&channel_id)
-                .and_then(|channel| channel.transaction.as_mut())
-            {
+            if let Some(transaction) = channels.get_mut(&channel_id).and_then(|channel| channel.transaction.as_mut()) {
                 transaction.acks.push(ack);
                 return Ok(());
             }
         }
-        self.apply_ack(channel_id, ack)
-            .map_err(|error| fault(error, ids))
+        self.apply_ack(channel_id, ack).map_err(|error| fault(error, ids))
     }
 
     pub fn apply_ack(&mut self, channel_id: u16, ack: Ack) -> Result<(), AmqpError> {
         let (delivery_tag, multiple, action) = match ack {
-            Ack::Ack {
-                delivery_tag,
-                multiple,
-            } => (delivery_tag, multiple, Settle::Ack),
-            Ack::Nack {
-                delivery_tag,
-                multiple,
-                requeue,
-            } => (delivery_tag, multiple, requeue_action(requeue)),
-            Ack::Reject {
-                delivery_tag,
-                requeue,
-            } => (delivery_tag, false, requeue_action(requeue)),
+            Ack::Ack { delivery_tag, multiple } => (delivery_tag, multiple, Settle::Ack),
+            Ack::Nack { delivery_tag, multiple, requeue } => (delivery_tag, multiple, requeue_action(requeue)),
+            Ack::Reject { delivery_tag, requeue } => (delivery_tag, false, requeue_action(requeue)),
         };
         let taken = self
             .connection
@@ -508,10 +390,7 @@ impl Dispatcher {
             .get_mut(&channel_id)
             .and_then(|channel| channel.take_unacked(delivery_tag, multiple));
         let Some(by_queue) = taken else {
-            return Err(AmqpError::new(
-                PRECONDITION_FAILED,
-                format!("unknown delivery tag {delivery_tag}"),
-            ));
+            return Err(AmqpError::new(PRECONDITION_FAILED, format!("unknown delivery tag {delivery_tag}")));
         };
         self.settle(channel_id, by_queue, action);
         Ok(())
@@ -520,15 +399,7 @@ impl Dispatcher {
     pub fn settle(&self, channel_id: u16, by_queue: HashMap<QueueId, Vec<u64>>, action: Settle) {
         let holder = self.connection.holder(channel_id);
         for (queue, sequences) in by_queue {
-            self.shard.send(
-                queue.owner(),
-                ShardMsg::Settle {
-                    queue,
-                    holder,
-                    sequences,
-                    action,
-                },
-            );
+            self.shard.send(queue.owner(), ShardMsg::Settle { queue, holder, sequences, action });
         }
     }
 }
@@ -544,8 +415,8 @@ fn check_user_id(properties: &[u8]) -> Result<(), AmqpError> {
     if flags & USER_ID_FLAG == 0 {
         return Ok(());
     }
-    let parsed = hotpath::parse_properties(properties)
-        .map_err(|error| AmqpError::new(error.reply_code(), error))?;
+    let parsed =
+        hotpath::parse_properties(properties).map_err(|error| AmqpError::from_codec(error.reply_code(), error))?;
     match parsed.user_id() {
         Some(user_id) if user_id.as_str() != super::handshake::DEFAULT_USER => Err(AmqpError::new(
             PRECONDITION_FAILED,
@@ -565,6 +436,28 @@ fn requeue_action(requeue: bool) -> Settle {
     } else {
         Settle::Discard
     }
+}
+
+/// Closes a channel for an error: its resources are released at once, channel.close is sent,
+/// and frames other than close/close-ok are dropped until the client answers.
+pub fn close_channel(shard: &Shard, connection: &Connection, channel_id: u16, fault: Fault) {
+    let open = connection.channels.borrow().get(&channel_id).is_some_and(|channel| !channel.closing);
+    if !open {
+        return;
+    }
+    release_channel_resources(shard, connection, channel_id);
+    if let Some(channel) = connection.channels.borrow_mut().get_mut(&channel_id) {
+        channel.closing = true;
+    }
+    let close = AMQPClass::Channel(channel_method::AMQPMethod::Close(channel_method::Close {
+        reply_code: fault.error.reply_code,
+        reply_text: truncate_text(&fault.error.reply_text).into(),
+        class_id: fault.class_id,
+        method_id: fault.method_id,
+    }));
+    connection.write_with(|out| {
+        let _ = encode_method(out, channel_id, &close);
+    });
 }
 
 /// Gives back what a channel holds: its consumers are cancelled and its unacked messages

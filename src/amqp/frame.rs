@@ -66,9 +66,7 @@ impl FrameError {
     /// AMQP reply code for connection.close.
     pub fn reply_code(&self) -> u16 {
         match self {
-            FrameError::TooLarge { .. }
-            | FrameError::BadFrameEnd { .. }
-            | FrameError::UnknownFrameType { .. } => 501,
+            FrameError::TooLarge { .. } | FrameError::BadFrameEnd { .. } | FrameError::UnknownFrameType { .. } => 501,
         }
     }
 }
@@ -80,10 +78,9 @@ impl fmt::Display for FrameError {
                 f,
                 "FRAME_ERROR - frame payload size {size} exceeds the hard limit of {FRAME_MAX_HARD_CAP} bytes"
             ),
-            FrameError::TooLarge { size, frame_max } => write!(
-                f,
-                "FRAME_ERROR - frame payload size {size} exceeds negotiated frame_max {frame_max}"
-            ),
+            FrameError::TooLarge { size, frame_max } => {
+                write!(f, "FRAME_ERROR - frame payload size {size} exceeds negotiated frame_max {frame_max}")
+            }
             FrameError::BadFrameEnd { found } => {
                 write!(f, "FRAME_ERROR - expected frame end 0xCE, found {found:#04x}")
             }
@@ -109,11 +106,7 @@ fn frame_limit(frame_max: u32) -> u32 {
 /// frame_max below the spec minimum is raised to it, so that body chunking
 /// always makes progress.
 pub fn max_payload_len(frame_max: u32) -> usize {
-    let frame_max = if frame_max == 0 {
-        0
-    } else {
-        frame_max.max(FRAME_MIN_SIZE)
-    };
+    let frame_max = if frame_max == 0 { 0 } else { frame_max.max(FRAME_MIN_SIZE) };
     (frame_limit(frame_max) - FRAME_OVERHEAD) as usize
 }
 
@@ -126,10 +119,7 @@ pub fn split_frame(buffer: &mut BytesMut, frame_max: u32) -> Result<Option<RawFr
     let [frame_type, c0, c1, s0, s1, s2, s3, ..] = buffer[..] else {
         return Ok(None);
     };
-    if !matches!(
-        frame_type,
-        FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
-    ) {
+    if !matches!(frame_type, FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT) {
         return Err(FrameError::UnknownFrameType { frame_type });
     }
     let size = u32::from_be_bytes([s0, s1, s2, s3]);
@@ -147,11 +137,7 @@ pub fn split_frame(buffer: &mut BytesMut, frame_max: u32) -> Result<Option<RawFr
     let mut frame = buffer.split_to(end_offset + 1);
     frame.truncate(end_offset);
     let payload = frame.split_off(FRAME_HEADER_LEN).freeze();
-    Ok(Some(RawFrame {
-        frame_type,
-        channel: u16::from_be_bytes([c0, c1]),
-        payload,
-    }))
+    Ok(Some(RawFrame { frame_type, channel: u16::from_be_bytes([c0, c1]), payload }))
 }
 
 pub fn write_heartbeat(out: &mut BytesMut) {
@@ -160,12 +146,7 @@ pub fn write_heartbeat(out: &mut BytesMut) {
 
 /// Writes a complete frame. Fails only if the payload cannot be described by
 /// the 32-bit size field (or the hard cap), in which case nothing is written.
-pub fn write_frame(
-    out: &mut BytesMut,
-    frame_type: u8,
-    channel: u16,
-    payload: &[u8],
-) -> Result<(), FrameError> {
+pub fn write_frame(out: &mut BytesMut, frame_type: u8, channel: u16, payload: &[u8]) -> Result<(), FrameError> {
     let size = checked_size(payload.len())?;
     out.reserve(payload.len() + FRAME_OVERHEAD as usize);
     out.put_u8(frame_type);
@@ -208,10 +189,7 @@ pub fn write_frame_with<E: From<FrameError>>(
 fn checked_size(payload_len: usize) -> Result<u32, FrameError> {
     match u32::try_from(payload_len) {
         Ok(size) if size <= FRAME_MAX_HARD_CAP - FRAME_OVERHEAD => Ok(size),
-        _ => Err(FrameError::TooLarge {
-            size: u32::try_from(payload_len).unwrap_or(u32::MAX),
-            frame_max: 0,
-        }),
+        _ => Err(FrameError::TooLarge { size: u32::try_from(payload_len).unwrap_or(u32::MAX), frame_max: 0 }),
     }
 }
 
@@ -241,14 +219,8 @@ impl<'a> Reader<'a> {
     }
 
     pub(super) fn take(&mut self, len: usize) -> Result<&'a [u8], CodecError> {
-        let end = self
-            .position
-            .checked_add(len)
-            .ok_or(CodecError::Truncated)?;
-        let taken = self
-            .bytes
-            .get(self.position..end)
-            .ok_or(CodecError::Truncated)?;
+        let end = self.position.checked_add(len).ok_or(CodecError::Truncated)?;
+        let taken = self.bytes.get(self.position..end).ok_or(CodecError::Truncated)?;
         self.position = end;
         Ok(taken)
     }
@@ -373,9 +345,7 @@ mod tests {
             assert_eq!(split_frame(&mut buffer, 4096), Ok(None), "cut at {cut}");
         }
         let mut buffer = full.clone();
-        let frame = split_frame(&mut buffer, 4096)
-            .expect("valid")
-            .expect("complete");
+        let frame = split_frame(&mut buffer, 4096).expect("valid").expect("complete");
         assert_eq!(frame.frame_type, FRAME_BODY);
         assert_eq!(frame.channel, 3);
         assert_eq!(&frame.payload[..], b"hello world");
@@ -386,13 +356,7 @@ mod tests {
     fn oversized_rejected_from_header_alone() {
         // Payload 4089 + 8 = 4097 > 4096; only the header has arrived.
         let mut buffer = BytesMut::from(&[FRAME_BODY, 0, 1, 0, 0, 0x0F, 0xF9][..]);
-        assert_eq!(
-            split_frame(&mut buffer, 4096),
-            Err(FrameError::TooLarge {
-                size: 4089,
-                frame_max: 4096
-            })
-        );
+        assert_eq!(split_frame(&mut buffer, 4096), Err(FrameError::TooLarge { size: 4089, frame_max: 4096 }));
         // Exactly frame_max is accepted (still incomplete).
         let mut buffer = BytesMut::from(&[FRAME_BODY, 0, 1, 0, 0, 0x0F, 0xF8][..]);
         assert_eq!(split_frame(&mut buffer, 4096), Ok(None));
@@ -430,18 +394,9 @@ mod tests {
         let first = split_frame(&mut buffer, 0).expect("ok").expect("frame");
         let second = split_frame(&mut buffer, 0).expect("ok").expect("frame");
         let third = split_frame(&mut buffer, 0).expect("ok").expect("frame");
-        assert_eq!(
-            (first.frame_type, first.channel, &first.payload[..]),
-            (1, 1, &b"one"[..])
-        );
-        assert_eq!(
-            (second.frame_type, second.channel, second.payload.len()),
-            (8, 0, 0)
-        );
-        assert_eq!(
-            (third.frame_type, third.channel, &third.payload[..]),
-            (3, 2, &b"three"[..])
-        );
+        assert_eq!((first.frame_type, first.channel, &first.payload[..]), (1, 1, &b"one"[..]));
+        assert_eq!((second.frame_type, second.channel, second.payload.len()), (8, 0, 0));
+        assert_eq!((third.frame_type, third.channel, &third.payload[..]), (3, 2, &b"three"[..]));
         assert_eq!(split_frame(&mut buffer, 0), Ok(None));
         assert_eq!(buffer.len(), 5);
     }
@@ -505,10 +460,7 @@ mod tests {
         let properties = |containers| [&[0x20, 0][..], &nested_table(containers)].concat();
         assert!(parse_properties(&properties(limit)).is_ok());
         let err = parse_properties(&properties(50_000)).expect_err("too deep");
-        assert_eq!(
-            (err.clone(), err.reply_code()),
-            (CodecError::NestingTooDeep, 502)
-        );
+        assert_eq!((err.clone(), err.reply_code()), (CodecError::NestingTooDeep, 502));
         let unknown = [0, 0, 0, 3, 1, b'k', b'Z'];
         let err = skip_field_table(&mut Reader::new(&unknown), 0);
         assert_eq!(err, Err(CodecError::UnknownFieldType { type_id: b'Z' }));

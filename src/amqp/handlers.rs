@@ -10,43 +10,29 @@ use amq_protocol::protocol::{channel, confirm, exchange, queue, tx, AMQPClass};
 use super::dispatch::Dispatcher;
 use crate::broker::definitions::DEFAULT_VHOST;
 use crate::broker::error::*;
-use crate::broker::requests::{
-    AdminRequest, Binding, ExchangeDeclare, QueueDeclare, QueueRequest, ReplyBody,
-};
+use crate::broker::requests::{AdminRequest, Binding, ExchangeDeclare, QueueDeclare, QueueRequest, ReplyBody};
 use crate::limits::TX_PENDING_MAX;
 use crate::shard::messages::ShardMsg;
 
 impl Dispatcher {
-    pub async fn handle_method(
-        &mut self,
-        channel_id: u16,
-        method: AMQPClass,
-    ) -> Result<(), AmqpError> {
+    pub async fn handle_method(&mut self, channel_id: u16, method: AMQPClass) -> Result<(), AmqpError> {
         match method {
             AMQPClass::Channel(channel::AMQPMethod::Flow(flow)) => {
-                let reply = channel::AMQPMethod::FlowOk(channel::FlowOk {
-                    active: flow.active,
-                });
+                let reply = channel::AMQPMethod::FlowOk(channel::FlowOk { active: flow.active });
                 self.send_method(channel_id, &AMQPClass::Channel(reply));
                 Ok(())
             }
-            AMQPClass::Channel(channel::AMQPMethod::Open(_)) => Err(AmqpError::new(
-                CHANNEL_ERROR,
-                format!("second 'channel.open' seen on channel {channel_id}"),
-            )),
+            AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
+                Err(AmqpError::new(CHANNEL_ERROR, "second 'channel.open' seen"))
+            }
             AMQPClass::Channel(channel::AMQPMethod::CloseOk(_))
             | AMQPClass::Channel(channel::AMQPMethod::FlowOk(_)) => Ok(()),
             AMQPClass::Exchange(method) => self.exchange_method(channel_id, method).await,
             AMQPClass::Queue(method) => self.queue_method(channel_id, method).await,
             AMQPClass::Basic(method) => self.basic_method(channel_id, method).await,
-            AMQPClass::Confirm(confirm::AMQPMethod::Select(select)) => {
-                self.confirm_select(channel_id, select.nowait)
-            }
+            AMQPClass::Confirm(confirm::AMQPMethod::Select(select)) => self.confirm_select(channel_id, select.nowait),
             AMQPClass::Tx(method) => self.tx_method(channel_id, method),
-            _ => Err(AmqpError::new(
-                COMMAND_INVALID,
-                "method not allowed on a channel",
-            )),
+            _ => Err(AmqpError::new(COMMAND_INVALID, "method not allowed on a channel")),
         }
     }
 
@@ -61,19 +47,10 @@ impl Dispatcher {
 
     /// Sends a definitions change to the single writer (shard 0) and waits for its answer.
     pub async fn admin(&self, request: AdminRequest) -> Result<ReplyBody, AmqpError> {
-        self.shard
-            .request(0, |reply| ShardMsg::Admin {
-                request: Box::new(request),
-                reply,
-            })
-            .await
+        self.shard.request(0, |reply| ShardMsg::Admin { request: Box::new(request), reply }).await
     }
 
-    async fn exchange_method(
-        &mut self,
-        channel_id: u16,
-        method: exchange::AMQPMethod,
-    ) -> Result<(), AmqpError> {
+    async fn exchange_method(&mut self, channel_id: u16, method: exchange::AMQPMethod) -> Result<(), AmqpError> {
         let vhost = self.vhost();
         let conn = self.connection.id;
         let (request, nowait, reply) = match method {
@@ -92,11 +69,7 @@ impl Dispatcher {
                 exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {}),
             ),
             exchange::AMQPMethod::Delete(delete) => (
-                AdminRequest::ExchangeDelete {
-                    vhost,
-                    name: delete.exchange.to_string(),
-                    if_unused: delete.if_unused,
-                },
+                AdminRequest::ExchangeDelete { vhost, name: delete.exchange.to_string(), if_unused: delete.if_unused },
                 delete.nowait,
                 exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {}),
             ),
@@ -126,12 +99,7 @@ impl Dispatcher {
                 unbind.nowait,
                 exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {}),
             ),
-            _ => {
-                return Err(AmqpError::new(
-                    COMMAND_INVALID,
-                    "unexpected exchange method from a client",
-                ))
-            }
+            _ => return Err(AmqpError::new(COMMAND_INVALID, "unexpected exchange method from a client")),
         };
         self.admin(request).await?;
         if !nowait {
@@ -152,11 +120,7 @@ impl Dispatcher {
             .ok_or_else(|| AmqpError::new(NOT_FOUND, "no previously declared queue"))
     }
 
-    async fn queue_method(
-        &mut self,
-        channel_id: u16,
-        method: queue::AMQPMethod,
-    ) -> Result<(), AmqpError> {
+    async fn queue_method(&mut self, channel_id: u16, method: queue::AMQPMethod) -> Result<(), AmqpError> {
         let vhost = self.vhost();
         let conn = self.connection.id;
         match method {
@@ -173,10 +137,7 @@ impl Dispatcher {
                 };
                 self.admin(AdminRequest::Bind(binding)).await?;
                 if !bind.nowait {
-                    self.send_method(
-                        channel_id,
-                        &AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})),
-                    );
+                    self.send_method(channel_id, &AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})));
                 }
                 Ok(())
             }
@@ -191,10 +152,7 @@ impl Dispatcher {
                     conn,
                 };
                 self.admin(AdminRequest::Unbind(binding)).await?;
-                self.send_method(
-                    channel_id,
-                    &AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),
-                );
+                self.send_method(channel_id, &AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})));
                 Ok(())
             }
             queue::AMQPMethod::Purge(purge) => {
@@ -210,11 +168,7 @@ impl Dispatcher {
                     })
                     .await?;
                 if !purge.nowait {
-                    let message_count = if let ReplyBody::MessageCount(count) = reply {
-                        count
-                    } else {
-                        0
-                    };
+                    let message_count = if let ReplyBody::MessageCount(count) = reply { count } else { 0 };
                     let ok = queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count });
                     self.send_method(channel_id, &AMQPClass::Queue(ok));
                 }
@@ -231,28 +185,17 @@ impl Dispatcher {
                 };
                 let reply = self.admin(request).await?;
                 if !delete.nowait {
-                    let message_count = if let ReplyBody::MessageCount(count) = reply {
-                        count
-                    } else {
-                        0
-                    };
+                    let message_count = if let ReplyBody::MessageCount(count) = reply { count } else { 0 };
                     let ok = queue::AMQPMethod::DeleteOk(queue::DeleteOk { message_count });
                     self.send_method(channel_id, &AMQPClass::Queue(ok));
                 }
                 Ok(())
             }
-            _ => Err(AmqpError::new(
-                COMMAND_INVALID,
-                "unexpected queue method from a client",
-            )),
+            _ => Err(AmqpError::new(COMMAND_INVALID, "unexpected queue method from a client")),
         }
     }
 
-    async fn queue_declare(
-        &mut self,
-        channel_id: u16,
-        declare: queue::Declare,
-    ) -> Result<(), AmqpError> {
+    async fn queue_declare(&mut self, channel_id: u16, declare: queue::Declare) -> Result<(), AmqpError> {
         let name = declare.queue.to_string();
         let request = AdminRequest::QueueDeclare(QueueDeclare {
             vhost: self.vhost(),
@@ -265,36 +208,22 @@ impl Dispatcher {
             conn: self.connection.id,
         });
         let reply = self.admin(request).await?;
-        let ReplyBody::QueueDeclareOk {
-            name,
-            message_count,
-            consumer_count,
-        } = reply
-        else {
-            return Err(AmqpError::new(
-                INTERNAL_ERROR,
-                "unexpected answer to queue.declare",
-            ));
+        let ReplyBody::QueueDeclareOk { name, message_count, consumer_count } = reply else {
+            return Err(AmqpError::new(INTERNAL_ERROR, "unexpected answer to queue.declare"));
         };
         if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
             channel.last_queue = Some(name.clone());
         }
         if !declare.nowait {
-            let ok = queue::AMQPMethod::DeclareOk(queue::DeclareOk {
-                queue: name.into(),
-                message_count,
-                consumer_count,
-            });
+            let ok =
+                queue::AMQPMethod::DeclareOk(queue::DeclareOk { queue: name.into(), message_count, consumer_count });
             self.send_method(channel_id, &AMQPClass::Queue(ok));
         }
         Ok(())
     }
 
     /// Finds a queue in this shard's snapshot, refusing another connection's exclusive queue.
-    pub fn resolve_queue(
-        &self,
-        name: &str,
-    ) -> Result<std::sync::Arc<crate::broker::snapshot::QueueDef>, AmqpError> {
+    pub fn resolve_queue(&self, name: &str) -> Result<std::sync::Arc<crate::broker::snapshot::QueueDef>, AmqpError> {
         let vhost = self.vhost();
         let snapshot = self.shard.snapshot();
         let definition = snapshot
@@ -302,9 +231,7 @@ impl Dispatcher {
             .and_then(|found| found.queues.get(name).cloned())
             .ok_or_else(|| AmqpError::not_found("queue", name, &vhost))?;
         match definition.exclusive_owner {
-            Some(owner) if owner != self.connection.id => {
-                Err(AmqpError::exclusive_locked(name, &vhost))
-            }
+            Some(owner) if owner != self.connection.id => Err(AmqpError::exclusive_locked(name, &vhost)),
             _ => Ok(definition),
         }
     }
@@ -316,27 +243,20 @@ impl Dispatcher {
                 return Ok(());
             };
             if channel.transaction.is_some() {
-                return Err(AmqpError::new(
-                    PRECONDITION_FAILED,
-                    "cannot switch from tx to confirm mode",
-                ));
+                return Err(AmqpError::new(PRECONDITION_FAILED, "cannot switch from tx to confirm mode"));
             }
             if channel.confirms.is_none() {
                 channel.confirms = Some(super::channel::Confirms::new());
             }
         }
         if !nowait {
-            self.send_method(
-                channel_id,
-                &AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})),
-            );
+            self.send_method(channel_id, &AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})));
         }
         Ok(())
     }
 
     fn tx_method(&mut self, channel_id: u16, method: tx::AMQPMethod) -> Result<(), AmqpError> {
-        let not_transactional =
-            || AmqpError::new(PRECONDITION_FAILED, "channel is not transactional");
+        let not_transactional = || AmqpError::new(PRECONDITION_FAILED, "channel is not transactional");
         let reply = match method {
             tx::AMQPMethod::Select(_) => {
                 let mut channels = self.connection.channels.borrow_mut();
@@ -344,10 +264,7 @@ impl Dispatcher {
                     return Ok(());
                 };
                 if channel.confirms.is_some() {
-                    return Err(AmqpError::new(
-                        PRECONDITION_FAILED,
-                        "cannot switch from confirm to tx mode",
-                    ));
+                    return Err(AmqpError::new(PRECONDITION_FAILED, "cannot switch from confirm to tx mode"));
                 }
                 channel.transaction.get_or_insert_with(Default::default);
                 tx::AMQPMethod::SelectOk(tx::SelectOk {})
@@ -355,9 +272,7 @@ impl Dispatcher {
             tx::AMQPMethod::Commit(_) => {
                 let pending = {
                     let mut channels = self.connection.channels.borrow_mut();
-                    let transaction = channels
-                        .get_mut(&channel_id)
-                        .and_then(|channel| channel.transaction.as_mut());
+                    let transaction = channels.get_mut(&channel_id).and_then(|channel| channel.transaction.as_mut());
                     std::mem::take(transaction.ok_or_else(not_transactional)?)
                 };
                 if pending.publishes.len() + pending.acks.len() > TX_PENDING_MAX {
@@ -373,18 +288,11 @@ impl Dispatcher {
             }
             tx::AMQPMethod::Rollback(_) => {
                 let mut channels = self.connection.channels.borrow_mut();
-                let transaction = channels
-                    .get_mut(&channel_id)
-                    .and_then(|channel| channel.transaction.as_mut());
+                let transaction = channels.get_mut(&channel_id).and_then(|channel| channel.transaction.as_mut());
                 *transaction.ok_or_else(not_transactional)? = Default::default();
                 tx::AMQPMethod::RollbackOk(tx::RollbackOk {})
             }
-            _ => {
-                return Err(AmqpError::new(
-                    COMMAND_INVALID,
-                    "unexpected tx method from a client",
-                ))
-            }
+            _ => return Err(AmqpError::new(COMMAND_INVALID, "unexpected tx method from a client")),
         };
         self.send_method(channel_id, &AMQPClass::Tx(reply));
         Ok(())

@@ -31,14 +31,7 @@ pub async fn run(
     });
     let start_ok = match expect_method(connection, reader).await? {
         AMQPClass::Connection(method::AMQPMethod::StartOk(start_ok)) => start_ok,
-        _ => {
-            return fail(
-                connection,
-                AmqpError::new(COMMAND_INVALID, "expected connection.start-ok"),
-                10,
-                11,
-            )
-        }
+        _ => return fail(connection, AmqpError::new(COMMAND_INVALID, "expected connection.start-ok"), 10, 11),
     };
     if let Err(error) = authenticate(&start_ok, loopback_peer) {
         return fail(connection, error, 10, 11);
@@ -53,53 +46,23 @@ pub async fn run(
     });
     let tune_ok = match expect_method(connection, reader).await? {
         AMQPClass::Connection(method::AMQPMethod::TuneOk(tune_ok)) => tune_ok,
-        _ => {
-            return fail(
-                connection,
-                AmqpError::new(COMMAND_INVALID, "expected connection.tune-ok"),
-                10,
-                31,
-            )
-        }
+        _ => return fail(connection, AmqpError::new(COMMAND_INVALID, "expected connection.tune-ok"), 10, 31),
     };
-    let frame_max = if tune_ok.frame_max == 0 {
-        FRAME_MAX_BYTES
-    } else {
-        tune_ok.frame_max.min(FRAME_MAX_BYTES)
-    };
+    let frame_max = if tune_ok.frame_max == 0 { FRAME_MAX_BYTES } else { tune_ok.frame_max.min(FRAME_MAX_BYTES) };
     if frame_max < FRAME_MIN_BYTES {
-        let error = AmqpError::new(
-            FRAME_ERROR,
-            format!("frame_max={frame_max} < {FRAME_MIN_BYTES} min size"),
-        );
+        let error = AmqpError::new(FRAME_ERROR, format!("frame_max={frame_max} < {FRAME_MIN_BYTES} min size"));
         return fail(connection, error, 10, 31);
     }
     connection.frame_max.set(frame_max);
-    let channel_max = if tune_ok.channel_max == 0 {
-        CHANNEL_MAX
-    } else {
-        tune_ok.channel_max.min(CHANNEL_MAX)
-    };
+    let channel_max = if tune_ok.channel_max == 0 { CHANNEL_MAX } else { tune_ok.channel_max.min(CHANNEL_MAX) };
     connection.channel_max.set(channel_max);
     let open = match expect_method(connection, reader).await? {
         AMQPClass::Connection(method::AMQPMethod::Open(open)) => open,
-        _ => {
-            return fail(
-                connection,
-                AmqpError::new(COMMAND_INVALID, "expected connection.open"),
-                10,
-                40,
-            )
-        }
+        _ => return fail(connection, AmqpError::new(COMMAND_INVALID, "expected connection.open"), 10, 40),
     };
     let vhost = open.virtual_host.as_str().to_string();
     if shard.snapshot().vhost(&vhost).is_none() {
-        return fail(
-            connection,
-            AmqpError::new(NOT_ALLOWED, format!("vhost {vhost} not found")),
-            10,
-            40,
-        );
+        return fail(connection, AmqpError::new(NOT_ALLOWED, format!("vhost {vhost} not found")), 10, 40);
     }
     *connection.vhost.borrow_mut() = vhost;
     let open_ok = AMQPClass::Connection(method::AMQPMethod::OpenOk(method::OpenOk {}));
@@ -109,12 +72,7 @@ pub async fn run(
     Ok(tune_ok.heartbeat)
 }
 
-fn fail(
-    connection: &Connection,
-    error: AmqpError,
-    class_id: u16,
-    method_id: u16,
-) -> Result<u16, ()> {
+fn fail(connection: &Connection, error: AmqpError, class_id: u16, method_id: u16) -> Result<u16, ()> {
     crate::info!("connection {} refused: {}", connection.id, error.reply_text);
     send_connection_close(connection, &error, class_id, method_id);
     Err(())
@@ -132,9 +90,7 @@ async fn read_protocol_header(connection: &Connection, reader: &mut FrameReader)
         }
     }
     let buffered = reader.buffered();
-    if buffered.len() < PROTOCOL_HEADER.len()
-        || &buffered[..PROTOCOL_HEADER.len()] != PROTOCOL_HEADER
-    {
+    if buffered.len() < PROTOCOL_HEADER.len() || &buffered[..PROTOCOL_HEADER.len()] != PROTOCOL_HEADER {
         connection.write_with(|out| out.extend_from_slice(PROTOCOL_HEADER));
         return Err(());
     }
@@ -145,28 +101,22 @@ async fn read_protocol_header(connection: &Connection, reader: &mut FrameReader)
 
 /// Reads the next frame of the handshake, which must be a method on channel 0.
 async fn expect_method(connection: &Connection, reader: &mut FrameReader) -> Result<AMQPClass, ()> {
-    let frame = match reader
-        .next_frame(FRAME_MIN_BYTES.max(connection.frame_max.get()))
-        .await
-    {
+    let frame = match reader.next_frame(FRAME_MIN_BYTES.max(connection.frame_max.get())).await {
         Ok(frame) => frame,
         Err(super::connection::ReadError::Closed) => return Err(()),
         Err(super::connection::ReadError::Frame(error)) => {
-            send_connection_close(connection, &AmqpError::new(error.reply_code(), error), 0, 0);
+            send_connection_close(connection, &AmqpError::from_codec(error.reply_code(), error), 0, 0);
             return Err(());
         }
     };
     touch_read(connection);
     if frame.frame_type != FRAME_METHOD || frame.channel != 0 {
-        let error = AmqpError::new(
-            crate::broker::error::UNEXPECTED_FRAME,
-            "expected a method frame on channel 0",
-        );
+        let error = AmqpError::new(crate::broker::error::UNEXPECTED_FRAME, "expected a method frame on channel 0");
         send_connection_close(connection, &error, 0, 0);
         return Err(());
     }
     parse_method(&frame.payload).map_err(|error| {
-        send_connection_close(connection, &AmqpError::new(error.reply_code(), error), 0, 0);
+        send_connection_close(connection, &AmqpError::from_codec(error.reply_code(), error), 0, 0);
     })
 }
 
@@ -180,7 +130,9 @@ fn authenticate(start_ok: &method::StartOk, loopback_peer: bool) -> Result<(), A
     let refused = || {
         AmqpError::new(
             ACCESS_REFUSED,
-            format!("Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."),
+            format!(
+                "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+            ),
         )
     };
     let Some((user, password)) = credentials else {
@@ -190,10 +142,7 @@ fn authenticate(start_ok: &method::StartOk, loopback_peer: bool) -> Result<(), A
         return Err(refused());
     }
     if !loopback_peer {
-        return Err(AmqpError::new(
-            ACCESS_REFUSED,
-            "user 'guest' can only connect via localhost".to_string(),
-        ));
+        return Err(AmqpError::new(ACCESS_REFUSED, "user 'guest' can only connect via localhost".to_string()));
     }
     Ok(())
 }
@@ -272,10 +221,7 @@ mod tests {
 
     #[test]
     fn plain_and_amqplain_credentials_parse() {
-        assert_eq!(
-            parse_plain(b"\0guest\0guest"),
-            Some(("guest".into(), "guest".into()))
-        );
+        assert_eq!(parse_plain(b"\0guest\0guest"), Some(("guest".into(), "guest".into())));
         let mut amqplain = Vec::new();
         for (key, value) in [("LOGIN", "guest"), ("PASSWORD", "secret")] {
             amqplain.push(key.len() as u8);
@@ -284,10 +230,7 @@ mod tests {
             amqplain.extend_from_slice(&(value.len() as u32).to_be_bytes());
             amqplain.extend_from_slice(value.as_bytes());
         }
-        assert_eq!(
-            parse_amqplain(&amqplain),
-            Some(("guest".into(), "secret".into()))
-        );
+        assert_eq!(parse_amqplain(&amqplain), Some(("guest".into(), "secret".into())));
         assert_eq!(parse_amqplain(&amqplain[..amqplain.len() - 1]), None);
     }
 }

@@ -17,8 +17,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 pub use super::frame::MAX_FIELD_NESTING;
 use super::frame::{
-    max_payload_len, skip_field_table, write_frame, write_frame_with, FrameError, Reader,
-    FRAME_BODY, FRAME_END, FRAME_HEADER, FRAME_METHOD,
+    max_payload_len, skip_field_table, write_frame, write_frame_with, FrameError, Reader, FRAME_BODY, FRAME_END,
+    FRAME_HEADER, FRAME_METHOD,
 };
 
 pub const CLASS_BASIC: u16 = 60;
@@ -112,37 +112,19 @@ impl fmt::Display for CodecError {
         match self {
             CodecError::Truncated => f.write_str("SYNTAX_ERROR - truncated frame payload"),
             CodecError::BadShortString { len } => {
-                write!(
-                    f,
-                    "INTERNAL_ERROR - short string of {len} bytes exceeds 255"
-                )
+                write!(f, "INTERNAL_ERROR - short string of {len} bytes exceeds 255")
             }
             CodecError::TrailingBytes { extra } => {
                 write!(f, "SYNTAX_ERROR - {extra} unexpected trailing bytes")
             }
-            CodecError::UnexpectedMethod {
-                class_id,
-                method_id,
-            } => {
-                write!(
-                    f,
-                    "COMMAND_INVALID - unexpected method {class_id}.{method_id}"
-                )
+            CodecError::UnexpectedMethod { class_id, method_id } => {
+                write!(f, "COMMAND_INVALID - unexpected method {class_id}.{method_id}")
             }
-            CodecError::UnknownMethod {
-                class_id,
-                method_id,
-            } => {
+            CodecError::UnknownMethod { class_id, method_id } => {
                 write!(f, "NOT_IMPLEMENTED - unknown method {class_id}.{method_id}")
             }
-            CodecError::Malformed {
-                class_id,
-                method_id,
-            } => {
-                write!(
-                    f,
-                    "SYNTAX_ERROR - malformed arguments for method {class_id}.{method_id}"
-                )
+            CodecError::Malformed { class_id, method_id } => {
+                write!(f, "SYNTAX_ERROR - malformed arguments for method {class_id}.{method_id}")
             }
             CodecError::BadPropertyFlags { flags } => {
                 write!(f, "SYNTAX_ERROR - invalid property flags {flags:#06x}")
@@ -154,10 +136,9 @@ impl fmt::Display for CodecError {
                 write!(f, "SYNTAX_ERROR - unknown field value type {type_id:#04x}")
             }
             CodecError::InvalidUtf8 => f.write_str("SYNTAX_ERROR - short string is not UTF-8"),
-            CodecError::NestingTooDeep => write!(
-                f,
-                "SYNTAX_ERROR - field tables nested deeper than {MAX_FIELD_NESTING}"
-            ),
+            CodecError::NestingTooDeep => {
+                write!(f, "SYNTAX_ERROR - field tables nested deeper than {MAX_FIELD_NESTING}")
+            }
             CodecError::Frame(frame) => frame.fmt(f),
             CodecError::Generate => f.write_str("INTERNAL_ERROR - failed to encode properties"),
         }
@@ -180,10 +161,7 @@ pub fn method_ids(payload: &[u8]) -> Result<(u16, u16), CodecError> {
 fn expect_method(reader: &mut Reader<'_>, method_id: u16) -> Result<(), CodecError> {
     let found = (reader.u16()?, reader.u16()?);
     if found != (CLASS_BASIC, method_id) {
-        return Err(CodecError::UnexpectedMethod {
-            class_id: found.0,
-            method_id: found.1,
-        });
+        return Err(CodecError::UnexpectedMethod { class_id: found.0, method_id: found.1 });
     }
     Ok(())
 }
@@ -235,11 +213,7 @@ pub fn parse_content_header(payload: &Bytes) -> Result<ContentHeader, CodecError
         return Err(CodecError::BadContentClass { class_id });
     }
     validate_properties(&properties)?;
-    Ok(ContentHeader {
-        class_id,
-        body_size,
-        properties,
-    })
+    Ok(ContentHeader { class_id, body_size, properties })
 }
 
 /// Checks that raw basic properties are well formed and complete.
@@ -302,10 +276,7 @@ pub fn parse_properties(properties: &[u8]) -> Result<BasicProperties, CodecError
         Ok(([], parsed)) => Ok(parsed),
         Ok((rest, _)) => Err(CodecError::TrailingBytes { extra: rest.len() }),
         // Not expected after validation; reported as a basic-class syntax error.
-        Err(_) => Err(CodecError::Malformed {
-            class_id: CLASS_BASIC,
-            method_id: 0,
-        }),
+        Err(_) => Err(CodecError::Malformed { class_id: CLASS_BASIC, method_id: 0 }),
     }
 }
 
@@ -318,28 +289,16 @@ pub fn parse_properties(properties: &[u8]) -> Result<BasicProperties, CodecError
 /// break every consumer, so it is an error here instead.
 pub fn encode_properties(props: &BasicProperties) -> Result<Vec<u8>, CodecError> {
     let written = basic::gen_properties(props)(WriteContext::from(Vec::with_capacity(64)));
-    let properties = written
-        .map(|context| context.into_inner().0)
-        .map_err(|_: GenError| CodecError::Generate)?;
+    let properties = written.map(|context| context.into_inner().0).map_err(|_: GenError| CodecError::Generate)?;
     validate_properties(&properties)?;
     Ok(properties)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ack {
-    Ack {
-        delivery_tag: u64,
-        multiple: bool,
-    },
-    Nack {
-        delivery_tag: u64,
-        multiple: bool,
-        requeue: bool,
-    },
-    Reject {
-        delivery_tag: u64,
-        requeue: bool,
-    },
+    Ack { delivery_tag: u64, multiple: bool },
+    Nack { delivery_tag: u64, multiple: bool, requeue: bool },
+    Reject { delivery_tag: u64, requeue: bool },
 }
 
 /// Some for basic.ack/nack/reject, None for any other method.
@@ -354,25 +313,14 @@ pub fn parse_ack(payload: &[u8]) -> Result<Option<Ack>, CodecError> {
     reader.finish()?;
     let (first, second) = (bits & 1 != 0, bits & 2 != 0);
     Ok(Some(match method_id {
-        METHOD_ACK => Ack::Ack {
-            delivery_tag,
-            multiple: first,
-        },
-        METHOD_REJECT => Ack::Reject {
-            delivery_tag,
-            requeue: first,
-        },
-        _ => Ack::Nack {
-            delivery_tag,
-            multiple: first,
-            requeue: second,
-        },
+        METHOD_ACK => Ack::Ack { delivery_tag, multiple: first },
+        METHOD_REJECT => Ack::Reject { delivery_tag, requeue: first },
+        _ => Ack::Nack { delivery_tag, multiple: first, requeue: second },
     }))
 }
 
 fn put_short_str(out: &mut BytesMut, value: &[u8]) -> Result<(), CodecError> {
-    let len =
-        u8::try_from(value.len()).map_err(|_| CodecError::BadShortString { len: value.len() })?;
+    let len = u8::try_from(value.len()).map_err(|_| CodecError::BadShortString { len: value.len() })?;
     out.put_u8(len);
     out.put_slice(value);
     Ok(())
@@ -408,14 +356,7 @@ fn write_content_frames(
     let body_frames = body.len().div_ceil(chunk_len);
     out.reserve(300 + properties.len() + body.len() + 8 * (body_frames + 2));
     write_frame_with(out, FRAME_METHOD, channel, method)?;
-    encode_content_header(
-        out,
-        channel,
-        CLASS_BASIC,
-        body.len() as u64,
-        properties,
-        frame_max,
-    )?;
+    encode_content_header(out, channel, CLASS_BASIC, body.len() as u64, properties, frame_max)?;
     for chunk in body.chunks(chunk_len) {
         write_frame(out, FRAME_BODY, channel, chunk)?;
     }
@@ -434,11 +375,7 @@ pub fn encode_content_header(
     properties: &[u8],
     frame_max: u32,
 ) -> Result<(), CodecError> {
-    let property_bytes: &[u8] = if properties.is_empty() {
-        &[0, 0]
-    } else {
-        properties
-    };
+    let property_bytes: &[u8] = if properties.is_empty() { &[0, 0] } else { properties };
     let header_len = 12 + property_bytes.len();
     if header_len > max_payload_len(frame_max) {
         return Err(CodecError::Frame(FrameError::TooLarge {
@@ -468,11 +405,7 @@ pub struct Delivery<'a> {
     pub body: &'a [u8],
 }
 
-pub fn encode_deliver(
-    out: &mut BytesMut,
-    delivery: &Delivery<'_>,
-    frame_max: u32,
-) -> Result<(), CodecError> {
+pub fn encode_deliver(out: &mut BytesMut, delivery: &Delivery<'_>, frame_max: u32) -> Result<(), CodecError> {
     let d = delivery;
     write_content(out, d.channel, frame_max, d.properties, d.body, |out| {
         out.put_u16(CLASS_BASIC);
@@ -572,13 +505,7 @@ pub fn encode_ack(out: &mut BytesMut, channel: u16, delivery_tag: u64, multiple:
     encode_ack_like(out, channel, METHOD_ACK, delivery_tag, u8::from(multiple));
 }
 
-pub fn encode_nack(
-    out: &mut BytesMut,
-    channel: u16,
-    delivery_tag: u64,
-    multiple: bool,
-    requeue: bool,
-) {
+pub fn encode_nack(out: &mut BytesMut, channel: u16, delivery_tag: u64, multiple: bool, requeue: bool) {
     let bits = u8::from(multiple) | (u8::from(requeue) << 1);
     encode_ack_like(out, channel, METHOD_NACK, delivery_tag, bits);
 }

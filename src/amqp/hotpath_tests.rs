@@ -11,10 +11,7 @@ const FRAME_MAX: u32 = 4096;
 const CHUNK: usize = FRAME_MAX as usize - 8;
 
 fn gen(frame: &AMQPFrame) -> Vec<u8> {
-    gen_frame(frame)(WriteContext::from(Vec::new()))
-        .expect("amq-protocol encodes")
-        .into_inner()
-        .0
+    gen_frame(frame)(WriteContext::from(Vec::new())).expect("amq-protocol encodes").into_inner().0
 }
 
 fn parse_all(mut bytes: &[u8]) -> Vec<AMQPFrame> {
@@ -57,10 +54,7 @@ fn headers_table() -> FieldTable {
         ("l-text", AMQPValue::LongString(LongString::from("héllo"))),
         ("m-array", AMQPValue::FieldArray(FieldArray::from(array))),
         ("n-time", AMQPValue::Timestamp(1_700_000_000)),
-        (
-            "o-bytes",
-            AMQPValue::ByteArray(ByteArray::from(vec![0u8, 255])),
-        ),
+        ("o-bytes", AMQPValue::ByteArray(ByteArray::from(vec![0u8, 255]))),
         ("p-void", AMQPValue::Void),
     ];
     let mut table = FieldTable::default();
@@ -98,53 +92,24 @@ fn body_of(len: usize) -> Vec<u8> {
 
 /// Bodies covering: none, sub-frame, exactly one full frame, three frames.
 fn body_cases() -> Vec<Vec<u8>> {
-    vec![
-        Vec::new(),
-        body_of(10),
-        body_of(CHUNK),
-        body_of(2 * CHUNK + 17),
-    ]
+    vec![Vec::new(), body_of(10), body_of(CHUNK), body_of(2 * CHUNK + 17)]
 }
 
 fn property_cases() -> Vec<BasicProperties> {
-    vec![
-        BasicProperties::default(),
-        full_properties(),
-        BasicProperties::default().with_priority(3),
-    ]
+    vec![BasicProperties::default(), full_properties(), BasicProperties::default().with_priority(3)]
 }
 
 /// amq-protocol's frames for method + content, body split like ours.
-fn content_frames(
-    channel: u16,
-    method: AMQPClass,
-    props: &BasicProperties,
-    body: &[u8],
-) -> Vec<AMQPFrame> {
-    let header = AMQPContentHeader {
-        class_id: 60,
-        body_size: body.len() as u64,
-        properties: props.clone(),
-    };
-    let mut frames = vec![
-        AMQPFrame::Method(channel, method),
-        AMQPFrame::Header(channel, header),
-    ];
-    frames.extend(
-        body.chunks(CHUNK)
-            .map(|chunk| AMQPFrame::Body(channel, chunk.to_vec())),
-    );
+fn content_frames(channel: u16, method: AMQPClass, props: &BasicProperties, body: &[u8]) -> Vec<AMQPFrame> {
+    let header = AMQPContentHeader { class_id: 60, body_size: body.len() as u64, properties: props.clone() };
+    let mut frames = vec![AMQPFrame::Method(channel, method), AMQPFrame::Header(channel, header)];
+    frames.extend(body.chunks(CHUNK).map(|chunk| AMQPFrame::Body(channel, chunk.to_vec())));
     frames
 }
 
 /// Same bytes as amq-protocol, amq-protocol reads back the same frames, and
 /// our own framing/header parsing recovers properties and body.
-fn assert_content_agrees(
-    ours: &[u8],
-    expected: &[AMQPFrame],
-    props: &BasicProperties,
-    body: &[u8],
-) {
+fn assert_content_agrees(ours: &[u8], expected: &[AMQPFrame], props: &BasicProperties, body: &[u8]) {
     let theirs: Vec<u8> = expected.iter().flat_map(gen).collect();
     assert_eq!(ours, &theirs[..], "bytes differ from amq-protocol");
     assert_eq!(parse_all(ours), expected);
@@ -153,10 +118,7 @@ fn assert_content_agrees(
     assert_eq!(header.body_size, body.len() as u64);
     assert_eq!(&parse_properties(&header.properties).expect("props"), props);
     assert_eq!(&header.properties[..], &raw(props)[..]);
-    let received: Vec<u8> = frames[2..]
-        .iter()
-        .flat_map(|f| f.payload.to_vec())
-        .collect();
+    let received: Vec<u8> = frames[2..].iter().flat_map(|f| f.payload.to_vec()).collect();
     assert_eq!(received, body);
     assert!(frames.iter().all(|f| f.payload.len() <= CHUNK));
 }
@@ -166,17 +128,7 @@ fn publish_agrees_both_ways() {
     for props in property_cases() {
         for body in body_cases() {
             let mut ours = BytesMut::new();
-            encode_publish(
-                &mut ours,
-                1,
-                b"ex",
-                b"rk.1",
-                true,
-                &raw(&props),
-                &body,
-                FRAME_MAX,
-            )
-            .expect("encodes");
+            encode_publish(&mut ours, 1, b"ex", b"rk.1", true, &raw(&props), &body, FRAME_MAX).expect("encodes");
             let method = AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
                 exchange: "ex".into(),
                 routing_key: "rk.1".into(),
@@ -226,12 +178,7 @@ fn deliver_agrees() {
                 exchange: "orders".into(),
                 routing_key: "eu.new".into(),
             }));
-            assert_content_agrees(
-                &ours,
-                &content_frames(7, method, &props, &body),
-                &props,
-                &body,
-            );
+            assert_content_agrees(&ours, &content_frames(7, method, &props, &body), &props, &body);
         }
     }
 }
@@ -242,19 +189,7 @@ fn get_ok_and_return_agree() {
         for body in body_cases() {
             let properties = raw(&props);
             let mut ours = BytesMut::new();
-            encode_get_ok(
-                &mut ours,
-                2,
-                99,
-                false,
-                b"",
-                b"q1",
-                12,
-                &properties,
-                &body,
-                FRAME_MAX,
-            )
-            .expect("encodes");
+            encode_get_ok(&mut ours, 2, 99, false, b"", b"q1", 12, &properties, &body, FRAME_MAX).expect("encodes");
             let method = AMQPClass::Basic(basic::AMQPMethod::GetOk(basic::GetOk {
                 delivery_tag: 99,
                 redelivered: false,
@@ -262,38 +197,18 @@ fn get_ok_and_return_agree() {
                 routing_key: "q1".into(),
                 message_count: 12,
             }));
-            assert_content_agrees(
-                &ours,
-                &content_frames(2, method, &props, &body),
-                &props,
-                &body,
-            );
+            assert_content_agrees(&ours, &content_frames(2, method, &props, &body), &props, &body);
 
             let mut ours = BytesMut::new();
-            encode_return(
-                &mut ours,
-                4,
-                312,
-                b"NO_ROUTE",
-                b"ex",
-                b"nowhere",
-                &properties,
-                &body,
-                FRAME_MAX,
-            )
-            .expect("encodes");
+            encode_return(&mut ours, 4, 312, b"NO_ROUTE", b"ex", b"nowhere", &properties, &body, FRAME_MAX)
+                .expect("encodes");
             let method = AMQPClass::Basic(basic::AMQPMethod::Return(basic::Return {
                 reply_code: 312,
                 reply_text: "NO_ROUTE".into(),
                 exchange: "ex".into(),
                 routing_key: "nowhere".into(),
             }));
-            assert_content_agrees(
-                &ours,
-                &content_frames(4, method, &props, &body),
-                &props,
-                &body,
-            );
+            assert_content_agrees(&ours, &content_frames(4, method, &props, &body), &props, &body);
         }
     }
 }
@@ -309,34 +224,14 @@ fn acks_agree_both_ways() {
             encode_nack(&mut encoded[1], 5, delivery_tag, multiple, requeue);
             encode_reject(&mut encoded[2], 5, delivery_tag, requeue);
             let methods = [
-                M::Ack(basic::Ack {
-                    delivery_tag,
-                    multiple,
-                }),
-                M::Nack(basic::Nack {
-                    delivery_tag,
-                    multiple,
-                    requeue,
-                }),
-                M::Reject(basic::Reject {
-                    delivery_tag,
-                    requeue,
-                }),
+                M::Ack(basic::Ack { delivery_tag, multiple }),
+                M::Nack(basic::Nack { delivery_tag, multiple, requeue }),
+                M::Reject(basic::Reject { delivery_tag, requeue }),
             ];
             let acks = [
-                Ack::Ack {
-                    delivery_tag,
-                    multiple,
-                },
-                Ack::Nack {
-                    delivery_tag,
-                    multiple,
-                    requeue,
-                },
-                Ack::Reject {
-                    delivery_tag,
-                    requeue,
-                },
+                Ack::Ack { delivery_tag, multiple },
+                Ack::Nack { delivery_tag, multiple, requeue },
+                Ack::Reject { delivery_tag, requeue },
             ];
             for ((ours, method), ack) in encoded.iter().zip(methods).zip(acks) {
                 let frame = AMQPFrame::Method(5, AMQPClass::Basic(method));
@@ -360,52 +255,30 @@ fn parse_ack_ignores_other_methods() {
     assert_eq!(parse_ack(&[0, 60, 0]), Err(CodecError::Truncated));
     assert_eq!(parse_ack(&[0, 60, 0, 80, 0, 0]), Err(CodecError::Truncated));
     let long = [0, 60, 0, 80, 0, 0, 0, 0, 0, 0, 0, 7, 1, 0];
-    assert_eq!(
-        parse_ack(&long),
-        Err(CodecError::TrailingBytes { extra: 1 })
-    );
+    assert_eq!(parse_ack(&long), Err(CodecError::TrailingBytes { extra: 1 }));
 }
 
 #[test]
 fn properties_agree_both_ways() {
     for props in property_cases() {
         let ours = raw(&props);
-        let header = AMQPContentHeader {
-            class_id: 60,
-            body_size: 0,
-            properties: props.clone(),
-        };
+        let header = AMQPContentHeader { class_id: 60, body_size: 0, properties: props.clone() };
         let frame = gen(&AMQPFrame::Header(1, header));
-        assert_eq!(
-            &frame[7 + 12..frame.len() - 1],
-            &ours[..],
-            "prefix-stripped header"
-        );
+        assert_eq!(&frame[7 + 12..frame.len() - 1], &ours[..], "prefix-stripped header");
         assert_eq!(parse_properties(&ours), Ok(props.clone()));
         assert_eq!(delivery_mode(&ours), *props.delivery_mode());
         assert_eq!(priority(&ours), *props.priority());
     }
     let all = raw(&full_properties());
-    assert_eq!(
-        u16::from_be_bytes([all[0], all[1]]),
-        0xFFFC,
-        "all 14 flags set"
-    );
+    assert_eq!(u16::from_be_bytes([all[0], all[1]]), 0xFFFC, "all 14 flags set");
     let only_mode = raw(&BasicProperties::default().with_delivery_mode(1));
-    assert_eq!(
-        (delivery_mode(&only_mode), priority(&only_mode)),
-        (Some(1), None)
-    );
+    assert_eq!((delivery_mode(&only_mode), priority(&only_mode)), (Some(1), None));
     assert_eq!((delivery_mode(&[0, 0]), priority(&[])), (None, None));
     let mode_first = raw(&BasicProperties::default()
         .with_content_type("t".into())
         .with_delivery_mode(2)
         .with_message_id("m".into()));
-    assert_eq!(
-        delivery_mode(&mode_first[..5]),
-        Some(2),
-        "fields after it may be cut"
-    );
+    assert_eq!(delivery_mode(&mode_first[..5]), Some(2), "fields after it may be cut");
     assert_eq!(priority(&all[..20]), None, "malformed gives None");
 }
 
@@ -417,16 +290,9 @@ fn content_header_validation() {
     let payload = Bytes::from(payload);
     let header = parse_content_header(&payload).expect("valid");
     assert_eq!((header.class_id, header.body_size), (60, 256));
-    assert_eq!(
-        header.properties.as_ptr(),
-        payload[12..].as_ptr(),
-        "zero-copy slice"
-    );
+    assert_eq!(header.properties.as_ptr(), payload[12..].as_ptr(), "zero-copy slice");
     for cut in 0..payload.len() {
-        assert!(
-            parse_content_header(&payload.slice(..cut)).is_err(),
-            "cut {cut}"
-        );
+        assert!(parse_content_header(&payload.slice(..cut)).is_err(), "cut {cut}");
     }
     let mut trailing = payload.to_vec();
     trailing.push(0);
@@ -438,10 +304,7 @@ fn content_header_validation() {
     assert_eq!(err.reply_code(), 505);
     let bad_flags = Bytes::from_static(&[0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
     let err = parse_content_header(&bad_flags).expect_err("flags");
-    assert_eq!(
-        (err.clone(), err.reply_code()),
-        (CodecError::BadPropertyFlags { flags: 1 }, 502)
-    );
+    assert_eq!((err.clone(), err.reply_code()), (CodecError::BadPropertyFlags { flags: 1 }, 502));
     let bad_utf8 = [0x80, 0, 2, 0xC3, 0x28];
     assert_eq!(parse_properties(&bad_utf8), Err(CodecError::InvalidUtf8));
 }
@@ -449,24 +312,10 @@ fn content_header_validation() {
 #[test]
 fn publish_truncated_at_every_offset() {
     let mut out = BytesMut::new();
-    encode_publish(
-        &mut out,
-        1,
-        b"exchange",
-        b"routing.key",
-        true,
-        &[],
-        b"",
-        FRAME_MAX,
-    )
-    .expect("encodes");
+    encode_publish(&mut out, 1, b"exchange", b"routing.key", true, &[], b"", FRAME_MAX).expect("encodes");
     let payload = split_all(&out).remove(0).payload;
     let publish = parse_publish(&payload).expect("full payload parses");
-    assert_eq!(
-        publish.exchange.as_ptr(),
-        payload[7..].as_ptr(),
-        "zero-copy slice"
-    );
+    assert_eq!(publish.exchange.as_ptr(), payload[7..].as_ptr(), "zero-copy slice");
     for cut in 0..payload.len() {
         let err = parse_publish(&payload.slice(..cut)).expect_err("prefix must fail");
         assert_eq!(err.reply_code(), 502, "cut {cut}");
@@ -474,13 +323,7 @@ fn publish_truncated_at_every_offset() {
     let mut ack = BytesMut::new();
     encode_ack(&mut ack, 1, 1, false);
     let err = parse_publish(&split_all(&ack).remove(0).payload).expect_err("not a publish");
-    assert_eq!(
-        err,
-        CodecError::UnexpectedMethod {
-            class_id: 60,
-            method_id: 80
-        }
-    );
+    assert_eq!(err, CodecError::UnexpectedMethod { class_id: 60, method_id: 80 });
     assert_eq!(err.reply_code(), 503);
     assert_eq!(method_ids(&payload), Ok((60, 40)));
 }
@@ -505,18 +348,11 @@ fn encoders_are_all_or_nothing() {
     // Properties that cannot fit a 4096-byte header frame.
     let big = raw(&BasicProperties::default().with_headers({
         let mut table = FieldTable::default();
-        table.insert(
-            "blob".into(),
-            AMQPValue::LongString(LongString::from(vec![1u8; 5000])),
-        );
+        table.insert("blob".into(), AMQPValue::LongString(LongString::from(vec![1u8; 5000])));
         table
     }));
-    let err =
-        encode_publish(&mut out, 1, b"", b"q", false, &big, b"", FRAME_MAX).expect_err("too big");
-    assert!(matches!(
-        err,
-        CodecError::Frame(FrameError::TooLarge { .. })
-    ));
+    let err = encode_publish(&mut out, 1, b"", b"q", false, &big, b"", FRAME_MAX).expect_err("too big");
+    assert!(matches!(err, CodecError::Frame(FrameError::TooLarge { .. })));
     assert_eq!(&out[..], b"prior");
     encode_publish(&mut out, 1, b"", b"q", false, &big, b"", 0).expect("no limit");
     let mut table = FieldTable::default();
@@ -568,24 +404,13 @@ fn random_garbage_never_panics_and_agrees() {
             mutated
         };
         let payload = Bytes::from(bytes.clone());
-        let _ = (
-            method_ids(&bytes),
-            parse_publish(&payload),
-            parse_ack(&bytes),
-        );
-        let _ = (
-            parse_content_header(&payload),
-            delivery_mode(&bytes),
-            priority(&bytes),
-        );
+        let _ = (method_ids(&bytes), parse_publish(&payload), parse_ack(&bytes));
+        let _ = (parse_content_header(&payload), delivery_mode(&bytes), priority(&bytes));
         let mut buffer = BytesMut::from(&bytes[..]);
         while let Ok(Some(_)) = split_frame(&mut buffer, FRAME_MAX) {}
         // Anything we validate, amq-protocol must decode identically.
         if let Ok(ours) = parse_properties(&bytes) {
-            assert_eq!(
-                basic::parse_properties(&bytes[..]).map(|(_, p)| p),
-                Ok(ours.clone())
-            );
+            assert_eq!(basic::parse_properties(&bytes[..]).map(|(_, p)| p), Ok(ours.clone()));
             assert_eq!(delivery_mode(&bytes), *ours.delivery_mode());
             assert_eq!(priority(&bytes), *ours.priority());
         }

@@ -113,10 +113,7 @@ const METHODS: &[(u16, u16, &[Arg])] = &[
 ];
 
 fn layout(class_id: u16, method_id: u16) -> Option<&'static [Arg]> {
-    METHODS
-        .iter()
-        .find(|(class, method, _)| (*class, *method) == (class_id, method_id))
-        .map(|(_, _, args)| *args)
+    METHODS.iter().find(|(class, method, _)| (*class, *method) == (class_id, method_id)).map(|(_, _, args)| *args)
 }
 
 /// True for every method id pair this codec can parse.
@@ -151,18 +148,12 @@ fn validate_arguments(payload: &[u8], args: &[Arg]) -> Result<(), CodecError> {
 /// before anything is allocated.
 pub fn parse_method(payload: &[u8]) -> Result<AMQPClass, CodecError> {
     let (class_id, method_id) = method_ids(payload)?;
-    let args = layout(class_id, method_id).ok_or(CodecError::UnknownMethod {
-        class_id,
-        method_id,
-    })?;
+    let args = layout(class_id, method_id).ok_or(CodecError::UnknownMethod { class_id, method_id })?;
     validate_arguments(payload, args)?;
     match parse_class(payload) {
         Ok(([], method)) => Ok(method),
         Ok((rest, _)) => Err(CodecError::TrailingBytes { extra: rest.len() }),
-        Err(_) => Err(CodecError::Malformed {
-            class_id,
-            method_id,
-        }),
+        Err(_) => Err(CodecError::Malformed { class_id, method_id }),
     }
 }
 
@@ -171,16 +162,31 @@ pub fn parse_method(payload: &[u8]) -> Result<AMQPClass, CodecError> {
 /// amq-protocol's generator needs a seekable writer to back-patch lengths,
 /// which BytesMut is not, so the payload goes through a small Vec; these
 /// methods are rare enough that the copy does not matter.
-pub fn encode_method(
-    out: &mut BytesMut,
-    channel: u16,
-    method: &AMQPClass,
-) -> Result<(), CodecError> {
-    let generated = gen_class(method)(WriteContext::from(Vec::with_capacity(128)))
-        .map_err(|_| CodecError::Generate)?;
+pub fn encode_method(out: &mut BytesMut, channel: u16, method: &AMQPClass) -> Result<(), CodecError> {
+    let generated = gen_class(method)(WriteContext::from(Vec::with_capacity(128))).map_err(|_| CodecError::Generate)?;
     let (payload, _) = generated.into_inner();
     write_frame(out, FRAME_METHOD, channel, &payload)?;
     Ok(())
+}
+
+/// Encodes a field table (with its 4-byte length), for records the broker stores.
+pub fn encode_field_table(table: &amq_protocol::types::FieldTable) -> Result<Vec<u8>, CodecError> {
+    let generated = amq_protocol::types::generation::gen_field_table(table)(WriteContext::from(Vec::with_capacity(64)))
+        .map_err(|_| CodecError::Generate)?;
+    let (bytes, _) = generated.into_inner();
+    Ok(bytes)
+}
+
+/// Decodes a field table written by `encode_field_table`, checking its structure (and the
+/// nesting bound) before amq-protocol sees it.
+pub fn decode_field_table(bytes: &[u8]) -> Result<amq_protocol::types::FieldTable, CodecError> {
+    let mut reader = Reader::new(bytes);
+    skip_field_table(&mut reader, 0)?;
+    reader.finish()?;
+    match amq_protocol::types::parsing::parse_field_table(bytes) {
+        Ok((_, table)) => Ok(table),
+        Err(_) => Err(CodecError::Malformed { class_id: 0, method_id: 0 }),
+    }
 }
 
 #[cfg(test)]
@@ -205,8 +211,7 @@ mod tests {
                 ShortStr => payload.extend_from_slice(b"\x02ab"),
                 LongStr => payload.extend_from_slice(b"\x00\x00\x00\x03xyz"),
                 // {"k": [I 5]}: 1+1 key, 'A', len 5, 'I', 4 bytes
-                Table => payload
-                    .extend_from_slice(b"\x00\x00\x00\x0c\x01kA\x00\x00\x00\x05I\x00\x00\x00\x05"),
+                Table => payload.extend_from_slice(b"\x00\x00\x00\x0c\x01kA\x00\x00\x00\x05I\x00\x00\x00\x05"),
             }
         }
         payload
@@ -222,11 +227,7 @@ mod tests {
                 payload[..2].copy_from_slice(&class_id.to_be_bytes());
                 payload[2..4].copy_from_slice(&method_id.to_be_bytes());
                 let theirs = parse_class(&payload[..]).is_ok();
-                assert_eq!(
-                    is_known_method(class_id, method_id),
-                    theirs,
-                    "{class_id}.{method_id}"
-                );
+                assert_eq!(is_known_method(class_id, method_id), theirs, "{class_id}.{method_id}");
             }
         }
     }
@@ -245,21 +246,13 @@ mod tests {
             }
             let mut longer = payload.clone();
             longer.push(0);
-            assert_eq!(
-                parse_method(&longer),
-                Err(CodecError::TrailingBytes { extra: 1 })
-            );
+            assert_eq!(parse_method(&longer), Err(CodecError::TrailingBytes { extra: 1 }));
         }
     }
 
     #[test]
     fn unknown_ids_are_not_implemented() {
-        for ids in [
-            [0, 99, 0, 10],
-            [0, 60, 0, 99],
-            [0xFF, 0xFF, 0xFF, 0xFF],
-            [0, 10, 0, 0],
-        ] {
+        for ids in [[0, 99, 0, 10], [0, 60, 0, 99], [0xFF, 0xFF, 0xFF, 0xFF], [0, 10, 0, 0]] {
             let err = parse_method(&ids).expect_err("unknown");
             assert_eq!(err.reply_code(), 540, "{ids:?}");
             assert!(err.to_string().starts_with("NOT_IMPLEMENTED"));
@@ -320,18 +313,14 @@ mod tests {
                 class_id: 0,
                 method_id: 0,
             })),
-            AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk {
-                consumer_tag: "ctag-1".into(),
-            })),
+            AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(basic::ConsumeOk { consumer_tag: "ctag-1".into() })),
         ];
         for method in methods {
             let mut ours = BytesMut::new();
             encode_method(&mut ours, 3, &method).expect("encodes");
             let frame = AMQPFrame::Method(3, method.clone());
-            let theirs = gen_frame(&frame)(WriteContext::from(Vec::new()))
-                .expect("amq-protocol encodes")
-                .into_inner()
-                .0;
+            let theirs =
+                gen_frame(&frame)(WriteContext::from(Vec::new())).expect("amq-protocol encodes").into_inner().0;
             assert_eq!(&ours[..], &theirs[..]);
             assert_eq!(parse_frame(&ours[..]), Ok((&[][..], frame)));
             assert_eq!(parse_method(&ours[7..ours.len() - 1]), Ok(method));

@@ -9,9 +9,7 @@ use std::sync::Arc;
 
 use amq_protocol::types::{AMQPValue, FieldTable};
 
-use super::error::{
-    AmqpError, ACCESS_REFUSED, COMMAND_INVALID, PRECONDITION_FAILED, RESOURCE_ERROR,
-};
+use super::error::{AmqpError, ACCESS_REFUSED, COMMAND_INVALID, PRECONDITION_FAILED, RESOURCE_ERROR};
 use super::ids::{ConnId, Destination, ExchangeId, QueueId};
 use super::requests::{Binding, ExchangeDeclare, QueueDeclare};
 use super::routing::{validate_x_match, ExchangeKind, RoutingTable};
@@ -37,10 +35,10 @@ pub enum QueueDeclared {
 
 pub struct Definitions {
     snapshot: Arc<Snapshot>,
-    shard_count: usize,
-    next_queue_sequence: u64,
+    pub(super) shard_count: usize,
+    pub(super) next_queue_sequence: u64,
     next_exchange_id: u64,
-    queue_count: usize,
+    pub(super) queue_count: usize,
     exchange_count: usize,
     changed: bool,
     name_seed: u64,
@@ -82,29 +80,14 @@ impl Definitions {
     }
 
     pub fn add_vhost(&mut self, name: &str) {
-        let mut vhost = Vhost {
-            name: name.to_string(),
-            ..Vhost::default()
-        };
+        let mut vhost = Vhost { name: name.to_string(), ..Vhost::default() };
         for (exchange_name, kind) in PREDECLARED {
             let id = self.new_exchange_id();
-            let exchange = new_exchange(
-                id,
-                exchange_name,
-                *kind,
-                true,
-                false,
-                false,
-                FieldTable::default(),
-            );
+            let exchange = new_exchange(id, exchange_name, *kind, true, false, false, FieldTable::default());
             vhost.exchange_names.insert(id, exchange_name.to_string());
-            vhost
-                .exchanges
-                .insert(exchange_name.to_string(), Arc::new(exchange));
+            vhost.exchanges.insert(exchange_name.to_string(), Arc::new(exchange));
         }
-        Arc::make_mut(&mut self.snapshot)
-            .vhosts
-            .insert(name.to_string(), Arc::new(vhost));
+        Arc::make_mut(&mut self.snapshot).vhosts.insert(name.to_string(), Arc::new(vhost));
         self.changed = true;
     }
 
@@ -114,14 +97,14 @@ impl Definitions {
         id
     }
 
-    fn vhost(&self, name: &str) -> Result<&Arc<Vhost>, AmqpError> {
+    pub(super) fn vhost(&self, name: &str) -> Result<&Arc<Vhost>, AmqpError> {
         self.snapshot
             .vhosts
             .get(name)
             .ok_or_else(|| AmqpError::new(super::error::NOT_FOUND, format!("no vhost '{name}'")))
     }
 
-    fn vhost_mut(&mut self, name: &str) -> Result<&mut Vhost, AmqpError> {
+    pub(super) fn vhost_mut(&mut self, name: &str) -> Result<&mut Vhost, AmqpError> {
         self.changed = true;
         let vhosts = &mut Arc::make_mut(&mut self.snapshot).vhosts;
         let vhost = vhosts
@@ -132,11 +115,7 @@ impl Definitions {
 
     pub fn declare_exchange(&mut self, request: &ExchangeDeclare) -> Result<(), AmqpError> {
         let vhost_name = request.vhost.as_str();
-        let existing = self
-            .vhost(vhost_name)?
-            .exchanges
-            .get(&request.name)
-            .cloned();
+        let existing = self.vhost(vhost_name)?.exchanges.get(&request.name).cloned();
         if request.passive {
             return match existing {
                 Some(_) => Ok(()),
@@ -144,17 +123,10 @@ impl Definitions {
             };
         }
         if request.name.is_empty() {
-            return Err(AmqpError::new(
-                ACCESS_REFUSED,
-                "operation not permitted on the default exchange",
-            ));
+            return Err(AmqpError::new(ACCESS_REFUSED, "operation not permitted on the default exchange"));
         }
-        let kind = ExchangeKind::parse(&request.kind).ok_or_else(|| {
-            AmqpError::new(
-                COMMAND_INVALID,
-                format!("unknown exchange type '{}'", request.kind),
-            )
-        })?;
+        let kind = ExchangeKind::parse(&request.kind)
+            .ok_or_else(|| AmqpError::new(COMMAND_INVALID, format!("unknown exchange type '{}'", request.kind)))?;
         if let Some(exchange) = existing {
             return check_exchange_equivalence(&exchange, kind, request);
         }
@@ -174,27 +146,20 @@ impl Definitions {
         );
         let vhost = self.vhost_mut(vhost_name)?;
         vhost.exchange_names.insert(id, request.name.clone());
-        vhost
-            .exchanges
-            .insert(request.name.clone(), Arc::new(exchange));
+        vhost.exchanges.insert(request.name.clone(), Arc::new(exchange));
         self.exchange_count += 1;
         Ok(())
     }
 
-    pub fn delete_exchange(
-        &mut self,
-        vhost_name: &str,
-        name: &str,
-        if_unused: bool,
-    ) -> Result<(), AmqpError> {
+    pub fn delete_exchange(&mut self, vhost_name: &str, name: &str, if_unused: bool) -> Result<(), AmqpError> {
         if name.is_empty() {
-            return Err(AmqpError::new(
-                ACCESS_REFUSED,
-                "operation not permitted on the default exchange",
-            ));
+            return Err(AmqpError::new(ACCESS_REFUSED, "operation not permitted on the default exchange"));
         }
         if name.starts_with("amq.") {
-            return Err(AmqpError::reserved_name("exchange", name));
+            return Err(AmqpError::new(
+                ACCESS_REFUSED,
+                format!("deletion of system exchange '{name}' in vhost '{vhost_name}' not allowed"),
+            ));
         }
         let Some(exchange) = self.vhost(vhost_name)?.exchanges.get(name).cloned() else {
             return Ok(()); // deleting a missing exchange succeeds, as in RabbitMQ
@@ -218,19 +183,11 @@ impl Definitions {
     }
 
     /// Removes every binding to `destination`, then auto-deletes exchanges left unbound.
-    fn remove_destination(
-        &mut self,
-        vhost_name: &str,
-        destination: Destination,
-    ) -> Result<(), AmqpError> {
+    fn remove_destination(&mut self, vhost_name: &str, destination: Destination) -> Result<(), AmqpError> {
         let vhost = self.vhost_mut(vhost_name)?;
         let mut emptied = Vec::new();
         for exchange in vhost.exchanges.values_mut() {
-            if exchange
-                .table
-                .bindings()
-                .any(|(bound, _, _)| bound == destination)
-            {
+            if exchange.table.bindings().any(|(bound, _, _)| bound == destination) {
                 let exchange = Arc::make_mut(exchange);
                 exchange.table.remove_destination(destination);
                 if exchange.auto_delete && !exchange.table.has_bindings() {
@@ -257,11 +214,7 @@ impl Definitions {
         if request.passive {
             return Err(AmqpError::not_found("queue", &request.name, vhost_name));
         }
-        let name = if request.name.is_empty() {
-            self.server_named_queue()
-        } else {
-            request.name.clone()
-        };
+        let name = if request.name.is_empty() { self.server_named_queue() } else { request.name.clone() };
         if !request.name.is_empty() {
             check_name("queue", &name)?;
         }
@@ -284,9 +237,7 @@ impl Definitions {
         });
         self.next_queue_sequence += 1;
         self.queue_count += 1;
-        self.vhost_mut(vhost_name)?
-            .queues
-            .insert(name, definition.clone());
+        self.vhost_mut(vhost_name)?.queues.insert(name, definition.clone());
         Ok(QueueDeclared::Created(definition))
     }
 
@@ -310,11 +261,7 @@ impl Definitions {
     /// Forgets a queue its owner has deleted, with its bindings.
     pub fn remove_queue(&mut self, vhost_name: &str, id: QueueId) -> Result<(), AmqpError> {
         let vhost = self.vhost_mut(vhost_name)?;
-        let name = vhost
-            .queues
-            .values()
-            .find(|queue| queue.id == id)
-            .map(|queue| queue.name.clone());
+        let name = vhost.queues.values().find(|queue| queue.id == id).map(|queue| queue.name.clone());
         if let Some(name) = name {
             vhost.queues.remove(&name);
             self.queue_count = self.queue_count.saturating_sub(1);
@@ -335,19 +282,14 @@ impl Definitions {
     pub fn bind(&mut self, binding: &Binding) -> Result<(), AmqpError> {
         let (source, destination) = self.resolve_binding(binding)?;
         if source.kind == ExchangeKind::Headers {
-            validate_x_match(&binding.arguments)
-                .map_err(|text| AmqpError::new(PRECONDITION_FAILED, text))?;
+            validate_x_match(&binding.arguments).map_err(|text| AmqpError::new(PRECONDITION_FAILED, text))?;
         }
         if source.table.bindings().count() >= BINDINGS_PER_EXCHANGE_MAX {
             return Err(AmqpError::new(RESOURCE_ERROR, "binding limit reached"));
         }
         let vhost = self.vhost_mut(&binding.vhost)?;
         if let Some(exchange) = vhost.exchanges.get_mut(&binding.source) {
-            Arc::make_mut(exchange).table.bind(
-                destination,
-                &binding.routing_key,
-                &binding.arguments,
-            );
+            Arc::make_mut(exchange).table.bind(destination, &binding.routing_key, &binding.arguments);
         }
         Ok(())
     }
@@ -358,9 +300,7 @@ impl Definitions {
         let mut emptied = None;
         if let Some(exchange) = vhost.exchanges.get_mut(&binding.source) {
             let exchange = Arc::make_mut(exchange);
-            if exchange
-                .table
-                .unbind(destination, &binding.routing_key, &binding.arguments)
+            if exchange.table.unbind(destination, &binding.routing_key, &binding.arguments)
                 && exchange.auto_delete
                 && !exchange.table.has_bindings()
             {
@@ -373,26 +313,22 @@ impl Definitions {
         Ok(())
     }
 
-    fn resolve_binding(
-        &self,
-        binding: &Binding,
-    ) -> Result<(Arc<Exchange>, Destination), AmqpError> {
+    fn resolve_binding(&self, binding: &Binding) -> Result<(Arc<Exchange>, Destination), AmqpError> {
         let vhost = self.vhost(&binding.vhost)?;
         let destination = if binding.destination_is_queue {
-            let queue = vhost.queues.get(&binding.destination).ok_or_else(|| {
-                AmqpError::not_found("queue", &binding.destination, &binding.vhost)
-            })?;
+            let queue = vhost
+                .queues
+                .get(&binding.destination)
+                .ok_or_else(|| AmqpError::not_found("queue", &binding.destination, &binding.vhost))?;
             check_exclusive_access(queue, binding.conn)?;
             Destination::Queue(queue.id)
         } else {
-            let exchange = vhost.exchanges.get(&binding.destination).ok_or_else(|| {
-                AmqpError::not_found("exchange", &binding.destination, &binding.vhost)
-            })?;
+            let exchange = vhost
+                .exchanges
+                .get(&binding.destination)
+                .ok_or_else(|| AmqpError::not_found("exchange", &binding.destination, &binding.vhost))?;
             if exchange.name.is_empty() {
-                return Err(AmqpError::new(
-                    ACCESS_REFUSED,
-                    "operation not permitted on the default exchange",
-                ));
+                return Err(AmqpError::new(ACCESS_REFUSED, "operation not permitted on the default exchange"));
             }
             Destination::Exchange(exchange.id)
         };
@@ -401,10 +337,7 @@ impl Definitions {
             .get(&binding.source)
             .ok_or_else(|| AmqpError::not_found("exchange", &binding.source, &binding.vhost))?;
         if source.name.is_empty() {
-            return Err(AmqpError::new(
-                ACCESS_REFUSED,
-                "operation not permitted on the default exchange",
-            ));
+            return Err(AmqpError::new(ACCESS_REFUSED, "operation not permitted on the default exchange"));
         }
         Ok((source.clone(), destination))
     }
@@ -449,10 +382,7 @@ fn check_name(kind: &str, name: &str) -> Result<(), AmqpError> {
         return Err(AmqpError::reserved_name(kind, name));
     }
     if name.len() > NAME_MAX_BYTES {
-        return Err(AmqpError::new(
-            PRECONDITION_FAILED,
-            format!("{kind} name too long"),
-        ));
+        return Err(AmqpError::new(PRECONDITION_FAILED, format!("{kind} name too long")));
     }
     Ok(())
 }
@@ -470,66 +400,32 @@ fn check_exchange_equivalence(
     request: &ExchangeDeclare,
 ) -> Result<(), AmqpError> {
     let fail = |arg: &str, received: String, current: String| {
-        Err(AmqpError::inequivalent(
-            arg,
-            "exchange",
-            &exchange.name,
-            &request.vhost,
-            &received,
-            &current,
-        ))
+        Err(AmqpError::inequivalent(arg, "exchange", &exchange.name, &request.vhost, &received, &current))
     };
     if exchange.kind != kind {
         return fail("type", kind.as_str().into(), exchange.kind.as_str().into());
     }
     if exchange.durable != request.durable {
-        return fail(
-            "durable",
-            request.durable.to_string(),
-            exchange.durable.to_string(),
-        );
+        return fail("durable", request.durable.to_string(), exchange.durable.to_string());
     }
     if exchange.auto_delete != request.auto_delete {
-        return fail(
-            "auto_delete",
-            request.auto_delete.to_string(),
-            exchange.auto_delete.to_string(),
-        );
+        return fail("auto_delete", request.auto_delete.to_string(), exchange.auto_delete.to_string());
     }
     if exchange.internal != request.internal {
-        return fail(
-            "internal",
-            request.internal.to_string(),
-            exchange.internal.to_string(),
-        );
+        return fail("internal", request.internal.to_string(), exchange.internal.to_string());
     }
     Ok(())
 }
 
 fn check_queue_equivalence(queue: &QueueDef, request: &QueueDeclare) -> Result<(), AmqpError> {
     let fail = |arg: &str, received: String, current: String| {
-        Err(AmqpError::inequivalent(
-            arg,
-            "queue",
-            &queue.name,
-            &queue.vhost,
-            &received,
-            &current,
-        ))
+        Err(AmqpError::inequivalent(arg, "queue", &queue.name, &queue.vhost, &received, &current))
     };
     if queue.durable != request.durable {
-        return fail(
-            "durable",
-            request.durable.to_string(),
-            queue.durable.to_string(),
-        );
+        return fail("durable", request.durable.to_string(), queue.durable.to_string());
     }
     if queue.auto_delete != request.auto_delete {
-        return fail(
-            "auto_delete",
-            request.auto_delete.to_string(),
-            queue.auto_delete.to_string(),
-        );
+        return fail("auto_delete", request.auto_delete.to_string(), queue.auto_delete.to_string());
     }
     if queue.exclusive_owner.is_some() != request.exclusive {
         return Err(AmqpError::exclusive_locked(&queue.name, &queue.vhost));
@@ -539,11 +435,7 @@ fn check_queue_equivalence(queue: &QueueDef, request: &QueueDeclare) -> Result<(
 
 /// RabbitMQ compares the `x-` arguments that change queue behaviour; a difference is 406.
 fn check_arguments_equivalence(queue: &QueueDef, received: &FieldTable) -> Result<(), AmqpError> {
-    let keys = queue
-        .arguments
-        .inner()
-        .keys()
-        .chain(received.inner().keys());
+    let keys = queue.arguments.inner().keys().chain(received.inner().keys());
     for key in keys {
         let name = key.as_str();
         if !name.starts_with("x-") {

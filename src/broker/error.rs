@@ -58,10 +58,18 @@ fn code_name(code: u16) -> &'static str {
 impl AmqpError {
     /// Builds `CODE_NAME - detail`, RabbitMQ's reply-text shape.
     pub fn new(reply_code: u16, detail: impl fmt::Display) -> AmqpError {
-        AmqpError {
-            reply_code,
-            reply_text: format!("{} - {}", code_name(reply_code), detail),
+        AmqpError { reply_code, reply_text: format!("{} - {}", code_name(reply_code), detail) }
+    }
+
+    /// Wraps an error whose text already has RabbitMQ's `CODE_NAME - detail` shape. Syntax
+    /// errors in method arguments are reported as RabbitMQ does: 501 "cannot decode".
+    pub fn from_codec(reply_code: u16, text: impl fmt::Display) -> AmqpError {
+        let text = text.to_string();
+        let detail = text.split_once(" - ").map_or(text.as_str(), |(_, detail)| detail);
+        if reply_code == SYNTAX_ERROR {
+            return AmqpError::new(FRAME_ERROR, format!("cannot decode method frame: {detail}"));
         }
+        AmqpError::new(reply_code, detail)
     }
 
     /// Connection-level codes close the connection; the rest close only the channel.
@@ -87,20 +95,10 @@ impl AmqpError {
     }
 
     pub fn reserved_name(kind: &str, name: &str) -> AmqpError {
-        AmqpError::new(
-            ACCESS_REFUSED,
-            format!("{kind} name '{name}' contains reserved prefix 'amq.*'"),
-        )
+        AmqpError::new(ACCESS_REFUSED, format!("{kind} name '{name}' contains reserved prefix 'amq.*'"))
     }
 
-    pub fn inequivalent(
-        arg: &str,
-        kind: &str,
-        name: &str,
-        vhost: &str,
-        received: &str,
-        current: &str,
-    ) -> AmqpError {
+    pub fn inequivalent(arg: &str, kind: &str, name: &str, vhost: &str, received: &str, current: &str) -> AmqpError {
         AmqpError::new(
             PRECONDITION_FAILED,
             format!("inequivalent arg '{arg}' for {kind} '{name}' in vhost '{vhost}': received '{received}' but current is '{current}'"),

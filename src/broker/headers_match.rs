@@ -48,12 +48,7 @@ impl XMatch {
     /// back to `All`: bindings stored before validation existed must keep
     /// routing, and new ones are rejected earlier by `validate_x_match`.
     pub fn from_arguments(arguments: &FieldTable) -> Self {
-        arguments
-            .inner()
-            .get(X_MATCH)
-            .and_then(string_bytes)
-            .and_then(Self::parse)
-            .unwrap_or(Self::All)
+        arguments.inner().get(X_MATCH).and_then(string_bytes).and_then(Self::parse).unwrap_or(Self::All)
     }
 
     fn requires_all(self) -> bool {
@@ -111,10 +106,7 @@ impl HeadersRule {
             })
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect();
-        Self {
-            x_match,
-            conditions,
-        }
+        Self { x_match, conditions }
     }
 
     pub fn x_match(&self) -> XMatch {
@@ -278,11 +270,7 @@ mod tests {
     #[test]
     fn all_requires_every_condition() {
         let r = rule(&[("x-match", long("all")), ("a", long("1")), ("b", long("2"))]);
-        assert!(r.matches(Some(&table(&[
-            ("a", long("1")),
-            ("b", long("2")),
-            ("c", long("3"))
-        ]))));
+        assert!(r.matches(Some(&table(&[("a", long("1")), ("b", long("2")), ("c", long("3"))]))));
         assert!(!r.matches(Some(&table(&[("a", long("1"))]))));
         assert!(!r.matches(Some(&table(&[("a", long("1")), ("b", long("3"))]))));
         assert!(!r.matches(None));
@@ -319,17 +307,9 @@ mod tests {
     #[test]
     fn x_arguments_are_ignored_unless_with_x() {
         let headers = table(&[("a", long("1")), ("x-tenant", long("t1"))]);
-        let plain = rule(&[
-            ("x-match", long("all")),
-            ("a", long("1")),
-            ("x-tenant", long("t2")),
-        ]);
+        let plain = rule(&[("x-match", long("all")), ("a", long("1")), ("x-tenant", long("t2"))]);
         assert!(plain.matches(Some(&headers)));
-        let with_x = rule(&[
-            ("x-match", long("all-with-x")),
-            ("a", long("1")),
-            ("x-tenant", long("t2")),
-        ]);
+        let with_x = rule(&[("x-match", long("all-with-x")), ("a", long("1")), ("x-tenant", long("t2"))]);
         assert!(!with_x.matches(Some(&headers)));
         let with_x_ok = rule(&[("x-match", long("all-with-x")), ("x-tenant", long("t1"))]);
         assert!(with_x_ok.matches(Some(&headers)));
@@ -356,73 +336,31 @@ mod tests {
 
     #[test]
     fn integers_compare_by_value_across_widths() {
-        assert!(values_equal(
-            &AMQPValue::LongLongInt(5),
-            &AMQPValue::LongInt(5)
-        ));
-        assert!(values_equal(
-            &AMQPValue::ShortShortUInt(5),
-            &AMQPValue::ShortInt(5)
-        ));
-        assert!(values_equal(
-            &AMQPValue::Timestamp(5),
-            &AMQPValue::LongUInt(5)
-        ));
-        assert!(!values_equal(
-            &AMQPValue::LongInt(5),
-            &AMQPValue::LongInt(6)
-        ));
-        assert!(!values_equal(
-            &AMQPValue::LongInt(-1),
-            &AMQPValue::LongUInt(u32::MAX)
-        ));
-        assert!(values_equal(
-            &AMQPValue::Double(5.0),
-            &AMQPValue::LongInt(5)
-        ));
-        assert!(!values_equal(
-            &AMQPValue::Double(5.5),
-            &AMQPValue::LongInt(5)
-        ));
-        assert!(!values_equal(
-            &AMQPValue::Double(f64::NAN),
-            &AMQPValue::Double(f64::NAN)
-        ));
-        assert!(values_equal(
-            &AMQPValue::Float(1.5),
-            &AMQPValue::Double(1.5)
-        ));
-        assert!(!values_equal(
-            &AMQPValue::Double(1e300),
-            &AMQPValue::LongLongInt(i64::MAX)
-        ));
+        assert!(values_equal(&AMQPValue::LongLongInt(5), &AMQPValue::LongInt(5)));
+        assert!(values_equal(&AMQPValue::ShortShortUInt(5), &AMQPValue::ShortInt(5)));
+        assert!(values_equal(&AMQPValue::Timestamp(5), &AMQPValue::LongUInt(5)));
+        assert!(!values_equal(&AMQPValue::LongInt(5), &AMQPValue::LongInt(6)));
+        assert!(!values_equal(&AMQPValue::LongInt(-1), &AMQPValue::LongUInt(u32::MAX)));
+        assert!(values_equal(&AMQPValue::Double(5.0), &AMQPValue::LongInt(5)));
+        assert!(!values_equal(&AMQPValue::Double(5.5), &AMQPValue::LongInt(5)));
+        assert!(!values_equal(&AMQPValue::Double(f64::NAN), &AMQPValue::Double(f64::NAN)));
+        assert!(values_equal(&AMQPValue::Float(1.5), &AMQPValue::Double(1.5)));
+        assert!(!values_equal(&AMQPValue::Double(1e300), &AMQPValue::LongLongInt(i64::MAX)));
     }
 
     #[test]
     fn other_types_compare_strictly() {
         assert!(!values_equal(&long("5"), &AMQPValue::LongInt(5)));
-        assert!(!values_equal(
-            &AMQPValue::Boolean(true),
-            &AMQPValue::ShortShortUInt(1)
-        ));
-        assert!(values_equal(
-            &AMQPValue::Boolean(true),
-            &AMQPValue::Boolean(true)
-        ));
+        assert!(!values_equal(&AMQPValue::Boolean(true), &AMQPValue::ShortShortUInt(1)));
+        assert!(values_equal(&AMQPValue::Boolean(true), &AMQPValue::Boolean(true)));
         let byte_array = AMQPValue::ByteArray(b"abc".as_slice().into());
         assert!(values_equal(&long("abc"), &byte_array));
         let d = |scale, value| AMQPValue::DecimalValue(DecimalValue { scale, value });
         assert!(values_equal(&d(2, 100), &d(2, 100)));
         assert!(!values_equal(&d(2, 100), &d(1, 10)));
         let array = |v: AMQPValue| AMQPValue::FieldArray(FieldArray::from(vec![v]));
-        assert!(values_equal(
-            &array(AMQPValue::LongInt(1)),
-            &array(AMQPValue::LongInt(1))
-        ));
-        assert!(!values_equal(
-            &array(AMQPValue::LongInt(1)),
-            &array(AMQPValue::ShortInt(1))
-        ));
+        assert!(values_equal(&array(AMQPValue::LongInt(1)), &array(AMQPValue::LongInt(1))));
+        assert!(!values_equal(&array(AMQPValue::LongInt(1)), &array(AMQPValue::ShortInt(1))));
     }
 
     #[test]
@@ -447,10 +385,7 @@ mod tests {
         }
         assert_eq!(
             validate_x_match(&table(&[("x-match", long("foo"))])),
-            Err(
-                "Invalid x-match field value \"foo\"; expected all, any, all-with-x, or any-with-x"
-                    .to_owned()
-            )
+            Err("Invalid x-match field value \"foo\"; expected all, any, all-with-x, or any-with-x".to_owned())
         );
         assert_eq!(
             validate_x_match(&table(&[("x-match", AMQPValue::LongLongInt(5))])),

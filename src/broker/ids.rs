@@ -13,10 +13,7 @@ impl QueueId {
     const SHARD_SHIFT: u32 = 48;
 
     pub fn new(owner_shard: usize, sequence: u64) -> QueueId {
-        QueueId(
-            ((owner_shard as u64) << Self::SHARD_SHIFT)
-                | (sequence & ((1 << Self::SHARD_SHIFT) - 1)),
-        )
+        QueueId(((owner_shard as u64) << Self::SHARD_SHIFT) | (sequence & ((1 << Self::SHARD_SHIFT) - 1)))
     }
 
     pub fn owner(self) -> usize {

@@ -2,6 +2,7 @@
 //! tables, the definitions writer, and the queue state machine. Nothing here does I/O.
 
 pub mod definitions;
+pub mod durable;
 pub mod error;
 pub mod headers_match;
 pub mod ids;

@@ -14,11 +14,38 @@ use super::message::Message;
 use super::requests::GotMessage;
 use super::snapshot::QueueDef;
 use crate::limits::CONSUMER_FLOW_WINDOW;
+use crate::store::record::Mark;
+use crate::store::StoredRef;
+
+/// A queued message: in memory (transient, or not durable), or stored in the shard's log
+/// with an optional in-memory copy kept while the queue is short.
+#[derive(Clone, Debug)]
+pub enum Payload {
+    Memory(Arc<Message>),
+    Stored { reference: StoredRef, cached: Option<Arc<Message>> },
+}
+
+impl Payload {
+    /// The message, if in memory; a stored message without a copy is read by the shard.
+    pub fn message(&self) -> Option<&Arc<Message>> {
+        match self {
+            Payload::Memory(message) => Some(message),
+            Payload::Stored { cached, .. } => cached.as_ref(),
+        }
+    }
+
+    pub fn stored(&self) -> Option<&StoredRef> {
+        match self {
+            Payload::Memory(_) => None,
+            Payload::Stored { reference, .. } => Some(reference),
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 struct Entry {
     sequence: u64,
-    message: Arc<Message>,
+    payload: Payload,
     redelivered: bool,
 }
 
@@ -43,8 +70,7 @@ struct Consumer {
 
 impl Consumer {
     fn can_take(&self) -> bool {
-        self.flow_credit > 0
-            && (self.no_ack || self.prefetch_count == 0 || self.unacked < self.prefetch_count)
+        self.flow_credit > 0 && (self.no_ack || self.prefetch_count == 0 || self.unacked < self.prefetch_count)
     }
 }
 
@@ -55,7 +81,7 @@ pub struct Delivery {
     pub consumer_tag: ConsumerTag,
     pub queue: QueueId,
     pub sequence: u64,
-    pub message: Arc<Message>,
+    pub payload: Payload,
     pub redelivered: bool,
     pub no_ack: bool,
 }
@@ -68,6 +94,13 @@ pub enum Effect {
     ConsumerCancelled {
         holder: Holder,
         consumer_tag: ConsumerTag,
+    },
+    /// A stored message was delivered or removed: the store records it.
+    Mark {
+        reference: StoredRef,
+        queue_sequence: u64,
+        sequence: u64,
+        mark: Mark,
     },
 }
 
@@ -116,15 +149,40 @@ impl Queue {
         u32::try_from(self.consumers.len()).unwrap_or(u32::MAX)
     }
 
-    pub fn enqueue(&mut self, message: Arc<Message>, effects: &mut Vec<Effect>) {
+    /// The position the next enqueued message will get (stored with persistent messages).
+    pub fn next_sequence(&self) -> u64 {
+        self.next_sequence
+    }
+
+    pub fn ready_count(&self) -> usize {
+        self.ready.len()
+    }
+
+    pub fn enqueue(&mut self, payload: Payload, effects: &mut Vec<Effect>) {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        self.ready.push_back(Entry {
-            sequence,
-            message,
-            redelivered: false,
-        });
+        self.ready.push_back(Entry { sequence, payload, redelivered: false });
         self.dispatch(effects);
+    }
+
+    /// Puts back messages recovered from the store, in queue order.
+    pub fn restore(&mut self, entries: impl IntoIterator<Item = (u64, StoredRef, bool)>) {
+        for (sequence, reference, redelivered) in entries {
+            self.next_sequence = self.next_sequence.max(sequence + 1);
+            let payload = Payload::Stored { reference, cached: None };
+            self.ready.push_back(Entry { sequence, payload, redelivered });
+        }
+    }
+
+    fn mark(&self, entry: &Entry, mark: Mark, effects: &mut Vec<Effect>) {
+        if let Some(reference) = entry.payload.stored() {
+            effects.push(Effect::Mark {
+                reference: reference.clone(),
+                queue_sequence: self.definition.id.sequence(),
+                sequence: entry.sequence,
+                mark,
+            });
+        }
     }
 
     /// Hands ready messages to consumers with credit, round robin.
@@ -136,6 +194,8 @@ impl Queue {
             let Some(entry) = self.ready.pop_front() else {
                 return;
             };
+            let mark = if self.consumers[index].no_ack { Mark::Removed } else { Mark::Delivered };
+            self.mark(&entry, mark, effects);
             let consumer = &mut self.consumers[index];
             consumer.flow_credit -= 1;
             let delivery = Delivery {
@@ -143,17 +203,13 @@ impl Queue {
                 consumer_tag: consumer.tag.clone(),
                 queue: self.definition.id,
                 sequence: entry.sequence,
-                message: entry.message.clone(),
+                payload: entry.payload.clone(),
                 redelivered: entry.redelivered,
                 no_ack: consumer.no_ack,
             };
             if !consumer.no_ack {
                 consumer.unacked += 1;
-                let unacked = Unacked {
-                    entry,
-                    holder: consumer.holder,
-                    consumer_tag: Some(consumer.tag.clone()),
-                };
+                let unacked = Unacked { entry, holder: consumer.holder, consumer_tag: Some(consumer.tag.clone()) };
                 self.unacked.insert(unacked.entry.sequence, unacked);
             }
             effects.push(Effect::Deliver(delivery));
@@ -183,10 +239,7 @@ impl Queue {
         let in_exclusive_use = || {
             AmqpError::new(
                 ACCESS_REFUSED,
-                format!(
-                    "queue '{}' in vhost '{}' in exclusive use",
-                    self.definition.name, self.definition.vhost
-                ),
+                format!("queue '{}' in vhost '{}' in exclusive use", self.definition.name, self.definition.vhost),
             )
         };
         if self.exclusive_consumer || (exclusive && !self.consumers.is_empty()) {
@@ -209,8 +262,7 @@ impl Queue {
     /// Returns true if the queue should now be auto-deleted.
     pub fn cancel_consumer(&mut self, holder: Holder, tag: &str) -> bool {
         let before = self.consumers.len();
-        self.consumers
-            .retain(|consumer| !(consumer.holder == holder && &*consumer.tag == tag));
+        self.consumers.retain(|consumer| !(consumer.holder == holder && &*consumer.tag == tag));
         if self.consumers.len() != before {
             self.exclusive_consumer = false;
             self.next_consumer = 0;
@@ -243,13 +295,7 @@ impl Queue {
 
     /// Applies ack, requeue or discard to the given messages of a channel. Unknown sequence
     /// numbers (already settled, e.g. requeued when the channel closed) are ignored.
-    pub fn settle(
-        &mut self,
-        holder: Holder,
-        sequences: &[u64],
-        action: Settle,
-        effects: &mut Vec<Effect>,
-    ) {
+    pub fn settle(&mut self, holder: Holder, sequences: &[u64], action: Settle, effects: &mut Vec<Effect>) {
         for sequence in sequences {
             let Some(unacked) = self.unacked.remove(sequence) else {
                 continue;
@@ -259,16 +305,16 @@ impl Queue {
                 continue;
             }
             if let Some(tag) = &unacked.consumer_tag {
-                if let Some(consumer) = self
-                    .consumers
-                    .iter_mut()
-                    .find(|consumer| consumer.holder == holder && &consumer.tag == tag)
+                if let Some(consumer) =
+                    self.consumers.iter_mut().find(|consumer| consumer.holder == holder && &consumer.tag == tag)
                 {
                     consumer.unacked = consumer.unacked.saturating_sub(1);
                 }
             }
             if action == Settle::Requeue {
                 self.requeue(unacked.entry);
+            } else {
+                self.mark(&unacked.entry, Mark::Removed, effects);
             }
         }
         self.dispatch(effects);
@@ -276,70 +322,53 @@ impl Queue {
 
     fn requeue(&mut self, mut entry: Entry) {
         entry.redelivered = true;
-        let position = self
-            .ready
-            .partition_point(|queued| queued.sequence < entry.sequence);
+        let position = self.ready.partition_point(|queued| queued.sequence < entry.sequence);
         self.ready.insert(position, entry);
     }
 
     /// The consumer's connection wrote `count` deliveries to its socket: more may follow.
     pub fn credit(&mut self, holder: Holder, tag: &str, count: u32, effects: &mut Vec<Effect>) {
-        if let Some(consumer) = self
-            .consumers
-            .iter_mut()
-            .find(|consumer| consumer.holder == holder && &*consumer.tag == tag)
+        if let Some(consumer) =
+            self.consumers.iter_mut().find(|consumer| consumer.holder == holder && &*consumer.tag == tag)
         {
-            consumer.flow_credit = consumer
-                .flow_credit
-                .saturating_add(count)
-                .min(CONSUMER_FLOW_WINDOW);
+            consumer.flow_credit = consumer.flow_credit.saturating_add(count).min(CONSUMER_FLOW_WINDOW);
             self.dispatch(effects);
         }
     }
 
     /// basic.get: the head message, tracked as unacked unless `no_ack`.
-    pub fn get(&mut self, holder: Holder, no_ack: bool) -> Option<GotMessage> {
+    pub fn get(&mut self, holder: Holder, no_ack: bool, effects: &mut Vec<Effect>) -> Option<GotMessage> {
         let entry = self.ready.pop_front()?;
+        self.mark(&entry, if no_ack { Mark::Removed } else { Mark::Delivered }, effects);
         let got = GotMessage {
             queue: self.definition.id,
             sequence: entry.sequence,
-            message: entry.message.clone(),
+            payload: entry.payload.clone(),
             redelivered: entry.redelivered,
             message_count: self.message_count(),
         };
         if !no_ack {
-            self.unacked.insert(
-                entry.sequence,
-                Unacked {
-                    entry,
-                    holder,
-                    consumer_tag: None,
-                },
-            );
+            self.unacked.insert(entry.sequence, Unacked { entry, holder, consumer_tag: None });
         }
         Some(got)
     }
 
     /// Drops the ready messages (unacked ones stay, as in RabbitMQ); returns how many.
-    pub fn purge(&mut self) -> u32 {
+    pub fn purge(&mut self, effects: &mut Vec<Effect>) -> u32 {
         let count = self.message_count();
-        self.ready.clear();
+        for entry in std::mem::take(&mut self.ready) {
+            self.mark(&entry, Mark::Removed, effects);
+        }
         count
     }
 
     pub fn check_delete(&self, if_unused: bool, if_empty: bool) -> Result<(), AmqpError> {
         let (name, vhost) = (&self.definition.name, &self.definition.vhost);
         if if_unused && !self.consumers.is_empty() {
-            return Err(AmqpError::new(
-                PRECONDITION_FAILED,
-                format!("queue '{name}' in vhost '{vhost}' in use"),
-            ));
+            return Err(AmqpError::new(PRECONDITION_FAILED, format!("queue '{name}' in vhost '{vhost}' in use")));
         }
         if if_empty && !self.ready.is_empty() {
-            return Err(AmqpError::new(
-                PRECONDITION_FAILED,
-                format!("queue '{name}' in vhost '{vhost}' is not empty"),
-            ));
+            return Err(AmqpError::new(PRECONDITION_FAILED, format!("queue '{name}' in vhost '{vhost}' not empty")));
         }
         Ok(())
     }
@@ -349,10 +378,7 @@ impl Queue {
     pub fn delete(&mut self, effects: &mut Vec<Effect>) -> u32 {
         let count = self.message_count();
         for consumer in self.consumers.drain(..) {
-            effects.push(Effect::ConsumerCancelled {
-                holder: consumer.holder,
-                consumer_tag: consumer.tag,
-            });
+            effects.push(Effect::ConsumerCancelled { holder: consumer.holder, consumer_tag: consumer.tag });
         }
         self.ready.clear();
         self.unacked.clear();
@@ -379,32 +405,25 @@ mod tests {
         }))
     }
 
-    fn message(body: &'static [u8]) -> Arc<Message> {
-        Arc::new(Message {
+    fn message(body: &'static [u8]) -> Payload {
+        Payload::Memory(Arc::new(Message {
             exchange: Bytes::new(),
             routing_key: Bytes::from_static(b"q"),
             properties: Bytes::from_static(&[0, 0]),
             body: Bytes::from_static(body),
-        })
+        }))
     }
 
     fn holder(channel: u16) -> Holder {
-        Holder {
-            conn: ConnId { shard: 0, local: 1 },
-            channel,
-        }
+        Holder { conn: ConnId { shard: 0, local: 1 }, channel }
     }
 
     fn delivered(effects: &mut Vec<Effect>) -> Vec<(u16, u64, bool)> {
         effects
             .drain(..)
             .filter_map(|effect| match effect {
-                Effect::Deliver(delivery) => Some((
-                    delivery.holder.channel,
-                    delivery.sequence,
-                    delivery.redelivered,
-                )),
-                Effect::ConsumerCancelled { .. } => None,
+                Effect::Deliver(delivery) => Some((delivery.holder.channel, delivery.sequence, delivery.redelivered)),
+                Effect::ConsumerCancelled { .. } | Effect::Mark { .. } => None,
             })
             .collect()
     }
@@ -413,9 +432,7 @@ mod tests {
     fn prefetch_limits_unacked_deliveries() {
         let mut queue = queue();
         let mut effects = Vec::new();
-        queue
-            .add_consumer(holder(1), "c".into(), false, false, 2)
-            .expect("consume");
+        queue.add_consumer(holder(1), "c".into(), false, false, 2).expect("consume");
         for _ in 0..5 {
             queue.enqueue(message(b"x"), &mut effects);
         }
@@ -428,19 +445,12 @@ mod tests {
     fn round_robin_between_consumers() {
         let mut queue = queue();
         let mut effects = Vec::new();
-        queue
-            .add_consumer(holder(1), "a".into(), true, false, 0)
-            .expect("consume");
-        queue
-            .add_consumer(holder(2), "b".into(), true, false, 0)
-            .expect("consume");
+        queue.add_consumer(holder(1), "a".into(), true, false, 0).expect("consume");
+        queue.add_consumer(holder(2), "b".into(), true, false, 0).expect("consume");
         for _ in 0..4 {
             queue.enqueue(message(b"x"), &mut effects);
         }
-        let channels: Vec<u16> = delivered(&mut effects)
-            .iter()
-            .map(|(channel, _, _)| *channel)
-            .collect();
+        let channels: Vec<u16> = delivered(&mut effects).iter().map(|(channel, _, _)| *channel).collect();
         assert_eq!(channels, vec![1, 2, 1, 2]);
     }
 
@@ -451,9 +461,9 @@ mod tests {
         for _ in 0..3 {
             queue.enqueue(message(b"x"), &mut effects);
         }
-        let first = queue.get(holder(1), false).expect("first");
+        let first = queue.get(holder(1), false, &mut effects).expect("first");
         queue.settle(holder(1), &[first.sequence], Settle::Requeue, &mut effects);
-        let again = queue.get(holder(1), true).expect("again");
+        let again = queue.get(holder(1), true, &mut effects).expect("again");
         assert_eq!(again.sequence, first.sequence);
         assert!(again.redelivered);
         assert_eq!(queue.message_count(), 2);
@@ -463,14 +473,10 @@ mod tests {
     fn channel_gone_requeues_to_other_consumer() {
         let mut queue = queue();
         let mut effects = Vec::new();
-        queue
-            .add_consumer(holder(1), "a".into(), false, false, 1)
-            .expect("consume");
+        queue.add_consumer(holder(1), "a".into(), false, false, 1).expect("consume");
         queue.enqueue(message(b"x"), &mut effects);
         assert_eq!(delivered(&mut effects), vec![(1, 1, false)]);
-        queue
-            .add_consumer(holder(2), "b".into(), false, false, 1)
-            .expect("consume");
+        queue.add_consumer(holder(2), "b".into(), false, false, 1).expect("consume");
         queue.channel_gone(holder(1), &mut effects);
         assert_eq!(delivered(&mut effects), vec![(2, 1, true)]);
     }
@@ -478,12 +484,8 @@ mod tests {
     #[test]
     fn exclusive_consumer_blocks_others() {
         let mut queue = queue();
-        queue
-            .add_consumer(holder(1), "a".into(), false, true, 0)
-            .expect("consume");
-        let error = queue
-            .add_consumer(holder(2), "b".into(), false, false, 0)
-            .expect_err("exclusive");
+        queue.add_consumer(holder(1), "a".into(), false, true, 0).expect("consume");
+        let error = queue.add_consumer(holder(2), "b".into(), false, false, 0).expect_err("exclusive");
         assert_eq!(error.reply_code, ACCESS_REFUSED);
     }
 
@@ -491,9 +493,7 @@ mod tests {
     fn flow_credit_bounds_no_ack_deliveries() {
         let mut queue = queue();
         let mut effects = Vec::new();
-        queue
-            .add_consumer(holder(1), "a".into(), true, false, 0)
-            .expect("consume");
+        queue.add_consumer(holder(1), "a".into(), true, false, 0).expect("consume");
         for _ in 0..(CONSUMER_FLOW_WINDOW + 10) {
             queue.enqueue(message(b"x"), &mut effects);
         }

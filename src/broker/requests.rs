@@ -6,7 +6,7 @@
 use amq_protocol::types::FieldTable;
 
 use super::ids::{ConnId, Holder, QueueId};
-use super::message::Message;
+use super::queue::Payload;
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -48,19 +48,9 @@ pub struct Binding {
 #[derive(Debug)]
 pub enum AdminRequest {
     ExchangeDeclare(ExchangeDeclare),
-    ExchangeDelete {
-        vhost: String,
-        name: String,
-        if_unused: bool,
-    },
+    ExchangeDelete { vhost: String, name: String, if_unused: bool },
     QueueDeclare(QueueDeclare),
-    QueueDelete {
-        vhost: String,
-        name: String,
-        if_unused: bool,
-        if_empty: bool,
-        conn: ConnId,
-    },
+    QueueDelete { vhost: String, name: String, if_unused: bool, if_empty: bool, conn: ConnId },
     Bind(Binding),
     Unbind(Binding),
 }
@@ -97,7 +87,7 @@ pub enum QueueRequest {
 pub struct GotMessage {
     pub queue: QueueId,
     pub sequence: u64,
-    pub message: Arc<Message>,
+    pub payload: Payload,
     pub redelivered: bool,
     pub message_count: u32,
 }
@@ -105,11 +95,7 @@ pub struct GotMessage {
 #[derive(Debug)]
 pub enum ReplyBody {
     Done,
-    QueueDeclareOk {
-        name: String,
-        message_count: u32,
-        consumer_count: u32,
-    },
+    QueueDeclareOk { name: String, message_count: u32, consumer_count: u32 },
     MessageCount(u32),
     ConsumeOk,
     Get(Option<GotMessage>),

@@ -95,10 +95,7 @@ impl<D: Copy + Eq + Hash + Ord + Debug> RoutingTable<D> {
             ExchangeKind::Topic => Index::Topic(TopicTrie::new()),
             ExchangeKind::Headers => Index::Headers(Vec::new()),
         };
-        Self {
-            bindings: BTreeMap::new(),
-            index,
-        }
+        Self { bindings: BTreeMap::new(), index }
     }
 
     pub fn kind(&self) -> ExchangeKind {
@@ -122,10 +119,9 @@ impl<D: Copy + Eq + Hash + Ord + Debug> RoutingTable<D> {
         let first_for_key = tables.is_empty();
         tables.push(arguments.clone());
         match &mut self.index {
-            Index::Direct(map) if first_for_key => map
-                .entry(Box::from(routing_key.as_bytes()))
-                .or_default()
-                .push(destination),
+            Index::Direct(map) if first_for_key => {
+                map.entry(Box::from(routing_key.as_bytes())).or_default().push(destination)
+            }
             Index::Direct(_) => {}
             Index::Fanout(list) => {
                 if let Err(at) = list.binary_search(&destination) {
@@ -134,9 +130,7 @@ impl<D: Copy + Eq + Hash + Ord + Debug> RoutingTable<D> {
             }
             Index::Topic(trie) if first_for_key => trie.insert(routing_key, destination),
             Index::Topic(_) => {}
-            Index::Headers(entries) => {
-                refresh_headers(entries, self.bindings.get(&destination), destination)
-            }
+            Index::Headers(entries) => refresh_headers(entries, self.bindings.get(&destination), destination),
         }
         true
     }
@@ -162,9 +156,7 @@ impl<D: Copy + Eq + Hash + Ord + Debug> RoutingTable<D> {
             self.bindings.remove(&destination);
         }
         match &mut self.index {
-            Index::Headers(entries) => {
-                refresh_headers(entries, self.bindings.get(&destination), destination)
-            }
+            Index::Headers(entries) => refresh_headers(entries, self.bindings.get(&destination), destination),
             index => {
                 if key_gone {
                     index.remove_key(destination, routing_key);
@@ -205,9 +197,7 @@ impl<D: Copy + Eq + Hash + Ord + Debug> RoutingTable<D> {
     pub fn bindings(&self) -> impl Iterator<Item = (D, &str, &FieldTable)> + '_ {
         self.bindings.iter().flat_map(|(&destination, keys)| {
             keys.iter().flat_map(move |(routing_key, tables)| {
-                tables
-                    .iter()
-                    .map(move |arguments| (destination, &**routing_key, arguments))
+                tables.iter().map(move |arguments| (destination, &**routing_key, arguments))
             })
         })
     }
@@ -274,11 +264,8 @@ fn refresh_headers<D: Copy + Ord>(
     keys: Option<&KeyBindings>,
     destination: D,
 ) {
-    let rules: Vec<HeadersRule> = keys
-        .into_iter()
-        .flat_map(|keys| keys.values().flatten())
-        .map(HeadersRule::compile)
-        .collect();
+    let rules: Vec<HeadersRule> =
+        keys.into_iter().flat_map(|keys| keys.values().flatten()).map(HeadersRule::compile).collect();
     match entries.binary_search_by(|entry| entry.destination.cmp(&destination)) {
         Ok(at) if rules.is_empty() => {
             entries.remove(at);
@@ -309,20 +296,13 @@ mod tests {
     fn table(entries: &[(&str, &str)]) -> FieldTable {
         let mut t = FieldTable::default();
         for (k, v) in entries {
-            t.insert(
-                ShortString::from(*k),
-                AMQPValue::LongString(LongString::from(*v)),
-            );
+            t.insert(ShortString::from(*k), AMQPValue::LongString(LongString::from(*v)));
         }
         t
     }
 
-    const ALL_KINDS: [ExchangeKind; 4] = [
-        ExchangeKind::Direct,
-        ExchangeKind::Fanout,
-        ExchangeKind::Topic,
-        ExchangeKind::Headers,
-    ];
+    const ALL_KINDS: [ExchangeKind; 4] =
+        [ExchangeKind::Direct, ExchangeKind::Fanout, ExchangeKind::Topic, ExchangeKind::Headers];
 
     fn none() -> FieldTable {
         FieldTable::default()
@@ -418,16 +398,8 @@ mod tests {
     #[test]
     fn headers_all_any_and_void() {
         let mut t = RoutingTable::new(ExchangeKind::Headers);
-        t.bind(
-            Queue(1),
-            "",
-            &table(&[("x-match", "all"), ("fmt", "pdf"), ("type", "report")]),
-        );
-        t.bind(
-            Queue(2),
-            "",
-            &table(&[("x-match", "any"), ("fmt", "pdf"), ("type", "log")]),
-        );
+        t.bind(Queue(1), "", &table(&[("x-match", "all"), ("fmt", "pdf"), ("type", "report")]));
+        t.bind(Queue(2), "", &table(&[("x-match", "any"), ("fmt", "pdf"), ("type", "log")]));
         let mut presence = FieldTable::default();
         presence.insert(ShortString::from("urgent"), AMQPValue::Void);
         t.bind(Queue(3), "", &presence);
@@ -435,10 +407,7 @@ mod tests {
         t.bind(Queue(5), "", &table(&[("x-match", "all")]));
 
         let report = table(&[("fmt", "pdf"), ("type", "report")]);
-        assert_eq!(
-            routed(&t, "ignored", Some(&report)),
-            [Queue(1), Queue(2), Queue(5)]
-        );
+        assert_eq!(routed(&t, "ignored", Some(&report)), [Queue(1), Queue(2), Queue(5)]);
         let log = table(&[("type", "log"), ("urgent", "no")]);
         assert_eq!(routed(&t, "", Some(&log)), [Queue(2), Queue(3), Queue(5)]);
         assert_eq!(routed(&t, "", None), [Queue(5)]);
@@ -447,21 +416,9 @@ mod tests {
     #[test]
     fn headers_with_x_variants() {
         let mut t = RoutingTable::new(ExchangeKind::Headers);
-        t.bind(
-            Queue(1),
-            "",
-            &table(&[("x-match", "all"), ("x-tenant", "b")]),
-        );
-        t.bind(
-            Queue(2),
-            "",
-            &table(&[("x-match", "all-with-x"), ("x-tenant", "b")]),
-        );
-        t.bind(
-            Queue(3),
-            "",
-            &table(&[("x-match", "any-with-x"), ("x-tenant", "a"), ("k", "v")]),
-        );
+        t.bind(Queue(1), "", &table(&[("x-match", "all"), ("x-tenant", "b")]));
+        t.bind(Queue(2), "", &table(&[("x-match", "all-with-x"), ("x-tenant", "b")]));
+        t.bind(Queue(3), "", &table(&[("x-match", "any-with-x"), ("x-tenant", "a"), ("k", "v")]));
         let tenant_a = table(&[("x-tenant", "a")]);
         assert_eq!(routed(&t, "", Some(&tenant_a)), [Queue(1), Queue(3)]);
         let tenant_b = table(&[("x-tenant", "b")]);
@@ -557,18 +514,10 @@ mod tests {
         t.bind(Queue(1), "z", &none());
         t.bind(Queue(1), "a", &args);
         t.bind(Exchange(0), "e", &none());
-        let listed: Vec<(Dest, &str, bool)> = t
-            .bindings()
-            .map(|(d, k, a)| (d, k, a.inner().is_empty()))
-            .collect();
+        let listed: Vec<(Dest, &str, bool)> = t.bindings().map(|(d, k, a)| (d, k, a.inner().is_empty())).collect();
         assert_eq!(
             listed,
-            [
-                (Queue(1), "a", false),
-                (Queue(1), "z", true),
-                (Queue(2), "b", true),
-                (Exchange(0), "e", true),
-            ]
+            [(Queue(1), "a", false), (Queue(1), "z", true), (Queue(2), "b", true), (Exchange(0), "e", true),]
         );
     }
 

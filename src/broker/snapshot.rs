@@ -54,9 +54,7 @@ pub struct Snapshot {
 
 impl Vhost {
     pub fn exchange_by_id(&self, id: ExchangeId) -> Option<&Arc<Exchange>> {
-        self.exchange_names
-            .get(&id)
-            .and_then(|name| self.exchanges.get(name))
+        self.exchange_names.get(&id).and_then(|name| self.exchanges.get(name))
     }
 
     /// Appends every queue the message reaches from `exchange`, each once, following
@@ -76,17 +74,12 @@ impl Vhost {
         let mut hops = 0;
         while let Some(source) = current {
             if source.name.is_empty() {
-                if let Some(queue) = std::str::from_utf8(routing_key)
-                    .ok()
-                    .and_then(|name| self.queues.get(name))
-                {
+                if let Some(queue) = std::str::from_utf8(routing_key).ok().and_then(|name| self.queues.get(name)) {
                     pending.push(Destination::Queue(queue.id));
                 }
             } else if source.kind == ExchangeKind::Headers {
                 let table = parsed_headers.get_or_insert_with(&mut *headers);
-                source
-                    .table
-                    .route(routing_key, table.as_ref(), &mut pending);
+                source.table.route(routing_key, table.as_ref(), &mut pending);
             } else {
                 source.table.route(routing_key, None, &mut pending);
             }
@@ -94,9 +87,7 @@ impl Vhost {
             while let Some(destination) = pending.pop() {
                 match destination {
                     Destination::Queue(queue) => out.push(queue),
-                    Destination::Exchange(id)
-                        if hops < EXCHANGE_HOPS_MAX && !visited.contains(&id) =>
-                    {
+                    Destination::Exchange(id) if hops < EXCHANGE_HOPS_MAX && !visited.contains(&id) => {
                         visited.push(id);
                         if let Some(next) = self.exchange_by_id(id) {
                             hops += 1;

@@ -40,29 +40,19 @@ struct Node<D> {
 
 impl<D> Default for Node<D> {
     fn default() -> Self {
-        Self {
-            literal: HashMap::new(),
-            star: None,
-            hash: None,
-            destinations: Vec::new(),
-        }
+        Self { literal: HashMap::new(), star: None, hash: None, destinations: Vec::new() }
     }
 }
 
 impl<D> Node<D> {
     fn is_empty(&self) -> bool {
-        self.destinations.is_empty()
-            && self.literal.is_empty()
-            && self.star.is_none()
-            && self.hash.is_none()
+        self.destinations.is_empty() && self.literal.is_empty() && self.star.is_none() && self.hash.is_none()
     }
 }
 
 impl<D> Default for TopicTrie<D> {
     fn default() -> Self {
-        Self {
-            root: Node::default(),
-        }
+        Self { root: Node::default() }
     }
 }
 
@@ -127,11 +117,7 @@ impl<D: Copy + Eq + Ord> TopicTrie<D> {
                 _ => node.literal.entry(Box::from(word)).or_default(),
             };
         }
-        match node
-            .destinations
-            .iter_mut()
-            .find(|(d, _)| *d == destination)
-        {
+        match node.destinations.iter_mut().find(|(d, _)| *d == destination) {
             Some((_, count)) => *count = count.saturating_add(1),
             None => node.destinations.push((destination, 1)),
         }
@@ -158,11 +144,7 @@ impl<D: Copy + Eq + Ord> TopicTrie<D> {
 
 fn remove_path<D: Copy + Eq>(node: &mut Node<D>, words: &[&[u8]], destination: D) -> bool {
     let Some((&word, rest)) = words.split_first() else {
-        let Some(i) = node
-            .destinations
-            .iter()
-            .position(|(d, _)| *d == destination)
-        else {
+        let Some(i) = node.destinations.iter().position(|(d, _)| *d == destination) else {
             return false;
         };
         match node.destinations.get_mut(i) {
@@ -189,11 +171,7 @@ fn remove_path<D: Copy + Eq>(node: &mut Node<D>, words: &[&[u8]], destination: D
     }
 }
 
-fn remove_boxed<D: Copy + Eq>(
-    slot: &mut Option<Box<Node<D>>>,
-    words: &[&[u8]],
-    destination: D,
-) -> bool {
+fn remove_boxed<D: Copy + Eq>(slot: &mut Option<Box<Node<D>>>, words: &[&[u8]], destination: D) -> bool {
     let Some(child) = slot.as_deref_mut() else {
         return false;
     };
@@ -260,14 +238,11 @@ mod tests {
     fn reference_match(pattern: &[&[u8]], key: &[&[u8]]) -> bool {
         match pattern.split_first() {
             None => key.is_empty(),
-            Some((&HASH, rest)) => (0..=key.len()).any(|skip| {
-                key.get(skip..)
-                    .is_some_and(|tail| reference_match(rest, tail))
-            }),
+            Some((&HASH, rest)) => {
+                (0..=key.len()).any(|skip| key.get(skip..).is_some_and(|tail| reference_match(rest, tail)))
+            }
             Some((&word, rest)) => match key.split_first() {
-                Some((&first, tail)) => {
-                    (word == STAR || word == first) && reference_match(rest, tail)
-                }
+                Some((&first, tail)) => (word == STAR || word == first) && reference_match(rest, tail),
                 None => false,
             },
         }
@@ -290,10 +265,7 @@ mod tests {
         trie.insert(pattern, 7u32);
         let mut out = Vec::new();
         trie.route(key.as_bytes(), &mut out);
-        assert!(
-            out.len() <= 1,
-            "duplicate destinations for {pattern:?} / {key:?}"
-        );
+        assert!(out.len() <= 1, "duplicate destinations for {pattern:?} / {key:?}");
         out == [7]
     }
 
@@ -377,16 +349,8 @@ mod tests {
     fn pattern_table_matches_trie_and_reference() {
         assert!(TABLE.len() >= 40);
         for &(pattern, key, expected) in TABLE {
-            assert_eq!(
-                trie_matches(pattern, key),
-                expected,
-                "trie: pattern {pattern:?} key {key:?}"
-            );
-            assert_eq!(
-                reference(pattern, key),
-                expected,
-                "reference: pattern {pattern:?} key {key:?}"
-            );
+            assert_eq!(trie_matches(pattern, key), expected, "trie: pattern {pattern:?} key {key:?}");
+            assert_eq!(reference(pattern, key), expected, "reference: pattern {pattern:?} key {key:?}");
         }
     }
 
@@ -409,9 +373,7 @@ mod tests {
 
     fn random_dotted(rng: &mut XorShift, alphabet: &[&str], max_words: usize) -> String {
         let count = rng.below(max_words + 1);
-        let picked: Vec<&str> = (0..count)
-            .map(|_| alphabet[rng.below(alphabet.len())])
-            .collect();
+        let picked: Vec<&str> = (0..count).map(|_| alphabet[rng.below(alphabet.len())]).collect();
         picked.join(".")
     }
 
@@ -442,16 +404,13 @@ mod tests {
         let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
         for _round in 0..20 {
             // Destinations repeat (i % 37) so several patterns share one.
-            let mut patterns: Vec<(String, bool)> = (0..300)
-                .map(|_| (random_dotted(&mut rng, PATTERN_WORDS, 6), true))
-                .collect();
+            let mut patterns: Vec<(String, bool)> =
+                (0..300).map(|_| (random_dotted(&mut rng, PATTERN_WORDS, 6), true)).collect();
             let mut trie = TopicTrie::new();
             for (i, (p, _)) in patterns.iter().enumerate() {
                 trie.insert(p, i % 37);
             }
-            let keys: Vec<String> = (0..200)
-                .map(|_| random_dotted(&mut rng, KEY_WORDS, 7))
-                .collect();
+            let keys: Vec<String> = (0..200).map(|_| random_dotted(&mut rng, KEY_WORDS, 7)).collect();
             check_all_keys(&trie, &patterns, &keys);
 
             for (i, (p, live)) in patterns.iter_mut().enumerate() {

@@ -31,21 +31,9 @@ pub struct Mailboxes {
 
 impl Mailboxes {
     pub fn new(shards: usize, capacity: usize) -> Mailboxes {
-        let queues = (0..shards * shards)
-            .map(|_| ArrayQueue::new(capacity.max(1)))
-            .collect();
-        let inboxes = (0..shards)
-            .map(|_| Inbox {
-                parked: AtomicBool::new(false),
-                waker: Mutex::new(None),
-            })
-            .collect();
-        Mailboxes {
-            shards,
-            queues,
-            inboxes,
-            shutdown: AtomicBool::new(false),
-        }
+        let queues = (0..shards * shards).map(|_| ArrayQueue::new(capacity.max(1))).collect();
+        let inboxes = (0..shards).map(|_| Inbox { parked: AtomicBool::new(false), waker: Mutex::new(None) }).collect();
+        Mailboxes { shards, queues, inboxes, shutdown: AtomicBool::new(false) }
     }
 
     pub fn shards(&self) -> usize {
@@ -97,12 +85,7 @@ impl Mailboxes {
 
     /// Resolves when shard `me` has mail, `has_local_work()` is true, or shutdown began.
     pub fn park<'a>(&'a self, me: usize, has_local_work: &'a dyn Fn() -> bool) -> Park<'a> {
-        Park {
-            mailboxes: self,
-            me,
-            has_local_work,
-            registered: false,
-        }
+        Park { mailboxes: self, me, has_local_work, registered: false }
     }
 }
 
@@ -127,8 +110,7 @@ impl Future for Park<'_> {
         }
         inbox.parked.store(true, Ordering::SeqCst);
         self.registered = true;
-        if mailboxes.has_mail(self.me) || (self.has_local_work)() || mailboxes.shutdown_requested()
-        {
+        if mailboxes.has_mail(self.me) || (self.has_local_work)() || mailboxes.shutdown_requested() {
             inbox.parked.store(false, Ordering::SeqCst);
             return Poll::Ready(());
         }
@@ -138,8 +120,6 @@ impl Future for Park<'_> {
 
 impl Drop for Park<'_> {
     fn drop(&mut self) {
-        self.mailboxes.inboxes[self.me]
-            .parked
-            .store(false, Ordering::SeqCst);
+        self.mailboxes.inboxes[self.me].parked.store(false, Ordering::SeqCst);
     }
 }

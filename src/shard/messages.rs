@@ -59,10 +59,12 @@ pub enum ShardMsg {
         conn: ConnId,
     },
     /// Connection shard → owner.
+    /// `publish_sequence` is set when the publisher's channel is in confirm mode.
     Publish {
         queue: QueueId,
         message: Arc<Message>,
-        confirm: Option<ConfirmTo>,
+        publisher: Holder,
+        publish_sequence: Option<u64>,
     },
     QueueOp {
         queue: QueueId,
@@ -86,8 +88,15 @@ pub enum ShardMsg {
     },
     /// Owner → connection shard.
     Deliver(Delivery),
+    /// `ok` false: the message could not be stored; the publisher gets a nack.
     Confirmed {
         confirm: ConfirmTo,
+        ok: bool,
+    },
+    /// Owner → connection shard: a publish was refused (store poisoned); close the channel.
+    PublishRefused {
+        holder: Holder,
+        error: AmqpError,
     },
     ConsumerCancelled {
         holder: Holder,
@@ -106,10 +115,6 @@ mod tests {
     #[test]
     fn messages_stay_small() {
         // Every mailbox slot is one ShardMsg: large variants are boxed to keep slots small.
-        assert!(
-            std::mem::size_of::<super::ShardMsg>() <= 128,
-            "{}",
-            std::mem::size_of::<super::ShardMsg>()
-        );
+        assert!(std::mem::size_of::<super::ShardMsg>() <= 128, "{}", std::mem::size_of::<super::ShardMsg>());
     }
 }

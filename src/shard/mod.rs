@@ -29,8 +29,11 @@ use crate::broker::queue::{Effect, Queue};
 use crate::broker::snapshot::Snapshot;
 use crate::config::Config;
 use crate::limits::{MAILBOX_BATCH, OUTBOX_HIGH_MESSAGES};
+use crate::store::commit::SyncSignal;
+use crate::store::definitions_log::DefinitionsLog;
+use crate::store::Store;
 use mailbox::Mailboxes;
-use messages::ShardMsg;
+use messages::{ConfirmTo, ShardMsg};
 pub use requests::{PendingReply, ReplyHook};
 
 /// Shards are counted in a 64-bit mask per channel (which shards a channel touched).
@@ -57,6 +60,11 @@ pub struct Shard {
     next_request: Cell<u64>,
     next_connection: Cell<u64>,
     effects: RefCell<Vec<Effect>>,
+    /// This shard's message log (None when the data directory could not be used).
+    store: RefCell<Option<Store>>,
+    pub sync_signal: SyncSignal,
+    /// Shard 0 only: where durable definitions are written before they are answered.
+    definitions_log: Option<RefCell<DefinitionsLog>>,
 }
 
 impl Shard {
@@ -66,10 +74,14 @@ impl Shard {
         config: Arc<Config>,
         mailboxes: Arc<Mailboxes>,
         initial: Arc<Snapshot>,
-        writer: Option<Definitions>,
+        writer: Option<(Definitions, DefinitionsLog)>,
+        store: Option<Store>,
     ) -> Shard {
         let count = mailboxes.shards();
-        let writer = writer.map(RefCell::new);
+        let (writer, definitions_log) = match writer {
+            Some((definitions, log)) => (Some(RefCell::new(definitions)), Some(RefCell::new(log))),
+            None => (None, None),
+        };
         let snapshot = initial;
         Shard {
             id,
@@ -88,6 +100,38 @@ impl Shard {
             next_request: Cell::new(1),
             next_connection: Cell::new(1),
             effects: RefCell::new(Vec::new()),
+            store: RefCell::new(store),
+            sync_signal: SyncSignal::default(),
+            definitions_log,
+        }
+    }
+
+    /// Runs `operation` on this shard's store; None if it has none.
+    pub fn with_store<T>(&self, operation: impl FnOnce(&mut Store) -> T) -> Option<T> {
+        self.store.borrow_mut().as_mut().map(operation)
+    }
+
+    /// Sends the confirms a sync covered (or nacks, if it failed) to their channels.
+    pub fn release_confirms(&self, confirms: Vec<ConfirmTo>, ok: bool) {
+        for confirm in confirms {
+            self.send(confirm.holder.conn.shard(), ShardMsg::Confirmed { confirm, ok });
+        }
+        let _ = self.flush_outboxes();
+    }
+
+    /// Writes what the store gathered this turn and wakes the commit task if a sync is due.
+    fn write_store(&self) {
+        let outcome = self.with_store(|store| store.write_pending());
+        match outcome {
+            Some(Ok(true)) => self.sync_signal.request(),
+            Some(Err(_)) => {
+                // Poisoned: whatever waited for this write is refused.
+                let batch = self.with_store(|store| store.take_sync_batch());
+                if let Some((_, confirms)) = batch {
+                    self.release_confirms(confirms, false);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -148,10 +192,7 @@ impl Shard {
     }
 
     pub fn outbox_congested(&self) -> bool {
-        self.outbox
-            .borrow()
-            .iter()
-            .any(|spill| spill.len() > OUTBOX_HIGH_MESSAGES)
+        self.outbox.borrow().iter().any(|spill| spill.len() > OUTBOX_HIGH_MESSAGES)
     }
 
     pub fn mark_dirty(&self, connection: &Rc<Connection>) {
@@ -165,6 +206,7 @@ impl Shard {
     pub async fn run_mailbox_loop(self: Rc<Self>) {
         loop {
             let handled = self.drain_once();
+            self.write_store();
             let spilled = self.flush_outboxes();
             self.flush_dirty_connections();
             if self.shutdown_requested() {
@@ -175,10 +217,7 @@ impl Shard {
             } else if spilled {
                 monoio::time::sleep(Duration::from_micros(50)).await;
             } else {
-                let local = || {
-                    !self.local.borrow().is_empty()
-                        || self.outbox.borrow().iter().any(|s| !s.is_empty())
-                };
+                let local = || !self.local.borrow().is_empty() || self.outbox.borrow().iter().any(|s| !s.is_empty());
                 self.mailboxes.park(self.id, &local).await;
             }
         }
@@ -220,11 +259,8 @@ impl Shard {
     /// order, exactly as the loop would have.
     pub fn catch_up(&self, version: u64) {
         while self.version() < version {
-            let message = if self.id == 0 {
-                self.local.borrow_mut().pop_front()
-            } else {
-                self.mailboxes.pop(0, self.id)
-            };
+            let message =
+                if self.id == 0 { self.local.borrow_mut().pop_front() } else { self.mailboxes.pop(0, self.id) };
             match message {
                 Some(message) => self.handle(message),
                 None => return,
@@ -235,11 +271,8 @@ impl Shard {
     /// Handles every message already waiting from shard 0 (the writer).
     fn drain_writer_mail(&self) {
         loop {
-            let message = if self.id == 0 {
-                self.local.borrow_mut().pop_front()
-            } else {
-                self.mailboxes.pop(0, self.id)
-            };
+            let message =
+                if self.id == 0 { self.local.borrow_mut().pop_front() } else { self.mailboxes.pop(0, self.id) };
             match message {
                 Some(message) => self.handle(message),
                 None => return,
@@ -255,43 +288,34 @@ impl Shard {
                 }
             }
             ShardMsg::Admin { request, reply } => self.handle_admin(*request, reply),
-            ShardMsg::QueueDeleted {
-                vhost,
-                queue,
-                reply,
-                message_count,
-            } => self.handle_queue_deleted(&vhost, queue, reply, message_count),
-            ShardMsg::AutoDelete { vhost, name, queue } => {
-                self.handle_auto_delete(&vhost, &name, queue)
+            ShardMsg::QueueDeleted { vhost, queue, reply, message_count } => {
+                self.handle_queue_deleted(&vhost, queue, reply, message_count)
             }
+            ShardMsg::AutoDelete { vhost, name, queue } => self.handle_auto_delete(&vhost, &name, queue),
             ShardMsg::ConnectionGone { conn } => self.handle_connection_gone(conn),
-            ShardMsg::Reply {
-                reply,
-                version,
-                result,
-            } => {
+            ShardMsg::Reply { reply, version, result } => {
                 self.catch_up(version);
                 self.complete_request(reply.request_id, result);
             }
             ShardMsg::Deliver(delivery) => self.deliver(delivery),
-            ShardMsg::Confirmed { confirm } => {
-                let connection = self
-                    .connections
-                    .borrow()
-                    .get(&confirm.holder.conn.local)
-                    .cloned();
+            ShardMsg::Confirmed { confirm, ok } => {
+                let connection = self.connections.borrow().get(&confirm.holder.conn.local).cloned();
                 if let Some(connection) = connection {
-                    connection.confirmed(confirm.holder.channel, confirm.publish_sequence);
+                    connection.confirmed(confirm.holder.channel, confirm.publish_sequence, ok);
                     self.mark_dirty(&connection);
                 }
             }
-            ShardMsg::ConsumerCancelled {
-                holder,
-                consumer_tag,
-            } => {
+            ShardMsg::ConsumerCancelled { holder, consumer_tag } => {
                 let connection = self.connections.borrow().get(&holder.conn.local).cloned();
                 if let Some(connection) = connection {
                     connection.consumer_cancelled(holder.channel, &consumer_tag);
+                }
+            }
+            ShardMsg::PublishRefused { holder, error } => {
+                let connection = self.connections.borrow().get(&holder.conn.local).cloned();
+                if let Some(connection) = connection {
+                    let fault = crate::amqp::dispatch::fault(error, (60, 40));
+                    crate::amqp::dispatch::close_channel(self, &connection, holder.channel, fault);
                 }
             }
             other => self.handle_queue_message(other),
@@ -299,11 +323,7 @@ impl Shard {
     }
 
     fn deliver(&self, delivery: crate::broker::queue::Delivery) {
-        let connection = self
-            .connections
-            .borrow()
-            .get(&delivery.holder.conn.local)
-            .cloned();
+        let connection = self.connections.borrow().get(&delivery.holder.conn.local).cloned();
         let outcome = match connection {
             Some(connection) => connection.deliver(delivery),
             None => DeliverOutcome::Bounced(delivery),
@@ -313,9 +333,7 @@ impl Shard {
         let (delivery, action) = match outcome {
             DeliverOutcome::Written => return,
             DeliverOutcome::Bounced(delivery) => (delivery, crate::broker::queue::Settle::Requeue),
-            DeliverOutcome::Unencodable(delivery) => {
-                (delivery, crate::broker::queue::Settle::Discard)
-            }
+            DeliverOutcome::Unencodable(delivery) => (delivery, crate::broker::queue::Settle::Discard),
         };
         {
             if !delivery.no_ack {

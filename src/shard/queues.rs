@@ -5,85 +5,63 @@
 
 use std::sync::Arc;
 
+use super::messages::ConfirmTo;
 use super::messages::{ReplyTo, ShardMsg};
 use super::Shard;
-use crate::broker::error::{AmqpError, NOT_FOUND};
+use crate::broker::error::{AmqpError, INTERNAL_ERROR, NOT_FOUND, PRECONDITION_FAILED};
+use crate::broker::ids::Holder;
 use crate::broker::ids::QueueId;
+use crate::broker::message::Message;
+use crate::broker::queue::Payload;
 use crate::broker::queue::{Effect, Queue};
 use crate::broker::requests::{QueueRequest, ReplyBody};
 use crate::broker::snapshot::QueueDef;
+use crate::limits::STORED_CACHE_MESSAGES;
+use crate::store::record::MessageRecord;
 
 impl Shard {
     pub(super) fn handle_queue_message(&self, message: ShardMsg) {
         match message {
             ShardMsg::CreateQueue { definition, reply } => self.create_queue(definition, reply),
-            ShardMsg::Publish {
-                queue,
-                message,
-                confirm,
-            } => {
-                self.with_queue(queue, |queue, effects| queue.enqueue(message, effects));
-                if let Some(confirm) = confirm {
-                    self.send(confirm.holder.conn.shard(), ShardMsg::Confirmed { confirm });
-                }
+            ShardMsg::Publish { queue, message, publisher, publish_sequence } => {
+                self.publish_to_queue(queue, message, publisher, publish_sequence)
             }
-            ShardMsg::QueueOp {
-                queue,
-                request,
-                reply,
-            } => self.queue_op(queue, request, reply),
-            ShardMsg::Settle {
-                queue,
-                holder,
-                sequences,
-                action,
-            } => {
-                self.with_queue(queue, |queue, effects| {
-                    queue.settle(holder, &sequences, action, effects)
-                });
+            ShardMsg::QueueOp { queue, request, reply } => self.queue_op(queue, request, reply),
+            ShardMsg::Settle { queue, holder, sequences, action } => {
+                self.with_queue(queue, |queue, effects| queue.settle(holder, &sequences, action, effects));
             }
-            ShardMsg::Credit {
-                queue,
-                holder,
-                consumer_tag,
-                count,
-            } => {
-                self.with_queue(queue, |queue, effects| {
-                    queue.credit(holder, &consumer_tag, count, effects)
-                });
+            ShardMsg::Credit { queue, holder, consumer_tag, count } => {
+                self.with_queue(queue, |queue, effects| queue.credit(holder, &consumer_tag, count, effects));
             }
             ShardMsg::ChannelGone { holder } => self.channel_gone(holder),
             other => crate::warn!("shard {} dropped a misrouted message: {other:?}", self.id),
         }
     }
 
+    /// Creates the queues this shard owns after a restart, with their stored messages.
+    pub fn restore_queues(&self, queues: Vec<crate::store::recovery::RestoredQueue>) {
+        for (definition, entries) in queues {
+            let id = definition.id;
+            self.highest_created_queue.set(self.highest_created_queue.get().max(id.sequence()));
+            let mut queue = Queue::new(definition);
+            queue.restore(entries.into_iter().map(|entry| (entry.sequence, entry.reference, entry.redelivered)));
+            self.queues.borrow_mut().insert(id, queue);
+        }
+    }
+
     fn create_queue(&self, definition: Arc<QueueDef>, reply: Option<ReplyTo>) {
         let id = definition.id;
         let name = definition.name.clone();
-        self.highest_created_queue
-            .set(self.highest_created_queue.get().max(id.sequence()));
+        self.highest_created_queue.set(self.highest_created_queue.get().max(id.sequence()));
         self.queues.borrow_mut().insert(id, Queue::new(definition));
         if let Some(reply) = reply {
-            self.reply(
-                reply,
-                Ok(ReplyBody::QueueDeclareOk {
-                    name,
-                    message_count: 0,
-                    consumer_count: 0,
-                }),
-            );
+            self.reply(reply, Ok(ReplyBody::QueueDeclareOk { name, message_count: 0, consumer_count: 0 }));
         }
     }
 
     /// Runs `operation` on a local queue and sends its effects; None if the queue is gone.
-    fn with_queue<T>(
-        &self,
-        id: QueueId,
-        operation: impl FnOnce(&mut Queue, &mut Vec<Effect>) -> T,
-    ) -> Option<T> {
-        if id.sequence() > self.highest_created_queue.get()
-            && !self.queues.borrow().contains_key(&id)
-        {
+    fn with_queue<T>(&self, id: QueueId, operation: impl FnOnce(&mut Queue, &mut Vec<Effect>) -> T) -> Option<T> {
+        if id.sequence() > self.highest_created_queue.get() && !self.queues.borrow().contains_key(&id) {
             // The creation message is on its way from the writer and was sent before whatever
             // told the sender about this queue: read it now.
             self.drain_writer_mail();
@@ -99,22 +77,85 @@ impl Shard {
         Some(result)
     }
 
+    /// Enqueues a published message; a persistent message in a durable queue is first
+    /// appended to the store and confirmed only after the fsync that covers it.
+    fn publish_to_queue(&self, id: QueueId, message: Arc<Message>, publisher: Holder, publish_sequence: Option<u64>) {
+        let outcome = self.with_queue(id, |queue, effects| {
+            if !(queue.definition.durable && message.persistent()) {
+                queue.enqueue(Payload::Memory(message.clone()), effects);
+                return PublishOutcome::InMemory;
+            }
+            let record = MessageRecord {
+                queue_sequence: id.sequence(),
+                sequence: queue.next_sequence(),
+                exchange: &message.exchange,
+                routing_key: &message.routing_key,
+                properties: &message.properties,
+                body: &message.body,
+            };
+            match self.with_store(|store| store.append(&record)) {
+                Some(Ok(reference)) => {
+                    let cached = (queue.ready_count() < STORED_CACHE_MESSAGES).then(|| message.clone());
+                    queue.enqueue(Payload::Stored { reference, cached }, effects);
+                    PublishOutcome::Stored
+                }
+                Some(Err(error)) => PublishOutcome::Refused(error.to_string()),
+                None => PublishOutcome::Refused("this shard has no message store".into()),
+            }
+        });
+        let confirm = publish_sequence.map(|publish_sequence| ConfirmTo { holder: publisher, publish_sequence });
+        match outcome.unwrap_or(PublishOutcome::InMemory) {
+            PublishOutcome::InMemory => {
+                if let Some(confirm) = confirm {
+                    self.send(publisher.conn.shard(), ShardMsg::Confirmed { confirm, ok: true });
+                }
+            }
+            PublishOutcome::Stored => {
+                if let Some(confirm) = confirm {
+                    self.with_store(|store| store.confirm_after_sync(confirm));
+                }
+            }
+            PublishOutcome::Refused(reason) => {
+                if let Some(confirm) = confirm {
+                    self.send(publisher.conn.shard(), ShardMsg::Confirmed { confirm, ok: false });
+                }
+                let error = AmqpError::new(PRECONDITION_FAILED, format!("shard {}: {reason}", self.id));
+                self.send(publisher.conn.shard(), ShardMsg::PublishRefused { holder: publisher, error });
+            }
+        }
+    }
+
+    /// Gives a stored message without an in-memory copy its content, read from the store.
+    fn load(&self, payload: &mut Payload) -> bool {
+        if let Payload::Stored { reference, cached: cached @ None } = payload {
+            *cached = self.with_store(|store| store.read(reference)).flatten();
+            if cached.is_none() {
+                crate::error!(
+                    "shard {}: stored message at segment {} offset {} is unreadable",
+                    self.id,
+                    reference.segment.number,
+                    reference.offset
+                );
+                return false;
+            }
+        }
+        true
+    }
+
     fn run_effects(&self, effects: &mut Vec<Effect>) {
         for effect in effects.drain(..) {
             match effect {
-                Effect::Deliver(delivery) => {
-                    self.send(delivery.holder.conn.shard(), ShardMsg::Deliver(delivery))
+                Effect::Deliver(mut delivery) => {
+                    if self.load(&mut delivery.payload) {
+                        self.send(delivery.holder.conn.shard(), ShardMsg::Deliver(delivery));
+                    }
                 }
-                Effect::ConsumerCancelled {
-                    holder,
-                    consumer_tag,
-                } => self.send(
-                    holder.conn.shard(),
-                    ShardMsg::ConsumerCancelled {
-                        holder,
-                        consumer_tag,
-                    },
-                ),
+                Effect::Mark { reference, queue_sequence, sequence, mark } => {
+                    self.with_store(|store| store.mark(&reference, queue_sequence, sequence, mark));
+                }
+                Effect::ConsumerCancelled { holder, consumer_tag } => {
+                    self.send(holder.conn.shard(), ShardMsg::ConsumerCancelled { holder, consumer_tag })
+                }
             }
         }
     }
@@ -126,12 +167,17 @@ impl Shard {
             }
         };
         let deleting = matches!(request, QueueRequest::Delete { .. });
-        let outcome = self.with_queue(id, |queue, effects| {
-            apply_queue_request(queue, request, effects)
-        });
+        let outcome = self.with_queue(id, |queue, effects| apply_queue_request(queue, request, effects));
         match outcome {
             None if deleting => answer(Ok(ReplyBody::MessageCount(0))),
             None => answer(Err(AmqpError::new(NOT_FOUND, "queue was deleted"))),
+            Some(Outcome::Answer(Ok(ReplyBody::Get(Some(mut got))))) => {
+                if self.load(&mut got.payload) {
+                    answer(Ok(ReplyBody::Get(Some(got))));
+                } else {
+                    answer(Err(AmqpError::new(INTERNAL_ERROR, "stored message unreadable")));
+                }
+            }
             Some(Outcome::Answer(result)) => answer(result),
             Some(Outcome::Consumed(result)) => {
                 answer(result);
@@ -141,38 +187,19 @@ impl Shard {
                 answer(result);
                 self.request_auto_delete(id);
             }
-            Some(Outcome::Deleted {
-                vhost,
-                message_count,
-            }) => {
+            Some(Outcome::Deleted { vhost, message_count }) => {
                 self.queues.borrow_mut().remove(&id);
-                self.send(
-                    0,
-                    ShardMsg::QueueDeleted {
-                        vhost,
-                        queue: id,
-                        reply,
-                        message_count,
-                    },
-                );
+                self.send(0, ShardMsg::QueueDeleted { vhost, queue: id, reply, message_count });
             }
         }
     }
 
     fn request_auto_delete(&self, id: QueueId) {
-        let definition = self
-            .queues
-            .borrow()
-            .get(&id)
-            .map(|queue| queue.definition.clone());
+        let definition = self.queues.borrow().get(&id).map(|queue| queue.definition.clone());
         if let Some(definition) = definition {
             self.send(
                 0,
-                ShardMsg::AutoDelete {
-                    vhost: definition.vhost.clone(),
-                    name: definition.name.clone(),
-                    queue: id,
-                },
+                ShardMsg::AutoDelete { vhost: definition.vhost.clone(), name: definition.name.clone(), queue: id },
             );
         }
     }
@@ -180,13 +207,17 @@ impl Shard {
     fn channel_gone(&self, holder: crate::broker::ids::Holder) {
         let ids: Vec<QueueId> = self.queues.borrow().keys().copied().collect();
         for id in ids {
-            if self.with_queue(id, |queue, effects| queue.channel_gone(holder, effects))
-                == Some(true)
-            {
+            if self.with_queue(id, |queue, effects| queue.channel_gone(holder, effects)) == Some(true) {
                 self.request_auto_delete(id);
             }
         }
     }
+}
+
+enum PublishOutcome {
+    InMemory,
+    Stored,
+    Refused(String),
 }
 
 enum Outcome {
@@ -200,54 +231,31 @@ enum Outcome {
     },
 }
 
-fn apply_queue_request(
-    queue: &mut Queue,
-    request: QueueRequest,
-    effects: &mut Vec<Effect>,
-) -> Outcome {
+fn apply_queue_request(queue: &mut Queue, request: QueueRequest, effects: &mut Vec<Effect>) -> Outcome {
     match request {
         QueueRequest::DeclareOk => Outcome::Answer(Ok(ReplyBody::QueueDeclareOk {
             name: queue.definition.name.clone(),
             message_count: queue.message_count(),
             consumer_count: queue.consumer_count(),
         })),
-        QueueRequest::Consume {
-            holder,
-            consumer_tag,
-            no_ack,
-            exclusive,
-            prefetch_count,
-            nowait: _,
-        } => {
-            let result =
-                queue.add_consumer(holder, consumer_tag, no_ack, exclusive, prefetch_count);
+        QueueRequest::Consume { holder, consumer_tag, no_ack, exclusive, prefetch_count, nowait: _ } => {
+            let result = queue.add_consumer(holder, consumer_tag, no_ack, exclusive, prefetch_count);
             Outcome::Consumed(result.map(|()| ReplyBody::ConsumeOk))
         }
-        QueueRequest::Cancel {
-            holder,
-            consumer_tag,
-        } => {
+        QueueRequest::Cancel { holder, consumer_tag } => {
             if queue.cancel_consumer(holder, &consumer_tag) {
                 Outcome::AutoDelete(Ok(ReplyBody::Done))
             } else {
                 Outcome::Answer(Ok(ReplyBody::Done))
             }
         }
-        QueueRequest::Get { holder, no_ack } => {
-            Outcome::Answer(Ok(ReplyBody::Get(queue.get(holder, no_ack))))
-        }
-        QueueRequest::Purge => Outcome::Answer(Ok(ReplyBody::MessageCount(queue.purge()))),
-        QueueRequest::Delete {
-            if_unused,
-            if_empty,
-        } => match queue.check_delete(if_unused, if_empty) {
+        QueueRequest::Get { holder, no_ack } => Outcome::Answer(Ok(ReplyBody::Get(queue.get(holder, no_ack, effects)))),
+        QueueRequest::Purge => Outcome::Answer(Ok(ReplyBody::MessageCount(queue.purge(effects)))),
+        QueueRequest::Delete { if_unused, if_empty } => match queue.check_delete(if_unused, if_empty) {
             Err(error) => Outcome::Answer(Err(error)),
             Ok(()) => {
                 let message_count = queue.delete(effects);
-                Outcome::Deleted {
-                    vhost: queue.definition.vhost.clone(),
-                    message_count,
-                }
+                Outcome::Deleted { vhost: queue.definition.vhost.clone(), message_count }
             }
         },
     }

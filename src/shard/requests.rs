@@ -39,11 +39,7 @@ impl Future for AwaitReply {
 
 impl Shard {
     /// Sends the message built by `make` to shard `to` and waits for its reply.
-    pub async fn request(
-        &self,
-        to: usize,
-        make: impl FnOnce(ReplyTo) -> ShardMsg,
-    ) -> Result<ReplyBody, AmqpError> {
+    pub async fn request(&self, to: usize, make: impl FnOnce(ReplyTo) -> ShardMsg) -> Result<ReplyBody, AmqpError> {
         self.request_with_hook(to, make, None).await
     }
 
@@ -58,13 +54,7 @@ impl Shard {
         let slot = Rc::new(PendingReply::default());
         *slot.hook.borrow_mut() = hook;
         self.pending.borrow_mut().insert(request_id, slot.clone());
-        self.send(
-            to,
-            make(ReplyTo {
-                shard: self.id,
-                request_id,
-            }),
-        );
+        self.send(to, make(ReplyTo { shard: self.id, request_id }));
         AwaitReply(slot).await
     }
 
@@ -85,13 +75,6 @@ impl Shard {
     /// Answers a request, stamped with this shard's definitions version.
     pub fn reply(&self, reply: ReplyTo, result: Result<ReplyBody, AmqpError>) {
         let version = self.version();
-        self.send(
-            reply.shard,
-            ShardMsg::Reply {
-                reply,
-                version,
-                result,
-            },
-        );
+        self.send(reply.shard, ShardMsg::Reply { reply, version, result });
     }
 }

@@ -14,7 +14,6 @@ import pytest
 from conftest import Broker, _broker_params, _start_spatemq, _stop_process
 from helpers import get_one, persistent, uniq
 
-pytestmark = pytest.mark.skip(reason="durable storage is the next issue (restart keeps definitions and messages)")
 
 PARAMS = [p for p in _broker_params() if p != "external"]
 

@@ -1,0 +1,190 @@
+//! Which definition changes are durable, how they are replayed at start, and the compact form
+//! of the current durable state.
+//!
+//! Durable means what RabbitMQ keeps across a restart: durable exchanges (other than the
+//! predeclared ones), durable queues that are not exclusive, and bindings whose source and
+//! destination are both durable. Replay goes through the same methods clients use, so side
+//! effects (auto-delete of exchanges, binding removal) come out the same.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::definitions::Definitions;
+use super::error::AmqpError;
+use super::ids::{ConnId, Destination, QueueId};
+use super::requests::{Binding, ExchangeDeclare};
+use super::snapshot::{QueueDef, Vhost};
+use crate::shard::placement::queue_owner;
+use crate::store::definitions_log::{BindingDefinition, DefinitionOp};
+
+/// The connection replayed definitions are attributed to (never a real client).
+const REPLAY_CONN: ConnId = ConnId { shard: 0, local: 0 };
+
+fn is_predeclared(name: &str) -> bool {
+    name.is_empty() || name.starts_with("amq.")
+}
+
+pub fn queue_is_durable(queue: &QueueDef) -> bool {
+    queue.durable && queue.exclusive_owner.is_none()
+}
+
+impl Definitions {
+    pub fn exchange_is_durable(&self, vhost: &str, name: &str) -> bool {
+        self.vhost(vhost).ok().and_then(|found| found.exchanges.get(name)).is_some_and(|exchange| exchange.durable)
+    }
+
+    /// The log entry for a binding change, if both ends are durable.
+    pub fn durable_binding(&self, binding: &Binding) -> Option<BindingDefinition> {
+        let vhost = self.vhost(&binding.vhost).ok()?;
+        let destination_durable = if binding.destination_is_queue {
+            vhost.queues.get(&binding.destination).is_some_and(|queue| queue_is_durable(queue))
+        } else {
+            vhost.exchanges.get(&binding.destination).is_some_and(|exchange| exchange.durable)
+        };
+        let source_durable = vhost.exchanges.get(&binding.source).is_some_and(|exchange| exchange.durable);
+        (source_durable && destination_durable).then(|| BindingDefinition {
+            vhost: binding.vhost.clone(),
+            source: binding.source.clone(),
+            destination: binding.destination.clone(),
+            destination_is_queue: binding.destination_is_queue,
+            routing_key: binding.routing_key.clone(),
+            arguments: binding.arguments.clone(),
+        })
+    }
+
+    pub fn queue_by_id(&self, vhost: &str, id: QueueId) -> Option<Arc<QueueDef>> {
+        self.vhost(vhost).ok()?.queues.values().find(|queue| queue.id == id).cloned()
+    }
+
+    /// Sequences of the durable queues, which recovery keeps messages for.
+    pub fn durable_queue_sequences(&self) -> HashSet<u64> {
+        self.all_queues().filter(|queue| queue_is_durable(queue)).map(|queue| queue.id.sequence()).collect()
+    }
+
+    pub fn all_queues(&self) -> impl Iterator<Item = &Arc<QueueDef>> {
+        self.snapshot().vhosts.values().flat_map(|vhost| vhost.queues.values())
+    }
+
+    /// Applies logged operations in order. An operation that no longer applies is skipped
+    /// with a log line: the log is history, and history may hold what was undone later.
+    pub fn replay(&mut self, operations: &[DefinitionOp]) {
+        for operation in operations {
+            if let Err(error) = self.replay_one(operation) {
+                crate::warn!("definitions replay: {operation:?} skipped: {}", error.reply_text);
+            }
+        }
+    }
+
+    fn replay_one(&mut self, operation: &DefinitionOp) -> Result<(), AmqpError> {
+        match operation {
+            DefinitionOp::ExchangeDeclare { vhost, name, kind, auto_delete, internal, arguments } => self
+                .declare_exchange(&ExchangeDeclare {
+                    vhost: vhost.clone(),
+                    name: name.clone(),
+                    kind: kind.clone(),
+                    passive: false,
+                    durable: true,
+                    auto_delete: *auto_delete,
+                    internal: *internal,
+                    arguments: arguments.clone(),
+                }),
+            DefinitionOp::ExchangeDelete { vhost, name } => self.delete_exchange(vhost, name, false),
+            DefinitionOp::QueueDeclare { vhost, name, sequence, auto_delete, arguments } => {
+                let owner = queue_owner(vhost, name, self.shard_count);
+                let definition = QueueDef {
+                    id: QueueId::new(owner, *sequence),
+                    vhost: vhost.clone(),
+                    name: name.clone(),
+                    durable: true,
+                    exclusive_owner: None,
+                    auto_delete: *auto_delete,
+                    arguments: arguments.clone(),
+                };
+                self.next_queue_sequence = self.next_queue_sequence.max(sequence + 1);
+                self.queue_count += 1;
+                self.vhost_mut(vhost)?.queues.insert(name.clone(), Arc::new(definition));
+                Ok(())
+            }
+            DefinitionOp::QueueDelete { vhost, name } => {
+                let id = self.vhost(vhost)?.queues.get(name).map(|queue| queue.id);
+                match id {
+                    Some(id) => self.remove_queue(vhost, id),
+                    None => Ok(()),
+                }
+            }
+            DefinitionOp::Bind(binding) => self.bind(&binding_request(binding)),
+            DefinitionOp::Unbind(binding) => self.unbind(&binding_request(binding)),
+        }
+    }
+
+    /// The durable state as a minimal list of operations (for compaction).
+    pub fn durable_operations(&self) -> Vec<DefinitionOp> {
+        let mut exchanges = Vec::new();
+        let mut queues = Vec::new();
+        let mut bindings = Vec::new();
+        for vhost in self.snapshot().vhosts.values() {
+            for exchange in vhost.exchanges.values() {
+                if exchange.durable && !is_predeclared(&exchange.name) {
+                    exchanges.push(DefinitionOp::ExchangeDeclare {
+                        vhost: vhost.name.clone(),
+                        name: exchange.name.clone(),
+                        kind: exchange.kind.as_str().to_string(),
+                        auto_delete: exchange.auto_delete,
+                        internal: exchange.internal,
+                        arguments: exchange.arguments.clone(),
+                    });
+                }
+            }
+            for queue in vhost.queues.values().filter(|queue| queue_is_durable(queue)) {
+                queues.push(DefinitionOp::QueueDeclare {
+                    vhost: vhost.name.clone(),
+                    name: queue.name.clone(),
+                    sequence: queue.id.sequence(),
+                    auto_delete: queue.auto_delete,
+                    arguments: queue.arguments.clone(),
+                });
+            }
+            durable_bindings(vhost, &mut bindings);
+        }
+        exchanges.into_iter().chain(queues).chain(bindings).collect()
+    }
+}
+
+fn durable_bindings(vhost: &Vhost, out: &mut Vec<DefinitionOp>) {
+    for exchange in vhost.exchanges.values().filter(|exchange| exchange.durable && !exchange.name.is_empty()) {
+        for (destination, routing_key, arguments) in exchange.table.bindings() {
+            let (name, is_queue, durable) = match destination {
+                Destination::Queue(id) => match vhost.queues.values().find(|queue| queue.id == id) {
+                    Some(queue) => (queue.name.clone(), true, queue_is_durable(queue)),
+                    None => continue,
+                },
+                Destination::Exchange(id) => match vhost.exchange_by_id(id) {
+                    Some(target) => (target.name.clone(), false, target.durable),
+                    None => continue,
+                },
+            };
+            if durable {
+                out.push(DefinitionOp::Bind(BindingDefinition {
+                    vhost: vhost.name.clone(),
+                    source: exchange.name.clone(),
+                    destination: name,
+                    destination_is_queue: is_queue,
+                    routing_key: routing_key.to_string(),
+                    arguments: arguments.clone(),
+                }));
+            }
+        }
+    }
+}
+
+fn binding_request(binding: &BindingDefinition) -> Binding {
+    Binding {
+        vhost: binding.vhost.clone(),
+        source: binding.source.clone(),
+        destination: binding.destination.clone(),
+        destination_is_queue: binding.destination_is_queue,
+        routing_key: binding.routing_key.clone(),
+        arguments: binding.arguments.clone(),
+        conn: REPLAY_CONN,
+    }
+}

@@ -1,0 +1,344 @@
+//! The definitions log: durable exchanges, queues and bindings, one checksummed record per
+//! change, fsynced before the client is answered.
+//!
+//! At start the log is replayed through the same `Definitions` methods clients use, then
+//! compacted: the current state is written to a new file, fsynced, and renamed over the old
+//! one (then the directory is fsynced), so a crash at any point leaves one complete log.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use amq_protocol::types::FieldTable;
+use bytes::BufMut;
+
+use super::record::{read_record, ReadOutcome, RECORD_HEADER_BYTES};
+use crate::amqp::methods::{decode_field_table, encode_field_table};
+
+const KIND_EXCHANGE_DECLARE: u8 = 10;
+const KIND_EXCHANGE_DELETE: u8 = 11;
+const KIND_QUEUE_DECLARE: u8 = 12;
+const KIND_QUEUE_DELETE: u8 = 13;
+const KIND_BIND: u8 = 14;
+const KIND_UNBIND: u8 = 15;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BindingDefinition {
+    pub vhost: String,
+    pub source: String,
+    pub destination: String,
+    pub destination_is_queue: bool,
+    pub routing_key: String,
+    pub arguments: FieldTable,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum DefinitionOp {
+    ExchangeDeclare {
+        vhost: String,
+        name: String,
+        kind: String,
+        auto_delete: bool,
+        internal: bool,
+        arguments: FieldTable,
+    },
+    ExchangeDelete {
+        vhost: String,
+        name: String,
+    },
+    QueueDeclare {
+        vhost: String,
+        name: String,
+        sequence: u64,
+        auto_delete: bool,
+        arguments: FieldTable,
+    },
+    QueueDelete {
+        vhost: String,
+        name: String,
+    },
+    Bind(BindingDefinition),
+    Unbind(BindingDefinition),
+}
+
+pub struct DefinitionsLog {
+    path: PathBuf,
+    file: File,
+    records: usize,
+}
+
+const FILE_NAME: &str = "definitions.log";
+
+impl DefinitionsLog {
+    /// Opens the log and returns it with every operation it holds, in order. A damaged tail
+    /// (a crash during an append) is reported and ignored.
+    pub fn open(data_dir: &Path) -> io::Result<(DefinitionsLog, Vec<DefinitionOp>)> {
+        let path = data_dir.join(FILE_NAME);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(error) => return Err(error),
+        };
+        let mut operations = Vec::new();
+        let mut offset = 0;
+        loop {
+            match read_record(&bytes, offset) {
+                ReadOutcome::End => break,
+                ReadOutcome::Damaged { reason } => {
+                    crate::warn!("definitions log: {reason} at offset {offset}; later records are dropped");
+                    break;
+                }
+                ReadOutcome::Record { kind, payload, next } => {
+                    match decode(kind, payload) {
+                        Some(operation) => operations.push(operation),
+                        None => crate::warn!("definitions log: undecodable record at offset {offset} skipped"),
+                    }
+                    offset = next;
+                }
+            }
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let records = operations.len();
+        Ok((DefinitionsLog { path, file, records }, operations))
+    }
+
+    /// Appends one change and fsyncs it.
+    pub fn append(&mut self, operation: &DefinitionOp) -> io::Result<()> {
+        let mut out = Vec::new();
+        encode(&mut out, operation)?;
+        self.file.write_all(&out)?;
+        self.file.sync_data()?;
+        self.records += 1;
+        Ok(())
+    }
+
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// Replaces the log with `operations` (the current state): write new, fsync, rename.
+    pub fn compact(&mut self, operations: &[DefinitionOp]) -> io::Result<()> {
+        let temporary = self.path.with_extension("log.new");
+        let mut out = Vec::new();
+        for operation in operations {
+            encode(&mut out, operation)?;
+        }
+        {
+            let mut file = File::create(&temporary)?;
+            file.write_all(&out)?;
+            file.sync_all()?;
+        }
+        std::fs::rename(&temporary, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            File::open(dir)?.sync_all()?;
+        }
+        self.file = OpenOptions::new().append(true).open(&self.path)?;
+        self.records = operations.len();
+        Ok(())
+    }
+}
+
+fn put_text(out: &mut Vec<u8>, text: &str) {
+    let bytes = &text.as_bytes()[..text.len().min(u16::MAX as usize)];
+    out.put_u16_le(bytes.len() as u16);
+    out.put_slice(bytes);
+}
+
+fn put_table(out: &mut Vec<u8>, table: &FieldTable) -> io::Result<()> {
+    let bytes = encode_field_table(table).map_err(|error| io::Error::other(error.to_string()))?;
+    out.put_u32_le(bytes.len() as u32);
+    out.put_slice(&bytes);
+    Ok(())
+}
+
+fn put_binding(out: &mut Vec<u8>, binding: &BindingDefinition) -> io::Result<()> {
+    put_text(out, &binding.vhost);
+    put_text(out, &binding.source);
+    put_text(out, &binding.destination);
+    out.put_u8(u8::from(binding.destination_is_queue));
+    put_text(out, &binding.routing_key);
+    put_table(out, &binding.arguments)
+}
+
+fn encode(out: &mut Vec<u8>, operation: &DefinitionOp) -> io::Result<()> {
+    let start = out.len();
+    out.put_u64_le(0);
+    match operation {
+        DefinitionOp::ExchangeDeclare { vhost, name, kind, auto_delete, internal, arguments } => {
+            out.put_u8(KIND_EXCHANGE_DECLARE);
+            put_text(out, vhost);
+            put_text(out, name);
+            put_text(out, kind);
+            out.put_u8(u8::from(*auto_delete));
+            out.put_u8(u8::from(*internal));
+            put_table(out, arguments)?;
+        }
+        DefinitionOp::ExchangeDelete { vhost, name } => {
+            out.put_u8(KIND_EXCHANGE_DELETE);
+            put_text(out, vhost);
+            put_text(out, name);
+        }
+        DefinitionOp::QueueDeclare { vhost, name, sequence, auto_delete, arguments } => {
+            out.put_u8(KIND_QUEUE_DECLARE);
+            put_text(out, vhost);
+            put_text(out, name);
+            out.put_u64_le(*sequence);
+            out.put_u8(u8::from(*auto_delete));
+            put_table(out, arguments)?;
+        }
+        DefinitionOp::QueueDelete { vhost, name } => {
+            out.put_u8(KIND_QUEUE_DELETE);
+            put_text(out, vhost);
+            put_text(out, name);
+        }
+        DefinitionOp::Bind(binding) => {
+            out.put_u8(KIND_BIND);
+            put_binding(out, binding)?;
+        }
+        DefinitionOp::Unbind(binding) => {
+            out.put_u8(KIND_UNBIND);
+            put_binding(out, binding)?;
+        }
+    }
+    let body = &out[start + RECORD_HEADER_BYTES..];
+    let length = body.len() as u32;
+    let checksum = crc32c::crc32c(body);
+    out[start..start + 4].copy_from_slice(&length.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&checksum.to_le_bytes());
+    Ok(())
+}
+
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    position: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, count: usize) -> Option<&'a [u8]> {
+        let slice = self.bytes.get(self.position..self.position + count)?;
+        self.position += count;
+        Some(slice)
+    }
+    fn flag(&mut self) -> Option<bool> {
+        Some(self.take(1)?[0] != 0)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    fn text(&mut self) -> Option<String> {
+        let length = u16::from_le_bytes(self.take(2)?.try_into().ok()?);
+        String::from_utf8(self.take(usize::from(length))?.to_vec()).ok()
+    }
+    fn table(&mut self) -> Option<FieldTable> {
+        let length = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
+        decode_field_table(self.take(length as usize)?).ok()
+    }
+    fn binding(&mut self) -> Option<BindingDefinition> {
+        Some(BindingDefinition {
+            vhost: self.text()?,
+            source: self.text()?,
+            destination: self.text()?,
+            destination_is_queue: self.flag()?,
+            routing_key: self.text()?,
+            arguments: self.table()?,
+        })
+    }
+}
+
+fn decode(kind: u8, payload: &[u8]) -> Option<DefinitionOp> {
+    let mut cursor = Cursor { bytes: payload, position: 0 };
+    let operation = match kind {
+        KIND_EXCHANGE_DECLARE => DefinitionOp::ExchangeDeclare {
+            vhost: cursor.text()?,
+            name: cursor.text()?,
+            kind: cursor.text()?,
+            auto_delete: cursor.flag()?,
+            internal: cursor.flag()?,
+            arguments: cursor.table()?,
+        },
+        KIND_EXCHANGE_DELETE => DefinitionOp::ExchangeDelete { vhost: cursor.text()?, name: cursor.text()? },
+        KIND_QUEUE_DECLARE => DefinitionOp::QueueDeclare {
+            vhost: cursor.text()?,
+            name: cursor.text()?,
+            sequence: cursor.u64()?,
+            auto_delete: cursor.flag()?,
+            arguments: cursor.table()?,
+        },
+        KIND_QUEUE_DELETE => DefinitionOp::QueueDelete { vhost: cursor.text()?, name: cursor.text()? },
+        KIND_BIND => DefinitionOp::Bind(cursor.binding()?),
+        KIND_UNBIND => DefinitionOp::Unbind(cursor.binding()?),
+        _ => return None,
+    };
+    (cursor.position == payload.len()).then_some(operation)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amq_protocol::types::AMQPValue;
+
+    #[test]
+    fn operations_survive_reopen_and_compaction() {
+        let dir = std::env::temp_dir().join(format!("spatemq-deflog-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-max-length".into(), AMQPValue::LongInt(5));
+        let operations = vec![
+            DefinitionOp::ExchangeDeclare {
+                vhost: "/".into(),
+                name: "logs".into(),
+                kind: "fanout".into(),
+                auto_delete: false,
+                internal: false,
+                arguments: FieldTable::default(),
+            },
+            DefinitionOp::QueueDeclare {
+                vhost: "/".into(),
+                name: "q".into(),
+                sequence: 9,
+                auto_delete: false,
+                arguments,
+            },
+            DefinitionOp::Bind(BindingDefinition {
+                vhost: "/".into(),
+                source: "logs".into(),
+                destination: "q".into(),
+                destination_is_queue: true,
+                routing_key: "".into(),
+                arguments: FieldTable::default(),
+            }),
+        ];
+        {
+            let (mut log, existing) = DefinitionsLog::open(&dir).expect("open");
+            assert!(existing.is_empty());
+            for operation in &operations {
+                log.append(operation).expect("append");
+            }
+        }
+        let (mut log, read) = DefinitionsLog::open(&dir).expect("reopen");
+        assert_eq!(read, operations);
+        log.compact(&operations[1..]).expect("compact");
+        let (_, compacted) = DefinitionsLog::open(&dir).expect("reopen compacted");
+        assert_eq!(compacted, operations[1..].to_vec());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn torn_tail_keeps_earlier_operations() {
+        let dir = std::env::temp_dir().join(format!("spatemq-deflog-torn-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        {
+            let (mut log, _) = DefinitionsLog::open(&dir).expect("open");
+            log.append(&DefinitionOp::QueueDelete { vhost: "/".into(), name: "a".into() }).expect("append");
+            log.append(&DefinitionOp::QueueDelete { vhost: "/".into(), name: "b".into() }).expect("append");
+        }
+        let path = dir.join(FILE_NAME);
+        let bytes = std::fs::read(&path).expect("read");
+        std::fs::write(&path, &bytes[..bytes.len() - 3]).expect("truncate");
+        let (_, read) = DefinitionsLog::open(&dir).expect("reopen");
+        assert_eq!(read, vec![DefinitionOp::QueueDelete { vhost: "/".into(), name: "a".into() }]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

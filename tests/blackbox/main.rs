@@ -1,0 +1,14 @@
+//! Black-box tests: the real broker binary, started per test on a free port with its own data
+//! directory, driven over TCP by lapin and by a raw frame client. One test binary (modules
+//! below) so the suite links once.
+
+#[macro_use]
+mod common;
+
+mod bad_input;
+mod basic;
+mod confirm_tx;
+mod connection;
+mod cross_shard;
+mod exchange;
+mod queue;
