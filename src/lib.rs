@@ -6,6 +6,7 @@
 pub mod amqp;
 pub mod broker;
 pub mod config;
+pub mod host_checks;
 pub mod limits;
 pub mod logging;
 pub mod server;

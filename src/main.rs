@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use spatemq::config::{self, Command};
-use spatemq::{error, info, logging, server};
+use spatemq::{error, host_checks, info, logging, server, warn};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -28,6 +28,9 @@ fn main() -> ExitCode {
         Command::Serve(config) => config,
     };
     logging::set_level(config.log_level);
+    for warning in host_checks::warnings(&config) {
+        warn!("{warning}");
+    }
     // Block the shutdown signals before any thread starts so that every shard inherits the
     // mask and only this thread receives them, in sigwait.
     let signals = block_shutdown_signals();
