@@ -21,8 +21,36 @@ pub struct Config {
     /// Each shard also listens on a port of its own (printed at start), so tests and
     /// diagnostics can place a connection on a chosen shard.
     pub per_shard_listeners: bool,
+    /// Memory above which publishers are blocked: a fraction of RAM, or an absolute size.
+    pub memory_high_watermark: MemoryWatermark,
+    /// Free space in the data directory below which publishers are blocked (bytes).
+    pub disk_free_limit_bytes: u64,
     /// Test hook: the message store fails every write after this many bytes.
     pub inject_store_failure_after_bytes: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MemoryWatermark {
+    /// A fraction of the machine's RAM, as RabbitMQ's `vm_memory_high_watermark.relative`.
+    Fraction(f64),
+    Bytes(u64),
+}
+
+impl MemoryWatermark {
+    /// `0.4` is a fraction; anything with a unit or above 1 is a size.
+    pub fn parse(text: &str) -> Option<MemoryWatermark> {
+        match text.parse::<f64>() {
+            Ok(fraction) if fraction > 0.0 && fraction <= 1.0 => Some(MemoryWatermark::Fraction(fraction)),
+            _ => crate::alarms::parse_size(text).filter(|bytes| *bytes > 0).map(MemoryWatermark::Bytes),
+        }
+    }
+
+    pub fn bytes(self, total_memory_bytes: u64) -> u64 {
+        match self {
+            MemoryWatermark::Fraction(fraction) => (total_memory_bytes as f64 * fraction) as u64,
+            MemoryWatermark::Bytes(bytes) => bytes,
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -68,6 +96,8 @@ FLAGS (each also read from the environment as SPATEMQ_<NAME>, flag wins):
     --shards <n>            shard threads [default: available cores]
     --pin-cores             pin shard i to core i
     --log-level <level>     error, warn, info or debug [default: info]
+    --memory-high-watermark <x>  block publishers above this memory: a fraction of RAM or a size [default: 0.4]
+    --disk-free-limit <size>     block publishers below this free disk space [default: 50MB]
     --per-shard-listeners   each shard also listens on a port of its own (tests, diagnostics)
     -h, --help              this text
     -V, --version           the version
@@ -85,6 +115,8 @@ impl Config {
             log_level: Level::Info,
             per_shard_listeners: false,
             inject_store_failure_after_bytes: None,
+            memory_high_watermark: MemoryWatermark::Fraction(0.4),
+            disk_free_limit_bytes: 50_000_000,
         }
     }
 
@@ -124,6 +156,16 @@ impl Config {
                 self.log_level = Level::parse(text).ok_or_else(|| bad(text, "expected error, warn, info or debug"))?;
             }
             "--pin-cores" => self.pin_cores = parse_bool(flag, value)?,
+            "--memory-high-watermark" => {
+                let text = need(value)?;
+                self.memory_high_watermark = MemoryWatermark::parse(text)
+                    .ok_or_else(|| bad(text, "expected a fraction of RAM (0.4) or a size (512MB, 2GiB)"))?;
+            }
+            "--disk-free-limit" => {
+                let text = need(value)?;
+                self.disk_free_limit_bytes =
+                    crate::alarms::parse_size(text).ok_or_else(|| bad(text, "expected a size (50MB, 1GiB)"))?;
+            }
             "--inject-store-failure-after-bytes" => {
                 let text = need(value)?;
                 let bytes = text.parse().map_err(|_| bad(text, "expected a byte count"))?;
@@ -149,8 +191,16 @@ fn parse_bool(flag: &str, value: Option<&str>) -> Result<bool, ConfigError> {
 }
 
 const SWITCHES: &[&str] = &["--pin-cores", "--per-shard-listeners"];
-const VALUED: &[&str] =
-    &["--amqp-port", "--bind", "--data-dir", "--shards", "--log-level", "--inject-store-failure-after-bytes"];
+const VALUED: &[&str] = &[
+    "--amqp-port",
+    "--bind",
+    "--data-dir",
+    "--shards",
+    "--log-level",
+    "--memory-high-watermark",
+    "--disk-free-limit",
+    "--inject-store-failure-after-bytes",
+];
 
 /// Parses the command line (without the program name) and the environment.
 pub fn parse<I, E>(args: I, env: E) -> Result<Command, ConfigError>
@@ -236,6 +286,16 @@ mod tests {
         assert!(matches!(parse_args(&["--nope"], &[]), Err(ConfigError::UnknownFlag(_))));
         assert!(matches!(parse_args(&["--amqp-port"], &[]), Err(ConfigError::MissingValue(_))));
         assert!(matches!(parse_args(&["--amqp-port", "x"], &[]), Err(ConfigError::BadValue { .. })));
+    }
+
+    #[test]
+    fn watermarks_take_fractions_and_sizes() {
+        let config = serve(&["--memory-high-watermark", "0.5", "--disk-free-limit", "1GiB"], &[]);
+        assert_eq!(config.memory_high_watermark, MemoryWatermark::Fraction(0.5));
+        assert_eq!(config.disk_free_limit_bytes, 1 << 30);
+        let config = serve(&["--memory-high-watermark", "512MB"], &[]);
+        assert_eq!(config.memory_high_watermark.bytes(0), 512_000_000);
+        assert!(matches!(parse_args(&["--memory-high-watermark", "-1"], &[]), Err(ConfigError::BadValue { .. })));
     }
 
     #[test]

@@ -18,10 +18,7 @@ pub const MEMLOCK_MIN_BYTES: u64 = 64 * 1024 * 1024;
 /// `vm.max_map_count` below which the broker warns: segments are mmapped, one mapping each.
 pub const MAX_MAP_COUNT_MIN: u64 = 262_144;
 /// The first kernel that accounts io_uring memory to the cgroup instead of RLIMIT_MEMLOCK.
-pub const KERNEL_WITHOUT_MEMLOCK_ACCOUNTING: KernelVersion = KernelVersion {
-    major: 5,
-    minor: 12,
-};
+pub const KERNEL_WITHOUT_MEMLOCK_ACCOUNTING: KernelVersion = KernelVersion { major: 5, minor: 12 };
 
 /// A kernel release reduced to what decisions need.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,9 +39,7 @@ impl KernelVersion {
 }
 
 fn leading_number(text: &str) -> Option<u32> {
-    let digits: &str = &text[..text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len())];
+    let digits: &str = &text[..text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len())];
     digits.parse().ok()
 }
 
@@ -163,10 +158,7 @@ fn show_bytes(value: u64) -> String {
 }
 
 fn read_rlimit(resource: libc::__rlimit_resource_t) -> Option<Limit> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes one rlimit into the valid struct passed by pointer.
     let status = unsafe { libc::getrlimit(resource, &mut limit) };
     if status != 0 {
@@ -179,10 +171,7 @@ fn read_rlimit(resource: libc::__rlimit_resource_t) -> Option<Limit> {
             value
         }
     };
-    Some(Limit {
-        soft: widen(limit.rlim_cur),
-        hard: widen(limit.rlim_max),
-    })
+    Some(Limit { soft: widen(limit.rlim_cur), hard: widen(limit.rlim_max) })
 }
 
 fn kernel_release() -> Option<String> {
@@ -202,14 +191,8 @@ mod tests {
     use super::*;
 
     const GOOD: HostReadings = HostReadings {
-        nofile: Some(Limit {
-            soft: 1_048_576,
-            hard: 1_048_576,
-        }),
-        memlock_bytes: Some(Limit {
-            soft: u64::MAX,
-            hard: u64::MAX,
-        }),
+        nofile: Some(Limit { soft: 1_048_576, hard: 1_048_576 }),
+        memlock_bytes: Some(Limit { soft: u64::MAX, hard: u64::MAX }),
         kernel: Some(KernelVersion { major: 6, minor: 1 }),
         max_map_count: Some(262_144),
     };
@@ -225,24 +208,13 @@ mod tests {
 
     #[test]
     fn unreadable_settings_give_no_warning() {
-        let unknown = HostReadings {
-            nofile: None,
-            memlock_bytes: None,
-            kernel: None,
-            max_map_count: None,
-        };
+        let unknown = HostReadings { nofile: None, memlock_bytes: None, kernel: None, max_map_count: None };
         assert!(decide(&unknown, 2).is_empty());
     }
 
     #[test]
     fn low_soft_nofile_with_room_under_hard_says_ulimit() {
-        let readings = HostReadings {
-            nofile: Some(Limit {
-                soft: 1024,
-                hard: 1_048_576,
-            }),
-            ..GOOD
-        };
+        let readings = HostReadings { nofile: Some(Limit { soft: 1024, hard: 1_048_576 }), ..GOOD };
         let found = decide(&readings, 2);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].contains("RLIMIT_NOFILE) is 1024"), "{}", found[0]);
@@ -251,13 +223,7 @@ mod tests {
 
     #[test]
     fn low_hard_nofile_points_at_limits_files() {
-        let readings = HostReadings {
-            nofile: Some(Limit {
-                soft: 20_000,
-                hard: 20_000,
-            }),
-            ..GOOD
-        };
+        let readings = HostReadings { nofile: Some(Limit { soft: 20_000, hard: 20_000 }), ..GOOD };
         let found = decide(&readings, 2);
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].contains("hard limit is 20000"), "{}", found[0]);
@@ -266,23 +232,14 @@ mod tests {
 
     #[test]
     fn nofile_exactly_at_the_minimum_is_fine() {
-        let readings = HostReadings {
-            nofile: Some(Limit {
-                soft: NOFILE_SOFT_MIN,
-                hard: NOFILE_SOFT_MIN,
-            }),
-            ..GOOD
-        };
+        let readings = HostReadings { nofile: Some(Limit { soft: NOFILE_SOFT_MIN, hard: NOFILE_SOFT_MIN }), ..GOOD };
         assert!(decide(&readings, 2).is_empty());
     }
 
     #[test]
     fn low_memlock_on_an_old_kernel_warns() {
         let readings = HostReadings {
-            memlock_bytes: Some(Limit {
-                soft: 64 * 1024,
-                hard: 64 * 1024,
-            }),
+            memlock_bytes: Some(Limit { soft: 64 * 1024, hard: 64 * 1024 }),
             kernel: old_kernel(),
             ..GOOD
         };
@@ -296,10 +253,7 @@ mod tests {
     #[test]
     fn low_memlock_on_5_12_or_later_is_not_charged_so_no_warning() {
         let readings = HostReadings {
-            memlock_bytes: Some(Limit {
-                soft: 64 * 1024,
-                hard: 64 * 1024,
-            }),
+            memlock_bytes: Some(Limit { soft: 64 * 1024, hard: 64 * 1024 }),
             kernel: Some(KERNEL_WITHOUT_MEMLOCK_ACCOUNTING),
             ..GOOD
         };
@@ -309,10 +263,7 @@ mod tests {
     #[test]
     fn memlock_of_64_mib_on_an_old_kernel_is_enough() {
         let readings = HostReadings {
-            memlock_bytes: Some(Limit {
-                soft: MEMLOCK_MIN_BYTES,
-                hard: MEMLOCK_MIN_BYTES,
-            }),
+            memlock_bytes: Some(Limit { soft: MEMLOCK_MIN_BYTES, hard: MEMLOCK_MIN_BYTES }),
             kernel: old_kernel(),
             ..GOOD
         };
@@ -321,35 +272,18 @@ mod tests {
 
     #[test]
     fn low_max_map_count_warns_with_the_sysctl() {
-        let readings = HostReadings {
-            max_map_count: Some(65_530),
-            ..GOOD
-        };
+        let readings = HostReadings { max_map_count: Some(65_530), ..GOOD };
         let found = decide(&readings, 2);
         assert_eq!(found.len(), 1, "{found:?}");
-        assert!(
-            found[0].contains("vm.max_map_count is 65530"),
-            "{}",
-            found[0]
-        );
-        assert!(
-            found[0].contains("sysctl -w vm.max_map_count=262144"),
-            "{}",
-            found[0]
-        );
+        assert!(found[0].contains("vm.max_map_count is 65530"), "{}", found[0]);
+        assert!(found[0].contains("sysctl -w vm.max_map_count=262144"), "{}", found[0]);
     }
 
     #[test]
     fn every_problem_is_reported_in_a_fixed_order() {
         let readings = HostReadings {
-            nofile: Some(Limit {
-                soft: 1024,
-                hard: 4096,
-            }),
-            memlock_bytes: Some(Limit {
-                soft: 65_536,
-                hard: 65_536,
-            }),
+            nofile: Some(Limit { soft: 1024, hard: 4096 }),
+            memlock_bytes: Some(Limit { soft: 65_536, hard: 65_536 }),
             kernel: old_kernel(),
             max_map_count: Some(65_530),
         };
@@ -363,42 +297,12 @@ mod tests {
     #[test]
     fn kernel_releases_parse_to_major_and_minor() {
         let parse = KernelVersion::parse;
-        assert_eq!(
-            parse("6.1.0-18-amd64"),
-            Some(KernelVersion { major: 6, minor: 1 })
-        );
-        assert_eq!(
-            parse("5.4.0-150-generic"),
-            Some(KernelVersion { major: 5, minor: 4 })
-        );
-        assert_eq!(
-            parse("5.11"),
-            Some(KernelVersion {
-                major: 5,
-                minor: 11
-            })
-        );
-        assert_eq!(
-            parse("6.18.44-custom"),
-            Some(KernelVersion {
-                major: 6,
-                minor: 18
-            })
-        );
-        assert_eq!(
-            parse("4.19+"),
-            Some(KernelVersion {
-                major: 4,
-                minor: 19
-            })
-        );
-        assert_eq!(
-            parse("5.15rc1"),
-            Some(KernelVersion {
-                major: 5,
-                minor: 15
-            })
-        );
+        assert_eq!(parse("6.1.0-18-amd64"), Some(KernelVersion { major: 6, minor: 1 }));
+        assert_eq!(parse("5.4.0-150-generic"), Some(KernelVersion { major: 5, minor: 4 }));
+        assert_eq!(parse("5.11"), Some(KernelVersion { major: 5, minor: 11 }));
+        assert_eq!(parse("6.18.44-custom"), Some(KernelVersion { major: 6, minor: 18 }));
+        assert_eq!(parse("4.19+"), Some(KernelVersion { major: 4, minor: 19 }));
+        assert_eq!(parse("5.15rc1"), Some(KernelVersion { major: 5, minor: 15 }));
         assert_eq!(parse("linux"), None);
         assert_eq!(parse("6"), None);
         assert_eq!(parse(""), None);

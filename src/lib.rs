@@ -3,6 +3,7 @@
 //! The binary (`src/main.rs`) is a thin shell over this library so that tests and benchmarks
 //! can reach the same code the broker runs: the codec, routing tables and shard placement.
 
+pub mod alarms;
 pub mod amqp;
 pub mod broker;
 pub mod config;

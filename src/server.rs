@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use monoio::net::{ListenerOpts, TcpListener};
 
+use crate::alarms::{start_monitor, total_memory_bytes, Alarms, Limits};
 use crate::broker::definitions::Definitions;
 use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::snapshot::Snapshot;
@@ -64,6 +65,7 @@ pub struct Running {
     mailboxes: Arc<Mailboxes>,
     threads: Vec<JoinHandle<()>>,
     _lock: DataDirLock,
+    alarms: Arc<Alarms>,
     pub recovered_messages: u64,
 }
 
@@ -71,6 +73,7 @@ impl Running {
     /// Asks every shard to close its connections (320 CONNECTION_FORCED) and waits for them.
     pub fn shutdown(self) {
         SHUTTING_DOWN.store(true, Ordering::SeqCst);
+        self.alarms.stop();
         self.mailboxes.request_shutdown();
         for thread in self.threads {
             let _ = thread.join();
@@ -88,6 +91,11 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             StdListener::bind(requested).map_err(|source| StartError::PortInUse { address: requested, source })?;
         probe.local_addr().map_err(|source| StartError::PortInUse { address: requested, source })?
     };
+    let alarms = start_monitor(Limits {
+        memory_high_watermark_bytes: config.memory_high_watermark.bytes(total_memory_bytes()),
+        disk_free_limit_bytes: config.disk_free_limit_bytes,
+        data_dir: config.data_dir.clone(),
+    });
     let config = Arc::new(config);
     let mailboxes = Arc::new(Mailboxes::new(config.shards, MAILBOX_CAPACITY));
     let durable = recover_durable_state(&config)?;
@@ -102,6 +110,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     for shard_id in 0..config.shards {
         let config = config.clone();
         let mailboxes = mailboxes.clone();
+        let alarms = alarms.clone();
         let ready = ready_sender.clone();
         let initial = initial.clone();
         let writer = if shard_id == 0 { writer.take() } else { None };
@@ -111,7 +120,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             .name(format!("shard-{shard_id}"))
             .spawn(move || {
                 run_shard(
-                    ShardStart { shard_id, config, mailboxes, address, initial, writer, restore, next_segment },
+                    ShardStart { shard_id, config, mailboxes, alarms, address, initial, writer, restore, next_segment },
                     ready,
                 )
             })
@@ -138,7 +147,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             Err(_) => return Err(StartError::Shard { shard: 0, message: "a shard thread exited during start".into() }),
         }
     }
-    Ok(Running { address, shard_addresses, driver, mailboxes, threads, _lock: lock, recovered_messages })
+    Ok(Running { address, shard_addresses, driver, mailboxes, threads, _lock: lock, alarms, recovered_messages })
 }
 
 struct ShardReady {
@@ -153,6 +162,7 @@ struct ShardStart {
     shard_id: usize,
     config: Arc<Config>,
     mailboxes: Arc<Mailboxes>,
+    alarms: Arc<Alarms>,
     address: SocketAddr,
     initial: Arc<Snapshot>,
     writer: Option<(Definitions, DefinitionsLog)>,
@@ -161,7 +171,7 @@ struct ShardStart {
 }
 
 fn run_shard(start: ShardStart, ready: ReadySender) {
-    let ShardStart { shard_id, config, mailboxes, address, initial, writer, restore, next_segment } = start;
+    let ShardStart { shard_id, config, mailboxes, alarms, address, initial, writer, restore, next_segment } = start;
     if config.pin_cores {
         pin_to_core(shard_id);
     }
@@ -197,9 +207,11 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
             Ok(store) => store,
             Err(error) => return fail(&ready, format!("cannot open message store {}: {error}", store_dir.display())),
         };
-        let shard = Rc::new(Shard::new(shard_id, config.clone(), mailboxes, initial, writer, Some(store)));
+        let shard = Rc::new(Shard::new(shard_id, config.clone(), mailboxes, initial, writer, Some(store), alarms));
         shard.restore_queues(restore);
         monoio::spawn(crate::store::commit::commit_loop(shard.clone()));
+        let collector = shard.clone();
+        monoio::spawn(crate::alarms::collect_loop(move || collector.shutdown_requested()));
         for listener in listeners {
             monoio::spawn(accept_loop(shard.clone(), listener));
         }

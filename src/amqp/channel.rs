@@ -31,6 +31,9 @@ pub enum Content {
     AwaitingBody { publish: Publish, header: ContentHeader, body: BodyParts },
 }
 
+/// Largest body buffer allocated up front from a header's announced size.
+const BODY_PREALLOCATE_MAX_BYTES: usize = 8 * 1024 * 1024;
+
 /// A body kept zero-copy while it is one frame; copied once into a buffer if it spans more.
 pub enum BodyParts {
     Empty,
@@ -51,11 +54,15 @@ impl BodyParts {
         }
     }
 
-    pub fn push(&mut self, part: Bytes) {
+    /// Adds a body frame. The buffer for a multi-frame body is sized from the header's body
+    /// size at once (up to a cap a slow client cannot abuse), so a large message costs one
+    /// allocation instead of a doubling series that leaves freed memory behind.
+    pub fn push(&mut self, part: Bytes, body_size: u64) {
         *self = match std::mem::replace(self, BodyParts::Empty) {
             BodyParts::Empty => BodyParts::One(part),
             BodyParts::One(first) => {
-                let mut buffer = BytesMut::with_capacity(first.len() + part.len());
+                let capacity = usize::try_from(body_size).unwrap_or(usize::MAX).min(BODY_PREALLOCATE_MAX_BYTES);
+                let mut buffer = BytesMut::with_capacity(capacity.max(first.len() + part.len()));
                 buffer.extend_from_slice(&first);
                 buffer.extend_from_slice(&part);
                 BodyParts::Many(buffer)

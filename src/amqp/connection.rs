@@ -49,6 +49,10 @@ pub struct Connection {
     /// the writer has sent them.
     written: RefCell<HashMap<(QueueId, u16, ConsumerTag), u32>>,
     last_read: Cell<Instant>,
+    /// Set by the first basic.publish: only publishing connections are blocked by alarms.
+    pub published: Cell<bool>,
+    /// The client announced the `connection.blocked` capability.
+    pub supports_blocked: Cell<bool>,
     wrote_since_tick: Cell<bool>,
     fd: RawFd,
 }
@@ -69,6 +73,8 @@ impl Connection {
             channels: RefCell::new(HashMap::new()),
             written: RefCell::new(HashMap::new()),
             last_read: Cell::new(Instant::now()),
+            published: Cell::new(false),
+            supports_blocked: Cell::new(false),
             wrote_since_tick: Cell::new(false),
             fd,
         }
@@ -254,6 +260,9 @@ async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut 
         if connection.output_congested() {
             OutputRoom(connection).await;
         }
+        if connection.published.get() && shard.alarms.blocked_reason().is_some() {
+            wait_while_blocked(shard, connection).await;
+        }
         while shard.outbox_congested() && !connection.is_dead() {
             monoio::time::sleep(Duration::from_micros(100)).await;
         }
@@ -261,6 +270,31 @@ async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut 
             return Ok(());
         }
         connection.last_read.set(Instant::now());
+    }
+}
+
+/// Resource alarm: stop reading this publisher's socket until it clears, telling the client
+/// (connection.blocked / unblocked) when it announced it understands. The heartbeat monitor
+/// is paused meanwhile, as RabbitMQ does: a blocked client may well stop sending heartbeats.
+async fn wait_while_blocked(shard: &Shard, connection: &Connection) {
+    use amq_protocol::protocol::{connection as method, AMQPClass};
+    let Some(reason) = shard.alarms.blocked_reason() else { return };
+    if connection.supports_blocked.get() {
+        let blocked = AMQPClass::Connection(method::AMQPMethod::Blocked(method::Blocked { reason: reason.into() }));
+        connection.write_with(|out| {
+            let _ = super::methods::encode_method(out, 0, &blocked);
+        });
+    }
+    while shard.alarms.blocked_reason().is_some() && !connection.is_dead() && !shard.shutdown_requested() {
+        connection.last_read.set(Instant::now());
+        monoio::time::sleep(Duration::from_millis(crate::alarms::SAMPLE_INTERVAL_MS / 2)).await;
+    }
+    connection.last_read.set(Instant::now());
+    if connection.supports_blocked.get() {
+        let unblocked = AMQPClass::Connection(method::AMQPMethod::Unblocked(method::Unblocked {}));
+        connection.write_with(|out| {
+            let _ = super::methods::encode_method(out, 0, &unblocked);
+        });
     }
 }
 

@@ -201,6 +201,7 @@ impl Dispatcher {
     }
 
     fn start_publish(&mut self, channel_id: u16, publish: Publish) -> MethodResult {
+        self.connection.published.set(true);
         let exchange = String::from_utf8_lossy(&publish.exchange).into_owned();
         let snapshot = self.shard.snapshot();
         let vhost_name = self.connection.vhost.borrow().clone();
@@ -283,7 +284,7 @@ impl Dispatcher {
                 let error = AmqpError::new(FRAME_ERROR, "content body is longer than the header's body size");
                 return Err(fault(error, (CLASS_BASIC, 40)));
             }
-            body.push(payload);
+            body.push(payload, header.body_size);
             if received < header.body_size {
                 return Ok(());
             }

@@ -33,6 +33,7 @@ pub async fn run(
         AMQPClass::Connection(method::AMQPMethod::StartOk(start_ok)) => start_ok,
         _ => return fail(connection, AmqpError::new(COMMAND_INVALID, "expected connection.start-ok"), 10, 11),
     };
+    connection.supports_blocked.set(announces_capability(&start_ok.client_properties, "connection.blocked"));
     if let Err(error) = authenticate(&start_ok, loopback_peer) {
         return fail(connection, error, 10, 11);
     }
@@ -118,6 +119,15 @@ async fn expect_method(connection: &Connection, reader: &mut FrameReader) -> Res
     parse_method(&frame.payload).map_err(|error| {
         send_connection_close(connection, &AmqpError::from_codec(error.reply_code(), error), 0, 0);
     })
+}
+
+fn announces_capability(client_properties: &FieldTable, capability: &str) -> bool {
+    match client_properties.inner().get("capabilities") {
+        Some(AMQPValue::FieldTable(capabilities)) => {
+            matches!(capabilities.inner().get(capability), Some(AMQPValue::Boolean(true)))
+        }
+        _ => false,
+    }
 }
 
 fn authenticate(start_ok: &method::StartOk, loopback_peer: bool) -> Result<(), AmqpError> {

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::alarms::Alarms;
 use crate::amqp::connection::Connection;
 use crate::amqp::deliveries::DeliverOutcome;
 use crate::broker::definitions::Definitions;
@@ -65,6 +66,7 @@ pub struct Shard {
     pub sync_signal: SyncSignal,
     /// Shard 0 only: where durable definitions are written before they are answered.
     definitions_log: Option<RefCell<DefinitionsLog>>,
+    pub alarms: Arc<Alarms>,
 }
 
 impl Shard {
@@ -76,6 +78,7 @@ impl Shard {
         initial: Arc<Snapshot>,
         writer: Option<(Definitions, DefinitionsLog)>,
         store: Option<Store>,
+        alarms: Arc<Alarms>,
     ) -> Shard {
         let count = mailboxes.shards();
         let (writer, definitions_log) = match writer {
@@ -103,6 +106,7 @@ impl Shard {
             store: RefCell::new(store),
             sync_signal: SyncSignal::default(),
             definitions_log,
+            alarms,
         }
     }
 

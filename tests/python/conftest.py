@@ -111,7 +111,7 @@ class _OutputPump(threading.Thread):
         return "".join(self.lines[-200:])
 
 
-def _start_spatemq(shards, data_dir):
+def _start_spatemq(shards, data_dir, extra_args=()):
     binary = os.environ.get("SPATEMQ_BIN") or os.path.join(
         REPO_ROOT, "target", "release", "spatemq")
     if not os.access(binary, os.X_OK):
@@ -119,7 +119,7 @@ def _start_spatemq(shards, data_dir):
                     "with `cargo build --release` or set SPATEMQ_BIN" % binary,
                     pytrace=False)
     cmd = [binary, "--amqp-port", "0", "--bind", "127.0.0.1",
-           "--data-dir", str(data_dir), "--shards", str(shards)]
+           "--data-dir", str(data_dir), "--shards", str(shards), *extra_args]
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
