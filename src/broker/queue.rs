@@ -5,12 +5,13 @@
 //! mailboxes or other queues. Messages keep their arrival sequence number, so a requeued
 //! message goes back to its original position, as RabbitMQ does.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::error::{AmqpError, ACCESS_REFUSED, PRECONDITION_FAILED};
 use super::ids::{ConsumerTag, Holder, QueueId};
 use super::message::Message;
+use super::ready::{Entry, ReadyList, RecordReader};
 use super::requests::GotMessage;
 use super::snapshot::QueueDef;
 use crate::limits::CONSUMER_FLOW_WINDOW;
@@ -40,13 +41,6 @@ impl Payload {
             Payload::Stored { reference, .. } => Some(reference),
         }
     }
-}
-
-#[derive(Clone, Debug)]
-struct Entry {
-    sequence: u64,
-    payload: Payload,
-    redelivered: bool,
 }
 
 #[derive(Debug)]
@@ -114,7 +108,7 @@ pub enum Settle {
 
 pub struct Queue {
     pub definition: Arc<QueueDef>,
-    ready: VecDeque<Entry>,
+    ready: ReadyList,
     unacked: HashMap<u64, Unacked>,
     consumers: Vec<Consumer>,
     next_consumer: usize,
@@ -127,7 +121,7 @@ impl Queue {
     pub fn new(definition: Arc<QueueDef>) -> Queue {
         Queue {
             definition,
-            ready: VecDeque::new(),
+            ready: ReadyList::default(),
             unacked: HashMap::new(),
             consumers: Vec::new(),
             next_consumer: 0,
@@ -158,20 +152,20 @@ impl Queue {
         self.ready.len()
     }
 
-    pub fn enqueue(&mut self, payload: Payload, effects: &mut Vec<Effect>) {
+    pub fn enqueue(&mut self, payload: Payload, effects: &mut Vec<Effect>, reader: &dyn RecordReader) {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        self.ready.push_back(Entry { sequence, payload, redelivered: false });
-        self.dispatch(effects);
+        match payload {
+            Payload::Stored { reference, cached: None } => self.ready.push_stored(sequence, reference),
+            payload => self.ready.push_back(Entry { sequence, payload, redelivered: false }),
+        }
+        self.dispatch(effects, reader);
     }
 
-    /// Puts back messages recovered from the store, in queue order.
-    pub fn restore(&mut self, entries: impl IntoIterator<Item = (u64, StoredRef, bool)>) {
-        for (sequence, reference, redelivered) in entries {
-            self.next_sequence = self.next_sequence.max(sequence + 1);
-            let payload = Payload::Stored { reference, cached: None };
-            self.ready.push_back(Entry { sequence, payload, redelivered });
-        }
+    /// Puts back the messages recovered from the store.
+    pub fn restore(&mut self, ready: ReadyList, next_sequence: u64) {
+        self.ready = ready;
+        self.next_sequence = self.next_sequence.max(next_sequence);
     }
 
     fn mark(&self, entry: &Entry, mark: Mark, effects: &mut Vec<Effect>) {
@@ -186,12 +180,12 @@ impl Queue {
     }
 
     /// Hands ready messages to consumers with credit, round robin.
-    pub fn dispatch(&mut self, effects: &mut Vec<Effect>) {
+    pub fn dispatch(&mut self, effects: &mut Vec<Effect>, reader: &dyn RecordReader) {
         while !self.ready.is_empty() && !self.consumers.is_empty() {
             let Some(index) = self.next_consumer_with_credit() else {
                 return;
             };
-            let Some(entry) = self.ready.pop_front() else {
+            let Some(entry) = self.ready.pop_front(reader, self.definition.id.sequence()) else {
                 return;
             };
             let mark = if self.consumers[index].no_ack { Mark::Removed } else { Mark::Delivered };
@@ -276,7 +270,7 @@ impl Queue {
 
     /// The channel is gone: its consumers are removed and its unacked messages requeued.
     /// Returns true if the queue should now be auto-deleted.
-    pub fn channel_gone(&mut self, holder: Holder, effects: &mut Vec<Effect>) -> bool {
+    pub fn channel_gone(&mut self, holder: Holder, effects: &mut Vec<Effect>, reader: &dyn RecordReader) -> bool {
         let before = self.consumers.len();
         self.consumers.retain(|consumer| consumer.holder != holder);
         if self.consumers.len() != before {
@@ -289,13 +283,20 @@ impl Queue {
             .filter(|(_, unacked)| unacked.holder == holder)
             .map(|(sequence, _)| *sequence)
             .collect();
-        self.settle(holder, &sequences, Settle::Requeue, effects);
+        self.settle(holder, &sequences, Settle::Requeue, effects, reader);
         self.should_auto_delete()
     }
 
     /// Applies ack, requeue or discard to the given messages of a channel. Unknown sequence
     /// numbers (already settled, e.g. requeued when the channel closed) are ignored.
-    pub fn settle(&mut self, holder: Holder, sequences: &[u64], action: Settle, effects: &mut Vec<Effect>) {
+    pub fn settle(
+        &mut self,
+        holder: Holder,
+        sequences: &[u64],
+        action: Settle,
+        effects: &mut Vec<Effect>,
+        reader: &dyn RecordReader,
+    ) {
         for sequence in sequences {
             let Some(unacked) = self.unacked.remove(sequence) else {
                 continue;
@@ -317,28 +318,40 @@ impl Queue {
                 self.mark(&unacked.entry, Mark::Removed, effects);
             }
         }
-        self.dispatch(effects);
+        self.dispatch(effects, reader);
     }
 
     fn requeue(&mut self, mut entry: Entry) {
         entry.redelivered = true;
-        let position = self.ready.partition_point(|queued| queued.sequence < entry.sequence);
-        self.ready.insert(position, entry);
+        self.ready.insert_by_sequence(entry);
     }
 
     /// The consumer's connection wrote `count` deliveries to its socket: more may follow.
-    pub fn credit(&mut self, holder: Holder, tag: &str, count: u32, effects: &mut Vec<Effect>) {
+    pub fn credit(
+        &mut self,
+        holder: Holder,
+        tag: &str,
+        count: u32,
+        effects: &mut Vec<Effect>,
+        reader: &dyn RecordReader,
+    ) {
         if let Some(consumer) =
             self.consumers.iter_mut().find(|consumer| consumer.holder == holder && &*consumer.tag == tag)
         {
             consumer.flow_credit = consumer.flow_credit.saturating_add(count).min(CONSUMER_FLOW_WINDOW);
-            self.dispatch(effects);
+            self.dispatch(effects, reader);
         }
     }
 
     /// basic.get: the head message, tracked as unacked unless `no_ack`.
-    pub fn get(&mut self, holder: Holder, no_ack: bool, effects: &mut Vec<Effect>) -> Option<GotMessage> {
-        let entry = self.ready.pop_front()?;
+    pub fn get(
+        &mut self,
+        holder: Holder,
+        no_ack: bool,
+        effects: &mut Vec<Effect>,
+        reader: &dyn RecordReader,
+    ) -> Option<GotMessage> {
+        let entry = self.ready.pop_front(reader, self.definition.id.sequence())?;
         self.mark(&entry, if no_ack { Mark::Removed } else { Mark::Delivered }, effects);
         let got = GotMessage {
             queue: self.definition.id,
@@ -354,9 +367,9 @@ impl Queue {
     }
 
     /// Drops the ready messages (unacked ones stay, as in RabbitMQ); returns how many.
-    pub fn purge(&mut self, effects: &mut Vec<Effect>) -> u32 {
+    pub fn purge(&mut self, effects: &mut Vec<Effect>, reader: &dyn RecordReader) -> u32 {
         let count = self.message_count();
-        for entry in std::mem::take(&mut self.ready) {
+        while let Some(entry) = self.ready.pop_front(reader, self.definition.id.sequence()) {
             self.mark(&entry, Mark::Removed, effects);
         }
         count
@@ -390,6 +403,7 @@ impl Queue {
 mod tests {
     use super::*;
     use crate::broker::ids::ConnId;
+    use crate::broker::ready::NoRecords;
     use amq_protocol::types::FieldTable;
     use bytes::Bytes;
 
@@ -434,10 +448,10 @@ mod tests {
         let mut effects = Vec::new();
         queue.add_consumer(holder(1), "c".into(), false, false, 2).expect("consume");
         for _ in 0..5 {
-            queue.enqueue(message(b"x"), &mut effects);
+            queue.enqueue(message(b"x"), &mut effects, &NoRecords);
         }
         assert_eq!(delivered(&mut effects).len(), 2);
-        queue.settle(holder(1), &[1], Settle::Ack, &mut effects);
+        queue.settle(holder(1), &[1], Settle::Ack, &mut effects, &NoRecords);
         assert_eq!(delivered(&mut effects), vec![(1, 3, false)]);
     }
 
@@ -448,7 +462,7 @@ mod tests {
         queue.add_consumer(holder(1), "a".into(), true, false, 0).expect("consume");
         queue.add_consumer(holder(2), "b".into(), true, false, 0).expect("consume");
         for _ in 0..4 {
-            queue.enqueue(message(b"x"), &mut effects);
+            queue.enqueue(message(b"x"), &mut effects, &NoRecords);
         }
         let channels: Vec<u16> = delivered(&mut effects).iter().map(|(channel, _, _)| *channel).collect();
         assert_eq!(channels, vec![1, 2, 1, 2]);
@@ -459,11 +473,11 @@ mod tests {
         let mut queue = queue();
         let mut effects = Vec::new();
         for _ in 0..3 {
-            queue.enqueue(message(b"x"), &mut effects);
+            queue.enqueue(message(b"x"), &mut effects, &NoRecords);
         }
-        let first = queue.get(holder(1), false, &mut effects).expect("first");
-        queue.settle(holder(1), &[first.sequence], Settle::Requeue, &mut effects);
-        let again = queue.get(holder(1), true, &mut effects).expect("again");
+        let first = queue.get(holder(1), false, &mut effects, &NoRecords).expect("first");
+        queue.settle(holder(1), &[first.sequence], Settle::Requeue, &mut effects, &NoRecords);
+        let again = queue.get(holder(1), true, &mut effects, &NoRecords).expect("again");
         assert_eq!(again.sequence, first.sequence);
         assert!(again.redelivered);
         assert_eq!(queue.message_count(), 2);
@@ -474,10 +488,10 @@ mod tests {
         let mut queue = queue();
         let mut effects = Vec::new();
         queue.add_consumer(holder(1), "a".into(), false, false, 1).expect("consume");
-        queue.enqueue(message(b"x"), &mut effects);
+        queue.enqueue(message(b"x"), &mut effects, &NoRecords);
         assert_eq!(delivered(&mut effects), vec![(1, 1, false)]);
         queue.add_consumer(holder(2), "b".into(), false, false, 1).expect("consume");
-        queue.channel_gone(holder(1), &mut effects);
+        queue.channel_gone(holder(1), &mut effects, &NoRecords);
         assert_eq!(delivered(&mut effects), vec![(2, 1, true)]);
     }
 
@@ -495,10 +509,10 @@ mod tests {
         let mut effects = Vec::new();
         queue.add_consumer(holder(1), "a".into(), true, false, 0).expect("consume");
         for _ in 0..(CONSUMER_FLOW_WINDOW + 10) {
-            queue.enqueue(message(b"x"), &mut effects);
+            queue.enqueue(message(b"x"), &mut effects, &NoRecords);
         }
         assert_eq!(delivered(&mut effects).len(), CONSUMER_FLOW_WINDOW as usize);
-        queue.credit(holder(1), "a", 5, &mut effects);
+        queue.credit(holder(1), "a", 5, &mut effects, &NoRecords);
         assert_eq!(delivered(&mut effects).len(), 5);
     }
 }

@@ -14,10 +14,12 @@ use crate::broker::ids::QueueId;
 use crate::broker::message::Message;
 use crate::broker::queue::Payload;
 use crate::broker::queue::{Effect, Queue};
+use crate::broker::ready::RecordReader;
 use crate::broker::requests::{QueueRequest, ReplyBody};
 use crate::broker::snapshot::QueueDef;
 use crate::limits::STORED_CACHE_MESSAGES;
 use crate::store::record::MessageRecord;
+use crate::store::StoredRef;
 
 impl Shard {
     pub(super) fn handle_queue_message(&self, message: ShardMsg) {
@@ -28,10 +30,14 @@ impl Shard {
             }
             ShardMsg::QueueOp { queue, request, reply } => self.queue_op(queue, request, reply),
             ShardMsg::Settle { queue, holder, sequences, action } => {
-                self.with_queue(queue, |queue, effects| queue.settle(holder, &sequences, action, effects));
+                self.with_queue(queue, |queue, effects, reader| {
+                    queue.settle(holder, &sequences, action, effects, reader)
+                });
             }
             ShardMsg::Credit { queue, holder, consumer_tag, count } => {
-                self.with_queue(queue, |queue, effects| queue.credit(holder, &consumer_tag, count, effects));
+                self.with_queue(queue, |queue, effects, reader| {
+                    queue.credit(holder, &consumer_tag, count, effects, reader)
+                });
             }
             ShardMsg::ChannelGone { holder } => self.channel_gone(holder),
             other => crate::warn!("shard {} dropped a misrouted message: {other:?}", self.id),
@@ -44,7 +50,7 @@ impl Shard {
             let id = definition.id;
             self.highest_created_queue.set(self.highest_created_queue.get().max(id.sequence()));
             let mut queue = Queue::new(definition);
-            queue.restore(entries.into_iter().map(|entry| (entry.sequence, entry.reference, entry.redelivered)));
+            queue.restore(entries.ready, entries.next_sequence);
             self.queues.borrow_mut().insert(id, queue);
         }
     }
@@ -60,7 +66,11 @@ impl Shard {
     }
 
     /// Runs `operation` on a local queue and sends its effects; None if the queue is gone.
-    fn with_queue<T>(&self, id: QueueId, operation: impl FnOnce(&mut Queue, &mut Vec<Effect>) -> T) -> Option<T> {
+    fn with_queue<T>(
+        &self,
+        id: QueueId,
+        operation: impl FnOnce(&mut Queue, &mut Vec<Effect>, &dyn RecordReader) -> T,
+    ) -> Option<T> {
         if id.sequence() > self.highest_created_queue.get() && !self.queues.borrow().contains_key(&id) {
             // The creation message is on its way from the writer and was sent before whatever
             // told the sender about this queue: read it now.
@@ -70,7 +80,7 @@ impl Shard {
         let result = {
             let mut queues = self.queues.borrow_mut();
             let queue = queues.get_mut(&id)?;
-            operation(queue, &mut effects)
+            operation(queue, &mut effects, self)
         };
         self.run_effects(&mut effects);
         *self.effects.borrow_mut() = effects;
@@ -80,29 +90,18 @@ impl Shard {
     /// Enqueues a published message; a persistent message in a durable queue is first
     /// appended to the store and confirmed only after the fsync that covers it.
     fn publish_to_queue(&self, id: QueueId, message: Arc<Message>, publisher: Holder, publish_sequence: Option<u64>) {
-        let outcome = self.with_queue(id, |queue, effects| {
-            if !(queue.definition.durable && message.persistent()) {
-                queue.enqueue(Payload::Memory(message.clone()), effects);
-                return PublishOutcome::InMemory;
-            }
-            let record = MessageRecord {
-                queue_sequence: id.sequence(),
-                sequence: queue.next_sequence(),
-                exchange: &message.exchange,
-                routing_key: &message.routing_key,
-                properties: &message.properties,
-                body: &message.body,
-            };
-            match self.with_store(|store| store.append(&record)) {
-                Some(Ok(reference)) => {
-                    let cached = (queue.ready_count() < STORED_CACHE_MESSAGES).then(|| message.clone());
-                    queue.enqueue(Payload::Stored { reference, cached }, effects);
-                    PublishOutcome::Stored
-                }
-                Some(Err(error)) => PublishOutcome::Refused(error.to_string()),
-                None => PublishOutcome::Refused("this shard has no message store".into()),
-            }
-        });
+        let outcome = match self.store_if_durable(id, &message) {
+            None => self.with_queue(id, |queue, effects, reader| {
+                queue.enqueue(Payload::Memory(message.clone()), effects, reader);
+                PublishOutcome::InMemory
+            }),
+            Some(Ok((reference, cache))) => self.with_queue(id, |queue, effects, reader| {
+                let cached = cache.then(|| message.clone());
+                queue.enqueue(Payload::Stored { reference, cached }, effects, reader);
+                PublishOutcome::Stored
+            }),
+            Some(Err(reason)) => Some(PublishOutcome::Refused(reason)),
+        };
         let confirm = publish_sequence.map(|publish_sequence| ConfirmTo { holder: publisher, publish_sequence });
         match outcome.unwrap_or(PublishOutcome::InMemory) {
             PublishOutcome::InMemory => {
@@ -123,6 +122,33 @@ impl Shard {
                 self.send(publisher.conn.shard(), ShardMsg::PublishRefused { holder: publisher, error });
             }
         }
+    }
+
+    /// Appends the message to the store when it is persistent and the queue durable: the
+    /// reference, and whether to keep an in-memory copy (only while the queue is short).
+    /// None for a message that stays in memory only.
+    fn store_if_durable(&self, id: QueueId, message: &Message) -> Option<Result<(StoredRef, bool), String>> {
+        let (durable, sequence, ready) = {
+            let queues = self.queues.borrow();
+            let queue = queues.get(&id)?;
+            (queue.definition.durable, queue.next_sequence(), queue.ready_count())
+        };
+        if !(durable && message.persistent()) {
+            return None;
+        }
+        let record = MessageRecord {
+            queue_sequence: id.sequence(),
+            sequence,
+            exchange: &message.exchange,
+            routing_key: &message.routing_key,
+            properties: &message.properties,
+            body: &message.body,
+        };
+        Some(match self.with_store(|store| store.append(&record)) {
+            Some(Ok(reference)) => Ok((reference, ready < STORED_CACHE_MESSAGES)),
+            Some(Err(error)) => Err(error.to_string()),
+            None => Err("this shard has no message store".into()),
+        })
     }
 
     /// Gives a stored message without an in-memory copy its content, read from the store.
@@ -167,7 +193,8 @@ impl Shard {
             }
         };
         let deleting = matches!(request, QueueRequest::Delete { .. });
-        let outcome = self.with_queue(id, |queue, effects| apply_queue_request(queue, request, effects));
+        let outcome =
+            self.with_queue(id, |queue, effects, reader| apply_queue_request(queue, request, effects, reader));
         match outcome {
             None if deleting => answer(Ok(ReplyBody::MessageCount(0))),
             None => answer(Err(AmqpError::new(NOT_FOUND, "queue was deleted"))),
@@ -181,7 +208,7 @@ impl Shard {
             Some(Outcome::Answer(result)) => answer(result),
             Some(Outcome::Consumed(result)) => {
                 answer(result);
-                self.with_queue(id, |queue, effects| queue.dispatch(effects));
+                self.with_queue(id, |queue, effects, reader| queue.dispatch(effects, reader));
             }
             Some(Outcome::AutoDelete(result)) => {
                 answer(result);
@@ -207,7 +234,7 @@ impl Shard {
     fn channel_gone(&self, holder: crate::broker::ids::Holder) {
         let ids: Vec<QueueId> = self.queues.borrow().keys().copied().collect();
         for id in ids {
-            if self.with_queue(id, |queue, effects| queue.channel_gone(holder, effects)) == Some(true) {
+            if self.with_queue(id, |queue, effects, reader| queue.channel_gone(holder, effects, reader)) == Some(true) {
                 self.request_auto_delete(id);
             }
         }
@@ -231,7 +258,12 @@ enum Outcome {
     },
 }
 
-fn apply_queue_request(queue: &mut Queue, request: QueueRequest, effects: &mut Vec<Effect>) -> Outcome {
+fn apply_queue_request(
+    queue: &mut Queue,
+    request: QueueRequest,
+    effects: &mut Vec<Effect>,
+    reader: &dyn RecordReader,
+) -> Outcome {
     match request {
         QueueRequest::DeclareOk => Outcome::Answer(Ok(ReplyBody::QueueDeclareOk {
             name: queue.definition.name.clone(),
@@ -249,8 +281,10 @@ fn apply_queue_request(queue: &mut Queue, request: QueueRequest, effects: &mut V
                 Outcome::Answer(Ok(ReplyBody::Done))
             }
         }
-        QueueRequest::Get { holder, no_ack } => Outcome::Answer(Ok(ReplyBody::Get(queue.get(holder, no_ack, effects)))),
-        QueueRequest::Purge => Outcome::Answer(Ok(ReplyBody::MessageCount(queue.purge(effects)))),
+        QueueRequest::Get { holder, no_ack } => {
+            Outcome::Answer(Ok(ReplyBody::Get(queue.get(holder, no_ack, effects, reader))))
+        }
+        QueueRequest::Purge => Outcome::Answer(Ok(ReplyBody::MessageCount(queue.purge(effects, reader)))),
         QueueRequest::Delete { if_unused, if_empty } => match queue.check_delete(if_unused, if_empty) {
             Err(error) => Outcome::Answer(Err(error)),
             Ok(()) => {
@@ -258,5 +292,20 @@ fn apply_queue_request(queue: &mut Queue, request: QueueRequest, effects: &mut V
                 Outcome::Deleted { vhost: queue.definition.vhost.clone(), message_count }
             }
         },
+    }
+}
+
+/// Runs are read back from the shard's store: records still in this turn's buffer are
+/// written first, so the segment's map always holds what a run covers.
+impl RecordReader for Shard {
+    fn next_record(
+        &self,
+        segment: &Arc<crate::store::segment::Segment>,
+        from: u32,
+        end: u32,
+        queue_sequence: u64,
+    ) -> Option<(u32, u32, u64)> {
+        self.with_store(|store| store.ensure_written(segment, end));
+        crate::store::find_record(segment, from, end, queue_sequence)
     }
 }

@@ -211,6 +211,17 @@ impl Store {
         Ok(())
     }
 
+    /// Writes this turn's records now if `segment` is the active one and `end` lies beyond
+    /// what is written (a reader needs them in the file).
+    pub fn ensure_written(&mut self, segment: &Arc<Segment>, end: u32) {
+        let is_active = self.active.as_ref().is_some_and(|active| Arc::ptr_eq(active, segment));
+        if is_active && u64::from(end) > self.written_offset {
+            if let Ok(true) = self.write_pending() {
+                // The commit task is woken at the end of the turn, as for any write.
+            }
+        }
+    }
+
     /// Takes what the next fdatasync must cover and the confirms it releases.
     pub fn take_sync_batch(&mut self) -> (Vec<Arc<Segment>>, Vec<ConfirmTo>) {
         (std::mem::take(&mut self.unsynced), std::mem::take(&mut self.confirms_unsynced))
@@ -228,6 +239,25 @@ impl Store {
         }
         read_mapped(&reference.segment, start, end)
     }
+}
+
+/// Scans `[from, end)` of a segment for the first record of `queue_sequence`:
+/// (offset, length, its sequence in the queue).
+pub fn find_record(segment: &Segment, from: u32, end: u32, queue_sequence: u64) -> Option<(u32, u32, u64)> {
+    let bytes = segment.bytes().get(..end as usize)?;
+    let mut offset = from as usize;
+    while offset < end as usize {
+        let ReadOutcome::Record { kind, payload, next } = read_record(bytes, offset) else { return None };
+        if kind == record::KIND_MESSAGE {
+            let queue = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
+            if queue == queue_sequence {
+                let sequence = u64::from_le_bytes(payload.get(8..16)?.try_into().ok()?);
+                return Some((offset as u32, (next - offset) as u32, sequence));
+            }
+        }
+        offset = next;
+    }
+    None
 }
 
 /// Decodes a record from a segment's map without copying: the message's fields are slices

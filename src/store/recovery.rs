@@ -13,20 +13,24 @@ use std::sync::Arc;
 use super::record::{decode_marks, decode_message, read_record, Mark, ReadOutcome, KIND_MESSAGE};
 use super::segment::{parse_segment_name, Segment};
 use super::StoredRef;
+use crate::broker::queue::Payload;
+use crate::broker::ready::{Entry, ReadyList};
 
-pub struct RecoveredEntry {
-    pub sequence: u64,
-    pub reference: StoredRef,
-    pub redelivered: bool,
+/// A queue's recovered messages: in queue order, as runs where possible, and the sequence
+/// number its next message gets.
+#[derive(Default)]
+pub struct RecoveredQueue {
+    pub ready: ReadyList,
+    pub next_sequence: u64,
 }
 
-/// A queue to re-create after a restart, with its stored messages in order.
-pub type RestoredQueue = (std::sync::Arc<crate::broker::snapshot::QueueDef>, Vec<RecoveredEntry>);
+/// A queue to re-create after a restart, with its stored messages.
+pub type RestoredQueue = (std::sync::Arc<crate::broker::snapshot::QueueDef>, RecoveredQueue);
 
 #[derive(Default)]
 pub struct Recovered {
-    /// Queue sequence → its stored messages, sorted by queue position.
-    pub queues: HashMap<u64, Vec<RecoveredEntry>>,
+    /// Queue sequence → its stored messages.
+    pub queues: HashMap<u64, RecoveredQueue>,
     /// Directory index → the next segment number to use there.
     pub next_segment_numbers: HashMap<usize, u64>,
     pub messages: u64,
@@ -57,9 +61,6 @@ pub fn recover(data_dir: &Path, live_queues: &HashSet<u64>) -> io::Result<Recove
             recover_segment(&entry.path(), number, live_queues, &mut recovered)?;
         }
     }
-    for entries in recovered.queues.values_mut() {
-        entries.sort_by_key(|entry| entry.sequence);
-    }
     Ok(recovered)
 }
 
@@ -84,16 +85,16 @@ fn recover_segment(dir: &Path, number: u64, live_queues: &HashSet<u64>, recovere
         };
     }
     let mut offset = 0usize;
-    loop {
+    let scanned = loop {
         match read_record(segment.bytes(), offset) {
-            ReadOutcome::End => break,
+            ReadOutcome::End => break offset,
             ReadOutcome::Damaged { reason } => {
                 recovered.damaged_segments += 1;
                 crate::warn!(
                     "recovery: {}: {reason} at offset {offset}; the records before it are kept, the rest of this segment is dropped",
                     segment_label(dir, number)
                 );
-                break;
+                break offset;
             }
             ReadOutcome::Record { kind, payload, next } => {
                 let length = next - offset;
@@ -103,11 +104,14 @@ fn recover_segment(dir: &Path, number: u64, live_queues: &HashSet<u64>, recovere
                         if live_queues.contains(&record.queue_sequence) && !removed.contains(&key) {
                             let reference =
                                 StoredRef { segment: segment.clone(), offset: offset as u32, length: length as u32 };
-                            recovered.queues.entry(record.queue_sequence).or_default().push(RecoveredEntry {
-                                sequence: record.sequence,
-                                reference,
-                                redelivered: delivered.contains(&key),
-                            });
+                            let queue = recovered.queues.entry(record.queue_sequence).or_default();
+                            if delivered.contains(&key) {
+                                let payload = Payload::Stored { reference, cached: None };
+                                queue.ready.push_back(Entry { sequence: record.sequence, payload, redelivered: true });
+                            } else {
+                                queue.ready.push_stored(record.sequence, reference);
+                            }
+                            queue.next_sequence = queue.next_sequence.max(record.sequence + 1);
                             recovered.messages += 1;
                         }
                     }
@@ -115,7 +119,10 @@ fn recover_segment(dir: &Path, number: u64, live_queues: &HashSet<u64>, recovere
                 offset = next;
             }
         }
-    }
+    };
+    // The scan touched every page of the map; they stay in the page cache but leave this
+    // process's resident set until a delivery reads them again.
+    segment.release_pages(scanned);
     Ok(())
 }
 

@@ -93,6 +93,20 @@ impl Segment {
         &self.map
     }
 
+    /// Drops the first `bytes` of the map from this process's resident set (the pages stay
+    /// in the page cache and are mapped back on the next read).
+    pub fn release_pages(&self, bytes: usize) {
+        let length = bytes.min(self.map.len());
+        if length == 0 {
+            return;
+        }
+        // SAFETY: the range lies within our read-only file mapping; MADV_DONTNEED on a shared
+        // file mapping only drops page-table entries, the file content is unchanged.
+        unsafe {
+            libc::madvise(self.map.as_ptr() as *mut libc::c_void, length, libc::MADV_DONTNEED);
+        }
+    }
+
     pub fn seal(&self) {
         self.sealed.store(true, Ordering::SeqCst);
     }
