@@ -4,6 +4,7 @@
 //! can reach the same code the broker runs: the codec, routing tables and shard placement.
 
 pub mod amqp;
+pub mod bench;
 pub mod broker;
 pub mod config;
 pub mod limits;
