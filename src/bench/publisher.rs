@@ -131,6 +131,11 @@ pub async fn run(
         await_confirms(&mut writer, &flow, &shared).await?;
     }
     shared.publisher_finished();
+    // Dropping the write half shuts the socket down, which the broker (rightly) takes as the
+    // end of the connection; stay connected, idle, until the whole run is over.
+    while !shared.stopping() && !flow.reader_gone.get() {
+        writer.idle(&flow.room, IDLE_CHECK).await?;
+    }
     Ok(())
 }
 
