@@ -32,8 +32,11 @@ use crate::amqp::methods::{encode_method, parse_method};
 pub const BROKER_WAIT_SECONDS: u64 = 30;
 /// frame_max we ask for: RabbitMQ's default, so bodies up to ~128 KiB travel in one frame.
 pub const FRAME_MAX_BYTES: u32 = 128 * 1024;
-/// Read buffer growth per read: large reads mean one syscall for hundreds of deliveries.
+/// Read buffer growth per read in hot loops: one syscall for hundreds of deliveries.
 pub const READ_CHUNK_BYTES: usize = 256 * 1024;
+/// Read buffer growth while only methods travel (handshake, declares, held connections):
+/// thousands of idle connections must not each pin a hot-loop-sized buffer.
+pub const CONTROL_READ_CHUNK_BYTES: usize = 8 * 1024;
 /// The one channel every bench connection uses.
 pub const CHANNEL: u16 = 1;
 
@@ -59,6 +62,7 @@ pub async fn bounded<T>(
 pub struct Input<R> {
     source: R,
     buffer: BytesMut,
+    chunk_bytes: usize,
     pub frame_max: u32,
 }
 
@@ -67,8 +71,8 @@ impl<R: AsyncReadRent> Input<R> {
     /// buffer from the start, losing a partial frame).
     pub async fn fill(&mut self, during: &'static str) -> Result<(), BenchError> {
         let mut buffer = std::mem::take(&mut self.buffer);
-        if buffer.capacity() - buffer.len() < READ_CHUNK_BYTES / 4 {
-            buffer.reserve(READ_CHUNK_BYTES);
+        if buffer.capacity() - buffer.len() < self.chunk_bytes / 4 {
+            buffer.reserve(self.chunk_bytes);
         }
         let length = buffer.len();
         let capacity = buffer.capacity();
@@ -196,7 +200,8 @@ impl Client {
         let mut client = Client {
             input: Input {
                 source: stream,
-                buffer: BytesMut::with_capacity(READ_CHUNK_BYTES),
+                buffer: BytesMut::with_capacity(CONTROL_READ_CHUNK_BYTES),
+                chunk_bytes: CONTROL_READ_CHUNK_BYTES,
                 frame_max: FRAME_MIN_SIZE,
             },
             out: BytesMut::with_capacity(4096),
@@ -520,6 +525,7 @@ impl Client {
         let input = Input {
             source: read_half,
             buffer: self.input.buffer,
+            chunk_bytes: READ_CHUNK_BYTES,
             frame_max: self.input.frame_max,
         };
         (input, write_half)

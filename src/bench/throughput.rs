@@ -102,6 +102,13 @@ pub fn run(args: &BenchArgs) -> ThroughputResult {
     for handle in handles {
         let _ = handle.join();
     }
+    if args.consumers > 0 {
+        // The queues were declared auto-delete; deleting them now makes that synchronous, so
+        // a backlog cannot leak into the next run while the broker notices the consumers left.
+        if let Err(error) = runtime::block_on(delete_queues(args)) {
+            eprintln!("spatemq bench: could not delete the bench queues: {error}");
+        }
+    }
     let counters = shared.counters.snapshot();
     ThroughputResult {
         publishers: args.publishers,
@@ -140,6 +147,15 @@ async fn declare_topology(args: &BenchArgs) -> Result<(), BenchError> {
                 .bind_queue(&queue, &args.exchange, routing_key)
                 .await?;
         }
+    }
+    client.close().await
+}
+
+async fn delete_queues(args: &BenchArgs) -> Result<(), BenchError> {
+    let mut client = Client::connect(&args.uri, "spatemq bench cleanup").await?;
+    client.open_channel().await?;
+    for queue in args.queue_names() {
+        client.delete_queue(&queue).await?;
     }
     client.close().await
 }
