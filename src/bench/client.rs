@@ -9,38 +9,29 @@
 //! `amqp::methods`); the per-message path lives in the scenario modules and uses the hand
 //! codec only.
 
-use std::cell::{Cell, RefCell};
-use std::future::{poll_fn, Future};
-use std::task::{Poll, Waker};
+use std::future::Future;
 use std::time::Duration;
 
 use amq_protocol::protocol::{basic, channel, confirm, connection, exchange, queue, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable};
-use bytes::{Bytes, BytesMut};
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use bytes::BytesMut;
+use monoio::io::{AsyncWriteRentExt, OwnedReadHalf, Splitable};
 use monoio::net::TcpStream;
 
 use super::error::BenchError;
 use super::uri::Uri;
-use crate::amqp::frame::PROTOCOL_HEADER;
-use crate::amqp::frame::{split_frame, RawFrame, FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE};
-use crate::amqp::hotpath::CodecError;
+use super::wire::{
+    control_method, Control, Input, WriteHalf, CONTROL_READ_CHUNK_BYTES, READ_CHUNK_BYTES,
+};
+use crate::amqp::frame::{FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE, PROTOCOL_HEADER};
 use crate::amqp::methods::{encode_method, parse_method};
 
 /// Longest the bench waits for any single answer from the broker (handshake, declare, close).
 pub const BROKER_WAIT_SECONDS: u64 = 30;
 /// frame_max we ask for: RabbitMQ's default, so bodies up to ~128 KiB travel in one frame.
 pub const FRAME_MAX_BYTES: u32 = 128 * 1024;
-/// Read buffer growth per read in hot loops: one syscall for hundreds of deliveries.
-pub const READ_CHUNK_BYTES: usize = 256 * 1024;
-/// Read buffer growth while only methods travel (handshake, declares, held connections):
-/// thousands of idle connections must not each pin a hot-loop-sized buffer.
-pub const CONTROL_READ_CHUNK_BYTES: usize = 8 * 1024;
 /// The one channel every bench connection uses.
 pub const CHANNEL: u16 = 1;
-
-pub type WriteHalf = OwnedWriteHalf<TcpStream>;
 
 /// Bounds `future` by `BROKER_WAIT_SECONDS`. A timed-out connection must be abandoned: the
 /// cancelled read may have consumed bytes.
@@ -55,112 +46,6 @@ pub async fn bounded<T>(
             waiting_for,
             seconds: BROKER_WAIT_SECONDS,
         }),
-    }
-}
-
-/// A read source with its buffer; hands out whole frames, reading only when none is buffered.
-pub struct Input<R> {
-    source: R,
-    buffer: BytesMut,
-    chunk_bytes: usize,
-    pub frame_max: u32,
-}
-
-impl<R: AsyncReadRent> Input<R> {
-    /// One read into the spare capacity (monoio's BytesMut read would otherwise overwrite the
-    /// buffer from the start, losing a partial frame).
-    pub async fn fill(&mut self, during: &'static str) -> Result<(), BenchError> {
-        let mut buffer = std::mem::take(&mut self.buffer);
-        if buffer.capacity() - buffer.len() < self.chunk_bytes / 4 {
-            buffer.reserve(self.chunk_bytes);
-        }
-        let length = buffer.len();
-        let capacity = buffer.capacity();
-        let (result, slice) = self.source.read(buffer.slice_mut(length..capacity)).await;
-        self.buffer = slice.into_inner();
-        match result {
-            Ok(0) => Err(BenchError::Eof { during }),
-            Ok(_) => Ok(()),
-            Err(source) => Err(BenchError::Io { during, source }),
-        }
-    }
-
-    pub fn next_buffered(&mut self) -> Result<Option<RawFrame>, BenchError> {
-        Ok(split_frame(&mut self.buffer, self.frame_max)?)
-    }
-
-    pub async fn next_frame(&mut self, during: &'static str) -> Result<RawFrame, BenchError> {
-        loop {
-            if let Some(frame) = self.next_buffered()? {
-                return Ok(frame);
-            }
-            self.fill(during).await?;
-        }
-    }
-}
-
-/// Wakes one task of the same thread (no atomics: bench connections never cross threads).
-#[derive(Default)]
-pub struct Signal {
-    raised: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
-}
-
-impl Signal {
-    pub fn raise(&self) {
-        self.raised.set(true);
-        if let Some(waker) = self.waker.borrow_mut().take() {
-            waker.wake();
-        }
-    }
-
-    pub fn wait(&self) -> impl Future<Output = ()> + '_ {
-        poll_fn(|context| {
-            if self.raised.replace(false) {
-                Poll::Ready(())
-            } else {
-                *self.waker.borrow_mut() = Some(context.waker().clone());
-                Poll::Pending
-            }
-        })
-    }
-
-    /// Waits for a raise or `limit`, whichever comes first; waiting on a signal holds no
-    /// buffer, so cancelling it is harmless.
-    pub async fn wait_for(&self, limit: Duration) {
-        let _ = monoio::time::timeout(limit, self.wait()).await;
-    }
-}
-
-/// What a hot loop must do about a method that is not a delivery or a confirm.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Control {
-    Ignore,
-    Blocked,
-    Unblocked,
-}
-
-/// Classifies a method frame outside the per-message set: flow control continues the run,
-/// a close or a consumer cancel from the broker ends it.
-pub fn control_method(payload: &[u8]) -> Result<Control, BenchError> {
-    match parse_method(payload)? {
-        AMQPClass::Connection(connection::AMQPMethod::Blocked(_)) => Ok(Control::Blocked),
-        AMQPClass::Connection(connection::AMQPMethod::Unblocked(_)) => Ok(Control::Unblocked),
-        AMQPClass::Connection(connection::AMQPMethod::Close(close)) => {
-            Err(BenchError::ConnectionClosed {
-                reply_code: close.reply_code,
-                reply_text: close.reply_text.to_string(),
-            })
-        }
-        AMQPClass::Channel(channel::AMQPMethod::Close(close)) => Err(BenchError::ChannelClosed {
-            reply_code: close.reply_code,
-            reply_text: close.reply_text.to_string(),
-        }),
-        AMQPClass::Basic(basic::AMQPMethod::Cancel(_)) => Err(BenchError::Unexpected {
-            expected: "deliveries",
-            found: "basic.cancel (the broker cancelled the consumer)".into(),
-        }),
-        _ => Ok(Control::Ignore),
     }
 }
 
@@ -198,12 +83,12 @@ impl Client {
         // Small frames (acks, confirms) must not wait for Nagle.
         let _ = stream.set_nodelay(true);
         let mut client = Client {
-            input: Input {
-                source: stream,
-                buffer: BytesMut::with_capacity(CONTROL_READ_CHUNK_BYTES),
-                chunk_bytes: CONTROL_READ_CHUNK_BYTES,
-                frame_max: FRAME_MIN_SIZE,
-            },
+            input: Input::from_parts(
+                stream,
+                BytesMut::with_capacity(CONTROL_READ_CHUNK_BYTES),
+                CONTROL_READ_CHUNK_BYTES,
+                FRAME_MIN_SIZE,
+            ),
             out: BytesMut::with_capacity(4096),
             heartbeat_seconds: 0,
         };
@@ -265,7 +150,7 @@ impl Client {
 
     async fn flush(&mut self) -> Result<(), BenchError> {
         let out = std::mem::take(&mut self.out);
-        let (result, mut out) = self.input.source.write_all(out).await;
+        let (result, mut out) = self.input.source_mut().write_all(out).await;
         out.clear();
         self.out = out;
         result.map(drop).map_err(BenchError::io("a write"))
@@ -521,13 +406,10 @@ impl Client {
 
     /// Hands the socket to a hot loop: the read half keeps whatever was already buffered.
     pub fn into_split(self) -> (Input<OwnedReadHalf<TcpStream>>, WriteHalf) {
-        let (read_half, write_half) = self.input.source.into_split();
-        let input = Input {
-            source: read_half,
-            buffer: self.input.buffer,
-            chunk_bytes: READ_CHUNK_BYTES,
-            frame_max: self.input.frame_max,
-        };
+        let frame_max = self.input.frame_max;
+        let (stream, buffer) = self.input.into_parts();
+        let (read_half, write_half) = stream.into_split();
+        let input = Input::from_parts(read_half, buffer, READ_CHUNK_BYTES, frame_max);
         (input, write_half)
     }
 
@@ -576,100 +458,4 @@ fn unexpected(expected: &'static str, found: &AMQPClass) -> BenchError {
     let mut found = format!("{found:?}");
     found.truncate(200);
     BenchError::Unexpected { expected, found }
-}
-
-/// delivery_tag of a basic.deliver payload (class, method, consumer_tag, delivery_tag, ...).
-pub fn deliver_tag(payload: &[u8]) -> Result<u64, CodecError> {
-    let tag_len = usize::from(*payload.get(4).ok_or(CodecError::Truncated)?);
-    let start = 5 + tag_len;
-    let bytes = payload.get(start..start + 8).ok_or(CodecError::Truncated)?;
-    let mut tag = [0u8; 8];
-    tag.copy_from_slice(bytes);
-    Ok(u64::from_be_bytes(tag))
-}
-
-/// body_size of a content header payload (class, weight, body_size, properties).
-pub fn header_body_size(payload: &Bytes) -> Result<u64, CodecError> {
-    let bytes = payload.get(4..12).ok_or(CodecError::Truncated)?;
-    let mut size = [0u8; 8];
-    size.copy_from_slice(bytes);
-    Ok(u64::from_be_bytes(size))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::amqp::hotpath::{encode_deliver, Delivery};
-
-    #[test]
-    fn deliver_tag_and_body_size_are_read_from_encoded_frames() {
-        let mut out = BytesMut::new();
-        let delivery = Delivery {
-            channel: 1,
-            consumer_tag: b"ctag-7",
-            delivery_tag: 123_456_789,
-            redelivered: false,
-            exchange: b"",
-            routing_key: b"perf-test",
-            properties: b"",
-            body: b"hello",
-        };
-        encode_deliver(&mut out, &delivery, FRAME_MAX_BYTES).expect("encodes");
-        let method = split_frame(&mut out, 0).expect("ok").expect("frame");
-        let header = split_frame(&mut out, 0).expect("ok").expect("frame");
-        assert_eq!(deliver_tag(&method.payload), Ok(123_456_789));
-        assert_eq!(header_body_size(&header.payload), Ok(5));
-        for cut in 0..method.payload.len().min(19) {
-            assert_eq!(
-                deliver_tag(&method.payload[..cut]),
-                Err(CodecError::Truncated)
-            );
-        }
-        assert_eq!(
-            header_body_size(&header.payload.slice(..11)),
-            Err(CodecError::Truncated)
-        );
-    }
-
-    #[test]
-    fn broker_close_and_cancel_end_the_run_flow_control_does_not() {
-        let mut out = BytesMut::new();
-        let close = connection::Close {
-            reply_code: 320,
-            reply_text: "CONNECTION_FORCED - shutdown".into(),
-            class_id: 0,
-            method_id: 0,
-        };
-        encode_method(
-            &mut out,
-            0,
-            &AMQPClass::Connection(connection::AMQPMethod::Close(close)),
-        )
-        .expect("encodes");
-        let blocked = connection::Blocked {
-            reason: "low memory".into(),
-        };
-        encode_method(
-            &mut out,
-            0,
-            &AMQPClass::Connection(connection::AMQPMethod::Blocked(blocked)),
-        )
-        .expect("encodes");
-        let close_frame = split_frame(&mut out, 0).expect("ok").expect("frame");
-        let blocked_frame = split_frame(&mut out, 0).expect("ok").expect("frame");
-        match control_method(&close_frame.payload) {
-            Err(BenchError::ConnectionClosed {
-                reply_code,
-                reply_text,
-            }) => {
-                assert_eq!(reply_code, 320);
-                assert!(reply_text.contains("shutdown"));
-            }
-            other => panic!("expected a connection close, got {other:?}"),
-        }
-        assert_eq!(
-            control_method(&blocked_frame.payload).expect("flow"),
-            Control::Blocked
-        );
-    }
 }

@@ -17,13 +17,13 @@ use monoio::io::{AsyncWriteRentExt, OwnedReadHalf};
 use monoio::net::TcpStream;
 
 use super::args::TIMESTAMP_BYTES;
-use super::client::{
-    control_method, deliver_tag, header_body_size, Client, Control, Input, Signal, WriteHalf,
-    CHANNEL,
-};
+use super::client::{Client, CHANNEL};
 use super::error::BenchError;
 use super::stats::{now_nanos, Counters, LocalLatency};
 use super::throughput::{heartbeat_interval, Shared};
+use super::wire::{
+    control_method, deliver_tag, header_body_size, Control, Input, Signal, WriteHalf,
+};
 use crate::amqp::frame::{
     write_heartbeat, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD,
 };

@@ -19,6 +19,7 @@ mod scenarios;
 mod stats;
 mod throughput;
 mod uri;
+mod wire;
 
 use std::process::ExitCode;
 

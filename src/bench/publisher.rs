@@ -17,14 +17,12 @@ use bytes::BytesMut;
 use monoio::io::{AsyncWriteRentExt, OwnedReadHalf};
 use monoio::net::TcpStream;
 
-use super::client::{
-    control_method, header_body_size, Client, Control, Input, Signal, WriteHalf,
-    BROKER_WAIT_SECONDS, CHANNEL,
-};
+use super::client::{Client, BROKER_WAIT_SECONDS, CHANNEL};
 use super::confirms::ConfirmTracker;
 use super::error::BenchError;
 use super::stats::{now_nanos, Counters};
 use super::throughput::{heartbeat_interval, Shared};
+use super::wire::{control_method, header_body_size, Control, Input, Signal, WriteHalf};
 use crate::amqp::frame::{
     write_heartbeat, FRAME_BODY, FRAME_HEADER, FRAME_HEADER_LEN, FRAME_HEARTBEAT, FRAME_METHOD,
 };
