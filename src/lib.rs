@@ -5,6 +5,7 @@
 
 pub mod alarms;
 pub mod amqp;
+pub mod bench;
 pub mod broker;
 pub mod config;
 pub mod host_checks;

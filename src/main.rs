@@ -1,4 +1,5 @@
-//! The `spatemq` binary: command line → configuration → shards → wait for SIGTERM/SIGINT.
+//! The `spatemq` binary: command line → configuration → shards → wait for SIGTERM/SIGINT,
+//! or `spatemq bench <scenario>`, the load generator.
 
 use std::process::ExitCode;
 
@@ -9,6 +10,10 @@ use spatemq::{error, host_checks, info, logging, server, warn};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // `spatemq bench ...` is a client, not a broker: none of the broker's flags apply.
+    if std::env::args().nth(1).as_deref() == Some("bench") {
+        return spatemq::bench::main(std::env::args().skip(2));
+    }
     let command = match config::parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
         Ok(command) => command,
         Err(problem) => {

@@ -1,0 +1,482 @@
+//! One publishing connection of the throughput scenario: a writer that packs many publish
+//! frame triples into each socket write, and a reader task for confirms, returns and flow
+//! control.
+//!
+//! The triple is encoded once with the hand codec into a template and copied per message
+//! (plus an 8-byte timestamp with `--measure-latency`), so the per-message cost is a memcpy.
+//! The writer never has more than `--confirm` publishes unconfirmed, pauses on
+//! connection.blocked, honours `--rate` and `--pmessages`, and sends heartbeats while idle.
+//! A broker close seen by the reader ends the whole run through `Shared::fail`.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use monoio::io::{AsyncWriteRentExt, OwnedReadHalf};
+use monoio::net::TcpStream;
+
+use super::client::{Client, BROKER_WAIT_SECONDS, CHANNEL};
+use super::confirms::ConfirmTracker;
+use super::error::BenchError;
+use super::stats::{now_nanos, Counters};
+use super::throughput::{heartbeat_interval, Shared};
+use super::wire::{control_method, header_body_size, Control, Input, Signal, WriteHalf};
+use crate::amqp::frame::{
+    write_heartbeat, FRAME_BODY, FRAME_HEADER, FRAME_HEADER_LEN, FRAME_HEARTBEAT, FRAME_METHOD,
+};
+use crate::amqp::hotpath::CodecError;
+use crate::amqp::hotpath::{encode_publish, method_ids, parse_ack, Ack, CLASS_BASIC};
+
+/// Target size of one socket write: large enough that syscalls stop mattering at 16-byte
+/// messages (about 1,700 triples), small enough to keep confirms flowing.
+pub const WRITE_BATCH_BYTES: usize = 64 * 1024;
+/// Longest a waiting publisher sleeps before re-checking stop, limits and heartbeats.
+const IDLE_CHECK: Duration = Duration::from_millis(200);
+const METHOD_RETURN: u16 = 50;
+
+#[derive(Clone, Debug)]
+pub struct PublisherPlan {
+    pub exchange: String,
+    pub routing_key: String,
+    /// Raw basic properties (empty: none; delivery_mode 2 with `--persistent`).
+    pub properties: Vec<u8>,
+    pub size_bytes: usize,
+    pub confirm: u32,
+    pub rate: Option<u64>,
+    pub limit: Option<u64>,
+    pub measure_latency: bool,
+}
+
+/// State the reader task shares with the writer (same thread).
+struct Flow {
+    tracker: RefCell<ConfirmTracker>,
+    blocked: Cell<bool>,
+    /// Raised when confirms free room, when unblocked, and when the reader stops.
+    room: Signal,
+    reader_gone: Cell<bool>,
+    last_confirm: Cell<Instant>,
+}
+
+/// One publish triple, encoded once.
+struct Template {
+    bytes: Vec<u8>,
+    /// Where the first body frame's payload starts, when latency is measured.
+    stamp_offset: Option<usize>,
+}
+
+impl Template {
+    fn new(plan: &PublisherPlan, frame_max: u32) -> Result<Template, CodecError> {
+        let encode = |body: &[u8]| {
+            let mut out = BytesMut::new();
+            let (exchange, routing_key) = (plan.exchange.as_bytes(), plan.routing_key.as_bytes());
+            encode_publish(
+                &mut out,
+                CHANNEL,
+                exchange,
+                routing_key,
+                false,
+                &plan.properties,
+                body,
+                frame_max,
+            )
+            .map(|()| out)
+        };
+        let bytes = encode(&vec![0u8; plan.size_bytes])?.to_vec();
+        // An empty body encodes method + header only: the body frame starts right after.
+        let prefix_len = encode(&[])?.len();
+        let stamp_offset = plan
+            .measure_latency
+            .then_some(prefix_len + FRAME_HEADER_LEN);
+        Ok(Template {
+            bytes,
+            stamp_offset,
+        })
+    }
+}
+
+enum Step {
+    Send(u64),
+    Wait(Duration),
+    Finished,
+}
+
+pub async fn run(
+    client: Client,
+    plan: Arc<PublisherPlan>,
+    shared: Arc<Shared>,
+) -> Result<(), BenchError> {
+    let heartbeat = heartbeat_interval(client.heartbeat_seconds);
+    let template = Template::new(&plan, client.frame_max())?;
+    let (input, output) = client.into_split();
+    let flow = Rc::new(Flow {
+        tracker: RefCell::new(ConfirmTracker::default()),
+        blocked: Cell::new(false),
+        room: Signal::default(),
+        reader_gone: Cell::new(false),
+        last_confirm: Cell::new(Instant::now()),
+    });
+    monoio::spawn(read_loop(input, flow.clone(), shared.clone()));
+    let mut writer = Writer {
+        output,
+        out: BytesMut::with_capacity(WRITE_BATCH_BYTES + template.bytes.len()),
+        last_write: Instant::now(),
+        heartbeat,
+    };
+    publish(&mut writer, &template, &plan, &flow, &shared).await?;
+    if plan.confirm > 0 {
+        await_confirms(&mut writer, &flow, &shared).await?;
+    }
+    shared.publisher_finished();
+    // Dropping the write half shuts the socket down, which the broker (rightly) takes as the
+    // end of the connection; stay connected, idle, until the whole run is over.
+    while !shared.stopping() && !flow.reader_gone.get() {
+        writer.idle(&flow.room, IDLE_CHECK).await?;
+    }
+    Ok(())
+}
+
+struct Writer {
+    output: WriteHalf,
+    out: BytesMut,
+    last_write: Instant,
+    heartbeat: Option<Duration>,
+}
+
+impl Writer {
+    async fn flush(&mut self) -> Result<(), BenchError> {
+        let out = std::mem::take(&mut self.out);
+        let (result, mut out) = self.output.write_all(out).await;
+        out.clear();
+        self.out = out;
+        self.last_write = Instant::now();
+        result.map(drop).map_err(BenchError::io("publishing"))
+    }
+
+    /// Waits for `signal` at most `limit`, keeping the connection alive with heartbeats.
+    async fn idle(&mut self, signal: &Signal, limit: Duration) -> Result<(), BenchError> {
+        let limit = self.heartbeat.map_or(limit, |beat| beat.min(limit));
+        signal.wait_for(limit).await;
+        if let Some(beat) = self.heartbeat {
+            if self.last_write.elapsed() >= beat {
+                write_heartbeat(&mut self.out);
+                self.flush().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn publish(
+    writer: &mut Writer,
+    template: &Template,
+    plan: &PublisherPlan,
+    flow: &Flow,
+    shared: &Shared,
+) -> Result<(), BenchError> {
+    let batch_max = (WRITE_BATCH_BYTES / template.bytes.len().max(1)).max(1) as u64;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    loop {
+        if shared.stopping() || flow.reader_gone.get() {
+            return Ok(());
+        }
+        match next_step(plan, flow, batch_max, sent, started.elapsed()) {
+            Step::Finished => return Ok(()),
+            Step::Wait(limit) => {
+                check_confirm_stall(plan, flow)?;
+                writer.idle(&flow.room, limit).await?;
+            }
+            Step::Send(count) => {
+                let stamp = now_nanos().to_be_bytes();
+                for _ in 0..count {
+                    let start = writer.out.len();
+                    writer.out.extend_from_slice(&template.bytes);
+                    if let Some(offset) = template.stamp_offset {
+                        let at = start + offset;
+                        if let Some(slot) = writer.out.get_mut(at..at + stamp.len()) {
+                            slot.copy_from_slice(&stamp);
+                        }
+                    }
+                }
+                flow.tracker.borrow_mut().published(count);
+                writer.flush().await?;
+                sent += count;
+                Counters::add(&shared.counters.published, count);
+            }
+        }
+    }
+}
+
+/// How many messages the next write may carry, or how long to wait first.
+fn next_step(
+    plan: &PublisherPlan,
+    flow: &Flow,
+    batch_max: u64,
+    sent: u64,
+    elapsed: Duration,
+) -> Step {
+    let mut count = batch_max;
+    if let Some(limit) = plan.limit {
+        if sent >= limit {
+            return Step::Finished;
+        }
+        count = count.min(limit - sent);
+    }
+    if flow.blocked.get() {
+        return Step::Wait(IDLE_CHECK);
+    }
+    if plan.confirm > 0 {
+        let room = u64::from(plan.confirm).saturating_sub(flow.tracker.borrow().outstanding());
+        if room == 0 {
+            return Step::Wait(IDLE_CHECK);
+        }
+        count = count.min(room);
+    }
+    if let Some(rate) = plan.rate {
+        // The first message goes at once; message n is due at n / rate seconds.
+        let due = (elapsed.as_secs_f64() * rate as f64) as u64 + 1;
+        if due <= sent {
+            let next_at = Duration::from_secs_f64(sent as f64 / rate as f64);
+            let wait = next_at.saturating_sub(elapsed);
+            return Step::Wait(wait.clamp(Duration::from_millis(1), IDLE_CHECK));
+        }
+        count = count.min(due - sent);
+    }
+    Step::Send(count)
+}
+
+fn check_confirm_stall(plan: &PublisherPlan, flow: &Flow) -> Result<(), BenchError> {
+    let waiting = plan.confirm > 0 && flow.tracker.borrow().outstanding() > 0;
+    let limit = Duration::from_secs(BROKER_WAIT_SECONDS);
+    if waiting && !flow.blocked.get() && flow.last_confirm.get().elapsed() > limit {
+        return Err(BenchError::Timeout {
+            waiting_for: "publisher confirms",
+            seconds: BROKER_WAIT_SECONDS,
+        });
+    }
+    Ok(())
+}
+
+/// After the last publish of a `--pmessages` run: every confirm in, bounded in time.
+async fn await_confirms(
+    writer: &mut Writer,
+    flow: &Flow,
+    shared: &Shared,
+) -> Result<(), BenchError> {
+    let deadline = Instant::now() + Duration::from_secs(BROKER_WAIT_SECONDS);
+    while flow.tracker.borrow().outstanding() > 0 {
+        if shared.stopping() || flow.reader_gone.get() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Timeout {
+                waiting_for: "the last publisher confirms",
+                seconds: BROKER_WAIT_SECONDS,
+            });
+        }
+        writer.idle(&flow.room, IDLE_CHECK).await?;
+    }
+    Ok(())
+}
+
+/// Where the reader is inside a basic.return's content (which it skips).
+#[derive(Clone, Copy)]
+enum Skip {
+    Nothing,
+    Header,
+    Body(u64),
+}
+
+async fn read_loop(
+    mut input: Input<OwnedReadHalf<TcpStream>>,
+    flow: Rc<Flow>,
+    shared: Arc<Shared>,
+) {
+    if let Err(error) = read_confirms(&mut input, &flow, &shared).await {
+        if !shared.stopping() {
+            shared.fail(error);
+        }
+    }
+    flow.reader_gone.set(true);
+    flow.room.raise();
+}
+
+#[derive(Default)]
+struct Tally {
+    acked: u64,
+    nacked: u64,
+    returned: u64,
+}
+
+async fn read_confirms(
+    input: &mut Input<OwnedReadHalf<TcpStream>>,
+    flow: &Flow,
+    shared: &Shared,
+) -> Result<(), BenchError> {
+    let mut skip = Skip::Nothing;
+    loop {
+        let mut tally = Tally::default();
+        while let Some(frame) = input.next_buffered()? {
+            let body_len = frame.payload.len() as u64;
+            skip = match (frame.frame_type, skip) {
+                (FRAME_HEARTBEAT, skip) => skip,
+                (FRAME_HEADER, Skip::Header) => match header_body_size(&frame.payload)? {
+                    0 => Skip::Nothing,
+                    size => Skip::Body(size),
+                },
+                (FRAME_BODY, Skip::Body(left)) => match left.saturating_sub(body_len) {
+                    0 => Skip::Nothing,
+                    left => Skip::Body(left),
+                },
+                (FRAME_METHOD, Skip::Nothing) => on_method(&frame.payload, flow, &mut tally)?,
+                (frame_type, _) => {
+                    return Err(BenchError::Unexpected {
+                        expected: "confirms",
+                        found: format!("a frame of type {frame_type} out of place"),
+                    })
+                }
+            };
+        }
+        if tally.acked + tally.nacked > 0 {
+            Counters::add(&shared.counters.confirmed, tally.acked);
+            Counters::add(&shared.counters.nacked, tally.nacked);
+            flow.last_confirm.set(Instant::now());
+            flow.room.raise();
+        }
+        Counters::add(&shared.counters.returned, tally.returned);
+        input.fill("reading publisher confirms").await?;
+    }
+}
+
+/// A method frame on a publishing connection: a confirm, a return, or flow control.
+fn on_method(payload: &[u8], flow: &Flow, tally: &mut Tally) -> Result<Skip, BenchError> {
+    match parse_ack(payload)? {
+        Some(Ack::Ack {
+            delivery_tag,
+            multiple,
+        }) => tally.acked += flow.tracker.borrow_mut().settle(delivery_tag, multiple),
+        Some(Ack::Nack {
+            delivery_tag,
+            multiple,
+            ..
+        }) => tally.nacked += flow.tracker.borrow_mut().settle(delivery_tag, multiple),
+        Some(Ack::Reject { .. }) => {}
+        None if method_ids(payload)? == (CLASS_BASIC, METHOD_RETURN) => {
+            tally.returned += 1;
+            return Ok(Skip::Header);
+        }
+        None => match control_method(payload)? {
+            Control::Blocked => flow.blocked.set(true),
+            Control::Unblocked => {
+                flow.blocked.set(false);
+                flow.room.raise();
+            }
+            Control::Ignore => {}
+        },
+    }
+    Ok(Skip::Nothing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amqp::frame::split_frame;
+    use crate::amqp::hotpath::{parse_content_header, parse_publish};
+
+    fn plan(size_bytes: usize, measure_latency: bool) -> PublisherPlan {
+        PublisherPlan {
+            exchange: "ex".into(),
+            routing_key: "perf-test".into(),
+            properties: vec![0x10, 0, 2],
+            size_bytes,
+            confirm: 0,
+            rate: None,
+            limit: None,
+            measure_latency,
+        }
+    }
+
+    #[test]
+    fn template_is_a_valid_triple_with_the_stamp_at_the_body() {
+        let template = Template::new(&plan(100, true), 4096).expect("encodes");
+        let mut buffer = BytesMut::from(&template.bytes[..]);
+        let offset = template.stamp_offset.expect("measured");
+        buffer[offset] = 0xAB;
+        let method = split_frame(&mut buffer, 4096).expect("ok").expect("method");
+        let publish = parse_publish(&method.payload).expect("publish");
+        assert_eq!(
+            (&publish.exchange[..], &publish.routing_key[..]),
+            (&b"ex"[..], &b"perf-test"[..])
+        );
+        let header = split_frame(&mut buffer, 4096).expect("ok").expect("header");
+        assert_eq!(
+            parse_content_header(&header.payload)
+                .expect("header")
+                .body_size,
+            100
+        );
+        let body = split_frame(&mut buffer, 4096).expect("ok").expect("body");
+        assert_eq!((body.payload.len(), body.payload[0]), (100, 0xAB));
+        assert!(buffer.is_empty());
+        assert_eq!(
+            Template::new(&plan(100, false), 4096)
+                .expect("ok")
+                .stamp_offset,
+            None
+        );
+    }
+
+    #[test]
+    fn steps_respect_limit_window_blocking_and_rate() {
+        let flow = Flow {
+            tracker: RefCell::new(ConfirmTracker::default()),
+            blocked: Cell::new(false),
+            room: Signal::default(),
+            reader_gone: Cell::new(false),
+            last_confirm: Cell::new(Instant::now()),
+        };
+        let mut limited = plan(16, false);
+        limited.limit = Some(10);
+        assert!(matches!(
+            next_step(&limited, &flow, 100, 4, Duration::ZERO),
+            Step::Send(6)
+        ));
+        assert!(matches!(
+            next_step(&limited, &flow, 100, 10, Duration::ZERO),
+            Step::Finished
+        ));
+        let mut confirming = plan(16, false);
+        confirming.confirm = 5;
+        flow.tracker.borrow_mut().published(3);
+        assert!(matches!(
+            next_step(&confirming, &flow, 100, 3, Duration::ZERO),
+            Step::Send(2)
+        ));
+        flow.tracker.borrow_mut().published(2);
+        assert!(matches!(
+            next_step(&confirming, &flow, 100, 5, Duration::ZERO),
+            Step::Wait(_)
+        ));
+        let mut rated = plan(16, false);
+        rated.rate = Some(1000);
+        assert!(matches!(
+            next_step(&rated, &flow, 100, 0, Duration::ZERO),
+            Step::Send(1)
+        ));
+        assert!(matches!(
+            next_step(&rated, &flow, 100, 1, Duration::ZERO),
+            Step::Wait(_)
+        ));
+        assert!(matches!(
+            next_step(&rated, &flow, 100, 1, Duration::from_millis(10)),
+            Step::Send(10)
+        ));
+        flow.blocked.set(true);
+        assert!(matches!(
+            next_step(&rated, &flow, 100, 0, Duration::ZERO),
+            Step::Wait(_)
+        ));
+    }
+}

@@ -1,0 +1,273 @@
+//! The throughput scenario: declares the topology, spreads publisher and consumer connections
+//! over client threads (one monoio runtime each), then watches the shared counters, prints a
+//! progress line a second, and decides when the run is over.
+//!
+//! Every run ends by itself: at `--time`, when the message counts are reached, when a count-
+//! bounded run stops moving for `BROKER_WAIT_SECONDS`, or at the first failure (a broker
+//! close, a timeout), which is reported and makes the exit code non-zero.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use amq_protocol::protocol::BasicProperties;
+
+use super::args::BenchArgs;
+use super::client::{Client, QueueSpec, BROKER_WAIT_SECONDS};
+use super::consumer::ConsumerPlan;
+use super::error::BenchError;
+use super::publisher::PublisherPlan;
+use super::report::{self, ThroughputResult};
+use super::runtime::{self, Role};
+use super::stats::{
+    new_histogram, rate_per_second, Counters, CountersSnapshot, LatencySummary, SharedLatency,
+};
+use crate::amqp::hotpath::encode_properties;
+
+/// How often the watcher checks the counters and the stop conditions.
+const WATCH_TICK: Duration = Duration::from_millis(50);
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// A `--pmessages` run with unbounded consumers ends once they have been idle this long.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
+
+/// What every client thread of one run shares.
+#[derive(Default)]
+pub struct Shared {
+    pub counters: Counters,
+    pub latency: SharedLatency,
+    stop: AtomicBool,
+    failure: Mutex<Option<BenchError>>,
+    publishers_finished: AtomicU32,
+    consumers_finished: AtomicU32,
+}
+
+impl Shared {
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Records the first failure of the run and stops it.
+    pub fn fail(&self, error: BenchError) {
+        if let Ok(mut failure) = self.failure.lock() {
+            failure.get_or_insert(error);
+        }
+        self.stop();
+    }
+
+    pub fn take_failure(&self) -> Option<BenchError> {
+        self.failure
+            .lock()
+            .ok()
+            .and_then(|mut failure| failure.take())
+    }
+
+    pub fn publisher_finished(&self) {
+        self.publishers_finished.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn consumer_finished(&self) {
+        self.consumers_finished.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Heartbeats go out at half the agreed timeout, as RabbitMQ's clients do.
+pub fn heartbeat_interval(heartbeat_seconds: u16) -> Option<Duration> {
+    (heartbeat_seconds > 0).then(|| Duration::from_millis(u64::from(heartbeat_seconds) * 500))
+}
+
+pub fn run(args: &BenchArgs) -> ThroughputResult {
+    let shared = Arc::new(Shared::default());
+    let roles = match plan_roles(args) {
+        Ok(roles) => roles,
+        Err(error) => return ThroughputResult::failed(args, error),
+    };
+    if let Err(error) = runtime::block_on(declare_topology(args)) {
+        return ThroughputResult::failed(args, error);
+    }
+    let threads = runtime::spread(roles, args.threads);
+    let barrier = Arc::new(Barrier::new(threads.len() + 1));
+    let handles = match runtime::start_threads(threads, &args.uri, &shared, &barrier) {
+        Ok(handles) => handles,
+        Err(error) => return ThroughputResult::failed(args, error),
+    };
+    barrier.wait();
+    let started = Instant::now();
+    let latency = watch(args, &shared, started);
+    let elapsed = started.elapsed();
+    shared.stop();
+    for handle in handles {
+        let _ = handle.join();
+    }
+    if args.consumers > 0 {
+        // The queues were declared auto-delete; deleting them now makes that synchronous, so
+        // a backlog cannot leak into the next run while the broker notices the consumers left.
+        if let Err(error) = runtime::block_on(delete_queues(args)) {
+            eprintln!("spatemq bench: could not delete the bench queues: {error}");
+        }
+    }
+    let counters = shared.counters.snapshot();
+    ThroughputResult {
+        publishers: args.publishers,
+        consumers: args.consumers,
+        size_bytes: args.size_bytes,
+        elapsed,
+        avg_pub_rate: rate_per_second(counters.published, elapsed),
+        avg_consume_rate: rate_per_second(counters.consumed, elapsed),
+        counters,
+        latency,
+        failure: shared.take_failure(),
+    }
+}
+
+/// Queue and exchange declarations, on a connection of their own before any client starts.
+async fn declare_topology(args: &BenchArgs) -> Result<(), BenchError> {
+    let mut client = Client::connect(&args.uri, "spatemq bench setup").await?;
+    client.open_channel().await?;
+    if !args.exchange.is_empty() {
+        client
+            .declare_exchange(&args.exchange, &args.exchange_type, args.persistent)
+            .await?;
+    }
+    for queue in args.queue_names() {
+        let spec = QueueSpec {
+            name: &queue,
+            durable: args.persistent,
+            // With consumers the queue goes away with them, leaving no backlog for the next run.
+            auto_delete: args.consumers > 0,
+            arguments: &args.queue_arguments,
+        };
+        client.declare_queue(&spec).await?;
+        if !args.exchange.is_empty() {
+            let routing_key = args.routing_key.as_deref().unwrap_or(&queue);
+            client
+                .bind_queue(&queue, &args.exchange, routing_key)
+                .await?;
+        }
+    }
+    client.close().await
+}
+
+async fn delete_queues(args: &BenchArgs) -> Result<(), BenchError> {
+    let mut client = Client::connect(&args.uri, "spatemq bench cleanup").await?;
+    client.open_channel().await?;
+    for queue in args.queue_names() {
+        client.delete_queue(&queue).await?;
+    }
+    client.close().await
+}
+
+/// Consumers first, so that with two threads one publisher and one consumer land apart.
+fn plan_roles(args: &BenchArgs) -> Result<Vec<Role>, BenchError> {
+    let queues = args.queue_names();
+    let properties = if args.persistent {
+        encode_properties(&BasicProperties::default().with_delivery_mode(2))?
+    } else {
+        Vec::new()
+    };
+    let mut roles = Vec::new();
+    for (index, queue) in queues
+        .iter()
+        .cycle()
+        .take(args.consumers as usize)
+        .enumerate()
+    {
+        let plan = ConsumerPlan {
+            queue: queue.clone(),
+            ack_every: args.ack_every,
+            prefetch_count: args.prefetch_count,
+            rate: args.consumer_rate,
+            limit: args.consumer_messages,
+            measure_latency: args.measure_latency,
+            arguments: args.consumer_arguments.clone(),
+        };
+        roles.push(Role::Consumer(index, Arc::new(plan)));
+    }
+    for (index, queue) in queues
+        .iter()
+        .cycle()
+        .take(args.publishers as usize)
+        .enumerate()
+    {
+        let plan = PublisherPlan {
+            exchange: args.exchange.clone(),
+            routing_key: args.routing_key.clone().unwrap_or_else(|| queue.clone()),
+            properties: properties.clone(),
+            size_bytes: args.size_bytes,
+            confirm: args.confirm,
+            rate: args.publisher_rate,
+            limit: args.publisher_messages,
+            measure_latency: args.measure_latency,
+        };
+        roles.push(Role::Publisher(index, Arc::new(plan)));
+    }
+    Ok(roles)
+}
+
+/// Runs until a stop condition holds; returns the latency of the whole run.
+fn watch(args: &BenchArgs, shared: &Shared, started: Instant) -> Option<LatencySummary> {
+    let mut total_latency = new_histogram();
+    let mut last_report = (started, CountersSnapshot::default());
+    let mut last_change = (started, CountersSnapshot::default());
+    while !shared.stopping() {
+        std::thread::sleep(WATCH_TICK);
+        let now = Instant::now();
+        let counters = shared.counters.snapshot();
+        if counters != last_change.1 {
+            last_change = (now, counters);
+        }
+        if now - last_report.0 >= PROGRESS_EVERY {
+            let interval = shared.latency.take_interval();
+            let _ = total_latency.add(&interval);
+            let seconds = now - last_report.0;
+            eprintln!(
+                "{}",
+                report::progress_line(
+                    now - started,
+                    rate_per_second(counters.published - last_report.1.published, seconds),
+                    rate_per_second(counters.consumed - last_report.1.consumed, seconds),
+                    LatencySummary::of(&interval),
+                )
+            );
+            last_report = (now, counters);
+        }
+        if let Some(reason) = should_stop(args, shared, now - started, now - last_change.0) {
+            if let Some(error) = reason {
+                shared.fail(error);
+            }
+            break;
+        }
+    }
+    let _ = total_latency.add(shared.latency.take_interval());
+    LatencySummary::of(&total_latency)
+}
+
+/// `Some(None)`: the run is complete; `Some(Some(error))`: it failed; `None`: keep going.
+fn should_stop(
+    args: &BenchArgs,
+    shared: &Shared,
+    elapsed: Duration,
+    idle: Duration,
+) -> Option<Option<BenchError>> {
+    let publishers_done = shared.publishers_finished.load(Ordering::Relaxed) >= args.publishers;
+    let consumers_done = shared.consumers_finished.load(Ordering::Relaxed) >= args.consumers;
+    if publishers_done && consumers_done {
+        return Some(None);
+    }
+    let bounded_consumers_done = args.consumer_messages.is_some() && consumers_done;
+    let drained = args.consumer_messages.is_none() && publishers_done && idle >= DRAIN_IDLE;
+    match args.time_seconds {
+        Some(seconds) if elapsed >= Duration::from_secs(seconds) => Some(None),
+        Some(_) => None,
+        None if bounded_consumers_done || drained => Some(None),
+        None if idle >= Duration::from_secs(BROKER_WAIT_SECONDS) => {
+            Some(Some(BenchError::Stalled {
+                seconds: BROKER_WAIT_SECONDS,
+            }))
+        }
+        None => None,
+    }
+}
