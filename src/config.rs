@@ -88,6 +88,7 @@ spatemq: an AMQP 0-9-1 message broker
 
 USAGE:
     spatemq [serve] [FLAGS]
+    spatemq bench <scenario> [FLAGS]    load generator for any AMQP 0-9-1 broker (spatemq bench --help)
 
 FLAGS (each also read from the environment as SPATEMQ_<NAME>, flag wins):
     --amqp-port <port>      AMQP port [default: 5672; 0 picks a free port and prints it]
