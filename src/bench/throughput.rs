@@ -127,7 +127,9 @@ pub fn run(args: &BenchArgs) -> ThroughputResult {
 async fn declare_topology(args: &BenchArgs) -> Result<(), BenchError> {
     let mut client = Client::connect(&args.uri, "spatemq bench setup").await?;
     client.open_channel().await?;
-    if !args.exchange.is_empty() {
+    // Predeclared exchanges (amq.*) exist on every broker with fixed properties: declaring
+    // them with other flags would be refused, so they are used as they are.
+    if !args.exchange.is_empty() && !args.exchange.starts_with("amq.") {
         client
             .declare_exchange(&args.exchange, &args.exchange_type, args.persistent)
             .await?;
