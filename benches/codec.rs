@@ -8,9 +8,7 @@ use std::hint::black_box;
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use spatemq::amqp::frame::split_frame;
-use spatemq::amqp::hotpath::{
-    encode_deliver, encode_publish, parse_content_header, parse_publish, Delivery,
-};
+use spatemq::amqp::hotpath::{encode_deliver, encode_publish, parse_content_header, parse_publish, Delivery};
 
 /// Publish triples per iteration: enough to look like one socket read of small messages.
 const TRIPLES: usize = 1000;
@@ -20,17 +18,8 @@ fn publish_triples(body_bytes: usize) -> BytesMut {
     let body = vec![0x5A; body_bytes];
     let mut out = BytesMut::new();
     for _ in 0..TRIPLES {
-        encode_publish(
-            &mut out,
-            1,
-            b"",
-            b"perf-test",
-            false,
-            &[],
-            &body,
-            FRAME_MAX_BYTES,
-        )
-        .expect("a small publish encodes");
+        encode_publish(&mut out, 1, b"", b"perf-test", false, &[], &body, FRAME_MAX_BYTES)
+            .expect("a small publish encodes");
     }
     out
 }
@@ -41,15 +30,11 @@ fn parse_all(mut buffer: BytesMut) -> usize {
     while let Ok(Some(method)) = split_frame(&mut buffer, FRAME_MAX_BYTES) {
         let publish = parse_publish(&method.payload).expect("publish");
         black_box(&publish);
-        let header = split_frame(&mut buffer, FRAME_MAX_BYTES)
-            .expect("valid")
-            .expect("header");
+        let header = split_frame(&mut buffer, FRAME_MAX_BYTES).expect("valid").expect("header");
         let content = parse_content_header(&header.payload).expect("content header");
         let mut left = content.body_size;
         while left > 0 {
-            let body = split_frame(&mut buffer, FRAME_MAX_BYTES)
-                .expect("valid")
-                .expect("body");
+            let body = split_frame(&mut buffer, FRAME_MAX_BYTES).expect("valid").expect("body");
             left = left.saturating_sub(body.payload.len() as u64);
             body_bytes += body.payload.len();
         }
@@ -63,11 +48,7 @@ fn parse_publish_triples(criterion: &mut Criterion) {
     for body_bytes in [16, 1024] {
         let input = publish_triples(body_bytes);
         group.bench_function(format!("{body_bytes}B"), |bencher| {
-            bencher.iter_batched(
-                || input.clone(),
-                |buffer| black_box(parse_all(buffer)),
-                BatchSize::SmallInput,
-            )
+            bencher.iter_batched(|| input.clone(), |buffer| black_box(parse_all(buffer)), BatchSize::SmallInput)
         });
     }
     group.finish();

@@ -21,9 +21,7 @@ const TO: usize = 1;
 
 /// A variant without heap data, so the figure is the mailbox, not the allocator.
 fn message(local: u64) -> ShardMsg {
-    ShardMsg::ConnectionGone {
-        conn: ConnId { shard: 0, local },
-    }
+    ShardMsg::ConnectionGone { conn: ConnId { shard: 0, local } }
 }
 
 fn one_round(mailboxes: &Arc<Mailboxes>) -> Duration {

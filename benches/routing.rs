@@ -25,12 +25,7 @@ fn topic_binding(number: u32) -> String {
 }
 
 fn routing_key(number: u32) -> String {
-    format!(
-        "region{}.service{}.event{}",
-        number % 10,
-        number % 100,
-        number
-    )
+    format!("region{}.service{}.event{}", number % 10, number % 100, number)
 }
 
 fn topic_routing(criterion: &mut Criterion) {
@@ -42,9 +37,7 @@ fn topic_routing(criterion: &mut Criterion) {
         direct.bind(number, &routing_key(number), &arguments);
     }
     // Keys spread over the bound range so every lookup walks a realistic part of the trie.
-    let keys: Vec<String> = (0..LOOKUPS)
-        .map(|index| routing_key(index * (BINDINGS / LOOKUPS) + 7))
-        .collect();
+    let keys: Vec<String> = (0..LOOKUPS).map(|index| routing_key(index * (BINDINGS / LOOKUPS) + 7)).collect();
     let mut group = criterion.benchmark_group("route_10k_bindings");
     group.throughput(Throughput::Elements(u64::from(LOOKUPS)));
     let mut destinations = Vec::with_capacity(64);

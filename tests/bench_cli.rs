@@ -23,8 +23,7 @@ struct Broker {
 
 impl Broker {
     fn start(name: &str) -> Broker {
-        let data_dir =
-            std::env::temp_dir().join(format!("spatemq-bench-cli-{name}-{}", std::process::id()));
+        let data_dir = std::env::temp_dir().join(format!("spatemq-bench-cli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         let mut child = Command::new(BINARY)
             .args(["--amqp-port", "0", "--bind", "127.0.0.1", "--shards", "2"])
@@ -50,16 +49,9 @@ impl Broker {
                 panic!("the broker did not print its listening address within 30 s");
             }
         };
-        let port = address
-            .rsplit(':')
-            .next()
-            .and_then(|port| port.parse().ok())
-            .expect("the listening line ends with a port");
-        Broker {
-            child,
-            port,
-            data_dir,
-        }
+        let port =
+            address.rsplit(':').next().and_then(|port| port.parse().ok()).expect("the listening line ends with a port");
+        Broker { child, port, data_dir }
     }
 
     fn uri(&self) -> String {
@@ -102,11 +94,7 @@ fn bench(args: &[&str]) -> Output {
 fn json_result(output: &Output) -> Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "bench failed: {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        output.status
-    );
+    assert!(output.status.success(), "bench failed: {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status);
     let last = stdout.lines().last().expect("some output");
     serde_json::from_str(last).unwrap_or_else(|error| panic!("{last:?} is not JSON: {error}"))
 }
@@ -129,12 +117,8 @@ fn throughput_with_confirms_acks_and_latency_reports_json() {
         "10",
     ]);
     let result = json_result(&output);
-    let number = |name: &str| {
-        result
-            .get(name)
-            .and_then(Value::as_f64)
-            .unwrap_or_else(|| panic!("{name} missing from {result}"))
-    };
+    let number =
+        |name: &str| result.get(name).and_then(Value::as_f64).unwrap_or_else(|| panic!("{name} missing from {result}"));
     assert!(number("avg_pub_rate") > 0.0, "{result}");
     assert!(number("consumed") > 0.0, "{result}");
     assert!(number("confirmed") > 0.0, "{result}");
@@ -144,16 +128,10 @@ fn throughput_with_confirms_acks_and_latency_reports_json() {
     }
     let latency = result.get("latency_ms").expect("latency_ms present");
     for field in ["min", "p50", "p90", "p99", "p999", "max"] {
-        assert!(
-            latency.get(field).and_then(Value::as_f64).is_some(),
-            "latency_ms.{field} missing from {result}"
-        );
+        assert!(latency.get(field).and_then(Value::as_f64).is_some(), "latency_ms.{field} missing from {result}");
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("sent:"),
-        "progress lines on stderr: {stderr}"
-    );
+    assert!(stderr.contains("sent:"), "progress lines on stderr: {stderr}");
 }
 
 #[test]
@@ -191,13 +169,7 @@ fn a_count_bounded_run_ends_by_itself_with_every_message() {
 #[test]
 fn an_unreachable_broker_fails_with_a_clear_error() {
     // Port 1 on loopback: nothing listens there in a test environment.
-    let output = bench(&[
-        "throughput",
-        "--uri",
-        "amqp://guest:guest@127.0.0.1:1",
-        "--time",
-        "1",
-    ]);
+    let output = bench(&["throughput", "--uri", "amqp://guest:guest@127.0.0.1:1", "--time", "1"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot connect to 127.0.0.1:1"), "{stderr}");

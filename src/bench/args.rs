@@ -42,10 +42,7 @@ impl Scenario {
     ];
 
     pub fn name(self) -> &'static str {
-        Scenario::ALL
-            .iter()
-            .find(|(scenario, _)| *scenario == self)
-            .map_or("?", |(_, name)| name)
+        Scenario::ALL.iter().find(|(scenario, _)| *scenario == self).map_or("?", |(_, name)| name)
     }
 
     fn bit(self) -> u8 {
@@ -104,15 +101,8 @@ pub enum ArgsError {
     UnknownScenario(String),
     UnknownFlag(String),
     MissingValue(&'static str),
-    BadValue {
-        flag: &'static str,
-        value: String,
-        why: String,
-    },
-    NotForScenario {
-        flag: &'static str,
-        scenario: &'static str,
-    },
+    BadValue { flag: &'static str, value: String, why: String },
+    NotForScenario { flag: &'static str, scenario: &'static str },
     Invalid(String),
 }
 
@@ -153,21 +143,11 @@ struct Flag {
 }
 
 const fn flag(long: &'static str, short: Option<&'static str>, scenarios: u8) -> Flag {
-    Flag {
-        long,
-        short,
-        takes_value: true,
-        scenarios,
-    }
+    Flag { long, short, takes_value: true, scenarios }
 }
 
 const fn switch(long: &'static str, scenarios: u8) -> Flag {
-    Flag {
-        long,
-        short: None,
-        takes_value: false,
-        scenarios,
-    }
+    Flag { long, short: None, takes_value: false, scenarios }
 }
 
 const FLAGS: &[Flag] = &[
@@ -323,18 +303,12 @@ impl BenchArgs {
             "--queue-pattern-from" => self.queue_pattern_from = number(flag, value)?,
             "--queue-pattern-to" => self.queue_pattern_to = number(flag, value)?,
             "--queue-args" => {
-                self.queue_arguments = field_table::from_json(value).map_err(|why| BadValue {
-                    flag,
-                    value: value.into(),
-                    why,
-                })?
+                self.queue_arguments =
+                    field_table::from_json(value).map_err(|why| BadValue { flag, value: value.into(), why })?
             }
             "--consumer-args" => {
-                self.consumer_arguments = field_table::from_json(value).map_err(|why| BadValue {
-                    flag,
-                    value: value.into(),
-                    why,
-                })?
+                self.consumer_arguments =
+                    field_table::from_json(value).map_err(|why| BadValue { flag, value: value.into(), why })?
             }
             "--measure-latency" => self.measure_latency = true,
             "--queues" => self.queues = positive(flag, value)?,
@@ -364,12 +338,9 @@ impl BenchArgs {
         if self.prefetch_count != 0 && self.ack_every > u32::from(self.prefetch_count) {
             return invalid("--ack must not exceed --prefetch, or consumers would wait forever");
         }
-        let pattern_range =
-            given.contains(&"--queue-pattern-from") || given.contains(&"--queue-pattern-to");
+        let pattern_range = given.contains(&"--queue-pattern-from") || given.contains(&"--queue-pattern-to");
         match &self.queue_pattern {
-            None if pattern_range => {
-                return invalid("--queue-pattern-from/--queue-pattern-to need --queue-pattern")
-            }
+            None if pattern_range => return invalid("--queue-pattern-from/--queue-pattern-to need --queue-pattern"),
             None => {}
             Some(pattern) if !pattern.contains('%') => {
                 return invalid("--queue-pattern needs a '%' where the number goes")
@@ -388,10 +359,7 @@ impl BenchArgs {
         if self.queue_pattern.is_some() && given.contains(&"--queue") {
             return invalid("--queue and --queue-pattern exclude each other");
         }
-        if self.time_seconds.is_none()
-            && self.publisher_messages.is_none()
-            && self.consumer_messages.is_none()
-        {
+        if self.time_seconds.is_none() && self.publisher_messages.is_none() && self.consumer_messages.is_none() {
             self.time_seconds = Some(DEFAULT_TIME_SECONDS);
         }
         Ok(())
@@ -401,11 +369,7 @@ impl BenchArgs {
 use ArgsError::BadValue;
 
 fn bad(flag: &'static str, value: &str, why: impl fmt::Display) -> ArgsError {
-    BadValue {
-        flag,
-        value: value.into(),
-        why: why.to_string(),
-    }
+    BadValue { flag, value: value.into(), why: why.to_string() }
 }
 
 fn number<T: std::str::FromStr>(flag: &'static str, value: &str) -> Result<T, ArgsError>
@@ -415,10 +379,7 @@ where
     value.parse::<T>().map_err(|error| bad(flag, value, error))
 }
 
-fn positive<T: std::str::FromStr + Default + PartialEq>(
-    flag: &'static str,
-    value: &str,
-) -> Result<T, ArgsError>
+fn positive<T: std::str::FromStr + Default + PartialEq>(flag: &'static str, value: &str) -> Result<T, ArgsError>
 where
     T::Err: fmt::Display,
 {
@@ -464,10 +425,7 @@ pub fn parse(arguments: impl IntoIterator<Item = String>) -> Result<Parsed, Args
             .find(|flag| flag.long == name || flag.short == Some(name))
             .ok_or_else(|| ArgsError::UnknownFlag(name.to_string()))?;
         if flag.scenarios & scenario.bit() == 0 {
-            return Err(ArgsError::NotForScenario {
-                flag: flag.long,
-                scenario: scenario.name(),
-            });
+            return Err(ArgsError::NotForScenario { flag: flag.long, scenario: scenario.name() });
         }
         let value = match (flag.takes_value, inline) {
             (true, Some(value)) => value,

@@ -20,9 +20,7 @@ use monoio::net::TcpStream;
 
 use super::error::BenchError;
 use super::uri::Uri;
-use super::wire::{
-    control_method, Control, Input, WriteHalf, CONTROL_READ_CHUNK_BYTES, READ_CHUNK_BYTES,
-};
+use super::wire::{control_method, Control, Input, WriteHalf, CONTROL_READ_CHUNK_BYTES, READ_CHUNK_BYTES};
 use crate::amqp::frame::{FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE, PROTOCOL_HEADER};
 use crate::amqp::methods::{encode_method, parse_method};
 
@@ -42,10 +40,7 @@ pub async fn bounded<T>(
     let limit = Duration::from_secs(BROKER_WAIT_SECONDS);
     match monoio::time::timeout(limit, future).await {
         Ok(result) => result,
-        Err(_) => Err(BenchError::Timeout {
-            waiting_for,
-            seconds: BROKER_WAIT_SECONDS,
-        }),
+        Err(_) => Err(BenchError::Timeout { waiting_for, seconds: BROKER_WAIT_SECONDS }),
     }
 }
 
@@ -67,11 +62,7 @@ pub struct Client {
 impl Client {
     /// TCP connect plus the whole handshake, bounded by `BROKER_WAIT_SECONDS`.
     pub async fn connect(uri: &Uri, connection_name: &str) -> Result<Client, BenchError> {
-        bounded(
-            "the connection handshake",
-            Client::handshake(uri, connection_name),
-        )
-        .await
+        bounded("the connection handshake", Client::handshake(uri, connection_name)).await
     }
 
     async fn handshake(uri: &Uri, connection_name: &str) -> Result<Client, BenchError> {
@@ -100,9 +91,7 @@ impl Client {
         };
         let mechanisms = String::from_utf8_lossy(start.mechanisms.as_bytes()).to_string();
         if !mechanisms.split(' ').any(|mechanism| mechanism == "PLAIN") {
-            return Err(BenchError::Handshake(format!(
-                "the broker offers {mechanisms:?}, the bench speaks PLAIN"
-            )));
+            return Err(BenchError::Handshake(format!("the broker offers {mechanisms:?}, the bench speaks PLAIN")));
         }
         client.send(0, &start_ok(uri, connection_name))?;
         client.flush().await?;
@@ -115,22 +104,10 @@ impl Client {
             offered => offered.min(FRAME_MAX_BYTES),
         };
         client.heartbeat_seconds = tune.heartbeat;
-        let tune_ok = connection::TuneOk {
-            channel_max: tune.channel_max,
-            frame_max,
-            heartbeat: tune.heartbeat,
-        };
-        client.send(
-            0,
-            &AMQPClass::Connection(connection::AMQPMethod::TuneOk(tune_ok)),
-        )?;
-        let open = connection::Open {
-            virtual_host: uri.vhost.as_str().into(),
-        };
-        client.send(
-            0,
-            &AMQPClass::Connection(connection::AMQPMethod::Open(open)),
-        )?;
+        let tune_ok = connection::TuneOk { channel_max: tune.channel_max, frame_max, heartbeat: tune.heartbeat };
+        client.send(0, &AMQPClass::Connection(connection::AMQPMethod::TuneOk(tune_ok)))?;
+        let open = connection::Open { virtual_host: uri.vhost.as_str().into() };
+        client.send(0, &AMQPClass::Connection(connection::AMQPMethod::Open(open)))?;
         client.flush().await?;
         client.input.frame_max = frame_max;
         match client.next_method("connection.open-ok").await? {
@@ -163,12 +140,7 @@ impl Client {
             match frame.frame_type {
                 FRAME_HEARTBEAT => continue,
                 FRAME_METHOD => {}
-                other => {
-                    return Err(BenchError::Unexpected {
-                        expected,
-                        found: format!("a frame of type {other}"),
-                    })
-                }
+                other => return Err(BenchError::Unexpected { expected, found: format!("a frame of type {other}") }),
             }
             match control_method(&frame.payload) {
                 Ok(Control::Blocked | Control::Unblocked) => continue,
@@ -187,9 +159,7 @@ impl Client {
             BenchError::ConnectionClosed { .. } => {
                 AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {}))
             }
-            BenchError::ChannelClosed { .. } => {
-                AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {}))
-            }
+            BenchError::ChannelClosed { .. } => AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
             _ => return,
         };
         if self.send(channel, &reply).is_ok() {
@@ -219,11 +189,9 @@ impl Client {
 
     pub async fn open_channel(&mut self) -> Result<(), BenchError> {
         let open = AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {}));
-        self.rpc(open, "channel.open-ok", |reply| {
-            matches!(reply, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)))
-        })
-        .await
-        .map(drop)
+        self.rpc(open, "channel.open-ok", |reply| matches!(reply, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_))))
+            .await
+            .map(drop)
     }
 
     pub async fn declare_queue(&mut self, spec: &QueueSpec<'_>) -> Result<(), BenchError> {
@@ -235,60 +203,34 @@ impl Client {
             ..Default::default()
         };
         let method = AMQPClass::Queue(queue::AMQPMethod::Declare(declare));
-        self.rpc(method, "queue.declare-ok", |reply| {
-            matches!(reply, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)))
-        })
-        .await
-        .map(drop)
+        self.rpc(method, "queue.declare-ok", |reply| matches!(reply, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_))))
+            .await
+            .map(drop)
     }
 
     pub async fn delete_queue(&mut self, name: &str) -> Result<(), BenchError> {
-        let delete = queue::Delete {
-            queue: name.into(),
-            ..Default::default()
-        };
+        let delete = queue::Delete { queue: name.into(), ..Default::default() };
         let method = AMQPClass::Queue(queue::AMQPMethod::Delete(delete));
-        self.rpc(method, "queue.delete-ok", |reply| {
-            matches!(reply, AMQPClass::Queue(queue::AMQPMethod::DeleteOk(_)))
-        })
-        .await
-        .map(drop)
+        self.rpc(method, "queue.delete-ok", |reply| matches!(reply, AMQPClass::Queue(queue::AMQPMethod::DeleteOk(_))))
+            .await
+            .map(drop)
     }
 
-    pub async fn declare_exchange(
-        &mut self,
-        name: &str,
-        kind: &str,
-        durable: bool,
-    ) -> Result<(), BenchError> {
-        let declare = exchange::Declare {
-            exchange: name.into(),
-            kind: kind.into(),
-            durable,
-            ..Default::default()
-        };
+    pub async fn declare_exchange(&mut self, name: &str, kind: &str, durable: bool) -> Result<(), BenchError> {
+        let declare = exchange::Declare { exchange: name.into(), kind: kind.into(), durable, ..Default::default() };
         let method = AMQPClass::Exchange(exchange::AMQPMethod::Declare(declare));
         self.rpc(method, "exchange.declare-ok", |reply| {
-            matches!(
-                reply,
-                AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(_))
-            )
+            matches!(reply, AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(_)))
         })
         .await
         .map(drop)
     }
 
     pub async fn delete_exchange(&mut self, name: &str) -> Result<(), BenchError> {
-        let delete = exchange::Delete {
-            exchange: name.into(),
-            ..Default::default()
-        };
+        let delete = exchange::Delete { exchange: name.into(), ..Default::default() };
         let method = AMQPClass::Exchange(exchange::AMQPMethod::Delete(delete));
         self.rpc(method, "exchange.delete-ok", |reply| {
-            matches!(
-                reply,
-                AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(_))
-            )
+            matches!(reply, AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(_)))
         })
         .await
         .map(drop)
@@ -307,11 +249,9 @@ impl Client {
             ..Default::default()
         };
         let method = AMQPClass::Queue(queue::AMQPMethod::Bind(bind));
-        self.rpc(method, "queue.bind-ok", |reply| {
-            matches!(reply, AMQPClass::Queue(queue::AMQPMethod::BindOk(_)))
-        })
-        .await
-        .map(drop)
+        self.rpc(method, "queue.bind-ok", |reply| matches!(reply, AMQPClass::Queue(queue::AMQPMethod::BindOk(_))))
+            .await
+            .map(drop)
     }
 
     pub async fn unbind_queue(
@@ -327,17 +267,13 @@ impl Client {
             ..Default::default()
         };
         let method = AMQPClass::Queue(queue::AMQPMethod::Unbind(unbind));
-        self.rpc(method, "queue.unbind-ok", |reply| {
-            matches!(reply, AMQPClass::Queue(queue::AMQPMethod::UnbindOk(_)))
-        })
-        .await
-        .map(drop)
+        self.rpc(method, "queue.unbind-ok", |reply| matches!(reply, AMQPClass::Queue(queue::AMQPMethod::UnbindOk(_))))
+            .await
+            .map(drop)
     }
 
     pub async fn confirm_select(&mut self) -> Result<(), BenchError> {
-        let select = AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
-            nowait: false,
-        }));
+        let select = AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select { nowait: false }));
         self.rpc(select, "confirm.select-ok", |reply| {
             matches!(reply, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_)))
         })
@@ -346,49 +282,25 @@ impl Client {
     }
 
     pub async fn qos(&mut self, prefetch_count: u16) -> Result<(), BenchError> {
-        let qos = AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
-            prefetch_count,
-            global: false,
-        }));
-        self.rpc(qos, "basic.qos-ok", |reply| {
-            matches!(reply, AMQPClass::Basic(basic::AMQPMethod::QosOk(_)))
-        })
-        .await
-        .map(drop)
+        let qos = AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos { prefetch_count, global: false }));
+        self.rpc(qos, "basic.qos-ok", |reply| matches!(reply, AMQPClass::Basic(basic::AMQPMethod::QosOk(_))))
+            .await
+            .map(drop)
     }
 
-    pub async fn consume(
-        &mut self,
-        queue_name: &str,
-        no_ack: bool,
-        arguments: &FieldTable,
-    ) -> Result<(), BenchError> {
-        let consume = basic::Consume {
-            queue: queue_name.into(),
-            no_ack,
-            arguments: arguments.clone(),
-            ..Default::default()
-        };
+    pub async fn consume(&mut self, queue_name: &str, no_ack: bool, arguments: &FieldTable) -> Result<(), BenchError> {
+        let consume =
+            basic::Consume { queue: queue_name.into(), no_ack, arguments: arguments.clone(), ..Default::default() };
         let method = AMQPClass::Basic(basic::AMQPMethod::Consume(consume));
-        self.rpc(method, "basic.consume-ok", |reply| {
-            matches!(reply, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_)))
-        })
-        .await
-        .map(drop)
+        self.rpc(method, "basic.consume-ok", |reply| matches!(reply, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_))))
+            .await
+            .map(drop)
     }
 
     /// connection.close, then waits (bounded) for close-ok, skipping whatever was in flight.
     pub async fn close(mut self) -> Result<(), BenchError> {
-        let close = connection::Close {
-            reply_code: 200,
-            reply_text: "bench done".into(),
-            class_id: 0,
-            method_id: 0,
-        };
-        self.send(
-            0,
-            &AMQPClass::Connection(connection::AMQPMethod::Close(close)),
-        )?;
+        let close = connection::Close { reply_code: 200, reply_text: "bench done".into(), class_id: 0, method_id: 0 };
+        self.send(0, &AMQPClass::Connection(connection::AMQPMethod::Close(close)))?;
         bounded("connection.close-ok", async {
             self.flush().await?;
             loop {
@@ -432,18 +344,9 @@ fn start_ok(uri: &Uri, connection_name: &str) -> AMQPClass {
         capabilities.insert(capability.into(), AMQPValue::Boolean(true));
     }
     let mut properties = FieldTable::default();
-    properties.insert(
-        "product".into(),
-        AMQPValue::LongString("spatemq bench".into()),
-    );
-    properties.insert(
-        "version".into(),
-        AMQPValue::LongString(env!("CARGO_PKG_VERSION").into()),
-    );
-    properties.insert(
-        "connection_name".into(),
-        AMQPValue::LongString(connection_name.into()),
-    );
+    properties.insert("product".into(), AMQPValue::LongString("spatemq bench".into()));
+    properties.insert("version".into(), AMQPValue::LongString(env!("CARGO_PKG_VERSION").into()));
+    properties.insert("connection_name".into(), AMQPValue::LongString(connection_name.into()));
     properties.insert("capabilities".into(), AMQPValue::FieldTable(capabilities));
     let response = format!("\0{}\0{}", uri.user, uri.password);
     AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {

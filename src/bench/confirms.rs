@@ -19,11 +19,7 @@ pub struct ConfirmTracker {
 
 impl Default for ConfirmTracker {
     fn default() -> Self {
-        ConfirmTracker {
-            next_sequence: 1,
-            floor: 0,
-            above_floor: BTreeSet::new(),
-        }
+        ConfirmTracker { next_sequence: 1, floor: 0, above_floor: BTreeSet::new() }
     }
 }
 
@@ -88,11 +84,7 @@ mod tests {
         assert_eq!(tracker.settle(5, false), 1);
         assert_eq!(tracker.settle(3, false), 0, "duplicate");
         assert_eq!(tracker.outstanding(), 4);
-        assert_eq!(
-            tracker.settle(4, true),
-            3,
-            "1, 2 and 4; 3 was already settled"
-        );
+        assert_eq!(tracker.settle(4, true), 3, "1, 2 and 4; 3 was already settled");
         assert_eq!(tracker.outstanding(), 1);
         assert_eq!(tracker.settle(6, false), 1);
         assert_eq!(tracker.outstanding(), 0);

@@ -21,12 +21,8 @@ use super::client::{Client, CHANNEL};
 use super::error::BenchError;
 use super::stats::{now_nanos, Counters, LocalLatency};
 use super::throughput::{heartbeat_interval, Shared};
-use super::wire::{
-    control_method, deliver_tag, header_body_size, Control, Input, Signal, WriteHalf,
-};
-use crate::amqp::frame::{
-    write_heartbeat, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD,
-};
+use super::wire::{control_method, deliver_tag, header_body_size, Control, Input, Signal, WriteHalf};
+use crate::amqp::frame::{write_heartbeat, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD};
 use crate::amqp::hotpath::{encode_ack, method_ids, CLASS_BASIC};
 
 const METHOD_DELIVER: u16 = 60;
@@ -56,14 +52,8 @@ struct Outbox {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Expect {
     Method,
-    Header {
-        delivery_tag: u64,
-    },
-    Body {
-        delivery_tag: u64,
-        left: u64,
-        first: bool,
-    },
+    Header { delivery_tag: u64 },
+    Body { delivery_tag: u64, left: u64, first: bool },
 }
 
 /// A consumer's running totals.
@@ -79,32 +69,16 @@ pub async fn setup(client: &mut Client, plan: &ConsumerPlan) -> Result<(), Bench
     if plan.prefetch_count > 0 {
         client.qos(plan.prefetch_count).await?;
     }
-    client
-        .consume(&plan.queue, plan.ack_every == 0, &plan.arguments)
-        .await
+    client.consume(&plan.queue, plan.ack_every == 0, &plan.arguments).await
 }
 
-pub async fn run(
-    client: Client,
-    plan: Arc<ConsumerPlan>,
-    shared: Arc<Shared>,
-) -> Result<(), BenchError> {
+pub async fn run(client: Client, plan: Arc<ConsumerPlan>, shared: Arc<Shared>) -> Result<(), BenchError> {
     let heartbeat = heartbeat_interval(client.heartbeat_seconds);
     let (mut input, output) = client.into_split();
     let outbox = Rc::new(Outbox::default());
-    monoio::spawn(write_loop(
-        output,
-        outbox.clone(),
-        heartbeat,
-        shared.clone(),
-    ));
-    let mut progress = Progress {
-        expect: Expect::Method,
-        consumed: 0,
-        unacked: 0,
-        last_tag: 0,
-        latency: LocalLatency::default(),
-    };
+    monoio::spawn(write_loop(output, outbox.clone(), heartbeat, shared.clone()));
+    let mut progress =
+        Progress { expect: Expect::Method, consumed: 0, unacked: 0, last_tag: 0, latency: LocalLatency::default() };
     let result = consume(&mut input, &plan, &outbox, &shared, &mut progress).await;
     progress.latency.flush(&shared.latency);
     if result.is_err() {
@@ -113,12 +87,7 @@ pub async fn run(
     } else if !shared.stopping() {
         // `--cmessages` reached: settle what is held so the broker does not requeue it.
         if progress.unacked > 0 {
-            encode_ack(
-                &mut outbox.pending.borrow_mut(),
-                CHANNEL,
-                progress.last_tag,
-                true,
-            );
+            encode_ack(&mut outbox.pending.borrow_mut(), CHANNEL, progress.last_tag, true);
             outbox.ready.raise();
         }
         shared.consumer_finished();
@@ -141,13 +110,7 @@ async fn consume(
             let mut pending = outbox.pending.borrow_mut();
             let mut finished = false;
             while let Some(frame) = input.next_buffered()? {
-                if on_frame(
-                    frame.frame_type,
-                    &frame.payload,
-                    plan,
-                    progress,
-                    &mut pending,
-                )? {
+                if on_frame(frame.frame_type, &frame.payload, plan, progress, &mut pending)? {
                     finished = true;
                     break;
                 }
@@ -188,9 +151,7 @@ fn on_frame(
         (FRAME_HEARTBEAT, _) => None,
         (FRAME_METHOD, Expect::Method) => {
             if method_ids(payload)? == (CLASS_BASIC, METHOD_DELIVER) {
-                progress.expect = Expect::Header {
-                    delivery_tag: deliver_tag(payload)?,
-                };
+                progress.expect = Expect::Header { delivery_tag: deliver_tag(payload)? };
             } else {
                 // connection.blocked concerns publishers; a close or cancel ends the run.
                 let _: Control = control_method(payload)?;
@@ -200,22 +161,11 @@ fn on_frame(
         (FRAME_HEADER, Expect::Header { delivery_tag }) => match header_body_size(payload)? {
             0 => Some(delivery_tag),
             left => {
-                progress.expect = Expect::Body {
-                    delivery_tag,
-                    left,
-                    first: true,
-                };
+                progress.expect = Expect::Body { delivery_tag, left, first: true };
                 None
             }
         },
-        (
-            FRAME_BODY,
-            Expect::Body {
-                delivery_tag,
-                left,
-                first,
-            },
-        ) => {
+        (FRAME_BODY, Expect::Body { delivery_tag, left, first }) => {
             if first && plan.measure_latency {
                 if let Some(stamp) = payload.get(..TIMESTAMP_BYTES) {
                     progress.latency.record_stamp(stamp, now_nanos());
@@ -224,11 +174,7 @@ fn on_frame(
             match left.saturating_sub(payload.len() as u64) {
                 0 => Some(delivery_tag),
                 left => {
-                    progress.expect = Expect::Body {
-                        delivery_tag,
-                        left,
-                        first: false,
-                    };
+                    progress.expect = Expect::Body { delivery_tag, left, first: false };
                     None
                 }
             }
@@ -256,12 +202,7 @@ fn on_frame(
     Ok(plan.limit.is_some_and(|limit| progress.consumed >= limit))
 }
 
-async fn write_loop(
-    mut output: WriteHalf,
-    outbox: Rc<Outbox>,
-    heartbeat: Option<Duration>,
-    shared: Arc<Shared>,
-) {
+async fn write_loop(mut output: WriteHalf, outbox: Rc<Outbox>, heartbeat: Option<Duration>, shared: Arc<Shared>) {
     let mut spare = BytesMut::with_capacity(4096);
     let mut last_write = Instant::now();
     let wait = heartbeat.map_or(IDLE_CHECK, |beat| beat.min(IDLE_CHECK));
@@ -284,10 +225,7 @@ async fn write_loop(
         last_write = Instant::now();
         if let Err(source) = result {
             if !shared.stopping() {
-                shared.fail(BenchError::Io {
-                    during: "acking deliveries",
-                    source,
-                });
+                shared.fail(BenchError::Io { during: "acking deliveries", source });
             }
             return;
         }

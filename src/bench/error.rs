@@ -14,17 +14,11 @@ pub enum BenchError {
     /// Name resolution or TCP connect failed.
     Connect { address: String, source: io::Error },
     /// A read or write on an open connection failed.
-    Io {
-        during: &'static str,
-        source: io::Error,
-    },
+    Io { during: &'static str, source: io::Error },
     /// The broker closed the socket without connection.close.
     Eof { during: &'static str },
     /// A bounded wait on the broker ran out.
-    Timeout {
-        waiting_for: &'static str,
-        seconds: u64,
-    },
+    Timeout { waiting_for: &'static str, seconds: u64 },
     /// The broker sent connection.close.
     ConnectionClosed { reply_code: u16, reply_text: String },
     /// The broker sent channel.close.
@@ -34,10 +28,7 @@ pub enum BenchError {
     /// A frame or method we cannot parse.
     Codec(CodecError),
     /// A method that makes no sense at this point.
-    Unexpected {
-        expected: &'static str,
-        found: String,
-    },
+    Unexpected { expected: &'static str, found: String },
     /// The client threads or runtimes could not start.
     Runtime(String),
     /// A count-bounded run stopped moving.
@@ -60,37 +51,24 @@ impl fmt::Display for BenchError {
             BenchError::Eof { during } => {
                 write!(f, "the broker closed the connection during {during}")
             }
-            BenchError::Timeout {
-                waiting_for,
-                seconds,
-            } => write!(
-                f,
-                "no answer from the broker within {seconds} s while waiting for {waiting_for}"
-            ),
-            BenchError::ConnectionClosed {
-                reply_code,
-                reply_text,
-            } => write!(
-                f,
-                "the broker closed the connection: {reply_code} {reply_text}"
-            ),
-            BenchError::ChannelClosed {
-                reply_code,
-                reply_text,
-            } => write!(
-                f,
-                "the broker closed the channel: {reply_code} {reply_text}"
-            ),
+            BenchError::Timeout { waiting_for, seconds } => {
+                write!(f, "no answer from the broker within {seconds} s while waiting for {waiting_for}")
+            }
+            BenchError::ConnectionClosed { reply_code, reply_text } => {
+                write!(f, "the broker closed the connection: {reply_code} {reply_text}")
+            }
+            BenchError::ChannelClosed { reply_code, reply_text } => {
+                write!(f, "the broker closed the channel: {reply_code} {reply_text}")
+            }
             BenchError::Handshake(message) => write!(f, "handshake failed: {message}"),
             BenchError::Codec(error) => write!(f, "bad data from the broker: {error}"),
             BenchError::Unexpected { expected, found } => {
                 write!(f, "expected {expected} from the broker, got {found}")
             }
             BenchError::Runtime(message) => write!(f, "cannot start the client threads: {message}"),
-            BenchError::Stalled { seconds } => write!(
-                f,
-                "no message was published, confirmed or consumed for {seconds} s"
-            ),
+            BenchError::Stalled { seconds } => {
+                write!(f, "no message was published, confirmed or consumed for {seconds} s")
+            }
         }
     }
 }

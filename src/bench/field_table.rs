@@ -34,9 +34,9 @@ fn amqp_value(value: &Value) -> AMQPValue {
             None => AMQPValue::Double(number.as_f64().unwrap_or(f64::NAN)),
         },
         Value::String(text) => AMQPValue::LongString(text.as_str().into()),
-        Value::Array(values) => AMQPValue::FieldArray(FieldArray::from(
-            values.iter().map(amqp_value).collect::<Vec<_>>(),
-        )),
+        Value::Array(values) => {
+            AMQPValue::FieldArray(FieldArray::from(values.iter().map(amqp_value).collect::<Vec<_>>()))
+        }
         Value::Object(entries) => AMQPValue::FieldTable(table(entries)),
     }
 }
@@ -54,19 +54,13 @@ mod tests {
         .expect("valid");
         let mut expected = FieldTable::default();
         expected.insert("x-max-length".into(), AMQPValue::LongLongInt(1000));
-        expected.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("classic".into()),
-        );
+        expected.insert("x-queue-type".into(), AMQPValue::LongString("classic".into()));
         expected.insert("lazy".into(), AMQPValue::Boolean(true));
         expected.insert("ratio".into(), AMQPValue::Double(0.5));
         expected.insert("none".into(), AMQPValue::Void);
         expected.insert(
             "list".into(),
-            AMQPValue::FieldArray(FieldArray::from(vec![
-                AMQPValue::LongLongInt(1),
-                AMQPValue::LongString("a".into()),
-            ])),
+            AMQPValue::FieldArray(FieldArray::from(vec![AMQPValue::LongLongInt(1), AMQPValue::LongString("a".into())])),
         );
         let mut nested = FieldTable::default();
         nested.insert("k".into(), AMQPValue::LongLongInt(-2));
@@ -77,9 +71,7 @@ mod tests {
     #[test]
     fn non_objects_and_bad_json_are_refused() {
         assert!(from_json("[1]").expect_err("array").contains("JSON object"));
-        assert!(from_json("{x:1}")
-            .expect_err("bad")
-            .contains("not valid JSON"));
+        assert!(from_json("{x:1}").expect_err("bad").contains("not valid JSON"));
         assert_eq!(from_json("{}"), Ok(FieldTable::default()));
     }
 }

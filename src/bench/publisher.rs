@@ -23,9 +23,7 @@ use super::error::BenchError;
 use super::stats::{now_nanos, Counters};
 use super::throughput::{heartbeat_interval, Shared};
 use super::wire::{control_method, header_body_size, Control, Input, Signal, WriteHalf};
-use crate::amqp::frame::{
-    write_heartbeat, FRAME_BODY, FRAME_HEADER, FRAME_HEADER_LEN, FRAME_HEARTBEAT, FRAME_METHOD,
-};
+use crate::amqp::frame::{write_heartbeat, FRAME_BODY, FRAME_HEADER, FRAME_HEADER_LEN, FRAME_HEARTBEAT, FRAME_METHOD};
 use crate::amqp::hotpath::CodecError;
 use crate::amqp::hotpath::{encode_publish, method_ids, parse_ack, Ack, CLASS_BASIC};
 
@@ -71,28 +69,14 @@ impl Template {
         let encode = |body: &[u8]| {
             let mut out = BytesMut::new();
             let (exchange, routing_key) = (plan.exchange.as_bytes(), plan.routing_key.as_bytes());
-            encode_publish(
-                &mut out,
-                CHANNEL,
-                exchange,
-                routing_key,
-                false,
-                &plan.properties,
-                body,
-                frame_max,
-            )
-            .map(|()| out)
+            encode_publish(&mut out, CHANNEL, exchange, routing_key, false, &plan.properties, body, frame_max)
+                .map(|()| out)
         };
         let bytes = encode(&vec![0u8; plan.size_bytes])?.to_vec();
         // An empty body encodes method + header only: the body frame starts right after.
         let prefix_len = encode(&[])?.len();
-        let stamp_offset = plan
-            .measure_latency
-            .then_some(prefix_len + FRAME_HEADER_LEN);
-        Ok(Template {
-            bytes,
-            stamp_offset,
-        })
+        let stamp_offset = plan.measure_latency.then_some(prefix_len + FRAME_HEADER_LEN);
+        Ok(Template { bytes, stamp_offset })
     }
 }
 
@@ -102,11 +86,7 @@ enum Step {
     Finished,
 }
 
-pub async fn run(
-    client: Client,
-    plan: Arc<PublisherPlan>,
-    shared: Arc<Shared>,
-) -> Result<(), BenchError> {
+pub async fn run(client: Client, plan: Arc<PublisherPlan>, shared: Arc<Shared>) -> Result<(), BenchError> {
     let heartbeat = heartbeat_interval(client.heartbeat_seconds);
     let template = Template::new(&plan, client.frame_max())?;
     let (input, output) = client.into_split();
@@ -210,13 +190,7 @@ async fn publish(
 }
 
 /// How many messages the next write may carry, or how long to wait first.
-fn next_step(
-    plan: &PublisherPlan,
-    flow: &Flow,
-    batch_max: u64,
-    sent: u64,
-    elapsed: Duration,
-) -> Step {
+fn next_step(plan: &PublisherPlan, flow: &Flow, batch_max: u64, sent: u64, elapsed: Duration) -> Step {
     let mut count = batch_max;
     if let Some(limit) = plan.limit {
         if sent >= limit {
@@ -251,20 +225,13 @@ fn check_confirm_stall(plan: &PublisherPlan, flow: &Flow) -> Result<(), BenchErr
     let waiting = plan.confirm > 0 && flow.tracker.borrow().outstanding() > 0;
     let limit = Duration::from_secs(BROKER_WAIT_SECONDS);
     if waiting && !flow.blocked.get() && flow.last_confirm.get().elapsed() > limit {
-        return Err(BenchError::Timeout {
-            waiting_for: "publisher confirms",
-            seconds: BROKER_WAIT_SECONDS,
-        });
+        return Err(BenchError::Timeout { waiting_for: "publisher confirms", seconds: BROKER_WAIT_SECONDS });
     }
     Ok(())
 }
 
 /// After the last publish of a `--pmessages` run: every confirm in, bounded in time.
-async fn await_confirms(
-    writer: &mut Writer,
-    flow: &Flow,
-    shared: &Shared,
-) -> Result<(), BenchError> {
+async fn await_confirms(writer: &mut Writer, flow: &Flow, shared: &Shared) -> Result<(), BenchError> {
     let deadline = Instant::now() + Duration::from_secs(BROKER_WAIT_SECONDS);
     while flow.tracker.borrow().outstanding() > 0 {
         if shared.stopping() || flow.reader_gone.get() {
@@ -289,11 +256,7 @@ enum Skip {
     Body(u64),
 }
 
-async fn read_loop(
-    mut input: Input<OwnedReadHalf<TcpStream>>,
-    flow: Rc<Flow>,
-    shared: Arc<Shared>,
-) {
+async fn read_loop(mut input: Input<OwnedReadHalf<TcpStream>>, flow: Rc<Flow>, shared: Arc<Shared>) {
     if let Err(error) = read_confirms(&mut input, &flow, &shared).await {
         if !shared.stopping() {
             shared.fail(error);
@@ -353,15 +316,12 @@ async fn read_confirms(
 /// A method frame on a publishing connection: a confirm, a return, or flow control.
 fn on_method(payload: &[u8], flow: &Flow, tally: &mut Tally) -> Result<Skip, BenchError> {
     match parse_ack(payload)? {
-        Some(Ack::Ack {
-            delivery_tag,
-            multiple,
-        }) => tally.acked += flow.tracker.borrow_mut().settle(delivery_tag, multiple),
-        Some(Ack::Nack {
-            delivery_tag,
-            multiple,
-            ..
-        }) => tally.nacked += flow.tracker.borrow_mut().settle(delivery_tag, multiple),
+        Some(Ack::Ack { delivery_tag, multiple }) => {
+            tally.acked += flow.tracker.borrow_mut().settle(delivery_tag, multiple)
+        }
+        Some(Ack::Nack { delivery_tag, multiple, .. }) => {
+            tally.nacked += flow.tracker.borrow_mut().settle(delivery_tag, multiple)
+        }
         Some(Ack::Reject { .. }) => {}
         None if method_ids(payload)? == (CLASS_BASIC, METHOD_RETURN) => {
             tally.returned += 1;
@@ -406,26 +366,13 @@ mod tests {
         buffer[offset] = 0xAB;
         let method = split_frame(&mut buffer, 4096).expect("ok").expect("method");
         let publish = parse_publish(&method.payload).expect("publish");
-        assert_eq!(
-            (&publish.exchange[..], &publish.routing_key[..]),
-            (&b"ex"[..], &b"perf-test"[..])
-        );
+        assert_eq!((&publish.exchange[..], &publish.routing_key[..]), (&b"ex"[..], &b"perf-test"[..]));
         let header = split_frame(&mut buffer, 4096).expect("ok").expect("header");
-        assert_eq!(
-            parse_content_header(&header.payload)
-                .expect("header")
-                .body_size,
-            100
-        );
+        assert_eq!(parse_content_header(&header.payload).expect("header").body_size, 100);
         let body = split_frame(&mut buffer, 4096).expect("ok").expect("body");
         assert_eq!((body.payload.len(), body.payload[0]), (100, 0xAB));
         assert!(buffer.is_empty());
-        assert_eq!(
-            Template::new(&plan(100, false), 4096)
-                .expect("ok")
-                .stamp_offset,
-            None
-        );
+        assert_eq!(Template::new(&plan(100, false), 4096).expect("ok").stamp_offset, None);
     }
 
     #[test]
@@ -439,44 +386,20 @@ mod tests {
         };
         let mut limited = plan(16, false);
         limited.limit = Some(10);
-        assert!(matches!(
-            next_step(&limited, &flow, 100, 4, Duration::ZERO),
-            Step::Send(6)
-        ));
-        assert!(matches!(
-            next_step(&limited, &flow, 100, 10, Duration::ZERO),
-            Step::Finished
-        ));
+        assert!(matches!(next_step(&limited, &flow, 100, 4, Duration::ZERO), Step::Send(6)));
+        assert!(matches!(next_step(&limited, &flow, 100, 10, Duration::ZERO), Step::Finished));
         let mut confirming = plan(16, false);
         confirming.confirm = 5;
         flow.tracker.borrow_mut().published(3);
-        assert!(matches!(
-            next_step(&confirming, &flow, 100, 3, Duration::ZERO),
-            Step::Send(2)
-        ));
+        assert!(matches!(next_step(&confirming, &flow, 100, 3, Duration::ZERO), Step::Send(2)));
         flow.tracker.borrow_mut().published(2);
-        assert!(matches!(
-            next_step(&confirming, &flow, 100, 5, Duration::ZERO),
-            Step::Wait(_)
-        ));
+        assert!(matches!(next_step(&confirming, &flow, 100, 5, Duration::ZERO), Step::Wait(_)));
         let mut rated = plan(16, false);
         rated.rate = Some(1000);
-        assert!(matches!(
-            next_step(&rated, &flow, 100, 0, Duration::ZERO),
-            Step::Send(1)
-        ));
-        assert!(matches!(
-            next_step(&rated, &flow, 100, 1, Duration::ZERO),
-            Step::Wait(_)
-        ));
-        assert!(matches!(
-            next_step(&rated, &flow, 100, 1, Duration::from_millis(10)),
-            Step::Send(10)
-        ));
+        assert!(matches!(next_step(&rated, &flow, 100, 0, Duration::ZERO), Step::Send(1)));
+        assert!(matches!(next_step(&rated, &flow, 100, 1, Duration::ZERO), Step::Wait(_)));
+        assert!(matches!(next_step(&rated, &flow, 100, 1, Duration::from_millis(10)), Step::Send(10)));
         flow.blocked.set(true);
-        assert!(matches!(
-            next_step(&rated, &flow, 100, 0, Duration::ZERO),
-            Step::Wait(_)
-        ));
+        assert!(matches!(next_step(&rated, &flow, 100, 0, Duration::ZERO), Step::Wait(_)));
     }
 }

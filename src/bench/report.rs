@@ -27,11 +27,7 @@ pub fn progress_line(
         consume_rate
     );
     if let Some(latency) = latency {
-        let _ = write!(
-            line,
-            ", latency p50: {:.3} ms, p99: {:.3} ms",
-            latency.p50_ms, latency.p99_ms
-        );
+        let _ = write!(line, ", latency p50: {:.3} ms, p99: {:.3} ms", latency.p50_ms, latency.p99_ms);
     }
     line
 }
@@ -88,12 +84,7 @@ impl ThroughputResult {
             });
             report.lines.push(format!(
                 "latency_ms: min {:.3}, p50 {:.3}, p90 {:.3}, p99 {:.3}, p99.9 {:.3}, max {:.3}",
-                latency.min_ms,
-                latency.p50_ms,
-                latency.p90_ms,
-                latency.p99_ms,
-                latency.p999_ms,
-                latency.max_ms
+                latency.min_ms, latency.p50_ms, latency.p90_ms, latency.p99_ms, latency.p999_ms, latency.max_ms
             ));
             report.fields.insert("latency_ms".into(), summary);
         }
@@ -110,11 +101,8 @@ pub struct Report {
 
 impl Report {
     pub fn new(scenario: &str, elapsed: Duration, failure: Option<BenchError>) -> Report {
-        let mut report = Report {
-            lines: vec![format!("spatemq bench {scenario}: summary")],
-            fields: Map::new(),
-            failure,
-        };
+        let mut report =
+            Report { lines: vec![format!("spatemq bench {scenario}: summary")], fields: Map::new(), failure };
         report.fields.insert("scenario".into(), json!(scenario));
         report.add("elapsed_seconds", round3(elapsed.as_secs_f64()), "s");
         report
@@ -122,11 +110,7 @@ impl Report {
 
     pub fn add(&mut self, name: &str, value: impl Into<Value>, unit: &str) {
         let value = value.into();
-        let line = if unit.is_empty() {
-            format!("{name}: {value}")
-        } else {
-            format!("{name}: {value} {unit}")
-        };
+        let line = if unit.is_empty() { format!("{name}: {value}") } else { format!("{name}: {value} {unit}") };
         self.lines.push(line);
         self.fields.insert(name.into(), value);
     }
@@ -134,11 +118,7 @@ impl Report {
     /// Prints the summary (and JSON line), the error if any; true when the run succeeded.
     pub fn print(mut self, json_line: bool) -> bool {
         let cpu = cpu_seconds();
-        let elapsed = self
-            .fields
-            .get("elapsed_seconds")
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0);
+        let elapsed = self.fields.get("elapsed_seconds").and_then(Value::as_f64).unwrap_or(0.0);
         self.add("bench_cpu_seconds", round3(cpu), "s");
         let share = if elapsed > 0.0 { cpu / elapsed } else { 0.0 };
         self.add("bench_cpu_cores", round3(share), "cores busy on average");
@@ -169,19 +149,9 @@ mod tests {
     fn progress_line_shows_latency_only_when_measured() {
         let line = progress_line(Duration::from_millis(2500), 1234.4, 1000.0, None);
         assert_eq!(line, "time: 2.5s, sent: 1234 msgs/s, received: 1000 msgs/s");
-        let latency = LatencySummary {
-            min_ms: 0.1,
-            p50_ms: 0.25,
-            p90_ms: 0.5,
-            p99_ms: 1.5,
-            p999_ms: 2.0,
-            max_ms: 3.0,
-        };
+        let latency = LatencySummary { min_ms: 0.1, p50_ms: 0.25, p90_ms: 0.5, p99_ms: 1.5, p999_ms: 2.0, max_ms: 3.0 };
         let line = progress_line(Duration::from_secs(1), 1.0, 1.0, Some(latency));
-        assert!(
-            line.ends_with("latency p50: 0.250 ms, p99: 1.500 ms"),
-            "{line}"
-        );
+        assert!(line.ends_with("latency p50: 0.250 ms, p99: 1.500 ms"), "{line}");
     }
 
     #[test]
@@ -193,31 +163,15 @@ mod tests {
             elapsed: Duration::from_secs(2),
             avg_pub_rate: 10.0,
             avg_consume_rate: 9.0,
-            counters: CountersSnapshot {
-                published: 20,
-                confirmed: 20,
-                nacked: 0,
-                returned: 0,
-                consumed: 18,
-            },
+            counters: CountersSnapshot { published: 20, confirmed: 20, nacked: 0, returned: 0, consumed: 18 },
             latency: None,
             failure: None,
         };
         let report = result.into_report();
-        for field in [
-            "avg_pub_rate",
-            "avg_consume_rate",
-            "elapsed_seconds",
-            "published",
-            "consumed",
-            "confirmed",
-        ] {
+        for field in ["avg_pub_rate", "avg_consume_rate", "elapsed_seconds", "published", "consumed", "confirmed"] {
             assert!(report.fields.contains_key(field), "{field}");
         }
         assert_eq!(report.fields.get("consumed"), Some(&json!(18)));
-        assert!(report
-            .lines
-            .iter()
-            .any(|line| line == "avg_pub_rate: 10.0 msgs/s"));
+        assert!(report.lines.iter().any(|line| line == "avg_pub_rate: 10.0 msgs/s"));
     }
 }

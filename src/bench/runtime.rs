@@ -69,9 +69,7 @@ pub fn start_threads(
 }
 
 fn client_thread(roles: Vec<Role>, uri: Uri, shared: Arc<Shared>, barrier: Arc<Barrier>) {
-    let built = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build();
+    let built = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build();
     let mut runtime = match built {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -143,10 +141,7 @@ mod tests {
 
     #[test]
     fn spread_deals_round_robin_without_empty_threads() {
-        assert_eq!(
-            spread(vec![1, 2, 3, 4, 5], 2),
-            vec![vec![1, 3, 5], vec![2, 4]]
-        );
+        assert_eq!(spread(vec![1, 2, 3, 4, 5], 2), vec![vec![1, 3, 5], vec![2, 4]]);
         assert_eq!(spread(vec![1, 2], 8), vec![vec![1], vec![2]]);
         assert_eq!(spread(Vec::<u8>::new(), 4), vec![Vec::<u8>::new()]);
         assert_eq!(spread(vec![1], 0), vec![vec![1]]);

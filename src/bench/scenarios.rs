@@ -32,17 +32,10 @@ pub fn queue_count(args: &BenchArgs) -> Report {
     let result = runtime::block_on(async {
         let mut client = Client::connect(&args.uri, "spatemq bench queue-count").await?;
         client.open_channel().await?;
-        let names: Vec<String> = (0..args.queues)
-            .map(|number| format!("spatemq-bench-queue-{number}"))
-            .collect();
+        let names: Vec<String> = (0..args.queues).map(|number| format!("spatemq-bench-queue-{number}")).collect();
         let declaring = Instant::now();
         for name in &names {
-            let spec = QueueSpec {
-                name,
-                durable: false,
-                auto_delete: false,
-                arguments: &args.queue_arguments,
-            };
+            let spec = QueueSpec { name, durable: false, auto_delete: false, arguments: &args.queue_arguments };
             client.declare_queue(&spec).await?;
         }
         let declare_time = declaring.elapsed();
@@ -75,22 +68,13 @@ pub fn bind_churn(args: &BenchArgs) -> Report {
         let mut client = Client::connect(&args.uri, "spatemq bench bind-churn").await?;
         client.open_channel().await?;
         client.declare_exchange(CHURN_NAME, "direct", false).await?;
-        let spec = QueueSpec {
-            name: CHURN_NAME,
-            durable: false,
-            auto_delete: false,
-            arguments: &Default::default(),
-        };
+        let spec = QueueSpec { name: CHURN_NAME, durable: false, auto_delete: false, arguments: &Default::default() };
         client.declare_queue(&spec).await?;
         let churning = Instant::now();
         for number in 0..args.bindings {
             let routing_key = format!("key-{number}");
-            client
-                .bind_queue(CHURN_NAME, CHURN_NAME, &routing_key)
-                .await?;
-            client
-                .unbind_queue(CHURN_NAME, CHURN_NAME, &routing_key)
-                .await?;
+            client.bind_queue(CHURN_NAME, CHURN_NAME, &routing_key).await?;
+            client.unbind_queue(CHURN_NAME, CHURN_NAME, &routing_key).await?;
         }
         let churn_time = churning.elapsed();
         client.delete_queue(CHURN_NAME).await?;
@@ -167,11 +151,7 @@ pub fn connection_count(args: &BenchArgs) -> Report {
     let closing = Instant::now();
     join(handles, &tally);
     let close_time = closing.elapsed();
-    let failure = tally
-        .first_error
-        .lock()
-        .ok()
-        .and_then(|mut first| first.take());
+    let failure = tally.first_error.lock().ok().and_then(|mut first| first.take());
     let mut report = Report::new("connection-count", started.elapsed(), failure);
     report.add("connections", args.connections, "requested");
     report.add("opened", Tally::read(&tally.opened), "");
@@ -195,11 +175,7 @@ pub fn connection_churn(args: &BenchArgs) -> Report {
     let handles = start_threads(args, &tally, task);
     join(handles, &tally);
     let elapsed = started.elapsed();
-    let failure = tally
-        .first_error
-        .lock()
-        .ok()
-        .and_then(|mut first| first.take());
+    let failure = tally.first_error.lock().ok().and_then(|mut first| first.take());
     let mut report = Report::new("connection-churn", elapsed, failure);
     report.add("connections", args.connections, "requested");
     let completed = Tally::read(&tally.closed);
@@ -213,29 +189,24 @@ pub fn connection_churn(args: &BenchArgs) -> Report {
 fn start_threads(args: &BenchArgs, tally: &Arc<Tally>, task: Task) -> Vec<JoinHandle<()>> {
     let numbers: Vec<u32> = (0..args.connections).collect();
     let mut handles = Vec::new();
-    for (thread, share) in runtime::spread(numbers, args.threads)
-        .into_iter()
-        .enumerate()
-    {
+    for (thread, share) in runtime::spread(numbers, args.threads).into_iter().enumerate() {
         let (uri, tally_for_thread) = (args.uri.clone(), tally.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("bench-{thread}"))
-            .spawn(move || {
-                let tally = tally_for_thread.clone();
-                let result = runtime::block_on(async move {
-                    let mut running = Vec::new();
-                    for group in runtime::spread(share, TASKS_PER_THREAD) {
-                        running.push(monoio::spawn(task(uri.clone(), group, tally.clone())));
-                    }
-                    for handle in running {
-                        handle.await;
-                    }
-                    Ok(())
-                });
-                if let Err(error) = result {
-                    tally_for_thread.record(error);
+        let spawned = std::thread::Builder::new().name(format!("bench-{thread}")).spawn(move || {
+            let tally = tally_for_thread.clone();
+            let result = runtime::block_on(async move {
+                let mut running = Vec::new();
+                for group in runtime::spread(share, TASKS_PER_THREAD) {
+                    running.push(monoio::spawn(task(uri.clone(), group, tally.clone())));
                 }
+                for handle in running {
+                    handle.await;
+                }
+                Ok(())
             });
+            if let Err(error) = result {
+                tally_for_thread.record(error);
+            }
+        });
         match spawned {
             Ok(handle) => handles.push(handle),
             Err(error) => tally.record(BenchError::Runtime(error.to_string())),
@@ -267,9 +238,7 @@ async fn hold_connections(uri: Uri, numbers: Vec<u32>, tally: Arc<Tally>) {
             }
         }
     }
-    let beat = clients
-        .first()
-        .and_then(|client| heartbeat_interval(client.heartbeat_seconds));
+    let beat = clients.first().and_then(|client| heartbeat_interval(client.heartbeat_seconds));
     let mut last_beat = Instant::now();
     while !tally.release.load(Ordering::Relaxed) {
         monoio::time::sleep(POLL * 10).await;
@@ -315,8 +284,7 @@ fn raise_open_files_limit() {
     // SAFETY: rlimit is plain data; getrlimit fills it and setrlimit only reads it.
     unsafe {
         let mut limit: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
             limit.rlim_cur = limit.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }

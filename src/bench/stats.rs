@@ -83,9 +83,7 @@ pub struct SharedLatency {
 
 impl Default for SharedLatency {
     fn default() -> Self {
-        SharedLatency {
-            interval: Mutex::new(new_histogram()),
-        }
+        SharedLatency { interval: Mutex::new(new_histogram()) }
     }
 }
 
@@ -115,10 +113,7 @@ pub struct LocalLatency {
 
 impl Default for LocalLatency {
     fn default() -> Self {
-        LocalLatency {
-            histogram: new_histogram(),
-            last_flush: Instant::now(),
-        }
+        LocalLatency { histogram: new_histogram(), last_flush: Instant::now() }
     }
 }
 
@@ -209,10 +204,7 @@ mod tests {
         assert!((summary.min_ms - 1.0).abs() < 0.01, "{summary:?}");
         assert!((summary.p50_ms - 3.0).abs() < 0.01, "{summary:?}");
         assert!((summary.max_ms - 100.0).abs() < 0.1, "{summary:?}");
-        assert!(
-            LatencySummary::of(&shared.take_interval()).is_none(),
-            "drained"
-        );
+        assert!(LatencySummary::of(&shared.take_interval()).is_none(), "drained");
     }
 
     #[test]

@@ -19,9 +19,7 @@ use super::error::BenchError;
 use super::publisher::PublisherPlan;
 use super::report::{self, ThroughputResult};
 use super::runtime::{self, Role};
-use super::stats::{
-    new_histogram, rate_per_second, Counters, CountersSnapshot, LatencySummary, SharedLatency,
-};
+use super::stats::{new_histogram, rate_per_second, Counters, CountersSnapshot, LatencySummary, SharedLatency};
 use crate::amqp::hotpath::encode_properties;
 
 /// How often the watcher checks the counters and the stop conditions.
@@ -59,10 +57,7 @@ impl Shared {
     }
 
     pub fn take_failure(&self) -> Option<BenchError> {
-        self.failure
-            .lock()
-            .ok()
-            .and_then(|mut failure| failure.take())
+        self.failure.lock().ok().and_then(|mut failure| failure.take())
     }
 
     pub fn publisher_finished(&self) {
@@ -130,9 +125,7 @@ async fn declare_topology(args: &BenchArgs) -> Result<(), BenchError> {
     // Predeclared exchanges (amq.*) exist on every broker with fixed properties: declaring
     // them with other flags would be refused, so they are used as they are.
     if !args.exchange.is_empty() && !args.exchange.starts_with("amq.") {
-        client
-            .declare_exchange(&args.exchange, &args.exchange_type, args.persistent)
-            .await?;
+        client.declare_exchange(&args.exchange, &args.exchange_type, args.persistent).await?;
     }
     for queue in args.queue_names() {
         let spec = QueueSpec {
@@ -145,9 +138,7 @@ async fn declare_topology(args: &BenchArgs) -> Result<(), BenchError> {
         client.declare_queue(&spec).await?;
         if !args.exchange.is_empty() {
             let routing_key = args.routing_key.as_deref().unwrap_or(&queue);
-            client
-                .bind_queue(&queue, &args.exchange, routing_key)
-                .await?;
+            client.bind_queue(&queue, &args.exchange, routing_key).await?;
         }
     }
     client.close().await
@@ -171,12 +162,7 @@ fn plan_roles(args: &BenchArgs) -> Result<Vec<Role>, BenchError> {
         Vec::new()
     };
     let mut roles = Vec::new();
-    for (index, queue) in queues
-        .iter()
-        .cycle()
-        .take(args.consumers as usize)
-        .enumerate()
-    {
+    for (index, queue) in queues.iter().cycle().take(args.consumers as usize).enumerate() {
         let plan = ConsumerPlan {
             queue: queue.clone(),
             ack_every: args.ack_every,
@@ -188,12 +174,7 @@ fn plan_roles(args: &BenchArgs) -> Result<Vec<Role>, BenchError> {
         };
         roles.push(Role::Consumer(index, Arc::new(plan)));
     }
-    for (index, queue) in queues
-        .iter()
-        .cycle()
-        .take(args.publishers as usize)
-        .enumerate()
-    {
+    for (index, queue) in queues.iter().cycle().take(args.publishers as usize).enumerate() {
         let plan = PublisherPlan {
             exchange: args.exchange.clone(),
             routing_key: args.routing_key.clone().unwrap_or_else(|| queue.clone()),
@@ -248,12 +229,7 @@ fn watch(args: &BenchArgs, shared: &Shared, started: Instant) -> Option<LatencyS
 }
 
 /// `Some(None)`: the run is complete; `Some(Some(error))`: it failed; `None`: keep going.
-fn should_stop(
-    args: &BenchArgs,
-    shared: &Shared,
-    elapsed: Duration,
-    idle: Duration,
-) -> Option<Option<BenchError>> {
+fn should_stop(args: &BenchArgs, shared: &Shared, elapsed: Duration, idle: Duration) -> Option<Option<BenchError>> {
     let publishers_done = shared.publishers_finished.load(Ordering::Relaxed) >= args.publishers;
     let consumers_done = shared.consumers_finished.load(Ordering::Relaxed) >= args.consumers;
     if publishers_done && consumers_done {
@@ -266,9 +242,7 @@ fn should_stop(
         Some(_) => None,
         None if bounded_consumers_done || drained => Some(None),
         None if idle >= Duration::from_secs(BROKER_WAIT_SECONDS) => {
-            Some(Some(BenchError::Stalled {
-                seconds: BROKER_WAIT_SECONDS,
-            }))
+            Some(Some(BenchError::Stalled { seconds: BROKER_WAIT_SECONDS }))
         }
         None => None,
     }

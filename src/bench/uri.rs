@@ -28,10 +28,9 @@ pub enum UriError {
 impl fmt::Display for UriError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UriError::Scheme(uri) => write!(
-                f,
-                "{uri:?} is not an amqp:// URI (amqps is not supported by the load generator)"
-            ),
+            UriError::Scheme(uri) => {
+                write!(f, "{uri:?} is not an amqp:// URI (amqps is not supported by the load generator)")
+            }
             UriError::BadPort(port) => write!(f, "bad port {port:?} (expected 1-65535)"),
             UriError::BadEscape(part) => write!(f, "bad percent-escape in {part:?}"),
             UriError::EmptyHost => f.write_str("the URI names no host"),
@@ -43,9 +42,7 @@ impl std::error::Error for UriError {}
 
 impl Uri {
     pub fn parse(text: &str) -> Result<Uri, UriError> {
-        let rest = text
-            .strip_prefix("amqp://")
-            .ok_or_else(|| UriError::Scheme(text.to_string()))?;
+        let rest = text.strip_prefix("amqp://").ok_or_else(|| UriError::Scheme(text.to_string()))?;
         // The query (`?heartbeat=...`) is accepted and ignored, as many clients do.
         let rest = rest.split_once('?').map_or(rest, |(before, _)| before);
         let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
@@ -67,13 +64,7 @@ impl Uri {
             decoded if decoded.is_empty() => "/".to_string(),
             decoded => decoded,
         };
-        Ok(Uri {
-            host,
-            port,
-            user,
-            password,
-            vhost,
-        })
+        Ok(Uri { host, port, user, password, vhost })
     }
 
     /// `host:port` for connecting, with IPv6 literals bracketed.
@@ -88,9 +79,7 @@ impl Uri {
 
 fn split_host_port(host_port: &str) -> Result<(String, u16), UriError> {
     let (host, port_text) = if let Some(bracketed) = host_port.strip_prefix('[') {
-        let (host, after) = bracketed
-            .split_once(']')
-            .ok_or(UriError::BadPort(host_port.to_string()))?;
+        let (host, after) = bracketed.split_once(']').ok_or(UriError::BadPort(host_port.to_string()))?;
         (host, after.strip_prefix(':'))
     } else {
         match host_port.rsplit_once(':') {
@@ -182,15 +171,9 @@ mod tests {
     fn bad_uris_say_what_is_wrong() {
         assert!(matches!(Uri::parse("amqps://h"), Err(UriError::Scheme(_))));
         assert!(matches!(Uri::parse("http://h"), Err(UriError::Scheme(_))));
-        assert_eq!(
-            Uri::parse("amqp://h:99999"),
-            Err(UriError::BadPort("99999".into()))
-        );
+        assert_eq!(Uri::parse("amqp://h:99999"), Err(UriError::BadPort("99999".into())));
         assert_eq!(Uri::parse("amqp://h:0"), Err(UriError::BadPort("0".into())));
-        assert_eq!(
-            Uri::parse("amqp://h/%zz"),
-            Err(UriError::BadEscape("%zz".into()))
-        );
+        assert_eq!(Uri::parse("amqp://h/%zz"), Err(UriError::BadEscape("%zz".into())));
         assert_eq!(Uri::parse("amqp://u:p@:5672"), Err(UriError::EmptyHost));
     }
 }

@@ -39,12 +39,7 @@ pub struct Input<R> {
 
 impl<R> Input<R> {
     pub fn from_parts(source: R, buffer: BytesMut, chunk_bytes: usize, frame_max: u32) -> Self {
-        Input {
-            source,
-            buffer,
-            chunk_bytes,
-            frame_max,
-        }
+        Input { source, buffer, chunk_bytes, frame_max }
     }
 
     /// The source and whatever was read but not yet handed out.
@@ -138,15 +133,11 @@ pub fn control_method(payload: &[u8]) -> Result<Control, BenchError> {
         AMQPClass::Connection(connection::AMQPMethod::Blocked(_)) => Ok(Control::Blocked),
         AMQPClass::Connection(connection::AMQPMethod::Unblocked(_)) => Ok(Control::Unblocked),
         AMQPClass::Connection(connection::AMQPMethod::Close(close)) => {
-            Err(BenchError::ConnectionClosed {
-                reply_code: close.reply_code,
-                reply_text: close.reply_text.to_string(),
-            })
+            Err(BenchError::ConnectionClosed { reply_code: close.reply_code, reply_text: close.reply_text.to_string() })
         }
-        AMQPClass::Channel(channel::AMQPMethod::Close(close)) => Err(BenchError::ChannelClosed {
-            reply_code: close.reply_code,
-            reply_text: close.reply_text.to_string(),
-        }),
+        AMQPClass::Channel(channel::AMQPMethod::Close(close)) => {
+            Err(BenchError::ChannelClosed { reply_code: close.reply_code, reply_text: close.reply_text.to_string() })
+        }
         AMQPClass::Basic(basic::AMQPMethod::Cancel(_)) => Err(BenchError::Unexpected {
             expected: "deliveries",
             found: "basic.cancel (the broker cancelled the consumer)".into(),
@@ -200,15 +191,9 @@ mod tests {
         assert_eq!(deliver_tag(&method.payload), Ok(123_456_789));
         assert_eq!(header_body_size(&header.payload), Ok(5));
         for cut in 0..method.payload.len().min(19) {
-            assert_eq!(
-                deliver_tag(&method.payload[..cut]),
-                Err(CodecError::Truncated)
-            );
+            assert_eq!(deliver_tag(&method.payload[..cut]), Err(CodecError::Truncated));
         }
-        assert_eq!(
-            header_body_size(&header.payload.slice(..11)),
-            Err(CodecError::Truncated)
-        );
+        assert_eq!(header_body_size(&header.payload.slice(..11)), Err(CodecError::Truncated));
     }
 
     #[test]
@@ -220,36 +205,18 @@ mod tests {
             class_id: 0,
             method_id: 0,
         };
-        encode_method(
-            &mut out,
-            0,
-            &AMQPClass::Connection(connection::AMQPMethod::Close(close)),
-        )
-        .expect("encodes");
-        let blocked = connection::Blocked {
-            reason: "low memory".into(),
-        };
-        encode_method(
-            &mut out,
-            0,
-            &AMQPClass::Connection(connection::AMQPMethod::Blocked(blocked)),
-        )
-        .expect("encodes");
+        encode_method(&mut out, 0, &AMQPClass::Connection(connection::AMQPMethod::Close(close))).expect("encodes");
+        let blocked = connection::Blocked { reason: "low memory".into() };
+        encode_method(&mut out, 0, &AMQPClass::Connection(connection::AMQPMethod::Blocked(blocked))).expect("encodes");
         let close_frame = split_frame(&mut out, 0).expect("ok").expect("frame");
         let blocked_frame = split_frame(&mut out, 0).expect("ok").expect("frame");
         match control_method(&close_frame.payload) {
-            Err(BenchError::ConnectionClosed {
-                reply_code,
-                reply_text,
-            }) => {
+            Err(BenchError::ConnectionClosed { reply_code, reply_text }) => {
                 assert_eq!(reply_code, 320);
                 assert!(reply_text.contains("shutdown"));
             }
             other => panic!("expected a connection close, got {other:?}"),
         }
-        assert_eq!(
-            control_method(&blocked_frame.payload).expect("flow"),
-            Control::Blocked
-        );
+        assert_eq!(control_method(&blocked_frame.payload).expect("flow"), Control::Blocked);
     }
 }

@@ -77,7 +77,9 @@ pub enum ReadOutcome<'a> {
 
 pub fn read_record(data: &[u8], offset: usize) -> ReadOutcome<'_> {
     let Some(header) = data.get(offset..offset + RECORD_HEADER_BYTES) else {
-        return if offset >= data.len() {
+        // Fewer bytes left than a header: the zero-filled slack of a full segment, or a torn header.
+        let tail = data.get(offset..).unwrap_or_default();
+        return if tail.iter().all(|byte| *byte == 0) {
             ReadOutcome::End
         } else {
             ReadOutcome::Damaged { reason: "torn record header" }
@@ -231,6 +233,17 @@ mod tests {
         let end = out.len();
         out.resize(end + 64, 0);
         assert_eq!(read_record(&out, end), ReadOutcome::End);
+    }
+
+    #[test]
+    fn zero_slack_shorter_than_a_header_ends_a_full_segment() {
+        let mut out = Vec::new();
+        encode_message(&mut out, &sample(b"x"));
+        let end = out.len();
+        out.extend_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(read_record(&out, end), ReadOutcome::End);
+        out[end + 1] = 9;
+        assert!(matches!(read_record(&out, end), ReadOutcome::Damaged { .. }));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::record::{decode_marks, decode_message, read_record, Mark, ReadOutcome, KIND_MESSAGE};
+use super::record::{decode_marks, read_record, Mark, ReadOutcome, KIND_MESSAGE};
 use super::segment::{parse_segment_name, Segment};
 use super::StoredRef;
 use crate::broker::queue::Payload;
@@ -99,7 +99,9 @@ fn recover_segment(dir: &Path, number: u64, live_queues: &HashSet<u64>, recovere
             ReadOutcome::Record { kind, payload, next } => {
                 let length = next - offset;
                 if kind == KIND_MESSAGE {
-                    if let Some((record, _)) = decode_message(payload) {
+                    // The checksum already vouched for the record; only its queue and position
+                    // are needed now (the rest is decoded when the message is delivered).
+                    if let Some(record) = record_position(payload) {
                         let key = (record.queue_sequence, record.sequence);
                         if live_queues.contains(&record.queue_sequence) && !removed.contains(&key) {
                             let reference =
@@ -124,6 +126,17 @@ fn recover_segment(dir: &Path, number: u64, live_queues: &HashSet<u64>, recovere
     // process's resident set until a delivery reads them again.
     segment.release_pages(scanned);
     Ok(())
+}
+
+struct RecordPosition {
+    queue_sequence: u64,
+    sequence: u64,
+}
+
+fn record_position(payload: &[u8]) -> Option<RecordPosition> {
+    let queue_sequence = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
+    let sequence = u64::from_le_bytes(payload.get(8..16)?.try_into().ok()?);
+    Some(RecordPosition { queue_sequence, sequence })
 }
 
 fn segment_label(dir: &Path, number: u64) -> String {
