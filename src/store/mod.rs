@@ -187,6 +187,10 @@ impl Store {
             };
             let result = self.write_at(&segment);
             if let Err(error) = result {
+                // The records are lost: the confirms that waited for them become nacks (the
+                // caller takes them with the sync batch), and nothing is retried.
+                self.pending.clear();
+                self.confirms_unsynced.append(&mut self.confirms_unwritten);
                 let reason = format!("write to segment {} failed: {error}", segment.number);
                 return Err(self.poison(reason));
             }
