@@ -158,3 +158,58 @@ restart_tests! {
         }
     }
 }
+
+/// Bodies large enough that `count` of them fill more than one 64 MiB segment.
+fn large_bodies(count: usize) -> Vec<String> {
+    (0..count).map(|index| format!("large-{index:03}-{}", "b".repeat(1024 * 1024))).collect()
+}
+
+restart_tests! {
+    async fn damage_in_one_segment_keeps_the_segments_after_it(shards: usize) {
+        let mut random = XorShift::from_env_or_clock("segment_boundary");
+        let data = DataDir::new();
+        let queue = unique("q-segments");
+        let bodies = large_bodies(80);
+        let broker = BrokerProcess::start(data.path(), shards, &[]);
+        let (conn, ch) = confirm_channel(broker.uri()).await;
+        declare_durable_queue(&ch, &queue).await;
+        publish_confirmed(&ch, "", &queue, &bodies, persistent()).await;
+        close_conn(&conn).await;
+        broker.kill();
+
+        let written: Vec<_> = on_disk::segment_files(data.path())
+            .into_iter()
+            .map(|path| {
+                let records = on_disk::read_segment(&path);
+                (path, records)
+            })
+            .filter(|(_, records)| !records.is_empty())
+            .collect();
+        let counts: Vec<usize> = written.iter().map(|(_, records)| records.len()).collect();
+        assert!(counts.len() >= 2, "80 MiB of messages span segments, got records per segment {counts:?}");
+        assert_eq!(counts.iter().sum::<usize>(), bodies.len(), "one record per confirmed message");
+
+        // A crash across a segment boundary loses nothing.
+        let broker = BrokerProcess::start(data.path(), shards, &[]);
+        let (conn, ch) = connect_channel(broker.uri()).await;
+        assert_eq!(message_count(&ch, &queue).await as usize, bodies.len(), "every confirmed message is back");
+        close_conn(&conn).await;
+        broker.kill();
+
+        // Damage in the middle of the first segment drops the rest of that segment only.
+        let (first, first_records) = &written[0];
+        assert!(first_records.len() > 2, "the first segment holds records: {counts:?}");
+        let damaged = random.between(1, first_records.len() - 1);
+        let record = &first_records[damaged];
+        let flipped = random.between(record.start + RECORD_HEADER_BYTES, record.end);
+        on_disk::flip_byte(first, flipped, random.nonzero_byte());
+        let expected: Vec<String> = bodies[..damaged].iter().chain(&bodies[first_records.len()..]).cloned().collect();
+        let broker = BrokerProcess::start(data.path(), shards, &[]);
+        let recovered = drain_bodies(broker.uri(), &queue).await;
+        let label = |bodies: &[String]| bodies.iter().map(|body| body[..9].to_string()).collect::<Vec<_>>();
+        assert_eq!(label(&recovered), label(&expected), "the first segment up to the damage, then every later segment");
+        assert_eq!(recovered, expected);
+        let stderr = broker.stop_cleanly();
+        assert_damage_reported(&stderr, first, record.start, "checksum mismatch");
+    }
+}
