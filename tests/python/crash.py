@@ -54,7 +54,11 @@ DRAIN_TIMEOUT_S = 120.0
 PUBLISHER_MAX_S = 60.0
 # Publishes in flight per publisher (confirms not yet received).
 CONFIRM_WINDOW = 500
-BODY_PADDING = b"." * 100
+# Body padding: small bodies for a high message rate; every third cycle large
+# ones, so that the store fills its 64 MiB segment and starts the next one
+# under load, and the crash can land on that boundary.
+SMALL_PADDING_BYTES = 100
+LARGE_PADDING_BYTES = 32 * 1024
 # The consumer holds every HOLD_EVERY-th delivery unacked; with this prefetch
 # it stalls once PREFETCH deliveries are held.
 CONSUMER_PREFETCH = 300
@@ -77,6 +81,7 @@ def publish_main(args):
     `C id` for each confirm and `N id` for each nack, flushed at once so
     nothing recorded is lost if this process is killed too."""
     out = open(args.out, "w")
+    padding = b"." * args.padding_bytes
     outstanding = collections.OrderedDict()  # delivery tag -> id
     state = {"next_number": 0, "next_tag": 1, "channel": None}
 
@@ -86,7 +91,7 @@ def publish_main(args):
             message_id = "%s-%d" % (args.prefix, state["next_number"])
             state["next_number"] += 1
             channel.basic_publish(
-                "", args.queue, message_id.encode() + b" " + BODY_PADDING,
+                "", args.queue, message_id.encode() + b" " + padding,
                 pika.BasicProperties(delivery_mode=2, message_id=message_id))
             outstanding[state["next_tag"]] = message_id
             state["next_tag"] += 1
@@ -235,9 +240,10 @@ class CycleError(Exception):
 # ---------------------------------------------------------------- a cycle
 
 
-def start_worker(role, port, out_path, prefix=""):
+def start_worker(role, port, out_path, prefix="", padding_bytes=0):
     command = [sys.executable, os.path.abspath(__file__), role,
-               "--port", str(port), "--queue", QUEUE, "--out", out_path]
+               "--port", str(port), "--queue", QUEUE, "--out", out_path,
+               "--padding-bytes", str(padding_bytes)]
     if prefix:
         command += ["--prefix", prefix]
     return subprocess.Popen(command, stdin=subprocess.DEVNULL,
@@ -251,6 +257,12 @@ def stop_worker(proc, wait_s):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(STOP_TIMEOUT_S)
+
+
+def count_segments(data_dir):
+    """Segment files on disk, all shards together."""
+    root = os.path.join(data_dir, "messages")
+    return sum(1 for _, _, files in os.walk(root) for name in files if name.endswith(".segment"))
 
 
 def read_records(path):
@@ -382,6 +394,7 @@ def run_cycle(number, args, rng, data_dir, work_dir, drained_before):
     os.makedirs(cycle_dir)
     with_consumer = number % 2 == 0
     consumer_dies_first = number % 4 == 0
+    padding_bytes = LARGE_PADDING_BYTES if number % 3 == 0 else SMALL_PADDING_BYTES
     broker = BrokerRun(args.binary, data_dir, os.path.join(cycle_dir, "broker-crashed.log"))
     workers = []
     try:
@@ -391,7 +404,7 @@ def run_cycle(number, args, rng, data_dir, work_dir, drained_before):
         consumer_file = os.path.join(cycle_dir, "consumer.txt")
         for index, path in enumerate(publisher_files):
             workers.append(start_worker("_publish", broker.port, path,
-                                        "c%d-p%d" % (number, index)))
+                                        "c%d-p%d" % (number, index), padding_bytes))
         consumer = start_worker("_consume", broker.port, consumer_file) if with_consumer else None
         if not wait_first_confirm(publisher_files, time.monotonic() + FIRST_CONFIRM_TIMEOUT_S):
             raise CycleError("no publish was confirmed within %.0f s" % FIRST_CONFIRM_TIMEOUT_S)
@@ -401,6 +414,7 @@ def run_cycle(number, args, rng, data_dir, work_dir, drained_before):
             consumer.kill()
             time.sleep(0.1)
         broker.kill()
+        segments = count_segments(data_dir)
         if consumer is not None:
             consumer.kill()
             consumer.wait(STOP_TIMEOUT_S)
@@ -445,8 +459,10 @@ def run_cycle(number, args, rng, data_dir, work_dir, drained_before):
         consumer_note = ", consumer mid-flight (%d acked, %d held%s)" % (
             len(acked), len(delivered - acked),
             ", killed before the broker" if consumer_dies_first else "")
-    print("cycle %d/%d: SIGKILL %.2f s after the first confirm%s: %s"
-          % (number, args.cycles, kill_after, consumer_note, tally.summary()), flush=True)
+    print("cycle %d/%d: %d-byte bodies, SIGKILL %.2f s after the first confirm"
+          " with %d segment file(s) on disk%s: %s"
+          % (number, args.cycles, padding_bytes, kill_after, segments, consumer_note,
+             tally.summary()), flush=True)
     for problem in problems:
         print("  FAIL: %s" % problem, flush=True)
     if lost_sample:
@@ -496,6 +512,7 @@ def main(argv):
     parser.add_argument("--queue", default=QUEUE)
     parser.add_argument("--out")
     parser.add_argument("--prefix")
+    parser.add_argument("--padding-bytes", type=int, default=SMALL_PADDING_BYTES)
     args = parser.parse_args(argv)
     if args.role == "_publish":
         publish_main(args)
