@@ -152,3 +152,48 @@ restart_tests! {
         broker.stop_cleanly();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_survive_a_restart_with_another_shard_count() {
+    if crate::common::process::external_broker() {
+        return;
+    }
+    within(TEST_TIMEOUT, async {
+        let data = DataDir::new();
+        let queues: Vec<String> = (0..3).map(|shard| queue_name_on_shard("q-reshard", shard, 3)).collect();
+        let bodies = numbered_bodies("reshard", 20);
+        let broker = BrokerProcess::start(data.path(), 3, &[]);
+        let (conn, ch) = confirm_channel(broker.uri()).await;
+        for queue in &queues {
+            declare_durable_queue(&ch, queue).await;
+            publish_confirmed(&ch, "", queue, &bodies, persistent()).await;
+        }
+        close_conn(&conn).await;
+        broker.kill();
+
+        // Queues move to other shards; their messages stay in the old shards' files.
+        let broker = BrokerProcess::start(data.path(), 2, &[]);
+        let (conn, ch) = connect_channel(broker.uri()).await;
+        for queue in &queues {
+            let mut got = Vec::new();
+            for _ in 0..10 {
+                let message = get(&ch, queue, true).await.unwrap_or_else(|| panic!("{queue} lost messages"));
+                got.push(text(&message.delivery.data));
+            }
+            assert_eq!(got, bodies[..10], "{queue}: the first half, in order, after moving from 3 shards to 2");
+        }
+        close_conn(&conn).await;
+        broker.stop_cleanly();
+
+        let broker = BrokerProcess::start(data.path(), 1, &[]);
+        for queue in &queues {
+            assert_eq!(
+                drain_bodies(broker.uri(), queue).await,
+                bodies[10..],
+                "{queue}: the rest, and the taken half stays gone"
+            );
+        }
+        broker.stop_cleanly();
+    })
+    .await;
+}
