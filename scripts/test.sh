@@ -6,8 +6,6 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
-VENV="$ROOT/.venv"
-REQS="$ROOT/tests/python/requirements.txt"
 
 section() {
     echo
@@ -15,33 +13,10 @@ section() {
 }
 
 section "setup: Python virtualenv"
-PYTHON=${PYTHON:-python3}
-if ! command -v "$PYTHON" >/dev/null 2>&1; then
-    echo "python3 is missing; installing it (Debian package)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >/dev/null
-    apt-get install -y -q python3 python3-venv >/dev/null
-fi
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
-    rm -rf "$VENV"
-    if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
-        echo "'$PYTHON -m venv' failed; installing python3-venv (Debian package)"
-        rm -rf "$VENV"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -q >/dev/null
-        apt-get install -y -q python3-venv >/dev/null
-        "$PYTHON" -m venv "$VENV"
-    fi
-fi
-# Reinstall only when requirements.txt changed since the last install.
-STAMP="$VENV/.requirements.sha256"
-want=$(sha256sum "$REQS" | cut -d' ' -f1)
-if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$REQS"
-    echo "$want" >"$STAMP"
-fi
-"$VENV/bin/python" -c 'import pika, kombu, pytest, pytest_timeout' \
-    && echo "virtualenv ready: $("$VENV/bin/python" --version)"
+# shellcheck source=scripts/python_env.sh
+source "$ROOT/scripts/python_env.sh"
+ensure_python_env "$ROOT"
+echo "virtualenv ready: $("$VENV_PYTHON" --version)"
 
 section "cargo build --release"
 cargo build --release
@@ -52,7 +27,7 @@ cargo test --release
 section "pytest tests/python (pika/kombu against target/release/spatemq)"
 status=0
 SPATEMQ_BIN="${SPATEMQ_BIN:-$ROOT/target/release/spatemq}" \
-    "$VENV/bin/python" -m pytest tests/python -q || status=$?
+    "$VENV_PYTHON" -m pytest tests/python -q || status=$?
 if [ "$status" -eq 5 ]; then
     echo "pytest collected no tests: counting that as a failure" >&2
     exit 1

@@ -12,3 +12,4 @@ mod connection;
 mod cross_shard;
 mod exchange;
 mod queue;
+mod storage;

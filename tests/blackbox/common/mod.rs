@@ -4,6 +4,8 @@
 //! instead of hanging it.
 #![allow(dead_code)]
 
+#[macro_use]
+pub mod process;
 pub mod raw;
 
 use std::future::Future;
