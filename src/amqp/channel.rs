@@ -174,6 +174,8 @@ pub struct Transaction {
 
 pub struct Channel {
     pub id: u16,
+    /// Distinguishes this opening of the channel number from earlier ones (see `Holder`).
+    pub incarnation: u32,
     /// The broker sent channel.close and waits for close-ok; other frames are dropped.
     pub closing: bool,
     next_delivery_tag: u64,
@@ -191,9 +193,10 @@ pub struct Channel {
 }
 
 impl Channel {
-    pub fn new(id: u16) -> Channel {
+    pub fn new(id: u16, incarnation: u32) -> Channel {
         Channel {
             id,
+            incarnation,
             closing: false,
             next_delivery_tag: 1,
             unacked: BTreeMap::new(),
@@ -280,7 +283,7 @@ mod tests {
 
     #[test]
     fn unknown_single_tag_is_refused_and_multiple_takes_all_below() {
-        let mut channel = Channel::new(1);
+        let mut channel = Channel::new(1, 0);
         for sequence in 1..=3 {
             let tag = channel.next_delivery_tag();
             channel.unacked.insert(tag, UnackedDelivery { queue: QueueId(7), sequence });

@@ -47,7 +47,8 @@ pub struct Connection {
     pub channels: RefCell<HashMap<u16, Channel>>,
     /// Deliveries appended to `out` per consumer, returned to the queues as flow credit once
     /// the writer has sent them.
-    written: RefCell<HashMap<(QueueId, u16, ConsumerTag), u32>>,
+    written: RefCell<HashMap<(QueueId, Holder, ConsumerTag), u32>>,
+    next_incarnation: Cell<u32>,
     last_read: Cell<Instant>,
     /// Set by the first basic.publish: only publishing connections are blocked by alarms.
     pub published: Cell<bool>,
@@ -72,6 +73,7 @@ impl Connection {
             vhost: RefCell::new(String::new()),
             channels: RefCell::new(HashMap::new()),
             written: RefCell::new(HashMap::new()),
+            next_incarnation: Cell::new(1),
             last_read: Cell::new(Instant::now()),
             published: Cell::new(false),
             supports_blocked: Cell::new(false),
@@ -81,7 +83,23 @@ impl Connection {
     }
 
     pub fn holder(&self, channel: u16) -> Holder {
-        Holder { conn: self.id, channel }
+        let incarnation = self.channels.borrow().get(&channel).map_or(0, |open| open.incarnation);
+        Holder { conn: self.id, channel, incarnation }
+    }
+
+    /// A new channel state with an incarnation number never used on this connection.
+    pub fn new_channel(&self, channel: u16) -> Channel {
+        let incarnation = self.next_incarnation.get();
+        self.next_incarnation.set(incarnation.wrapping_add(1));
+        Channel::new(channel, incarnation)
+    }
+
+    /// The open channel a message for `holder` is meant for; None if that opening is gone.
+    pub fn is_current(&self, holder: Holder) -> bool {
+        self.channels
+            .borrow()
+            .get(&holder.channel)
+            .is_some_and(|channel| channel.incarnation == holder.incarnation && !channel.closing)
     }
 
     /// Appends frames to the output and wakes the writer.
@@ -99,8 +117,8 @@ impl Connection {
         }
     }
 
-    pub fn note_written(&self, queue: QueueId, channel: u16, consumer_tag: &ConsumerTag) {
-        *self.written.borrow_mut().entry((queue, channel, consumer_tag.clone())).or_insert(0) += 1;
+    pub fn note_written(&self, queue: QueueId, holder: Holder, consumer_tag: &ConsumerTag) {
+        *self.written.borrow_mut().entry((queue, holder, consumer_tag.clone())).or_insert(0) += 1;
     }
 
     /// Ends output after what is queued; the writer then closes the socket.
@@ -392,8 +410,7 @@ async fn write_loop(shard: Rc<Shard>, connection: Rc<Connection>, mut half: Owne
 
 fn return_flow_credit(shard: &Shard, connection: &Connection) {
     let written = std::mem::take(&mut *connection.written.borrow_mut());
-    for ((queue, channel, consumer_tag), count) in written {
-        let holder = connection.holder(channel);
+    for ((queue, holder, consumer_tag), count) in written {
         shard.send(queue.owner(), ShardMsg::Credit { queue, holder, consumer_tag, count });
     }
 }

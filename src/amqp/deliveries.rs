@@ -7,6 +7,7 @@ use super::channel::{ConfirmAnswer, UnackedDelivery};
 use super::connection::Connection;
 use super::hotpath;
 use super::methods::encode_method;
+use crate::broker::ids::Holder;
 use crate::broker::queue::Delivery;
 
 pub enum DeliverOutcome {
@@ -22,7 +23,13 @@ impl Connection {
         let delivery_tag = {
             let mut channels = self.channels.borrow_mut();
             let channel = match channels.get_mut(&delivery.holder.channel) {
-                Some(channel) if !channel.closing && channel.consumers.contains_key(&delivery.consumer_tag) => channel,
+                Some(channel)
+                    if !channel.closing
+                        && channel.incarnation == delivery.holder.incarnation
+                        && channel.consumers.contains_key(&delivery.consumer_tag) =>
+                {
+                    channel
+                }
                 _ => return DeliverOutcome::Bounced(delivery),
             };
             let delivery_tag = channel.next_delivery_tag();
@@ -60,14 +67,14 @@ impl Connection {
             }
             return DeliverOutcome::Unencodable(delivery);
         }
-        self.note_written(delivery.queue, delivery.holder.channel, &delivery.consumer_tag);
+        self.note_written(delivery.queue, delivery.holder, &delivery.consumer_tag);
         DeliverOutcome::Written
     }
 
-    pub fn confirmed(&self, channel: u16, publish_sequence: u64, ok: bool) {
-        if let Some(confirms) =
-            self.channels.borrow_mut().get_mut(&channel).and_then(|channel| channel.confirms.as_mut())
-        {
+    pub fn confirmed(&self, holder: Holder, publish_sequence: u64, ok: bool) {
+        let mut channels = self.channels.borrow_mut();
+        let current = channels.get_mut(&holder.channel).filter(|channel| channel.incarnation == holder.incarnation);
+        if let Some(confirms) = current.and_then(|channel| channel.confirms.as_mut()) {
             confirms.confirmed(publish_sequence, ok);
         }
     }
@@ -99,12 +106,11 @@ impl Connection {
     }
 
     /// The queue was deleted: the consumer is gone; tell the client (consumer_cancel_notify).
-    pub fn consumer_cancelled(&self, channel: u16, consumer_tag: &str) {
-        let known = self
-            .channels
-            .borrow_mut()
-            .get_mut(&channel)
-            .is_some_and(|channel| !channel.closing && channel.consumers.remove(consumer_tag).is_some());
+    pub fn consumer_cancelled(&self, holder: Holder, consumer_tag: &str) {
+        let channel = holder.channel;
+        let known = self.channels.borrow_mut().get_mut(&channel).is_some_and(|open| {
+            !open.closing && open.incarnation == holder.incarnation && open.consumers.remove(consumer_tag).is_some()
+        });
         if known {
             let cancel = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
                 consumer_tag: consumer_tag.into(),

@@ -12,7 +12,7 @@ use amq_protocol::protocol::{channel as channel_method, connection as connection
 use amq_protocol::types::FieldTable;
 use bytes::Bytes;
 
-use super::channel::{BodyParts, Channel, Content};
+use super::channel::{BodyParts, Content};
 use super::connection::{truncate_text, Connection};
 use super::frame::{RawFrame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD};
 use super::hotpath::{self, Ack, ContentHeader, Publish};
@@ -144,7 +144,8 @@ impl Dispatcher {
                 AmqpError::new(NOT_ALLOWED, format!("channel_max {} exceeded", self.connection.channel_max.get()));
             return Err(fault(error, (CLASS_CHANNEL, 10)));
         }
-        self.connection.channels.borrow_mut().insert(channel_id, Channel::new(channel_id));
+        let channel = self.connection.new_channel(channel_id);
+        self.connection.channels.borrow_mut().insert(channel_id, channel);
         let open_ok = AMQPClass::Channel(channel_method::AMQPMethod::OpenOk(channel_method::OpenOk {}));
         self.send_method(channel_id, &open_ok);
         Ok(())

@@ -60,6 +60,9 @@ impl fmt::Display for ConnId {
 pub struct Holder {
     pub conn: ConnId,
     pub channel: u16,
+    /// Which opening of that channel number: a client may close channel 1 and open it again,
+    /// and a late message meant for the old one must not reach the new one.
+    pub incarnation: u32,
 }
 
 pub type ConsumerTag = Arc<str>;

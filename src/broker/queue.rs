@@ -429,7 +429,7 @@ mod tests {
     }
 
     fn holder(channel: u16) -> Holder {
-        Holder { conn: ConnId { shard: 0, local: 1 }, channel }
+        Holder { conn: ConnId { shard: 0, local: 1 }, channel, incarnation: 0 }
     }
 
     fn delivered(effects: &mut Vec<Effect>) -> Vec<(u16, u64, bool)> {

@@ -305,21 +305,23 @@ impl Shard {
             ShardMsg::Confirmed { confirm, ok } => {
                 let connection = self.connections.borrow().get(&confirm.holder.conn.local).cloned();
                 if let Some(connection) = connection {
-                    connection.confirmed(confirm.holder.channel, confirm.publish_sequence, ok);
+                    connection.confirmed(confirm.holder, confirm.publish_sequence, ok);
                     self.mark_dirty(&connection);
                 }
             }
             ShardMsg::ConsumerCancelled { holder, consumer_tag } => {
                 let connection = self.connections.borrow().get(&holder.conn.local).cloned();
                 if let Some(connection) = connection {
-                    connection.consumer_cancelled(holder.channel, &consumer_tag);
+                    connection.consumer_cancelled(holder, &consumer_tag);
                 }
             }
             ShardMsg::PublishRefused { holder, error } => {
                 let connection = self.connections.borrow().get(&holder.conn.local).cloned();
                 if let Some(connection) = connection {
                     let fault = crate::amqp::dispatch::fault(error, (60, 40));
-                    crate::amqp::dispatch::close_channel(self, &connection, holder.channel, fault);
+                    if connection.is_current(holder) {
+                        crate::amqp::dispatch::close_channel(self, &connection, holder.channel, fault);
+                    }
                 }
             }
             other => self.handle_queue_message(other),
