@@ -142,6 +142,11 @@ impl Connection {
         self.close_output();
     }
 
+    /// Some channel is between basic.publish and the last frame of its content.
+    pub fn content_in_progress(&self) -> bool {
+        self.channels.borrow().values().any(|channel| !matches!(channel.content, super::channel::Content::Idle))
+    }
+
     pub fn output_congested(&self) -> bool {
         self.out.borrow().len() > CONNECTION_OUTPUT_HIGH_BYTES
     }
@@ -273,13 +278,14 @@ async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut 
                     "broker forced connection closure with reason 'shutdown'",
                 ));
             }
+            if alarm_blocks(shard, connection) {
+                dispatcher.end_of_batch();
+                wait_while_blocked(shard, connection).await;
+            }
         }
         dispatcher.end_of_batch();
         if connection.output_congested() {
             OutputRoom(connection).await;
-        }
-        if connection.published.get() && shard.alarms.blocked_reason().is_some() {
-            wait_while_blocked(shard, connection).await;
         }
         while shard.outbox_congested() && !connection.is_dead() {
             monoio::time::sleep(Duration::from_micros(100)).await;
@@ -289,6 +295,13 @@ async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut 
         }
         connection.last_read.set(Instant::now());
     }
+}
+
+/// A raised alarm holds a connection that has published, at a message boundary: a publish
+/// whose header or body is still arriving is read to its end first (frames already buffered
+/// wait with the socket).
+fn alarm_blocks(shard: &Shard, connection: &Connection) -> bool {
+    connection.published.get() && shard.alarms.blocked_reason().is_some() && !connection.content_in_progress()
 }
 
 /// Resource alarm: stop reading this publisher's socket until it clears, telling the client
