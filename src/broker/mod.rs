@@ -8,6 +8,7 @@ pub mod headers_match;
 pub mod ids;
 pub mod message;
 pub mod queue;
+pub mod queue_args;
 pub mod ready;
 pub mod requests;
 pub mod routing;
