@@ -1,6 +1,8 @@
 //! Broker state independent of the wire: identifiers, messages, exchanges and their routing
 //! tables, the definitions writer, and the queue state machine. Nothing here does I/O.
 
+pub mod clock;
+pub mod dead_letter;
 pub mod definitions;
 pub mod durable;
 pub mod error;

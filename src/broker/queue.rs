@@ -4,13 +4,21 @@
 //! effects) into a caller's vector; the shard layer sends them. It never touches sockets,
 //! mailboxes or other queues. Messages keep their arrival sequence number, so a requeued
 //! message goes back to its original position, as RabbitMQ does.
+//!
+//! The queue arguments it acts on (`queue_args`): message TTL (an expired message is never
+//! delivered; it is dropped or dead-lettered when it reaches the head or when the shard's
+//! sweep calls `expire`), length limits with their overflow mode, dead-lettering (an
+//! `Effect::DeadLetter` the shard routes) and the unused-queue timer of `x-expires`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::clock;
+use super::dead_letter::DeathReason;
 use super::error::{AmqpError, ACCESS_REFUSED, PRECONDITION_FAILED};
 use super::ids::{ConsumerTag, Holder, QueueId};
 use super::message::Message;
+use super::queue_args::{DeadLetterTarget, Overflow, QueueArgs};
 use super::ready::{Entry, ReadyList, RecordReader};
 use super::requests::GotMessage;
 use super::snapshot::QueueDef;
@@ -39,6 +47,16 @@ impl Payload {
         match self {
             Payload::Memory(_) => None,
             Payload::Stored { reference, .. } => Some(reference),
+        }
+    }
+
+    /// The size counted against `x-max-length-bytes`: the body, or the stored record's
+    /// length when the body is not in memory (the same value when it is pushed and popped).
+    fn counted_bytes(&self) -> u64 {
+        match (self.message(), self.stored()) {
+            (Some(message), _) => message.body.len() as u64,
+            (None, Some(reference)) => u64::from(reference.length),
+            (None, None) => 0,
         }
     }
 }
@@ -96,13 +114,22 @@ pub enum Effect {
         sequence: u64,
         mark: Mark,
     },
+    /// The message died (rejected, expired, over the length limit) in a queue with a
+    /// dead-letter exchange: the shard republishes it there.
+    DeadLetter {
+        payload: Payload,
+        reason: DeathReason,
+        queue: Arc<QueueDef>,
+        target: Arc<DeadLetterTarget>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Settle {
     Ack,
     Requeue,
-    /// Rejected or nacked without requeue: dropped (dead-lettering comes with its issue).
+    /// Rejected or nacked without requeue: dropped, or dead-lettered if the queue has a
+    /// dead-letter exchange.
     Discard,
 }
 
@@ -115,12 +142,20 @@ pub struct Queue {
     next_sequence: u64,
     exclusive_consumer: bool,
     had_consumers: bool,
+    args: QueueArgs,
+    /// Sum of `Payload::counted_bytes` over the ready messages.
+    ready_bytes: u64,
+    /// Last consume, get or redeclare (`clock::now_ms`), for `x-expires`.
+    last_used_ms: u64,
+    /// The writer was asked to delete this unused queue; not asked again until it is used.
+    expiry_requested: bool,
+    /// Some message carried its own `expiration`: the sweep looks at this queue.
+    had_message_deadlines: bool,
 }
 
 impl Queue {
     pub fn new(definition: Arc<QueueDef>) -> Queue {
         Queue {
-            definition,
             ready: ReadyList::default(),
             unacked: HashMap::new(),
             consumers: Vec::new(),
@@ -128,6 +163,12 @@ impl Queue {
             next_sequence: 1,
             exclusive_consumer: false,
             had_consumers: false,
+            args: QueueArgs::from_table(&definition.arguments),
+            definition,
+            ready_bytes: 0,
+            last_used_ms: clock::now_ms(),
+            expiry_requested: false,
+            had_message_deadlines: false,
         }
     }
 
@@ -152,12 +193,31 @@ impl Queue {
         self.ready.len()
     }
 
-    pub fn enqueue(&mut self, payload: Payload, effects: &mut Vec<Effect>, reader: &dyn RecordReader) {
+    /// Adds a published message; `expiration_ms` is its own `expiration` property, if any.
+    pub fn enqueue(
+        &mut self,
+        payload: Payload,
+        expiration_ms: Option<u64>,
+        effects: &mut Vec<Effect>,
+        reader: &dyn RecordReader,
+    ) {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        match payload {
-            Payload::Stored { reference, cached: None } => self.ready.push_stored(sequence, reference),
-            payload => self.ready.push_back(Entry { sequence, payload, redelivered: false }),
+        self.ready_bytes += payload.counted_bytes();
+        let ttl_ms = match (self.args.message_ttl_ms, expiration_ms) {
+            (Some(queue_ttl), Some(own)) => Some(queue_ttl.min(own)),
+            (queue_ttl, own) => queue_ttl.or(own),
+        };
+        self.had_message_deadlines |= expiration_ms.is_some();
+        let expires_at_ms = ttl_ms.map(|ttl| clock::now_ms().saturating_add(ttl));
+        match (payload, expires_at_ms) {
+            (Payload::Stored { reference, cached: None }, None) => self.ready.push_stored(sequence, reference),
+            (payload, expires_at_ms) => {
+                self.ready.push_back(Entry { sequence, payload, redelivered: false, expires_at_ms })
+            }
+        }
+        if self.args.max_length.is_some() || self.args.max_length_bytes.is_some() {
+            self.drop_over_limit(effects, reader);
         }
         self.dispatch(effects, reader);
     }
@@ -185,7 +245,7 @@ impl Queue {
             let Some(index) = self.next_consumer_with_credit() else {
                 return;
             };
-            let Some(entry) = self.ready.pop_front(reader, self.definition.id.sequence()) else {
+            let Some(entry) = self.pop_ready(effects, reader) else {
                 return;
             };
             let mark = if self.consumers[index].no_ack { Mark::Removed } else { Mark::Delivered };
@@ -241,6 +301,7 @@ impl Queue {
         }
         self.exclusive_consumer = exclusive;
         self.had_consumers = true;
+        self.touch();
         self.consumers.push(Consumer {
             holder,
             tag,
@@ -260,6 +321,7 @@ impl Queue {
         if self.consumers.len() != before {
             self.exclusive_consumer = false;
             self.next_consumer = 0;
+            self.touch();
         }
         self.should_auto_delete()
     }
@@ -312,10 +374,10 @@ impl Queue {
                     consumer.unacked = consumer.unacked.saturating_sub(1);
                 }
             }
-            if action == Settle::Requeue {
-                self.requeue(unacked.entry);
-            } else {
-                self.mark(&unacked.entry, Mark::Removed, effects);
+            match action {
+                Settle::Requeue => self.requeue(unacked.entry),
+                Settle::Discard => self.dead(unacked.entry, DeathReason::Rejected, effects),
+                Settle::Ack => self.mark(&unacked.entry, Mark::Removed, effects),
             }
         }
         self.dispatch(effects, reader);
@@ -323,6 +385,7 @@ impl Queue {
 
     fn requeue(&mut self, mut entry: Entry) {
         entry.redelivered = true;
+        self.ready_bytes += entry.payload.counted_bytes();
         self.ready.insert_by_sequence(entry);
     }
 
@@ -351,7 +414,8 @@ impl Queue {
         effects: &mut Vec<Effect>,
         reader: &dyn RecordReader,
     ) -> Option<GotMessage> {
-        let entry = self.ready.pop_front(reader, self.definition.id.sequence())?;
+        self.touch();
+        let entry = self.pop_ready(effects, reader)?;
         self.mark(&entry, if no_ack { Mark::Removed } else { Mark::Delivered }, effects);
         let got = GotMessage {
             queue: self.definition.id,
@@ -372,6 +436,7 @@ impl Queue {
         while let Some(entry) = self.ready.pop_front(reader, self.definition.id.sequence()) {
             self.mark(&entry, Mark::Removed, effects);
         }
+        self.ready_bytes = 0;
         count
     }
 
@@ -394,125 +459,119 @@ impl Queue {
             effects.push(Effect::ConsumerCancelled { holder: consumer.holder, consumer_tag: consumer.tag });
         }
         self.ready.clear();
+        self.ready_bytes = 0;
         self.unacked.clear();
         count
+    }
+
+    /// The head message that has not expired; expired ones on the way are dropped or
+    /// dead-lettered.
+    fn pop_ready(&mut self, effects: &mut Vec<Effect>, reader: &dyn RecordReader) -> Option<Entry> {
+        let mut now_ms = None;
+        loop {
+            let entry = self.ready.pop_front(reader, self.definition.id.sequence())?;
+            self.ready_bytes = self.ready_bytes.saturating_sub(entry.payload.counted_bytes());
+            match entry.expires_at_ms {
+                // A TTL of 0 still lets a consumer that can take it at once have it.
+                Some(deadline) if deadline < *now_ms.get_or_insert_with(clock::now_ms) => {
+                    self.dead(entry, DeathReason::Expired, effects)
+                }
+                _ => return Some(entry),
+            }
+        }
+    }
+
+    /// A message leaves the queue for good without being delivered.
+    fn dead(&self, entry: Entry, reason: DeathReason, effects: &mut Vec<Effect>) {
+        if let Some(target) = &self.args.dead_letter {
+            effects.push(Effect::DeadLetter {
+                payload: entry.payload.clone(),
+                reason,
+                queue: self.definition.clone(),
+                target: target.clone(),
+            });
+        }
+        self.mark(&entry, Mark::Removed, effects);
+    }
+
+    fn over_limit(&self, extra_messages: u64, extra_bytes: u64) -> bool {
+        let length = self.ready.len() as u64 + extra_messages;
+        self.args.max_length.is_some_and(|max_length| length > max_length)
+            || self.args.max_length_bytes.is_some_and(|max_bytes| self.ready_bytes + extra_bytes > max_bytes)
+    }
+
+    /// `x-overflow` drop-head: the oldest ready messages go until the queue fits.
+    fn drop_over_limit(&mut self, effects: &mut Vec<Effect>, reader: &dyn RecordReader) {
+        if self.args.overflow != Overflow::DropHead {
+            return;
+        }
+        while self.over_limit(0, 0) {
+            let Some(entry) = self.ready.pop_front(reader, self.definition.id.sequence()) else {
+                return;
+            };
+            self.ready_bytes = self.ready_bytes.saturating_sub(entry.payload.counted_bytes());
+            self.dead(entry, DeathReason::MaxLength, effects);
+        }
+    }
+
+    /// `x-overflow` reject-publish(-dlx): whether a new message of `body_bytes` is refused.
+    /// Checked before the message is stored, so a refused message costs no write.
+    pub fn refuses(&self, body_bytes: u64) -> bool {
+        self.args.overflow != Overflow::DropHead && self.over_limit(1, body_bytes)
+    }
+
+    /// A refused message is dead-lettered if the mode says so.
+    pub fn refused(&self, message: &Arc<Message>, effects: &mut Vec<Effect>) {
+        if let (Overflow::RejectPublishDlx, Some(target)) = (self.args.overflow, &self.args.dead_letter) {
+            effects.push(Effect::DeadLetter {
+                payload: Payload::Memory(message.clone()),
+                reason: DeathReason::MaxLength,
+                queue: self.definition.clone(),
+                target: target.clone(),
+            });
+        }
+    }
+
+    /// Whether the shard's sweep has anything to do here.
+    pub fn timed(&self) -> bool {
+        self.args.timed() || self.had_message_deadlines
+    }
+
+    /// Drops (or dead-letters) up to `limit` expired messages at the head; returns how many.
+    pub fn expire(&mut self, now_ms: u64, limit: usize, effects: &mut Vec<Effect>, reader: &dyn RecordReader) -> usize {
+        let mut expired = 0;
+        while expired < limit && self.ready.front_expires_at().is_some_and(|deadline| deadline < now_ms) {
+            let Some(entry) = self.ready.pop_front(reader, self.definition.id.sequence()) else {
+                break;
+            };
+            self.ready_bytes = self.ready_bytes.saturating_sub(entry.payload.counted_bytes());
+            self.dead(entry, DeathReason::Expired, effects);
+            expired += 1;
+        }
+        expired
+    }
+
+    /// The queue was used (consume, cancel, get, redeclare): `x-expires` starts again.
+    pub fn touch(&mut self) {
+        if self.args.expires_ms.is_some() {
+            self.last_used_ms = clock::now_ms();
+            self.expiry_requested = false;
+        }
+    }
+
+    /// True once when an `x-expires` queue has had no consumer and no use for its lease.
+    pub fn unused_for_too_long(&mut self, now_ms: u64) -> bool {
+        let Some(expires_ms) = self.args.expires_ms else {
+            return false;
+        };
+        if self.expiry_requested || !self.consumers.is_empty() || now_ms < self.last_used_ms + expires_ms {
+            return false;
+        }
+        self.expiry_requested = true;
+        true
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::broker::ids::ConnId;
-    use crate::broker::ready::NoRecords;
-    use amq_protocol::types::FieldTable;
-    use bytes::Bytes;
-
-    fn queue() -> Queue {
-        Queue::new(Arc::new(QueueDef {
-            id: QueueId::new(0, 1),
-            vhost: "/".into(),
-            name: "q".into(),
-            durable: false,
-            exclusive_owner: None,
-            auto_delete: false,
-            arguments: FieldTable::default(),
-        }))
-    }
-
-    fn message(body: &'static [u8]) -> Payload {
-        Payload::Memory(Arc::new(Message {
-            exchange: Bytes::new(),
-            routing_key: Bytes::from_static(b"q"),
-            properties: Bytes::from_static(&[0, 0]),
-            body: Bytes::from_static(body),
-        }))
-    }
-
-    fn holder(channel: u16) -> Holder {
-        Holder { conn: ConnId { shard: 0, local: 1 }, channel }
-    }
-
-    fn delivered(effects: &mut Vec<Effect>) -> Vec<(u16, u64, bool)> {
-        effects
-            .drain(..)
-            .filter_map(|effect| match effect {
-                Effect::Deliver(delivery) => Some((delivery.holder.channel, delivery.sequence, delivery.redelivered)),
-                Effect::ConsumerCancelled { .. } | Effect::Mark { .. } => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn prefetch_limits_unacked_deliveries() {
-        let mut queue = queue();
-        let mut effects = Vec::new();
-        queue.add_consumer(holder(1), "c".into(), false, false, 2).expect("consume");
-        for _ in 0..5 {
-            queue.enqueue(message(b"x"), &mut effects, &NoRecords);
-        }
-        assert_eq!(delivered(&mut effects).len(), 2);
-        queue.settle(holder(1), &[1], Settle::Ack, &mut effects, &NoRecords);
-        assert_eq!(delivered(&mut effects), vec![(1, 3, false)]);
-    }
-
-    #[test]
-    fn round_robin_between_consumers() {
-        let mut queue = queue();
-        let mut effects = Vec::new();
-        queue.add_consumer(holder(1), "a".into(), true, false, 0).expect("consume");
-        queue.add_consumer(holder(2), "b".into(), true, false, 0).expect("consume");
-        for _ in 0..4 {
-            queue.enqueue(message(b"x"), &mut effects, &NoRecords);
-        }
-        let channels: Vec<u16> = delivered(&mut effects).iter().map(|(channel, _, _)| *channel).collect();
-        assert_eq!(channels, vec![1, 2, 1, 2]);
-    }
-
-    #[test]
-    fn requeue_restores_original_position_with_redelivered() {
-        let mut queue = queue();
-        let mut effects = Vec::new();
-        for _ in 0..3 {
-            queue.enqueue(message(b"x"), &mut effects, &NoRecords);
-        }
-        let first = queue.get(holder(1), false, &mut effects, &NoRecords).expect("first");
-        queue.settle(holder(1), &[first.sequence], Settle::Requeue, &mut effects, &NoRecords);
-        let again = queue.get(holder(1), true, &mut effects, &NoRecords).expect("again");
-        assert_eq!(again.sequence, first.sequence);
-        assert!(again.redelivered);
-        assert_eq!(queue.message_count(), 2);
-    }
-
-    #[test]
-    fn channel_gone_requeues_to_other_consumer() {
-        let mut queue = queue();
-        let mut effects = Vec::new();
-        queue.add_consumer(holder(1), "a".into(), false, false, 1).expect("consume");
-        queue.enqueue(message(b"x"), &mut effects, &NoRecords);
-        assert_eq!(delivered(&mut effects), vec![(1, 1, false)]);
-        queue.add_consumer(holder(2), "b".into(), false, false, 1).expect("consume");
-        queue.channel_gone(holder(1), &mut effects, &NoRecords);
-        assert_eq!(delivered(&mut effects), vec![(2, 1, true)]);
-    }
-
-    #[test]
-    fn exclusive_consumer_blocks_others() {
-        let mut queue = queue();
-        queue.add_consumer(holder(1), "a".into(), false, true, 0).expect("consume");
-        let error = queue.add_consumer(holder(2), "b".into(), false, false, 0).expect_err("exclusive");
-        assert_eq!(error.reply_code, ACCESS_REFUSED);
-    }
-
-    #[test]
-    fn flow_credit_bounds_no_ack_deliveries() {
-        let mut queue = queue();
-        let mut effects = Vec::new();
-        queue.add_consumer(holder(1), "a".into(), true, false, 0).expect("consume");
-        for _ in 0..(CONSUMER_FLOW_WINDOW + 10) {
-            queue.enqueue(message(b"x"), &mut effects, &NoRecords);
-        }
-        assert_eq!(delivered(&mut effects).len(), CONSUMER_FLOW_WINDOW as usize);
-        queue.credit(holder(1), "a", 5, &mut effects, &NoRecords);
-        assert_eq!(delivered(&mut effects).len(), 5);
-    }
-}
+#[path = "queue_tests.rs"]
+mod tests;
