@@ -11,4 +11,5 @@ mod confirm_tx;
 mod connection;
 mod cross_shard;
 mod exchange;
+mod extensions;
 mod queue;
