@@ -9,6 +9,7 @@ pub mod error;
 pub mod headers_match;
 pub mod ids;
 pub mod message;
+pub mod priority;
 pub mod queue;
 pub mod queue_args;
 pub mod ready;

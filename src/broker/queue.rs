@@ -18,6 +18,7 @@ use super::dead_letter::DeathReason;
 use super::error::{AmqpError, ACCESS_REFUSED, PRECONDITION_FAILED};
 use super::ids::{ConsumerTag, Holder, QueueId};
 use super::message::Message;
+use super::priority::Levels;
 use super::queue_args::{DeadLetterTarget, Overflow, QueueArgs};
 use super::ready::{Entry, ReadyList, RecordReader};
 use super::requests::GotMessage;
@@ -124,6 +125,15 @@ pub enum Effect {
     },
 }
 
+/// What the publisher's properties say about a message's place in the queue.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Arrival {
+    /// The `expiration` property, in milliseconds.
+    pub expiration_ms: Option<u64>,
+    /// The `priority` property (0 without one); used by `x-max-priority` queues only.
+    pub priority: u8,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Settle {
     Ack,
@@ -135,7 +145,7 @@ pub enum Settle {
 
 pub struct Queue {
     pub definition: Arc<QueueDef>,
-    ready: ReadyList,
+    ready: Levels,
     unacked: HashMap<u64, Unacked>,
     consumers: Vec<Consumer>,
     next_consumer: usize,
@@ -156,7 +166,7 @@ pub struct Queue {
 impl Queue {
     pub fn new(definition: Arc<QueueDef>) -> Queue {
         Queue {
-            ready: ReadyList::default(),
+            ready: Levels::new(QueueArgs::from_table(&definition.arguments).max_priority),
             unacked: HashMap::new(),
             consumers: Vec::new(),
             next_consumer: 0,
@@ -193,14 +203,16 @@ impl Queue {
         self.ready.len()
     }
 
-    /// Adds a published message; `expiration_ms` is its own `expiration` property, if any.
+    /// Adds a published message.
     pub fn enqueue(
         &mut self,
         payload: Payload,
-        expiration_ms: Option<u64>,
+        arrival: Arrival,
         effects: &mut Vec<Effect>,
         reader: &dyn RecordReader,
     ) {
+        let Arrival { expiration_ms, priority } = arrival;
+        let priority = self.ready.level_of(priority);
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         self.ready_bytes += payload.counted_bytes();
@@ -210,10 +222,10 @@ impl Queue {
         };
         self.had_message_deadlines |= expiration_ms.is_some();
         let expires_at_ms = ttl_ms.map(|ttl| clock::now_ms().saturating_add(ttl));
-        match (payload, expires_at_ms) {
-            (Payload::Stored { reference, cached: None }, None) => self.ready.push_stored(sequence, reference),
-            (payload, expires_at_ms) => {
-                self.ready.push_back(Entry { sequence, payload, redelivered: false, expires_at_ms })
+        match (payload, expires_at_ms, priority) {
+            (Payload::Stored { reference, cached: None }, None, 0) => self.ready.push_stored(sequence, reference),
+            (payload, expires_at_ms, priority) => {
+                self.ready.push_back(Entry { sequence, payload, redelivered: false, expires_at_ms, priority })
             }
         }
         if self.args.max_length.is_some() || self.args.max_length_bytes.is_some() {
@@ -224,7 +236,7 @@ impl Queue {
 
     /// Puts back the messages recovered from the store.
     pub fn restore(&mut self, ready: ReadyList, next_sequence: u64) {
-        self.ready = ready;
+        self.ready.restore(ready);
         self.next_sequence = self.next_sequence.max(next_sequence);
     }
 

@@ -42,6 +42,8 @@ pub struct QueueArgs {
     pub max_length_bytes: Option<u64>,
     pub overflow: Overflow,
     pub dead_letter: Option<Arc<DeadLetterTarget>>,
+    /// `x-max-priority`: the queue orders by the messages' `priority` property.
+    pub max_priority: Option<u8>,
 }
 
 /// Arguments checked for type and range but not acted on (see the README).
@@ -181,6 +183,7 @@ impl QueueArgs {
             max_length_bytes: non_negative("x-max-length-bytes"),
             overflow,
             dead_letter,
+            max_priority: non_negative("x-max-priority").and_then(|max| u8::try_from(max).ok()),
         }
     }
 

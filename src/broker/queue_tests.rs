@@ -51,7 +51,7 @@ fn prefetch_limits_unacked_deliveries() {
     let mut effects = Vec::new();
     queue.add_consumer(holder(1), "c".into(), false, false, 2).expect("consume");
     for _ in 0..5 {
-        queue.enqueue(message(b"x"), None, &mut effects, &NoRecords);
+        queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
     }
     assert_eq!(delivered(&mut effects).len(), 2);
     queue.settle(holder(1), &[1], Settle::Ack, &mut effects, &NoRecords);
@@ -65,7 +65,7 @@ fn round_robin_between_consumers() {
     queue.add_consumer(holder(1), "a".into(), true, false, 0).expect("consume");
     queue.add_consumer(holder(2), "b".into(), true, false, 0).expect("consume");
     for _ in 0..4 {
-        queue.enqueue(message(b"x"), None, &mut effects, &NoRecords);
+        queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
     }
     let channels: Vec<u16> = delivered(&mut effects).iter().map(|(channel, _, _)| *channel).collect();
     assert_eq!(channels, vec![1, 2, 1, 2]);
@@ -76,7 +76,7 @@ fn requeue_restores_original_position_with_redelivered() {
     let mut queue = queue();
     let mut effects = Vec::new();
     for _ in 0..3 {
-        queue.enqueue(message(b"x"), None, &mut effects, &NoRecords);
+        queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
     }
     let first = queue.get(holder(1), false, &mut effects, &NoRecords).expect("first");
     queue.settle(holder(1), &[first.sequence], Settle::Requeue, &mut effects, &NoRecords);
@@ -91,7 +91,7 @@ fn channel_gone_requeues_to_other_consumer() {
     let mut queue = queue();
     let mut effects = Vec::new();
     queue.add_consumer(holder(1), "a".into(), false, false, 1).expect("consume");
-    queue.enqueue(message(b"x"), None, &mut effects, &NoRecords);
+    queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
     assert_eq!(delivered(&mut effects), vec![(1, 1, false)]);
     queue.add_consumer(holder(2), "b".into(), false, false, 1).expect("consume");
     queue.channel_gone(holder(1), &mut effects, &NoRecords);
@@ -112,7 +112,7 @@ fn flow_credit_bounds_no_ack_deliveries() {
     let mut effects = Vec::new();
     queue.add_consumer(holder(1), "a".into(), true, false, 0).expect("consume");
     for _ in 0..(CONSUMER_FLOW_WINDOW + 10) {
-        queue.enqueue(message(b"x"), None, &mut effects, &NoRecords);
+        queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
     }
     assert_eq!(delivered(&mut effects).len(), CONSUMER_FLOW_WINDOW as usize);
     queue.credit(holder(1), "a", 5, &mut effects, &NoRecords);
@@ -145,7 +145,7 @@ fn max_length_drops_the_head_and_dead_letters_it() {
     let mut queue = queue_with(arguments(&[("x-max-length", 2)], true));
     let mut effects = Vec::new();
     for _ in 0..3 {
-        queue.enqueue(message(b"x"), None, &mut effects, &NoRecords);
+        queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
     }
     assert_eq!(dead_reasons(&mut effects), vec![DeathReason::MaxLength]);
     assert_eq!(queue.message_count(), 2);
@@ -159,7 +159,7 @@ fn reject_publish_refuses_at_the_limit() {
     let mut queue = queue_with(table);
     let mut effects = Vec::new();
     assert!(!queue.refuses(2));
-    queue.enqueue(message(b"xy"), None, &mut effects, &NoRecords);
+    queue.enqueue(message(b"xy"), Arrival::default(), &mut effects, &NoRecords);
     assert!(queue.refuses(2), "2 + 2 bytes exceed 3");
     assert!(!queue.refuses(1));
 }
@@ -168,8 +168,8 @@ fn reject_publish_refuses_at_the_limit() {
 fn expired_messages_are_never_delivered() {
     let mut queue = queue_with(arguments(&[], true));
     let mut effects = Vec::new();
-    queue.enqueue(message(b"x"), Some(0), &mut effects, &NoRecords);
-    queue.enqueue(message(b"y"), None, &mut effects, &NoRecords);
+    queue.enqueue(message(b"x"), Arrival { expiration_ms: Some(0), priority: 0 }, &mut effects, &NoRecords);
+    queue.enqueue(message(b"y"), Arrival::default(), &mut effects, &NoRecords);
     assert_eq!(queue.expire(clock::now_ms() + 1, 10, &mut effects, &NoRecords), 1);
     assert_eq!(dead_reasons(&mut effects), vec![DeathReason::Expired]);
     assert_eq!(queue.message_count(), 1);
@@ -180,7 +180,7 @@ fn expired_messages_are_never_delivered() {
 fn rejected_message_is_dead_lettered() {
     let mut queue = queue_with(arguments(&[], true));
     let mut effects = Vec::new();
-    queue.enqueue(message(b"x"), None, &mut effects, &NoRecords);
+    queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
     let got = queue.get(holder(1), false, &mut effects, &NoRecords).expect("get");
     queue.settle(holder(1), &[got.sequence], Settle::Discard, &mut effects, &NoRecords);
     assert_eq!(dead_reasons(&mut effects), vec![DeathReason::Rejected]);

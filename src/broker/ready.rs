@@ -38,6 +38,8 @@ pub struct Entry {
     /// When the message expires (`clock::now_ms` scale); None without a TTL. Only single
     /// entries carry one: messages with a deadline are never folded into runs.
     pub expires_at_ms: Option<u64>,
+    /// Its level in a priority queue (0 elsewhere), capped at the queue's `x-max-priority`.
+    pub priority: u8,
 }
 
 #[derive(Debug)]
@@ -156,6 +158,7 @@ impl ReadyList {
                 payload: Payload::Stored { reference, cached: None },
                 redelivered: false,
                 expires_at_ms: None,
+                priority: 0,
             });
         }
     }
@@ -187,7 +190,13 @@ mod tests {
             properties: Bytes::new(),
             body: Bytes::from(sequence.to_string()),
         };
-        Entry { sequence, payload: Payload::Memory(Arc::new(message)), redelivered: false, expires_at_ms: None }
+        Entry {
+            sequence,
+            payload: Payload::Memory(Arc::new(message)),
+            redelivered: false,
+            expires_at_ms: None,
+            priority: 0,
+        }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::broker::ids::Holder;
 use crate::broker::ids::QueueId;
 use crate::broker::message::Message;
 use crate::broker::queue::Payload;
-use crate::broker::queue::{Effect, Queue};
+use crate::broker::queue::{Arrival, Effect, Queue};
 use crate::broker::ready::RecordReader;
 use crate::broker::requests::{QueueRequest, ReplyBody};
 use crate::broker::snapshot::QueueDef;
@@ -92,15 +92,18 @@ impl Shard {
     /// its length limit with `x-overflow` reject-publish(-dlx) refuses it (basic.nack).
     fn publish_to_queue(&self, id: QueueId, message: Arc<Message>, publisher: Holder, publish_sequence: Option<u64>) {
         // Checked at the publisher's shard already; a bad value here cannot happen.
-        let expiration_ms = message.expiration_ms().ok().flatten();
+        let arrival = Arrival {
+            expiration_ms: message.expiration_ms().ok().flatten(),
+            priority: crate::amqp::hotpath::priority(&message.properties).unwrap_or(0),
+        };
         let outcome = match self.admit(id, &message) {
             Admission::Memory => self.with_queue(id, |queue, effects, reader| {
-                queue.enqueue(Payload::Memory(message.clone()), expiration_ms, effects, reader);
+                queue.enqueue(Payload::Memory(message.clone()), arrival, effects, reader);
                 PublishOutcome::InMemory
             }),
             Admission::Stored(Ok((reference, cache))) => self.with_queue(id, |queue, effects, reader| {
                 let cached = cache.then(|| message.clone());
-                queue.enqueue(Payload::Stored { reference, cached }, expiration_ms, effects, reader);
+                queue.enqueue(Payload::Stored { reference, cached }, arrival, effects, reader);
                 PublishOutcome::Stored
             }),
             Admission::Stored(Err(reason)) => Some(PublishOutcome::Failed(reason)),

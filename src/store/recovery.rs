@@ -112,6 +112,7 @@ fn recover_segment(dir: &Path, number: u64, live_queues: &HashSet<u64>, recovere
                                     payload,
                                     redelivered: true,
                                     expires_at_ms: None,
+                                    priority: 0,
                                 });
                             } else {
                                 queue.ready.push_stored(record.sequence, reference);

@@ -292,4 +292,27 @@ shard_tests! {
         cleanup_queue(&ch, &q).await;
         close_conn(&conn).await;
     }
+
+    /// RabbitMQ priority queues: with x-max-priority, higher `priority` first, FIFO within a
+    /// priority, and a priority above the maximum counts as the maximum.
+    async fn max_priority_orders_by_priority(broker: &Broker) {
+        let (conn, ch) = connect_channel(&broker.uri()).await;
+        let q = unique("q-priority");
+        declare_with(&ch, &q, args(&[("x-max-priority", long(5))])).await.expect("declare");
+        for (body, priority) in [("a", None), ("b", Some(3)), ("c", Some(9)), ("d", Some(5)), ("e", Some(3))] {
+            let properties = match priority {
+                Some(priority) => BasicProperties::default().with_priority(priority),
+                None => BasicProperties::default(),
+            };
+            publish_with(&ch, &q, body.as_bytes(), properties).await;
+        }
+        wait_message_count(&ch, &q, 5, 5).await;
+        let mut order = String::new();
+        while let Some(got) = get(&ch, &q, true).await {
+            order.push_str(&text(&got.delivery.data));
+        }
+        assert_eq!(order, "cdbea");
+        cleanup_queue(&ch, &q).await;
+        close_conn(&conn).await;
+    }
 }
