@@ -79,6 +79,18 @@ struct Consumer {
     unacked: u32,
     /// Deliveries this consumer's connection may still buffer before it reports them written.
     flow_credit: u32,
+    /// `x-priority`: consumers of the highest priority with credit get messages first.
+    priority: i32,
+}
+
+/// How a consumer asked to receive (basic.consume flags and arguments).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConsumerSettings {
+    pub no_ack: bool,
+    pub exclusive: bool,
+    /// 0 means unlimited (basic.qos prefetch_count 0).
+    pub prefetch_count: u32,
+    pub priority: i32,
 }
 
 impl Consumer {
@@ -161,6 +173,8 @@ pub struct Queue {
     expiry_requested: bool,
     /// Some message carried its own `expiration`: the sweep looks at this queue.
     had_message_deadlines: bool,
+    /// Some consumer ever had an `x-priority`: selection compares priorities.
+    consumer_priorities: bool,
 }
 
 impl Queue {
@@ -179,6 +193,7 @@ impl Queue {
             last_used_ms: clock::now_ms(),
             expiry_requested: false,
             had_message_deadlines: false,
+            consumer_priorities: false,
         }
     }
 
@@ -282,26 +297,39 @@ impl Queue {
         }
     }
 
+    /// Round robin among the consumers with credit of the highest priority; with
+    /// `x-single-active-consumer`, only the oldest consumer.
     fn next_consumer_with_credit(&mut self) -> Option<usize> {
+        if self.args.single_active_consumer {
+            return self.consumers.first().is_some_and(Consumer::can_take).then_some(0);
+        }
         let count = self.consumers.len();
+        let mut best: Option<usize> = None;
         for offset in 0..count {
             let index = (self.next_consumer + offset) % count;
-            if self.consumers[index].can_take() {
-                self.next_consumer = (index + 1) % count;
-                return Some(index);
+            if !self.consumers[index].can_take() {
+                continue;
+            }
+            if !self.consumer_priorities {
+                best = Some(index);
+                break;
+            }
+            if best.is_none_or(|best| self.consumers[index].priority > self.consumers[best].priority) {
+                best = Some(index);
             }
         }
-        None
+        let index = best?;
+        self.next_consumer = (index + 1) % count;
+        Some(index)
     }
 
     pub fn add_consumer(
         &mut self,
         holder: Holder,
         tag: ConsumerTag,
-        no_ack: bool,
-        exclusive: bool,
-        prefetch_count: u32,
+        settings: ConsumerSettings,
     ) -> Result<(), AmqpError> {
+        let ConsumerSettings { no_ack, exclusive, prefetch_count, priority } = settings;
         let in_exclusive_use = || {
             AmqpError::new(
                 ACCESS_REFUSED,
@@ -321,7 +349,9 @@ impl Queue {
             prefetch_count,
             unacked: 0,
             flow_credit: CONSUMER_FLOW_WINDOW,
+            priority,
         });
+        self.consumer_priorities |= priority != 0;
         Ok(())
     }
 

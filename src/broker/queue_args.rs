@@ -44,13 +44,15 @@ pub struct QueueArgs {
     pub dead_letter: Option<Arc<DeadLetterTarget>>,
     /// `x-max-priority`: the queue orders by the messages' `priority` property.
     pub max_priority: Option<u8>,
+    /// `x-single-active-consumer`: only the oldest consumer gets messages.
+    pub single_active_consumer: bool,
 }
 
 /// Arguments checked for type and range but not acted on (see the README).
 const QUEUE_TYPES_REFUSED: &[&str] = &["quorum", "stream"];
 
 /// Any AMQP integer as i64; None for every other type (RabbitMQ accepts integers only).
-fn integer(value: &AMQPValue) -> Option<i64> {
+pub fn integer(value: &AMQPValue) -> Option<i64> {
     match value {
         AMQPValue::ShortShortInt(number) => Some(i64::from(*number)),
         AMQPValue::ShortShortUInt(number) => Some(i64::from(*number)),
@@ -183,6 +185,7 @@ impl QueueArgs {
             max_length_bytes: non_negative("x-max-length-bytes"),
             overflow,
             dead_letter,
+            single_active_consumer: matches!(table.get("x-single-active-consumer"), Some(AMQPValue::Boolean(true))),
             max_priority: non_negative("x-max-priority").and_then(|max| u8::try_from(max).ok()),
         }
     }

@@ -31,6 +31,10 @@ fn message(body: &'static [u8]) -> Payload {
     }))
 }
 
+fn settings(no_ack: bool, exclusive: bool, prefetch_count: u32) -> ConsumerSettings {
+    ConsumerSettings { no_ack, exclusive, prefetch_count, priority: 0 }
+}
+
 fn holder(channel: u16) -> Holder {
     Holder { conn: ConnId { shard: 0, local: 1 }, channel }
 }
@@ -49,7 +53,7 @@ fn delivered(effects: &mut Vec<Effect>) -> Vec<(u16, u64, bool)> {
 fn prefetch_limits_unacked_deliveries() {
     let mut queue = queue();
     let mut effects = Vec::new();
-    queue.add_consumer(holder(1), "c".into(), false, false, 2).expect("consume");
+    queue.add_consumer(holder(1), "c".into(), settings(false, false, 2)).expect("consume");
     for _ in 0..5 {
         queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
     }
@@ -62,8 +66,8 @@ fn prefetch_limits_unacked_deliveries() {
 fn round_robin_between_consumers() {
     let mut queue = queue();
     let mut effects = Vec::new();
-    queue.add_consumer(holder(1), "a".into(), true, false, 0).expect("consume");
-    queue.add_consumer(holder(2), "b".into(), true, false, 0).expect("consume");
+    queue.add_consumer(holder(1), "a".into(), settings(true, false, 0)).expect("consume");
+    queue.add_consumer(holder(2), "b".into(), settings(true, false, 0)).expect("consume");
     for _ in 0..4 {
         queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
     }
@@ -90,10 +94,10 @@ fn requeue_restores_original_position_with_redelivered() {
 fn channel_gone_requeues_to_other_consumer() {
     let mut queue = queue();
     let mut effects = Vec::new();
-    queue.add_consumer(holder(1), "a".into(), false, false, 1).expect("consume");
+    queue.add_consumer(holder(1), "a".into(), settings(false, false, 1)).expect("consume");
     queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
     assert_eq!(delivered(&mut effects), vec![(1, 1, false)]);
-    queue.add_consumer(holder(2), "b".into(), false, false, 1).expect("consume");
+    queue.add_consumer(holder(2), "b".into(), settings(false, false, 1)).expect("consume");
     queue.channel_gone(holder(1), &mut effects, &NoRecords);
     assert_eq!(delivered(&mut effects), vec![(2, 1, true)]);
 }
@@ -101,8 +105,8 @@ fn channel_gone_requeues_to_other_consumer() {
 #[test]
 fn exclusive_consumer_blocks_others() {
     let mut queue = queue();
-    queue.add_consumer(holder(1), "a".into(), false, true, 0).expect("consume");
-    let error = queue.add_consumer(holder(2), "b".into(), false, false, 0).expect_err("exclusive");
+    queue.add_consumer(holder(1), "a".into(), settings(false, true, 0)).expect("consume");
+    let error = queue.add_consumer(holder(2), "b".into(), settings(false, false, 0)).expect_err("exclusive");
     assert_eq!(error.reply_code, ACCESS_REFUSED);
 }
 
@@ -110,7 +114,7 @@ fn exclusive_consumer_blocks_others() {
 fn flow_credit_bounds_no_ack_deliveries() {
     let mut queue = queue();
     let mut effects = Vec::new();
-    queue.add_consumer(holder(1), "a".into(), true, false, 0).expect("consume");
+    queue.add_consumer(holder(1), "a".into(), settings(true, false, 0)).expect("consume");
     for _ in 0..(CONSUMER_FLOW_WINDOW + 10) {
         queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
     }
@@ -184,4 +188,19 @@ fn rejected_message_is_dead_lettered() {
     let got = queue.get(holder(1), false, &mut effects, &NoRecords).expect("get");
     queue.settle(holder(1), &[got.sequence], Settle::Discard, &mut effects, &NoRecords);
     assert_eq!(dead_reasons(&mut effects), vec![DeathReason::Rejected]);
+}
+
+#[test]
+fn higher_priority_consumer_gets_messages_first() {
+    let mut queue = queue();
+    let mut effects = Vec::new();
+    queue.add_consumer(holder(1), "low".into(), settings(true, false, 0)).expect("consume");
+    let high = ConsumerSettings { priority: 5, ..settings(false, false, 1) };
+    queue.add_consumer(holder(2), "high".into(), high).expect("consume");
+    for _ in 0..3 {
+        queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    }
+    // The high-priority consumer takes one (its prefetch), the rest go to the other.
+    let channels: Vec<u16> = delivered(&mut effects).iter().map(|(channel, _, _)| *channel).collect();
+    assert_eq!(channels, vec![2, 1, 1]);
 }

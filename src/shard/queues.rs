@@ -13,7 +13,7 @@ use crate::broker::ids::Holder;
 use crate::broker::ids::QueueId;
 use crate::broker::message::Message;
 use crate::broker::queue::Payload;
-use crate::broker::queue::{Arrival, Effect, Queue};
+use crate::broker::queue::{Arrival, ConsumerSettings, Effect, Queue};
 use crate::broker::ready::RecordReader;
 use crate::broker::requests::{QueueRequest, ReplyBody};
 use crate::broker::snapshot::QueueDef;
@@ -310,8 +310,9 @@ fn apply_queue_request(
                 consumer_count: queue.consumer_count(),
             }))
         }
-        QueueRequest::Consume { holder, consumer_tag, no_ack, exclusive, prefetch_count, nowait: _ } => {
-            let result = queue.add_consumer(holder, consumer_tag, no_ack, exclusive, prefetch_count);
+        QueueRequest::Consume { holder, consumer_tag, no_ack, exclusive, prefetch_count, nowait: _, priority } => {
+            let settings = ConsumerSettings { no_ack, exclusive, prefetch_count, priority };
+            let result = queue.add_consumer(holder, consumer_tag, settings);
             Outcome::Consumed(result.map(|()| ReplyBody::ConsumeOk))
         }
         QueueRequest::Cancel { holder, consumer_tag } => {

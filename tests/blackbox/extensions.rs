@@ -315,4 +315,49 @@ shard_tests! {
         cleanup_queue(&ch, &q).await;
         close_conn(&conn).await;
     }
+
+    /// RabbitMQ consumer priorities: a consumer with a higher x-priority that has credit gets
+    /// every message; a lower one gets none meanwhile.
+    async fn higher_priority_consumer_gets_the_messages(broker: &Broker) {
+        let (conn, ch) = connect_channel(&broker.uri()).await;
+        let q = unique("q-consumer-priority");
+        declare_queue(&ch, &q).await;
+        let low_args = args(&[("x-priority", long(1))]);
+        let high_args = args(&[("x-priority", long(10))]);
+        let no_ack = BasicConsumeOptions { no_ack: true, ..Default::default() };
+        let low = within(T, ch.basic_consume(q.as_str().into(), "low".into(), no_ack, low_args)).await.expect("consume low");
+        let high = within(T, ch.basic_consume(q.as_str().into(), "high".into(), no_ack, high_args)).await.expect("consume high");
+        let (mut low, mut high) = (inbox_of(low), inbox_of(high));
+        for i in 0..10 {
+            publish(&ch, "", &q, format!("m{i}").as_bytes()).await;
+        }
+        assert_eq!(high.take(10, 5).await.len(), 10);
+        low.expect_nothing(300).await;
+        cleanup_queue(&ch, &q).await;
+        close_conn(&conn).await;
+    }
+
+    /// RabbitMQ x-single-active-consumer: only the first consumer receives; when it is
+    /// cancelled, the next one takes over.
+    async fn single_active_consumer_takes_over_after_cancel(broker: &Broker) {
+        let (conn, ch) = connect_channel(&broker.uri()).await;
+        let q = unique("q-single-active");
+        declare_with(&ch, &q, args(&[("x-single-active-consumer", AMQPValue::Boolean(true))])).await.expect("declare");
+        let no_ack = BasicConsumeOptions { no_ack: true, ..Default::default() };
+        let mut first = consume_tagged(&ch, &q, "first", no_ack).await;
+        let mut second = consume_tagged(&ch, &q, "second", no_ack).await;
+        for i in 0..4 {
+            publish(&ch, "", &q, format!("a{i}").as_bytes()).await;
+        }
+        assert_eq!(first.take(4, 5).await.len(), 4);
+        second.expect_nothing(300).await;
+        within(T, ch.basic_cancel("first".into(), BasicCancelOptions::default())).await.expect("cancel");
+        for i in 0..2 {
+            publish(&ch, "", &q, format!("b{i}").as_bytes()).await;
+        }
+        let taken: Vec<String> = second.take(2, 5).await.iter().map(|delivery| text(&delivery.data)).collect();
+        assert_eq!(taken, vec!["b0", "b1"]);
+        cleanup_queue(&ch, &q).await;
+        close_conn(&conn).await;
+    }
 }
