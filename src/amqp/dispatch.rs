@@ -336,7 +336,7 @@ impl Dispatcher {
                 let properties = message.properties.clone();
                 let mut headers =
                     move || -> Option<FieldTable> { hotpath::parse_properties(&properties).ok()?.headers().clone() };
-                vhost.route(exchange, &publish.routing_key, &mut headers, &mut self.routes);
+                vhost.route_with_alternates(exchange, &publish.routing_key, &mut headers, &mut self.routes);
             }
         }
         let publish_sequence = {

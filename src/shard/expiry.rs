@@ -89,7 +89,7 @@ impl Shard {
         let properties = dead_message.properties.clone();
         let mut headers = move || crate::amqp::hotpath::parse_properties(&properties).ok()?.headers().clone();
         let mut routes = Vec::new();
-        vhost.route(exchange, &dead_message.routing_key, &mut headers, &mut routes);
+        vhost.route_with_alternates(exchange, &dead_message.routing_key, &mut headers, &mut routes);
         let cycles: Vec<QueueId> = dead
             .history
             .iter()

@@ -360,4 +360,30 @@ shard_tests! {
         cleanup_queue(&ch, &q).await;
         close_conn(&conn).await;
     }
+
+    /// RabbitMQ alternate exchanges: a message the exchange cannot route goes to its
+    /// `alternate-exchange`, and a mandatory publish is then not returned.
+    async fn unroutable_message_goes_to_alternate_exchange(broker: &Broker) {
+        let (conn, ch) = connect_channel(&broker.uri()).await;
+        let (alternate, main, q) = (unique("ae"), unique("main"), unique("q-ae"));
+        within(T, ch.exchange_declare(alternate.as_str().into(), ExchangeKind::Fanout, ExchangeDeclareOptions::default(), FieldTable::default())).await.expect("declare ae");
+        let main_args = args(&[("alternate-exchange", string(&alternate))]);
+        within(T, ch.exchange_declare(main.as_str().into(), ExchangeKind::Direct, ExchangeDeclareOptions::default(), main_args)).await.expect("declare main");
+        declare_queue(&ch, &q).await;
+        within(T, ch.queue_bind(q.as_str().into(), alternate.as_str().into(), "".into(), QueueBindOptions::default(), FieldTable::default())).await.expect("bind");
+        within(T, ch.confirm_select(ConfirmSelectOptions::default())).await.expect("confirm.select");
+        let options = BasicPublishOptions { mandatory: true, ..Default::default() };
+        let pending = within(T, ch.basic_publish(main.as_str().into(), "nobody".into(), options, b"lost", BasicProperties::default())).await.expect("publish");
+        let confirmation = within(T, pending).await.expect("confirm");
+        assert!(confirmation.is_ack(), "{confirmation:?}");
+        assert!(confirmation.take_message().is_none(), "a message routed by the alternate exchange is not returned");
+        wait_message_count(&ch, &q, 1, 5).await;
+        let got = get(&ch, &q, true).await.expect("message");
+        assert_eq!(text(&got.delivery.data), "lost");
+        assert_eq!(got.delivery.exchange.as_str(), main, "the message keeps the exchange it was published to");
+        cleanup_queue(&ch, &q).await;
+        cleanup_exchange(&ch, &main).await;
+        cleanup_exchange(&ch, &alternate).await;
+        close_conn(&conn).await;
+    }
 }
