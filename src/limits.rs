@@ -81,3 +81,12 @@ pub const EXCHANGE_HOPS_MAX: usize = 16;
 /// The definitions log is compacted once it holds more records than this and more than twice
 /// the live durable definitions.
 pub const DEFINITIONS_COMPACT_MIN_RECORDS: usize = 10_000;
+
+/// How often each shard sweeps its queues for expired messages and unused `x-expires` queues.
+/// An expired message is never delivered in between (it is checked at the head), so this only
+/// bounds how long it is still counted.
+pub const EXPIRY_SWEEP_INTERVAL_MS: u64 = 50;
+
+/// Messages one sweep expires per queue; the rest wait for the next tick, so one huge expired
+/// backlog cannot stall the shard.
+pub const EXPIRY_SWEEP_MESSAGES_MAX: usize = 10_000;

@@ -210,6 +210,7 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
         let shard = Rc::new(Shard::new(shard_id, config.clone(), mailboxes, initial, writer, Some(store), alarms));
         shard.restore_queues(restore);
         monoio::spawn(crate::store::commit::commit_loop(shard.clone()));
+        monoio::spawn(crate::shard::expiry::expiry_loop(shard.clone()));
         let collector = shard.clone();
         monoio::spawn(crate::alarms::collect_loop(move || collector.shutdown_requested()));
         for listener in listeners {

@@ -90,6 +90,7 @@ impl Dispatcher {
             exclusive: consume.exclusive,
             prefetch_count,
             nowait: consume.nowait,
+            priority: consumer_priority(&consume.arguments),
         };
         let result = self
             .shard
@@ -226,4 +227,10 @@ fn generate_consumer_tag() -> String {
         state.set(value);
     });
     tag
+}
+
+/// RabbitMQ's consumer argument `x-priority`: any integer; anything else counts as 0.
+fn consumer_priority(arguments: &amq_protocol::types::FieldTable) -> i32 {
+    let value = arguments.inner().get("x-priority").and_then(crate::broker::queue_args::integer);
+    value.map_or(0, |priority| priority.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
 }

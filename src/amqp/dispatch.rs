@@ -306,6 +306,10 @@ impl Dispatcher {
             properties: header.properties,
             body,
         });
+        // RabbitMQ refuses a malformed `expiration` with a channel error.
+        if let Err(text) = message.expiration_ms() {
+            return Err(fault(AmqpError::new(PRECONDITION_FAILED, text), (CLASS_BASIC, 40)));
+        }
         let in_transaction = {
             let mut channels = self.connection.channels.borrow_mut();
             match channels.get_mut(&channel_id).and_then(|channel| channel.transaction.as_mut()) {
@@ -333,7 +337,7 @@ impl Dispatcher {
                 let properties = message.properties.clone();
                 let mut headers =
                     move || -> Option<FieldTable> { hotpath::parse_properties(&properties).ok()?.headers().clone() };
-                vhost.route(exchange, &publish.routing_key, &mut headers, &mut self.routes);
+                vhost.route_with_alternates(exchange, &publish.routing_key, &mut headers, &mut self.routes);
             }
         }
         let publish_sequence = {

@@ -204,6 +204,9 @@ impl Definitions {
     pub fn declare_queue(&mut self, request: &QueueDeclare) -> Result<QueueDeclared, AmqpError> {
         let vhost_name = request.vhost.as_str();
         let existing = self.vhost(vhost_name)?.queues.get(&request.name).cloned();
+        if !request.passive {
+            super::queue_args::validate(&request.arguments, &request.name, vhost_name)?;
+        }
         if let Some(queue) = existing {
             check_exclusive_access(&queue, request.conn)?;
             if !request.passive {

@@ -4,13 +4,22 @@
 //! effects) into a caller's vector; the shard layer sends them. It never touches sockets,
 //! mailboxes or other queues. Messages keep their arrival sequence number, so a requeued
 //! message goes back to its original position, as RabbitMQ does.
+//!
+//! The queue arguments it acts on (`queue_args`): message TTL (an expired message is never
+//! delivered; it is dropped or dead-lettered when it reaches the head or when the shard's
+//! sweep calls `expire`), length limits with their overflow mode, dead-lettering (an
+//! `Effect::DeadLetter` the shard routes) and the unused-queue timer of `x-expires`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::clock;
+use super::dead_letter::DeathReason;
 use super::error::{AmqpError, ACCESS_REFUSED, PRECONDITION_FAILED};
 use super::ids::{ConsumerTag, Holder, QueueId};
 use super::message::Message;
+use super::priority::Levels;
+use super::queue_args::{DeadLetterTarget, QueueArgs};
 use super::ready::{Entry, ReadyList, RecordReader};
 use super::requests::GotMessage;
 use super::snapshot::QueueDef;
@@ -41,6 +50,16 @@ impl Payload {
             Payload::Stored { reference, .. } => Some(reference),
         }
     }
+
+    /// The size counted against `x-max-length-bytes`: the body, or the stored record's
+    /// length when the body is not in memory (the same value when it is pushed and popped).
+    fn counted_bytes(&self) -> u64 {
+        match (self.message(), self.stored()) {
+            (Some(message), _) => message.body.len() as u64,
+            (None, Some(reference)) => u64::from(reference.length),
+            (None, None) => 0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -60,6 +79,18 @@ struct Consumer {
     unacked: u32,
     /// Deliveries this consumer's connection may still buffer before it reports them written.
     flow_credit: u32,
+    /// `x-priority`: consumers of the highest priority with credit get messages first.
+    priority: i32,
+}
+
+/// How a consumer asked to receive (basic.consume flags and arguments).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConsumerSettings {
+    pub no_ack: bool,
+    pub exclusive: bool,
+    /// 0 means unlimited (basic.qos prefetch_count 0).
+    pub prefetch_count: u32,
+    pub priority: i32,
 }
 
 impl Consumer {
@@ -96,38 +127,73 @@ pub enum Effect {
         sequence: u64,
         mark: Mark,
     },
+    /// The message died (rejected, expired, over the length limit) in a queue with a
+    /// dead-letter exchange: the shard republishes it there.
+    DeadLetter {
+        payload: Payload,
+        reason: DeathReason,
+        queue: Arc<QueueDef>,
+        target: Arc<DeadLetterTarget>,
+    },
+}
+
+/// What the publisher's properties say about a message's place in the queue.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Arrival {
+    /// The `expiration` property, in milliseconds.
+    pub expiration_ms: Option<u64>,
+    /// The `priority` property (0 without one); used by `x-max-priority` queues only.
+    pub priority: u8,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Settle {
     Ack,
     Requeue,
-    /// Rejected or nacked without requeue: dropped (dead-lettering comes with its issue).
+    /// Rejected or nacked without requeue: dropped, or dead-lettered if the queue has a
+    /// dead-letter exchange.
     Discard,
 }
 
 pub struct Queue {
     pub definition: Arc<QueueDef>,
-    ready: ReadyList,
+    ready: Levels,
     unacked: HashMap<u64, Unacked>,
     consumers: Vec<Consumer>,
     next_consumer: usize,
     next_sequence: u64,
     exclusive_consumer: bool,
     had_consumers: bool,
+    args: QueueArgs,
+    /// Sum of `Payload::counted_bytes` over the ready messages.
+    ready_bytes: u64,
+    /// Last consume, get or redeclare (`clock::now_ms`), for `x-expires`.
+    last_used_ms: u64,
+    /// The writer was asked to delete this unused queue; not asked again until it is used.
+    expiry_requested: bool,
+    /// Some message carried its own `expiration`: the sweep looks at this queue.
+    had_message_deadlines: bool,
+    /// Some consumer ever had an `x-priority`: selection compares priorities.
+    consumer_priorities: bool,
 }
 
 impl Queue {
     pub fn new(definition: Arc<QueueDef>) -> Queue {
         Queue {
-            definition,
-            ready: ReadyList::default(),
+            ready: Levels::new(QueueArgs::from_table(&definition.arguments).max_priority),
             unacked: HashMap::new(),
             consumers: Vec::new(),
             next_consumer: 0,
             next_sequence: 1,
             exclusive_consumer: false,
             had_consumers: false,
+            args: QueueArgs::from_table(&definition.arguments),
+            definition,
+            ready_bytes: 0,
+            last_used_ms: clock::now_ms(),
+            expiry_requested: false,
+            had_message_deadlines: false,
+            consumer_priorities: false,
         }
     }
 
@@ -152,19 +218,40 @@ impl Queue {
         self.ready.len()
     }
 
-    pub fn enqueue(&mut self, payload: Payload, effects: &mut Vec<Effect>, reader: &dyn RecordReader) {
+    /// Adds a published message.
+    pub fn enqueue(
+        &mut self,
+        payload: Payload,
+        arrival: Arrival,
+        effects: &mut Vec<Effect>,
+        reader: &dyn RecordReader,
+    ) {
+        let Arrival { expiration_ms, priority } = arrival;
+        let priority = self.ready.level_of(priority);
         let sequence = self.next_sequence;
         self.next_sequence += 1;
-        match payload {
-            Payload::Stored { reference, cached: None } => self.ready.push_stored(sequence, reference),
-            payload => self.ready.push_back(Entry { sequence, payload, redelivered: false }),
+        self.ready_bytes += payload.counted_bytes();
+        let ttl_ms = match (self.args.message_ttl_ms, expiration_ms) {
+            (Some(queue_ttl), Some(own)) => Some(queue_ttl.min(own)),
+            (queue_ttl, own) => queue_ttl.or(own),
+        };
+        self.had_message_deadlines |= expiration_ms.is_some();
+        let expires_at_ms = ttl_ms.map(|ttl| clock::now_ms().saturating_add(ttl));
+        match (payload, expires_at_ms, priority) {
+            (Payload::Stored { reference, cached: None }, None, 0) => self.ready.push_stored(sequence, reference),
+            (payload, expires_at_ms, priority) => {
+                self.ready.push_back(Entry { sequence, payload, redelivered: false, expires_at_ms, priority })
+            }
+        }
+        if self.args.max_length.is_some() || self.args.max_length_bytes.is_some() {
+            self.drop_over_limit(effects, reader);
         }
         self.dispatch(effects, reader);
     }
 
     /// Puts back the messages recovered from the store.
     pub fn restore(&mut self, ready: ReadyList, next_sequence: u64) {
-        self.ready = ready;
+        self.ready.restore(ready);
         self.next_sequence = self.next_sequence.max(next_sequence);
     }
 
@@ -185,7 +272,7 @@ impl Queue {
             let Some(index) = self.next_consumer_with_credit() else {
                 return;
             };
-            let Some(entry) = self.ready.pop_front(reader, self.definition.id.sequence()) else {
+            let Some(entry) = self.pop_ready(effects, reader) else {
                 return;
             };
             let mark = if self.consumers[index].no_ack { Mark::Removed } else { Mark::Delivered };
@@ -210,26 +297,39 @@ impl Queue {
         }
     }
 
+    /// Round robin among the consumers with credit of the highest priority; with
+    /// `x-single-active-consumer`, only the oldest consumer.
     fn next_consumer_with_credit(&mut self) -> Option<usize> {
+        if self.args.single_active_consumer {
+            return self.consumers.first().is_some_and(Consumer::can_take).then_some(0);
+        }
         let count = self.consumers.len();
+        let mut best: Option<usize> = None;
         for offset in 0..count {
             let index = (self.next_consumer + offset) % count;
-            if self.consumers[index].can_take() {
-                self.next_consumer = (index + 1) % count;
-                return Some(index);
+            if !self.consumers[index].can_take() {
+                continue;
+            }
+            if !self.consumer_priorities {
+                best = Some(index);
+                break;
+            }
+            if best.is_none_or(|best| self.consumers[index].priority > self.consumers[best].priority) {
+                best = Some(index);
             }
         }
-        None
+        let index = best?;
+        self.next_consumer = (index + 1) % count;
+        Some(index)
     }
 
     pub fn add_consumer(
         &mut self,
         holder: Holder,
         tag: ConsumerTag,
-        no_ack: bool,
-        exclusive: bool,
-        prefetch_count: u32,
+        settings: ConsumerSettings,
     ) -> Result<(), AmqpError> {
+        let ConsumerSettings { no_ack, exclusive, prefetch_count, priority } = settings;
         let in_exclusive_use = || {
             AmqpError::new(
                 ACCESS_REFUSED,
@@ -241,6 +341,7 @@ impl Queue {
         }
         self.exclusive_consumer = exclusive;
         self.had_consumers = true;
+        self.touch();
         self.consumers.push(Consumer {
             holder,
             tag,
@@ -248,7 +349,9 @@ impl Queue {
             prefetch_count,
             unacked: 0,
             flow_credit: CONSUMER_FLOW_WINDOW,
+            priority,
         });
+        self.consumer_priorities |= priority != 0;
         Ok(())
     }
 
@@ -260,6 +363,7 @@ impl Queue {
         if self.consumers.len() != before {
             self.exclusive_consumer = false;
             self.next_consumer = 0;
+            self.touch();
         }
         self.should_auto_delete()
     }
@@ -312,10 +416,10 @@ impl Queue {
                     consumer.unacked = consumer.unacked.saturating_sub(1);
                 }
             }
-            if action == Settle::Requeue {
-                self.requeue(unacked.entry);
-            } else {
-                self.mark(&unacked.entry, Mark::Removed, effects);
+            match action {
+                Settle::Requeue => self.requeue(unacked.entry),
+                Settle::Discard => self.dead(unacked.entry, DeathReason::Rejected, effects),
+                Settle::Ack => self.mark(&unacked.entry, Mark::Removed, effects),
             }
         }
         self.dispatch(effects, reader);
@@ -323,6 +427,7 @@ impl Queue {
 
     fn requeue(&mut self, mut entry: Entry) {
         entry.redelivered = true;
+        self.ready_bytes += entry.payload.counted_bytes();
         self.ready.insert_by_sequence(entry);
     }
 
@@ -351,7 +456,8 @@ impl Queue {
         effects: &mut Vec<Effect>,
         reader: &dyn RecordReader,
     ) -> Option<GotMessage> {
-        let entry = self.ready.pop_front(reader, self.definition.id.sequence())?;
+        self.touch();
+        let entry = self.pop_ready(effects, reader)?;
         self.mark(&entry, if no_ack { Mark::Removed } else { Mark::Delivered }, effects);
         let got = GotMessage {
             queue: self.definition.id,
@@ -372,6 +478,7 @@ impl Queue {
         while let Some(entry) = self.ready.pop_front(reader, self.definition.id.sequence()) {
             self.mark(&entry, Mark::Removed, effects);
         }
+        self.ready_bytes = 0;
         count
     }
 
@@ -394,125 +501,15 @@ impl Queue {
             effects.push(Effect::ConsumerCancelled { holder: consumer.holder, consumer_tag: consumer.tag });
         }
         self.ready.clear();
+        self.ready_bytes = 0;
         self.unacked.clear();
         count
     }
 }
 
+#[path = "queue_limits.rs"]
+mod limits;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::broker::ids::ConnId;
-    use crate::broker::ready::NoRecords;
-    use amq_protocol::types::FieldTable;
-    use bytes::Bytes;
-
-    fn queue() -> Queue {
-        Queue::new(Arc::new(QueueDef {
-            id: QueueId::new(0, 1),
-            vhost: "/".into(),
-            name: "q".into(),
-            durable: false,
-            exclusive_owner: None,
-            auto_delete: false,
-            arguments: FieldTable::default(),
-        }))
-    }
-
-    fn message(body: &'static [u8]) -> Payload {
-        Payload::Memory(Arc::new(Message {
-            exchange: Bytes::new(),
-            routing_key: Bytes::from_static(b"q"),
-            properties: Bytes::from_static(&[0, 0]),
-            body: Bytes::from_static(body),
-        }))
-    }
-
-    fn holder(channel: u16) -> Holder {
-        Holder { conn: ConnId { shard: 0, local: 1 }, channel, incarnation: 0 }
-    }
-
-    fn delivered(effects: &mut Vec<Effect>) -> Vec<(u16, u64, bool)> {
-        effects
-            .drain(..)
-            .filter_map(|effect| match effect {
-                Effect::Deliver(delivery) => Some((delivery.holder.channel, delivery.sequence, delivery.redelivered)),
-                Effect::ConsumerCancelled { .. } | Effect::Mark { .. } => None,
-            })
-            .collect()
-    }
-
-    #[test]
-    fn prefetch_limits_unacked_deliveries() {
-        let mut queue = queue();
-        let mut effects = Vec::new();
-        queue.add_consumer(holder(1), "c".into(), false, false, 2).expect("consume");
-        for _ in 0..5 {
-            queue.enqueue(message(b"x"), &mut effects, &NoRecords);
-        }
-        assert_eq!(delivered(&mut effects).len(), 2);
-        queue.settle(holder(1), &[1], Settle::Ack, &mut effects, &NoRecords);
-        assert_eq!(delivered(&mut effects), vec![(1, 3, false)]);
-    }
-
-    #[test]
-    fn round_robin_between_consumers() {
-        let mut queue = queue();
-        let mut effects = Vec::new();
-        queue.add_consumer(holder(1), "a".into(), true, false, 0).expect("consume");
-        queue.add_consumer(holder(2), "b".into(), true, false, 0).expect("consume");
-        for _ in 0..4 {
-            queue.enqueue(message(b"x"), &mut effects, &NoRecords);
-        }
-        let channels: Vec<u16> = delivered(&mut effects).iter().map(|(channel, _, _)| *channel).collect();
-        assert_eq!(channels, vec![1, 2, 1, 2]);
-    }
-
-    #[test]
-    fn requeue_restores_original_position_with_redelivered() {
-        let mut queue = queue();
-        let mut effects = Vec::new();
-        for _ in 0..3 {
-            queue.enqueue(message(b"x"), &mut effects, &NoRecords);
-        }
-        let first = queue.get(holder(1), false, &mut effects, &NoRecords).expect("first");
-        queue.settle(holder(1), &[first.sequence], Settle::Requeue, &mut effects, &NoRecords);
-        let again = queue.get(holder(1), true, &mut effects, &NoRecords).expect("again");
-        assert_eq!(again.sequence, first.sequence);
-        assert!(again.redelivered);
-        assert_eq!(queue.message_count(), 2);
-    }
-
-    #[test]
-    fn channel_gone_requeues_to_other_consumer() {
-        let mut queue = queue();
-        let mut effects = Vec::new();
-        queue.add_consumer(holder(1), "a".into(), false, false, 1).expect("consume");
-        queue.enqueue(message(b"x"), &mut effects, &NoRecords);
-        assert_eq!(delivered(&mut effects), vec![(1, 1, false)]);
-        queue.add_consumer(holder(2), "b".into(), false, false, 1).expect("consume");
-        queue.channel_gone(holder(1), &mut effects, &NoRecords);
-        assert_eq!(delivered(&mut effects), vec![(2, 1, true)]);
-    }
-
-    #[test]
-    fn exclusive_consumer_blocks_others() {
-        let mut queue = queue();
-        queue.add_consumer(holder(1), "a".into(), false, true, 0).expect("consume");
-        let error = queue.add_consumer(holder(2), "b".into(), false, false, 0).expect_err("exclusive");
-        assert_eq!(error.reply_code, ACCESS_REFUSED);
-    }
-
-    #[test]
-    fn flow_credit_bounds_no_ack_deliveries() {
-        let mut queue = queue();
-        let mut effects = Vec::new();
-        queue.add_consumer(holder(1), "a".into(), true, false, 0).expect("consume");
-        for _ in 0..(CONSUMER_FLOW_WINDOW + 10) {
-            queue.enqueue(message(b"x"), &mut effects, &NoRecords);
-        }
-        assert_eq!(delivered(&mut effects).len(), CONSUMER_FLOW_WINDOW as usize);
-        queue.credit(holder(1), "a", 5, &mut effects, &NoRecords);
-        assert_eq!(delivered(&mut effects).len(), 5);
-    }
-}
+#[path = "queue_tests.rs"]
+mod tests;

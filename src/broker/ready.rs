@@ -35,6 +35,11 @@ pub struct Entry {
     pub sequence: u64,
     pub payload: Payload,
     pub redelivered: bool,
+    /// When the message expires (`clock::now_ms` scale); None without a TTL. Only single
+    /// entries carry one: messages with a deadline are never folded into runs.
+    pub expires_at_ms: Option<u64>,
+    /// Its level in a priority queue (0 elsewhere), capped at the queue's `x-max-priority`.
+    pub priority: u8,
 }
 
 #[derive(Debug)]
@@ -148,7 +153,21 @@ impl ReadyList {
                 self.slots.pop_front();
             }
             self.count -= 1;
-            return Some(Entry { sequence, payload: Payload::Stored { reference, cached: None }, redelivered: false });
+            return Some(Entry {
+                sequence,
+                payload: Payload::Stored { reference, cached: None },
+                redelivered: false,
+                expires_at_ms: None,
+                priority: 0,
+            });
+        }
+    }
+
+    /// The deadline of the head message, if it is a single entry with one.
+    pub fn front_expires_at(&self) -> Option<u64> {
+        match self.slots.front()? {
+            Slot::One(entry) => entry.expires_at_ms,
+            Slot::Run(_) => None,
         }
     }
 
@@ -171,7 +190,13 @@ mod tests {
             properties: Bytes::new(),
             body: Bytes::from(sequence.to_string()),
         };
-        Entry { sequence, payload: Payload::Memory(Arc::new(message)), redelivered: false }
+        Entry {
+            sequence,
+            payload: Payload::Memory(Arc::new(message)),
+            redelivered: false,
+            expires_at_ms: None,
+            priority: 0,
+        }
     }
 
     #[test]

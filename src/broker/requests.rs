@@ -67,6 +67,8 @@ pub enum QueueRequest {
         exclusive: bool,
         prefetch_count: u32,
         nowait: bool,
+        /// The consumer argument `x-priority` (0 without one).
+        priority: i32,
     },
     Cancel {
         holder: Holder,

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use amq_protocol::types::FieldTable;
+use amq_protocol::types::{AMQPValue, FieldTable};
 
 use super::ids::{ConnId, Destination, ExchangeId, QueueId};
 use super::routing::{ExchangeKind, RoutingTable};
@@ -101,6 +101,40 @@ impl Vhost {
         }
         out.sort_unstable();
         out.dedup();
+    }
+}
+
+impl Vhost {
+    /// Routes like `route`; a message no queue takes goes on to the exchange's
+    /// `alternate-exchange` (and that one's, up to `EXCHANGE_HOPS_MAX`), as RabbitMQ does.
+    /// The argument is looked up only for an unroutable message.
+    pub fn route_with_alternates(
+        &self,
+        exchange: &Exchange,
+        routing_key: &[u8],
+        headers: &mut dyn FnMut() -> Option<FieldTable>,
+        out: &mut Vec<QueueId>,
+    ) {
+        let mut current = exchange;
+        let mut visited = vec![exchange.id];
+        loop {
+            self.route(current, routing_key, headers, out);
+            if !out.is_empty() || visited.len() > EXCHANGE_HOPS_MAX {
+                return;
+            }
+            let alternate = match current.arguments.inner().get("alternate-exchange") {
+                Some(AMQPValue::LongString(name)) => std::str::from_utf8(name.as_bytes()).ok(),
+                Some(AMQPValue::ShortString(name)) => Some(name.as_str()),
+                _ => None,
+            };
+            match alternate.and_then(|name| self.exchanges.get(name)) {
+                Some(next) if !visited.contains(&next.id) => {
+                    visited.push(next.id);
+                    current = next;
+                }
+                _ => return,
+            }
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! messages a shard sends itself (kept in `local`), so every path through the broker is the
 //! same whether the parties share a shard or not. No `RefCell` borrow is held across `.await`.
 
+pub mod expiry;
 pub mod mailbox;
 pub mod messages;
 pub mod placement;

@@ -13,7 +13,7 @@ use crate::broker::ids::Holder;
 use crate::broker::ids::QueueId;
 use crate::broker::message::Message;
 use crate::broker::queue::Payload;
-use crate::broker::queue::{Effect, Queue};
+use crate::broker::queue::{Arrival, ConsumerSettings, Effect, Queue};
 use crate::broker::ready::RecordReader;
 use crate::broker::requests::{QueueRequest, ReplyBody};
 use crate::broker::snapshot::QueueDef;
@@ -66,7 +66,7 @@ impl Shard {
     }
 
     /// Runs `operation` on a local queue and sends its effects; None if the queue is gone.
-    fn with_queue<T>(
+    pub(super) fn with_queue<T>(
         &self,
         id: QueueId,
         operation: impl FnOnce(&mut Queue, &mut Vec<Effect>, &dyn RecordReader) -> T,
@@ -88,19 +88,29 @@ impl Shard {
     }
 
     /// Enqueues a published message; a persistent message in a durable queue is first
-    /// appended to the store and confirmed only after the fsync that covers it.
+    /// appended to the store and confirmed only after the fsync that covers it. A queue at
+    /// its length limit with `x-overflow` reject-publish(-dlx) refuses it (basic.nack).
     fn publish_to_queue(&self, id: QueueId, message: Arc<Message>, publisher: Holder, publish_sequence: Option<u64>) {
-        let outcome = match self.store_if_durable(id, &message) {
-            None => self.with_queue(id, |queue, effects, reader| {
-                queue.enqueue(Payload::Memory(message.clone()), effects, reader);
+        // Checked at the publisher's shard already; a bad value here cannot happen.
+        let arrival = Arrival {
+            expiration_ms: message.expiration_ms().ok().flatten(),
+            priority: crate::amqp::hotpath::priority(&message.properties).unwrap_or(0),
+        };
+        let outcome = match self.admit(id, &message) {
+            Admission::Memory => self.with_queue(id, |queue, effects, reader| {
+                queue.enqueue(Payload::Memory(message.clone()), arrival, effects, reader);
                 PublishOutcome::InMemory
             }),
-            Some(Ok((reference, cache))) => self.with_queue(id, |queue, effects, reader| {
+            Admission::Stored(Ok((reference, cache))) => self.with_queue(id, |queue, effects, reader| {
                 let cached = cache.then(|| message.clone());
-                queue.enqueue(Payload::Stored { reference, cached }, effects, reader);
+                queue.enqueue(Payload::Stored { reference, cached }, arrival, effects, reader);
                 PublishOutcome::Stored
             }),
-            Some(Err(reason)) => Some(PublishOutcome::Refused(reason)),
+            Admission::Stored(Err(reason)) => Some(PublishOutcome::Failed(reason)),
+            Admission::Refused => {
+                self.with_queue(id, |queue, effects, _| queue.refused(&message, effects));
+                Some(PublishOutcome::Refused)
+            }
         };
         let confirm = publish_sequence.map(|publish_sequence| ConfirmTo { holder: publisher, publish_sequence });
         match outcome.unwrap_or(PublishOutcome::InMemory) {
@@ -114,7 +124,12 @@ impl Shard {
                     self.with_store(|store| store.confirm_after_sync(confirm));
                 }
             }
-            PublishOutcome::Refused(reason) => {
+            PublishOutcome::Refused => {
+                if let Some(confirm) = confirm {
+                    self.send(publisher.conn.shard(), ShardMsg::Confirmed { confirm, ok: false });
+                }
+            }
+            PublishOutcome::Failed(reason) => {
                 if let Some(confirm) = confirm {
                     self.send(publisher.conn.shard(), ShardMsg::Confirmed { confirm, ok: false });
                 }
@@ -124,17 +139,27 @@ impl Shard {
         }
     }
 
-    /// Appends the message to the store when it is persistent and the queue durable: the
-    /// reference, and whether to keep an in-memory copy (only while the queue is short).
-    /// None for a message that stays in memory only.
-    fn store_if_durable(&self, id: QueueId, message: &Message) -> Option<Result<(StoredRef, bool), String>> {
+    /// Decides how a message enters the queue: refused by its length limit, kept in memory,
+    /// or appended to the store when it is persistent and the queue durable (with whether to
+    /// keep an in-memory copy, only while the queue is short).
+    fn admit(&self, id: QueueId, message: &Message) -> Admission {
+        if id.sequence() > self.highest_created_queue.get() && !self.queues.borrow().contains_key(&id) {
+            // As in `with_queue`: the queue's creation is still in the writer's mail. Read it
+            // now, or a durable queue's first persistent message would not be stored.
+            self.drain_writer_mail();
+        }
         let (durable, sequence, ready) = {
             let queues = self.queues.borrow();
-            let queue = queues.get(&id)?;
+            let Some(queue) = queues.get(&id) else {
+                return Admission::Memory;
+            };
+            if queue.refuses(message.body_bytes() as u64) {
+                return Admission::Refused;
+            }
             (queue.definition.durable, queue.next_sequence(), queue.ready_count())
         };
         if !(durable && message.persistent()) {
-            return None;
+            return Admission::Memory;
         }
         let record = MessageRecord {
             queue_sequence: id.sequence(),
@@ -144,7 +169,7 @@ impl Shard {
             properties: &message.properties,
             body: &message.body,
         };
-        Some(match self.with_store(|store| store.append(&record)) {
+        Admission::Stored(match self.with_store(|store| store.append(&record)) {
             Some(Ok(reference)) => Ok((reference, ready < STORED_CACHE_MESSAGES)),
             Some(Err(error)) => Err(error.to_string()),
             None => Err("this shard has no message store".into()),
@@ -152,7 +177,7 @@ impl Shard {
     }
 
     /// Gives a stored message without an in-memory copy its content, read from the store.
-    fn load(&self, payload: &mut Payload) -> bool {
+    pub(super) fn load(&self, payload: &mut Payload) -> bool {
         if let Payload::Stored { reference, cached: cached @ None } = payload {
             *cached = self.with_store(|store| store.read(reference)).flatten();
             if cached.is_none() {
@@ -181,6 +206,9 @@ impl Shard {
                 }
                 Effect::ConsumerCancelled { holder, consumer_tag } => {
                     self.send(holder.conn.shard(), ShardMsg::ConsumerCancelled { holder, consumer_tag })
+                }
+                Effect::DeadLetter { payload, reason, queue, target } => {
+                    self.dead_letter(payload, reason, &queue, &target)
                 }
             }
         }
@@ -221,7 +249,7 @@ impl Shard {
         }
     }
 
-    fn request_auto_delete(&self, id: QueueId) {
+    pub(super) fn request_auto_delete(&self, id: QueueId) {
         let definition = self.queues.borrow().get(&id).map(|queue| queue.definition.clone());
         if let Some(definition) = definition {
             self.send(
@@ -244,7 +272,16 @@ impl Shard {
 enum PublishOutcome {
     InMemory,
     Stored,
-    Refused(String),
+    /// Over the queue's length limit (`x-overflow` reject-publish): nacked, channel stays open.
+    Refused,
+    /// The store failed: nacked, and the channel is closed.
+    Failed(String),
+}
+
+enum Admission {
+    Memory,
+    Stored(Result<(StoredRef, bool), String>),
+    Refused,
 }
 
 enum Outcome {
@@ -265,13 +302,17 @@ fn apply_queue_request(
     reader: &dyn RecordReader,
 ) -> Outcome {
     match request {
-        QueueRequest::DeclareOk => Outcome::Answer(Ok(ReplyBody::QueueDeclareOk {
-            name: queue.definition.name.clone(),
-            message_count: queue.message_count(),
-            consumer_count: queue.consumer_count(),
-        })),
-        QueueRequest::Consume { holder, consumer_tag, no_ack, exclusive, prefetch_count, nowait: _ } => {
-            let result = queue.add_consumer(holder, consumer_tag, no_ack, exclusive, prefetch_count);
+        QueueRequest::DeclareOk => {
+            queue.touch();
+            Outcome::Answer(Ok(ReplyBody::QueueDeclareOk {
+                name: queue.definition.name.clone(),
+                message_count: queue.message_count(),
+                consumer_count: queue.consumer_count(),
+            }))
+        }
+        QueueRequest::Consume { holder, consumer_tag, no_ack, exclusive, prefetch_count, nowait: _, priority } => {
+            let settings = ConsumerSettings { no_ack, exclusive, prefetch_count, priority };
+            let result = queue.add_consumer(holder, consumer_tag, settings);
             Outcome::Consumed(result.map(|()| ReplyBody::ConsumeOk))
         }
         QueueRequest::Cancel { holder, consumer_tag } => {

@@ -109,7 +109,13 @@ fn recover_segment(dir: &Path, number: u64, live_queues: &HashSet<u64>, recovere
                             let queue = recovered.queues.entry(record.queue_sequence).or_default();
                             if delivered.contains(&key) {
                                 let payload = Payload::Stored { reference, cached: None };
-                                queue.ready.push_back(Entry { sequence: record.sequence, payload, redelivered: true });
+                                queue.ready.push_back(Entry {
+                                    sequence: record.sequence,
+                                    payload,
+                                    redelivered: true,
+                                    expires_at_ms: None,
+                                    priority: 0,
+                                });
                             } else {
                                 queue.ready.push_stored(record.sequence, reference);
                             }

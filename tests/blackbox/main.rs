@@ -11,5 +11,6 @@ mod confirm_tx;
 mod connection;
 mod cross_shard;
 mod exchange;
+mod extensions;
 mod queue;
 mod storage;

@@ -1,0 +1,122 @@
+//! The queue arguments a queue acts on, kept apart from the core state machine: message
+//! expiry (at the head and by the shard's sweep), length limits with their overflow modes,
+//! dead-lettering and the `x-expires` lease. A child of `queue`, so it sees the queue's fields.
+
+use std::sync::Arc;
+
+use super::{Effect, Payload, Queue};
+use crate::broker::clock;
+use crate::broker::dead_letter::DeathReason;
+use crate::broker::message::Message;
+use crate::broker::queue_args::Overflow;
+use crate::broker::ready::{Entry, RecordReader};
+use crate::store::record::Mark;
+
+impl Queue {
+    /// The head message that has not expired; expired ones on the way are dropped or
+    /// dead-lettered.
+    pub(super) fn pop_ready(&mut self, effects: &mut Vec<Effect>, reader: &dyn RecordReader) -> Option<Entry> {
+        let mut now_ms = None;
+        loop {
+            let entry = self.ready.pop_front(reader, self.definition.id.sequence())?;
+            self.ready_bytes = self.ready_bytes.saturating_sub(entry.payload.counted_bytes());
+            match entry.expires_at_ms {
+                // A TTL of 0 still lets a consumer that can take it at once have it.
+                Some(deadline) if deadline < *now_ms.get_or_insert_with(clock::now_ms) => {
+                    self.dead(entry, DeathReason::Expired, effects)
+                }
+                _ => return Some(entry),
+            }
+        }
+    }
+
+    /// A message leaves the queue for good without being delivered.
+    pub(super) fn dead(&self, entry: Entry, reason: DeathReason, effects: &mut Vec<Effect>) {
+        if let Some(target) = &self.args.dead_letter {
+            effects.push(Effect::DeadLetter {
+                payload: entry.payload.clone(),
+                reason,
+                queue: self.definition.clone(),
+                target: target.clone(),
+            });
+        }
+        self.mark(&entry, Mark::Removed, effects);
+    }
+
+    fn over_limit(&self, extra_messages: u64, extra_bytes: u64) -> bool {
+        let length = self.ready.len() as u64 + extra_messages;
+        self.args.max_length.is_some_and(|max_length| length > max_length)
+            || self.args.max_length_bytes.is_some_and(|max_bytes| self.ready_bytes + extra_bytes > max_bytes)
+    }
+
+    /// `x-overflow` drop-head: the oldest ready messages go until the queue fits.
+    pub(super) fn drop_over_limit(&mut self, effects: &mut Vec<Effect>, reader: &dyn RecordReader) {
+        if self.args.overflow != Overflow::DropHead {
+            return;
+        }
+        while self.over_limit(0, 0) {
+            let Some(entry) = self.ready.pop_front(reader, self.definition.id.sequence()) else {
+                return;
+            };
+            self.ready_bytes = self.ready_bytes.saturating_sub(entry.payload.counted_bytes());
+            self.dead(entry, DeathReason::MaxLength, effects);
+        }
+    }
+
+    /// `x-overflow` reject-publish(-dlx): whether a new message of `body_bytes` is refused.
+    /// Checked before the message is stored, so a refused message costs no write.
+    pub fn refuses(&self, body_bytes: u64) -> bool {
+        self.args.overflow != Overflow::DropHead && self.over_limit(1, body_bytes)
+    }
+
+    /// A refused message is dead-lettered if the mode says so.
+    pub fn refused(&self, message: &Arc<Message>, effects: &mut Vec<Effect>) {
+        if let (Overflow::RejectPublishDlx, Some(target)) = (self.args.overflow, &self.args.dead_letter) {
+            effects.push(Effect::DeadLetter {
+                payload: Payload::Memory(message.clone()),
+                reason: DeathReason::MaxLength,
+                queue: self.definition.clone(),
+                target: target.clone(),
+            });
+        }
+    }
+
+    /// Whether the shard's sweep has anything to do here.
+    pub fn timed(&self) -> bool {
+        self.args.timed() || self.had_message_deadlines
+    }
+
+    /// Drops (or dead-letters) up to `limit` expired messages at the head; returns how many.
+    pub fn expire(&mut self, now_ms: u64, limit: usize, effects: &mut Vec<Effect>, reader: &dyn RecordReader) -> usize {
+        let mut expired = 0;
+        while expired < limit && self.ready.front_expires_at().is_some_and(|deadline| deadline < now_ms) {
+            let Some(entry) = self.ready.pop_front(reader, self.definition.id.sequence()) else {
+                break;
+            };
+            self.ready_bytes = self.ready_bytes.saturating_sub(entry.payload.counted_bytes());
+            self.dead(entry, DeathReason::Expired, effects);
+            expired += 1;
+        }
+        expired
+    }
+
+    /// The queue was used (consume, cancel, get, redeclare): `x-expires` starts again.
+    pub fn touch(&mut self) {
+        if self.args.expires_ms.is_some() {
+            self.last_used_ms = clock::now_ms();
+            self.expiry_requested = false;
+        }
+    }
+
+    /// True once when an `x-expires` queue has had no consumer and no use for its lease.
+    pub fn unused_for_too_long(&mut self, now_ms: u64) -> bool {
+        let Some(expires_ms) = self.args.expires_ms else {
+            return false;
+        };
+        if self.expiry_requested || !self.consumers.is_empty() || now_ms < self.last_used_ms + expires_ms {
+            return false;
+        }
+        self.expiry_requested = true;
+        true
+    }
+}

@@ -1,0 +1,206 @@
+//! Unit tests of the queue state machine: effects in, effects out, no sockets.
+
+use super::*;
+use crate::broker::ids::ConnId;
+use crate::broker::ready::NoRecords;
+use amq_protocol::types::FieldTable;
+use bytes::Bytes;
+
+fn queue() -> Queue {
+    queue_with(FieldTable::default())
+}
+
+fn queue_with(arguments: FieldTable) -> Queue {
+    Queue::new(Arc::new(QueueDef {
+        id: QueueId::new(0, 1),
+        vhost: "/".into(),
+        name: "q".into(),
+        durable: false,
+        exclusive_owner: None,
+        auto_delete: false,
+        arguments,
+    }))
+}
+
+fn message(body: &'static [u8]) -> Payload {
+    Payload::Memory(Arc::new(Message {
+        exchange: Bytes::new(),
+        routing_key: Bytes::from_static(b"q"),
+        properties: Bytes::from_static(&[0, 0]),
+        body: Bytes::from_static(body),
+    }))
+}
+
+fn settings(no_ack: bool, exclusive: bool, prefetch_count: u32) -> ConsumerSettings {
+    ConsumerSettings { no_ack, exclusive, prefetch_count, priority: 0 }
+}
+
+fn holder(channel: u16) -> Holder {
+    Holder { conn: ConnId { shard: 0, local: 1 }, channel, incarnation: 0 }
+}
+
+fn delivered(effects: &mut Vec<Effect>) -> Vec<(u16, u64, bool)> {
+    effects
+        .drain(..)
+        .filter_map(|effect| match effect {
+            Effect::Deliver(delivery) => Some((delivery.holder.channel, delivery.sequence, delivery.redelivered)),
+            Effect::ConsumerCancelled { .. } | Effect::Mark { .. } | Effect::DeadLetter { .. } => None,
+        })
+        .collect()
+}
+
+#[test]
+fn prefetch_limits_unacked_deliveries() {
+    let mut queue = queue();
+    let mut effects = Vec::new();
+    queue.add_consumer(holder(1), "c".into(), settings(false, false, 2)).expect("consume");
+    for _ in 0..5 {
+        queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    }
+    assert_eq!(delivered(&mut effects).len(), 2);
+    queue.settle(holder(1), &[1], Settle::Ack, &mut effects, &NoRecords);
+    assert_eq!(delivered(&mut effects), vec![(1, 3, false)]);
+}
+
+#[test]
+fn round_robin_between_consumers() {
+    let mut queue = queue();
+    let mut effects = Vec::new();
+    queue.add_consumer(holder(1), "a".into(), settings(true, false, 0)).expect("consume");
+    queue.add_consumer(holder(2), "b".into(), settings(true, false, 0)).expect("consume");
+    for _ in 0..4 {
+        queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    }
+    let channels: Vec<u16> = delivered(&mut effects).iter().map(|(channel, _, _)| *channel).collect();
+    assert_eq!(channels, vec![1, 2, 1, 2]);
+}
+
+#[test]
+fn requeue_restores_original_position_with_redelivered() {
+    let mut queue = queue();
+    let mut effects = Vec::new();
+    for _ in 0..3 {
+        queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    }
+    let first = queue.get(holder(1), false, &mut effects, &NoRecords).expect("first");
+    queue.settle(holder(1), &[first.sequence], Settle::Requeue, &mut effects, &NoRecords);
+    let again = queue.get(holder(1), true, &mut effects, &NoRecords).expect("again");
+    assert_eq!(again.sequence, first.sequence);
+    assert!(again.redelivered);
+    assert_eq!(queue.message_count(), 2);
+}
+
+#[test]
+fn channel_gone_requeues_to_other_consumer() {
+    let mut queue = queue();
+    let mut effects = Vec::new();
+    queue.add_consumer(holder(1), "a".into(), settings(false, false, 1)).expect("consume");
+    queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    assert_eq!(delivered(&mut effects), vec![(1, 1, false)]);
+    queue.add_consumer(holder(2), "b".into(), settings(false, false, 1)).expect("consume");
+    queue.channel_gone(holder(1), &mut effects, &NoRecords);
+    assert_eq!(delivered(&mut effects), vec![(2, 1, true)]);
+}
+
+#[test]
+fn exclusive_consumer_blocks_others() {
+    let mut queue = queue();
+    queue.add_consumer(holder(1), "a".into(), settings(false, true, 0)).expect("consume");
+    let error = queue.add_consumer(holder(2), "b".into(), settings(false, false, 0)).expect_err("exclusive");
+    assert_eq!(error.reply_code, ACCESS_REFUSED);
+}
+
+#[test]
+fn flow_credit_bounds_no_ack_deliveries() {
+    let mut queue = queue();
+    let mut effects = Vec::new();
+    queue.add_consumer(holder(1), "a".into(), settings(true, false, 0)).expect("consume");
+    for _ in 0..(CONSUMER_FLOW_WINDOW + 10) {
+        queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    }
+    assert_eq!(delivered(&mut effects).len(), CONSUMER_FLOW_WINDOW as usize);
+    queue.credit(holder(1), "a", 5, &mut effects, &NoRecords);
+    assert_eq!(delivered(&mut effects).len(), 5);
+}
+
+fn arguments(entries: &[(&str, i64)], dead_letter_exchange: bool) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (name, value) in entries {
+        table.insert((*name).into(), amq_protocol::types::AMQPValue::LongLongInt(*value));
+    }
+    if dead_letter_exchange {
+        table.insert("x-dead-letter-exchange".into(), amq_protocol::types::AMQPValue::LongString("dlx".into()));
+    }
+    table
+}
+
+fn dead_reasons(effects: &mut Vec<Effect>) -> Vec<DeathReason> {
+    effects
+        .drain(..)
+        .filter_map(|effect| match effect {
+            Effect::DeadLetter { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn max_length_drops_the_head_and_dead_letters_it() {
+    let mut queue = queue_with(arguments(&[("x-max-length", 2)], true));
+    let mut effects = Vec::new();
+    for _ in 0..3 {
+        queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    }
+    assert_eq!(dead_reasons(&mut effects), vec![DeathReason::MaxLength]);
+    assert_eq!(queue.message_count(), 2);
+    assert_eq!(queue.get(holder(1), true, &mut effects, &NoRecords).expect("head").sequence, 2);
+}
+
+#[test]
+fn reject_publish_refuses_at_the_limit() {
+    let mut table = arguments(&[("x-max-length-bytes", 3)], false);
+    table.insert("x-overflow".into(), amq_protocol::types::AMQPValue::LongString("reject-publish".into()));
+    let mut queue = queue_with(table);
+    let mut effects = Vec::new();
+    assert!(!queue.refuses(2));
+    queue.enqueue(message(b"xy"), Arrival::default(), &mut effects, &NoRecords);
+    assert!(queue.refuses(2), "2 + 2 bytes exceed 3");
+    assert!(!queue.refuses(1));
+}
+
+#[test]
+fn expired_messages_are_never_delivered() {
+    let mut queue = queue_with(arguments(&[], true));
+    let mut effects = Vec::new();
+    queue.enqueue(message(b"x"), Arrival { expiration_ms: Some(0), priority: 0 }, &mut effects, &NoRecords);
+    queue.enqueue(message(b"y"), Arrival::default(), &mut effects, &NoRecords);
+    assert_eq!(queue.expire(clock::now_ms() + 1, 10, &mut effects, &NoRecords), 1);
+    assert_eq!(dead_reasons(&mut effects), vec![DeathReason::Expired]);
+    assert_eq!(queue.message_count(), 1);
+    assert!(queue.timed());
+}
+
+#[test]
+fn rejected_message_is_dead_lettered() {
+    let mut queue = queue_with(arguments(&[], true));
+    let mut effects = Vec::new();
+    queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    let got = queue.get(holder(1), false, &mut effects, &NoRecords).expect("get");
+    queue.settle(holder(1), &[got.sequence], Settle::Discard, &mut effects, &NoRecords);
+    assert_eq!(dead_reasons(&mut effects), vec![DeathReason::Rejected]);
+}
+
+#[test]
+fn higher_priority_consumer_gets_messages_first() {
+    let mut queue = queue();
+    let mut effects = Vec::new();
+    queue.add_consumer(holder(1), "low".into(), settings(true, false, 0)).expect("consume");
+    let high = ConsumerSettings { priority: 5, ..settings(false, false, 1) };
+    queue.add_consumer(holder(2), "high".into(), high).expect("consume");
+    for _ in 0..3 {
+        queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    }
+    // The high-priority consumer takes one (its prefetch), the rest go to the other.
+    let channels: Vec<u16> = delivered(&mut effects).iter().map(|(channel, _, _)| *channel).collect();
+    assert_eq!(channels, vec![2, 1, 1]);
+}
