@@ -155,6 +155,19 @@ impl BrokerProcess {
         self.stderr.text()
     }
 
+    /// Waits (at most `seconds`) until the broker's stderr contains `needle`: it is read by a
+    /// thread, so a line the broker just wrote may not be in `stderr()` yet. Returns stderr.
+    pub async fn stderr_containing(&self, needle: &str, seconds: u64) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            let text = self.stderr();
+            if text.contains(needle) || std::time::Instant::now() >= deadline {
+                return text;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// Clean shutdown: SIGTERM, then a bounded wait for the exit.
     pub fn terminate(mut self) -> Exited {
         if let Some(child) = &self.child {

@@ -98,7 +98,8 @@ async fn the_publish_whose_store_write_failed_is_nacked() {
                 })
                 .expect("a confirm, not a channel close: nothing was refused yet");
             if !confirmation.is_ack() {
-                assert!(broker.stderr().contains("poisoned"), "the store failed: {}", broker.stderr());
+                let stderr = broker.stderr_containing("poisoned", 5).await;
+                assert!(stderr.contains("poisoned"), "the store failed: {stderr}");
                 close_conn(&conn).await;
                 return;
             }
@@ -149,7 +150,7 @@ restart_tests! {
         assert!(acked.len() < 20, "about 20000 bytes of 1 KiB messages are confirmed, got {}", acked.len());
         let first_refused = outcomes.iter().position(|outcome| *outcome != Outcome::Acked).expect("a refused publish");
         assert!(!outcomes[first_refused..].contains(&Outcome::Acked), "no ack after the first failure: {outcomes:?}");
-        let stderr = broker.stderr();
+        let stderr = broker.stderr_containing("poisoned", 5).await;
         assert!(stderr.contains("poisoned"), "the broker logs that the store is poisoned:\n{stderr}");
 
         // The other queues keep working: a transient publish to a non-durable queue is
