@@ -151,14 +151,14 @@ impl Broker {
                 }
             }
         };
-        let shard_uris = shard_ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| {
-                let p = p.unwrap_or_else(|| panic!("the broker printed no `shard {i} listening on` line: {seen:#?}"));
-                amqp_uri("127.0.0.1", p)
-            })
-            .collect();
+        if let Some(missing) = shard_ports.iter().position(Option::is_none) {
+            // Stop the broker before failing: a panic here must not leave it running.
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&data_dir);
+            panic!("the broker printed no `shard {missing} listening on` line: {seen:#?}");
+        }
+        let shard_uris = shard_ports.iter().flatten().map(|port| amqp_uri("127.0.0.1", *port)).collect();
         Broker {
             child: Some(child),
             data_dir: Some(data_dir),
