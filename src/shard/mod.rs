@@ -264,24 +264,24 @@ impl Shard {
     /// order, exactly as the loop would have.
     pub fn catch_up(&self, version: u64) {
         while self.version() < version {
-            let message =
-                if self.id == 0 { self.local.borrow_mut().pop_front() } else { self.mailboxes.pop(0, self.id) };
-            match message {
-                Some(message) => self.handle(message),
-                None => return,
-            }
+            let Some(message) = self.pop_writer_mail() else { return };
+            self.handle(message);
         }
     }
 
     /// Handles every message already waiting from shard 0 (the writer).
     fn drain_writer_mail(&self) {
-        loop {
-            let message =
-                if self.id == 0 { self.local.borrow_mut().pop_front() } else { self.mailboxes.pop(0, self.id) };
-            match message {
-                Some(message) => self.handle(message),
-                None => return,
-            }
+        while let Some(message) = self.pop_writer_mail() {
+            self.handle(message);
+        }
+    }
+
+    /// The next message from the writer: shard 0's own messages to itself are in `local`.
+    fn pop_writer_mail(&self) -> Option<ShardMsg> {
+        if self.id == 0 {
+            self.local.borrow_mut().pop_front()
+        } else {
+            self.mailboxes.pop(0, self.id)
         }
     }
 

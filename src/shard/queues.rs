@@ -65,17 +65,23 @@ impl Shard {
         }
     }
 
+    /// A queue id above the highest this shard has created is a queue whose creation message
+    /// is on its way from the writer, sent before whatever told the sender about the queue:
+    /// read the writer's mail now (otherwise, for example, a durable queue's first persistent
+    /// message would not be stored).
+    fn ensure_queue_known(&self, id: QueueId) {
+        if id.sequence() > self.highest_created_queue.get() && !self.queues.borrow().contains_key(&id) {
+            self.drain_writer_mail();
+        }
+    }
+
     /// Runs `operation` on a local queue and sends its effects; None if the queue is gone.
     pub(super) fn with_queue<T>(
         &self,
         id: QueueId,
         operation: impl FnOnce(&mut Queue, &mut Vec<Effect>, &dyn RecordReader) -> T,
     ) -> Option<T> {
-        if id.sequence() > self.highest_created_queue.get() && !self.queues.borrow().contains_key(&id) {
-            // The creation message is on its way from the writer and was sent before whatever
-            // told the sender about this queue: read it now.
-            self.drain_writer_mail();
-        }
+        self.ensure_queue_known(id);
         let mut effects = std::mem::take(&mut *self.effects.borrow_mut());
         let result = {
             let mut queues = self.queues.borrow_mut();
@@ -143,11 +149,7 @@ impl Shard {
     /// or appended to the store when it is persistent and the queue durable (with whether to
     /// keep an in-memory copy, only while the queue is short).
     fn admit(&self, id: QueueId, message: &Message) -> Admission {
-        if id.sequence() > self.highest_created_queue.get() && !self.queues.borrow().contains_key(&id) {
-            // As in `with_queue`: the queue's creation is still in the writer's mail. Read it
-            // now, or a durable queue's first persistent message would not be stored.
-            self.drain_writer_mail();
-        }
+        self.ensure_queue_known(id);
         let (durable, sequence, ready) = {
             let queues = self.queues.borrow();
             let Some(queue) = queues.get(&id) else {
