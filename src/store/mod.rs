@@ -181,18 +181,17 @@ impl Store {
                 crate::warn!("segment {}: cannot write marks: {error}", segment.number);
             }
         }
+        if self.poisoned.is_some() {
+            return Err(self.refuse_waiting());
+        }
         if !self.pending.is_empty() {
             let Some(segment) = self.active.clone() else {
-                return Err(self.poison("records without a segment".into()));
+                let _ = self.poison("records without a segment".into());
+                return Err(self.refuse_waiting());
             };
-            let result = self.write_at(&segment);
-            if let Err(error) = result {
-                // The records are lost: the confirms that waited for them become nacks (the
-                // caller takes them with the sync batch), and nothing is retried.
-                self.pending.clear();
-                self.confirms_unsynced.append(&mut self.confirms_unwritten);
-                let reason = format!("write to segment {} failed: {error}", segment.number);
-                return Err(self.poison(reason));
+            if let Err(error) = self.write_at(&segment) {
+                let _ = self.poison(format!("write to segment {} failed: {error}", segment.number));
+                return Err(self.refuse_waiting());
             }
             self.written_offset += self.pending.len() as u64;
             self.pending.clear();
@@ -202,6 +201,15 @@ impl Store {
         }
         self.confirms_unsynced.append(&mut self.confirms_unwritten);
         Ok(!self.confirms_unsynced.is_empty() || !self.unsynced.is_empty())
+    }
+
+    /// A poisoned store takes nothing more: unwritten records are dropped and every confirm
+    /// waiting for a write or a sync goes to the sync batch, which the caller nacks. Nothing
+    /// is retried.
+    fn refuse_waiting(&mut self) -> StoreError {
+        self.pending.clear();
+        self.confirms_unsynced.append(&mut self.confirms_unwritten);
+        StoreError::Poisoned(self.poisoned.clone().unwrap_or_default())
     }
 
     fn write_at(&mut self, segment: &Segment) -> io::Result<()> {
@@ -220,9 +228,9 @@ impl Store {
     pub fn ensure_written(&mut self, segment: &Arc<Segment>, end: u32) {
         let is_active = self.active.as_ref().is_some_and(|active| Arc::ptr_eq(active, segment));
         if is_active && u64::from(end) > self.written_offset {
-            if let Ok(true) = self.write_pending() {
-                // The commit task is woken at the end of the turn, as for any write.
-            }
+            // The commit task is woken at the end of the turn, as for any write; a failure has
+            // poisoned the store, and that end-of-turn write refuses the waiting confirms.
+            let _ = self.write_pending();
         }
     }
 
