@@ -88,13 +88,16 @@ impl ReadyList {
     }
 
     /// Appends a stored message without a copy: extends the last run when the record follows
-    /// it in the same segment and the sequence follows its last one.
+    /// it in the same segment and its sequence is the very next one. A gap in the sequences
+    /// means a record of this queue lies inside the range that the run must not read (a
+    /// message kept as a single entry for its priority or deadline, or one recovery found
+    /// acked), so the message starts a new run instead.
     pub fn push_stored(&mut self, sequence: u64, reference: StoredRef) {
         let end = reference.offset + reference.length;
         if let Some(Slot::Run(run)) = self.slots.back_mut() {
             if Arc::ptr_eq(&run.segment, &reference.segment)
                 && reference.offset >= run.end_offset
-                && sequence > run.last_sequence
+                && Some(sequence) == run.last_sequence.checked_add(1)
             {
                 run.end_offset = end;
                 run.last_sequence = sequence;
@@ -197,6 +200,48 @@ mod tests {
             expires_at_ms: None,
             priority: 0,
         }
+    }
+
+    /// Reads records the way the shard does, from a store in a temporary directory.
+    struct StoreReader(std::cell::RefCell<crate::store::Store>);
+
+    impl RecordReader for StoreReader {
+        fn next_record(&self, segment: &Arc<Segment>, from: u32, end: u32, queue: u64) -> Option<(u32, u32, u64)> {
+            self.0.borrow_mut().ensure_written(segment, end);
+            crate::store::find_record(segment, from, end, queue)
+        }
+    }
+
+    #[test]
+    fn a_run_never_covers_a_record_kept_apart() {
+        let dir = std::env::temp_dir().join(format!("spatemq-ready-{}", std::process::id()));
+        let mut store = crate::store::Store::open(&dir, 1, 1 << 20, None).expect("open a store");
+        let mut append = |sequence: u64| {
+            let body = sequence.to_string();
+            let record = crate::store::record::MessageRecord {
+                queue_sequence: 9,
+                sequence,
+                exchange: b"",
+                routing_key: b"q",
+                properties: b"",
+                body: body.as_bytes(),
+            };
+            store.append(&record).expect("append")
+        };
+        let mut ready = ReadyList::default();
+        let first = append(1);
+        ready.push_stored(1, first);
+        // Sequence 2 is stored too but kept elsewhere (a priority level, a deadline).
+        let kept_apart = append(2);
+        let third = append(3);
+        ready.push_stored(3, third);
+        let fourth = append(4);
+        ready.push_stored(4, fourth);
+        let reader = StoreReader(std::cell::RefCell::new(store));
+        let order: Vec<u64> = std::iter::from_fn(|| ready.pop_front(&reader, 9)).map(|entry| entry.sequence).collect();
+        assert_eq!(order, vec![1, 3, 4], "the run skipped the record kept apart");
+        drop(kept_apart);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
