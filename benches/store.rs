@@ -31,8 +31,7 @@ fn persist(store: &mut Store, batches: u64, batch: u64, sequence: &mut u64) -> D
             store.append(&record).expect("append");
         }
         store.write_pending().expect("write");
-        let (segments, _) = store.take_sync_batch();
-        for segment in segments {
+        for segment in store.take_sync_batch().segments {
             segment.file.sync_data().expect("fdatasync");
         }
     }

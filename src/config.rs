@@ -25,6 +25,8 @@ pub struct Config {
     pub memory_high_watermark: MemoryWatermark,
     /// Free space in the data directory below which publishers are blocked (bytes).
     pub disk_free_limit_bytes: u64,
+    /// Size of a message-log segment file (bytes).
+    pub segment_bytes: u64,
     /// Test hook: the message store fails every write after this many bytes.
     pub inject_store_failure_after_bytes: Option<u64>,
 }
@@ -99,6 +101,7 @@ FLAGS (each also read from the environment as SPATEMQ_<NAME>, flag wins):
     --log-level <level>     error, warn, info or debug [default: info]
     --memory-high-watermark <x>  block publishers above this memory: a fraction of RAM or a size [default: 0.4]
     --disk-free-limit <size>     block publishers below this free disk space [default: 50MB]
+    --segment-size <size>        size of a message-log segment file, 64KiB to 1GiB [default: 64MiB]
     --per-shard-listeners   each shard also listens on a port of its own (tests, diagnostics)
     -h, --help              this text
     -V, --version           the version
@@ -118,6 +121,7 @@ impl Config {
             inject_store_failure_after_bytes: None,
             memory_high_watermark: MemoryWatermark::Fraction(0.4),
             disk_free_limit_bytes: 50_000_000,
+            segment_bytes: crate::limits::SEGMENT_BYTES,
         }
     }
 
@@ -131,6 +135,9 @@ impl Config {
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid("--data-dir must not be empty".into()));
+        }
+        if !(crate::limits::SEGMENT_BYTES_MIN..=crate::limits::SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
+            return Err(ConfigError::Invalid("--segment-size must be between 64KiB and 1GiB".into()));
         }
         Ok(())
     }
@@ -167,6 +174,11 @@ impl Config {
                 self.disk_free_limit_bytes =
                     crate::alarms::parse_size(text).ok_or_else(|| bad(text, "expected a size (50MB, 1GiB)"))?;
             }
+            "--segment-size" => {
+                let text = need(value)?;
+                self.segment_bytes =
+                    crate::alarms::parse_size(text).ok_or_else(|| bad(text, "expected a size (64MiB, 1GiB)"))?;
+            }
             "--inject-store-failure-after-bytes" => {
                 let text = need(value)?;
                 let bytes = text.parse().map_err(|_| bad(text, "expected a byte count"))?;
@@ -200,6 +212,7 @@ const VALUED: &[&str] = &[
     "--log-level",
     "--memory-high-watermark",
     "--disk-free-limit",
+    "--segment-size",
     "--inject-store-failure-after-bytes",
 ];
 

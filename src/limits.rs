@@ -38,8 +38,25 @@ pub const CONNECTION_OUTPUT_HIGH_BYTES: usize = 4 * 1024 * 1024;
 /// page cache, so broker memory does not grow with the number of queued messages.
 pub const STORED_CACHE_MESSAGES: usize = 1024;
 
-/// Size of a message-log segment file (bytes). Larger messages get a segment of their own.
+/// Size of a message-log segment file (bytes), the default of `--segment-size`. Larger
+/// messages get a segment of their own.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+/// Bounds of `--segment-size`: record offsets are 32-bit, and tiny segments mean a file per
+/// handful of messages.
+pub const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
+pub const SEGMENT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
+
+/// Compaction (see `shard/compaction.rs`): a sealed segment whose ready messages take at
+/// most this share of it (percent) has them copied out, so it can be deleted.
+pub const COMPACTION_LIVE_PERCENT_MAX: u64 = 50;
+/// Sealed segments with ready messages a shard keeps without compacting any: the disk held
+/// by partly-dead segments stays within this many segments plus the live data.
+pub const COMPACTION_SEGMENTS_KEPT: usize = 2;
+/// Record bytes copied per compaction step, so a step never stalls the shard for long.
+pub const COMPACTION_BYTES_PER_STEP: u64 = 8 * 1024 * 1024;
+/// Pause between compaction steps while there is work, and between checks when there is none.
+pub const COMPACTION_BUSY_INTERVAL_MS: u64 = 20;
+pub const COMPACTION_IDLE_INTERVAL_MS: u64 = 1000;
 
 /// Capacity of one cross-shard mailbox (messages). A full mailbox spills into the sender's
 /// outbox; a connection stops reading its socket while its shard's outbox is above

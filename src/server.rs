@@ -21,7 +21,6 @@ use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::snapshot::Snapshot;
 use crate::config::Config;
 use crate::limits::MAILBOX_CAPACITY;
-use crate::limits::SEGMENT_BYTES;
 use crate::shard::mailbox::Mailboxes;
 use crate::shard::Shard;
 use crate::store::definitions_log::DefinitionsLog;
@@ -202,8 +201,12 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
             }
         }
         let store_dir = shard_dir(&config.data_dir, shard_id);
-        let store = match Store::open(&store_dir, next_segment, SEGMENT_BYTES, config.inject_store_failure_after_bytes)
-        {
+        let store = match Store::open(
+            &store_dir,
+            next_segment,
+            config.segment_bytes,
+            config.inject_store_failure_after_bytes,
+        ) {
             Ok(store) => store,
             Err(error) => return fail(&ready, format!("cannot open message store {}: {error}", store_dir.display())),
         };
@@ -211,6 +214,7 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
         shard.restore_queues(restore);
         monoio::spawn(crate::store::commit::commit_loop(shard.clone()));
         monoio::spawn(crate::shard::expiry::expiry_loop(shard.clone()));
+        monoio::spawn(crate::shard::compaction::compaction_loop(shard.clone()));
         let collector = shard.clone();
         monoio::spawn(crate::alarms::collect_loop(move || collector.shutdown_requested()));
         for listener in listeners {
@@ -298,6 +302,12 @@ fn recover_durable_state(config: &Config) -> Result<DurableState, StartError> {
             } else {
                 String::new()
             }
+        );
+    }
+    if recovered.copies_ignored > 0 {
+        crate::info!(
+            "recovery: {} compaction copies left unused: their originals were still in place",
+            recovered.copies_ignored
         );
     }
     Ok(DurableState {

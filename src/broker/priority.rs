@@ -4,7 +4,11 @@
 //! A queue without `x-max-priority` has one level, so the plain path costs one indirection.
 //! Stored runs live on level 0 only: a message of a higher level is always a single entry.
 
-use super::ready::{Entry, ReadyList, RecordReader};
+use std::sync::Arc;
+
+use super::ready::{Copier, Entry, ReadyList, RecordReader, StoredBytes};
+use crate::store::record::KIND_MESSAGE;
+use crate::store::segment::Segment;
 use crate::store::StoredRef;
 
 #[derive(Debug)]
@@ -49,7 +53,7 @@ impl Levels {
 
     /// A stored message without a copy, priority 0.
     pub fn push_stored(&mut self, sequence: u64, reference: StoredRef) {
-        self.levels[0].push_stored(sequence, reference);
+        self.levels[0].push_stored(sequence, reference, KIND_MESSAGE);
         self.count += 1;
     }
 
@@ -85,6 +89,22 @@ impl Levels {
         self.levels.iter_mut().for_each(ReadyList::clear);
         self.count = 0;
     }
+
+    pub fn stored_bytes(&self, totals: &mut StoredBytes) {
+        self.levels.iter().for_each(|level| level.stored_bytes(totals));
+    }
+
+    /// Compaction: see `ReadyList::relocate`; every level, highest first.
+    pub fn relocate(
+        &mut self,
+        victim: &Arc<Segment>,
+        reader: &dyn RecordReader,
+        queue_sequence: u64,
+        budget_bytes: &mut u64,
+        copy: &mut Copier<'_>,
+    ) -> bool {
+        self.levels.iter_mut().rev().all(|level| level.relocate(victim, reader, queue_sequence, budget_bytes, copy))
+    }
 }
 
 #[cfg(test)]
@@ -94,7 +114,6 @@ mod tests {
     use crate::broker::queue::Payload;
     use crate::broker::ready::NoRecords;
     use bytes::Bytes;
-    use std::sync::Arc;
 
     fn entry(sequence: u64, priority: u8) -> Entry {
         let message =

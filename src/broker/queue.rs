@@ -249,6 +249,24 @@ impl Queue {
         self.dispatch(effects, reader);
     }
 
+    /// Adds the stored bytes of the ready messages per segment (compaction's census).
+    pub fn stored_bytes(&self, totals: &mut super::ready::StoredBytes) {
+        self.ready.stored_bytes(totals);
+    }
+
+    /// Copies the ready messages stored in `victim` elsewhere, within `budget_bytes`; false if
+    /// some are left. Unacked messages stay where they are: they go when acked, or come back
+    /// to the ready list (and a later pass) when requeued.
+    pub fn relocate(
+        &mut self,
+        victim: &Arc<crate::store::segment::Segment>,
+        reader: &dyn RecordReader,
+        budget_bytes: &mut u64,
+        copy: &mut super::ready::Copier<'_>,
+    ) -> bool {
+        self.ready.relocate(victim, reader, self.definition.id.sequence(), budget_bytes, copy)
+    }
+
     /// Puts back the messages recovered from the store.
     pub fn restore(&mut self, ready: ReadyList, next_sequence: u64) {
         self.ready.restore(ready);

@@ -6,26 +6,43 @@
 //! per segment instead of one per message; records are read back (through `RecordReader`) only
 //! when they reach the head. A requeued message always goes back before every run (runs hold
 //! messages that were never delivered, so all of them are younger), so runs are never split.
+//! A run reads records of one kind: messages as published, or copies written by compaction
+//! (`relocate`), which moves a queue's stored messages out of a mostly-dead segment.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::queue::Payload;
+use crate::store::record::KIND_COPY;
 use crate::store::segment::Segment;
 use crate::store::StoredRef;
 
+/// Ready bytes per segment (keyed by the segment's address, as numbers repeat across the
+/// shard directories), with the segment.
+pub type StoredBytes = HashMap<usize, (Arc<Segment>, u64)>;
+
+/// Copies one stored message (its place, its sequence) and returns the copy's place.
+pub type Copier<'a> = dyn FnMut(&StoredRef, u64) -> Option<StoredRef> + 'a;
+
 /// Reads a queue's records back from the store.
 pub trait RecordReader {
-    /// The first record of `queue_sequence` in `segment` within `[from, end)`:
+    /// The first record of `kind` of `queue_sequence` in `segment` within `[from, end)`:
     /// (offset, length, the message's sequence in its queue).
-    fn next_record(&self, segment: &Arc<Segment>, from: u32, end: u32, queue_sequence: u64) -> Option<(u32, u32, u64)>;
+    fn next_record(
+        &self,
+        segment: &Arc<Segment>,
+        from: u32,
+        end: u32,
+        queue_sequence: u64,
+        kind: u8,
+    ) -> Option<(u32, u32, u64)>;
 }
 
 /// For queues that never hold runs (and for tests).
 pub struct NoRecords;
 
 impl RecordReader for NoRecords {
-    fn next_record(&self, _: &Arc<Segment>, _: u32, _: u32, _: u64) -> Option<(u32, u32, u64)> {
+    fn next_record(&self, _: &Arc<Segment>, _: u32, _: u32, _: u64, _: u8) -> Option<(u32, u32, u64)> {
         None
     }
 }
@@ -45,11 +62,25 @@ pub struct Entry {
 #[derive(Debug)]
 struct Run {
     segment: Arc<Segment>,
+    /// Record kind the run reads: `KIND_MESSAGE` or `KIND_COPY`.
+    kind: u8,
     next_offset: u32,
     end_offset: u32,
     first_sequence: u64,
     last_sequence: u64,
     remaining: u32,
+    /// Record bytes of the messages still in the run (what compaction would copy).
+    remaining_bytes: u64,
+}
+
+impl Run {
+    /// Steps past the record just read at `offset`.
+    fn advance(&mut self, offset: u32, length: u32, sequence: u64) {
+        self.next_offset = offset + length;
+        self.remaining -= 1;
+        self.remaining_bytes = self.remaining_bytes.saturating_sub(u64::from(length));
+        self.first_sequence = sequence + 1;
+    }
 }
 
 #[derive(Debug)]
@@ -71,6 +102,8 @@ impl Slot {
 pub struct ReadyList {
     slots: VecDeque<Slot>,
     count: usize,
+    /// The last run takes no more records (recovery skipped a record of this queue after it).
+    tail_closed: bool,
 }
 
 impl ReadyList {
@@ -87,34 +120,46 @@ impl ReadyList {
         self.count += 1;
     }
 
-    /// Appends a stored message without a copy: extends the last run when the record follows
-    /// it in the same segment and its sequence is the very next one. A gap in the sequences
-    /// means a record of this queue lies inside the range that the run must not read (a
-    /// message kept as a single entry for its priority or deadline, or one recovery found
-    /// acked), so the message starts a new run instead.
-    pub fn push_stored(&mut self, sequence: u64, reference: StoredRef) {
+    /// Appends a stored message of `kind` without a copy: extends the last run when the
+    /// record follows it in the same segment, is of the same kind, and its sequence is the
+    /// very next one. A gap in the sequences means a record of this queue lies inside the
+    /// range that the run must not read (a message kept as a single entry for its priority or
+    /// deadline, or one recovery found acked), so the message starts a new run instead.
+    pub fn push_stored(&mut self, sequence: u64, reference: StoredRef, kind: u8) {
         let end = reference.offset + reference.length;
+        let tail_open = !std::mem::replace(&mut self.tail_closed, false);
         if let Some(Slot::Run(run)) = self.slots.back_mut() {
-            if Arc::ptr_eq(&run.segment, &reference.segment)
+            if tail_open
+                && run.kind == kind
+                && Arc::ptr_eq(&run.segment, &reference.segment)
                 && reference.offset >= run.end_offset
                 && Some(sequence) == run.last_sequence.checked_add(1)
             {
                 run.end_offset = end;
                 run.last_sequence = sequence;
                 run.remaining += 1;
+                run.remaining_bytes += u64::from(reference.length);
                 self.count += 1;
                 return;
             }
         }
         self.slots.push_back(Slot::Run(Run {
             segment: reference.segment,
+            kind,
             next_offset: reference.offset,
             end_offset: end,
             first_sequence: sequence,
             last_sequence: sequence,
             remaining: 1,
+            remaining_bytes: u64::from(reference.length),
         }));
         self.count += 1;
+    }
+
+    /// The next stored message starts a new run: recovery skipped a record of this queue
+    /// (one that another place holds) that an extended run would read.
+    pub fn end_run(&mut self) {
+        self.tail_closed = true;
     }
 
     /// Puts a message back at its original position (by sequence).
@@ -136,7 +181,7 @@ impl ReadyList {
                 }
                 Slot::Run(run) => run,
             };
-            let found = reader.next_record(&run.segment, run.next_offset, run.end_offset, queue_sequence);
+            let found = reader.next_record(&run.segment, run.next_offset, run.end_offset, queue_sequence, run.kind);
             let Some((offset, length, sequence)) = found else {
                 crate::error!(
                     "segment {}: {} stored message(s) unreadable from offset {}; dropped",
@@ -149,9 +194,7 @@ impl ReadyList {
                 continue;
             };
             let reference = StoredRef { segment: run.segment.clone(), offset, length };
-            run.next_offset = offset + length;
-            run.remaining -= 1;
-            run.first_sequence = sequence + 1;
+            run.advance(offset, length, sequence);
             if run.remaining == 0 {
                 self.slots.pop_front();
             }
@@ -178,12 +221,117 @@ impl ReadyList {
         self.slots.clear();
         self.count = 0;
     }
+
+    /// Adds the stored bytes of every ready message, per segment.
+    pub fn stored_bytes(&self, totals: &mut StoredBytes) {
+        for slot in &self.slots {
+            let (segment, bytes) = match slot {
+                Slot::Run(run) => (&run.segment, run.remaining_bytes),
+                Slot::One(entry) => match entry.payload.stored() {
+                    Some(reference) => (&reference.segment, u64::from(reference.length)),
+                    None => continue,
+                },
+            };
+            let total = totals.entry(Arc::as_ptr(segment) as usize).or_insert_with(|| (segment.clone(), 0));
+            total.1 += bytes;
+        }
+    }
+
+    /// Copies the ready messages stored in `victim` elsewhere (through `copy`), in place and in
+    /// order, until `budget_bytes` runs out. Returns false if some are left (budget, or a copy
+    /// that failed).
+    pub fn relocate(
+        &mut self,
+        victim: &Arc<Segment>,
+        reader: &dyn RecordReader,
+        queue_sequence: u64,
+        budget_bytes: &mut u64,
+        copy: &mut Copier<'_>,
+    ) -> bool {
+        let mut done = true;
+        let mut slots = VecDeque::with_capacity(self.slots.len());
+        for slot in std::mem::take(&mut self.slots) {
+            match slot {
+                Slot::One(mut entry) if done => {
+                    if let Payload::Stored { reference, .. } = &mut entry.payload {
+                        if Arc::ptr_eq(&reference.segment, victim) {
+                            match (*budget_bytes > 0).then(|| copy(reference, entry.sequence)).flatten() {
+                                Some(moved) => {
+                                    *budget_bytes = budget_bytes.saturating_sub(u64::from(reference.length));
+                                    *reference = moved;
+                                }
+                                None => done = false,
+                            }
+                        }
+                    }
+                    slots.push_back(Slot::One(entry));
+                }
+                Slot::Run(mut run) if done && Arc::ptr_eq(&run.segment, victim) => {
+                    done = relocate_run(&mut run, reader, queue_sequence, budget_bytes, copy, &mut slots);
+                    if run.remaining > 0 {
+                        slots.push_back(Slot::Run(run));
+                    }
+                }
+                other => slots.push_back(other),
+            }
+        }
+        self.slots = slots;
+        done
+    }
+
+    /// Adds the messages of `other` (recovered from another place of the log) and puts every
+    /// message in sequence order. Each sequence is in one of the two lists only, and runs hold
+    /// consecutive sequences, so ordering the slots orders the messages.
+    pub fn merge(&mut self, other: ReadyList) {
+        if other.slots.is_empty() {
+            return;
+        }
+        let mut slots: Vec<Slot> = std::mem::take(&mut self.slots).into_iter().chain(other.slots).collect();
+        slots.sort_by_key(Slot::first_sequence);
+        self.slots = slots.into();
+        self.count += other.count;
+        self.tail_closed = true;
+    }
+}
+
+/// Copies the front of a run, record by record, into copy runs appended to `slots`; what the
+/// budget leaves stays in `run`. Returns false if the budget or a failed copy stopped it.
+fn relocate_run(
+    run: &mut Run,
+    reader: &dyn RecordReader,
+    queue_sequence: u64,
+    budget_bytes: &mut u64,
+    copy: &mut Copier<'_>,
+    slots: &mut VecDeque<Slot>,
+) -> bool {
+    let mut copies = ReadyList::default();
+    let mut done = true;
+    while run.remaining > 0 {
+        if *budget_bytes == 0 {
+            done = false;
+            break;
+        }
+        let found = reader.next_record(&run.segment, run.next_offset, run.end_offset, queue_sequence, run.kind);
+        // An unreadable run is left as it is: reading it at the head reports and drops it.
+        let Some((offset, length, sequence)) = found else { break };
+        let original = StoredRef { segment: run.segment.clone(), offset, length };
+        let Some(moved) = copy(&original, sequence) else {
+            done = false;
+            break;
+        };
+        run.advance(offset, length, sequence);
+        *budget_bytes = budget_bytes.saturating_sub(u64::from(length));
+        copies.push_stored(sequence, moved, KIND_COPY);
+    }
+    slots.extend(copies.slots);
+    done
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::broker::message::Message;
+    use crate::store::record::KIND_MESSAGE;
     use bytes::Bytes;
 
     fn memory(sequence: u64) -> Entry {
@@ -206,9 +354,16 @@ mod tests {
     struct StoreReader(std::cell::RefCell<crate::store::Store>);
 
     impl RecordReader for StoreReader {
-        fn next_record(&self, segment: &Arc<Segment>, from: u32, end: u32, queue: u64) -> Option<(u32, u32, u64)> {
+        fn next_record(
+            &self,
+            segment: &Arc<Segment>,
+            from: u32,
+            end: u32,
+            queue: u64,
+            kind: u8,
+        ) -> Option<(u32, u32, u64)> {
             self.0.borrow_mut().ensure_written(segment, end);
-            crate::store::find_record(segment, from, end, queue)
+            crate::store::find_record(segment, from, end, queue, kind)
         }
     }
 
@@ -230,17 +385,74 @@ mod tests {
         };
         let mut ready = ReadyList::default();
         let first = append(1);
-        ready.push_stored(1, first);
+        ready.push_stored(1, first, KIND_MESSAGE);
         // Sequence 2 is stored too but kept elsewhere (a priority level, a deadline).
         let kept_apart = append(2);
         let third = append(3);
-        ready.push_stored(3, third);
+        ready.push_stored(3, third, KIND_MESSAGE);
         let fourth = append(4);
-        ready.push_stored(4, fourth);
+        ready.push_stored(4, fourth, KIND_MESSAGE);
         let reader = StoreReader(std::cell::RefCell::new(store));
         let order: Vec<u64> = std::iter::from_fn(|| ready.pop_front(&reader, 9)).map(|entry| entry.sequence).collect();
         assert_eq!(order, vec![1, 3, 4], "the run skipped the record kept apart");
         drop(kept_apart);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn relocation_keeps_the_order_and_stops_at_its_budget() {
+        let dir = std::env::temp_dir().join(format!("spatemq-relocate-{}", std::process::id()));
+        let mut first = crate::store::Store::open(&dir, 1, 1 << 20, None).expect("open a store");
+        let mut ready = ReadyList::default();
+        let mut lengths = Vec::new();
+        for sequence in 1..=6u64 {
+            let body = sequence.to_string();
+            let record = crate::store::record::MessageRecord {
+                queue_sequence: 9,
+                sequence,
+                exchange: b"",
+                routing_key: b"q",
+                properties: b"",
+                body: body.as_bytes(),
+            };
+            let reference = first.append(&record).expect("append");
+            lengths.push(u64::from(reference.length));
+            ready.push_stored(sequence, reference, KIND_MESSAGE);
+        }
+        first.write_pending().expect("write");
+        let victim = ready.pop_front(&StoreReader(std::cell::RefCell::new(first)), 9).expect("the head");
+        let victim_segment = victim.payload.stored().expect("stored").segment.clone();
+        ready.insert_by_sequence(victim);
+        let reader =
+            StoreReader(std::cell::RefCell::new(crate::store::Store::open(&dir, 2, 1 << 20, None).expect("open")));
+        let mut totals = StoredBytes::new();
+        ready.stored_bytes(&mut totals);
+        assert_eq!(totals.values().map(|(_, bytes)| *bytes).sum::<u64>(), lengths.iter().sum::<u64>());
+
+        // A budget of three records: the single entry and two records of the run move.
+        let mut budget = lengths[0] + lengths[1] + lengths[2];
+        let mut copy = |from: &StoredRef, sequence: u64| reader.0.borrow_mut().relocate(from, 9, sequence).ok();
+        assert!(!ready.relocate(&victim_segment, &reader, 9, &mut budget, &mut copy), "the budget stops it");
+        let mut budget = u64::MAX;
+        let mut copy = |from: &StoredRef, sequence: u64| reader.0.borrow_mut().relocate(from, 9, sequence).ok();
+        assert!(ready.relocate(&victim_segment, &reader, 9, &mut budget, &mut copy), "the rest moves");
+        assert_eq!(ready.len(), 6);
+        let entries: Vec<Entry> = std::iter::from_fn(|| ready.pop_front(&reader, 9)).collect();
+        let places: Vec<(u64, u64)> = entries
+            .iter()
+            .map(|entry| (entry.sequence, entry.payload.stored().expect("stored").segment.number))
+            .collect();
+        assert_eq!(places, (1..=6).map(|sequence| (sequence, 2)).collect::<Vec<_>>());
+        let store = reader.0.borrow();
+        let bodies: Vec<String> = entries
+            .iter()
+            .map(|entry| {
+                String::from_utf8_lossy(&store.read(entry.payload.stored().expect("stored")).expect("read").body)
+                    .into_owned()
+            })
+            .collect();
+        assert_eq!(bodies, (1..=6).map(|sequence: u64| sequence.to_string()).collect::<Vec<_>>());
+        drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -6,6 +6,7 @@
 //! messages a shard sends itself (kept in `local`), so every path through the broker is the
 //! same whether the parties share a shard or not. No `RefCell` borrow is held across `.await`.
 
+pub mod compaction;
 pub mod expiry;
 pub mod mailbox;
 pub mod messages;
@@ -131,8 +132,12 @@ impl Shard {
             Some(Ok(true)) => self.sync_signal.request(),
             Some(Err(_)) => {
                 // Poisoned: whatever waited for this write is refused.
-                let batch = self.with_store(|store| store.take_sync_batch());
-                if let Some((_, confirms)) = batch {
+                let batch = self.with_store(|store| {
+                    let batch = store.take_sync_batch();
+                    store.keep(batch.retired.into_iter().map(|(segment, _)| segment));
+                    batch.confirms
+                });
+                if let Some(confirms) = batch {
                     self.release_confirms(confirms, false);
                 }
             }

@@ -347,8 +347,9 @@ impl RecordReader for Shard {
         from: u32,
         end: u32,
         queue_sequence: u64,
+        kind: u8,
     ) -> Option<(u32, u32, u64)> {
         self.with_store(|store| store.ensure_written(segment, end));
-        crate::store::find_record(segment, from, end, queue_sequence)
+        crate::store::find_record(segment, from, end, queue_sequence, kind)
     }
 }

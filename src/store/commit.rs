@@ -10,8 +10,10 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use super::segment::Segment;
 use crate::shard::Shard;
 
 /// Wakes the commit task when a write left confirms or segments waiting for a sync.
@@ -50,9 +52,9 @@ pub async fn commit_loop(shard: Rc<Shard>) {
     let mut files: HashMap<u64, monoio::fs::File> = HashMap::new();
     loop {
         Requested(&shard.sync_signal).await;
-        let Some((segments, confirms)) = shard.with_store(|store| store.take_sync_batch()) else { return };
+        let Some(batch) = shard.with_store(|store| store.take_sync_batch()) else { return };
         let mut failure = None;
-        for segment in &segments {
+        for segment in &batch.segments {
             let file = match files.get(&segment.number) {
                 Some(file) => file,
                 None => match segment.file.try_clone().and_then(monoio::fs::File::from_std) {
@@ -70,13 +72,33 @@ pub async fn commit_loop(shard: Rc<Shard>) {
             shard.sync_signal.fsyncs.set(shard.sync_signal.fsyncs.get() + 1);
         }
         // Keep descriptors only for segments still being written.
-        let active = shard.with_store(|store| store.active_number()).flatten();
-        files.retain(|number, _| Some(*number) == active);
+        let active = shard.with_store(|store| store.active_numbers()).unwrap_or_default();
+        files.retain(|number, _| active.contains(&Some(*number)));
         let ok = failure.is_none();
         if let Some(reason) = failure {
-            shard.with_store(|store| store.poison_with(reason));
+            let retired = batch.retired.into_iter().map(|(segment, _)| segment);
+            shard.with_store(|store| {
+                store.poison_with(reason);
+                store.keep(retired);
+            });
+        } else {
+            release_moved(batch.retired);
         }
-        shard.sync_signal.confirmed_messages.set(shard.sync_signal.confirmed_messages.get() + confirms.len() as u64);
-        shard.release_confirms(confirms, ok);
+        shard
+            .sync_signal
+            .confirmed_messages
+            .set(shard.sync_signal.confirmed_messages.get() + batch.confirms.len() as u64);
+        shard.release_confirms(batch.confirms, ok);
+    }
+}
+
+/// The copies of these segments' records are on disk: their `Moved` marks say so (no fsync
+/// needed: without them recovery keeps the originals and ignores the copies), and the
+/// segments may go once nothing else holds them.
+fn release_moved(retired: Vec<(Arc<Segment>, Vec<u8>)>) {
+    for (segment, marks) in retired {
+        if let Err(error) = segment.append_marks(&marks) {
+            crate::warn!("segment {}: cannot write moved marks: {error}", segment.number);
+        }
     }
 }

@@ -25,7 +25,10 @@ use bytes::Bytes;
 
 use crate::broker::message::Message;
 use crate::shard::messages::ConfirmTo;
-use record::{decode_message, encode_mark, encode_message, read_record, Mark, MessageRecord, ReadOutcome};
+use record::{
+    decode_message, encode_copy, encode_mark, encode_message, read_record, Mark, MessageRecord, Origin, ReadOutcome,
+    ORIGIN_BYTES, RECORD_HEADER_BYTES,
+};
 use segment::Segment;
 
 /// Where a stored message lives: its segment (kept alive by this reference) and its record.
@@ -53,9 +56,12 @@ impl fmt::Display for StoreError {
 
 impl std::error::Error for StoreError {}
 
-pub struct Store {
-    dir: PathBuf,
-    segment_bytes: u64,
+/// One append-only stream of segments: its active segment, how much of it is written, and
+/// the records appended this turn. Publishes and compaction copies go to separate streams, so
+/// long-lived copies gather in segments of their own instead of mixing with short-lived
+/// traffic (and being copied again when that traffic is acked).
+#[derive(Default)]
+struct Stream {
     active: Option<Arc<Segment>>,
     /// Next append position in the active segment.
     active_offset: u64,
@@ -63,12 +69,49 @@ pub struct Store {
     written_offset: u64,
     /// Records appended this turn, to be written at `written_offset`.
     pending: Vec<u8>,
+}
+
+impl Stream {
+    fn holds(&self, segment: &Arc<Segment>) -> bool {
+        self.active.as_ref().is_some_and(|active| Arc::ptr_eq(active, segment))
+    }
+
+    fn fits(&self, length: u64) -> bool {
+        self.active.as_ref().is_some_and(|active| self.active_offset + length <= active.capacity())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StreamKind {
+    Publishes,
+    Copies,
+}
+
+/// What one fdatasync covers: the segments written since the last one, the confirms it
+/// releases, and the segments compaction copied from, kept (not deleted) until the copies
+/// are on disk, with the `Moved` marks to write once they are.
+pub struct SyncBatch {
+    pub segments: Vec<Arc<Segment>>,
+    pub confirms: Vec<ConfirmTo>,
+    pub retired: Vec<(Arc<Segment>, Vec<u8>)>,
+}
+
+pub struct Store {
+    dir: PathBuf,
+    segment_bytes: u64,
+    publishes: Stream,
+    copies: Stream,
     marks: HashMap<u64, (Arc<Segment>, Vec<u8>)>,
     next_segment_number: u64,
     /// Written but not yet fdatasync'ed, with the confirms that wait for it.
     unsynced: Vec<Arc<Segment>>,
     confirms_unwritten: Vec<ConfirmTo>,
     confirms_unsynced: Vec<ConfirmTo>,
+    /// Segments that compaction copied records from this turn, with those records' marks.
+    moved_unwritten: Vec<(Arc<Segment>, Vec<u8>)>,
+    moved_unsynced: Vec<(Arc<Segment>, Vec<u8>)>,
+    /// Segments whose copies never reached the disk: never deleted while the broker runs.
+    kept: Vec<Arc<Segment>>,
     poisoned: Option<String>,
     /// Test hook: fail every write once this many bytes were written.
     fail_after_bytes: Option<u64>,
@@ -86,23 +129,30 @@ impl Store {
         Ok(Store {
             dir: dir.to_path_buf(),
             segment_bytes,
-            active: None,
-            active_offset: 0,
-            written_offset: 0,
-            pending: Vec::new(),
+            publishes: Stream::default(),
+            copies: Stream::default(),
             marks: HashMap::new(),
             next_segment_number,
             unsynced: Vec::new(),
             confirms_unwritten: Vec::new(),
             confirms_unsynced: Vec::new(),
+            moved_unwritten: Vec::new(),
+            moved_unsynced: Vec::new(),
+            kept: Vec::new(),
             poisoned: None,
             fail_after_bytes,
             written_total_bytes: 0,
         })
     }
 
-    pub fn active_number(&self) -> Option<u64> {
-        self.active.as_ref().map(|segment| segment.number)
+    /// The segments still being written (their file descriptors are worth keeping).
+    pub fn active_numbers(&self) -> [Option<u64>; 2] {
+        [&self.publishes, &self.copies].map(|stream| stream.active.as_ref().map(|segment| segment.number))
+    }
+
+    /// True if `segment` is still being appended to (compaction leaves it alone).
+    pub fn is_active(&self, segment: &Arc<Segment>) -> bool {
+        self.publishes.holds(segment) || self.copies.holds(segment)
     }
 
     pub fn poison_with(&mut self, reason: String) {
@@ -124,28 +174,72 @@ impl Store {
         StoreError::Poisoned(reason)
     }
 
-    /// Appends a message record; it reaches the file at the end of the turn.
-    pub fn append(&mut self, record: &MessageRecord<'_>) -> Result<StoredRef, StoreError> {
+    fn stream(&mut self, kind: StreamKind) -> &mut Stream {
+        match kind {
+            StreamKind::Publishes => &mut self.publishes,
+            StreamKind::Copies => &mut self.copies,
+        }
+    }
+
+    /// Makes room for `length` bytes in a stream; returns where they go.
+    fn reserve(&mut self, kind: StreamKind, length: u64) -> Result<(Arc<Segment>, u64), StoreError> {
         if let Some(reason) = &self.poisoned {
             return Err(StoreError::Poisoned(reason.clone()));
         }
-        let length = record.encoded_bytes() as u64;
-        let fits =
-            self.active.is_some() && self.active_offset + length <= self.active.as_ref().map_or(0, |s| s.capacity());
-        if !fits {
-            self.rotate(length)?;
+        if !self.stream(kind).fits(length) {
+            self.rotate(kind, length)?;
         }
-        let segment = self.active.clone().ok_or_else(|| StoreError::Poisoned("no active segment".into()))?;
-        let offset = self.active_offset;
-        encode_message(&mut self.pending, record);
-        self.active_offset += length;
+        let stream = self.stream(kind);
+        let segment = stream.active.clone().ok_or_else(|| StoreError::Poisoned("no active segment".into()))?;
+        let offset = stream.active_offset;
+        stream.active_offset += length;
+        Ok((segment, offset))
+    }
+
+    /// Appends a message record; it reaches the file at the end of the turn.
+    pub fn append(&mut self, record: &MessageRecord<'_>) -> Result<StoredRef, StoreError> {
+        let length = record.encoded_bytes() as u64;
+        let (segment, offset) = self.reserve(StreamKind::Publishes, length)?;
+        encode_message(&mut self.publishes.pending, record);
         Ok(StoredRef { segment, offset: offset as u32, length: length as u32 })
     }
 
-    /// Seals the active segment (after writing what it holds) and starts a new one.
-    fn rotate(&mut self, record_bytes: u64) -> Result<(), StoreError> {
+    /// Copies a stored message (from a sealed segment) to the copies stream and returns its
+    /// new place. Once the sync covering the copy completes, the old record gets a `Moved`
+    /// mark and its segment may go; until then the segment is kept, so a crash finds the
+    /// message in one place or the other (recovery decides which, see `recovery.rs`).
+    pub fn relocate(&mut self, from: &StoredRef, queue_sequence: u64, sequence: u64) -> Result<StoredRef, StoreError> {
+        if self.is_active(&from.segment) {
+            return Err(StoreError::Poisoned("compaction of a segment still being written".into()));
+        }
+        let source = from.segment.clone();
+        let start = from.offset as usize;
+        let bytes = source.bytes().get(start..start + from.length as usize).unwrap_or_default();
+        let ReadOutcome::Record { kind, payload, .. } = read_record(bytes, 0) else {
+            return Err(StoreError::Poisoned(format!("segment {} offset {start}: unreadable record", source.number)));
+        };
+        let Some((message, _, _)) = record::message_payload(kind, payload) else {
+            return Err(StoreError::Poisoned(format!("segment {} offset {start}: not a message", source.number)));
+        };
+        let length = (RECORD_HEADER_BYTES + 1 + ORIGIN_BYTES + message.len()) as u64;
+        let (segment, offset) = self.reserve(StreamKind::Copies, length)?;
+        let origin = Origin { segment: source.number, offset: from.offset };
+        encode_copy(&mut self.copies.pending, origin, message);
+        let marks = match self.moved_unwritten.iter_mut().find(|(segment, _)| Arc::ptr_eq(segment, &source)) {
+            Some((_, marks)) => marks,
+            None => {
+                self.moved_unwritten.push((source, Vec::new()));
+                &mut self.moved_unwritten.last_mut().expect("just pushed").1
+            }
+        };
+        encode_mark(marks, queue_sequence, sequence, Mark::Moved);
+        Ok(StoredRef { segment, offset: offset as u32, length: length as u32 })
+    }
+
+    /// Seals a stream's active segment (after writing what it holds) and starts a new one.
+    fn rotate(&mut self, kind: StreamKind, record_bytes: u64) -> Result<(), StoreError> {
         self.write_pending()?;
-        if let Some(old) = self.active.take() {
+        if let Some(old) = self.stream(kind).active.take() {
             old.seal();
         }
         let capacity = self.segment_bytes.max(record_bytes + 8);
@@ -153,9 +247,10 @@ impl Store {
         self.next_segment_number += 1;
         match Segment::create(&self.dir, number, capacity) {
             Ok(segment) => {
-                self.active = Some(Arc::new(segment));
-                self.active_offset = 0;
-                self.written_offset = 0;
+                let stream = self.stream(kind);
+                stream.active = Some(Arc::new(segment));
+                stream.active_offset = 0;
+                stream.written_offset = 0;
                 Ok(())
             }
             Err(error) => Err(self.poison(format!("cannot create segment {number}: {error}"))),
@@ -173,8 +268,7 @@ impl Store {
         encode_mark(&mut entry.1, queue_sequence, sequence, mark);
     }
 
-    /// Writes this turn's records and marks (no fsync). Returns true if confirms now wait
-    /// for a sync.
+    /// Writes this turn's records and marks (no fsync). Returns true if a sync is now due.
     pub fn write_pending(&mut self) -> Result<bool, StoreError> {
         for (_, (segment, records)) in self.marks.drain() {
             if let Err(error) = segment.append_marks(&records) {
@@ -184,86 +278,110 @@ impl Store {
         if self.poisoned.is_some() {
             return Err(self.refuse_waiting());
         }
-        if !self.pending.is_empty() {
-            let Some(segment) = self.active.clone() else {
-                let _ = self.poison("records without a segment".into());
+        for kind in [StreamKind::Publishes, StreamKind::Copies] {
+            if let Err(reason) = self.write_stream(kind) {
+                let _ = self.poison(reason);
                 return Err(self.refuse_waiting());
-            };
-            if let Err(error) = self.write_at(&segment) {
-                let _ = self.poison(format!("write to segment {} failed: {error}", segment.number));
-                return Err(self.refuse_waiting());
-            }
-            self.written_offset += self.pending.len() as u64;
-            self.pending.clear();
-            if !self.unsynced.iter().any(|unsynced| Arc::ptr_eq(unsynced, &segment)) {
-                self.unsynced.push(segment);
             }
         }
         self.confirms_unsynced.append(&mut self.confirms_unwritten);
-        Ok(!self.confirms_unsynced.is_empty() || !self.unsynced.is_empty())
+        self.moved_unsynced.append(&mut self.moved_unwritten);
+        Ok(!self.confirms_unsynced.is_empty() || !self.unsynced.is_empty() || !self.moved_unsynced.is_empty())
     }
 
-    /// A poisoned store takes nothing more: unwritten records are dropped and every confirm
-    /// waiting for a write or a sync goes to the sync batch, which the caller nacks. Nothing
-    /// is retried.
-    fn refuse_waiting(&mut self) -> StoreError {
-        self.pending.clear();
-        self.confirms_unsynced.append(&mut self.confirms_unwritten);
-        StoreError::Poisoned(self.poisoned.clone().unwrap_or_default())
-    }
-
-    fn write_at(&mut self, segment: &Segment) -> io::Result<()> {
-        if let Some(limit) = self.fail_after_bytes {
-            if self.written_total_bytes + self.pending.len() as u64 > limit {
-                return Err(io::Error::other("injected write failure"));
-            }
+    fn write_stream(&mut self, kind: StreamKind) -> Result<(), String> {
+        let fail_after_bytes = self.fail_after_bytes;
+        let written_total_bytes = self.written_total_bytes;
+        let stream = self.stream(kind);
+        if stream.pending.is_empty() {
+            return Ok(());
         }
-        segment.file.write_all_at(&self.pending, self.written_offset)?;
-        self.written_total_bytes += self.pending.len() as u64;
+        let Some(segment) = stream.active.clone() else { return Err("records without a segment".into()) };
+        let result = match fail_after_bytes {
+            Some(limit) if written_total_bytes + stream.pending.len() as u64 > limit => {
+                Err(io::Error::other("injected write failure"))
+            }
+            _ => segment.file.write_all_at(&stream.pending, stream.written_offset),
+        };
+        if let Err(error) = result {
+            return Err(format!("write to segment {} failed: {error}", segment.number));
+        }
+        let written = stream.pending.len() as u64;
+        stream.written_offset += written;
+        stream.pending.clear();
+        self.written_total_bytes += written;
+        if !self.unsynced.iter().any(|unsynced| Arc::ptr_eq(unsynced, &segment)) {
+            self.unsynced.push(segment);
+        }
         Ok(())
     }
 
-    /// Writes this turn's records now if `segment` is the active one and `end` lies beyond
+    /// A poisoned store takes nothing more: unwritten records are dropped and every confirm
+    /// waiting for a write or a sync goes to the sync batch, which the caller nacks. Segments
+    /// whose copies were dropped are kept as they are. Nothing is retried.
+    fn refuse_waiting(&mut self) -> StoreError {
+        self.publishes.pending.clear();
+        self.copies.pending.clear();
+        self.confirms_unsynced.append(&mut self.confirms_unwritten);
+        self.kept.extend(self.moved_unwritten.drain(..).map(|(segment, _)| segment));
+        StoreError::Poisoned(self.poisoned.clone().unwrap_or_default())
+    }
+
+    /// Keeps segments whose copies a failed sync may not cover.
+    pub fn keep(&mut self, segments: impl IntoIterator<Item = Arc<Segment>>) {
+        self.kept.extend(segments);
+    }
+
+    /// Writes this turn's records now if `segment` is being appended to and `end` lies beyond
     /// what is written (a reader needs them in the file).
     pub fn ensure_written(&mut self, segment: &Arc<Segment>, end: u32) {
-        let is_active = self.active.as_ref().is_some_and(|active| Arc::ptr_eq(active, segment));
-        if is_active && u64::from(end) > self.written_offset {
+        let unwritten = [&self.publishes, &self.copies]
+            .iter()
+            .any(|stream| stream.holds(segment) && u64::from(end) > stream.written_offset);
+        if unwritten {
             // The commit task is woken at the end of the turn, as for any write; a failure has
             // poisoned the store, and that end-of-turn write refuses the waiting confirms.
             let _ = self.write_pending();
         }
     }
 
-    /// Takes what the next fdatasync must cover and the confirms it releases.
-    pub fn take_sync_batch(&mut self) -> (Vec<Arc<Segment>>, Vec<ConfirmTo>) {
-        (std::mem::take(&mut self.unsynced), std::mem::take(&mut self.confirms_unsynced))
+    /// Takes what the next fdatasync must cover, the confirms it releases and the segments
+    /// it frees.
+    pub fn take_sync_batch(&mut self) -> SyncBatch {
+        SyncBatch {
+            segments: std::mem::take(&mut self.unsynced),
+            confirms: std::mem::take(&mut self.confirms_unsynced),
+            retired: std::mem::take(&mut self.moved_unsynced),
+        }
     }
 
     /// Reads a stored message: from this turn's unwritten records or the segment's map.
     pub fn read(&self, reference: &StoredRef) -> Option<Arc<Message>> {
         let start = reference.offset as usize;
         let end = start + reference.length as usize;
-        let is_active = self.active.as_ref().is_some_and(|active| Arc::ptr_eq(active, &reference.segment));
-        if is_active && reference.offset as u64 >= self.written_offset {
-            let local = start - self.written_offset as usize;
-            let bytes = self.pending.get(local..local + reference.length as usize)?;
-            return decode_owned(bytes, |range| Bytes::copy_from_slice(&bytes[range.0..range.1]));
+        for stream in [&self.publishes, &self.copies] {
+            if stream.holds(&reference.segment) && reference.offset as u64 >= stream.written_offset {
+                let local = start - stream.written_offset as usize;
+                let bytes = stream.pending.get(local..local + reference.length as usize)?;
+                return decode_owned(bytes, |range| Bytes::copy_from_slice(&bytes[range.0..range.1]));
+            }
         }
         read_mapped(&reference.segment, start, end)
     }
 }
 
-/// Scans `[from, end)` of a segment for the first record of `queue_sequence`:
-/// (offset, length, its sequence in the queue).
-pub fn find_record(segment: &Segment, from: u32, end: u32, queue_sequence: u64) -> Option<(u32, u32, u64)> {
+/// Scans `[from, end)` of a segment for the first record of `kind` (message or copy) of
+/// `queue_sequence`: (offset, length, its sequence in the queue).
+pub fn find_record(segment: &Segment, from: u32, end: u32, queue_sequence: u64, kind: u8) -> Option<(u32, u32, u64)> {
     let bytes = segment.bytes().get(..end as usize)?;
     let mut offset = from as usize;
     while offset < end as usize {
-        let ReadOutcome::Record { kind, payload, next } = read_record(bytes, offset) else { return None };
-        if kind == record::KIND_MESSAGE {
-            let queue = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
+        let ReadOutcome::Record { kind: found, payload, next } = read_record(bytes, offset) else { return None };
+        if found == kind {
+            let (message, _, _) = record::message_payload(kind, payload)?;
+            let queue = u64::from_le_bytes(message.get(..8)?.try_into().ok()?);
             if queue == queue_sequence {
-                let sequence = u64::from_le_bytes(payload.get(8..16)?.try_into().ok()?);
+                let sequence = u64::from_le_bytes(message.get(8..16)?.try_into().ok()?);
                 return Some((offset as u32, (next - offset) as u32, sequence));
             }
         }
@@ -282,11 +400,13 @@ pub fn read_mapped(segment: &Arc<Segment>, start: usize, end: usize) -> Option<A
 }
 
 fn decode_owned(bytes: &[u8], slice: impl Fn((usize, usize)) -> Bytes) -> Option<Arc<Message>> {
-    let ReadOutcome::Record { payload, .. } = read_record(bytes, 0) else { return None };
-    let (_, layout) = decode_message(payload)?;
-    // Layout ranges are relative to the payload, which starts after the header and kind.
-    let shift =
-        |range: (usize, usize)| (range.0 + record::RECORD_HEADER_BYTES + 1, range.1 + record::RECORD_HEADER_BYTES + 1);
+    let ReadOutcome::Record { kind, payload, .. } = read_record(bytes, 0) else { return None };
+    let (message, message_start, _) = record::message_payload(kind, payload)?;
+    let (_, layout) = decode_message(message)?;
+    // Layout ranges are relative to the message payload, which starts after the header, the
+    // kind and (for a copy) its origin.
+    let before = RECORD_HEADER_BYTES + 1 + message_start;
+    let shift = |range: (usize, usize)| (range.0 + before, range.1 + before);
     Some(Arc::new(Message {
         exchange: slice(shift(layout.exchange)),
         routing_key: slice(shift(layout.routing_key)),

@@ -1,7 +1,9 @@
 //! The on-disk record formats of the message store, with their checksums.
 //!
 //! Segment records: `[length u32][crc32c u32][kind u8][payload]`, little endian, where the
-//! length counts kind + payload and the checksum covers the same bytes. A zero length marks
+//! length counts kind + payload and the checksum covers the same bytes. A copy record (written
+//! by compaction, `KIND_COPY`) is a message record's payload prefixed with where the message
+//! was copied from (`Origin`), so recovery can tell which of the two places holds it. A zero length marks
 //! the end of written data (segments are pre-allocated and zero-filled). Mark records (acks
 //! and delivery marks, kept in a side file per segment) are fixed 24 bytes with their own
 //! checksum. Reading stops at the first record that is torn or fails its checksum; nothing
@@ -11,6 +13,9 @@ use bytes::BufMut;
 
 pub const RECORD_HEADER_BYTES: usize = 8;
 pub const KIND_MESSAGE: u8 = 1;
+pub const KIND_COPY: u8 = 2;
+/// Bytes of the `Origin` that prefixes a copy record's payload.
+pub const ORIGIN_BYTES: usize = 12;
 pub const MARK_RECORD_BYTES: usize = 24;
 
 /// A persistent message as stored: which queue, its position there, and its content.
@@ -63,6 +68,41 @@ pub fn encode_message(out: &mut Vec<u8>, record: &MessageRecord<'_>) {
     let checksum = crc32c::crc32c(&out[start + RECORD_HEADER_BYTES..]);
     out[start..start + 4].copy_from_slice(&length.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&checksum.to_le_bytes());
+}
+
+/// Where a copied message was stored before compaction moved it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub segment: u64,
+    pub offset: u32,
+}
+
+/// Appends a copy record: `message_payload` (a message record's payload, after its kind byte)
+/// prefixed with where it came from.
+pub fn encode_copy(out: &mut Vec<u8>, origin: Origin, message_payload: &[u8]) {
+    let start = out.len();
+    out.put_u32_le((1 + ORIGIN_BYTES + message_payload.len()) as u32);
+    out.put_u32_le(0);
+    out.put_u8(KIND_COPY);
+    out.put_u64_le(origin.segment);
+    out.put_u32_le(origin.offset);
+    out.put_slice(message_payload);
+    let checksum = crc32c::crc32c(&out[start + RECORD_HEADER_BYTES..]);
+    out[start + 4..start + 8].copy_from_slice(&checksum.to_le_bytes());
+}
+
+/// The message payload of a message or copy record, the offset where it starts within the
+/// record's payload, and the origin of a copy. None for other kinds or a short copy.
+pub fn message_payload(kind: u8, payload: &[u8]) -> Option<(&[u8], usize, Option<Origin>)> {
+    match kind {
+        KIND_MESSAGE => Some((payload, 0, None)),
+        KIND_COPY => {
+            let segment = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
+            let offset = u32::from_le_bytes(payload.get(8..ORIGIN_BYTES)?.try_into().ok()?);
+            Some((payload.get(ORIGIN_BYTES..)?, ORIGIN_BYTES, Some(Origin { segment, offset })))
+        }
+        _ => None,
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -165,6 +205,8 @@ pub enum Mark {
     Removed = 1,
     /// Handed to a consumer that has not acked yet: comes back with redelivered=true.
     Delivered = 2,
+    /// Compaction copied it to a newer segment, whose sync covered the copy: the copy holds it.
+    Moved = 3,
 }
 
 pub fn encode_mark(out: &mut Vec<u8>, queue_sequence: u64, sequence: u64, mark: Mark) {
@@ -190,6 +232,7 @@ pub fn decode_marks(data: &[u8]) -> (Vec<(u64, u64, Mark)>, usize) {
         let mark = match record[16] {
             1 => Mark::Removed,
             2 => Mark::Delivered,
+            3 => Mark::Moved,
             _ => break,
         };
         let queue = u64::from_le_bytes(record[0..8].try_into().unwrap_or_default());
@@ -264,14 +307,32 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_keeps_the_message_and_names_its_origin() {
+        let mut original = Vec::new();
+        encode_message(&mut original, &sample(b"kept"));
+        let ReadOutcome::Record { kind, payload, .. } = read_record(&original, 0) else { panic!("record expected") };
+        let (message, _, origin) = message_payload(kind, payload).expect("a message");
+        assert_eq!(origin, None);
+        let mut copy = Vec::new();
+        let from = Origin { segment: 12, offset: 4096 };
+        encode_copy(&mut copy, from, message);
+        let ReadOutcome::Record { kind, payload, next } = read_record(&copy, 0) else { panic!("copy expected") };
+        assert_eq!((kind, next), (KIND_COPY, copy.len()));
+        let (copied, shift, origin) = message_payload(kind, payload).expect("a copy");
+        assert_eq!((shift, origin), (ORIGIN_BYTES, Some(from)));
+        assert_eq!(decode_message(copied).expect("decodes").0, sample(b"kept"));
+    }
+
+    #[test]
     fn marks_round_trip_and_stop_at_damage() {
         let mut out = Vec::new();
         encode_mark(&mut out, 1, 2, Mark::Removed);
         encode_mark(&mut out, 3, 4, Mark::Delivered);
+        encode_mark(&mut out, 7, 8, Mark::Moved);
         encode_mark(&mut out, 5, 6, Mark::Removed);
-        out[2 * MARK_RECORD_BYTES + 3] ^= 0xff;
+        out[3 * MARK_RECORD_BYTES + 3] ^= 0xff;
         let (marks, valid) = decode_marks(&out);
-        assert_eq!(marks, vec![(1, 2, Mark::Removed), (3, 4, Mark::Delivered)]);
-        assert_eq!(valid, 2 * MARK_RECORD_BYTES);
+        assert_eq!(marks, vec![(1, 2, Mark::Removed), (3, 4, Mark::Delivered), (7, 8, Mark::Moved)]);
+        assert_eq!(valid, 3 * MARK_RECORD_BYTES);
     }
 }

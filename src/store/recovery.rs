@@ -4,14 +4,20 @@
 //!
 //! Damage is reported with the segment, offset and reason, and never stops the broker: what
 //! was before the damage is kept. Segments with no live message are deleted.
+//!
+//! Compaction copies (`KIND_COPY`) name the record they were copied from. A message is loaded
+//! from exactly one place: the copy when its origin is gone (the segment deleted, or damaged
+//! before that record) or carries a `Moved` mark (written once the copy was synced); the
+//! original otherwise (the crash came before the copy was known to be on disk, or the mark was
+//! lost with the page cache).
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::record::{decode_marks, read_record, Mark, ReadOutcome, KIND_MESSAGE};
-use super::segment::{parse_segment_name, Segment};
+use super::record::{decode_marks, message_payload, read_record, Mark, Origin, ReadOutcome, KIND_COPY, KIND_MESSAGE};
+use super::segment::{marks_path, parse_segment_name, Segment};
 use super::StoredRef;
 use crate::broker::queue::Payload;
 use crate::broker::ready::{Entry, ReadyList};
@@ -21,6 +27,8 @@ use crate::broker::ready::{Entry, ReadyList};
 #[derive(Default)]
 pub struct RecoveredQueue {
     pub ready: ReadyList,
+    /// Compaction copies, in log order until `recover` merges them into `ready`.
+    copies: ReadyList,
     pub next_sequence: u64,
 }
 
@@ -35,10 +43,45 @@ pub struct Recovered {
     pub next_segment_numbers: HashMap<usize, u64>,
     pub messages: u64,
     pub damaged_segments: u64,
+    /// Copies left unused because their original was still in place.
+    pub copies_ignored: u64,
 }
 
 pub fn shard_dir(data_dir: &Path, shard: usize) -> PathBuf {
     data_dir.join("messages").join(format!("shard-{shard}"))
+}
+
+/// What recovery knows about one shard directory while it reads it.
+#[derive(Default)]
+struct DirectoryState {
+    /// Segment numbers on disk when recovery started.
+    existing: HashSet<u64>,
+    /// (segment, queue, sequence) of every record with a `Moved` mark.
+    moved: HashSet<(u64, u64, u64)>,
+    /// Where reading each segment stopped: records before it were read.
+    read_up_to: HashMap<u64, usize>,
+    /// Copies whose origin lies in a segment not read yet.
+    deferred: Vec<Deferred>,
+}
+
+struct Deferred {
+    queue_sequence: u64,
+    sequence: u64,
+    reference: StoredRef,
+    origin: Origin,
+    delivered: bool,
+}
+
+impl DirectoryState {
+    /// Whether the original of a copy was read (and so holds the message): None while its
+    /// segment is still to be read.
+    fn original_holds(&self, origin: Origin, queue_sequence: u64, sequence: u64) -> Option<bool> {
+        if !self.existing.contains(&origin.segment) || self.moved.contains(&(origin.segment, queue_sequence, sequence))
+        {
+            return Some(false);
+        }
+        self.read_up_to.get(&origin.segment).map(|end| (origin.offset as usize) < *end)
+    }
 }
 
 /// Reads every shard directory under `data_dir/messages`. Messages of queues not in
@@ -57,33 +100,92 @@ pub fn recover(data_dir: &Path, live_queues: &HashSet<u64>) -> io::Result<Recove
             .collect();
         numbers.sort_unstable();
         recovered.next_segment_numbers.insert(index, numbers.last().map_or(1, |last| last + 1));
-        for number in numbers {
-            recover_segment(&entry.path(), number, live_queues, &mut recovered)?;
-        }
+        recover_directory(&entry.path(), &numbers, live_queues, &mut recovered)?;
+    }
+    for queue in recovered.queues.values_mut() {
+        let copies = std::mem::take(&mut queue.copies);
+        queue.ready.merge(copies);
     }
     Ok(recovered)
 }
 
-fn recover_segment(dir: &Path, number: u64, live_queues: &HashSet<u64>, recovered: &mut Recovered) -> io::Result<()> {
-    let segment = Arc::new(Segment::open_sealed(dir, number)?);
+fn recover_directory(
+    dir: &Path,
+    numbers: &[u64],
+    live_queues: &HashSet<u64>,
+    recovered: &mut Recovered,
+) -> io::Result<()> {
+    let mut state = DirectoryState { existing: numbers.iter().copied().collect(), ..DirectoryState::default() };
+    // The Moved marks first: a copy may come before its origin in the log (the copies stream
+    // has segments of its own, opened before later publish segments).
+    for &number in numbers {
+        let bytes = std::fs::read(marks_path(dir, number)).unwrap_or_default();
+        let moved = decode_marks(&bytes).0.into_iter().filter(|(_, _, mark)| *mark == Mark::Moved);
+        state.moved.extend(moved.map(|(queue, sequence, _)| (number, queue, sequence)));
+    }
+    for &number in numbers {
+        recover_segment(dir, number, live_queues, &mut state, recovered)?;
+    }
+    for deferred in std::mem::take(&mut state.deferred) {
+        let holds = state.original_holds(deferred.origin, deferred.queue_sequence, deferred.sequence);
+        if holds == Some(false) {
+            let queue = recovered.queues.entry(deferred.queue_sequence).or_default();
+            let payload = Payload::Stored { reference: deferred.reference, cached: None };
+            let entry = Entry {
+                sequence: deferred.sequence,
+                payload,
+                redelivered: deferred.delivered,
+                expires_at_ms: None,
+                priority: 0,
+            };
+            queue.copies.push_back(entry);
+            queue.next_sequence = queue.next_sequence.max(deferred.sequence + 1);
+            recovered.messages += 1;
+        } else {
+            recovered.copies_ignored += 1;
+        }
+    }
+    Ok(())
+}
+
+/// The marks of one segment that decide what its records are.
+struct SegmentMarks {
+    removed: HashSet<(u64, u64)>,
+    delivered: HashSet<(u64, u64)>,
+}
+
+fn read_segment_marks(dir: &Path, segment: &Segment) -> io::Result<SegmentMarks> {
     let marks_bytes = segment.read_marks()?;
     let (marks, valid_bytes) = decode_marks(&marks_bytes);
     if valid_bytes < marks_bytes.len() {
         crate::warn!(
             "recovery: {}: marks damaged at byte {valid_bytes} of {}; later marks dropped",
-            segment_label(dir, number),
+            segment_label(dir, segment.number),
             marks_bytes.len()
         );
         segment.truncate_marks(valid_bytes as u64)?;
     }
-    let mut removed: HashSet<(u64, u64)> = HashSet::new();
-    let mut delivered: HashSet<(u64, u64)> = HashSet::new();
+    let mut removed = HashSet::new();
+    let mut delivered = HashSet::new();
     for (queue, sequence, mark) in marks {
         match mark {
             Mark::Removed => removed.insert((queue, sequence)),
             Mark::Delivered => delivered.insert((queue, sequence)),
+            Mark::Moved => false,
         };
     }
+    Ok(SegmentMarks { removed, delivered })
+}
+
+fn recover_segment(
+    dir: &Path,
+    number: u64,
+    live_queues: &HashSet<u64>,
+    state: &mut DirectoryState,
+    recovered: &mut Recovered,
+) -> io::Result<()> {
+    let segment = Arc::new(Segment::open_sealed(dir, number)?);
+    let marks = read_segment_marks(dir, &segment)?;
     let mut offset = 0usize;
     let scanned = loop {
         match read_record(segment.bytes(), offset) {
@@ -97,54 +199,229 @@ fn recover_segment(dir: &Path, number: u64, live_queues: &HashSet<u64>, recovere
                 break offset;
             }
             ReadOutcome::Record { kind, payload, next } => {
-                let length = next - offset;
-                if kind == KIND_MESSAGE {
-                    // The checksum already vouched for the record; only its queue and position
-                    // are needed now (the rest is decoded when the message is delivered).
-                    if let Some(record) = record_position(payload) {
-                        let key = (record.queue_sequence, record.sequence);
-                        if live_queues.contains(&record.queue_sequence) && !removed.contains(&key) {
-                            let reference =
-                                StoredRef { segment: segment.clone(), offset: offset as u32, length: length as u32 };
-                            let queue = recovered.queues.entry(record.queue_sequence).or_default();
-                            if delivered.contains(&key) {
-                                let payload = Payload::Stored { reference, cached: None };
-                                queue.ready.push_back(Entry {
-                                    sequence: record.sequence,
-                                    payload,
-                                    redelivered: true,
-                                    expires_at_ms: None,
-                                    priority: 0,
-                                });
-                            } else {
-                                queue.ready.push_stored(record.sequence, reference);
-                            }
-                            queue.next_sequence = queue.next_sequence.max(record.sequence + 1);
-                            recovered.messages += 1;
-                        }
+                // The checksum already vouched for the record; only its queue and position
+                // are needed now (the rest is decoded when the message is delivered).
+                if let Some(record) = record_position(kind, payload) {
+                    if live_queues.contains(&record.queue_sequence) {
+                        let reference = StoredRef {
+                            segment: segment.clone(),
+                            offset: offset as u32,
+                            length: (next - offset) as u32,
+                        };
+                        load_record(kind, record, reference, &marks, state, recovered);
                     }
                 }
                 offset = next;
             }
         }
     };
+    state.read_up_to.insert(number, scanned);
     // The scan touched every page of the map; they stay in the page cache but leave this
     // process's resident set until a delivery reads them again.
     segment.release_pages(scanned);
     Ok(())
 }
 
+/// Adds one record of a live queue to its queue, unless another place holds the message.
+fn load_record(
+    kind: u8,
+    record: RecordPosition,
+    reference: StoredRef,
+    marks: &SegmentMarks,
+    state: &mut DirectoryState,
+    recovered: &mut Recovered,
+) {
+    let number = reference.segment.number;
+    let key = (record.queue_sequence, record.sequence);
+    let queue = recovered.queues.entry(record.queue_sequence).or_default();
+    let list = if kind == KIND_COPY { &mut queue.copies } else { &mut queue.ready };
+    let gone = marks.removed.contains(&key) || state.moved.contains(&(number, key.0, key.1));
+    let here = match record.origin {
+        _ if gone => false,
+        None => true,
+        Some(origin) => match state.original_holds(origin, key.0, key.1) {
+            Some(original_holds) => {
+                recovered.copies_ignored += u64::from(original_holds);
+                !original_holds
+            }
+            None => {
+                let delivered = marks.delivered.contains(&key);
+                let (queue_sequence, sequence) = key;
+                state.deferred.push(Deferred { queue_sequence, sequence, reference, origin, delivered });
+                list.end_run();
+                return;
+            }
+        },
+    };
+    if !here {
+        // A run extended past this record would read it.
+        list.end_run();
+        return;
+    }
+    if marks.delivered.contains(&key) {
+        let payload = Payload::Stored { reference, cached: None };
+        list.push_back(Entry {
+            sequence: record.sequence,
+            payload,
+            redelivered: true,
+            expires_at_ms: None,
+            priority: 0,
+        });
+    } else {
+        list.push_stored(record.sequence, reference, kind);
+    }
+    queue.next_sequence = queue.next_sequence.max(record.sequence + 1);
+    recovered.messages += 1;
+}
+
 struct RecordPosition {
     queue_sequence: u64,
     sequence: u64,
+    origin: Option<Origin>,
 }
 
-fn record_position(payload: &[u8]) -> Option<RecordPosition> {
-    let queue_sequence = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
-    let sequence = u64::from_le_bytes(payload.get(8..16)?.try_into().ok()?);
-    Some(RecordPosition { queue_sequence, sequence })
+fn record_position(kind: u8, payload: &[u8]) -> Option<RecordPosition> {
+    if kind != KIND_MESSAGE && kind != KIND_COPY {
+        return None;
+    }
+    let (message, _, origin) = message_payload(kind, payload)?;
+    let queue_sequence = u64::from_le_bytes(message.get(..8)?.try_into().ok()?);
+    let sequence = u64::from_le_bytes(message.get(8..16)?.try_into().ok()?);
+    Some(RecordPosition { queue_sequence, sequence, origin })
 }
 
 fn segment_label(dir: &Path, number: u64) -> String {
     super::segment::segment_path(dir, number).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::ready::RecordReader;
+    use crate::store::record::MessageRecord;
+    use crate::store::Store;
+
+    const QUEUE: u64 = 1;
+
+    /// Reads records straight from the files (everything is written).
+    struct Files;
+
+    impl RecordReader for Files {
+        fn next_record(
+            &self,
+            segment: &Arc<Segment>,
+            from: u32,
+            end: u32,
+            queue: u64,
+            kind: u8,
+        ) -> Option<(u32, u32, u64)> {
+            crate::store::find_record(segment, from, end, queue, kind)
+        }
+    }
+
+    /// What a recovery found of the test queue.
+    struct Found {
+        /// (sequence, segment number) of each message, in queue order.
+        messages: Vec<(u64, u64)>,
+        copies_ignored: u64,
+        /// The messages themselves: a segment is deleted once none of its messages is held.
+        _held: Vec<Entry>,
+    }
+
+    fn recovered_messages(data_dir: &Path) -> Found {
+        let live: HashSet<u64> = [QUEUE].into();
+        let mut recovered = recover(data_dir, &live).expect("recover");
+        let mut queue = recovered.queues.remove(&QUEUE).unwrap_or_default();
+        let held: Vec<Entry> = std::iter::from_fn(|| queue.ready.pop_front(&Files, QUEUE)).collect();
+        let messages =
+            held.iter().map(|entry| (entry.sequence, entry.payload.stored().expect("stored").segment.number)).collect();
+        Found { messages, copies_ignored: recovered.copies_ignored, _held: held }
+    }
+
+    /// Six messages stored in segment `original`, then compacted (after a restart) into
+    /// segment `copies`: the copies are written, their sync batch taken, their Moved marks not
+    /// yet written. A copies segment may be older than the one it copies from (the copies
+    /// stream keeps its segment while publishes fill new ones).
+    struct Compacted {
+        data_dir: PathBuf,
+        retired: Vec<(Arc<Segment>, Vec<u8>)>,
+        _held: (ReadyList, Store),
+    }
+
+    fn compacted(name: &str, original: u64, copies: u64) -> Compacted {
+        let data_dir = std::env::temp_dir().join(format!("spatemq-recovery-{name}-{}", std::process::id()));
+        let dir = shard_dir(&data_dir, 0);
+        let mut first = Store::open(&dir, original, 1 << 20, None).expect("open");
+        for sequence in 0..6u64 {
+            let body = format!("message {sequence}");
+            let record = MessageRecord {
+                queue_sequence: QUEUE,
+                sequence,
+                exchange: b"",
+                routing_key: b"q",
+                properties: b"",
+                body: body.as_bytes(),
+            };
+            first.append(&record).expect("append");
+        }
+        first.write_pending().expect("write");
+        drop(first);
+        let live: HashSet<u64> = [QUEUE].into();
+        let mut ready = recover(&data_dir, &live).expect("recover").queues.remove(&QUEUE).expect("the queue").ready;
+        let victim = {
+            let head = ready.pop_front(&Files, QUEUE).expect("a message");
+            let victim = head.payload.stored().expect("stored").segment.clone();
+            ready.insert_by_sequence(head);
+            victim
+        };
+        let mut second = Store::open(&dir, copies, 1 << 20, None).expect("open");
+        let mut budget = u64::MAX;
+        let mut copy = |from: &StoredRef, sequence: u64| second.relocate(from, QUEUE, sequence).ok();
+        assert!(ready.relocate(&victim, &Files, QUEUE, &mut budget, &mut copy), "everything copied");
+        assert!(second.write_pending().expect("write the copies"), "the copies wait for a sync");
+        let retired = second.take_sync_batch().retired;
+        assert_eq!(retired.len(), 1, "segment 1 waits for the sync of its copies");
+        Compacted { data_dir, retired, _held: (ready, second) }
+    }
+
+    fn in_segment(number: u64) -> Vec<(u64, u64)> {
+        (0..6).map(|sequence| (sequence, number)).collect()
+    }
+
+    /// (original, copies) segment numbers: copies newer, and copies older than their origin.
+    const LAYOUTS: [(u64, u64); 2] = [(1, 2), (5, 2)];
+
+    #[test]
+    fn a_crash_before_the_moved_marks_keeps_the_originals_and_drops_the_copies() {
+        for (original, copies) in LAYOUTS {
+            let compacted = compacted("no-marks", original, copies);
+            let found = recovered_messages(&compacted.data_dir);
+            assert_eq!(found.messages, in_segment(original));
+            assert_eq!(found.copies_ignored, 6);
+            let copies_path = crate::store::segment::segment_path(&shard_dir(&compacted.data_dir, 0), copies);
+            assert!(!copies_path.exists(), "a segment of ignored copies only is deleted");
+            drop(found);
+            let _ = std::fs::remove_dir_all(&compacted.data_dir);
+        }
+    }
+
+    #[test]
+    fn after_the_moved_marks_the_copies_hold_the_messages() {
+        for (original, copies) in LAYOUTS {
+            let compacted = compacted("marks", original, copies);
+            for (segment, marks) in &compacted.retired {
+                segment.append_marks(marks).expect("marks");
+            }
+            let found = recovered_messages(&compacted.data_dir);
+            assert_eq!(found.messages, in_segment(copies));
+            assert_eq!(found.copies_ignored, 0);
+            let dir = shard_dir(&compacted.data_dir, 0);
+            assert!(!crate::store::segment::segment_path(&dir, original).exists(), "the origin had nothing left");
+            // Once the origin is gone, the copies hold the messages without any mark.
+            let found = recovered_messages(&compacted.data_dir);
+            assert_eq!(found.messages, in_segment(copies));
+            drop(found);
+            let _ = std::fs::remove_dir_all(&compacted.data_dir);
+        }
+    }
 }

@@ -38,7 +38,7 @@ pub fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:010}.segment"))
 }
 
-fn marks_path(dir: &Path, number: u64) -> PathBuf {
+pub fn marks_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:010}.marks"))
 }
 

@@ -3,6 +3,7 @@
 //! Each test starts its own brokers on a data directory it keeps across restarts, so these
 //! tests never run against an external broker.
 
+mod compaction;
 mod damage;
 mod definitions;
 mod failures;
