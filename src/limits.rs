@@ -71,6 +71,8 @@ pub const MAILBOX_BATCH: usize = 4096;
 
 /// Deliveries a consumer may have written-but-not-yet-flushed to its socket: the flow
 /// window that bounds a connection's output when prefetch is unlimited or no-ack is used.
+/// A direct reply-to consumer has the same window; replies past it are dropped, having no
+/// queue to wait in.
 pub const CONSUMER_FLOW_WINDOW: u32 = 2048;
 
 /// Publishes and acks a transaction may hold before commit. Past it: channel error 406.

@@ -1,4 +1,5 @@
 //! basic.* methods outside the publish/ack hot path: qos, consume, cancel, get, recover.
+//! Consuming from `amq.rabbitmq.reply-to` is handed to `direct_reply`.
 //!
 //! Consumers are registered in the channel before the queue's owner is asked, so deliveries
 //! that race the answer find them; consume-ok is written by a reply hook in the mailbox loop,
@@ -15,6 +16,7 @@ use super::methods::encode_method;
 use crate::broker::error::*;
 use crate::broker::ids::ConsumerTag;
 use crate::broker::queue::Settle;
+use crate::broker::reply_to::REPLY_QUEUE;
 use crate::broker::requests::{QueueRequest, ReplyBody};
 use crate::limits::CONSUMERS_PER_CHANNEL_MAX;
 use crate::shard::messages::ShardMsg;
@@ -45,6 +47,9 @@ impl Dispatcher {
 
     async fn consume(&mut self, channel_id: u16, consume: basic::Consume) -> Result<(), AmqpError> {
         let name = self.queue_name(channel_id, consume.queue.as_str())?;
+        if name == REPLY_QUEUE {
+            return self.consume_replies(channel_id, &consume);
+        }
         let definition = self.resolve_queue(&name)?;
         let queue = definition.id;
         let consumer_tag: ConsumerTag = if consume.consumer_tag.as_str().is_empty() {
@@ -107,12 +112,16 @@ impl Dispatcher {
 
     async fn cancel(&mut self, channel_id: u16, cancel: basic::Cancel) -> Result<(), AmqpError> {
         let consumer_tag: ConsumerTag = cancel.consumer_tag.as_str().into();
-        let removed = self
-            .connection
-            .channels
-            .borrow_mut()
-            .get_mut(&channel_id)
-            .and_then(|channel| channel.consumers.remove(&consumer_tag));
+        // The reply consumer is looked at first, as RabbitMQ does when a tag names both.
+        let removed = if self.cancel_replies(channel_id, &consumer_tag) {
+            None
+        } else {
+            self.connection
+                .channels
+                .borrow_mut()
+                .get_mut(&channel_id)
+                .and_then(|channel| channel.consumers.remove(&consumer_tag))
+        };
         if let Some(info) = removed {
             let queue = info.queue;
             let request =
@@ -207,7 +216,7 @@ impl Dispatcher {
 }
 
 /// `amq.ctag-` and 22 url-safe characters, as RabbitMQ generates consumer tags.
-fn generate_consumer_tag() -> String {
+pub(super) fn generate_consumer_tag() -> String {
     use std::cell::Cell;
     thread_local! {
         static STATE: Cell<u64> = Cell::new(

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use super::direct_reply::ReplyConsumer;
 use super::hotpath::{Ack, ContentHeader, Publish};
 use crate::broker::ids::{ConsumerTag, QueueId};
 use crate::broker::message::Message;
@@ -181,6 +182,8 @@ pub struct Channel {
     next_delivery_tag: u64,
     pub unacked: BTreeMap<u64, UnackedDelivery>,
     pub consumers: HashMap<ConsumerTag, ConsumerInfo>,
+    /// The direct reply-to consumer (`amq.rabbitmq.reply-to`); at most one, as in RabbitMQ.
+    pub reply_consumer: Option<ReplyConsumer>,
     /// basic.qos prefetch_count for consumers created after it.
     pub prefetch_count: u32,
     pub confirms: Option<Confirms>,
@@ -201,6 +204,7 @@ impl Channel {
             next_delivery_tag: 1,
             unacked: BTreeMap::new(),
             consumers: HashMap::new(),
+            reply_consumer: None,
             prefetch_count: 0,
             confirms: None,
             transaction: None,

@@ -55,6 +55,9 @@ pub struct Connection {
     /// The client announced the `connection.blocked` capability.
     pub supports_blocked: Cell<bool>,
     wrote_since_tick: Cell<bool>,
+    /// Writes the writer has finished: direct replies appended since the last one are still
+    /// in `out` (see `direct_reply`).
+    writes_completed: Cell<u64>,
     fd: RawFd,
 }
 
@@ -78,6 +81,7 @@ impl Connection {
             published: Cell::new(false),
             supports_blocked: Cell::new(false),
             wrote_since_tick: Cell::new(false),
+            writes_completed: Cell::new(0),
             fd,
         }
     }
@@ -145,6 +149,10 @@ impl Connection {
     /// Some channel is between basic.publish and the last frame of its content.
     pub fn content_in_progress(&self) -> bool {
         self.channels.borrow().values().any(|channel| !matches!(channel.content, super::channel::Content::Idle))
+    }
+
+    pub fn writes_completed(&self) -> u64 {
+        self.writes_completed.get()
     }
 
     pub fn output_congested(&self) -> bool {
@@ -403,6 +411,7 @@ async fn write_loop(shard: Rc<Shard>, connection: Rc<Connection>, mut half: Owne
             break;
         }
         connection.wrote_since_tick.set(true);
+        connection.writes_completed.set(connection.writes_completed.get().wrapping_add(1));
         return_flow_credit(&shard, &connection);
         if let Some(waker) = connection.reader_waker.borrow_mut().take() {
             waker.wake();

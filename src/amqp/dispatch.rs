@@ -21,6 +21,7 @@ use crate::broker::error::*;
 use crate::broker::ids::QueueId;
 use crate::broker::message::Message;
 use crate::broker::queue::Settle;
+use crate::broker::reply_to::REPLY_NAME_PREFIX;
 use crate::limits::MESSAGE_BODY_MAX_BYTES;
 use crate::shard::messages::ShardMsg;
 use crate::shard::Shard;
@@ -300,10 +301,12 @@ impl Dispatcher {
     }
 
     fn publish(&mut self, channel_id: u16, publish: Publish, header: ContentHeader, body: Bytes) -> MethodResult {
+        let properties =
+            self.rewrite_reply_to(channel_id, header.properties).map_err(|error| fault(error, (CLASS_BASIC, 40)))?;
         let message = Arc::new(Message {
             exchange: publish.exchange.clone(),
             routing_key: publish.routing_key.clone(),
-            properties: header.properties,
+            properties,
             body,
         });
         // RabbitMQ refuses a malformed `expiration` with a channel error.
@@ -328,6 +331,9 @@ impl Dispatcher {
 
     /// Routes with this shard's snapshot and sends the message to every destination queue.
     pub fn route_and_send(&mut self, channel_id: u16, publish: &Publish, message: Arc<Message>) {
+        if publish.exchange.is_empty() && publish.routing_key.starts_with(REPLY_NAME_PREFIX.as_bytes()) {
+            return self.send_direct_reply(channel_id, publish, message);
+        }
         let snapshot = self.shard.snapshot();
         let vhost_name = self.connection.vhost.borrow().clone();
         let exchange_name = String::from_utf8_lossy(&publish.exchange);
@@ -340,28 +346,9 @@ impl Dispatcher {
                 vhost.route_with_alternates(exchange, &publish.routing_key, &mut headers, &mut self.routes);
             }
         }
-        let publish_sequence = {
-            let mut channels = self.connection.channels.borrow_mut();
-            let confirms = channels.get_mut(&channel_id).and_then(|channel| channel.confirms.as_mut());
-            confirms.map(|confirms| confirms.start(self.routes.len() as u32))
-        };
+        let publish_sequence = self.start_confirm(channel_id, self.routes.len() as u32);
         if self.routes.is_empty() && publish.mandatory {
-            let frame_max = self.connection.frame_max.get();
-            self.connection.write_with(|out| {
-                // A return too large for the client's frame_max is dropped: the publish itself
-                // was valid, and the confirm below still tells the publisher.
-                let _ = hotpath::encode_return(
-                    out,
-                    channel_id,
-                    NO_ROUTE,
-                    b"NO_ROUTE",
-                    &message.exchange,
-                    &message.routing_key,
-                    &message.properties,
-                    &message.body,
-                    frame_max,
-                );
-            });
+            self.return_unroutable(channel_id, &message);
         }
         let publisher = self.connection.holder(channel_id);
         for queue in self.routes.drain(..) {
@@ -370,6 +357,34 @@ impl Dispatcher {
                 ShardMsg::Publish { queue, message: message.clone(), publisher, publish_sequence },
             );
         }
+    }
+
+    /// Numbers a publish of a confirm-mode channel, to be confirmed by `destinations` queues
+    /// (none: it is settled at once).
+    pub(super) fn start_confirm(&self, channel_id: u16, destinations: u32) -> Option<u64> {
+        let mut channels = self.connection.channels.borrow_mut();
+        let confirms = channels.get_mut(&channel_id).and_then(|channel| channel.confirms.as_mut());
+        confirms.map(|confirms| confirms.start(destinations))
+    }
+
+    /// basic.return 312 NO_ROUTE for a mandatory publish that reached no queue.
+    pub(super) fn return_unroutable(&self, channel_id: u16, message: &Message) {
+        let frame_max = self.connection.frame_max.get();
+        self.connection.write_with(|out| {
+            // A return too large for the client's frame_max is dropped: the publish itself
+            // was valid, and the confirm still tells the publisher.
+            let _ = hotpath::encode_return(
+                out,
+                channel_id,
+                NO_ROUTE,
+                b"NO_ROUTE",
+                &message.exchange,
+                &message.routing_key,
+                &message.properties,
+                &message.body,
+                frame_max,
+            );
+        });
     }
 
     fn acknowledge(&mut self, channel_id: u16, ack: Ack, ids: (u16, u16)) -> MethodResult {
@@ -475,6 +490,7 @@ pub fn release_channel_resources(shard: &Shard, connection: &Connection, channel
             return;
         };
         channel.consumers.clear();
+        channel.reply_consumer = None;
         channel.unacked.clear();
         channel.content = Content::Idle;
         channel.transaction = None;

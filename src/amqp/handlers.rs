@@ -10,6 +10,7 @@ use amq_protocol::protocol::{channel, confirm, exchange, queue, tx, AMQPClass};
 use super::dispatch::Dispatcher;
 use crate::broker::definitions::DEFAULT_VHOST;
 use crate::broker::error::*;
+use crate::broker::reply_to::REPLY_QUEUE;
 use crate::broker::requests::{AdminRequest, Binding, ExchangeDeclare, QueueDeclare, QueueRequest, ReplyBody};
 use crate::limits::TX_PENDING_MAX;
 use crate::shard::messages::ShardMsg;
@@ -196,6 +197,9 @@ impl Dispatcher {
     }
 
     async fn queue_declare(&mut self, channel_id: u16, declare: queue::Declare) -> Result<(), AmqpError> {
+        if declare.queue.as_str().starts_with(REPLY_QUEUE) {
+            return self.declare_reply_queue(channel_id, &declare).await;
+        }
         let name = declare.queue.to_string();
         let request = AdminRequest::QueueDeclare(QueueDeclare {
             vhost: self.vhost(),

@@ -201,6 +201,7 @@ fn start_method() -> AMQPClass {
         "connection.blocked",
         "authentication_failure_close",
         "per_consumer_qos",
+        "direct_reply_to",
     ] {
         capabilities.insert(capability.into(), AMQPValue::Boolean(true));
     }

@@ -36,6 +36,8 @@ const PROP_CONTENT_ENCODING: u16 = 1 << 14;
 const PROP_HEADERS: u16 = 1 << 13;
 const PROP_DELIVERY_MODE: u16 = 1 << 12;
 const PROP_PRIORITY: u16 = 1 << 11;
+const PROP_CORRELATION_ID: u16 = 1 << 10;
+const PROP_REPLY_TO: u16 = 1 << 9;
 const PROP_TIMESTAMP: u16 = 1 << 6;
 /// Bits 1 and 0 are unused by class basic (bit 0 would announce a second
 /// flag word); a peer setting them sends something we cannot forward safely.
@@ -257,6 +259,53 @@ fn octet_property(properties: &[u8], wanted: u16) -> Option<u8> {
         reader.u8().ok()?;
     }
     reader.u8().ok()
+}
+
+/// Where the reply-to property's contents are, skipping only the fields in front of it.
+/// `None` if absent or malformed; a flag test is all an absent one costs.
+fn reply_to_range(properties: &[u8]) -> Option<std::ops::Range<usize>> {
+    let mut reader = Reader::new(properties);
+    let flags = reader.u16().ok()?;
+    if flags & PROP_REPLY_TO == 0 {
+        return None;
+    }
+    for bit in [PROP_CONTENT_TYPE, PROP_CONTENT_ENCODING] {
+        if flags & bit != 0 {
+            reader.short_str_range().ok()?;
+        }
+    }
+    if flags & PROP_HEADERS != 0 {
+        reader.long_str().ok()?;
+    }
+    for bit in [PROP_DELIVERY_MODE, PROP_PRIORITY] {
+        if flags & bit != 0 {
+            reader.u8().ok()?;
+        }
+    }
+    if flags & PROP_CORRELATION_ID != 0 {
+        reader.short_str_range().ok()?;
+    }
+    reader.short_str_range().ok()
+}
+
+/// The reply-to property, read in place.
+pub fn reply_to(properties: &[u8]) -> Option<&[u8]> {
+    reply_to_range(properties).and_then(|range| properties.get(range))
+}
+
+/// The same property list with reply-to set to `reply_to`, every other byte as received.
+/// `None` if there is no reply-to to replace or the new value is not a short string.
+pub fn with_reply_to(properties: &[u8], reply_to: &[u8]) -> Option<Bytes> {
+    let range = reply_to_range(properties)?;
+    let length = u8::try_from(reply_to.len()).ok()?;
+    // The length octet sits just before the contents.
+    let (before, after) = (properties.get(..range.start.checked_sub(1)?)?, properties.get(range.end..)?);
+    let mut out = BytesMut::with_capacity(before.len() + 1 + reply_to.len() + after.len());
+    out.put_slice(before);
+    out.put_u8(length);
+    out.put_slice(reply_to);
+    out.put_slice(after);
+    Some(out.freeze())
 }
 
 pub fn delivery_mode(properties: &[u8]) -> Option<u8> {

@@ -283,6 +283,34 @@ fn properties_agree_both_ways() {
 }
 
 #[test]
+fn reply_to_is_read_and_replaced_in_place_as_amq_protocol_sees_it() {
+    let cases = [
+        full_properties(),
+        BasicProperties::default().with_reply_to("r".into()),
+        BasicProperties::default().with_headers(headers_table()).with_reply_to("".into()).with_app_id("a".into()),
+    ];
+    for props in cases {
+        let ours = raw(&props);
+        let expected = props.reply_to().as_ref().map(|reply_to| reply_to.as_str().as_bytes().to_vec());
+        assert_eq!(reply_to(&ours).map(<[u8]>::to_vec), expected);
+        let name = "amq.rabbitmq.reply-to.0123456789abcdef";
+        let replaced = with_reply_to(&ours, name.as_bytes()).expect("has a reply-to");
+        // Everything else stays as it was: amq-protocol reads the same properties but reply-to.
+        assert_eq!(parse_properties(&replaced), Ok(props.clone().with_reply_to(name.into())));
+        assert_eq!(reply_to(&replaced), Some(name.as_bytes()));
+    }
+    let without = raw(&BasicProperties::default().with_correlation_id("c".into()).with_message_id("m".into()));
+    assert_eq!((reply_to(&without), with_reply_to(&without, b"x")), (None, None));
+    assert_eq!(reply_to(&[]), None);
+    let all = raw(&full_properties());
+    assert_eq!(with_reply_to(&all, &[b'x'; 256]), None, "longer than a short string");
+    for cut in 0..40 {
+        // Malformed (cut inside or before reply-to) reads as absent, never panics.
+        let _ = (reply_to(&all[..cut.min(all.len())]), with_reply_to(&all[..cut.min(all.len())], b"x"));
+    }
+}
+
+#[test]
 fn content_header_validation() {
     let props = raw(&full_properties());
     let mut payload = vec![0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0];
@@ -406,6 +434,7 @@ fn random_garbage_never_panics_and_agrees() {
         let payload = Bytes::from(bytes.clone());
         let _ = (method_ids(&bytes), parse_publish(&payload), parse_ack(&bytes));
         let _ = (parse_content_header(&payload), delivery_mode(&bytes), priority(&bytes));
+        let _ = (reply_to(&bytes), with_reply_to(&bytes, b"amq.rabbitmq.reply-to.x"));
         let mut buffer = BytesMut::from(&bytes[..]);
         while let Ok(Some(_)) = split_frame(&mut buffer, FRAME_MAX) {}
         // Anything we validate, amq-protocol must decode identically.
@@ -413,6 +442,8 @@ fn random_garbage_never_panics_and_agrees() {
             assert_eq!(basic::parse_properties(&bytes[..]).map(|(_, p)| p), Ok(ours.clone()));
             assert_eq!(delivery_mode(&bytes), *ours.delivery_mode());
             assert_eq!(priority(&bytes), *ours.priority());
+            let expected = ours.reply_to().as_ref().map(|reply_to| reply_to.as_str().as_bytes().to_vec());
+            assert_eq!(reply_to(&bytes).map(<[u8]>::to_vec), expected);
         }
     }
 }

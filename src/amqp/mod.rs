@@ -5,6 +5,7 @@ mod basic;
 pub mod channel;
 pub mod connection;
 pub mod deliveries;
+pub mod direct_reply;
 pub mod dispatch;
 pub mod frame;
 mod handlers;

@@ -13,6 +13,7 @@ pub mod priority;
 pub mod queue;
 pub mod queue_args;
 pub mod ready;
+pub mod reply_to;
 pub mod requests;
 pub mod routing;
 pub mod snapshot;

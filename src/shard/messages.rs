@@ -10,6 +10,7 @@ use crate::broker::error::AmqpError;
 use crate::broker::ids::{ConnId, ConsumerTag, Holder, QueueId};
 use crate::broker::message::Message;
 use crate::broker::queue::{Delivery, Settle};
+use crate::broker::reply_to::ReplyAddress;
 use crate::broker::requests::{AdminRequest, QueueRequest, ReplyBody};
 use crate::broker::snapshot::{QueueDef, Snapshot};
 
@@ -101,6 +102,18 @@ pub enum ShardMsg {
     ConsumerCancelled {
         holder: Holder,
         consumer_tag: ConsumerTag,
+    },
+    /// Publisher's shard → the requester's connection shard: a direct reply-to message, for
+    /// that channel's reply consumer if it is still there (dropped otherwise).
+    DirectReply {
+        address: ReplyAddress,
+        message: Arc<Message>,
+    },
+    /// Any shard → the requester's connection shard: is this reply consumer still there
+    /// (queue.declare of its reply name)? Answered with `Done` or an error.
+    ReplyConsumerExists {
+        address: ReplyAddress,
+        reply: ReplyTo,
     },
     /// Any shard → requesting shard.
     Reply {

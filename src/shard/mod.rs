@@ -28,7 +28,9 @@ use crate::alarms::Alarms;
 use crate::amqp::connection::Connection;
 use crate::amqp::deliveries::DeliverOutcome;
 use crate::broker::definitions::Definitions;
+use crate::broker::error::{AmqpError, NOT_FOUND};
 use crate::broker::queue::{Effect, Queue};
+use crate::broker::requests::ReplyBody;
 use crate::broker::snapshot::Snapshot;
 use crate::config::Config;
 use crate::limits::{MAILBOX_BATCH, OUTBOX_HIGH_MESSAGES};
@@ -329,6 +331,20 @@ impl Shard {
                         crate::amqp::dispatch::close_channel(self, &connection, holder.channel, fault);
                     }
                 }
+            }
+            ShardMsg::DirectReply { address, message } => {
+                let connection = self.connections.borrow().get(&address.holder.conn.local).cloned();
+                if let Some(connection) = connection {
+                    connection.deliver_reply(address, &message);
+                }
+            }
+            ShardMsg::ReplyConsumerExists { address, reply } => {
+                let connection = self.connections.borrow().get(&address.holder.conn.local).cloned();
+                let result = match connection {
+                    Some(connection) if connection.has_reply_consumer(address) => Ok(ReplyBody::Done),
+                    _ => Err(AmqpError::new(NOT_FOUND, "no such reply consumer")),
+                };
+                self.reply(reply, result);
             }
             other => self.handle_queue_message(other),
         }
