@@ -1,6 +1,7 @@
 //! The queue arguments RabbitMQ clients rely on (`x-message-ttl`, `x-expires`, `x-max-length`,
-//! `x-max-length-bytes`, `x-overflow`, `x-dead-letter-exchange`, `x-dead-letter-routing-key`),
-//! checked at queue.declare and turned into the typed settings a queue acts on.
+//! `x-max-length-bytes`, `x-overflow`, `x-dead-letter-exchange`, `x-dead-letter-routing-key`,
+//! `x-delivery-limit`), checked at queue.declare and turned into the typed settings a queue
+//! acts on.
 //!
 //! `validate` refuses a bad argument with RabbitMQ's reply code and text shape
 //! ("invalid arg '<name>' for queue '<q>' in vhost '<v>': <reason>"). `QueueArgs::from_table`
@@ -46,9 +47,12 @@ pub struct QueueArgs {
     pub max_priority: Option<u8>,
     /// `x-single-active-consumer`: only the oldest consumer gets messages.
     pub single_active_consumer: bool,
+    /// `x-delivery-limit`: a message returned to the queue more often than this is
+    /// dead-lettered (or dropped); its deliveries carry `x-delivery-count`.
+    pub delivery_limit: Option<u64>,
 }
 
-/// Arguments checked for type and range but not acted on (see the README).
+/// Queue types this broker refuses rather than silently declaring a classic queue.
 const QUEUE_TYPES_REFUSED: &[&str] = &["quorum", "stream"];
 
 /// Any AMQP integer as i64; None for every other type (RabbitMQ accepts integers only).
@@ -187,6 +191,7 @@ impl QueueArgs {
             dead_letter,
             single_active_consumer: matches!(table.get("x-single-active-consumer"), Some(AMQPValue::Boolean(true))),
             max_priority: non_negative("x-max-priority").and_then(|max| u8::try_from(max).ok()),
+            delivery_limit: non_negative("x-delivery-limit"),
         }
     }
 

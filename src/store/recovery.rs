@@ -115,6 +115,8 @@ fn recover_segment(dir: &Path, number: u64, live_queues: &HashSet<u64>, recovere
                                     redelivered: true,
                                     expires_at_ms: None,
                                     priority: 0,
+                                    // Not stored: a restart starts every count again.
+                                    delivery_count: 0,
                                 });
                             } else {
                                 queue.ready.push_stored(record.sequence, reference);

@@ -10,6 +10,7 @@ mod basic;
 mod confirm_tx;
 mod connection;
 mod cross_shard;
+mod delivery_limit;
 mod exchange;
 mod extensions;
 mod queue;
