@@ -27,7 +27,14 @@ pub struct Config {
     pub disk_free_limit_bytes: u64,
     /// Test hook: the message store fails every write after this many bytes.
     pub inject_store_failure_after_bytes: Option<u64>,
+    /// How long a delivery may stay unacknowledged before its channel is closed (RabbitMQ's
+    /// `consumer_timeout`); queue and consumer `x-consumer-timeout` arguments override it.
+    /// None: no broker-wide timeout.
+    pub consumer_timeout_ms: Option<u64>,
 }
+
+/// RabbitMQ's default `consumer_timeout`: 30 minutes.
+pub const CONSUMER_TIMEOUT_DEFAULT_MS: u64 = 30 * 60 * 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum MemoryWatermark {
@@ -99,6 +106,7 @@ FLAGS (each also read from the environment as SPATEMQ_<NAME>, flag wins):
     --log-level <level>     error, warn, info or debug [default: info]
     --memory-high-watermark <x>  block publishers above this memory: a fraction of RAM or a size [default: 0.4]
     --disk-free-limit <size>     block publishers below this free disk space [default: 50MB]
+    --consumer-timeout <ms>      close a channel whose delivery stays unacked this long; 0 disables [default: 1800000]
     --per-shard-listeners   each shard also listens on a port of its own (tests, diagnostics)
     -h, --help              this text
     -V, --version           the version
@@ -118,6 +126,7 @@ impl Config {
             inject_store_failure_after_bytes: None,
             memory_high_watermark: MemoryWatermark::Fraction(0.4),
             disk_free_limit_bytes: 50_000_000,
+            consumer_timeout_ms: Some(CONSUMER_TIMEOUT_DEFAULT_MS),
         }
     }
 
@@ -167,6 +176,11 @@ impl Config {
                 self.disk_free_limit_bytes =
                     crate::alarms::parse_size(text).ok_or_else(|| bad(text, "expected a size (50MB, 1GiB)"))?;
             }
+            "--consumer-timeout" => {
+                let text = need(value)?;
+                let timeout_ms: u64 = text.parse().map_err(|_| bad(text, "expected milliseconds (0 disables)"))?;
+                self.consumer_timeout_ms = (timeout_ms > 0).then_some(timeout_ms);
+            }
             "--inject-store-failure-after-bytes" => {
                 let text = need(value)?;
                 let bytes = text.parse().map_err(|_| bad(text, "expected a byte count"))?;
@@ -200,6 +214,7 @@ const VALUED: &[&str] = &[
     "--log-level",
     "--memory-high-watermark",
     "--disk-free-limit",
+    "--consumer-timeout",
     "--inject-store-failure-after-bytes",
 ];
 
@@ -297,6 +312,15 @@ mod tests {
         let config = serve(&["--memory-high-watermark", "512MB"], &[]);
         assert_eq!(config.memory_high_watermark.bytes(0), 512_000_000);
         assert!(matches!(parse_args(&["--memory-high-watermark", "-1"], &[]), Err(ConfigError::BadValue { .. })));
+    }
+
+    #[test]
+    fn consumer_timeout_defaults_to_30_minutes_and_0_disables_it() {
+        assert_eq!(serve(&[], &[]).consumer_timeout_ms, Some(1_800_000));
+        assert_eq!(serve(&["--consumer-timeout", "500"], &[]).consumer_timeout_ms, Some(500));
+        assert_eq!(serve(&[], &[("SPATEMQ_CONSUMER_TIMEOUT", "0")]).consumer_timeout_ms, None);
+        assert!(matches!(parse_args(&["--consumer-timeout", "-1"], &[]), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(parse_args(&["--consumer-timeout", "30m"], &[]), Err(ConfigError::BadValue { .. })));
     }
 
     #[test]

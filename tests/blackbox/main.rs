@@ -9,6 +9,7 @@ mod bad_input;
 mod basic;
 mod confirm_tx;
 mod connection;
+mod consumer_timeout;
 mod cross_shard;
 mod delivery_limit;
 mod exchange;
