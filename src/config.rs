@@ -29,7 +29,14 @@ pub struct Config {
     pub segment_bytes: u64,
     /// Test hook: the message store fails every write after this many bytes.
     pub inject_store_failure_after_bytes: Option<u64>,
+    /// How long a delivery may stay unacknowledged before its channel is closed (RabbitMQ's
+    /// `consumer_timeout`); queue and consumer `x-consumer-timeout` arguments override it.
+    /// None: no broker-wide timeout.
+    pub consumer_timeout_ms: Option<u64>,
 }
+
+/// RabbitMQ's default `consumer_timeout`: 30 minutes.
+pub const CONSUMER_TIMEOUT_DEFAULT_MS: u64 = 30 * 60 * 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum MemoryWatermark {
@@ -102,6 +109,7 @@ FLAGS (each also read from the environment as SPATEMQ_<NAME>, flag wins):
     --memory-high-watermark <x>  block publishers above this memory: a fraction of RAM or a size [default: 0.4]
     --disk-free-limit <size>     block publishers below this free disk space [default: 50MB]
     --segment-size <size>        size of a message-log segment file, 64KiB to 1GiB [default: 64MiB]
+    --consumer-timeout <ms>      close a channel whose delivery stays unacked this long; 0 disables [default: 1800000]
     --per-shard-listeners   each shard also listens on a port of its own (tests, diagnostics)
     -h, --help              this text
     -V, --version           the version
@@ -122,6 +130,7 @@ impl Config {
             memory_high_watermark: MemoryWatermark::Fraction(0.4),
             disk_free_limit_bytes: 50_000_000,
             segment_bytes: crate::limits::SEGMENT_BYTES,
+            consumer_timeout_ms: Some(CONSUMER_TIMEOUT_DEFAULT_MS),
         }
     }
 
@@ -179,6 +188,11 @@ impl Config {
                 self.segment_bytes =
                     crate::alarms::parse_size(text).ok_or_else(|| bad(text, "expected a size (64MiB, 1GiB)"))?;
             }
+            "--consumer-timeout" => {
+                let text = need(value)?;
+                let timeout_ms: u64 = text.parse().map_err(|_| bad(text, "expected milliseconds (0 disables)"))?;
+                self.consumer_timeout_ms = (timeout_ms > 0).then_some(timeout_ms);
+            }
             "--inject-store-failure-after-bytes" => {
                 let text = need(value)?;
                 let bytes = text.parse().map_err(|_| bad(text, "expected a byte count"))?;
@@ -213,6 +227,7 @@ const VALUED: &[&str] = &[
     "--memory-high-watermark",
     "--disk-free-limit",
     "--segment-size",
+    "--consumer-timeout",
     "--inject-store-failure-after-bytes",
 ];
 
@@ -310,6 +325,15 @@ mod tests {
         let config = serve(&["--memory-high-watermark", "512MB"], &[]);
         assert_eq!(config.memory_high_watermark.bytes(0), 512_000_000);
         assert!(matches!(parse_args(&["--memory-high-watermark", "-1"], &[]), Err(ConfigError::BadValue { .. })));
+    }
+
+    #[test]
+    fn consumer_timeout_defaults_to_30_minutes_and_0_disables_it() {
+        assert_eq!(serve(&[], &[]).consumer_timeout_ms, Some(1_800_000));
+        assert_eq!(serve(&["--consumer-timeout", "500"], &[]).consumer_timeout_ms, Some(500));
+        assert_eq!(serve(&[], &[("SPATEMQ_CONSUMER_TIMEOUT", "0")]).consumer_timeout_ms, None);
+        assert!(matches!(parse_args(&["--consumer-timeout", "-1"], &[]), Err(ConfigError::BadValue { .. })));
+        assert!(matches!(parse_args(&["--consumer-timeout", "30m"], &[]), Err(ConfigError::BadValue { .. })));
     }
 
     #[test]

@@ -109,3 +109,8 @@ pub const EXPIRY_SWEEP_INTERVAL_MS: u64 = 50;
 /// Messages one sweep expires per queue; the rest wait for the next tick, so one huge expired
 /// backlog cannot stall the shard.
 pub const EXPIRY_SWEEP_MESSAGES_MAX: usize = 10_000;
+
+/// Longest sleep of a shard's consumer-timeout check. Deadlines wake it earlier; this bounds
+/// how late a timeout is seen when the delivery that exceeded it was behind an older one with
+/// a longer timeout on its channel (RabbitMQ checks once a minute).
+pub const ACK_TIMEOUT_CHECK_MAX_MS: u64 = 60_000;

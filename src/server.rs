@@ -215,6 +215,7 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
         monoio::spawn(crate::store::commit::commit_loop(shard.clone()));
         monoio::spawn(crate::shard::expiry::expiry_loop(shard.clone()));
         monoio::spawn(crate::shard::compaction::compaction_loop(shard.clone()));
+        monoio::spawn(crate::shard::ack_timeout::ack_timeout_loop(shard.clone()));
         let collector = shard.clone();
         monoio::spawn(crate::alarms::collect_loop(move || collector.shutdown_requested()));
         for listener in listeners {

@@ -3,7 +3,8 @@
 //!
 //! Consumers are registered in the channel before the queue's owner is asked, so deliveries
 //! that race the answer find them; consume-ok is written by a reply hook in the mailbox loop,
-//! which guarantees it reaches the client before the first delivery.
+//! which guarantees it reaches the client before the first delivery. The consumer timeout of a
+//! consumer's (or a basic.get's) deliveries is settled here, once, from the arguments.
 
 use std::rc::Rc;
 
@@ -16,8 +17,10 @@ use super::methods::encode_method;
 use crate::broker::error::*;
 use crate::broker::ids::ConsumerTag;
 use crate::broker::queue::Settle;
+use crate::broker::queue_args::{consumer_timeout_argument, queue_consumer_timeout};
 use crate::broker::reply_to::REPLY_QUEUE;
-use crate::broker::requests::{QueueRequest, ReplyBody};
+use crate::broker::requests::{GotMessage, QueueRequest, ReplyBody};
+use crate::broker::snapshot::QueueDef;
 use crate::limits::CONSUMERS_PER_CHANNEL_MAX;
 use crate::shard::messages::ShardMsg;
 use crate::shard::ReplyHook;
@@ -52,6 +55,8 @@ impl Dispatcher {
         }
         let definition = self.resolve_queue(&name)?;
         let queue = definition.id;
+        let own_timeout_ms = consumer_timeout_argument(&consume.arguments, &name, &self.vhost())?;
+        let timeout_ms = own_timeout_ms.or_else(|| self.queue_timeout_ms(&definition));
         let consumer_tag: ConsumerTag = if consume.consumer_tag.as_str().is_empty() {
             generate_consumer_tag().into()
         } else {
@@ -68,7 +73,8 @@ impl Dispatcher {
             if channel.consumers.len() >= CONSUMERS_PER_CHANNEL_MAX {
                 return Err(AmqpError::new(PRECONDITION_FAILED, "too many consumers on this channel"));
             }
-            channel.consumers.insert(consumer_tag.clone(), ConsumerInfo { queue, no_ack: consume.no_ack });
+            let info = ConsumerInfo { queue, no_ack: consume.no_ack, timeout_ms };
+            channel.consumers.insert(consumer_tag.clone(), info);
             channel.touch(queue.owner());
             channel.prefetch_count
         };
@@ -138,9 +144,17 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// The consumer timeout a queue gives its deliveries: its `x-consumer-timeout`, else the
+    /// broker's. A consumer's own argument takes precedence (RabbitMQ's order: consumer,
+    /// queue, broker).
+    fn queue_timeout_ms(&self, definition: &QueueDef) -> Option<u64> {
+        queue_consumer_timeout(&definition.arguments).or(self.shard.config.consumer_timeout_ms)
+    }
+
     async fn get(&mut self, channel_id: u16, get: basic::Get) -> Result<(), AmqpError> {
         let name = self.queue_name(channel_id, get.queue.as_str())?;
-        let queue = self.resolve_queue(&name)?.id;
+        let definition = self.resolve_queue(&name)?;
+        let (queue, timeout_ms) = (definition.id, self.queue_timeout_ms(&definition));
         let holder = self.connection.holder(channel_id);
         if !get.no_ack {
             if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
@@ -158,20 +172,7 @@ impl Dispatcher {
             self.send_method(channel_id, &AMQPClass::Basic(empty));
             return Ok(());
         };
-        let delivery_tag = {
-            let mut channels = self.connection.channels.borrow_mut();
-            match channels.get_mut(&channel_id) {
-                Some(channel) => {
-                    let tag = channel.next_delivery_tag();
-                    if !get.no_ack {
-                        channel.unacked.insert(tag, UnackedDelivery { queue: got.queue, sequence: got.sequence });
-                    }
-                    Some(tag)
-                }
-                None => None,
-            }
-        };
-        let Some(delivery_tag) = delivery_tag else {
+        let Some(delivery_tag) = self.record_got(channel_id, &got, get.no_ack, timeout_ms) else {
             return Ok(());
         };
         let Some(message) = got.payload.message() else {
@@ -194,6 +195,23 @@ impl Dispatcher {
             );
         });
         encoded.map_err(|error| AmqpError::from_codec(error.reply_code(), error))
+    }
+
+    /// Numbers a basic.get-ok and, in acknowledged mode, tracks it as unacked with the consumer
+    /// timeout that applies (as RabbitMQ does for basic.get) and schedules its check. None if
+    /// the channel is gone.
+    fn record_got(&self, channel_id: u16, got: &GotMessage, no_ack: bool, timeout_ms: Option<u64>) -> Option<u64> {
+        let mut channels = self.connection.channels.borrow_mut();
+        let channel = channels.get_mut(&channel_id)?;
+        let delivery_tag = channel.next_delivery_tag();
+        if !no_ack {
+            let unacked = UnackedDelivery::new(got.queue, got.sequence, timeout_ms);
+            if let Some(overdue_at_ms) = unacked.overdue_at_ms() {
+                self.shard.ack_deadlines.schedule(overdue_at_ms);
+            }
+            channel.unacked.insert(delivery_tag, unacked);
+        }
+        Some(delivery_tag)
     }
 
     /// basic.recover(requeue=true): every unacked message of the channel goes back to its

@@ -1,7 +1,9 @@
-//! Per-channel state on the connection's shard: delivery tags, unacked deliveries, consumers,
-//! prefetch, publisher confirms, transactions, and the publish being assembled from frames.
+//! Per-channel state on the connection's shard: delivery tags, unacked deliveries (with the
+//! time and consumer timeout of each), consumers, prefetch, publisher confirms, transactions,
+//! and the publish being assembled from frames.
 //!
-//! Plain bookkeeping without I/O; the dispatcher and the connection's delivery path use it.
+//! Plain bookkeeping without I/O; the dispatcher, the connection's delivery path and the
+//! shard's consumer-timeout check use it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -10,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::direct_reply::ReplyConsumer;
 use super::hotpath::{Ack, ContentHeader, Publish};
+use crate::broker::clock;
 use crate::broker::ids::{ConsumerTag, QueueId};
 use crate::broker::message::Message;
 
@@ -17,12 +20,33 @@ use crate::broker::message::Message;
 pub struct UnackedDelivery {
     pub queue: QueueId,
     pub sequence: u64,
+    /// When it was delivered (`clock::coarse_now_ms`); 0 when no timeout applies.
+    pub delivered_at_ms: u64,
+    /// The consumer timeout that applies to it; None: it may stay unacked forever.
+    pub timeout_ms: Option<u64>,
+}
+
+impl UnackedDelivery {
+    /// A delivery made now; the clock is read only when a timeout applies.
+    pub fn new(queue: QueueId, sequence: u64, timeout_ms: Option<u64>) -> UnackedDelivery {
+        let delivered_at_ms = if timeout_ms.is_some() { clock::coarse_now_ms() } else { 0 };
+        UnackedDelivery { queue, sequence, delivered_at_ms, timeout_ms }
+    }
+
+    /// The first instant (`clock::coarse_now_ms`) at which it has been unacked for longer than
+    /// its timeout, RabbitMQ's comparison; None without a timeout.
+    pub fn overdue_at_ms(&self) -> Option<u64> {
+        self.timeout_ms.map(|timeout_ms| self.delivered_at_ms.saturating_add(timeout_ms).saturating_add(1))
+    }
 }
 
 #[derive(Clone, Debug)]
 pub struct ConsumerInfo {
     pub queue: QueueId,
     pub no_ack: bool,
+    /// The consumer timeout of its deliveries: its own `x-consumer-timeout`, else its queue's,
+    /// else the broker's (`--consumer-timeout`); None for none.
+    pub timeout_ms: Option<u64>,
 }
 
 /// The publish whose header and body frames are still arriving.
@@ -224,6 +248,12 @@ impl Channel {
         self.touched_shards |= 1 << shard;
     }
 
+    /// The oldest unacked delivery (lowest delivery tag): the one the consumer timeout checks,
+    /// as RabbitMQ checks the head of a channel's unacked queue.
+    pub fn oldest_unacked(&self) -> Option<&UnackedDelivery> {
+        self.unacked.values().next()
+    }
+
     /// Removes the acknowledged deliveries named by (delivery_tag, multiple), grouped by
     /// queue. None if a single tag is unknown (a channel error 406 in RabbitMQ).
     pub fn take_unacked(&mut self, delivery_tag: u64, multiple: bool) -> Option<HashMap<QueueId, Vec<u64>>> {
@@ -290,11 +320,24 @@ mod tests {
         let mut channel = Channel::new(1, 0);
         for sequence in 1..=3 {
             let tag = channel.next_delivery_tag();
-            channel.unacked.insert(tag, UnackedDelivery { queue: QueueId(7), sequence });
+            channel.unacked.insert(tag, UnackedDelivery::new(QueueId(7), sequence, None));
         }
         assert!(channel.take_unacked(9, false).is_none());
         let taken = channel.take_unacked(2, true).expect("tags 1 and 2");
         assert_eq!(taken.get(&QueueId(7)), Some(&vec![1, 2]));
         assert_eq!(channel.unacked.len(), 1);
+    }
+
+    #[test]
+    fn the_oldest_unacked_delivery_is_overdue_one_millisecond_after_its_timeout() {
+        let mut channel = Channel::new(1, 0);
+        let mut first = UnackedDelivery::new(QueueId(7), 1, Some(500));
+        first.delivered_at_ms = 1_000;
+        channel.unacked.insert(4, first);
+        channel.unacked.insert(5, UnackedDelivery::new(QueueId(7), 2, None));
+        let oldest = channel.oldest_unacked().expect("two unacked");
+        assert_eq!(oldest.sequence, 1);
+        assert_eq!(oldest.overdue_at_ms(), Some(1_501), "RabbitMQ closes when now - delivered > timeout");
+        assert_eq!(UnackedDelivery::new(QueueId(7), 3, None).overdue_at_ms(), None);
     }
 }

@@ -11,7 +11,11 @@ use crate::broker::ids::Holder;
 use crate::broker::queue::Delivery;
 
 pub enum DeliverOutcome {
-    Written,
+    /// Written; `overdue_at_ms` is when an unacked delivery would time out (the shard's
+    /// consumer-timeout check is scheduled by it).
+    Written {
+        overdue_at_ms: Option<u64>,
+    },
     Bounced(Delivery),
     Unencodable(Delivery),
 }
@@ -20,25 +24,25 @@ impl Connection {
     /// Writes a delivery; hands it back when its channel or consumer is gone (the caller
     /// requeues it) or when it cannot be framed for this client (the caller drops it).
     pub fn deliver(&self, delivery: Delivery) -> DeliverOutcome {
-        let delivery_tag = {
+        let (delivery_tag, overdue_at_ms) = {
             let mut channels = self.channels.borrow_mut();
-            let channel = match channels.get_mut(&delivery.holder.channel) {
-                Some(channel)
-                    if !channel.closing
-                        && channel.incarnation == delivery.holder.incarnation
-                        && channel.consumers.contains_key(&delivery.consumer_tag) =>
-                {
-                    channel
+            let Some(channel) = channels.get_mut(&delivery.holder.channel) else {
+                return DeliverOutcome::Bounced(delivery);
+            };
+            let timeout_ms = match channel.consumers.get(&delivery.consumer_tag) {
+                Some(consumer) if !channel.closing && channel.incarnation == delivery.holder.incarnation => {
+                    consumer.timeout_ms
                 }
                 _ => return DeliverOutcome::Bounced(delivery),
             };
             let delivery_tag = channel.next_delivery_tag();
+            let mut overdue_at_ms = None;
             if !delivery.no_ack {
-                channel
-                    .unacked
-                    .insert(delivery_tag, UnackedDelivery { queue: delivery.queue, sequence: delivery.sequence });
+                let unacked = UnackedDelivery::new(delivery.queue, delivery.sequence, timeout_ms);
+                overdue_at_ms = unacked.overdue_at_ms();
+                channel.unacked.insert(delivery_tag, unacked);
             }
-            delivery_tag
+            (delivery_tag, overdue_at_ms)
         };
         let Some(message) = delivery.payload.message() else {
             return DeliverOutcome::Unencodable(delivery);
@@ -68,7 +72,7 @@ impl Connection {
             return DeliverOutcome::Unencodable(delivery);
         }
         self.note_written(delivery.queue, delivery.holder, &delivery.consumer_tag);
-        DeliverOutcome::Written
+        DeliverOutcome::Written { overdue_at_ms }
     }
 
     pub fn confirmed(&self, holder: Holder, publish_sequence: u64, ok: bool) {

@@ -21,6 +21,8 @@ pub enum DeathReason {
     Expired,
     /// Dropped or refused by x-max-length / x-max-length-bytes.
     MaxLength,
+    /// Returned to its queue more often than the queue's `x-delivery-limit`.
+    DeliveryLimit,
 }
 
 impl DeathReason {
@@ -29,6 +31,7 @@ impl DeathReason {
             DeathReason::Rejected => "rejected",
             DeathReason::Expired => "expired",
             DeathReason::MaxLength => "maxlen",
+            DeathReason::DeliveryLimit => "delivery_limit",
         }
     }
 }

@@ -3,10 +3,11 @@
 //! The properties stay in their wire encoding so a delivery forwards them byte for byte; the
 //! few fields the broker needs are read from them on demand.
 
+use amq_protocol::types::AMQPValue;
 use bytes::Bytes;
 
 use super::queue_args::parse_expiration;
-use crate::amqp::hotpath;
+use crate::amqp::hotpath::{self, CodecError};
 
 #[derive(Debug)]
 pub struct Message {
@@ -43,5 +44,49 @@ impl Message {
         };
         let text = expiration.as_str();
         parse_expiration(text).map(Some).map_err(|reason| format!("invalid expiration '{text}': {reason}"))
+    }
+
+    /// A copy whose headers carry `x-delivery-count` = `count` (replacing one the publisher
+    /// may have set), for one delivery of a returned message: only the properties are
+    /// re-encoded, the body is shared.
+    pub fn with_delivery_count(&self, count: u32) -> Result<Message, CodecError> {
+        let properties = hotpath::parse_properties(&self.properties)?;
+        let mut headers = properties.headers().clone().unwrap_or_default();
+        headers.insert("x-delivery-count".into(), AMQPValue::LongLongInt(i64::from(count)));
+        let properties = hotpath::encode_properties(&properties.with_headers(headers))?;
+        Ok(Message {
+            exchange: self.exchange.clone(),
+            routing_key: self.routing_key.clone(),
+            properties: Bytes::from(properties),
+            body: self.body.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amq_protocol::protocol::BasicProperties;
+    use amq_protocol::types::FieldTable;
+
+    #[test]
+    fn delivery_count_replaces_the_header_and_keeps_the_rest() {
+        let mut headers = FieldTable::default();
+        headers.insert("app".into(), AMQPValue::LongInt(7));
+        headers.insert("x-delivery-count".into(), AMQPValue::LongInt(99));
+        let properties = BasicProperties::default().with_headers(headers).with_delivery_mode(2);
+        let original = Message {
+            exchange: Bytes::from_static(b"ex"),
+            routing_key: Bytes::from_static(b"rk"),
+            properties: Bytes::from(hotpath::encode_properties(&properties).expect("encode")),
+            body: Bytes::from_static(b"body"),
+        };
+        let counted = original.with_delivery_count(3).expect("re-encode");
+        let parsed = hotpath::parse_properties(&counted.properties).expect("parse");
+        let headers = parsed.headers().clone().expect("headers");
+        assert_eq!(headers.inner().get("x-delivery-count"), Some(&AMQPValue::LongLongInt(3)));
+        assert_eq!(headers.inner().get("app"), Some(&AMQPValue::LongInt(7)));
+        assert_eq!(parsed.delivery_mode(), &Some(2));
+        assert_eq!(counted.body.as_ptr(), original.body.as_ptr(), "the body is shared, not copied");
     }
 }

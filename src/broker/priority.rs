@@ -124,6 +124,7 @@ mod tests {
             redelivered: false,
             expires_at_ms: None,
             priority,
+            delivery_count: 0,
         }
     }
 

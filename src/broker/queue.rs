@@ -8,7 +8,8 @@
 //! The queue arguments it acts on (`queue_args`): message TTL (an expired message is never
 //! delivered; it is dropped or dead-lettered when it reaches the head or when the shard's
 //! sweep calls `expire`), length limits with their overflow mode, dead-lettering (an
-//! `Effect::DeadLetter` the shard routes) and the unused-queue timer of `x-expires`.
+//! `Effect::DeadLetter` the shard routes), the delivery limit (each message counts its returns
+//! to the queue) and the unused-queue timer of `x-expires`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -109,6 +110,9 @@ pub struct Delivery {
     pub payload: Payload,
     pub redelivered: bool,
     pub no_ack: bool,
+    /// The `x-delivery-count` header the delivery must carry; 0 for none (a first delivery,
+    /// or a queue without `x-delivery-limit`).
+    pub delivery_count: u32,
 }
 
 /// Something the queue wants the shard to tell another party.
@@ -240,7 +244,8 @@ impl Queue {
         match (payload, expires_at_ms, priority) {
             (Payload::Stored { reference, cached: None }, None, 0) => self.ready.push_stored(sequence, reference),
             (payload, expires_at_ms, priority) => {
-                self.ready.push_back(Entry { sequence, payload, redelivered: false, expires_at_ms, priority })
+                let entry = Entry { sequence, payload, redelivered: false, expires_at_ms, priority, delivery_count: 0 };
+                self.ready.push_back(entry)
             }
         }
         if self.args.max_length.is_some() || self.args.max_length_bytes.is_some() {
@@ -305,6 +310,7 @@ impl Queue {
                 payload: entry.payload.clone(),
                 redelivered: entry.redelivered,
                 no_ack: consumer.no_ack,
+                delivery_count: self.args.delivery_limit.map_or(0, |_| entry.delivery_count),
             };
             if !consumer.no_ack {
                 consumer.unacked += 1;
@@ -435,18 +441,12 @@ impl Queue {
                 }
             }
             match action {
-                Settle::Requeue => self.requeue(unacked.entry),
+                Settle::Requeue => self.requeue(unacked.entry, effects),
                 Settle::Discard => self.dead(unacked.entry, DeathReason::Rejected, effects),
                 Settle::Ack => self.mark(&unacked.entry, Mark::Removed, effects),
             }
         }
         self.dispatch(effects, reader);
-    }
-
-    fn requeue(&mut self, mut entry: Entry) {
-        entry.redelivered = true;
-        self.ready_bytes += entry.payload.counted_bytes();
-        self.ready.insert_by_sequence(entry);
     }
 
     /// The consumer's connection wrote `count` deliveries to its socket: more may follow.
@@ -483,6 +483,7 @@ impl Queue {
             payload: entry.payload.clone(),
             redelivered: entry.redelivered,
             message_count: self.message_count(),
+            delivery_count: self.args.delivery_limit.map_or(0, |_| entry.delivery_count),
         };
         if !no_ack {
             self.unacked.insert(entry.sequence, Unacked { entry, holder, consumer_tag: None });

@@ -1,6 +1,8 @@
 //! The queue arguments RabbitMQ clients rely on (`x-message-ttl`, `x-expires`, `x-max-length`,
-//! `x-max-length-bytes`, `x-overflow`, `x-dead-letter-exchange`, `x-dead-letter-routing-key`),
-//! checked at queue.declare and turned into the typed settings a queue acts on.
+//! `x-max-length-bytes`, `x-overflow`, `x-dead-letter-exchange`, `x-dead-letter-routing-key`,
+//! `x-delivery-limit`, `x-consumer-timeout`), checked at queue.declare and turned into the
+//! typed settings a queue acts on; and the consumer argument `x-consumer-timeout`, checked at
+//! basic.consume.
 //!
 //! `validate` refuses a bad argument with RabbitMQ's reply code and text shape
 //! ("invalid arg '<name>' for queue '<q>' in vhost '<v>': <reason>"). `QueueArgs::from_table`
@@ -46,9 +48,12 @@ pub struct QueueArgs {
     pub max_priority: Option<u8>,
     /// `x-single-active-consumer`: only the oldest consumer gets messages.
     pub single_active_consumer: bool,
+    /// `x-delivery-limit`: a message returned to the queue more often than this is
+    /// dead-lettered (or dropped); its deliveries carry `x-delivery-count`.
+    pub delivery_limit: Option<u64>,
 }
 
-/// Arguments checked for type and range but not acted on (see the README).
+/// Queue types this broker refuses rather than silently declaring a classic queue.
 const QUEUE_TYPES_REFUSED: &[&str] = &["quorum", "stream"];
 
 /// Any AMQP integer as i64; None for every other type (RabbitMQ accepts integers only).
@@ -127,7 +132,9 @@ fn check_argument(name: &str, value: &AMQPValue, arguments: &FieldTable) -> Resu
     match name {
         "x-message-ttl" => check_integer(value, 0, TTL_MAX_MS).map(drop),
         "x-expires" => check_integer(value, 1, TTL_MAX_MS).map(drop),
-        "x-max-length" | "x-max-length-bytes" | "x-delivery-limit" => check_integer(value, 0, i64::MAX).map(drop),
+        "x-max-length" | "x-max-length-bytes" | "x-delivery-limit" | "x-consumer-timeout" => {
+            check_integer(value, 0, i64::MAX).map(drop)
+        }
         "x-max-priority" => check_integer(value, 1, 255).map(drop),
         "x-overflow" => check_text(value, &["drop-head", "reject-publish", "reject-publish-dlx"]).map(drop),
         "x-dead-letter-exchange" => check_text(value, &[]).map(drop),
@@ -164,6 +171,27 @@ pub fn validate(arguments: &FieldTable, queue: &str, vhost: &str) -> Result<(), 
     Ok(())
 }
 
+/// The consumer argument `x-consumer-timeout` of basic.consume (ms, an integer ≥ 0, as RabbitMQ
+/// 4.3 checks it), refused with the queue-argument text shape; None without one.
+pub fn consumer_timeout_argument(arguments: &FieldTable, queue: &str, vhost: &str) -> Result<Option<u64>, AmqpError> {
+    let Some(value) = arguments.inner().get("x-consumer-timeout") else {
+        return Ok(None);
+    };
+    match check_integer(value, 0, i64::MAX) {
+        Ok(timeout_ms) => Ok(u64::try_from(timeout_ms).ok()),
+        Err(reason) => {
+            let text = format!("invalid arg 'x-consumer-timeout' for queue '{queue}' in vhost '{vhost}': {reason}");
+            Err(AmqpError::new(PRECONDITION_FAILED, text))
+        }
+    }
+}
+
+/// The queue argument `x-consumer-timeout` (ms) of a declared queue, read without building the
+/// rest of `QueueArgs` (the connection's shard reads it at basic.consume and basic.get).
+pub fn queue_consumer_timeout(arguments: &FieldTable) -> Option<u64> {
+    arguments.inner().get("x-consumer-timeout").and_then(integer).and_then(|number| u64::try_from(number).ok())
+}
+
 impl QueueArgs {
     /// Reads validated arguments; anything unexpected is ignored.
     pub fn from_table(arguments: &FieldTable) -> QueueArgs {
@@ -187,6 +215,7 @@ impl QueueArgs {
             dead_letter,
             single_active_consumer: matches!(table.get("x-single-active-consumer"), Some(AMQPValue::Boolean(true))),
             max_priority: non_negative("x-max-priority").and_then(|max| u8::try_from(max).ok()),
+            delivery_limit: non_negative("x-delivery-limit"),
         }
     }
 
@@ -238,6 +267,7 @@ mod tests {
         assert!(reason(&[("x-overflow", string)]).contains("{invalid_value,<<\"x\">>}"));
         assert!(reason(&[("x-expires", AMQPValue::LongInt(0))]).contains("{value_zero,0}"));
         assert!(reason(&[("x-max-priority", AMQPValue::LongInt(256))]).contains("x-max-priority"));
+        assert!(reason(&[("x-consumer-timeout", AMQPValue::LongInt(-1))]).contains("{value_negative,-1}"));
         let quorum = AMQPValue::LongString(LongString::from("quorum"));
         assert!(reason(&[("x-queue-type", quorum)]).contains("quorum queues are not supported"));
     }
@@ -257,5 +287,22 @@ mod tests {
         assert_eq!(args.dead_letter.expect("dlx").exchange, "dlx");
         assert_eq!(parse_expiration("abc"), Err("{error,invalid_expiration}".into()));
         assert_eq!(parse_expiration("1500"), Ok(1500));
+    }
+
+    #[test]
+    fn consumer_timeout_argument_is_checked_and_read() {
+        let valid = table(&[("x-consumer-timeout", AMQPValue::ShortInt(500))]);
+        assert_eq!(consumer_timeout_argument(&valid, "q", "/"), Ok(Some(500)));
+        assert_eq!(queue_consumer_timeout(&valid), Some(500));
+        assert_eq!(consumer_timeout_argument(&FieldTable::default(), "q", "/"), Ok(None));
+        let negative = table(&[("x-consumer-timeout", AMQPValue::LongLongInt(-5))]);
+        let error = consumer_timeout_argument(&negative, "q", "/").expect_err("negative");
+        assert!(
+            error
+                .reply_text
+                .ends_with("invalid arg 'x-consumer-timeout' for queue 'q' in vhost '/': {value_negative,-5}"),
+            "{}",
+            error.reply_text
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The queue arguments a queue acts on, kept apart from the core state machine: message
 //! expiry (at the head and by the shard's sweep), length limits with their overflow modes,
-//! dead-lettering and the `x-expires` lease. A child of `queue`, so it sees the queue's fields.
+//! dead-lettering, the delivery limit and the `x-expires` lease. A child of `queue`, so it sees
+//! the queue's fields.
 
 use std::sync::Arc;
 
@@ -28,6 +29,21 @@ impl Queue {
                 _ => return Some(entry),
             }
         }
+    }
+
+    /// A delivered message comes back (nack or reject with requeue, its channel closed, its
+    /// delivery bounced): to its original position, marked redelivered, its return counted.
+    /// With `x-delivery-limit`, one return more than the limit dead-letters (or drops) it
+    /// instead, as RabbitMQ 4.0-4.2 quorum queues count every return.
+    pub(super) fn requeue(&mut self, mut entry: Entry, effects: &mut Vec<Effect>) {
+        entry.delivery_count = entry.delivery_count.saturating_add(1);
+        if self.args.delivery_limit.is_some_and(|limit| u64::from(entry.delivery_count) > limit) {
+            self.dead(entry, DeathReason::DeliveryLimit, effects);
+            return;
+        }
+        entry.redelivered = true;
+        self.ready_bytes += entry.payload.counted_bytes();
+        self.ready.insert_by_sequence(entry);
     }
 
     /// A message leaves the queue for good without being delivered.

@@ -204,3 +204,68 @@ fn higher_priority_consumer_gets_messages_first() {
     let channels: Vec<u16> = delivered(&mut effects).iter().map(|(channel, _, _)| *channel).collect();
     assert_eq!(channels, vec![2, 1, 1]);
 }
+
+/// (sequence, x-delivery-count to send) of each delivery in `effects`.
+fn delivery_counts(effects: &mut Vec<Effect>) -> Vec<(u64, u32)> {
+    effects
+        .drain(..)
+        .filter_map(|effect| match effect {
+            Effect::Deliver(delivery) => Some((delivery.sequence, delivery.delivery_count)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn each_return_counts_in_x_delivery_count_with_a_delivery_limit() {
+    let mut queue = queue_with(arguments(&[("x-delivery-limit", 5)], false));
+    let mut effects = Vec::new();
+    queue.add_consumer(holder(1), "a".into(), settings(false, false, 1)).expect("consume");
+    queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    assert_eq!(delivery_counts(&mut effects), vec![(1, 0)], "a first delivery carries no count");
+    queue.settle(holder(1), &[1], Settle::Requeue, &mut effects, &NoRecords);
+    assert_eq!(delivery_counts(&mut effects), vec![(1, 1)]);
+    queue.channel_gone(holder(1), &mut effects, &NoRecords);
+    let got = queue.get(holder(2), false, &mut effects, &NoRecords).expect("returned by the closed channel");
+    assert_eq!((got.delivery_count, got.redelivered), (2, true));
+}
+
+#[test]
+fn without_a_delivery_limit_no_count_is_sent() {
+    let mut queue = queue();
+    let mut effects = Vec::new();
+    queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    for _ in 0..3 {
+        let got = queue.get(holder(1), false, &mut effects, &NoRecords).expect("get");
+        assert_eq!(got.delivery_count, 0);
+        queue.settle(holder(1), &[got.sequence], Settle::Requeue, &mut effects, &NoRecords);
+    }
+    assert_eq!(queue.message_count(), 1, "no limit: the message always comes back");
+}
+
+#[test]
+fn one_return_beyond_the_delivery_limit_dead_letters_with_reason_delivery_limit() {
+    let mut queue = queue_with(arguments(&[("x-delivery-limit", 1)], true));
+    let mut effects = Vec::new();
+    queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    let first = queue.get(holder(1), false, &mut effects, &NoRecords).expect("first");
+    queue.settle(holder(1), &[first.sequence], Settle::Requeue, &mut effects, &NoRecords);
+    assert!(dead_reasons(&mut effects).is_empty(), "one return is within a limit of 1");
+    let second = queue.get(holder(1), false, &mut effects, &NoRecords).expect("second");
+    assert_eq!(second.delivery_count, 1);
+    queue.settle(holder(1), &[second.sequence], Settle::Requeue, &mut effects, &NoRecords);
+    assert_eq!(dead_reasons(&mut effects), vec![DeathReason::DeliveryLimit]);
+    assert_eq!(queue.message_count(), 0);
+}
+
+#[test]
+fn delivery_limit_zero_drops_at_the_first_return_without_dead_letter_exchange() {
+    let mut queue = queue_with(arguments(&[("x-delivery-limit", 0)], false));
+    let mut effects = Vec::new();
+    queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    let got = queue.get(holder(1), false, &mut effects, &NoRecords).expect("get");
+    queue.settle(holder(1), &[got.sequence], Settle::Requeue, &mut effects, &NoRecords);
+    assert!(dead_reasons(&mut effects).is_empty(), "no dead-letter exchange: dropped");
+    assert_eq!(queue.message_count(), 0);
+    assert!(queue.get(holder(1), true, &mut effects, &NoRecords).is_none());
+}

@@ -57,6 +57,9 @@ pub struct Entry {
     pub expires_at_ms: Option<u64>,
     /// Its level in a priority queue (0 elsewhere), capped at the queue's `x-max-priority`.
     pub priority: u8,
+    /// How many times it went back to the queue after a delivery (`x-delivery-limit`). A
+    /// message in a run was never delivered, so runs need no count.
+    pub delivery_count: u32,
 }
 
 #[derive(Debug)]
@@ -205,6 +208,7 @@ impl ReadyList {
                 redelivered: false,
                 expires_at_ms: None,
                 priority: 0,
+                delivery_count: 0,
             });
         }
     }
@@ -347,6 +351,7 @@ mod tests {
             redelivered: false,
             expires_at_ms: None,
             priority: 0,
+            delivery_count: 0,
         }
     }
 

@@ -92,6 +92,8 @@ pub struct GotMessage {
     pub payload: Payload,
     pub redelivered: bool,
     pub message_count: u32,
+    /// The `x-delivery-count` header to add; 0 for none (see `Delivery`).
+    pub delivery_count: u32,
 }
 
 #[derive(Debug)]

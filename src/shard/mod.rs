@@ -6,6 +6,7 @@
 //! messages a shard sends itself (kept in `local`), so every path through the broker is the
 //! same whether the parties share a shard or not. No `RefCell` borrow is held across `.await`.
 
+pub mod ack_timeout;
 pub mod compaction;
 pub mod expiry;
 pub mod mailbox;
@@ -71,6 +72,8 @@ pub struct Shard {
     /// Shard 0 only: where durable definitions are written before they are answered.
     definitions_log: Option<RefCell<DefinitionsLog>>,
     pub alarms: Arc<Alarms>,
+    /// When the consumer-timeout check runs next (`ack_timeout`).
+    pub ack_deadlines: ack_timeout::AckDeadlines,
 }
 
 impl Shard {
@@ -111,6 +114,7 @@ impl Shard {
             sync_signal: SyncSignal::default(),
             definitions_log,
             alarms,
+            ack_deadlines: ack_timeout::AckDeadlines::default(),
         }
     }
 
@@ -359,7 +363,12 @@ impl Shard {
         // The channel or consumer is gone: the queue takes an acknowledged-mode message back.
         // A message that cannot be framed for this client is dropped.
         let (delivery, action) = match outcome {
-            DeliverOutcome::Written => return,
+            DeliverOutcome::Written { overdue_at_ms } => {
+                if let Some(overdue_at_ms) = overdue_at_ms {
+                    self.ack_deadlines.schedule(overdue_at_ms);
+                }
+                return;
+            }
             DeliverOutcome::Bounced(delivery) => (delivery, crate::broker::queue::Settle::Requeue),
             DeliverOutcome::Unencodable(delivery) => (delivery, crate::broker::queue::Settle::Discard),
         };

@@ -200,6 +200,7 @@ impl Shard {
             match effect {
                 Effect::Deliver(mut delivery) => {
                     if self.load(&mut delivery.payload) {
+                        add_delivery_count(&mut delivery.payload, delivery.delivery_count);
                         self.send(delivery.holder.conn.shard(), ShardMsg::Deliver(delivery));
                     }
                 }
@@ -230,6 +231,7 @@ impl Shard {
             None => answer(Err(AmqpError::new(NOT_FOUND, "queue was deleted"))),
             Some(Outcome::Answer(Ok(ReplyBody::Get(Some(mut got))))) => {
                 if self.load(&mut got.payload) {
+                    add_delivery_count(&mut got.payload, got.delivery_count);
                     answer(Ok(ReplyBody::Get(Some(got))));
                 } else {
                     answer(Err(AmqpError::new(INTERNAL_ERROR, "stored message unreadable")));
@@ -268,6 +270,22 @@ impl Shard {
                 self.request_auto_delete(id);
             }
         }
+    }
+}
+
+/// Gives a returned message of an `x-delivery-limit` queue its `x-delivery-count` header
+/// (`count` 0: none, the common path, which stays zero-copy). The queue keeps the original
+/// properties, so the next return writes the next count, never a second header.
+fn add_delivery_count(payload: &mut Payload, count: u32) {
+    if count == 0 {
+        return;
+    }
+    let Some(message) = payload.message() else { return };
+    match message.with_delivery_count(count) {
+        Ok(counted) => *payload = Payload::Memory(Arc::new(counted)),
+        // Properties that parsed at publish always re-encode; should they not, the message
+        // still goes out, without the header.
+        Err(error) => crate::warn!("cannot add x-delivery-count to a delivery: {error}"),
     }
 }
 

@@ -130,15 +130,7 @@ fn recover_directory(
         let holds = state.original_holds(deferred.origin, deferred.queue_sequence, deferred.sequence);
         if holds == Some(false) {
             let queue = recovered.queues.entry(deferred.queue_sequence).or_default();
-            let payload = Payload::Stored { reference: deferred.reference, cached: None };
-            let entry = Entry {
-                sequence: deferred.sequence,
-                payload,
-                redelivered: deferred.delivered,
-                expires_at_ms: None,
-                priority: 0,
-            };
-            queue.copies.push_back(entry);
+            queue.copies.push_back(single_entry(deferred.sequence, deferred.reference, deferred.delivered));
             queue.next_sequence = queue.next_sequence.max(deferred.sequence + 1);
             recovered.messages += 1;
         } else {
@@ -259,19 +251,25 @@ fn load_record(
         return;
     }
     if marks.delivered.contains(&key) {
-        let payload = Payload::Stored { reference, cached: None };
-        list.push_back(Entry {
-            sequence: record.sequence,
-            payload,
-            redelivered: true,
-            expires_at_ms: None,
-            priority: 0,
-        });
+        list.push_back(single_entry(record.sequence, reference, true));
     } else {
         list.push_stored(record.sequence, reference, kind);
     }
     queue.next_sequence = queue.next_sequence.max(record.sequence + 1);
     recovered.messages += 1;
+}
+
+/// A recovered message kept as an entry of its own (not in a run).
+fn single_entry(sequence: u64, reference: StoredRef, redelivered: bool) -> Entry {
+    Entry {
+        sequence,
+        payload: Payload::Stored { reference, cached: None },
+        redelivered,
+        expires_at_ms: None,
+        priority: 0,
+        // Not stored: a restart starts every count again.
+        delivery_count: 0,
+    }
 }
 
 struct RecordPosition {

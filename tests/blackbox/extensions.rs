@@ -4,7 +4,7 @@
 use crate::common::*;
 use std::time::{Duration, Instant};
 
-fn args(entries: &[(&str, AMQPValue)]) -> FieldTable {
+pub(crate) fn args(entries: &[(&str, AMQPValue)]) -> FieldTable {
     let mut table = FieldTable::default();
     for (name, value) in entries {
         table.insert((*name).into(), value.clone());
@@ -12,15 +12,15 @@ fn args(entries: &[(&str, AMQPValue)]) -> FieldTable {
     table
 }
 
-fn long(number: i64) -> AMQPValue {
+pub(crate) fn long(number: i64) -> AMQPValue {
     AMQPValue::LongLongInt(number)
 }
 
-fn string(text: &str) -> AMQPValue {
+pub(crate) fn string(text: &str) -> AMQPValue {
     AMQPValue::LongString(text.into())
 }
 
-async fn declare_with(ch: &Channel, name: &str, arguments: FieldTable) -> lapin::Result<lapin::Queue> {
+pub(crate) async fn declare_with(ch: &Channel, name: &str, arguments: FieldTable) -> lapin::Result<lapin::Queue> {
     within(T, ch.queue_declare(name.into(), QueueDeclareOptions::default(), arguments)).await
 }
 
@@ -31,7 +31,7 @@ async fn publish_with(ch: &Channel, routing_key: &str, body: &[u8], properties: 
 }
 
 /// A text header of a table, whether sent as long or short string.
-fn text_of(table: &FieldTable, key: &str) -> Option<String> {
+pub(crate) fn text_of(table: &FieldTable, key: &str) -> Option<String> {
     match table.inner().get(key)? {
         AMQPValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
         AMQPValue::ShortString(text) => Some(text.as_str().to_string()),
@@ -40,7 +40,7 @@ fn text_of(table: &FieldTable, key: &str) -> Option<String> {
 }
 
 /// The x-death entries of a delivery, newest first.
-fn x_death(delivery: &Delivery) -> Vec<FieldTable> {
+pub(crate) fn x_death(delivery: &Delivery) -> Vec<FieldTable> {
     let headers = delivery.properties.headers().clone().unwrap_or_default();
     match headers.inner().get("x-death") {
         Some(AMQPValue::FieldArray(array)) => array
@@ -55,7 +55,7 @@ fn x_death(delivery: &Delivery) -> Vec<FieldTable> {
     }
 }
 
-fn count_of(entry: &FieldTable) -> i64 {
+pub(crate) fn count_of(entry: &FieldTable) -> i64 {
     match entry.inner().get("count") {
         Some(AMQPValue::LongLongInt(count)) => *count,
         other => panic!("x-death count: {other:?}"),
@@ -64,7 +64,7 @@ fn count_of(entry: &FieldTable) -> i64 {
 
 /// Declares `source` with `arguments` plus a dead-letter exchange "" routed to a new queue
 /// (by `x-dead-letter-routing-key`); returns the dead-letter queue's name.
-async fn with_dead_letter_queue(ch: &Channel, source: &str, mut arguments: FieldTable) -> String {
+pub(crate) async fn with_dead_letter_queue(ch: &Channel, source: &str, mut arguments: FieldTable) -> String {
     let dead = unique("q-dead");
     declare_queue(ch, &dead).await;
     arguments.insert("x-dead-letter-exchange".into(), string(""));
