@@ -23,6 +23,8 @@ fn persist(store: &mut Store, batches: u64, batch: u64, sequence: &mut u64) -> D
             let record = MessageRecord {
                 queue_sequence: 1,
                 sequence: *sequence,
+                expires_at_unix_ms: 0,
+                priority: 0,
                 exchange: b"",
                 routing_key: b"bench",
                 properties: &[0x10, 0x00, 2],

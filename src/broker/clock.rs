@@ -1,8 +1,8 @@
 //! The broker's clocks. `now_ms`, for message and queue expiry: milliseconds since the process
 //! first asked. `coarse_now_ms`, for the consumer timeout, read once per acknowledged-mode
 //! delivery: the kernel's tick-resolution monotonic clock, in milliseconds since boot. The
-//! two have different epochs and are never compared. Deadlines live in memory only, so
-//! neither needs wall-clock time.
+//! two have different epochs and are never compared. `unix_ms`, wall-clock time, for the
+//! deadlines the store keeps across a restart (turned back into `now_ms` at recovery).
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -27,6 +27,19 @@ pub fn coarse_now_ms() -> u64 {
     let seconds = u64::try_from(now.tv_sec).unwrap_or(0);
     let nanoseconds = u64::try_from(now.tv_nsec).unwrap_or(0);
     seconds.saturating_mul(1000).saturating_add(nanoseconds / 1_000_000)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// A stored wall-clock deadline on the `now_ms` scale: as far ahead as it still is (a deadline
+/// already past is due now).
+pub fn deadline_from_unix_ms(expires_at_unix_ms: u64) -> u64 {
+    now_ms().saturating_add(expires_at_unix_ms.saturating_sub(unix_ms()))
 }
 
 /// Seconds since the Unix epoch, for the `time` of an x-death entry.

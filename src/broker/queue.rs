@@ -21,7 +21,7 @@ use super::ids::{ConsumerTag, Holder, QueueId};
 use super::message::Message;
 use super::priority::Levels;
 use super::queue_args::{DeadLetterTarget, QueueArgs};
-use super::ready::{Entry, ReadyList, RecordReader};
+use super::ready::{Entry, RecordReader};
 use super::requests::GotMessage;
 use super::snapshot::QueueDef;
 use crate::limits::CONSUMER_FLOW_WINDOW;
@@ -230,17 +230,12 @@ impl Queue {
         effects: &mut Vec<Effect>,
         reader: &dyn RecordReader,
     ) {
-        let Arrival { expiration_ms, priority } = arrival;
-        let priority = self.ready.level_of(priority);
+        let priority = self.ready.level_of(arrival.priority);
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         self.ready_bytes += payload.counted_bytes();
-        let ttl_ms = match (self.args.message_ttl_ms, expiration_ms) {
-            (Some(queue_ttl), Some(own)) => Some(queue_ttl.min(own)),
-            (queue_ttl, own) => queue_ttl.or(own),
-        };
-        self.had_message_deadlines |= expiration_ms.is_some();
-        let expires_at_ms = ttl_ms.map(|ttl| clock::now_ms().saturating_add(ttl));
+        self.had_message_deadlines |= arrival.expiration_ms.is_some();
+        let expires_at_ms = self.ttl_ms(arrival).map(|ttl| clock::now_ms().saturating_add(ttl));
         match (payload, expires_at_ms, priority) {
             (Payload::Stored { reference, cached: None }, None, 0) => self.ready.push_stored(sequence, reference),
             (payload, expires_at_ms, priority) => {
@@ -252,6 +247,21 @@ impl Queue {
             self.drop_over_limit(effects, reader);
         }
         self.dispatch(effects, reader);
+    }
+
+    /// How long a message may stay: the shorter of `x-message-ttl` and its `expiration`.
+    fn ttl_ms(&self, arrival: Arrival) -> Option<u64> {
+        match (self.args.message_ttl_ms, arrival.expiration_ms) {
+            (Some(queue_ttl), Some(own)) => Some(queue_ttl.min(own)),
+            (queue_ttl, own) => queue_ttl.or(own),
+        }
+    }
+
+    /// What the store keeps of a message's place in this queue, so a restart restores it:
+    /// its wall-clock deadline (Unix milliseconds, 0 without one) and its priority level.
+    pub fn stored_attributes(&self, arrival: Arrival) -> (u64, u8) {
+        let expires_at_unix_ms = self.ttl_ms(arrival).map_or(0, |ttl| clock::unix_ms().saturating_add(ttl).max(1));
+        (expires_at_unix_ms, self.ready.level_of(arrival.priority))
     }
 
     /// Adds the stored bytes of the ready messages per segment (compaction's census).
@@ -272,10 +282,20 @@ impl Queue {
         self.ready.relocate(victim, reader, self.definition.id.sequence(), budget_bytes, copy)
     }
 
-    /// Puts back the messages recovered from the store.
-    pub fn restore(&mut self, ready: ReadyList, next_sequence: u64) {
-        self.ready.restore(ready);
-        self.next_sequence = self.next_sequence.max(next_sequence);
+    /// Puts back the messages recovered from the store: `ready` in queue order, and those of
+    /// a priority level above 0 (single entries) to their levels. Their bytes count against
+    /// `x-max-length-bytes` (as their record lengths, which is what leaving counts too), and
+    /// recovered deadlines make the sweep look at the queue.
+    pub fn restore(&mut self, recovered: crate::store::recovery::RecoveredQueue) {
+        self.had_message_deadlines |= recovered.has_deadlines;
+        self.ready.restore(recovered.ready);
+        for entry in recovered.prioritized {
+            self.ready.insert_by_sequence(entry);
+        }
+        self.next_sequence = self.next_sequence.max(recovered.next_sequence);
+        let mut stored = super::ready::StoredBytes::new();
+        self.ready.stored_bytes(&mut stored);
+        self.ready_bytes = stored.values().map(|(_, bytes)| bytes).sum();
     }
 
     fn mark(&self, entry: &Entry, mark: Mark, effects: &mut Vec<Effect>) {

@@ -381,6 +381,8 @@ mod tests {
             let record = crate::store::record::MessageRecord {
                 queue_sequence: 9,
                 sequence,
+                expires_at_unix_ms: 0,
+                priority: 0,
                 exchange: b"",
                 routing_key: b"q",
                 properties: b"",
@@ -415,6 +417,8 @@ mod tests {
             let record = crate::store::record::MessageRecord {
                 queue_sequence: 9,
                 sequence,
+                expires_at_unix_ms: 0,
+                priority: 0,
                 exchange: b"",
                 routing_key: b"q",
                 properties: b"",

@@ -50,7 +50,7 @@ impl Shard {
             let id = definition.id;
             self.highest_created_queue.set(self.highest_created_queue.get().max(id.sequence()));
             let mut queue = Queue::new(definition);
-            queue.restore(entries.ready, entries.next_sequence);
+            queue.restore(entries);
             self.queues.borrow_mut().insert(id, queue);
         }
     }
@@ -102,7 +102,7 @@ impl Shard {
             expiration_ms: message.expiration_ms().ok().flatten(),
             priority: crate::amqp::hotpath::priority(&message.properties).unwrap_or(0),
         };
-        let outcome = match self.admit(id, &message) {
+        let outcome = match self.admit(id, &message, arrival) {
             Admission::Memory => self.with_queue(id, |queue, effects, reader| {
                 queue.enqueue(Payload::Memory(message.clone()), arrival, effects, reader);
                 PublishOutcome::InMemory
@@ -148,9 +148,9 @@ impl Shard {
     /// Decides how a message enters the queue: refused by its length limit, kept in memory,
     /// or appended to the store when it is persistent and the queue durable (with whether to
     /// keep an in-memory copy, only while the queue is short).
-    fn admit(&self, id: QueueId, message: &Message) -> Admission {
+    fn admit(&self, id: QueueId, message: &Message, arrival: Arrival) -> Admission {
         self.ensure_queue_known(id);
-        let (durable, sequence, ready) = {
+        let (durable, sequence, ready, (expires_at_unix_ms, priority)) = {
             let queues = self.queues.borrow();
             let Some(queue) = queues.get(&id) else {
                 return Admission::Memory;
@@ -158,7 +158,7 @@ impl Shard {
             if queue.refuses(message.body_bytes() as u64) {
                 return Admission::Refused;
             }
-            (queue.definition.durable, queue.next_sequence(), queue.ready_count())
+            (queue.definition.durable, queue.next_sequence(), queue.ready_count(), queue.stored_attributes(arrival))
         };
         if !(durable && message.persistent()) {
             return Admission::Memory;
@@ -166,6 +166,8 @@ impl Shard {
         let record = MessageRecord {
             queue_sequence: id.sequence(),
             sequence,
+            expires_at_unix_ms,
+            priority,
             exchange: &message.exchange,
             routing_key: &message.routing_key,
             properties: &message.properties,

@@ -18,11 +18,16 @@ pub const KIND_COPY: u8 = 2;
 pub const ORIGIN_BYTES: usize = 12;
 pub const MARK_RECORD_BYTES: usize = 24;
 
-/// A persistent message as stored: which queue, its position there, and its content.
+/// A persistent message as stored: which queue, its position there, when it expires and its
+/// priority level there (so a restart keeps both), and its content.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub struct MessageRecord<'a> {
     pub queue_sequence: u64,
     pub sequence: u64,
+    /// Wall-clock deadline (Unix milliseconds) from `x-message-ttl` or `expiration`; 0: none.
+    pub expires_at_unix_ms: u64,
+    /// Its level in a priority queue (`x-max-priority`); 0 elsewhere.
+    pub priority: u8,
     pub exchange: &'a [u8],
     pub routing_key: &'a [u8],
     pub properties: &'a [u8],
@@ -35,6 +40,8 @@ impl MessageRecord<'_> {
             + 1
             + 8
             + 8
+            + 8
+            + 1
             + 1
             + self.exchange.len()
             + 1
@@ -54,6 +61,8 @@ pub fn encode_message(out: &mut Vec<u8>, record: &MessageRecord<'_>) {
     out.put_u8(KIND_MESSAGE);
     out.put_u64_le(record.queue_sequence);
     out.put_u64_le(record.sequence);
+    out.put_u64_le(record.expires_at_unix_ms);
+    out.put_u8(record.priority);
     let exchange = &record.exchange[..record.exchange.len().min(255)];
     out.put_u8(exchange.len() as u8);
     out.put_slice(exchange);
@@ -157,6 +166,8 @@ pub fn decode_message(payload: &[u8]) -> Option<(MessageRecord<'_>, MessageLayou
     };
     let queue = take(8)?;
     let sequence = take(8)?;
+    let expires_at = take(8)?;
+    let priority = take(1)?;
     let exchange_length = take(1)?;
     let exchange = take(usize::from(payload[exchange_length.0]))?;
     let routing_key_length = take(1)?;
@@ -171,6 +182,8 @@ pub fn decode_message(payload: &[u8]) -> Option<(MessageRecord<'_>, MessageLayou
     let record = MessageRecord {
         queue_sequence: read_u64(payload, queue.0)?,
         sequence: read_u64(payload, sequence.0)?,
+        expires_at_unix_ms: read_u64(payload, expires_at.0)?,
+        priority: payload[priority.0],
         exchange: &payload[exchange.0..exchange.1],
         routing_key: &payload[routing_key.0..routing_key.1],
         properties: &payload[properties.0..properties.1],
@@ -251,6 +264,8 @@ mod tests {
         MessageRecord {
             queue_sequence: 7,
             sequence: 42,
+            expires_at_unix_ms: 1_700_000_000_000,
+            priority: 3,
             exchange: b"ex",
             routing_key: b"key",
             properties: &[0x10, 0, 2],

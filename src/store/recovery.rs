@@ -19,6 +19,7 @@ use std::sync::Arc;
 use super::record::{decode_marks, message_payload, read_record, Mark, Origin, ReadOutcome, KIND_COPY, KIND_MESSAGE};
 use super::segment::{marks_path, parse_segment_name, Segment};
 use super::StoredRef;
+use crate::broker::clock;
 use crate::broker::queue::Payload;
 use crate::broker::ready::{Entry, ReadyList};
 
@@ -29,7 +30,35 @@ pub struct RecoveredQueue {
     pub ready: ReadyList,
     /// Compaction copies, in log order until `recover` merges them into `ready`.
     copies: ReadyList,
+    /// Messages of a priority level above 0 (single entries, any order).
+    pub prioritized: Vec<Entry>,
+    /// Some message has a deadline: the queue's expiry sweep must look at it.
+    pub has_deadlines: bool,
     pub next_sequence: u64,
+}
+
+impl RecoveredQueue {
+    /// Adds a message that cannot be part of a run (delivered before, or with a deadline or a
+    /// priority level).
+    fn push_single(&mut self, copy: bool, position: &RecordPosition, reference: StoredRef, redelivered: bool) {
+        let expires_at_ms =
+            (position.expires_at_unix_ms != 0).then(|| clock::deadline_from_unix_ms(position.expires_at_unix_ms));
+        self.has_deadlines |= expires_at_ms.is_some();
+        let entry = Entry {
+            sequence: position.sequence,
+            payload: Payload::Stored { reference, cached: None },
+            redelivered,
+            expires_at_ms,
+            priority: position.priority,
+            // Not stored: a restart starts every count again.
+            delivery_count: 0,
+        };
+        match (position.priority, copy) {
+            (0, true) => self.copies.push_back(entry),
+            (0, false) => self.ready.push_back(entry),
+            _ => self.prioritized.push(entry),
+        }
+    }
 }
 
 /// A queue to re-create after a restart, with its stored messages.
@@ -65,8 +94,7 @@ struct DirectoryState {
 }
 
 struct Deferred {
-    queue_sequence: u64,
-    sequence: u64,
+    position: RecordPosition,
     reference: StoredRef,
     origin: Origin,
     delivered: bool,
@@ -127,11 +155,12 @@ fn recover_directory(
         recover_segment(dir, number, live_queues, &mut state, recovered)?;
     }
     for deferred in std::mem::take(&mut state.deferred) {
-        let holds = state.original_holds(deferred.origin, deferred.queue_sequence, deferred.sequence);
+        let position = &deferred.position;
+        let holds = state.original_holds(deferred.origin, position.queue_sequence, position.sequence);
         if holds == Some(false) {
-            let queue = recovered.queues.entry(deferred.queue_sequence).or_default();
-            queue.copies.push_back(single_entry(deferred.sequence, deferred.reference, deferred.delivered));
-            queue.next_sequence = queue.next_sequence.max(deferred.sequence + 1);
+            let queue = recovered.queues.entry(position.queue_sequence).or_default();
+            queue.push_single(true, position, deferred.reference, deferred.delivered);
+            queue.next_sequence = queue.next_sequence.max(position.sequence + 1);
             recovered.messages += 1;
         } else {
             recovered.copies_ignored += 1;
@@ -238,9 +267,8 @@ fn load_record(
             }
             None => {
                 let delivered = marks.delivered.contains(&key);
-                let (queue_sequence, sequence) = key;
-                state.deferred.push(Deferred { queue_sequence, sequence, reference, origin, delivered });
                 list.end_run();
+                state.deferred.push(Deferred { position: record, reference, origin, delivered });
                 return;
             }
         },
@@ -250,8 +278,9 @@ fn load_record(
         list.end_run();
         return;
     }
-    if marks.delivered.contains(&key) {
-        list.push_back(single_entry(record.sequence, reference, true));
+    let delivered = marks.delivered.contains(&key);
+    if delivered || record.expires_at_unix_ms != 0 || record.priority != 0 {
+        queue.push_single(kind == KIND_COPY, &record, reference, delivered);
     } else {
         list.push_stored(record.sequence, reference, kind);
     }
@@ -259,22 +288,11 @@ fn load_record(
     recovered.messages += 1;
 }
 
-/// A recovered message kept as an entry of its own (not in a run).
-fn single_entry(sequence: u64, reference: StoredRef, redelivered: bool) -> Entry {
-    Entry {
-        sequence,
-        payload: Payload::Stored { reference, cached: None },
-        redelivered,
-        expires_at_ms: None,
-        priority: 0,
-        // Not stored: a restart starts every count again.
-        delivery_count: 0,
-    }
-}
-
 struct RecordPosition {
     queue_sequence: u64,
     sequence: u64,
+    expires_at_unix_ms: u64,
+    priority: u8,
     origin: Option<Origin>,
 }
 
@@ -285,7 +303,9 @@ fn record_position(kind: u8, payload: &[u8]) -> Option<RecordPosition> {
     let (message, _, origin) = message_payload(kind, payload)?;
     let queue_sequence = u64::from_le_bytes(message.get(..8)?.try_into().ok()?);
     let sequence = u64::from_le_bytes(message.get(8..16)?.try_into().ok()?);
-    Some(RecordPosition { queue_sequence, sequence, origin })
+    let expires_at_unix_ms = u64::from_le_bytes(message.get(16..24)?.try_into().ok()?);
+    let priority = *message.get(24)?;
+    Some(RecordPosition { queue_sequence, sequence, expires_at_unix_ms, priority, origin })
 }
 
 fn segment_label(dir: &Path, number: u64) -> String {
@@ -355,6 +375,8 @@ mod tests {
             let record = MessageRecord {
                 queue_sequence: QUEUE,
                 sequence,
+                expires_at_unix_ms: 0,
+                priority: 0,
                 exchange: b"",
                 routing_key: b"q",
                 properties: b"",

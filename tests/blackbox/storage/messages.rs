@@ -266,3 +266,98 @@ async fn messages_survive_a_restart_with_another_shard_count() {
     })
     .await;
 }
+
+/// Declares a durable queue with `arguments`.
+async fn declare_durable_with(ch: &Channel, name: &str, arguments: FieldTable) {
+    let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+    within(T, ch.queue_declare(name.into(), durable, arguments)).await.expect("queue.declare");
+}
+
+restart_tests! {
+    /// RabbitMQ keeps a message's expiry across a restart: messages of a durable queue with
+    /// x-message-ttl still expire (here dead-lettered), and a per-message expiration still
+    /// applies to its message only.
+    async fn message_deadlines_survive_a_restart(shards: usize) {
+        let data = DataDir::new();
+        let (timed, dead, own) = (unique("q-ttl"), unique("q-ttl-dead"), unique("q-expiration"));
+        let broker = BrokerProcess::start(data.path(), shards, &[]);
+        let (conn, ch) = confirm_channel(broker.uri()).await;
+        declare_durable_queue(&ch, &dead).await;
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-message-ttl".into(), AMQPValue::LongInt(3000));
+        arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+        arguments.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(dead.as_str().into()));
+        declare_durable_with(&ch, &timed, arguments).await;
+        declare_durable_queue(&ch, &own).await;
+        publish_confirmed(&ch, "", &timed, &numbered_bodies("ttl", 3), persistent()).await;
+        let expiring = persistent().with_expiration("3000".into());
+        publish_confirmed(&ch, "", &own, &["expires".to_string()], expiring).await;
+        publish_confirmed(&ch, "", &own, &["stays".to_string()], persistent()).await;
+        close_conn(&conn).await;
+        broker.stop_cleanly();
+
+        let broker = BrokerProcess::start(data.path(), shards, &[]);
+        let (conn, ch) = connect_channel(broker.uri()).await;
+        wait_message_count(&ch, &timed, 0, 15).await;
+        wait_message_count(&ch, &dead, 3, 15).await;
+        wait_message_count(&ch, &own, 1, 15).await;
+        assert_eq!(drain_bodies(broker.uri(), &own).await, vec!["stays".to_string()]);
+        close_conn(&conn).await;
+        broker.stop_cleanly();
+    }
+
+    /// RabbitMQ keeps a message's priority across a restart: the higher one still comes first.
+    async fn priorities_survive_a_restart(shards: usize) {
+        let data = DataDir::new();
+        let queue = unique("q-prio-restart");
+        let broker = BrokerProcess::start(data.path(), shards, &[]);
+        let (conn, ch) = confirm_channel(broker.uri()).await;
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-max-priority".into(), AMQPValue::LongInt(9));
+        declare_durable_with(&ch, &queue, arguments).await;
+        for (body, priority) in [("low-1", 0), ("high", 7), ("low-2", 0), ("middle", 3)] {
+            publish_confirmed(&ch, "", &queue, &[body.to_string()], persistent().with_priority(priority)).await;
+        }
+        close_conn(&conn).await;
+        broker.kill();
+
+        let broker = BrokerProcess::start(data.path(), shards, &[]);
+        let bodies = drain_bodies(broker.uri(), &queue).await;
+        assert_eq!(bodies, ["high", "middle", "low-1", "low-2"].map(String::from).to_vec());
+        broker.stop_cleanly();
+    }
+
+    /// RabbitMQ counts the recovered messages against x-max-length-bytes: a full queue is still
+    /// full after a restart (reject-publish nacks the next publish).
+    async fn a_full_queue_is_still_full_after_a_restart(shards: usize) {
+        let data = DataDir::new();
+        let queue = unique("q-bytes-restart");
+        let broker = BrokerProcess::start(data.path(), shards, &[]);
+        let (conn, ch) = confirm_channel(broker.uri()).await;
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-max-length-bytes".into(), AMQPValue::LongInt(100));
+        arguments.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+        declare_durable_with(&ch, &queue, arguments).await;
+        // 90 bytes of bodies: below the limit; 40 more would pass it.
+        let bodies: Vec<String> = (0..3).map(|index| format!("{index:-<30}")).collect();
+        publish_confirmed(&ch, "", &queue, &bodies, persistent()).await;
+        close_conn(&conn).await;
+        broker.stop_cleanly();
+
+        let broker = BrokerProcess::start(data.path(), shards, &[]);
+        let (conn, ch) = confirm_channel(broker.uri()).await;
+        let publish = ch.basic_publish(
+            "".into(),
+            queue.as_str().into(),
+            BasicPublishOptions::default(),
+            b"one more, forty bytes of body to be sure",
+            persistent(),
+        );
+        let confirm = within(T, publish).await.expect("basic.publish");
+        let confirmation = within(T, confirm).await.expect("the confirm");
+        assert!(confirmation.is_nack(), "a publish to a full queue after a restart: {confirmation:?}");
+        assert_eq!(message_count(&ch, &queue).await, 3);
+        close_conn(&conn).await;
+        broker.stop_cleanly();
+    }
+}

@@ -91,12 +91,13 @@ pub fn read_segment(path: &Path) -> Vec<SegmentRecord> {
     records
 }
 
-/// Payload of a message record: queue sequence u64, sequence u64, exchange shortstr, routing
-/// key shortstr, properties u32-length + bytes, body u32-length + bytes.
+/// Payload of a message record: queue sequence u64, sequence u64, deadline u64 (Unix ms, 0:
+/// none), priority u8, exchange shortstr, routing key shortstr, properties u32-length + bytes,
+/// body u32-length + bytes.
 fn decode_message(payload: &[u8], start: usize, end: usize) -> SegmentRecord {
     let queue_sequence = u64_at(payload, 0);
     let sequence = u64_at(payload, 8);
-    let mut position = 16;
+    let mut position = 16 + 8 + 1;
     for _short_string in 0..2 {
         position += 1 + usize::from(payload[position]);
     }
