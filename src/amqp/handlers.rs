@@ -201,6 +201,22 @@ impl Dispatcher {
             return self.declare_reply_queue(channel_id, &declare).await;
         }
         let name = declare.queue.to_string();
+        if declare.passive {
+            if let Ok(definition) = self.resolve_queue(&name) {
+                // Straight to the owner, as basic.publish and basic.get go: the count then
+                // includes every message this channel published before (RabbitMQ's order).
+                // A queue this shard does not know yet takes the writer's path below.
+                let (queue, request) = (definition.id, QueueRequest::DeclareOk);
+                let reply =
+                    self.shard.request(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) });
+                let vhost = self.vhost();
+                let reply = reply.await.map_err(|error| match error.reply_code {
+                    NOT_FOUND => AmqpError::not_found("queue", &name, &vhost),
+                    _ => error,
+                })?;
+                return self.answer_queue_declare(channel_id, declare.nowait, reply);
+            }
+        }
         let request = AdminRequest::QueueDeclare(QueueDeclare {
             vhost: self.vhost(),
             name: name.clone(),
@@ -212,13 +228,17 @@ impl Dispatcher {
             conn: self.connection.id,
         });
         let reply = self.admin(request).await?;
+        self.answer_queue_declare(channel_id, declare.nowait, reply)
+    }
+
+    fn answer_queue_declare(&mut self, channel_id: u16, nowait: bool, reply: ReplyBody) -> Result<(), AmqpError> {
         let ReplyBody::QueueDeclareOk { name, message_count, consumer_count } = reply else {
             return Err(AmqpError::new(INTERNAL_ERROR, "unexpected answer to queue.declare"));
         };
         if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
             channel.last_queue = Some(name.clone());
         }
-        if !declare.nowait {
+        if !nowait {
             let ok =
                 queue::AMQPMethod::DeclareOk(queue::DeclareOk { queue: name.into(), message_count, consumer_count });
             self.send_method(channel_id, &AMQPClass::Queue(ok));

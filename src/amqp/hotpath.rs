@@ -239,53 +239,56 @@ pub fn validate_properties(properties: &[u8]) -> Result<(), CodecError> {
     reader.finish()
 }
 
-/// Reads delivery-mode or priority, the two properties read per message,
-/// skipping only the fields in front of them. `None` if absent or malformed.
-fn octet_property(properties: &[u8], wanted: u16) -> Option<u8> {
+/// The properties in front of reply-to, in wire order, and how to step over each.
+const PROPERTIES_BEFORE_REPLY_TO: [(u16, Field); 6] = [
+    (PROP_CONTENT_TYPE, Field::ShortString),
+    (PROP_CONTENT_ENCODING, Field::ShortString),
+    (PROP_HEADERS, Field::LongString),
+    (PROP_DELIVERY_MODE, Field::Octet),
+    (PROP_PRIORITY, Field::Octet),
+    (PROP_CORRELATION_ID, Field::ShortString),
+];
+
+#[derive(Clone, Copy)]
+enum Field {
+    ShortString,
+    LongString,
+    Octet,
+}
+
+/// A reader placed at property `wanted` (delivery-mode, priority or reply-to: the ones read per
+/// message), skipping only the properties in front of it. `None` if absent or malformed; a
+/// flag test is all an absent one costs.
+fn seek_property(properties: &[u8], wanted: u16) -> Option<Reader<'_>> {
     let mut reader = Reader::new(properties);
     let flags = reader.u16().ok()?;
     if flags & wanted == 0 {
         return None;
     }
-    for bit in [PROP_CONTENT_TYPE, PROP_CONTENT_ENCODING] {
+    for (bit, field) in PROPERTIES_BEFORE_REPLY_TO {
+        if bit == wanted {
+            return Some(reader);
+        }
         if flags & bit != 0 {
-            reader.short_str_range().ok()?;
+            let stepped = match field {
+                Field::ShortString => reader.short_str_range().is_ok(),
+                Field::LongString => reader.long_str().is_ok(),
+                Field::Octet => reader.u8().is_ok(),
+            };
+            if !stepped {
+                return None;
+            }
         }
     }
-    if flags & PROP_HEADERS != 0 {
-        reader.long_str().ok()?;
-    }
-    if wanted == PROP_PRIORITY && flags & PROP_DELIVERY_MODE != 0 {
-        reader.u8().ok()?;
-    }
-    reader.u8().ok()
+    (wanted == PROP_REPLY_TO).then_some(reader)
 }
 
-/// Where the reply-to property's contents are, skipping only the fields in front of it.
-/// `None` if absent or malformed; a flag test is all an absent one costs.
+fn octet_property(properties: &[u8], wanted: u16) -> Option<u8> {
+    seek_property(properties, wanted)?.u8().ok()
+}
+
 fn reply_to_range(properties: &[u8]) -> Option<std::ops::Range<usize>> {
-    let mut reader = Reader::new(properties);
-    let flags = reader.u16().ok()?;
-    if flags & PROP_REPLY_TO == 0 {
-        return None;
-    }
-    for bit in [PROP_CONTENT_TYPE, PROP_CONTENT_ENCODING] {
-        if flags & bit != 0 {
-            reader.short_str_range().ok()?;
-        }
-    }
-    if flags & PROP_HEADERS != 0 {
-        reader.long_str().ok()?;
-    }
-    for bit in [PROP_DELIVERY_MODE, PROP_PRIORITY] {
-        if flags & bit != 0 {
-            reader.u8().ok()?;
-        }
-    }
-    if flags & PROP_CORRELATION_ID != 0 {
-        reader.short_str_range().ok()?;
-    }
-    reader.short_str_range().ok()
+    seek_property(properties, PROP_REPLY_TO)?.short_str_range().ok()
 }
 
 /// The reply-to property, read in place.

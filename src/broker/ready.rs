@@ -378,16 +378,7 @@ mod tests {
         let mut store = crate::store::Store::open(&dir, 1, 1 << 20, None).expect("open a store");
         let mut append = |sequence: u64| {
             let body = sequence.to_string();
-            let record = crate::store::record::MessageRecord {
-                queue_sequence: 9,
-                sequence,
-                expires_at_unix_ms: 0,
-                priority: 0,
-                exchange: b"",
-                routing_key: b"q",
-                properties: b"",
-                body: body.as_bytes(),
-            };
+            let record = crate::store::record::MessageRecord::plain(9, sequence, body.as_bytes());
             store.append(&record).expect("append")
         };
         let mut ready = ReadyList::default();
@@ -414,16 +405,7 @@ mod tests {
         let mut lengths = Vec::new();
         for sequence in 1..=6u64 {
             let body = sequence.to_string();
-            let record = crate::store::record::MessageRecord {
-                queue_sequence: 9,
-                sequence,
-                expires_at_unix_ms: 0,
-                priority: 0,
-                exchange: b"",
-                routing_key: b"q",
-                properties: b"",
-                body: body.as_bytes(),
-            };
+            let record = crate::store::record::MessageRecord::plain(9, sequence, body.as_bytes());
             let reference = first.append(&record).expect("append");
             lengths.push(u64::from(reference.length));
             ready.push_stored(sequence, reference, KIND_MESSAGE);

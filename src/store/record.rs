@@ -34,7 +34,22 @@ pub struct MessageRecord<'a> {
     pub body: &'a [u8],
 }
 
-impl MessageRecord<'_> {
+impl<'a> MessageRecord<'a> {
+    /// A record without deadline, priority, exchange or properties (for tests).
+    #[cfg(test)]
+    pub fn plain(queue_sequence: u64, sequence: u64, body: &'a [u8]) -> MessageRecord<'a> {
+        MessageRecord {
+            queue_sequence,
+            sequence,
+            expires_at_unix_ms: 0,
+            priority: 0,
+            exchange: b"",
+            routing_key: b"q",
+            properties: b"",
+            body,
+        }
+    }
+
     pub fn encoded_bytes(&self) -> usize {
         RECORD_HEADER_BYTES
             + 1

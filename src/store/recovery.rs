@@ -316,7 +316,6 @@ fn segment_label(dir: &Path, number: u64) -> String {
 mod tests {
     use super::*;
     use crate::broker::ready::RecordReader;
-    use crate::store::record::MessageRecord;
     use crate::store::Store;
 
     const QUEUE: u64 = 1;
@@ -372,16 +371,7 @@ mod tests {
         let mut first = Store::open(&dir, original, 1 << 20, None).expect("open");
         for sequence in 0..6u64 {
             let body = format!("message {sequence}");
-            let record = MessageRecord {
-                queue_sequence: QUEUE,
-                sequence,
-                expires_at_unix_ms: 0,
-                priority: 0,
-                exchange: b"",
-                routing_key: b"q",
-                properties: b"",
-                body: body.as_bytes(),
-            };
+            let record = crate::store::record::MessageRecord::plain(QUEUE, sequence, body.as_bytes());
             first.append(&record).expect("append");
         }
         first.write_pending().expect("write");

@@ -130,10 +130,7 @@ restart_tests! {
         let queue = unique("q-prio-acked");
         let broker = BrokerProcess::start(data.path(), shards, &[]);
         let (conn, ch) = confirm_channel(broker.uri()).await;
-        let mut arguments = FieldTable::default();
-        arguments.insert("x-max-priority".into(), AMQPValue::LongInt(9));
-        let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
-        within(T, ch.queue_declare(queue.as_str().into(), durable, arguments)).await.expect("queue.declare");
+        declare_priority_queue(&ch, &queue).await;
         for (body, priority) in [("low-1", 0), ("high", 5), ("low-2", 0)] {
             publish_confirmed(&ch, "", &queue, &[body.to_string()], persistent().with_priority(priority)).await;
         }
@@ -159,10 +156,7 @@ restart_tests! {
         let queue = unique("q-deep-prio");
         let broker = BrokerProcess::start(data.path(), shards, &[]);
         let (conn, ch) = confirm_channel(broker.uri()).await;
-        let mut arguments = FieldTable::default();
-        arguments.insert("x-max-priority".into(), AMQPValue::LongInt(9));
-        let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
-        within(T, ch.queue_declare(queue.as_str().into(), durable, arguments)).await.expect("queue.declare");
+        declare_priority_queue(&ch, &queue).await;
         // Deeper than the in-memory copies the broker keeps, so the later ones are read back
         // from the store.
         let backlog = numbered_bodies("deep", 1_500);
@@ -267,6 +261,13 @@ async fn messages_survive_a_restart_with_another_shard_count() {
     .await;
 }
 
+/// Declares a durable priority queue (`x-max-priority` 9).
+async fn declare_priority_queue(ch: &Channel, name: &str) {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-max-priority".into(), AMQPValue::LongInt(9));
+    declare_durable_with(ch, name, arguments).await;
+}
+
 /// Declares a durable queue with `arguments`.
 async fn declare_durable_with(ch: &Channel, name: &str, arguments: FieldTable) {
     let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
@@ -312,9 +313,7 @@ restart_tests! {
         let queue = unique("q-prio-restart");
         let broker = BrokerProcess::start(data.path(), shards, &[]);
         let (conn, ch) = confirm_channel(broker.uri()).await;
-        let mut arguments = FieldTable::default();
-        arguments.insert("x-max-priority".into(), AMQPValue::LongInt(9));
-        declare_durable_with(&ch, &queue, arguments).await;
+        declare_priority_queue(&ch, &queue).await;
         for (body, priority) in [("low-1", 0), ("high", 7), ("low-2", 0), ("middle", 3)] {
             publish_confirmed(&ch, "", &queue, &[body.to_string()], persistent().with_priority(priority)).await;
         }
