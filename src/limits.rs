@@ -38,6 +38,12 @@ pub const CONNECTION_OUTPUT_HIGH_BYTES: usize = 4 * 1024 * 1024;
 /// page cache, so broker memory does not grow with the number of queued messages.
 pub const STORED_CACHE_MESSAGES: usize = 1024;
 
+/// Messages the store remembers as appended to the active publishes segment, so the same
+/// message routed to more durable queues of the shard is stored once and linked to. A fanout
+/// hands its queues one message after the other within a loop turn, so a short list finds
+/// it; each entry is a weak reference (no body is kept alive) and an offset.
+pub const STORE_RECENT_MESSAGES: usize = 16;
+
 /// Size of a message-log segment file (bytes), the default of `--segment-size`. Larger
 /// messages get a segment of their own.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;

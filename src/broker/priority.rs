@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use super::ready::{Copier, Entry, ReadyList, RecordReader, StoredBytes};
-use crate::store::record::KIND_MESSAGE;
 use crate::store::segment::Segment;
 use crate::store::StoredRef;
 
@@ -53,7 +52,7 @@ impl Levels {
 
     /// A stored message without a copy, priority 0.
     pub fn push_stored(&mut self, sequence: u64, reference: StoredRef) {
-        self.levels[0].push_stored(sequence, reference, KIND_MESSAGE);
+        self.levels[0].push_stored(sequence, reference);
         self.count += 1;
     }
 

@@ -52,12 +52,13 @@ impl Payload {
         }
     }
 
-    /// The size counted against `x-max-length-bytes`: the body, or the stored record's
-    /// length when the body is not in memory (the same value when it is pushed and popped).
+    /// The size counted against `x-max-length-bytes`: the body, or the size of the stored
+    /// record holding the content when the body is not in memory (a link's target, not the
+    /// link; the same value when it is pushed and popped, wherever compaction moved it).
     fn counted_bytes(&self) -> u64 {
         match (self.message(), self.stored()) {
             (Some(message), _) => message.body.len() as u64,
-            (None, Some(reference)) => u64::from(reference.length),
+            (None, Some(reference)) => u64::from(reference.content_bytes),
             (None, None) => 0,
         }
     }

@@ -13,9 +13,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::queue::Payload;
-use crate::store::record::KIND_COPY;
 use crate::store::segment::Segment;
-use crate::store::StoredRef;
+use crate::store::{FoundRecord, StoredRef};
 
 /// Ready bytes per segment (keyed by the segment's address, as numbers repeat across the
 /// shard directories), with the segment.
@@ -26,8 +25,7 @@ pub type Copier<'a> = dyn FnMut(&StoredRef, u64) -> Option<StoredRef> + 'a;
 
 /// Reads a queue's records back from the store.
 pub trait RecordReader {
-    /// The first record of `kind` of `queue_sequence` in `segment` within `[from, end)`:
-    /// (offset, length, the message's sequence in its queue).
+    /// The first record of `kind` of `queue_sequence` in `segment` within `[from, end)`.
     fn next_record(
         &self,
         segment: &Arc<Segment>,
@@ -35,14 +33,14 @@ pub trait RecordReader {
         end: u32,
         queue_sequence: u64,
         kind: u8,
-    ) -> Option<(u32, u32, u64)>;
+    ) -> Option<FoundRecord>;
 }
 
 /// For queues that never hold runs (and for tests).
 pub struct NoRecords;
 
 impl RecordReader for NoRecords {
-    fn next_record(&self, _: &Arc<Segment>, _: u32, _: u32, _: u64, _: u8) -> Option<(u32, u32, u64)> {
+    fn next_record(&self, _: &Arc<Segment>, _: u32, _: u32, _: u64, _: u8) -> Option<FoundRecord> {
         None
     }
 }
@@ -65,24 +63,25 @@ pub struct Entry {
 #[derive(Debug)]
 struct Run {
     segment: Arc<Segment>,
-    /// Record kind the run reads: `KIND_MESSAGE` or `KIND_COPY`.
+    /// Record kind the run reads: `KIND_MESSAGE`, `KIND_LINK` or `KIND_COPY`.
     kind: u8,
     next_offset: u32,
     end_offset: u32,
     first_sequence: u64,
     last_sequence: u64,
     remaining: u32,
-    /// Record bytes of the messages still in the run (what compaction would copy).
+    /// Content bytes (`StoredRef::content_bytes`) of the messages still in the run: what
+    /// compaction would copy.
     remaining_bytes: u64,
 }
 
 impl Run {
-    /// Steps past the record just read at `offset`.
-    fn advance(&mut self, offset: u32, length: u32, sequence: u64) {
-        self.next_offset = offset + length;
+    /// Steps past the record just read.
+    fn advance(&mut self, found: &FoundRecord) {
+        self.next_offset = found.offset + found.length;
         self.remaining -= 1;
-        self.remaining_bytes = self.remaining_bytes.saturating_sub(u64::from(length));
-        self.first_sequence = sequence + 1;
+        self.remaining_bytes = self.remaining_bytes.saturating_sub(u64::from(found.content_bytes));
+        self.first_sequence = found.sequence + 1;
     }
 }
 
@@ -123,12 +122,13 @@ impl ReadyList {
         self.count += 1;
     }
 
-    /// Appends a stored message of `kind` without a copy: extends the last run when the
+    /// Appends a stored message without a copy: extends the last run when the
     /// record follows it in the same segment, is of the same kind, and its sequence is the
     /// very next one. A gap in the sequences means a record of this queue lies inside the
     /// range that the run must not read (a message kept as a single entry for its priority or
     /// deadline, or one recovery found acked), so the message starts a new run instead.
-    pub fn push_stored(&mut self, sequence: u64, reference: StoredRef, kind: u8) {
+    pub fn push_stored(&mut self, sequence: u64, reference: StoredRef) {
+        let kind = reference.kind;
         let end = reference.offset + reference.length;
         let tail_open = !std::mem::replace(&mut self.tail_closed, false);
         if let Some(Slot::Run(run)) = self.slots.back_mut() {
@@ -141,7 +141,7 @@ impl ReadyList {
                 run.end_offset = end;
                 run.last_sequence = sequence;
                 run.remaining += 1;
-                run.remaining_bytes += u64::from(reference.length);
+                run.remaining_bytes += u64::from(reference.content_bytes);
                 self.count += 1;
                 return;
             }
@@ -154,7 +154,7 @@ impl ReadyList {
             first_sequence: sequence,
             last_sequence: sequence,
             remaining: 1,
-            remaining_bytes: u64::from(reference.length),
+            remaining_bytes: u64::from(reference.content_bytes),
         }));
         self.count += 1;
     }
@@ -185,7 +185,7 @@ impl ReadyList {
                 Slot::Run(run) => run,
             };
             let found = reader.next_record(&run.segment, run.next_offset, run.end_offset, queue_sequence, run.kind);
-            let Some((offset, length, sequence)) = found else {
+            let Some(found) = found else {
                 crate::error!(
                     "segment {}: {} stored message(s) unreadable from offset {}; dropped",
                     run.segment.number,
@@ -196,14 +196,14 @@ impl ReadyList {
                 self.slots.pop_front();
                 continue;
             };
-            let reference = StoredRef { segment: run.segment.clone(), offset, length };
-            run.advance(offset, length, sequence);
+            let reference = found.reference(&run.segment);
+            run.advance(&found);
             if run.remaining == 0 {
                 self.slots.pop_front();
             }
             self.count -= 1;
             return Some(Entry {
-                sequence,
+                sequence: found.sequence,
                 payload: Payload::Stored { reference, cached: None },
                 redelivered: false,
                 expires_at_ms: None,
@@ -232,7 +232,7 @@ impl ReadyList {
             let (segment, bytes) = match slot {
                 Slot::Run(run) => (&run.segment, run.remaining_bytes),
                 Slot::One(entry) => match entry.payload.stored() {
-                    Some(reference) => (&reference.segment, u64::from(reference.length)),
+                    Some(reference) => (&reference.segment, u64::from(reference.content_bytes)),
                     None => continue,
                 },
             };
@@ -261,7 +261,7 @@ impl ReadyList {
                         if Arc::ptr_eq(&reference.segment, victim) {
                             match (*budget_bytes > 0).then(|| copy(reference, entry.sequence)).flatten() {
                                 Some(moved) => {
-                                    *budget_bytes = budget_bytes.saturating_sub(u64::from(reference.length));
+                                    *budget_bytes = budget_bytes.saturating_sub(u64::from(reference.content_bytes));
                                     *reference = moved;
                                 }
                                 None => done = false,
@@ -317,15 +317,14 @@ fn relocate_run(
         }
         let found = reader.next_record(&run.segment, run.next_offset, run.end_offset, queue_sequence, run.kind);
         // An unreadable run is left as it is: reading it at the head reports and drops it.
-        let Some((offset, length, sequence)) = found else { break };
-        let original = StoredRef { segment: run.segment.clone(), offset, length };
-        let Some(moved) = copy(&original, sequence) else {
+        let Some(found) = found else { break };
+        let Some(moved) = copy(&found.reference(&run.segment), found.sequence) else {
             done = false;
             break;
         };
-        run.advance(offset, length, sequence);
-        *budget_bytes = budget_bytes.saturating_sub(u64::from(length));
-        copies.push_stored(sequence, moved, KIND_COPY);
+        run.advance(&found);
+        *budget_bytes = budget_bytes.saturating_sub(u64::from(found.content_bytes));
+        copies.push_stored(found.sequence, moved);
     }
     slots.extend(copies.slots);
     done
@@ -335,7 +334,6 @@ fn relocate_run(
 mod tests {
     use super::*;
     use crate::broker::message::Message;
-    use crate::store::record::KIND_MESSAGE;
     use bytes::Bytes;
 
     fn memory(sequence: u64) -> Entry {
@@ -366,7 +364,7 @@ mod tests {
             end: u32,
             queue: u64,
             kind: u8,
-        ) -> Option<(u32, u32, u64)> {
+        ) -> Option<FoundRecord> {
             self.0.borrow_mut().ensure_written(segment, end);
             crate::store::find_record(segment, from, end, queue, kind)
         }
@@ -383,13 +381,13 @@ mod tests {
         };
         let mut ready = ReadyList::default();
         let first = append(1);
-        ready.push_stored(1, first, KIND_MESSAGE);
+        ready.push_stored(1, first);
         // Sequence 2 is stored too but kept elsewhere (a priority level, a deadline).
         let kept_apart = append(2);
         let third = append(3);
-        ready.push_stored(3, third, KIND_MESSAGE);
+        ready.push_stored(3, third);
         let fourth = append(4);
-        ready.push_stored(4, fourth, KIND_MESSAGE);
+        ready.push_stored(4, fourth);
         let reader = StoreReader(std::cell::RefCell::new(store));
         let order: Vec<u64> = std::iter::from_fn(|| ready.pop_front(&reader, 9)).map(|entry| entry.sequence).collect();
         assert_eq!(order, vec![1, 3, 4], "the run skipped the record kept apart");
@@ -408,7 +406,7 @@ mod tests {
             let record = crate::store::record::MessageRecord::plain(9, sequence, body.as_bytes());
             let reference = first.append(&record).expect("append");
             lengths.push(u64::from(reference.length));
-            ready.push_stored(sequence, reference, KIND_MESSAGE);
+            ready.push_stored(sequence, reference);
         }
         first.write_pending().expect("write");
         let victim = ready.pop_front(&StoreReader(std::cell::RefCell::new(first)), 9).expect("the head");
@@ -422,10 +420,10 @@ mod tests {
 
         // A budget of three records: the single entry and two records of the run move.
         let mut budget = lengths[0] + lengths[1] + lengths[2];
-        let mut copy = |from: &StoredRef, sequence: u64| reader.0.borrow_mut().relocate(from, 9, sequence).ok();
+        let mut copy = |from: &StoredRef, _: u64| reader.0.borrow_mut().relocate(from).ok();
         assert!(!ready.relocate(&victim_segment, &reader, 9, &mut budget, &mut copy), "the budget stops it");
         let mut budget = u64::MAX;
-        let mut copy = |from: &StoredRef, sequence: u64| reader.0.borrow_mut().relocate(from, 9, sequence).ok();
+        let mut copy = |from: &StoredRef, _: u64| reader.0.borrow_mut().relocate(from).ok();
         assert!(ready.relocate(&victim_segment, &reader, 9, &mut budget, &mut copy), "the rest moves");
         assert_eq!(ready.len(), 6);
         let entries: Vec<Entry> = std::iter::from_fn(|| ready.pop_front(&reader, 9)).collect();
@@ -444,6 +442,53 @@ mod tests {
             .collect();
         assert_eq!(bodies, (1..=6).map(|sequence: u64| sequence.to_string()).collect::<Vec<_>>());
         drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A fanout to two queues of one shard: queue 1 holds the message records, queue 2 the
+    /// links to them; both read back every message, in order, as runs.
+    #[test]
+    fn a_run_of_links_reads_the_contents_it_names() {
+        let dir = std::env::temp_dir().join(format!("spatemq-links-{}", std::process::id()));
+        let mut store = crate::store::Store::open(&dir, 1, 1 << 20, None).expect("open a store");
+        let (mut owner, mut linked) = (ReadyList::default(), ReadyList::default());
+        for sequence in 1..=5u64 {
+            let message = Arc::new(Message {
+                exchange: Bytes::new(),
+                routing_key: Bytes::new(),
+                properties: Bytes::new(),
+                body: Bytes::from(format!("fanout {sequence}")),
+            });
+            for (queue, list) in [(1u64, &mut owner), (2, &mut linked)] {
+                let record = crate::store::record::MessageRecord {
+                    queue_sequence: queue,
+                    sequence,
+                    expires_at_unix_ms: 0,
+                    priority: 0,
+                    exchange: b"",
+                    routing_key: b"",
+                    properties: b"",
+                    body: &message.body,
+                };
+                list.push_stored(sequence, store.append_shared(&record, &message).expect("append"));
+            }
+        }
+        assert_eq!(linked.slots.len(), 1, "consecutive links of a queue form one run");
+        let reader = StoreReader(std::cell::RefCell::new(store));
+        for (queue, list) in [(1u64, &mut owner), (2, &mut linked)] {
+            let entries: Vec<Entry> = std::iter::from_fn(|| list.pop_front(&reader, queue)).collect();
+            let store = reader.0.borrow();
+            let read: Vec<(u64, String)> = entries
+                .iter()
+                .map(|entry| {
+                    let message = store.read(entry.payload.stored().expect("stored")).expect("read");
+                    (entry.sequence, String::from_utf8_lossy(&message.body).into_owned())
+                })
+                .collect();
+            let expected: Vec<(u64, String)> =
+                (1..=5).map(|sequence| (sequence, format!("fanout {sequence}"))).collect();
+            assert_eq!(read, expected, "queue {queue}");
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -105,8 +105,8 @@ impl Shard {
     fn empty_segment(&self, victim: &Candidate, budget_bytes: &mut u64) -> u64 {
         let mut moved = 0u64;
         for &id in &victim.queues {
-            let mut copy = |from: &crate::store::StoredRef, sequence: u64| {
-                let copied = self.with_store(|store| store.relocate(from, id.sequence(), sequence));
+            let mut copy = |from: &crate::store::StoredRef, _sequence: u64| {
+                let copied = self.with_store(|store| store.relocate(from));
                 match copied {
                     Some(Ok(reference)) => {
                         moved += 1;

@@ -147,8 +147,9 @@ impl Shard {
 
     /// Decides how a message enters the queue: refused by its length limit, kept in memory,
     /// or appended to the store when it is persistent and the queue durable (with whether to
-    /// keep an in-memory copy, only while the queue is short).
-    fn admit(&self, id: QueueId, message: &Message, arrival: Arrival) -> Admission {
+    /// keep an in-memory copy, only while the queue is short). The same message routed to
+    /// several durable queues of this shard is stored once (`Store::append_shared`).
+    fn admit(&self, id: QueueId, message: &Arc<Message>, arrival: Arrival) -> Admission {
         self.ensure_queue_known(id);
         let (durable, sequence, ready, (expires_at_unix_ms, priority)) = {
             let queues = self.queues.borrow();
@@ -173,7 +174,7 @@ impl Shard {
             properties: &message.properties,
             body: &message.body,
         };
-        Admission::Stored(match self.with_store(|store| store.append(&record)) {
+        Admission::Stored(match self.with_store(|store| store.append_shared(&record, message)) {
             Some(Ok(reference)) => Ok((reference, ready < STORED_CACHE_MESSAGES)),
             Some(Err(error)) => Err(error.to_string()),
             None => Err("this shard has no message store".into()),
@@ -368,7 +369,7 @@ impl RecordReader for Shard {
         end: u32,
         queue_sequence: u64,
         kind: u8,
-    ) -> Option<(u32, u32, u64)> {
+    ) -> Option<crate::store::FoundRecord> {
         self.with_store(|store| store.ensure_written(segment, end));
         crate::store::find_record(segment, from, end, queue_sequence, kind)
     }

@@ -6,6 +6,10 @@
 //! the shard (group commit, `commit.rs`); the confirms of that batch are released only after
 //! it. Queued messages are read back through the segment's memory map, so the heap holds
 //! only a small reference per queued message. The store knows nothing of AMQP semantics.
+//!
+//! A message routed to several durable queues of the shard (a fanout) is stored once: its
+//! first queue gets a message record, the others a link record naming it (same segment, so
+//! the link's reference keeps the content's segment alive).
 
 pub mod commit;
 pub mod definitions_log;
@@ -14,20 +18,22 @@ pub mod record;
 pub mod recovery;
 pub mod segment;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 
 use crate::broker::message::Message;
+use crate::limits::STORE_RECENT_MESSAGES;
 use crate::shard::messages::ConfirmTo;
 use record::{
-    decode_message, encode_copy, encode_mark, encode_message, read_record, Mark, MessageRecord, Origin, ReadOutcome,
-    ORIGIN_BYTES, RECORD_HEADER_BYTES,
+    decode_link, decode_message, encode_copy, encode_link, encode_mark, encode_message, read_record, record_length,
+    Link, Mark, MessageRecord, Origin, ReadOutcome, KIND_LINK, LINK_RECORD_BYTES, ORIGIN_BYTES, PLACE_BYTES,
+    RECORD_HEADER_BYTES,
 };
 use segment::Segment;
 
@@ -37,6 +43,43 @@ pub struct StoredRef {
     pub segment: Arc<Segment>,
     pub offset: u32,
     pub length: u32,
+    /// The size of the message record holding the content (for a link, the record it names;
+    /// for a copy, without its origin): what `x-max-length-bytes` and compaction count.
+    pub content_bytes: u32,
+    /// The record's kind (`record::KIND_*`): runs read records of one kind.
+    pub kind: u8,
+}
+
+/// A record of a queue found in a segment by `find_record`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FoundRecord {
+    pub kind: u8,
+    pub offset: u32,
+    pub length: u32,
+    pub content_bytes: u32,
+    /// The message's sequence in its queue.
+    pub sequence: u64,
+}
+
+impl FoundRecord {
+    pub fn reference(&self, segment: &Arc<Segment>) -> StoredRef {
+        StoredRef {
+            segment: segment.clone(),
+            offset: self.offset,
+            length: self.length,
+            content_bytes: self.content_bytes,
+            kind: self.kind,
+        }
+    }
+}
+
+/// A message appended as a message record to the active publishes segment: a weak reference
+/// (so its allocation, and hence its address, is not reused while remembered, and its body
+/// is not kept alive) and where its record is.
+struct Recent {
+    message: Weak<Message>,
+    offset: u32,
+    content_bytes: u32,
 }
 
 #[derive(Debug)]
@@ -100,6 +143,9 @@ pub struct Store {
     dir: PathBuf,
     segment_bytes: u64,
     publishes: Stream,
+    /// The last messages given a message record in the active publishes segment, newest
+    /// last; emptied when that segment changes.
+    recent: VecDeque<Recent>,
     copies: Stream,
     marks: HashMap<u64, (Arc<Segment>, Vec<u8>)>,
     next_segment_number: u64,
@@ -130,6 +176,7 @@ impl Store {
             dir: dir.to_path_buf(),
             segment_bytes,
             publishes: Stream::default(),
+            recent: VecDeque::new(),
             copies: Stream::default(),
             marks: HashMap::new(),
             next_segment_number,
@@ -201,30 +248,76 @@ impl Store {
         let length = record.encoded_bytes() as u64;
         let (segment, offset) = self.reserve(StreamKind::Publishes, length)?;
         encode_message(&mut self.publishes.pending, record);
-        Ok(StoredRef { segment, offset: offset as u32, length: length as u32 })
+        let (offset, length) = (offset as u32, length as u32);
+        Ok(StoredRef { segment, offset, length, content_bytes: length, kind: record::KIND_MESSAGE })
+    }
+
+    /// Appends `message` for one queue (`record`): a link record when the same message (the
+    /// same allocation) already has a message record in the active publishes segment and the
+    /// link fits there, a message record otherwise.
+    pub fn append_shared(
+        &mut self,
+        record: &MessageRecord<'_>,
+        message: &Arc<Message>,
+    ) -> Result<StoredRef, StoreError> {
+        let target =
+            self.recent.iter().rev().find(|recent| std::ptr::eq(recent.message.as_ptr(), Arc::as_ptr(message)));
+        if let Some(&Recent { offset: target_offset, content_bytes, .. }) = target {
+            if self.publishes.fits(LINK_RECORD_BYTES as u64) {
+                let (segment, offset) = self.reserve(StreamKind::Publishes, LINK_RECORD_BYTES as u64)?;
+                let link = Link { place: record.place(), target_offset };
+                encode_link(&mut self.publishes.pending, link);
+                let (offset, length) = (offset as u32, LINK_RECORD_BYTES as u32);
+                return Ok(StoredRef { segment, offset, length, content_bytes, kind: KIND_LINK });
+            }
+        }
+        let reference = self.append(record)?;
+        if self.recent.len() == STORE_RECENT_MESSAGES {
+            self.recent.pop_front();
+        }
+        let recent = Recent {
+            message: Arc::downgrade(message),
+            offset: reference.offset,
+            content_bytes: reference.content_bytes,
+        };
+        self.recent.push_back(recent);
+        Ok(reference)
     }
 
     /// Copies a stored message (from a sealed segment) to the copies stream and returns its
     /// new place. Once the sync covering the copy completes, the old record gets a `Moved`
     /// mark and its segment may go; until then the segment is kept, so a crash finds the
-    /// message in one place or the other (recovery decides which, see `recovery.rs`).
-    pub fn relocate(&mut self, from: &StoredRef, queue_sequence: u64, sequence: u64) -> Result<StoredRef, StoreError> {
+    /// message in one place or the other (recovery decides which, see `recovery.rs`). A link
+    /// is copied with its target's content; the copy always carries the place of the record
+    /// it copies (a link's target has another queue's place).
+    pub fn relocate(&mut self, from: &StoredRef) -> Result<StoredRef, StoreError> {
         if self.is_active(&from.segment) {
             return Err(StoreError::Poisoned("compaction of a segment still being written".into()));
         }
         let source = from.segment.clone();
+        let unreadable =
+            |what: &str| StoreError::Poisoned(format!("segment {} offset {}: {what}", source.number, from.offset));
         let start = from.offset as usize;
-        let bytes = source.bytes().get(start..start + from.length as usize).unwrap_or_default();
-        let ReadOutcome::Record { kind, payload, .. } = read_record(bytes, 0) else {
-            return Err(StoreError::Poisoned(format!("segment {} offset {start}: unreadable record", source.number)));
+        let own = source.bytes().get(start..start + from.length as usize).unwrap_or_default();
+        let place = match read_record(own, 0) {
+            ReadOutcome::Record { kind, payload, .. } => record::record_place(kind, payload),
+            _ => None,
         };
-        let Some((message, _, _)) = record::message_payload(kind, payload) else {
-            return Err(StoreError::Poisoned(format!("segment {} offset {start}: not a message", source.number)));
+        let Some(place) = place else { return Err(unreadable("unreadable record")) };
+        let Some((_, bytes)) = content_record(source.bytes(), start, from.length as usize) else {
+            return Err(unreadable("unreadable record"));
+        };
+        let ReadOutcome::Record { kind, payload, .. } = read_record(bytes, 0) else {
+            return Err(unreadable("unreadable record"));
+        };
+        let message = record::message_payload(kind, payload).map(|found| found.0);
+        let Some(message) = message.filter(|message| message.len() >= PLACE_BYTES) else {
+            return Err(unreadable("not a message"));
         };
         let length = (RECORD_HEADER_BYTES + 1 + ORIGIN_BYTES + message.len()) as u64;
         let (segment, offset) = self.reserve(StreamKind::Copies, length)?;
         let origin = Origin { segment: source.number, offset: from.offset };
-        encode_copy(&mut self.copies.pending, origin, message);
+        encode_copy(&mut self.copies.pending, origin, place, message);
         let marks = match self.moved_unwritten.iter_mut().find(|(segment, _)| Arc::ptr_eq(segment, &source)) {
             Some((_, marks)) => marks,
             None => {
@@ -232,8 +325,10 @@ impl Store {
                 &mut self.moved_unwritten.last_mut().expect("just pushed").1
             }
         };
-        encode_mark(marks, queue_sequence, sequence, Mark::Moved);
-        Ok(StoredRef { segment, offset: offset as u32, length: length as u32 })
+        encode_mark(marks, place.queue_sequence, place.sequence, Mark::Moved);
+        let (offset, length) = (offset as u32, length as u32);
+        let content_bytes = length - ORIGIN_BYTES as u32;
+        Ok(StoredRef { segment, offset, length, content_bytes, kind: record::KIND_COPY })
     }
 
     /// Seals a stream's active segment (after writing what it holds) and starts a new one.
@@ -241,6 +336,10 @@ impl Store {
         self.write_pending()?;
         if let Some(old) = self.stream(kind).active.take() {
             old.seal();
+        }
+        if kind == StreamKind::Publishes {
+            // Links name records of their own segment only.
+            self.recent.clear();
         }
         let capacity = self.segment_bytes.max(record_bytes + 8);
         let number = self.next_segment_number;
@@ -355,34 +454,80 @@ impl Store {
         }
     }
 
-    /// Reads a stored message: from this turn's unwritten records or the segment's map.
+    /// Reads a stored message: from this turn's unwritten records or the segment's map. A link
+    /// reads its target, which is earlier in the same segment (and so written, or unwritten
+    /// with it, or written while the link is not).
     pub fn read(&self, reference: &StoredRef) -> Option<Arc<Message>> {
-        let start = reference.offset as usize;
-        let end = start + reference.length as usize;
+        let (bytes, _) = self.bytes_at(&reference.segment, reference.offset)?;
+        let bytes = bytes.get(..reference.length as usize)?;
+        let (offset, length) = match read_link(bytes) {
+            Some(link) => {
+                let (target, _) = self.bytes_at(&reference.segment, link.target_offset)?;
+                (link.target_offset, record_length(target)?)
+            }
+            None => (reference.offset, reference.length as usize),
+        };
+        match self.bytes_at(&reference.segment, offset)? {
+            (bytes, true) => {
+                let bytes = bytes.get(..length)?;
+                decode_owned(bytes, |range| Bytes::copy_from_slice(&bytes[range.0..range.1]))
+            }
+            (_, false) => read_mapped(&reference.segment, offset as usize, offset as usize + length),
+        }
+    }
+
+    /// The bytes of `segment` from `offset` on: from this turn's unwritten records when they
+    /// hold that offset (true), else from the map (false).
+    fn bytes_at<'a>(&'a self, segment: &'a Arc<Segment>, offset: u32) -> Option<(&'a [u8], bool)> {
         for stream in [&self.publishes, &self.copies] {
-            if stream.holds(&reference.segment) && reference.offset as u64 >= stream.written_offset {
-                let local = start - stream.written_offset as usize;
-                let bytes = stream.pending.get(local..local + reference.length as usize)?;
-                return decode_owned(bytes, |range| Bytes::copy_from_slice(&bytes[range.0..range.1]));
+            if stream.holds(segment) && u64::from(offset) >= stream.written_offset {
+                let local = usize::try_from(u64::from(offset) - stream.written_offset).ok()?;
+                return Some((stream.pending.get(local..)?, true));
             }
         }
-        read_mapped(&reference.segment, start, end)
+        Some((segment.bytes().get(offset as usize..)?, false))
     }
 }
 
-/// Scans `[from, end)` of a segment for the first record of `kind` (message or copy) of
-/// `queue_sequence`: (offset, length, its sequence in the queue).
-pub fn find_record(segment: &Segment, from: u32, end: u32, queue_sequence: u64, kind: u8) -> Option<(u32, u32, u64)> {
+/// The link a record is, if it is a whole, checksummed link record.
+fn read_link(bytes: &[u8]) -> Option<Link> {
+    // The kind byte first: a message record is not checksummed twice on each read.
+    if bytes.get(RECORD_HEADER_BYTES) != Some(&KIND_LINK) {
+        return None;
+    }
+    match read_record(bytes, 0) {
+        ReadOutcome::Record { kind: KIND_LINK, payload, .. } => decode_link(payload),
+        _ => None,
+    }
+}
+
+/// The record holding the content of the record at `[offset, offset + length)` of a segment's
+/// bytes, and where it starts: itself, or the target of a link (earlier in the segment).
+fn content_record(segment_bytes: &[u8], offset: usize, length: usize) -> Option<(usize, &[u8])> {
+    let record = segment_bytes.get(offset..offset + length)?;
+    let Some(link) = read_link(record) else { return Some((offset, record)) };
+    let target = link.target_offset as usize;
+    if target >= offset {
+        return None;
+    }
+    let target_bytes = segment_bytes.get(target..)?;
+    Some((target, target_bytes.get(..record_length(target_bytes)?)?))
+}
+
+/// Scans `[from, end)` of a segment for the first record of `kind` (message, copy or link) of
+/// `queue_sequence`.
+pub fn find_record(segment: &Segment, from: u32, end: u32, queue_sequence: u64, kind: u8) -> Option<FoundRecord> {
     let bytes = segment.bytes().get(..end as usize)?;
     let mut offset = from as usize;
     while offset < end as usize {
         let ReadOutcome::Record { kind: found, payload, next } = read_record(bytes, offset) else { return None };
         if found == kind {
-            let (message, _, _) = record::message_payload(kind, payload)?;
-            let queue = u64::from_le_bytes(message.get(..8)?.try_into().ok()?);
+            let (queue, sequence) = record::queue_position(kind, payload)?;
             if queue == queue_sequence {
-                let sequence = u64::from_le_bytes(message.get(8..16)?.try_into().ok()?);
-                return Some((offset as u32, (next - offset) as u32, sequence));
+                let length = next - offset;
+                let content_bytes = content_bytes(segment.bytes(), kind, payload, length)?;
+                let (offset, length) = (offset as u32, length as u32);
+                return Some(FoundRecord { kind, offset, length, content_bytes, sequence });
             }
         }
         offset = next;
@@ -390,10 +535,22 @@ pub fn find_record(segment: &Segment, from: u32, end: u32, queue_sequence: u64, 
     None
 }
 
+/// `StoredRef::content_bytes` of a checksummed record of `length` bytes of a segment: a message
+/// record's own length, a copy's without its origin, a link's target's (a message record,
+/// earlier in the segment; its header alone is read).
+pub fn content_bytes(segment_bytes: &[u8], kind: u8, payload: &[u8], length: usize) -> Option<u32> {
+    let bytes = match kind {
+        KIND_LINK => record_length(segment_bytes.get(decode_link(payload)?.target_offset as usize..)?)?,
+        record::KIND_COPY => length.checked_sub(ORIGIN_BYTES)?,
+        _ => length,
+    };
+    u32::try_from(bytes).ok()
+}
+
 /// Decodes a record from a segment's map without copying: the message's fields are slices
-/// that keep the segment alive.
+/// that keep the segment alive. A link is followed to its target.
 pub fn read_mapped(segment: &Arc<Segment>, start: usize, end: usize) -> Option<Arc<Message>> {
-    let bytes = segment.bytes().get(start..end)?;
+    let (start, bytes) = content_record(segment.bytes(), start, end.checked_sub(start)?)?;
     decode_owned(bytes, |range| {
         Bytes::from_owner(SegmentSlice { segment: segment.clone(), start: start + range.0, end: start + range.1 })
     })
@@ -426,3 +583,6 @@ impl AsRef<[u8]> for SegmentSlice {
         self.segment.bytes().get(self.start..self.end).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,7 +3,9 @@
 //! Segment records: `[length u32][crc32c u32][kind u8][payload]`, little endian, where the
 //! length counts kind + payload and the checksum covers the same bytes. A copy record (written
 //! by compaction, `KIND_COPY`) is a message record's payload prefixed with where the message
-//! was copied from (`Origin`), so recovery can tell which of the two places holds it. A zero length marks
+//! was copied from (`Origin`), so recovery can tell which of the two places holds it. A link
+//! record (`KIND_LINK`) stores one queue's message of a fanout without its content: the
+//! content is that of a message record earlier in the same segment. A zero length marks
 //! the end of written data (segments are pre-allocated and zero-filled). Mark records (acks
 //! and delivery marks, kept in a side file per segment) are fixed 24 bytes with their own
 //! checksum. Reading stops at the first record that is torn or fails its checksum; nothing
@@ -14,9 +16,16 @@ use bytes::BufMut;
 pub const RECORD_HEADER_BYTES: usize = 8;
 pub const KIND_MESSAGE: u8 = 1;
 pub const KIND_COPY: u8 = 2;
+pub const KIND_LINK: u8 = 3;
 /// Bytes of the `Origin` that prefixes a copy record's payload.
 pub const ORIGIN_BYTES: usize = 12;
 pub const MARK_RECORD_BYTES: usize = 24;
+/// The `Place` every message, copy and link record starts its message payload with.
+pub const PLACE_BYTES: usize = 8 + 8 + 8 + 1;
+/// A link record's payload: its place, then the target offset.
+const LINK_PAYLOAD_BYTES: usize = PLACE_BYTES + 4;
+/// A whole link record, header and kind included.
+pub const LINK_RECORD_BYTES: usize = RECORD_HEADER_BYTES + 1 + LINK_PAYLOAD_BYTES;
 
 /// A persistent message as stored: which queue, its position there, when it expires and its
 /// priority level there (so a restart keeps both), and its content.
@@ -68,16 +77,52 @@ impl<'a> MessageRecord<'a> {
     }
 }
 
+/// A stored message's place in its queue: which queue, its position there, its wall-clock
+/// deadline (Unix ms, 0: none) and its priority level. Each queue of a fanout has its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Place {
+    pub queue_sequence: u64,
+    pub sequence: u64,
+    pub expires_at_unix_ms: u64,
+    pub priority: u8,
+}
+
+impl Place {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.put_u64_le(self.queue_sequence);
+        out.put_u64_le(self.sequence);
+        out.put_u64_le(self.expires_at_unix_ms);
+        out.put_u8(self.priority);
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Place> {
+        Some(Place {
+            queue_sequence: read_u64(bytes, 0)?,
+            sequence: read_u64(bytes, 8)?,
+            expires_at_unix_ms: read_u64(bytes, 16)?,
+            priority: *bytes.get(24)?,
+        })
+    }
+}
+
+impl MessageRecord<'_> {
+    pub fn place(&self) -> Place {
+        Place {
+            queue_sequence: self.queue_sequence,
+            sequence: self.sequence,
+            expires_at_unix_ms: self.expires_at_unix_ms,
+            priority: self.priority,
+        }
+    }
+}
+
 /// Appends a message record. Exchange and routing key are AMQP short strings (≤ 255 bytes).
 pub fn encode_message(out: &mut Vec<u8>, record: &MessageRecord<'_>) {
     let start = out.len();
     out.put_u32_le(0);
     out.put_u32_le(0);
     out.put_u8(KIND_MESSAGE);
-    out.put_u64_le(record.queue_sequence);
-    out.put_u64_le(record.sequence);
-    out.put_u64_le(record.expires_at_unix_ms);
-    out.put_u8(record.priority);
+    record.place().encode(out);
     let exchange = &record.exchange[..record.exchange.len().min(255)];
     out.put_u8(exchange.len() as u8);
     out.put_slice(exchange);
@@ -102,17 +147,70 @@ pub struct Origin {
 }
 
 /// Appends a copy record: `message_payload` (a message record's payload, after its kind byte)
-/// prefixed with where it came from.
-pub fn encode_copy(out: &mut Vec<u8>, origin: Origin, message_payload: &[u8]) {
+/// prefixed with where it came from, with its queue and sequence replaced by `position` (the
+/// queue the copy is for: a link's target holds another queue's message).
+pub fn encode_copy(out: &mut Vec<u8>, origin: Origin, place: Place, message_payload: &[u8]) {
     let start = out.len();
-    out.put_u32_le((1 + ORIGIN_BYTES + message_payload.len()) as u32);
+    let content = message_payload.get(PLACE_BYTES..).unwrap_or_default();
+    out.put_u32_le((1 + ORIGIN_BYTES + PLACE_BYTES + content.len()) as u32);
     out.put_u32_le(0);
     out.put_u8(KIND_COPY);
     out.put_u64_le(origin.segment);
     out.put_u32_le(origin.offset);
-    out.put_slice(message_payload);
+    place.encode(out);
+    out.put_slice(content);
     let checksum = crc32c::crc32c(&out[start + RECORD_HEADER_BYTES..]);
     out[start + 4..start + 8].copy_from_slice(&checksum.to_le_bytes());
+}
+
+/// The message at `place` has the content of the message record at `target_offset` of the
+/// same segment (always before the link).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    pub place: Place,
+    pub target_offset: u32,
+}
+
+/// Appends a link record.
+pub fn encode_link(out: &mut Vec<u8>, link: Link) {
+    let start = out.len();
+    out.put_u32_le((1 + LINK_PAYLOAD_BYTES) as u32);
+    out.put_u32_le(0);
+    out.put_u8(KIND_LINK);
+    link.place.encode(out);
+    out.put_u32_le(link.target_offset);
+    let checksum = crc32c::crc32c(&out[start + RECORD_HEADER_BYTES..]);
+    out[start + 4..start + 8].copy_from_slice(&checksum.to_le_bytes());
+}
+
+/// Decodes a link record's payload (after the kind byte). None if it has the wrong size.
+pub fn decode_link(payload: &[u8]) -> Option<Link> {
+    if payload.len() != LINK_PAYLOAD_BYTES {
+        return None;
+    }
+    Some(Link { place: Place::decode(payload)?, target_offset: read_u32(payload, PLACE_BYTES)? })
+}
+
+/// The place of a message, copy or link record: the start of its message payload (of a
+/// link's payload). None for other kinds or a short record.
+pub fn record_place(kind: u8, payload: &[u8]) -> Option<Place> {
+    let start = match kind {
+        KIND_MESSAGE | KIND_LINK => 0,
+        KIND_COPY => ORIGIN_BYTES,
+        _ => return None,
+    };
+    Place::decode(payload.get(start..)?)
+}
+
+/// The queue and the position there of a message, copy or link record.
+pub fn queue_position(kind: u8, payload: &[u8]) -> Option<(u64, u64)> {
+    record_place(kind, payload).map(|place| (place.queue_sequence, place.sequence))
+}
+
+/// The length of the record starting at `data[0]`, header included, from its header alone
+/// (not checked: for a record whose checksum was verified when it was found).
+pub fn record_length(data: &[u8]) -> Option<usize> {
+    Some(read_u32(data, 0)? as usize + RECORD_HEADER_BYTES)
 }
 
 /// The message payload of a message or copy record, the offset where it starts within the
@@ -345,12 +443,67 @@ mod tests {
         assert_eq!(origin, None);
         let mut copy = Vec::new();
         let from = Origin { segment: 12, offset: 4096 };
-        encode_copy(&mut copy, from, message);
+        encode_copy(&mut copy, from, sample(b"kept").place(), message);
         let ReadOutcome::Record { kind, payload, next } = read_record(&copy, 0) else { panic!("copy expected") };
         assert_eq!((kind, next), (KIND_COPY, copy.len()));
         let (copied, shift, origin) = message_payload(kind, payload).expect("a copy");
         assert_eq!((shift, origin), (ORIGIN_BYTES, Some(from)));
         assert_eq!(decode_message(copied).expect("decodes").0, sample(b"kept"));
+        // A copy for another queue (of a link's target) carries that queue's position.
+        let mut other = Vec::new();
+        let place = Place { queue_sequence: 8, sequence: 3, expires_at_unix_ms: 0, priority: 0 };
+        encode_copy(&mut other, from, place, message);
+        let ReadOutcome::Record { kind, payload, .. } = read_record(&other, 0) else { panic!("copy expected") };
+        let (copied, _, _) = message_payload(kind, payload).expect("a copy");
+        let expected =
+            MessageRecord { queue_sequence: 8, sequence: 3, expires_at_unix_ms: 0, priority: 0, ..sample(b"kept") };
+        assert_eq!(decode_message(copied).expect("decodes").0, expected);
+    }
+
+    #[test]
+    fn a_link_round_trips_and_names_its_queue_position() {
+        let link = Link { place: sample(b"").place(), target_offset: 4096 };
+        let mut out = Vec::new();
+        encode_link(&mut out, link);
+        assert_eq!(out.len(), LINK_RECORD_BYTES);
+        let ReadOutcome::Record { kind, payload, next } = read_record(&out, 0) else { panic!("link expected") };
+        assert_eq!((kind, next), (KIND_LINK, out.len()));
+        assert_eq!(decode_link(payload), Some(link));
+        assert_eq!(queue_position(kind, payload), Some((7, 42)));
+        assert_eq!(message_payload(kind, payload), None, "a link carries no content");
+        assert_eq!(record_length(&out), Some(LINK_RECORD_BYTES));
+        assert_eq!(decode_link(&payload[1..]), None);
+    }
+
+    #[test]
+    fn every_truncation_and_every_bit_flip_of_a_link_is_detected() {
+        let mut out = Vec::new();
+        encode_link(&mut out, Link { place: sample(b"").place(), target_offset: 128 });
+        for cut in 1..out.len() {
+            assert!(matches!(read_record(&out[..cut], 0), ReadOutcome::Damaged { .. }), "cut at {cut}");
+        }
+        for byte in 0..out.len() {
+            for bit in 0..8 {
+                let mut damaged = out.clone();
+                damaged[byte] ^= 1 << bit;
+                let outcome = read_record(&damaged, 0);
+                assert!(!matches!(outcome, ReadOutcome::Record { .. }), "flip at byte {byte} bit {bit} went unnoticed");
+            }
+        }
+    }
+
+    #[test]
+    fn queue_positions_of_every_message_kind() {
+        let mut out = Vec::new();
+        encode_message(&mut out, &sample(b"m"));
+        let ReadOutcome::Record { kind, payload, .. } = read_record(&out, 0) else { panic!("record expected") };
+        assert_eq!(queue_position(kind, payload), Some((7, 42)));
+        let (message, _, _) = message_payload(kind, payload).expect("a message");
+        let mut copy = Vec::new();
+        encode_copy(&mut copy, Origin { segment: 1, offset: 0 }, sample(b"m").place(), message);
+        let ReadOutcome::Record { kind, payload, .. } = read_record(&copy, 0) else { panic!("copy expected") };
+        assert_eq!(queue_position(kind, payload), Some((7, 42)));
+        assert_eq!(queue_position(9, payload), None);
     }
 
     #[test]

@@ -10,13 +10,20 @@
 //! before that record) or carries a `Moved` mark (written once the copy was synced); the
 //! original otherwise (the crash came before the copy was known to be on disk, or the mark was
 //! lost with the page cache).
+//!
+//! Link records (`KIND_LINK`, a fanout's message stored once for several queues) load like
+//! message records, under the same marks: the record they name is earlier in their segment,
+//! so it was read if they were, and stays on disk with the segment whatever its own queue did
+//! with it.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::record::{decode_marks, message_payload, read_record, Mark, Origin, ReadOutcome, KIND_COPY, KIND_MESSAGE};
+use super::record::{
+    decode_marks, message_payload, read_record, record_place, Mark, Origin, ReadOutcome, KIND_COPY, KIND_LINK,
+};
 use super::segment::{marks_path, parse_segment_name, Segment};
 use super::StoredRef;
 use crate::broker::clock;
@@ -224,12 +231,17 @@ fn recover_segment(
                 // are needed now (the rest is decoded when the message is delivered).
                 if let Some(record) = record_position(kind, payload) {
                     if live_queues.contains(&record.queue_sequence) {
-                        let reference = StoredRef {
-                            segment: segment.clone(),
-                            offset: offset as u32,
-                            length: (next - offset) as u32,
-                        };
-                        load_record(kind, record, reference, &marks, state, recovered);
+                        let content_bytes = super::content_bytes(segment.bytes(), kind, payload, next - offset);
+                        if let Some(content_bytes) = content_bytes {
+                            let reference = StoredRef {
+                                segment: segment.clone(),
+                                offset: offset as u32,
+                                length: (next - offset) as u32,
+                                content_bytes,
+                                kind,
+                            };
+                            load_record(record, reference, &marks, state, recovered);
+                        }
                     }
                 }
                 offset = next;
@@ -245,7 +257,6 @@ fn recover_segment(
 
 /// Adds one record of a live queue to its queue, unless another place holds the message.
 fn load_record(
-    kind: u8,
     record: RecordPosition,
     reference: StoredRef,
     marks: &SegmentMarks,
@@ -255,7 +266,7 @@ fn load_record(
     let number = reference.segment.number;
     let key = (record.queue_sequence, record.sequence);
     let queue = recovered.queues.entry(record.queue_sequence).or_default();
-    let list = if kind == KIND_COPY { &mut queue.copies } else { &mut queue.ready };
+    let list = if reference.kind == KIND_COPY { &mut queue.copies } else { &mut queue.ready };
     let gone = marks.removed.contains(&key) || state.moved.contains(&(number, key.0, key.1));
     let here = match record.origin {
         _ if gone => false,
@@ -280,9 +291,10 @@ fn load_record(
     }
     let delivered = marks.delivered.contains(&key);
     if delivered || record.expires_at_unix_ms != 0 || record.priority != 0 {
-        queue.push_single(kind == KIND_COPY, &record, reference, delivered);
+        let copy = reference.kind == KIND_COPY;
+        queue.push_single(copy, &record, reference, delivered);
     } else {
-        list.push_stored(record.sequence, reference, kind);
+        list.push_stored(record.sequence, reference);
     }
     queue.next_sequence = queue.next_sequence.max(record.sequence + 1);
     recovered.messages += 1;
@@ -297,15 +309,18 @@ struct RecordPosition {
 }
 
 fn record_position(kind: u8, payload: &[u8]) -> Option<RecordPosition> {
-    if kind != KIND_MESSAGE && kind != KIND_COPY {
-        return None;
-    }
-    let (message, _, origin) = message_payload(kind, payload)?;
-    let queue_sequence = u64::from_le_bytes(message.get(..8)?.try_into().ok()?);
-    let sequence = u64::from_le_bytes(message.get(8..16)?.try_into().ok()?);
-    let expires_at_unix_ms = u64::from_le_bytes(message.get(16..24)?.try_into().ok()?);
-    let priority = *message.get(24)?;
-    Some(RecordPosition { queue_sequence, sequence, expires_at_unix_ms, priority, origin })
+    let place = record_place(kind, payload)?;
+    let origin = match kind {
+        KIND_LINK => None,
+        _ => message_payload(kind, payload)?.2,
+    };
+    Some(RecordPosition {
+        queue_sequence: place.queue_sequence,
+        sequence: place.sequence,
+        expires_at_unix_ms: place.expires_at_unix_ms,
+        priority: place.priority,
+        origin,
+    })
 }
 
 fn segment_label(dir: &Path, number: u64) -> String {
@@ -316,6 +331,7 @@ fn segment_label(dir: &Path, number: u64) -> String {
 mod tests {
     use super::*;
     use crate::broker::ready::RecordReader;
+    use crate::store::record::{MessageRecord, KIND_MESSAGE};
     use crate::store::Store;
 
     const QUEUE: u64 = 1;
@@ -331,7 +347,7 @@ mod tests {
             end: u32,
             queue: u64,
             kind: u8,
-        ) -> Option<(u32, u32, u64)> {
+        ) -> Option<crate::store::FoundRecord> {
             crate::store::find_record(segment, from, end, queue, kind)
         }
     }
@@ -386,7 +402,7 @@ mod tests {
         };
         let mut second = Store::open(&dir, copies, 1 << 20, None).expect("open");
         let mut budget = u64::MAX;
-        let mut copy = |from: &StoredRef, sequence: u64| second.relocate(from, QUEUE, sequence).ok();
+        let mut copy = |from: &StoredRef, _: u64| second.relocate(from).ok();
         assert!(ready.relocate(&victim, &Files, QUEUE, &mut budget, &mut copy), "everything copied");
         assert!(second.write_pending().expect("write the copies"), "the copies wait for a sync");
         let retired = second.take_sync_batch().retired;
@@ -396,6 +412,68 @@ mod tests {
 
     fn in_segment(number: u64) -> Vec<(u64, u64)> {
         (0..6).map(|sequence| (sequence, number)).collect()
+    }
+
+    /// A fanout stored once for queues 1 (the records) and 2 (links to them): after queue 1
+    /// acked everything and queue 2 acked its second message, queue 2 recovers the others, in
+    /// order and with their content; a delivered mark makes one a redelivery.
+    #[test]
+    fn links_recover_like_messages_whatever_their_targets_queue_did() {
+        let data_dir = std::env::temp_dir().join(format!("spatemq-recovery-links-{}", std::process::id()));
+        let dir = shard_dir(&data_dir, 0);
+        let mut store = Store::open(&dir, 1, 1 << 20, None).expect("open");
+        for sequence in 1..=5u64 {
+            let message = Arc::new(crate::broker::message::Message {
+                exchange: bytes::Bytes::new(),
+                routing_key: bytes::Bytes::new(),
+                properties: bytes::Bytes::new(),
+                body: bytes::Bytes::from(format!("fanout {sequence}")),
+            });
+            for queue in [1u64, 2] {
+                let record = MessageRecord {
+                    queue_sequence: queue,
+                    sequence,
+                    expires_at_unix_ms: 0,
+                    priority: 0,
+                    exchange: b"",
+                    routing_key: b"",
+                    properties: b"",
+                    body: &message.body,
+                };
+                let reference = store.append_shared(&record, &message).expect("append");
+                assert_eq!(reference.kind, if queue == 1 { KIND_MESSAGE } else { KIND_LINK });
+                if queue == 1 || sequence == 2 {
+                    store.mark(&reference, queue, sequence, Mark::Removed);
+                } else if sequence == 4 {
+                    store.mark(&reference, queue, sequence, Mark::Delivered);
+                }
+            }
+        }
+        store.write_pending().expect("write");
+        drop(store);
+        let live: HashSet<u64> = [1, 2].into();
+        let mut recovered = recover(&data_dir, &live).expect("recover");
+        assert_eq!(recovered.messages, 4);
+        assert!(recovered.queues.get(&1).is_none_or(|queue| queue.ready.is_empty()));
+        let mut queue = recovered.queues.remove(&2).expect("queue 2");
+        assert_eq!(queue.next_sequence, 6);
+        let entries: Vec<Entry> = std::iter::from_fn(|| queue.ready.pop_front(&Files, 2)).collect();
+        let found: Vec<(u64, bool, String)> = entries
+            .iter()
+            .map(|entry| {
+                let reference = entry.payload.stored().expect("stored");
+                assert_eq!(reference.kind, KIND_LINK);
+                let end = (reference.offset + reference.length) as usize;
+                let message =
+                    crate::store::read_mapped(&reference.segment, reference.offset as usize, end).expect("read");
+                (entry.sequence, entry.redelivered, String::from_utf8_lossy(&message.body).into_owned())
+            })
+            .collect();
+        let expected = [(1, false), (3, false), (4, true), (5, false)]
+            .map(|(sequence, redelivered)| (sequence, redelivered, format!("fanout {sequence}")));
+        assert_eq!(found, expected);
+        drop(entries);
+        let _ = std::fs::remove_dir_all(&data_dir);
     }
 
     /// (original, copies) segment numbers: copies newer, and copies older than their origin.

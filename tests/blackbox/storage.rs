@@ -7,6 +7,7 @@ mod compaction;
 mod damage;
 mod definitions;
 mod failures;
+mod fanout;
 mod messages;
 mod on_disk;
 

@@ -8,9 +8,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Small segments, so a few hundred KiB of traffic spans many of them.
-const SMALL_SEGMENTS: &[&str] = &["--segment-size", "64KiB"];
+pub(super) const SMALL_SEGMENTS: &[&str] = &["--segment-size", "64KiB"];
 
-fn segment_files(data_dir: &Path) -> usize {
+pub(super) fn segment_files(data_dir: &Path) -> usize {
     let Ok(shards) = std::fs::read_dir(data_dir.join("messages")) else { return 0 };
     shards
         .flatten()
@@ -21,7 +21,7 @@ fn segment_files(data_dir: &Path) -> usize {
 }
 
 /// Waits until at most `most` segment files are left; returns how many there are.
-async fn wait_segments_at_most(data_dir: &Path, most: usize, seconds: u64) -> usize {
+pub(super) async fn wait_segments_at_most(data_dir: &Path, most: usize, seconds: u64) -> usize {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     loop {
         let count = segment_files(data_dir);
