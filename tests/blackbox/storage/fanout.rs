@@ -125,4 +125,41 @@ restart_tests! {
         assert_eq!(drain_bodies(broker.uri(), &busy).await, Vec::<String>::new());
         broker.stop_cleanly();
     }
+
+    /// RabbitMQ applies each queue's own TTL and priority to a message a fanout routed to
+    /// several queues, and keeps them across a restart: stored once, the message still expires
+    /// from the queue with x-message-ttl and stays, at its priority, in the others.
+    async fn each_queue_keeps_its_own_deadline_and_priority_for_a_shared_message(shards: usize) {
+        let data = DataDir::new();
+        let timed = queue_name_on_shard("q-fan-ttl", 0, shards);
+        let prioritized = queue_name_on_shard("q-fan-prio", 0, shards);
+        let exchange = unique("x-fan-places");
+        let broker = BrokerProcess::start(data.path(), shards, &[]);
+        let (conn, ch) = confirm_channel(broker.uri()).await;
+        let options = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+        within(T, ch.exchange_declare(exchange.as_str().into(), ExchangeKind::Fanout, options, FieldTable::default()))
+            .await
+            .expect("exchange.declare");
+        let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+        let mut ttl = FieldTable::default();
+        ttl.insert("x-message-ttl".into(), AMQPValue::LongInt(2000));
+        within(T, ch.queue_declare(timed.as_str().into(), durable, ttl)).await.expect("queue.declare");
+        let mut priorities = FieldTable::default();
+        priorities.insert("x-max-priority".into(), AMQPValue::LongInt(9));
+        within(T, ch.queue_declare(prioritized.as_str().into(), durable, priorities)).await.expect("queue.declare");
+        bind(&ch, &timed, &exchange, "").await;
+        bind(&ch, &prioritized, &exchange, "").await;
+        for (body, priority) in [("low", 0), ("high", 5)] {
+            publish_confirmed(&ch, &exchange, "", &[body.to_string()], persistent().with_priority(priority)).await;
+        }
+        close_conn(&conn).await;
+        broker.kill();
+
+        let broker = BrokerProcess::start(data.path(), shards, &[]);
+        let (conn, ch) = connect_channel(broker.uri()).await;
+        wait_message_count(&ch, &timed, 0, 15).await;
+        assert_eq!(drain_bodies(broker.uri(), &prioritized).await, vec!["high".to_string(), "low".to_string()]);
+        close_conn(&conn).await;
+        broker.stop_cleanly();
+    }
 }
