@@ -127,6 +127,7 @@ impl Definitions {
         }
         let kind = ExchangeKind::parse(&request.kind)
             .ok_or_else(|| AmqpError::new(COMMAND_INVALID, format!("unknown exchange type '{}'", request.kind)))?;
+        super::queue_args::validate_exchange(&request.arguments, &request.name, vhost_name)?;
         if let Some(exchange) = existing {
             return check_exchange_equivalence(&exchange, kind, request);
         }

@@ -1,8 +1,8 @@
 //! The queue arguments RabbitMQ clients rely on (`x-message-ttl`, `x-expires`, `x-max-length`,
 //! `x-max-length-bytes`, `x-overflow`, `x-dead-letter-exchange`, `x-dead-letter-routing-key`,
 //! `x-delivery-limit`, `x-consumer-timeout`), checked at queue.declare and turned into the
-//! typed settings a queue acts on; and the consumer argument `x-consumer-timeout`, checked at
-//! basic.consume.
+//! typed settings a queue acts on; the consumer argument `x-consumer-timeout`, checked at
+//! basic.consume; and the exchange argument `alternate-exchange`, checked at exchange.declare.
 //!
 //! `validate` refuses a bad argument with RabbitMQ's reply code and text shape
 //! ("invalid arg '<name>' for queue '<q>' in vhost '<v>': <reason>"). `QueueArgs::from_table`
@@ -165,6 +165,19 @@ pub fn validate(arguments: &FieldTable, queue: &str, vhost: &str) -> Result<(), 
         let name = key.as_str();
         if let Err(reason) = check_argument(name, value, arguments) {
             let text = format!("invalid arg '{name}' for queue '{queue}' in vhost '{vhost}': {reason}");
+            return Err(AmqpError::new(PRECONDITION_FAILED, text));
+        }
+    }
+    Ok(())
+}
+
+/// Checks the exchange arguments RabbitMQ checks at exchange.declare: `alternate-exchange`
+/// must be a string.
+pub fn validate_exchange(arguments: &FieldTable, exchange: &str, vhost: &str) -> Result<(), AmqpError> {
+    if let Some(value) = arguments.inner().get("alternate-exchange") {
+        if let Err(reason) = check_text(value, &[]) {
+            let text =
+                format!("invalid arg 'alternate-exchange' for exchange '{exchange}' in vhost '{vhost}': {reason}");
             return Err(AmqpError::new(PRECONDITION_FAILED, text));
         }
     }

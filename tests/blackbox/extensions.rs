@@ -361,6 +361,18 @@ shard_tests! {
         close_conn(&conn).await;
     }
 
+    /// RabbitMQ refuses an `alternate-exchange` that is not a string at exchange.declare, with
+    /// a 406 naming the argument.
+    async fn alternate_exchange_of_the_wrong_type_is_406(broker: &Broker) {
+        let (conn, ch) = connect_channel(&broker.uri()).await;
+        let name = unique("x-bad-ae");
+        let arguments = args(&[("alternate-exchange", long(1))]);
+        let declared = within(T, ch.exchange_declare(name.as_str().into(), ExchangeKind::Direct, ExchangeDeclareOptions::default(), arguments)).await;
+        let text = format!("PRECONDITION_FAILED - invalid arg 'alternate-exchange' for exchange '{name}' in vhost '/': {{unacceptable_type,integer}}");
+        expect_close_text(declared, 406, &text);
+        close_conn(&conn).await;
+    }
+
     /// RabbitMQ alternate exchanges: a message the exchange cannot route goes to its
     /// `alternate-exchange`, and a mandatory publish is then not returned.
     async fn unroutable_message_goes_to_alternate_exchange(broker: &Broker) {

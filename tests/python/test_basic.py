@@ -14,6 +14,17 @@ def fill(ch, q, n, prefix=b"m"):
         ch.basic_publish("", q, prefix + b"%d" % i)
 
 
+def test_server_announces_rabbitmq_capabilities(broker, connection):
+    """RabbitMQ's connection.start lists these capabilities; clients (the
+    Java client, kombu) check some of them before using the extension."""
+    capabilities = connection._impl.server_properties["capabilities"]
+    for name in ["publisher_confirms", "exchange_exchange_bindings",
+                 "basic.nack", "consumer_cancel_notify", "connection.blocked",
+                 "consumer_priorities", "authentication_failure_close",
+                 "per_consumer_qos", "direct_reply_to"]:
+        assert capabilities.get(name) is True, name
+
+
 def test_basic_get_and_get_empty(broker, channel):
     q = uniq("get_q")
     channel.queue_declare(q)
