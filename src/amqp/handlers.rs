@@ -206,14 +206,7 @@ impl Dispatcher {
                 // Straight to the owner, as basic.publish and basic.get go: the count then
                 // includes every message this channel published before (RabbitMQ's order).
                 // A queue this shard does not know yet takes the writer's path below.
-                let (queue, request) = (definition.id, QueueRequest::DeclareOk);
-                let reply =
-                    self.shard.request(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) });
-                let vhost = self.vhost();
-                let reply = reply.await.map_err(|error| match error.reply_code {
-                    NOT_FOUND => AmqpError::not_found("queue", &name, &vhost),
-                    _ => error,
-                })?;
+                let reply = self.declare_ok_from_owner(definition.id, &name).await?;
                 return self.answer_queue_declare(channel_id, declare.nowait, reply);
             }
         }
@@ -227,8 +220,27 @@ impl Dispatcher {
             arguments: declare.arguments,
             conn: self.connection.id,
         });
-        let reply = self.admin(request).await?;
+        let reply = match self.admin(request).await? {
+            ReplyBody::ExistingQueue(queue) => self.declare_ok_from_owner(queue, &name).await?,
+            reply => reply,
+        };
         self.answer_queue_declare(channel_id, declare.nowait, reply)
+    }
+
+    /// declare-ok of an existing queue, asked of its shard on the path this channel's
+    /// publishes take; a queue deleted meanwhile is 404 as for any missing queue.
+    async fn declare_ok_from_owner(
+        &self,
+        queue: crate::broker::ids::QueueId,
+        name: &str,
+    ) -> Result<ReplyBody, AmqpError> {
+        let request = QueueRequest::DeclareOk;
+        let reply = self.shard.request(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) });
+        let vhost = self.vhost();
+        reply.await.map_err(|error| match error.reply_code {
+            NOT_FOUND => AmqpError::not_found("queue", name, &vhost),
+            _ => error,
+        })
     }
 
     fn answer_queue_declare(&mut self, channel_id: u16, nowait: bool, reply: ReplyBody) -> Result<(), AmqpError> {

@@ -99,7 +99,14 @@ pub struct GotMessage {
 #[derive(Debug)]
 pub enum ReplyBody {
     Done,
-    QueueDeclareOk { name: String, message_count: u32, consumer_count: u32 },
+    QueueDeclareOk {
+        name: String,
+        message_count: u32,
+        consumer_count: u32,
+    },
+    /// queue.declare of a queue that exists: the asker gets the counts from the queue's shard
+    /// itself, so they include what its channel published before (the same mailbox path).
+    ExistingQueue(super::ids::QueueId),
     MessageCount(u32),
     ConsumeOk,
     Get(Option<GotMessage>),

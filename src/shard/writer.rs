@@ -126,11 +126,7 @@ impl Shard {
                 );
             }
             (Ok(Some(QueueDeclared::Existing(definition))), _) => {
-                let request = QueueRequest::DeclareOk;
-                self.send(
-                    definition.id.owner(),
-                    ShardMsg::QueueOp { queue: definition.id, request, reply: Some(reply) },
-                );
+                self.reply(reply, Ok(ReplyBody::ExistingQueue(definition.id)));
             }
             (Ok(None), AdminRequest::QueueDelete { .. }) => self.reply(reply, Ok(ReplyBody::MessageCount(0))),
             (Ok(None), _) => self.reply(reply, Ok(ReplyBody::Done)),

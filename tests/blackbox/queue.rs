@@ -27,16 +27,22 @@ async fn wait_queue_gone(conn: &Connection, name: &str, secs: u64) {
 }
 
 shard_tests! {
-    /// RabbitMQ: a passive queue.declare answers after the messages the same channel published
+    /// RabbitMQ: a queue.declare (passive or not) answers after the messages the same channel
+    /// published
     /// before it reached the queue, so its count includes them (the queue on another shard than
     /// the connection and the definitions writer, in the 3-shard run).
-    async fn passive_declare_counts_what_the_channel_published_before(broker: &Broker) {
+    async fn queue_declare_counts_what_the_channel_published_before(broker: &Broker) {
         let (conn, ch) = connect_channel(&broker.uri()).await;
         let q = queue_name_on_shard("q-count-order", 2, broker.shards());
         declare_queue(&ch, &q).await;
         for round in 1..=20u32 {
             publish(&ch, "", &q, format!("m{round}").as_bytes()).await;
             assert_eq!(message_count(&ch, &q).await, round, "the count right after publish number {round}");
+        }
+        // A plain redeclare answers the count too, and from the same place.
+        for round in 21..=30u32 {
+            publish(&ch, "", &q, format!("m{round}").as_bytes()).await;
+            assert_eq!(declare_queue(&ch, &q).await.message_count(), round, "redeclare after publish {round}");
         }
         cleanup_queue(&ch, &q).await;
         close_conn(&conn).await;
