@@ -28,9 +28,8 @@ async fn wait_queue_gone(conn: &Connection, name: &str, secs: u64) {
 
 shard_tests! {
     /// RabbitMQ: a queue.declare (passive or not) answers after the messages the same channel
-    /// published
-    /// before it reached the queue, so its count includes them (the queue on another shard than
-    /// the connection and the definitions writer, in the 3-shard run).
+    /// published before it reached the queue, so its count includes them (the queue on another
+    /// shard than the connection and the definitions writer, in the 3-shard run).
     async fn queue_declare_counts_what_the_channel_published_before(broker: &Broker) {
         let (conn, ch) = connect_channel(&broker.uri()).await;
         let q = queue_name_on_shard("q-count-order", 2, broker.shards());
