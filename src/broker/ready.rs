@@ -460,16 +460,7 @@ mod tests {
                 body: Bytes::from(format!("fanout {sequence}")),
             });
             for (queue, list) in [(1u64, &mut owner), (2, &mut linked)] {
-                let record = crate::store::record::MessageRecord {
-                    queue_sequence: queue,
-                    sequence,
-                    expires_at_unix_ms: 0,
-                    priority: 0,
-                    exchange: b"",
-                    routing_key: b"",
-                    properties: b"",
-                    body: &message.body,
-                };
+                let record = crate::store::record::MessageRecord::plain(queue, sequence, &message.body);
                 list.push_stored(sequence, store.append_shared(&record, &message).expect("append"));
             }
         }

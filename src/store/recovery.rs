@@ -331,7 +331,7 @@ fn segment_label(dir: &Path, number: u64) -> String {
 mod tests {
     use super::*;
     use crate::broker::ready::RecordReader;
-    use crate::store::record::{MessageRecord, KIND_MESSAGE};
+    use crate::store::record::KIND_MESSAGE;
     use crate::store::Store;
 
     const QUEUE: u64 = 1;
@@ -430,16 +430,7 @@ mod tests {
                 body: bytes::Bytes::from(format!("fanout {sequence}")),
             });
             for queue in [1u64, 2] {
-                let record = MessageRecord {
-                    queue_sequence: queue,
-                    sequence,
-                    expires_at_unix_ms: 0,
-                    priority: 0,
-                    exchange: b"",
-                    routing_key: b"",
-                    properties: b"",
-                    body: &message.body,
-                };
+                let record = crate::store::record::MessageRecord::plain(queue, sequence, &message.body);
                 let reference = store.append_shared(&record, &message).expect("append");
                 assert_eq!(reference.kind, if queue == 1 { KIND_MESSAGE } else { KIND_LINK });
                 if queue == 1 || sequence == 2 {
