@@ -85,6 +85,8 @@ struct Recent {
 #[derive(Debug)]
 pub enum StoreError {
     Poisoned(String),
+    /// A stored record that cannot be read back (or moved); the store itself is fine.
+    Unreadable(String),
     Io { path: PathBuf, source: io::Error },
 }
 
@@ -92,6 +94,7 @@ impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Poisoned(reason) => write!(f, "message store unavailable after an I/O error: {reason}"),
+            StoreError::Unreadable(reason) => write!(f, "stored record unreadable: {reason}"),
             StoreError::Io { path, source } => write!(f, "{}: {source}", path.display()),
         }
     }
@@ -292,25 +295,29 @@ impl Store {
     /// it copies (a link's target has another queue's place).
     pub fn relocate(&mut self, from: &StoredRef) -> Result<StoredRef, StoreError> {
         if self.is_active(&from.segment) {
-            return Err(StoreError::Poisoned("compaction of a segment still being written".into()));
+            return Err(StoreError::Unreadable("compaction of a segment still being written".into()));
         }
         let source = from.segment.clone();
         let unreadable =
-            |what: &str| StoreError::Poisoned(format!("segment {} offset {}: {what}", source.number, from.offset));
+            |what: &str| StoreError::Unreadable(format!("segment {} offset {}: {what}", source.number, from.offset));
         let start = from.offset as usize;
         let own = source.bytes().get(start..start + from.length as usize).unwrap_or_default();
-        let place = match read_record(own, 0) {
-            ReadOutcome::Record { kind, payload, .. } => record::record_place(kind, payload),
-            _ => None,
-        };
-        let Some(place) = place else { return Err(unreadable("unreadable record")) };
-        let Some((_, bytes)) = content_record(source.bytes(), start, from.length as usize) else {
+        let ReadOutcome::Record { kind, payload, .. } = read_record(own, 0) else {
             return Err(unreadable("unreadable record"));
         };
-        let ReadOutcome::Record { kind, payload, .. } = read_record(bytes, 0) else {
-            return Err(unreadable("unreadable record"));
+        let Some(place) = record::record_place(kind, payload) else { return Err(unreadable("not a message")) };
+        // Each record is checksummed once: the link, then its target (always earlier).
+        let content = match kind {
+            KIND_LINK => match decode_link(payload).map(|link| link.target_offset as usize) {
+                Some(target) if target < start => match read_record(source.bytes(), target) {
+                    ReadOutcome::Record { kind, payload, .. } => Some((kind, payload)),
+                    _ => None,
+                },
+                _ => None,
+            },
+            _ => Some((kind, payload)),
         };
-        let message = record::message_payload(kind, payload).map(|found| found.0);
+        let message = content.and_then(|(kind, payload)| record::message_payload(kind, payload)).map(|found| found.0);
         let Some(message) = message.filter(|message| message.len() >= PLACE_BYTES) else {
             return Err(unreadable("not a message"));
         };
