@@ -36,10 +36,24 @@ pub fn unix_ms() -> u64 {
         .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// A stored wall-clock deadline on the `now_ms` scale: as far ahead as it still is (a deadline
-/// already past is due now).
-pub fn deadline_from_unix_ms(expires_at_unix_ms: u64) -> u64 {
-    now_ms().saturating_add(expires_at_unix_ms.saturating_sub(unix_ms()))
+/// Both clocks read once, to turn many stored wall-clock deadlines into `now_ms` ones (recovery)
+/// without reading them again for each.
+#[derive(Clone, Copy, Debug)]
+pub struct WallClock {
+    now_ms: u64,
+    unix_ms: u64,
+}
+
+impl WallClock {
+    pub fn read() -> WallClock {
+        WallClock { now_ms: now_ms(), unix_ms: unix_ms() }
+    }
+
+    /// A stored wall-clock deadline on the `now_ms` scale: as far ahead as it still is (a
+    /// deadline already past is due now).
+    pub fn deadline_ms(&self, expires_at_unix_ms: u64) -> u64 {
+        self.now_ms.saturating_add(expires_at_unix_ms.saturating_sub(self.unix_ms))
+    }
 }
 
 /// Seconds since the Unix epoch, for the `time` of an x-death entry.

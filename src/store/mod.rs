@@ -87,7 +87,10 @@ pub enum StoreError {
     Poisoned(String),
     /// A stored record that cannot be read back (or moved); the store itself is fine.
     Unreadable(String),
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        path: PathBuf,
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for StoreError {

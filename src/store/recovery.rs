@@ -47,9 +47,15 @@ pub struct RecoveredQueue {
 impl RecoveredQueue {
     /// Adds a message that cannot be part of a run (delivered before, or with a deadline or a
     /// priority level).
-    fn push_single(&mut self, copy: bool, position: &RecordPosition, reference: StoredRef, redelivered: bool) {
-        let expires_at_ms =
-            (position.expires_at_unix_ms != 0).then(|| clock::deadline_from_unix_ms(position.expires_at_unix_ms));
+    fn push_single(
+        &mut self,
+        copy: bool,
+        position: &RecordPosition,
+        reference: StoredRef,
+        redelivered: bool,
+        clock: &clock::WallClock,
+    ) {
+        let expires_at_ms = (position.expires_at_unix_ms != 0).then(|| clock.deadline_ms(position.expires_at_unix_ms));
         self.has_deadlines |= expires_at_ms.is_some();
         let entry = Entry {
             sequence: position.sequence,
@@ -88,7 +94,6 @@ pub fn shard_dir(data_dir: &Path, shard: usize) -> PathBuf {
 }
 
 /// What recovery knows about one shard directory while it reads it.
-#[derive(Default)]
 struct DirectoryState {
     /// Segment numbers on disk when recovery started.
     existing: HashSet<u64>,
@@ -98,6 +103,8 @@ struct DirectoryState {
     read_up_to: HashMap<u64, usize>,
     /// Copies whose origin lies in a segment not read yet.
     deferred: Vec<Deferred>,
+    /// Read once for every stored deadline of the directory.
+    clock: clock::WallClock,
 }
 
 struct Deferred {
@@ -150,7 +157,13 @@ fn recover_directory(
     live_queues: &HashSet<u64>,
     recovered: &mut Recovered,
 ) -> io::Result<()> {
-    let mut state = DirectoryState { existing: numbers.iter().copied().collect(), ..DirectoryState::default() };
+    let mut state = DirectoryState {
+        existing: numbers.iter().copied().collect(),
+        moved: HashSet::new(),
+        read_up_to: HashMap::new(),
+        deferred: Vec::new(),
+        clock: clock::WallClock::read(),
+    };
     // The Moved marks first: a copy may come before its origin in the log (the copies stream
     // has segments of its own, opened before later publish segments).
     for &number in numbers {
@@ -166,7 +179,7 @@ fn recover_directory(
         let holds = state.original_holds(deferred.origin, position.queue_sequence, position.sequence);
         if holds == Some(false) {
             let queue = recovered.queues.entry(position.queue_sequence).or_default();
-            queue.push_single(true, position, deferred.reference, deferred.delivered);
+            queue.push_single(true, position, deferred.reference, deferred.delivered, &state.clock);
             queue.next_sequence = queue.next_sequence.max(position.sequence + 1);
             recovered.messages += 1;
         } else {
@@ -292,7 +305,7 @@ fn load_record(
     let delivered = marks.delivered.contains(&key);
     if delivered || record.expires_at_unix_ms != 0 || record.priority != 0 {
         let copy = reference.kind == KIND_COPY;
-        queue.push_single(copy, &record, reference, delivered);
+        queue.push_single(copy, &record, reference, delivered, &state.clock);
     } else {
         list.push_stored(record.sequence, reference);
     }
