@@ -5,9 +5,10 @@ use amq_protocol::protocol::{basic, AMQPClass};
 
 use super::channel::{ConfirmAnswer, UnackedDelivery};
 use super::connection::Connection;
-use super::hotpath;
+use super::hotpath::{self, CodecError};
 use super::methods::encode_method;
 use crate::broker::ids::Holder;
+use crate::broker::message::Message;
 use crate::broker::queue::Delivery;
 
 pub enum DeliverOutcome {
@@ -20,7 +21,35 @@ pub enum DeliverOutcome {
     Unencodable(Delivery),
 }
 
+/// What a basic.deliver says about the delivery itself, beside the message.
+pub struct DeliveryTags<'a> {
+    pub consumer_tag: &'a str,
+    pub delivery_tag: u64,
+    pub redelivered: bool,
+}
+
 impl Connection {
+    /// Appends basic.deliver + header + body frames of `message` to the output; an error when
+    /// the message cannot be framed within this client's frame_max (nothing is written).
+    pub fn write_deliver(&self, channel: u16, tags: DeliveryTags<'_>, message: &Message) -> Result<(), CodecError> {
+        let frame_max = self.frame_max.get();
+        let mut encoded = Ok(());
+        self.write_with(|out| {
+            let frame = hotpath::Delivery {
+                channel,
+                consumer_tag: tags.consumer_tag.as_bytes(),
+                delivery_tag: tags.delivery_tag,
+                redelivered: tags.redelivered,
+                exchange: &message.exchange,
+                routing_key: &message.routing_key,
+                properties: &message.properties,
+                body: &message.body,
+            };
+            encoded = hotpath::encode_deliver(out, &frame, frame_max);
+        });
+        encoded
+    }
+
     /// Writes a delivery; hands it back when its channel or consumer is gone (the caller
     /// requeues it) or when it cannot be framed for this client (the caller drops it).
     pub fn deliver(&self, delivery: Delivery) -> DeliverOutcome {
@@ -47,22 +76,9 @@ impl Connection {
         let Some(message) = delivery.payload.message() else {
             return DeliverOutcome::Unencodable(delivery);
         };
-        let frame_max = self.frame_max.get();
-        let mut encoded = Ok(());
-        self.write_with(|out| {
-            let frame = hotpath::Delivery {
-                channel: delivery.holder.channel,
-                consumer_tag: delivery.consumer_tag.as_bytes(),
-                delivery_tag,
-                redelivered: delivery.redelivered,
-                exchange: &message.exchange,
-                routing_key: &message.routing_key,
-                properties: &message.properties,
-                body: &message.body,
-            };
-            encoded = hotpath::encode_deliver(out, &frame, frame_max);
-        });
-        if let Err(error) = encoded {
+        let tags =
+            DeliveryTags { consumer_tag: &delivery.consumer_tag, delivery_tag, redelivered: delivery.redelivered };
+        if let Err(error) = self.write_deliver(delivery.holder.channel, tags, message) {
             // Properties larger than this client's frame_max allow: the spec has no way to
             // send them, so the message is dropped for this consumer, loudly.
             crate::warn!("connection {}: cannot deliver a message: {error}", self.id);

@@ -20,6 +20,7 @@ use bytes::Bytes;
 
 use super::basic::generate_consumer_tag;
 use super::connection::Connection;
+use super::deliveries::DeliveryTags;
 use super::dispatch::Dispatcher;
 use super::hotpath::{self, Publish};
 use crate::broker::error::*;
@@ -219,22 +220,8 @@ impl Connection {
         let Some((consumer_tag, delivery_tag)) = admitted.flatten() else {
             return;
         };
-        let frame_max = self.frame_max.get();
-        let mut encoded = Ok(());
-        self.write_with(|out| {
-            let frame = hotpath::Delivery {
-                channel: address.holder.channel,
-                consumer_tag: consumer_tag.as_bytes(),
-                delivery_tag,
-                redelivered: false,
-                exchange: &message.exchange,
-                routing_key: &message.routing_key,
-                properties: &message.properties,
-                body: &message.body,
-            };
-            encoded = hotpath::encode_deliver(out, &frame, frame_max);
-        });
-        if let Err(error) = encoded {
+        let tags = DeliveryTags { consumer_tag: &consumer_tag, delivery_tag, redelivered: false };
+        if let Err(error) = self.write_deliver(address.holder.channel, tags, message) {
             crate::warn!("connection {}: cannot deliver a direct reply: {error}", self.id);
         }
     }
