@@ -139,8 +139,8 @@ impl Config {
         if self.shards == 0 {
             return Err(ConfigError::Invalid("--shards must be at least 1".into()));
         }
-        if self.shards > crate::shard::SHARDS_MAX {
-            return Err(ConfigError::Invalid(format!("--shards must be at most {}", crate::shard::SHARDS_MAX)));
+        if self.shards > crate::limits::SHARDS_MAX {
+            return Err(ConfigError::Invalid(format!("--shards must be at most {}", crate::limits::SHARDS_MAX)));
         }
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError::Invalid("--data-dir must not be empty".into()));

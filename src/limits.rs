@@ -120,3 +120,7 @@ pub const EXPIRY_SWEEP_MESSAGES_MAX: usize = 10_000;
 /// how late a timeout is seen when the delivery that exceeded it was behind an older one with
 /// a longer timeout on its channel (RabbitMQ checks once a minute).
 pub const ACK_TIMEOUT_CHECK_MAX_MS: u64 = 60_000;
+
+/// Shards are counted in a 64-bit mask per channel (which shards a channel touched), so there
+/// are at most 64; `--shards` above it is refused at start.
+pub const SHARDS_MAX: usize = 64;

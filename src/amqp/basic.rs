@@ -12,17 +12,17 @@ use amq_protocol::protocol::{basic, AMQPClass};
 
 use super::channel::{ConsumerInfo, UnackedDelivery};
 use super::dispatch::Dispatcher;
-use super::hotpath;
-use super::methods::encode_method;
 use crate::broker::error::*;
-use crate::broker::ids::ConsumerTag;
+use crate::broker::messages::ShardMsg;
 use crate::broker::queue::Settle;
 use crate::broker::queue_args::{consumer_timeout_argument, queue_consumer_timeout};
 use crate::broker::reply_to::REPLY_QUEUE;
 use crate::broker::requests::{GotMessage, QueueRequest, ReplyBody};
 use crate::broker::snapshot::QueueDef;
+use crate::codec::hotpath;
+use crate::codec::methods::encode_method;
+use crate::ids::ConsumerTag;
 use crate::limits::CONSUMERS_PER_CHANNEL_MAX;
-use crate::shard::messages::ShardMsg;
 use crate::shard::ReplyHook;
 
 impl Dispatcher {

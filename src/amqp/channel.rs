@@ -11,10 +11,10 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::direct_reply::ReplyConsumer;
-use super::hotpath::{Ack, ContentHeader, Publish};
-use crate::broker::clock;
-use crate::broker::ids::{ConsumerTag, QueueId};
-use crate::broker::message::Message;
+use crate::clock;
+use crate::codec::hotpath::{Ack, ContentHeader, Publish};
+use crate::codec::message::Message;
+use crate::ids::{ConsumerTag, QueueId};
 
 #[derive(Clone, Copy, Debug)]
 pub struct UnackedDelivery {

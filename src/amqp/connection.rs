@@ -22,12 +22,12 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf
 use monoio::net::TcpStream;
 
 use super::channel::Channel;
-use super::frame::{split_frame, FrameError, RawFrame};
 use super::handshake;
 use crate::broker::error::{AmqpError, CONNECTION_FORCED};
-use crate::broker::ids::{ConnId, ConsumerTag, Holder, QueueId};
+use crate::broker::messages::ShardMsg;
+use crate::codec::frame::{split_frame, FrameError, RawFrame};
+use crate::ids::{ConnId, ConsumerTag, Holder, QueueId};
 use crate::limits::{CLOSE_OK_TIMEOUT_MS, CONNECTION_OUTPUT_HIGH_BYTES, HANDSHAKE_TIMEOUT_MS, READ_CHUNK_BYTES};
-use crate::shard::messages::ShardMsg;
 use crate::shard::Shard;
 
 pub struct Connection {
@@ -321,7 +321,7 @@ async fn wait_while_blocked(shard: &Shard, connection: &Connection) {
     if connection.supports_blocked.get() {
         let blocked = AMQPClass::Connection(method::AMQPMethod::Blocked(method::Blocked { reason: reason.into() }));
         connection.write_with(|out| {
-            let _ = super::methods::encode_method(out, 0, &blocked);
+            let _ = crate::codec::methods::encode_method(out, 0, &blocked);
         });
     }
     while shard.alarms.blocked_reason().is_some() && !connection.is_dead() && !shard.shutdown_requested() {
@@ -332,7 +332,7 @@ async fn wait_while_blocked(shard: &Shard, connection: &Connection) {
     if connection.supports_blocked.get() {
         let unblocked = AMQPClass::Connection(method::AMQPMethod::Unblocked(method::Unblocked {}));
         connection.write_with(|out| {
-            let _ = super::methods::encode_method(out, 0, &unblocked);
+            let _ = crate::codec::methods::encode_method(out, 0, &unblocked);
         });
     }
 }
@@ -346,7 +346,7 @@ pub fn send_connection_close(connection: &Connection, error: &AmqpError, class_i
         method_id,
     }));
     connection.write_with(|out| {
-        let _ = super::methods::encode_method(out, 0, &close);
+        let _ = crate::codec::methods::encode_method(out, 0, &close);
     });
 }
 
@@ -363,8 +363,8 @@ pub fn truncate_text(text: &str) -> String {
 async fn await_close_ok(connection: &Connection, reader: &mut FrameReader) {
     let wait = async {
         while let Ok(frame) = reader.next_frame(0).await {
-            if frame.frame_type == super::frame::FRAME_METHOD && frame.channel == 0 {
-                let ids = super::hotpath::method_ids(&frame.payload).unwrap_or((0, 0));
+            if frame.frame_type == crate::codec::frame::FRAME_METHOD && frame.channel == 0 {
+                let ids = crate::codec::hotpath::method_ids(&frame.payload).unwrap_or((0, 0));
                 if ids == (10, 51) || ids == (10, 50) {
                     return;
                 }
@@ -451,7 +451,7 @@ async fn heartbeat_loop(connection: Rc<Connection>, interval_seconds: u16) {
             return;
         }
         if !connection.wrote_since_tick.replace(false) {
-            connection.write_with(super::frame::write_heartbeat);
+            connection.write_with(crate::codec::frame::write_heartbeat);
         }
     }
 }

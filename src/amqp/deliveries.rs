@@ -5,11 +5,11 @@ use amq_protocol::protocol::{basic, AMQPClass};
 
 use super::channel::{ConfirmAnswer, UnackedDelivery};
 use super::connection::Connection;
-use super::hotpath::{self, CodecError};
-use super::methods::encode_method;
-use crate::broker::ids::Holder;
-use crate::broker::message::Message;
 use crate::broker::queue::Delivery;
+use crate::codec::hotpath::{self, CodecError};
+use crate::codec::message::Message;
+use crate::codec::methods::encode_method;
+use crate::ids::Holder;
 
 pub enum DeliverOutcome {
     /// Written; `overdue_at_ms` is when an unacked delivery would time out (the shard's

@@ -22,13 +22,13 @@ use super::basic::generate_consumer_tag;
 use super::connection::Connection;
 use super::deliveries::DeliveryTags;
 use super::dispatch::Dispatcher;
-use super::hotpath::{self, Publish};
 use crate::broker::error::*;
-use crate::broker::ids::ConsumerTag;
-use crate::broker::message::Message;
+use crate::broker::messages::ShardMsg;
 use crate::broker::reply_to::{ReplyAddress, ReplyKey, REPLY_QUEUE};
+use crate::codec::hotpath::{self, Publish};
+use crate::codec::message::Message;
+use crate::ids::ConsumerTag;
 use crate::limits::CONSUMER_FLOW_WINDOW;
-use crate::shard::messages::ShardMsg;
 
 /// The reply consumer of a channel.
 pub struct ReplyConsumer {

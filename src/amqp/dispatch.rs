@@ -14,16 +14,16 @@ use bytes::Bytes;
 
 use super::channel::{BodyParts, Content};
 use super::connection::{truncate_text, Connection};
-use super::frame::{RawFrame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD};
-use super::hotpath::{self, Ack, ContentHeader, Publish};
-use super::methods::{encode_method, parse_method};
 use crate::broker::error::*;
-use crate::broker::ids::QueueId;
-use crate::broker::message::Message;
+use crate::broker::messages::ShardMsg;
 use crate::broker::queue::Settle;
 use crate::broker::reply_to::REPLY_NAME_PREFIX;
+use crate::codec::frame::{RawFrame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD};
+use crate::codec::hotpath::{self, Ack, ContentHeader, Publish};
+use crate::codec::message::Message;
+use crate::codec::methods::{encode_method, parse_method};
+use crate::ids::QueueId;
 use crate::limits::MESSAGE_BODY_MAX_BYTES;
-use crate::shard::messages::ShardMsg;
 use crate::shard::Shard;
 
 const CLASS_CHANNEL: u16 = 20;

@@ -10,10 +10,10 @@ use amq_protocol::protocol::{channel, confirm, exchange, queue, tx, AMQPClass};
 use super::dispatch::Dispatcher;
 use crate::broker::definitions::DEFAULT_VHOST;
 use crate::broker::error::*;
+use crate::broker::messages::ShardMsg;
 use crate::broker::reply_to::REPLY_QUEUE;
 use crate::broker::requests::{AdminRequest, Binding, ExchangeDeclare, QueueDeclare, QueueRequest, ReplyBody};
 use crate::limits::TX_PENDING_MAX;
-use crate::shard::messages::ShardMsg;
 
 impl Dispatcher {
     pub async fn handle_method(&mut self, channel_id: u16, method: AMQPClass) -> Result<(), AmqpError> {
@@ -229,11 +229,7 @@ impl Dispatcher {
 
     /// declare-ok of an existing queue, asked of its shard on the path this channel's
     /// publishes take; a queue deleted meanwhile is 404 as for any missing queue.
-    async fn declare_ok_from_owner(
-        &self,
-        queue: crate::broker::ids::QueueId,
-        name: &str,
-    ) -> Result<ReplyBody, AmqpError> {
+    async fn declare_ok_from_owner(&self, queue: crate::ids::QueueId, name: &str) -> Result<ReplyBody, AmqpError> {
         let request = QueueRequest::DeclareOk;
         let reply = self.shard.request(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) });
         let vhost = self.vhost();

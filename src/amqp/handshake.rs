@@ -9,9 +9,9 @@ use amq_protocol::protocol::{connection as method, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 
 use super::connection::{send_connection_close, touch_read, Connection, FrameReader};
-use super::frame::{FRAME_METHOD, PROTOCOL_HEADER};
-use super::methods::{encode_method, parse_method};
 use crate::broker::error::{AmqpError, ACCESS_REFUSED, COMMAND_INVALID, FRAME_ERROR, NOT_ALLOWED};
+use crate::codec::frame::{FRAME_METHOD, PROTOCOL_HEADER};
+use crate::codec::methods::{encode_method, parse_method};
 use crate::limits::{CHANNEL_MAX, FRAME_MAX_BYTES, FRAME_MIN_BYTES, HEARTBEAT_SECONDS};
 use crate::shard::Shard;
 

@@ -7,8 +7,5 @@ pub mod connection;
 pub mod deliveries;
 pub mod direct_reply;
 pub mod dispatch;
-pub mod frame;
 mod handlers;
 mod handshake;
-pub mod hotpath;
-pub mod methods;

@@ -21,8 +21,8 @@ use monoio::net::TcpStream;
 use super::error::BenchError;
 use super::uri::Uri;
 use super::wire::{control_method, Control, Input, WriteHalf, CONTROL_READ_CHUNK_BYTES, READ_CHUNK_BYTES};
-use crate::amqp::frame::{FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE, PROTOCOL_HEADER};
-use crate::amqp::methods::{encode_method, parse_method};
+use crate::codec::frame::{FRAME_HEARTBEAT, FRAME_METHOD, FRAME_MIN_SIZE, PROTOCOL_HEADER};
+use crate::codec::methods::{encode_method, parse_method};
 
 /// Longest the bench waits for any single answer from the broker (handshake, declare, close).
 pub const BROKER_WAIT_SECONDS: u64 = 30;
@@ -327,7 +327,7 @@ impl Client {
 
     /// Writes one heartbeat frame (connections held idle by connection-count).
     pub async fn send_heartbeat(&mut self) -> Result<(), BenchError> {
-        crate::amqp::frame::write_heartbeat(&mut self.out);
+        crate::codec::frame::write_heartbeat(&mut self.out);
         self.flush().await
     }
 }

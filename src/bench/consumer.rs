@@ -22,8 +22,8 @@ use super::error::BenchError;
 use super::stats::{now_nanos, Counters, LocalLatency};
 use super::throughput::{heartbeat_interval, Shared};
 use super::wire::{control_method, deliver_tag, header_body_size, Control, Input, Signal, WriteHalf};
-use crate::amqp::frame::{write_heartbeat, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD};
-use crate::amqp::hotpath::{encode_ack, method_ids, CLASS_BASIC};
+use crate::codec::frame::{write_heartbeat, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD};
+use crate::codec::hotpath::{encode_ack, method_ids, CLASS_BASIC};
 
 const METHOD_DELIVER: u16 = 60;
 /// Longest the ack writer sleeps before checking for heartbeats and the end of the run.

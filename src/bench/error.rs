@@ -6,8 +6,8 @@
 use std::fmt;
 use std::io;
 
-use crate::amqp::frame::FrameError;
-use crate::amqp::hotpath::CodecError;
+use crate::codec::frame::FrameError;
+use crate::codec::hotpath::CodecError;
 
 #[derive(Debug)]
 pub enum BenchError {

@@ -23,9 +23,9 @@ use super::error::BenchError;
 use super::stats::{now_nanos, Counters};
 use super::throughput::{heartbeat_interval, Shared};
 use super::wire::{control_method, header_body_size, Control, Input, Signal, WriteHalf};
-use crate::amqp::frame::{write_heartbeat, FRAME_BODY, FRAME_HEADER, FRAME_HEADER_LEN, FRAME_HEARTBEAT, FRAME_METHOD};
-use crate::amqp::hotpath::CodecError;
-use crate::amqp::hotpath::{encode_publish, method_ids, parse_ack, Ack, CLASS_BASIC};
+use crate::codec::frame::{write_heartbeat, FRAME_BODY, FRAME_HEADER, FRAME_HEADER_LEN, FRAME_HEARTBEAT, FRAME_METHOD};
+use crate::codec::hotpath::CodecError;
+use crate::codec::hotpath::{encode_publish, method_ids, parse_ack, Ack, CLASS_BASIC};
 
 /// Target size of one socket write: large enough that syscalls stop mattering at 16-byte
 /// messages (about 1,700 triples), small enough to keep confirms flowing.
@@ -342,8 +342,8 @@ fn on_method(payload: &[u8], flow: &Flow, tally: &mut Tally) -> Result<Skip, Ben
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::amqp::frame::split_frame;
-    use crate::amqp::hotpath::{parse_content_header, parse_publish};
+    use crate::codec::frame::split_frame;
+    use crate::codec::hotpath::{parse_content_header, parse_publish};
 
     fn plan(size_bytes: usize, measure_latency: bool) -> PublisherPlan {
         PublisherPlan {

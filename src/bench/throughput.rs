@@ -20,7 +20,7 @@ use super::publisher::PublisherPlan;
 use super::report::{self, ThroughputResult};
 use super::runtime::{self, Role};
 use super::stats::{new_histogram, rate_per_second, Counters, CountersSnapshot, LatencySummary, SharedLatency};
-use crate::amqp::hotpath::encode_properties;
+use crate::codec::hotpath::encode_properties;
 
 /// How often the watcher checks the counters and the stop conditions.
 const WATCH_TICK: Duration = Duration::from_millis(50);

@@ -17,9 +17,9 @@ use monoio::io::{AsyncReadRent, OwnedWriteHalf};
 use monoio::net::TcpStream;
 
 use super::error::BenchError;
-use crate::amqp::frame::{split_frame, RawFrame};
-use crate::amqp::hotpath::CodecError;
-use crate::amqp::methods::parse_method;
+use crate::codec::frame::{split_frame, RawFrame};
+use crate::codec::hotpath::CodecError;
+use crate::codec::methods::parse_method;
 
 /// Read buffer growth per read in hot loops: one syscall for hundreds of deliveries.
 pub const READ_CHUNK_BYTES: usize = 256 * 1024;
@@ -167,8 +167,8 @@ pub fn header_body_size(payload: &Bytes) -> Result<u64, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::amqp::hotpath::{encode_deliver, Delivery};
-    use crate::amqp::methods::encode_method;
+    use crate::codec::hotpath::{encode_deliver, Delivery};
+    use crate::codec::methods::encode_method;
 
     const FRAME_MAX_BYTES: u32 = 128 * 1024;
 

@@ -10,8 +10,8 @@
 use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString};
 
-use super::message::Message;
-use crate::amqp::hotpath::{self, CodecError};
+use crate::codec::hotpath::{self, CodecError};
+use crate::codec::message::Message;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeathReason {

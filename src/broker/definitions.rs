@@ -10,12 +10,12 @@ use std::sync::Arc;
 use amq_protocol::types::{AMQPValue, FieldTable};
 
 use super::error::{AmqpError, ACCESS_REFUSED, COMMAND_INVALID, PRECONDITION_FAILED, RESOURCE_ERROR};
-use super::ids::{ConnId, Destination, ExchangeId, QueueId};
 use super::requests::{Binding, ExchangeDeclare, QueueDeclare};
 use super::routing::{validate_x_match, ExchangeKind, RoutingTable};
 use super::snapshot::{Exchange, QueueDef, Snapshot, Vhost};
+use crate::broker::placement::queue_owner;
+use crate::ids::{ConnId, Destination, ExchangeId, QueueId};
 use crate::limits::{BINDINGS_PER_EXCHANGE_MAX, EXCHANGES_MAX, NAME_MAX_BYTES, QUEUES_MAX};
-use crate::shard::placement::queue_owner;
 
 pub const DEFAULT_VHOST: &str = "/";
 

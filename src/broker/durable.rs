@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use super::definitions::Definitions;
 use super::error::AmqpError;
-use super::ids::{ConnId, Destination, QueueId};
 use super::requests::{Binding, ExchangeDeclare};
 use super::snapshot::{QueueDef, Vhost};
-use crate::shard::placement::queue_owner;
+use crate::broker::placement::queue_owner;
+use crate::ids::{ConnId, Destination, QueueId};
 use crate::store::definitions_log::{BindingDefinition, DefinitionOp};
 
 /// The connection replayed definitions are attributed to (never a real client).

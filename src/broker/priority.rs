@@ -109,9 +109,9 @@ impl Levels {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::message::Message;
     use crate::broker::queue::Payload;
     use crate::broker::ready::NoRecords;
+    use crate::codec::message::Message;
     use bytes::Bytes;
 
     fn entry(sequence: u64, priority: u8) -> Entry {

@@ -14,16 +14,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::clock;
 use super::dead_letter::DeathReason;
 use super::error::{AmqpError, ACCESS_REFUSED, PRECONDITION_FAILED};
-use super::ids::{ConsumerTag, Holder, QueueId};
-use super::message::Message;
 use super::priority::Levels;
 use super::queue_args::{DeadLetterTarget, QueueArgs};
 use super::ready::{Entry, RecordReader};
 use super::requests::GotMessage;
 use super::snapshot::QueueDef;
+use crate::clock;
+use crate::codec::message::Message;
+use crate::ids::{ConsumerTag, Holder, QueueId};
 use crate::limits::CONSUMER_FLOW_WINDOW;
 use crate::store::record::Mark;
 use crate::store::StoredRef;
@@ -287,7 +287,7 @@ impl Queue {
     /// a priority level above 0 (single entries) to their levels. Their bytes count against
     /// `x-max-length-bytes` (as their record lengths, which is what leaving counts too), and
     /// recovered deadlines make the sweep look at the queue.
-    pub fn restore(&mut self, recovered: crate::store::recovery::RecoveredQueue) {
+    pub fn restore(&mut self, recovered: crate::broker::recovery::RecoveredQueue) {
         self.had_message_deadlines |= recovered.has_deadlines;
         self.ready.restore(recovered.ready);
         for entry in recovered.prioritized {

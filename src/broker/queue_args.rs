@@ -238,14 +238,7 @@ impl QueueArgs {
     }
 }
 
-/// A per-message `expiration` property: milliseconds as a decimal string.
-pub fn parse_expiration(expiration: &str) -> Result<u64, String> {
-    match expiration.parse::<i64>() {
-        Ok(number) if number < 0 => Err(format!("{{value_negative,{number}}}")),
-        Ok(number) => u64::try_from(number).map_err(|_| "{error,invalid_expiration}".into()),
-        Err(_) => Err("{error,invalid_expiration}".into()),
-    }
-}
+pub use crate::codec::message::parse_expiration;
 
 #[cfg(test)]
 mod tests {

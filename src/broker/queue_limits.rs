@@ -6,11 +6,11 @@
 use std::sync::Arc;
 
 use super::{Effect, Payload, Queue};
-use crate::broker::clock;
 use crate::broker::dead_letter::DeathReason;
-use crate::broker::message::Message;
 use crate::broker::queue_args::Overflow;
 use crate::broker::ready::{Entry, RecordReader};
+use crate::clock;
+use crate::codec::message::Message;
 use crate::store::record::Mark;
 
 impl Queue {

@@ -1,8 +1,8 @@
 //! Unit tests of the queue state machine: effects in, effects out, no sockets.
 
 use super::*;
-use crate::broker::ids::ConnId;
 use crate::broker::ready::NoRecords;
+use crate::ids::ConnId;
 use amq_protocol::types::FieldTable;
 use bytes::Bytes;
 

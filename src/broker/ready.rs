@@ -333,7 +333,7 @@ fn relocate_run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::message::Message;
+    use crate::codec::message::Message;
     use bytes::Bytes;
 
     fn memory(sequence: u64) -> Entry {

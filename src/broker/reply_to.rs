@@ -12,7 +12,7 @@
 
 use std::fmt;
 
-use super::ids::{ConnId, Holder};
+use crate::ids::{ConnId, Holder};
 
 /// The pseudo-queue a requester consumes from, and the `reply_to` value it publishes with.
 pub const REPLY_QUEUE: &str = "amq.rabbitmq.reply-to";

@@ -5,8 +5,8 @@
 
 use amq_protocol::types::FieldTable;
 
-use super::ids::{ConnId, Holder, QueueId};
 use super::queue::Payload;
+use crate::ids::{ConnId, Holder, QueueId};
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -106,7 +106,7 @@ pub enum ReplyBody {
     },
     /// queue.declare of a queue that exists: the asker gets the counts from the queue's shard
     /// itself, so they include what its channel published before (the same mailbox path).
-    ExistingQueue(super::ids::QueueId),
+    ExistingQueue(crate::ids::QueueId),
     MessageCount(u32),
     ConsumeOk,
     Get(Option<GotMessage>),

@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use amq_protocol::types::{AMQPValue, FieldTable};
 
-use super::ids::{ConnId, Destination, ExchangeId, QueueId};
 use super::routing::{ExchangeKind, RoutingTable};
+use crate::ids::{ConnId, Destination, ExchangeId, QueueId};
 use crate::limits::EXCHANGE_HOPS_MAX;
 
 #[derive(Clone, Debug)]

@@ -23,8 +23,8 @@ use monoio::time::Sleep;
 use super::Shard;
 use crate::amqp::connection::Connection;
 use crate::amqp::dispatch::{close_channel, fault};
-use crate::broker::clock;
 use crate::broker::error::{AmqpError, PRECONDITION_FAILED};
+use crate::clock;
 use crate::limits::ACK_TIMEOUT_CHECK_MAX_MS;
 
 /// When this shard next looks for overdue deliveries (`clock::coarse_now_ms` scale).

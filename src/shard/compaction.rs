@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::Shard;
-use crate::broker::ids::QueueId;
 use crate::broker::ready::StoredBytes;
+use crate::ids::QueueId;
 use crate::limits::{
     COMPACTION_BUSY_INTERVAL_MS, COMPACTION_BYTES_PER_STEP, COMPACTION_IDLE_INTERVAL_MS, COMPACTION_LIVE_PERCENT_MAX,
     COMPACTION_SEGMENTS_KEPT,

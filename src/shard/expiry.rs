@@ -13,15 +13,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::messages::ShardMsg;
 use super::Shard;
-use crate::broker::clock;
 use crate::broker::dead_letter::{dead_properties, is_cycle, Death, DeathReason};
-use crate::broker::ids::{ConnId, Holder, QueueId};
-use crate::broker::message::Message;
+use crate::broker::messages::ShardMsg;
 use crate::broker::queue::Payload;
 use crate::broker::queue_args::DeadLetterTarget;
 use crate::broker::snapshot::QueueDef;
+use crate::clock;
+use crate::codec::message::Message;
+use crate::ids::{ConnId, Holder, QueueId};
 use crate::limits::{EXPIRY_SWEEP_INTERVAL_MS, EXPIRY_SWEEP_MESSAGES_MAX};
 
 /// Sweeps this shard's timed queues every `EXPIRY_SWEEP_INTERVAL_MS` until shutdown.
@@ -87,7 +87,7 @@ impl Shard {
             body: message.body.clone(),
         });
         let properties = dead_message.properties.clone();
-        let mut headers = move || crate::amqp::hotpath::parse_properties(&properties).ok()?.headers().clone();
+        let mut headers = move || crate::codec::hotpath::parse_properties(&properties).ok()?.headers().clone();
         let mut routes = Vec::new();
         vhost.route_with_alternates(exchange, &dead_message.routing_key, &mut headers, &mut routes);
         let cycles: Vec<QueueId> = dead

@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 
 use crossbeam_queue::ArrayQueue;
 
-use super::messages::ShardMsg;
+use crate::broker::messages::ShardMsg;
 
 struct Inbox {
     parked: AtomicBool,

@@ -7,11 +7,10 @@
 //! same whether the parties share a shard or not. No `RefCell` borrow is held across `.await`.
 
 pub mod ack_timeout;
+pub mod commit;
 pub mod compaction;
 pub mod expiry;
 pub mod mailbox;
-pub mod messages;
-pub mod placement;
 mod queues;
 mod requests;
 mod writer;
@@ -30,20 +29,17 @@ use crate::amqp::connection::Connection;
 use crate::amqp::deliveries::DeliverOutcome;
 use crate::broker::definitions::Definitions;
 use crate::broker::error::{AmqpError, NOT_FOUND};
+use crate::broker::messages::{ConfirmTo, ShardMsg};
 use crate::broker::queue::{Effect, Queue};
 use crate::broker::requests::ReplyBody;
 use crate::broker::snapshot::Snapshot;
 use crate::config::Config;
 use crate::limits::{MAILBOX_BATCH, OUTBOX_HIGH_MESSAGES};
-use crate::store::commit::SyncSignal;
+use crate::shard::commit::SyncSignal;
 use crate::store::definitions_log::DefinitionsLog;
 use crate::store::Store;
 use mailbox::Mailboxes;
-use messages::{ConfirmTo, ShardMsg};
 pub use requests::{PendingReply, ReplyHook};
-
-/// Shards are counted in a 64-bit mask per channel (which shards a channel touched).
-pub const SHARDS_MAX: usize = 64;
 
 pub struct Shard {
     pub id: usize,
@@ -55,7 +51,7 @@ pub struct Shard {
     snapshot: RefCell<Arc<Snapshot>>,
     /// Present on shard 0 only: the single writer of definitions.
     writer: Option<RefCell<Definitions>>,
-    queues: RefCell<HashMap<crate::broker::ids::QueueId, Queue>>,
+    queues: RefCell<HashMap<crate::ids::QueueId, Queue>>,
     /// Highest queue sequence created on this shard: an unknown id above it is a queue whose
     /// creation message has not been read yet; at or below it, a deleted queue.
     highest_created_queue: Cell<u64>,

@@ -5,18 +5,18 @@
 
 use std::sync::Arc;
 
-use super::messages::ConfirmTo;
-use super::messages::{ReplyTo, ShardMsg};
 use super::Shard;
 use crate::broker::error::{AmqpError, INTERNAL_ERROR, NOT_FOUND, PRECONDITION_FAILED};
-use crate::broker::ids::Holder;
-use crate::broker::ids::QueueId;
-use crate::broker::message::Message;
+use crate::broker::messages::ConfirmTo;
+use crate::broker::messages::{ReplyTo, ShardMsg};
 use crate::broker::queue::Payload;
 use crate::broker::queue::{Arrival, ConsumerSettings, Effect, Queue};
 use crate::broker::ready::RecordReader;
 use crate::broker::requests::{QueueRequest, ReplyBody};
 use crate::broker::snapshot::QueueDef;
+use crate::codec::message::Message;
+use crate::ids::Holder;
+use crate::ids::QueueId;
 use crate::limits::STORED_CACHE_MESSAGES;
 use crate::store::record::MessageRecord;
 use crate::store::StoredRef;
@@ -45,7 +45,7 @@ impl Shard {
     }
 
     /// Creates the queues this shard owns after a restart, with their stored messages.
-    pub fn restore_queues(&self, queues: Vec<crate::store::recovery::RestoredQueue>) {
+    pub fn restore_queues(&self, queues: Vec<crate::broker::recovery::RestoredQueue>) {
         for (definition, entries) in queues {
             let id = definition.id;
             self.highest_created_queue.set(self.highest_created_queue.get().max(id.sequence()));
@@ -100,7 +100,7 @@ impl Shard {
         // Checked at the publisher's shard already; a bad value here cannot happen.
         let arrival = Arrival {
             expiration_ms: message.expiration_ms().ok().flatten(),
-            priority: crate::amqp::hotpath::priority(&message.properties).unwrap_or(0),
+            priority: crate::codec::hotpath::priority(&message.properties).unwrap_or(0),
         };
         let outcome = match self.admit(id, &message, arrival) {
             Admission::Memory => self.with_queue(id, |queue, effects, reader| {
@@ -266,7 +266,7 @@ impl Shard {
         }
     }
 
-    fn channel_gone(&self, holder: crate::broker::ids::Holder) {
+    fn channel_gone(&self, holder: crate::ids::Holder) {
         let ids: Vec<QueueId> = self.queues.borrow().keys().copied().collect();
         for id in ids {
             if self.with_queue(id, |queue, effects, reader| queue.channel_gone(holder, effects, reader)) == Some(true) {

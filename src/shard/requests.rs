@@ -7,9 +7,9 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use super::messages::{ReplyTo, ShardMsg};
 use super::Shard;
 use crate::broker::error::AmqpError;
+use crate::broker::messages::{ReplyTo, ShardMsg};
 use crate::broker::requests::ReplyBody;
 
 pub type ReplyHook = Box<dyn FnOnce(&Result<ReplyBody, AmqpError>)>;

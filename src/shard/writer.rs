@@ -4,13 +4,13 @@
 //! anything else is sent (so every later message from shard 0 is read after it), then
 //! answers or forwards the work to the queue's owner.
 
-use super::messages::{ReplyTo, ShardMsg};
 use super::Shard;
 use crate::broker::definitions::{Definitions, QueueDeclared};
 use crate::broker::durable::queue_is_durable;
 use crate::broker::error::{AmqpError, INTERNAL_ERROR};
-use crate::broker::ids::{ConnId, QueueId};
+use crate::broker::messages::{ReplyTo, ShardMsg};
 use crate::broker::requests::{AdminRequest, QueueRequest, ReplyBody};
+use crate::ids::{ConnId, QueueId};
 use crate::limits::DEFINITIONS_COMPACT_MIN_RECORDS;
 use crate::store::definitions_log::DefinitionOp;
 

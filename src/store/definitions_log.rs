@@ -13,7 +13,7 @@ use amq_protocol::types::FieldTable;
 use bytes::BufMut;
 
 use super::record::{read_record, ReadOutcome, RECORD_HEADER_BYTES};
-use crate::amqp::methods::{decode_field_table, encode_field_table};
+use crate::codec::methods::{decode_field_table, encode_field_table};
 
 const KIND_EXCHANGE_DECLARE: u8 = 10;
 const KIND_EXCHANGE_DELETE: u8 = 11;

@@ -11,11 +11,9 @@
 //! first queue gets a message record, the others a link record naming it (same segment, so
 //! the link's reference keeps the content's segment alive).
 
-pub mod commit;
 pub mod definitions_log;
 pub mod lock;
 pub mod record;
-pub mod recovery;
 pub mod segment;
 
 use std::collections::{HashMap, VecDeque};
@@ -27,9 +25,9 @@ use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 
-use crate::broker::message::Message;
+use crate::codec::message::Message;
+use crate::ids::ConfirmTo;
 use crate::limits::STORE_RECENT_MESSAGES;
-use crate::shard::messages::ConfirmTo;
 use record::{
     decode_link, decode_message, encode_copy, encode_link, encode_mark, encode_message, read_record, record_length,
     Link, Mark, MessageRecord, Origin, ReadOutcome, KIND_LINK, LINK_RECORD_BYTES, ORIGIN_BYTES, PLACE_BYTES,

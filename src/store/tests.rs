@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::record::{KIND_COPY, KIND_LINK, KIND_MESSAGE, LINK_RECORD_BYTES};
 use super::{find_record, Store, StoredRef};
-use crate::broker::message::Message;
+use crate::codec::message::Message;
 
 fn message(body: &str) -> Arc<Message> {
     Arc::new(Message {

@@ -7,25 +7,19 @@
 use std::sync::Arc;
 
 use crate::broker::error::AmqpError;
-use crate::broker::ids::{ConnId, ConsumerTag, Holder, QueueId};
-use crate::broker::message::Message;
 use crate::broker::queue::{Delivery, Settle};
 use crate::broker::reply_to::ReplyAddress;
 use crate::broker::requests::{AdminRequest, QueueRequest, ReplyBody};
 use crate::broker::snapshot::{QueueDef, Snapshot};
+use crate::codec::message::Message;
+pub use crate::ids::ConfirmTo;
+use crate::ids::{ConnId, ConsumerTag, Holder, QueueId};
 
 /// Where an answer goes: the requesting shard and its request number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplyTo {
     pub shard: usize,
     pub request_id: u64,
-}
-
-/// Which publish of which channel a queue must confirm.
-#[derive(Clone, Copy, Debug)]
-pub struct ConfirmTo {
-    pub holder: Holder,
-    pub publish_sequence: u64,
 }
 
 #[derive(Debug)]

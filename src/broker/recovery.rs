@@ -21,14 +21,14 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::record::{
-    decode_marks, message_payload, read_record, record_place, Mark, Origin, ReadOutcome, KIND_COPY, KIND_LINK,
-};
-use super::segment::{marks_path, parse_segment_name, Segment};
-use super::StoredRef;
-use crate::broker::clock;
 use crate::broker::queue::Payload;
 use crate::broker::ready::{Entry, ReadyList};
+use crate::clock;
+use crate::store::record::{
+    decode_marks, message_payload, read_record, record_place, Mark, Origin, ReadOutcome, KIND_COPY, KIND_LINK,
+};
+use crate::store::segment::{marks_path, parse_segment_name, Segment};
+use crate::store::StoredRef;
 
 /// A queue's recovered messages: in queue order, as runs where possible, and the sequence
 /// number its next message gets.
@@ -244,7 +244,7 @@ fn recover_segment(
                 // are needed now (the rest is decoded when the message is delivered).
                 if let Some(record) = record_position(kind, payload) {
                     if live_queues.contains(&record.queue_sequence) {
-                        let content_bytes = super::content_bytes(segment.bytes(), kind, payload, next - offset);
+                        let content_bytes = crate::store::content_bytes(segment.bytes(), kind, payload, next - offset);
                         if let Some(content_bytes) = content_bytes {
                             let reference = StoredRef {
                                 segment: segment.clone(),
@@ -337,7 +337,7 @@ fn record_position(kind: u8, payload: &[u8]) -> Option<RecordPosition> {
 }
 
 fn segment_label(dir: &Path, number: u64) -> String {
-    super::segment::segment_path(dir, number).display().to_string()
+    crate::store::segment::segment_path(dir, number).display().to_string()
 }
 
 #[cfg(test)]
@@ -436,7 +436,7 @@ mod tests {
         let dir = shard_dir(&data_dir, 0);
         let mut store = Store::open(&dir, 1, 1 << 20, None).expect("open");
         for sequence in 1..=5u64 {
-            let message = Arc::new(crate::broker::message::Message {
+            let message = Arc::new(crate::codec::message::Message {
                 exchange: bytes::Bytes::new(),
                 routing_key: bytes::Bytes::new(),
                 properties: bytes::Bytes::new(),

@@ -1,4 +1,5 @@
-//! Identifiers that cross shards: queues, exchanges, connections and channel holders.
+//! Identifiers that cross shards: queues, exchanges, connections, channel holders, and the
+//! publish a queue must confirm. A leaf: the store, the broker and the shards all name them.
 //!
 //! A `QueueId` carries its owner shard in the top 16 bits, so routing a message never needs a
 //! lookup to know which shard to send it to.
@@ -66,3 +67,10 @@ pub struct Holder {
 }
 
 pub type ConsumerTag = Arc<str>;
+
+/// Which publish of which channel a queue must confirm.
+#[derive(Clone, Copy, Debug)]
+pub struct ConfirmTo {
+    pub holder: Holder,
+    pub publish_sequence: u64,
+}

@@ -13,8 +13,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use super::segment::Segment;
 use crate::shard::Shard;
+use crate::store::segment::Segment;
 
 /// Wakes the commit task when a write left confirms or segments waiting for a sync.
 #[derive(Default)]
