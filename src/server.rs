@@ -101,7 +101,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let recovered_messages = durable.messages;
     let mut definitions = durable.definitions;
     let initial = definitions.take_changed().unwrap_or_default();
-    let mut writer = Some((definitions, durable.log));
+    let mut writer = Some((definitions, Some(durable.log)));
     let mut restored = durable.queues_by_shard;
     let mut next_segments = durable.next_segment_numbers;
     let (ready_sender, ready_receiver) = mpsc::channel();
@@ -164,7 +164,7 @@ struct ShardStart {
     alarms: Arc<Alarms>,
     address: SocketAddr,
     initial: Arc<Snapshot>,
-    writer: Option<(Definitions, DefinitionsLog)>,
+    writer: Option<(Definitions, Option<DefinitionsLog>)>,
     restore: Vec<RestoredQueue>,
     next_segment: u64,
 }
@@ -241,7 +241,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 if shard.shutdown_requested() {
                     return;
                 }
-                monoio::spawn(crate::amqp::connection::serve(shard.clone(), stream, peer.ip().is_loopback()));
+                monoio::spawn(crate::shard::socket::serve(shard.clone(), stream, peer.ip().is_loopback()));
             }
             Err(error) => {
                 // Usually out of file descriptors: back off instead of spinning.

@@ -12,6 +12,8 @@ use amq_protocol::protocol::{basic, AMQPClass};
 
 use super::channel::{ConsumerInfo, UnackedDelivery};
 use super::dispatch::Dispatcher;
+use super::port::Port;
+use super::port::ReplyHook;
 use crate::broker::error::*;
 use crate::broker::messages::ShardMsg;
 use crate::broker::queue::Settle;
@@ -23,9 +25,8 @@ use crate::codec::hotpath;
 use crate::codec::methods::encode_method;
 use crate::ids::ConsumerTag;
 use crate::limits::CONSUMERS_PER_CHANNEL_MAX;
-use crate::shard::ReplyHook;
 
-impl Dispatcher {
+impl<P: Port> Dispatcher<P> {
     pub async fn basic_method(&mut self, channel_id: u16, method: basic::AMQPMethod) -> Result<(), AmqpError> {
         match method {
             basic::AMQPMethod::Qos(qos) => {
@@ -104,7 +105,7 @@ impl Dispatcher {
             priority: consumer_priority(&consume.arguments),
         };
         let result = self
-            .shard
+            .port
             .request_with_hook(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) }, hook)
             .await;
         if let Err(error) = result {
@@ -132,7 +133,7 @@ impl Dispatcher {
             let queue = info.queue;
             let request =
                 QueueRequest::Cancel { holder: self.connection.holder(channel_id), consumer_tag: consumer_tag.clone() };
-            self.shard
+            self.port
                 .request(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) })
                 .await
                 .ok();
@@ -148,7 +149,7 @@ impl Dispatcher {
     /// broker's. A consumer's own argument takes precedence (RabbitMQ's order: consumer,
     /// queue, broker).
     fn queue_timeout_ms(&self, definition: &QueueDef) -> Option<u64> {
-        queue_consumer_timeout(&definition.arguments).or(self.shard.config.consumer_timeout_ms)
+        queue_consumer_timeout(&definition.arguments).or(self.port.consumer_timeout_ms())
     }
 
     async fn get(&mut self, channel_id: u16, get: basic::Get) -> Result<(), AmqpError> {
@@ -163,7 +164,7 @@ impl Dispatcher {
         }
         let request = QueueRequest::Get { holder, no_ack: get.no_ack };
         let reply =
-            self.shard.request(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) }).await?;
+            self.port.request(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) }).await?;
         let ReplyBody::Get(got) = reply else {
             return Err(AmqpError::new(INTERNAL_ERROR, "unexpected answer to basic.get"));
         };
@@ -207,7 +208,7 @@ impl Dispatcher {
         if !no_ack {
             let unacked = UnackedDelivery::new(got.queue, got.sequence, timeout_ms);
             if let Some(overdue_at_ms) = unacked.overdue_at_ms() {
-                self.shard.ack_deadlines.schedule(overdue_at_ms);
+                self.port.schedule_ack_deadline(overdue_at_ms);
             }
             channel.unacked.insert(delivery_tag, unacked);
         }

@@ -22,6 +22,7 @@ use super::basic::generate_consumer_tag;
 use super::connection::Connection;
 use super::deliveries::DeliveryTags;
 use super::dispatch::Dispatcher;
+use super::port::Port;
 use crate::broker::error::*;
 use crate::broker::messages::ShardMsg;
 use crate::broker::reply_to::{ReplyAddress, ReplyKey, REPLY_QUEUE};
@@ -64,7 +65,7 @@ impl ReplyWindow {
     }
 }
 
-impl Dispatcher {
+impl<P: Port> Dispatcher<P> {
     /// basic.consume on `amq.rabbitmq.reply-to`, checked in RabbitMQ's order: a tag in use by
     /// another consumer, then acknowledgement mode, then a second reply consumer.
     pub(super) fn consume_replies(&mut self, channel_id: u16, consume: &basic::Consume) -> Result<(), AmqpError> {
@@ -138,10 +139,11 @@ impl Dispatcher {
     /// confirm is due at once; only a name that does not parse is unroutable (basic.return if
     /// mandatory), as RabbitMQ does not check at routing time whether the requester is there.
     pub(super) fn send_direct_reply(&mut self, channel_id: u16, publish: &Publish, message: Arc<Message>) {
-        let address = ReplyAddress::parse(&publish.routing_key).filter(|address| address.shard() < self.shard.count);
+        let address =
+            ReplyAddress::parse(&publish.routing_key).filter(|address| address.shard() < self.port.shard_count());
         self.start_confirm(channel_id, 0);
         match address {
-            Some(address) => self.shard.send(address.shard(), ShardMsg::DirectReply { address, message }),
+            Some(address) => self.port.send(address.shard(), ShardMsg::DirectReply { address, message }),
             None if publish.mandatory => self.return_unroutable(channel_id, &message),
             None => {}
         }
@@ -159,9 +161,9 @@ impl Dispatcher {
         if name != REPLY_QUEUE {
             let not_found = || AmqpError::not_found("queue", name, &self.vhost());
             let address = ReplyAddress::parse(name.as_bytes())
-                .filter(|address| address.shard() < self.shard.count)
+                .filter(|address| address.shard() < self.port.shard_count())
                 .ok_or_else(not_found)?;
-            self.shard
+            self.port
                 .request(address.shard(), |reply| ShardMsg::ReplyConsumerExists { address, reply })
                 .await
                 .map_err(|_| not_found())?;

@@ -14,6 +14,7 @@ use bytes::Bytes;
 
 use super::channel::{BodyParts, Content};
 use super::connection::{truncate_text, Connection};
+use super::port::Port;
 use crate::broker::error::*;
 use crate::broker::messages::ShardMsg;
 use crate::broker::queue::Settle;
@@ -24,13 +25,12 @@ use crate::codec::message::Message;
 use crate::codec::methods::{encode_method, parse_method};
 use crate::ids::QueueId;
 use crate::limits::MESSAGE_BODY_MAX_BYTES;
-use crate::shard::Shard;
 
 const CLASS_CHANNEL: u16 = 20;
 const CLASS_BASIC: u16 = 60;
 
-pub struct Dispatcher {
-    pub shard: Rc<Shard>,
+pub struct Dispatcher<P: Port> {
+    pub port: Rc<P>,
     pub connection: Rc<Connection>,
     routes: Vec<QueueId>,
 }
@@ -48,9 +48,9 @@ pub fn fault(error: AmqpError, ids: (u16, u16)) -> Fault {
     Fault { error, class_id: ids.0, method_id: ids.1 }
 }
 
-impl Dispatcher {
-    pub fn new(shard: Rc<Shard>, connection: Rc<Connection>) -> Dispatcher {
-        Dispatcher { shard, connection, routes: Vec::new() }
+impl<P: Port> Dispatcher<P> {
+    pub fn new(port: Rc<P>, connection: Rc<Connection>) -> Dispatcher<P> {
+        Dispatcher { port, connection, routes: Vec::new() }
     }
 
     pub fn send_method(&self, channel: u16, method: &AMQPClass) {
@@ -159,7 +159,7 @@ impl Dispatcher {
 
     /// A channel error: release what the channel holds, send channel.close, await close-ok.
     fn close_channel_with(&mut self, channel_id: u16, fault: Fault) {
-        close_channel(&self.shard, &self.connection, channel_id, fault);
+        close_channel(&*self.port, &self.connection, channel_id, fault);
     }
 
     async fn channel_method(&mut self, channel_id: u16, ids: (u16, u16), payload: &Bytes) -> MethodResult {
@@ -194,7 +194,7 @@ impl Dispatcher {
         let method =
             parse_method(payload).map_err(|error| fault(AmqpError::from_codec(error.reply_code(), error), ids))?;
         if let AMQPClass::Channel(channel_method::AMQPMethod::Close(_)) = method {
-            release_channel_resources(&self.shard, &self.connection, channel_id);
+            release_channel_resources(&*self.port, &self.connection, channel_id);
             self.connection.channels.borrow_mut().remove(&channel_id);
             self.send_channel_close_ok(channel_id);
             return Ok(());
@@ -205,7 +205,7 @@ impl Dispatcher {
     fn start_publish(&mut self, channel_id: u16, publish: Publish) -> MethodResult {
         self.connection.published.set(true);
         let exchange = String::from_utf8_lossy(&publish.exchange).into_owned();
-        let snapshot = self.shard.snapshot();
+        let snapshot = self.port.snapshot();
         let vhost_name = self.connection.vhost.borrow().clone();
         let found = snapshot.vhost(&vhost_name).and_then(|vhost| vhost.exchanges.get(&exchange).cloned());
         match found {
@@ -334,7 +334,7 @@ impl Dispatcher {
         if publish.exchange.is_empty() && publish.routing_key.starts_with(REPLY_NAME_PREFIX.as_bytes()) {
             return self.send_direct_reply(channel_id, publish, message);
         }
-        let snapshot = self.shard.snapshot();
+        let snapshot = self.port.snapshot();
         let vhost_name = self.connection.vhost.borrow().clone();
         let exchange_name = String::from_utf8_lossy(&publish.exchange);
         self.routes.clear();
@@ -352,7 +352,7 @@ impl Dispatcher {
         }
         let publisher = self.connection.holder(channel_id);
         for queue in self.routes.drain(..) {
-            self.shard.send(
+            self.port.send(
                 queue.owner(),
                 ShardMsg::Publish { queue, message: message.clone(), publisher, publish_sequence },
             );
@@ -420,7 +420,7 @@ impl Dispatcher {
     pub fn settle(&self, channel_id: u16, by_queue: HashMap<QueueId, Vec<u64>>, action: Settle) {
         let holder = self.connection.holder(channel_id);
         for (queue, sequences) in by_queue {
-            self.shard.send(queue.owner(), ShardMsg::Settle { queue, holder, sequences, action });
+            self.port.send(queue.owner(), ShardMsg::Settle { queue, holder, sequences, action });
         }
     }
 }
@@ -461,7 +461,7 @@ fn requeue_action(requeue: bool) -> Settle {
 
 /// Closes a channel for an error: its resources are released at once, channel.close is sent,
 /// and frames other than close/close-ok are dropped until the client answers.
-pub fn close_channel(shard: &Shard, connection: &Connection, channel_id: u16, fault: Fault) {
+pub fn close_channel(shard: &impl Port, connection: &Connection, channel_id: u16, fault: Fault) {
     let open = connection.channels.borrow().get(&channel_id).is_some_and(|channel| !channel.closing);
     if !open {
         return;
@@ -483,7 +483,7 @@ pub fn close_channel(shard: &Shard, connection: &Connection, channel_id: u16, fa
 
 /// Gives back what a channel holds: its consumers are cancelled and its unacked messages
 /// requeued by their owner shards. The channel entry itself stays (the caller decides).
-pub fn release_channel_resources(shard: &Shard, connection: &Connection, channel_id: u16) {
+pub fn release_channel_resources(shard: &impl Port, connection: &Connection, channel_id: u16) {
     let touched = {
         let mut channels = connection.channels.borrow_mut();
         let Some(channel) = channels.get_mut(&channel_id) else {
@@ -497,7 +497,7 @@ pub fn release_channel_resources(shard: &Shard, connection: &Connection, channel
         std::mem::take(&mut channel.touched_shards)
     };
     let holder = connection.holder(channel_id);
-    for owner in 0..shard.count {
+    for owner in 0..shard.shard_count() {
         if touched & (1 << owner) != 0 {
             shard.send(owner, ShardMsg::ChannelGone { holder });
         }
@@ -505,7 +505,18 @@ pub fn release_channel_resources(shard: &Shard, connection: &Connection, channel
 }
 
 /// Releases a channel and forgets it (connection teardown).
-pub fn release_channel(shard: &Shard, connection: &Connection, channel_id: u16) {
+pub fn release_channel(shard: &impl Port, connection: &Connection, channel_id: u16) {
     release_channel_resources(shard, connection, channel_id);
     connection.channels.borrow_mut().remove(&channel_id);
+}
+
+/// The connection is gone: consumers and unacked messages go back to their queues, the
+/// definitions writer deletes its exclusive queues, and the output closes after what is queued.
+pub fn release_connection(port: &impl Port, connection: &Connection) {
+    let channels: Vec<u16> = connection.channels.borrow().keys().copied().collect();
+    for channel in channels {
+        release_channel(port, connection, channel);
+    }
+    port.send(0, ShardMsg::ConnectionGone { conn: connection.id });
+    connection.close_output();
 }

@@ -8,6 +8,7 @@
 use amq_protocol::protocol::{channel, confirm, exchange, queue, tx, AMQPClass};
 
 use super::dispatch::Dispatcher;
+use super::port::Port;
 use crate::broker::definitions::DEFAULT_VHOST;
 use crate::broker::error::*;
 use crate::broker::messages::ShardMsg;
@@ -15,7 +16,7 @@ use crate::broker::reply_to::REPLY_QUEUE;
 use crate::broker::requests::{AdminRequest, Binding, ExchangeDeclare, QueueDeclare, QueueRequest, ReplyBody};
 use crate::limits::TX_PENDING_MAX;
 
-impl Dispatcher {
+impl<P: Port> Dispatcher<P> {
     pub async fn handle_method(&mut self, channel_id: u16, method: AMQPClass) -> Result<(), AmqpError> {
         match method {
             AMQPClass::Channel(channel::AMQPMethod::Flow(flow)) => {
@@ -48,7 +49,7 @@ impl Dispatcher {
 
     /// Sends a definitions change to the single writer (shard 0) and waits for its answer.
     pub async fn admin(&self, request: AdminRequest) -> Result<ReplyBody, AmqpError> {
-        self.shard.request(0, |reply| ShardMsg::Admin { request: Box::new(request), reply }).await
+        self.port.request(0, |reply| ShardMsg::Admin { request: Box::new(request), reply }).await
     }
 
     async fn exchange_method(&mut self, channel_id: u16, method: exchange::AMQPMethod) -> Result<(), AmqpError> {
@@ -161,7 +162,7 @@ impl Dispatcher {
                 let definition = self.resolve_queue(&name)?;
                 let queue_id = definition.id;
                 let reply = self
-                    .shard
+                    .port
                     .request(queue_id.owner(), |reply| ShardMsg::QueueOp {
                         queue: queue_id,
                         request: QueueRequest::Purge,
@@ -231,7 +232,7 @@ impl Dispatcher {
     /// publishes take; a queue deleted meanwhile is 404 as for any missing queue.
     async fn declare_ok_from_owner(&self, queue: crate::ids::QueueId, name: &str) -> Result<ReplyBody, AmqpError> {
         let request = QueueRequest::DeclareOk;
-        let reply = self.shard.request(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) });
+        let reply = self.port.request(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) });
         let vhost = self.vhost();
         reply.await.map_err(|error| match error.reply_code {
             NOT_FOUND => AmqpError::not_found("queue", name, &vhost),
@@ -257,7 +258,7 @@ impl Dispatcher {
     /// Finds a queue in this shard's snapshot, refusing another connection's exclusive queue.
     pub fn resolve_queue(&self, name: &str) -> Result<std::sync::Arc<crate::broker::snapshot::QueueDef>, AmqpError> {
         let vhost = self.vhost();
-        let snapshot = self.shard.snapshot();
+        let snapshot = self.port.snapshot();
         let definition = snapshot
             .vhost(&vhost)
             .and_then(|found| found.queues.get(name).cloned())

@@ -8,4 +8,5 @@ pub mod deliveries;
 pub mod direct_reply;
 pub mod dispatch;
 mod handlers;
-mod handshake;
+pub mod handshake;
+pub mod port;

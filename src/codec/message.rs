@@ -62,6 +62,15 @@ impl Message {
     }
 }
 
+/// A per-message `expiration` property: milliseconds as a decimal string.
+pub fn parse_expiration(expiration: &str) -> Result<u64, String> {
+    match expiration.parse::<i64>() {
+        Ok(number) if number < 0 => Err(format!("{{value_negative,{number}}}")),
+        Ok(number) => u64::try_from(number).map_err(|_| "{error,invalid_expiration}".into()),
+        Err(_) => Err("{error,invalid_expiration}".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,14 +96,5 @@ mod tests {
         assert_eq!(headers.inner().get("app"), Some(&AMQPValue::LongInt(7)));
         assert_eq!(parsed.delivery_mode(), &Some(2));
         assert_eq!(counted.body.as_ptr(), original.body.as_ptr(), "the body is shared, not copied");
-    }
-}
-
-/// A per-message `expiration` property: milliseconds as a decimal string.
-pub fn parse_expiration(expiration: &str) -> Result<u64, String> {
-    match expiration.parse::<i64>() {
-        Ok(number) if number < 0 => Err(format!("{{value_negative,{number}}}")),
-        Ok(number) => u64::try_from(number).map_err(|_| "{error,invalid_expiration}".into()),
-        Err(_) => Err("{error,invalid_expiration}".into()),
     }
 }

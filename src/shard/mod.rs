@@ -9,10 +9,13 @@
 pub mod ack_timeout;
 pub mod commit;
 pub mod compaction;
+#[cfg(test)]
+pub(crate) mod conversation;
 pub mod expiry;
 pub mod mailbox;
 mod queues;
 mod requests;
+pub mod socket;
 mod writer;
 
 use std::cell::{Cell, RefCell};
@@ -39,7 +42,7 @@ use crate::shard::commit::SyncSignal;
 use crate::store::definitions_log::DefinitionsLog;
 use crate::store::Store;
 use mailbox::Mailboxes;
-pub use requests::{PendingReply, ReplyHook};
+pub use requests::PendingReply;
 
 pub struct Shard {
     pub id: usize,
@@ -79,13 +82,13 @@ impl Shard {
         config: Arc<Config>,
         mailboxes: Arc<Mailboxes>,
         initial: Arc<Snapshot>,
-        writer: Option<(Definitions, DefinitionsLog)>,
+        writer: Option<(Definitions, Option<DefinitionsLog>)>,
         store: Option<Store>,
         alarms: Arc<Alarms>,
     ) -> Shard {
         let count = mailboxes.shards();
         let (writer, definitions_log) = match writer {
-            Some((definitions, log)) => (Some(RefCell::new(definitions)), Some(RefCell::new(log))),
+            Some((definitions, log)) => (Some(RefCell::new(definitions)), log.map(RefCell::new)),
             None => (None, None),
         };
         let snapshot = initial;
@@ -217,10 +220,7 @@ impl Shard {
     /// mailbox, flushes outboxes and connections, then yields or parks.
     pub async fn run_mailbox_loop(self: Rc<Self>) {
         loop {
-            let handled = self.drain_once();
-            self.write_store();
-            let spilled = self.flush_outboxes();
-            self.flush_dirty_connections();
+            let (handled, spilled) = self.turn();
             if self.shutdown_requested() {
                 return;
             }
@@ -233,6 +233,17 @@ impl Shard {
                 self.mailboxes.park(self.id, &local).await;
             }
         }
+    }
+
+    /// One turn of the mailbox loop without its waits: handles what is in the mailboxes, writes
+    /// what the store gathered, flushes the outboxes and the connections' confirms. Returns the
+    /// messages handled and whether an outbox still holds messages a full mailbox refused.
+    pub(crate) fn turn(&self) -> (usize, bool) {
+        let handled = self.drain_once();
+        self.write_store();
+        let spilled = self.flush_outboxes();
+        self.flush_dirty_connections();
+        (handled, spilled)
     }
 
     fn drain_once(&self) -> usize {
@@ -402,4 +413,39 @@ impl Future for YieldNow {
 
 pub async fn yield_now() {
     YieldNow(false).await
+}
+
+impl crate::amqp::port::Port for Shard {
+    fn shard_id(&self) -> usize {
+        self.id
+    }
+
+    fn shard_count(&self) -> usize {
+        self.count
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        Shard::snapshot(self)
+    }
+
+    fn send(&self, to: usize, message: ShardMsg) {
+        Shard::send(self, to, message);
+    }
+
+    fn request_with_hook(
+        &self,
+        to: usize,
+        make: impl FnOnce(crate::broker::messages::ReplyTo) -> ShardMsg,
+        hook: Option<crate::amqp::port::ReplyHook>,
+    ) -> impl Future<Output = Result<ReplyBody, AmqpError>> {
+        Shard::request_with_hook(self, to, make, hook)
+    }
+
+    fn consumer_timeout_ms(&self) -> Option<u64> {
+        self.config.consumer_timeout_ms
+    }
+
+    fn schedule_ack_deadline(&self, overdue_at_ms: u64) {
+        self.ack_deadlines.schedule(overdue_at_ms);
+    }
 }

@@ -12,7 +12,7 @@ use crate::broker::error::AmqpError;
 use crate::broker::messages::{ReplyTo, ShardMsg};
 use crate::broker::requests::ReplyBody;
 
-pub type ReplyHook = Box<dyn FnOnce(&Result<ReplyBody, AmqpError>)>;
+use crate::amqp::port::ReplyHook;
 
 #[derive(Default)]
 pub struct PendingReply {

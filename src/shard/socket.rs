@@ -1,0 +1,294 @@
+//! The socket side of a client connection: the reader task that feeds the handshake and the
+//! dispatcher with frames, the writer task that flushes the connection's output, and the
+//! heartbeat monitor.
+//!
+//! The protocol itself (handshake, channels, methods) lives in `amqp` and does no I/O; this
+//! file owns the socket halves and the waits: for bytes, for room in the output, for a resource
+//! alarm to clear, for a mailbox to drain. Both tasks live on the shard that accepted the socket.
+
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use monoio::buf::IoBufMut;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::net::TcpStream;
+
+use super::Shard;
+use crate::amqp::connection::{send_connection_close, Connection};
+use crate::amqp::dispatch::{release_connection, Dispatcher};
+use crate::amqp::handshake::{Handshake, Step};
+use crate::broker::error::{AmqpError, CONNECTION_FORCED};
+use crate::broker::messages::ShardMsg;
+use crate::codec::frame::{split_frame, FrameError, RawFrame};
+use crate::ids::ConnId;
+use crate::limits::{CLOSE_OK_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, READ_CHUNK_BYTES};
+
+pub enum ReadError {
+    Closed,
+    Frame(FrameError),
+}
+
+/// The read half with its buffer: hands out whole frames, reading more only when needed.
+pub struct FrameReader {
+    half: OwnedReadHalf<TcpStream>,
+    buffer: BytesMut,
+}
+
+impl FrameReader {
+    /// Reads more bytes into the buffer; false on end of stream or error.
+    pub async fn fill(&mut self) -> bool {
+        let mut buffer = std::mem::take(&mut self.buffer);
+        if buffer.capacity() - buffer.len() < READ_CHUNK_BYTES / 4 {
+            buffer.reserve(READ_CHUNK_BYTES);
+        }
+        let length = buffer.len();
+        let capacity = buffer.capacity();
+        let (result, slice) = self.half.read(buffer.slice_mut(length..capacity)).await;
+        self.buffer = slice.into_inner();
+        matches!(result, Ok(read) if read > 0)
+    }
+
+    pub fn buffered(&self) -> &[u8] {
+        &self.buffer
+    }
+
+    pub fn consume(&mut self, count: usize) {
+        let _ = self.buffer.split_to(count.min(self.buffer.len()));
+    }
+
+    pub fn next_buffered(&mut self, frame_max: u32) -> Result<Option<RawFrame>, FrameError> {
+        split_frame(&mut self.buffer, frame_max)
+    }
+
+    pub async fn next_frame(&mut self, frame_max: u32) -> Result<RawFrame, ReadError> {
+        loop {
+            if let Some(frame) = self.next_buffered(frame_max).map_err(ReadError::Frame)? {
+                return Ok(frame);
+            }
+            if !self.fill().await {
+                return Err(ReadError::Closed);
+            }
+        }
+    }
+}
+
+/// Serves one accepted socket until it closes.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, loopback_peer: bool) {
+    let _ = stream.set_nodelay(true);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let (read_half, write_half) = stream.into_split();
+    let id = ConnId { shard: shard.id as u16, local: shard.next_connection_id() };
+    let connection = Rc::new(Connection::new(id));
+    monoio::spawn(write_loop(shard.clone(), connection.clone(), write_half, fd));
+    let mut reader = FrameReader { half: read_half, buffer: BytesMut::with_capacity(READ_CHUNK_BYTES) };
+    let handshake = handshake(&shard, &connection, &mut reader, loopback_peer);
+    let heartbeat = match monoio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), handshake).await {
+        Ok(Ok(heartbeat)) => heartbeat,
+        Ok(Err(())) | Err(_) => {
+            connection.close_output();
+            return;
+        }
+    };
+    shard.connections.borrow_mut().insert(id.local, connection.clone());
+    if heartbeat > 0 {
+        monoio::spawn(heartbeat_loop(connection.clone(), heartbeat, fd));
+    }
+    let outcome = read_loop(&shard, &connection, &mut reader).await;
+    if let Err(error) = outcome {
+        send_connection_close(&connection, &error, 0, 0);
+        await_close_ok(&connection, &mut reader).await;
+    }
+    teardown(&shard, &connection);
+}
+
+/// Feeds the handshake the protocol header, then frames, until the connection is open (Ok with
+/// the heartbeat interval the client asked for) or refused.
+async fn handshake(
+    shard: &Shard,
+    connection: &Connection,
+    reader: &mut FrameReader,
+    loopback_peer: bool,
+) -> Result<u16, ()> {
+    let mut handshake = Handshake::new(loopback_peer);
+    loop {
+        let end_of_stream = match handshake.protocol_header(connection, reader.buffered()) {
+            Step::HeaderAccepted(length) => {
+                reader.consume(length);
+                connection.touch_read();
+                break;
+            }
+            Step::Continue => !reader.fill().await,
+            _ => return Err(()),
+        };
+        if end_of_stream {
+            return Err(());
+        }
+    }
+    loop {
+        let frame = match reader.next_frame(handshake.frame_max(connection)).await {
+            Ok(frame) => frame,
+            Err(ReadError::Closed) => return Err(()),
+            Err(ReadError::Frame(error)) => {
+                handshake.frame_error(connection, error);
+                return Err(());
+            }
+        };
+        connection.touch_read();
+        match handshake.frame(shard, connection, frame) {
+            Step::Open { heartbeat } => return Ok(heartbeat),
+            Step::Continue | Step::HeaderAccepted(_) => {}
+            Step::Refused => return Err(()),
+        }
+    }
+}
+
+async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut FrameReader) -> Result<(), AmqpError> {
+    let mut dispatcher = Dispatcher::new(shard.clone(), connection.clone());
+    loop {
+        loop {
+            let frame = match reader.next_buffered(connection.frame_max.get()) {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(error) => return Err(AmqpError::from_codec(error.reply_code(), error)),
+            };
+            if dispatcher.handle_frame(frame).await? {
+                return Ok(());
+            }
+            if shard.shutdown_requested() {
+                return Err(AmqpError::new(
+                    CONNECTION_FORCED,
+                    "broker forced connection closure with reason 'shutdown'",
+                ));
+            }
+            if alarm_blocks(shard, connection) {
+                dispatcher.end_of_batch();
+                wait_while_blocked(shard, connection).await;
+            }
+        }
+        dispatcher.end_of_batch();
+        if connection.output_congested() {
+            connection.output_room().await;
+        }
+        while shard.outbox_congested() && !connection.is_dead() {
+            monoio::time::sleep(Duration::from_micros(100)).await;
+        }
+        if !reader.fill().await || connection.is_dead() {
+            return Ok(());
+        }
+        connection.touch_read();
+    }
+}
+
+/// A raised alarm holds a connection that has published, at a message boundary: a publish
+/// whose header or body is still arriving is read to its end first (frames already buffered
+/// wait with the socket).
+fn alarm_blocks(shard: &Shard, connection: &Connection) -> bool {
+    connection.published.get() && shard.alarms.blocked_reason().is_some() && !connection.content_in_progress()
+}
+
+/// Resource alarm: stop reading this publisher's socket until it clears, telling the client
+/// (connection.blocked / unblocked) when it announced it understands. The heartbeat monitor
+/// is paused meanwhile, as RabbitMQ does: a blocked client may well stop sending heartbeats.
+async fn wait_while_blocked(shard: &Shard, connection: &Connection) {
+    use amq_protocol::protocol::{connection as method, AMQPClass};
+    let Some(reason) = shard.alarms.blocked_reason() else { return };
+    if connection.supports_blocked.get() {
+        let blocked = AMQPClass::Connection(method::AMQPMethod::Blocked(method::Blocked { reason: reason.into() }));
+        connection.write_with(|out| {
+            let _ = crate::codec::methods::encode_method(out, 0, &blocked);
+        });
+    }
+    while shard.alarms.blocked_reason().is_some() && !connection.is_dead() && !shard.shutdown_requested() {
+        connection.touch_read();
+        monoio::time::sleep(Duration::from_millis(crate::alarms::SAMPLE_INTERVAL_MS / 2)).await;
+    }
+    connection.touch_read();
+    if connection.supports_blocked.get() {
+        let unblocked = AMQPClass::Connection(method::AMQPMethod::Unblocked(method::Unblocked {}));
+        connection.write_with(|out| {
+            let _ = crate::codec::methods::encode_method(out, 0, &unblocked);
+        });
+    }
+}
+
+/// After sending connection.close, the spec says to discard everything but close-ok.
+async fn await_close_ok(connection: &Connection, reader: &mut FrameReader) {
+    let wait = async {
+        while let Ok(frame) = reader.next_frame(0).await {
+            if frame.frame_type == crate::codec::frame::FRAME_METHOD && frame.channel == 0 {
+                let ids = crate::codec::hotpath::method_ids(&frame.payload).unwrap_or((0, 0));
+                if ids == (10, 51) || ids == (10, 50) {
+                    return;
+                }
+            }
+        }
+    };
+    if !connection.is_dead() {
+        let _ = monoio::time::timeout(Duration::from_millis(CLOSE_OK_TIMEOUT_MS), wait).await;
+    }
+}
+
+/// Forgets the connection on this shard and releases everything it held.
+fn teardown(shard: &Rc<Shard>, connection: &Rc<Connection>) {
+    shard.connections.borrow_mut().remove(&connection.id.local);
+    release_connection(&**shard, connection);
+}
+
+async fn write_loop(shard: Rc<Shard>, connection: Rc<Connection>, mut half: OwnedWriteHalf<TcpStream>, fd: RawFd) {
+    loop {
+        let Some(chunk) = connection.take_output() else {
+            if connection.output_closed() {
+                break;
+            }
+            connection.output_ready().await;
+            continue;
+        };
+        let (result, _) = half.write_all(chunk).await;
+        if result.is_err() {
+            kill(&connection, fd);
+            break;
+        }
+        for ((queue, holder, consumer_tag), count) in connection.write_completed() {
+            shard.send(queue.owner(), ShardMsg::Credit { queue, holder, consumer_tag, count });
+        }
+    }
+    connection.writer_stopped();
+    // Dropping the write half shuts down the sending side; the read half closes with the reader.
+    drop(half);
+    shutdown_socket(fd);
+}
+
+/// Stops the socket in both directions: a pending read returns at once.
+fn kill(connection: &Connection, fd: RawFd) {
+    connection.mark_dead();
+    shutdown_socket(fd);
+}
+
+fn shutdown_socket(fd: RawFd) {
+    // SAFETY: shutdown on a descriptor this connection owns; an already closed descriptor
+    // only makes it return an error, which is ignored.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+/// Sends heartbeats when idle and drops a client silent for two intervals.
+async fn heartbeat_loop(connection: Rc<Connection>, interval_seconds: u16, fd: RawFd) {
+    let interval = Duration::from_secs(u64::from(interval_seconds));
+    loop {
+        monoio::time::sleep(interval / 2).await;
+        if connection.output_closed() || connection.is_dead() {
+            return;
+        }
+        if connection.last_read().elapsed() > interval * 2 {
+            crate::info!("connection {}: missed heartbeats from client, closing", connection.id);
+            kill(&connection, fd);
+            return;
+        }
+        if !connection.take_wrote_since_tick() {
+            connection.write_with(crate::codec::frame::write_heartbeat);
+        }
+    }
+}
