@@ -375,6 +375,14 @@ pub(crate) fn connection_close(methods: &[(u16, AMQPClass)]) -> Option<(u16, Str
     })
 }
 
+mod basic_tests;
+mod channel_tests;
+mod direct_reply_tests;
+mod exchange_tests;
+mod handshake_tests;
+mod queue_tests;
+mod tx_confirm_tests;
+
 #[cfg(test)]
 mod tests {
     use amq_protocol::protocol::{basic, queue};

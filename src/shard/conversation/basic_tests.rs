@@ -1,0 +1,1 @@
+//! Conversation tests: basic. See `super` for the harness.

@@ -1,0 +1,1 @@
+//! Conversation tests: channel. See `super` for the harness.

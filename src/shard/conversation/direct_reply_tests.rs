@@ -1,0 +1,1 @@
+//! Conversation tests: direct_reply. See `super` for the harness.

@@ -1,0 +1,1 @@
+//! Conversation tests: exchange. See `super` for the harness.

@@ -1,0 +1,1 @@
+//! Conversation tests: handshake. See `super` for the harness.

@@ -1,0 +1,1 @@
+//! Conversation tests: queue. See `super` for the harness.

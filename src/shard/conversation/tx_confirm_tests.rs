@@ -1,0 +1,1 @@
+//! Conversation tests: tx_confirm. See `super` for the harness.
