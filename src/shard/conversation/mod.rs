@@ -379,6 +379,7 @@ mod basic_tests;
 mod channel_tests;
 mod direct_reply_tests;
 mod exchange_tests;
+mod fuzz;
 mod handshake_tests;
 mod queue_tests;
 mod tx_confirm_tests;

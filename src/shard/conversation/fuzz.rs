@@ -1,0 +1,1 @@
+//! Fuzzing the frame parser and the connection state machines through the conversation harness.
