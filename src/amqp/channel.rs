@@ -197,12 +197,36 @@ pub struct Transaction {
     pub acks: Vec<Ack>,
 }
 
+/// Where a channel is in its life. A channel that is not in the connection's map is not open
+/// at all (never opened, or closed by close/close-ok).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lifecycle {
+    Open,
+    /// The broker sent channel.close and waits for close-ok; other frames are dropped.
+    Closing,
+}
+
+/// How a channel's publishes are settled: at once, confirmed to the publisher, or held until
+/// tx.commit. A channel is in one of these at a time: RabbitMQ refuses a switch between
+/// confirm and tx mode, and so does this type.
+enum Mode {
+    Plain,
+    Confirm(Confirms),
+    Transaction(Transaction),
+}
+
+/// A switch between confirm and tx mode, which RabbitMQ refuses with 406.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ModeConflict {
+    AlreadyTransactional,
+    AlreadyConfirming,
+}
+
 pub struct Channel {
     pub id: u16,
     /// Distinguishes this opening of the channel number from earlier ones (see `Holder`).
     pub incarnation: u32,
-    /// The broker sent channel.close and waits for close-ok; other frames are dropped.
-    pub closing: bool,
+    lifecycle: Lifecycle,
     next_delivery_tag: u64,
     pub unacked: BTreeMap<u64, UnackedDelivery>,
     pub consumers: HashMap<ConsumerTag, ConsumerInfo>,
@@ -210,13 +234,12 @@ pub struct Channel {
     pub reply_consumer: Option<ReplyConsumer>,
     /// basic.qos prefetch_count for consumers created after it.
     pub prefetch_count: u32,
-    pub confirms: Option<Confirms>,
-    pub transaction: Option<Transaction>,
+    mode: Mode,
     pub content: Content,
     /// Queue declared last on this channel: an empty queue name in later methods means it.
     pub last_queue: Option<String>,
     /// Bit i set: shard i holds consumers or unacked messages of this channel.
-    pub touched_shards: u64,
+    touched_shards: u64,
 }
 
 impl Channel {
@@ -224,17 +247,83 @@ impl Channel {
         Channel {
             id,
             incarnation,
-            closing: false,
+            lifecycle: Lifecycle::Open,
             next_delivery_tag: 1,
             unacked: BTreeMap::new(),
             consumers: HashMap::new(),
             reply_consumer: None,
             prefetch_count: 0,
-            confirms: None,
-            transaction: None,
+            mode: Mode::Plain,
             content: Content::Idle,
             last_queue: None,
             touched_shards: 0,
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.lifecycle == Lifecycle::Open
+    }
+
+    /// This opening of the channel (`incarnation`), and still open: a message meant for an
+    /// earlier opening, or arriving while the broker closes the channel, is not for it.
+    pub fn is_current(&self, incarnation: u32) -> bool {
+        self.incarnation == incarnation && self.is_open()
+    }
+
+    /// The broker closes the channel for an error: it gives back what it holds (the returned
+    /// mask names the shards to tell) and waits for close-ok. Only an open channel closes.
+    pub fn begin_closing(&mut self) -> u64 {
+        debug_assert!(self.is_open(), "channel {} closed twice", self.id);
+        self.lifecycle = Lifecycle::Closing;
+        self.release()
+    }
+
+    /// Forgets the consumers, unacked deliveries, the publish being assembled and a pending
+    /// transaction; returns the shards that held any of them, to be told.
+    pub fn release(&mut self) -> u64 {
+        self.consumers.clear();
+        self.reply_consumer = None;
+        self.unacked.clear();
+        self.content = Content::Idle;
+        if let Mode::Transaction(transaction) = &mut self.mode {
+            *transaction = Transaction::default();
+        }
+        std::mem::take(&mut self.touched_shards)
+    }
+
+    /// confirm.select: from plain mode on (again: no change); refused in tx mode.
+    pub fn select_confirms(&mut self) -> Result<(), ModeConflict> {
+        match self.mode {
+            Mode::Plain => self.mode = Mode::Confirm(Confirms::new()),
+            Mode::Confirm(_) => {}
+            Mode::Transaction(_) => return Err(ModeConflict::AlreadyTransactional),
+        }
+        Ok(())
+    }
+
+    /// tx.select: from plain mode on (again: no change); refused in confirm mode.
+    pub fn select_transaction(&mut self) -> Result<(), ModeConflict> {
+        match self.mode {
+            Mode::Plain => self.mode = Mode::Transaction(Transaction::default()),
+            Mode::Transaction(_) => {}
+            Mode::Confirm(_) => return Err(ModeConflict::AlreadyConfirming),
+        }
+        Ok(())
+    }
+
+    /// The publisher confirms of a channel in confirm mode.
+    pub fn confirms_mut(&mut self) -> Option<&mut Confirms> {
+        match &mut self.mode {
+            Mode::Confirm(confirms) => Some(confirms),
+            _ => None,
+        }
+    }
+
+    /// What a channel in tx mode holds until commit.
+    pub fn transaction_mut(&mut self) -> Option<&mut Transaction> {
+        match &mut self.mode {
+            Mode::Transaction(transaction) => Some(transaction),
+            _ => None,
         }
     }
 
@@ -339,5 +428,30 @@ mod tests {
         assert_eq!(oldest.sequence, 1);
         assert_eq!(oldest.overdue_at_ms(), Some(1_501), "RabbitMQ closes when now - delivered > timeout");
         assert_eq!(UnackedDelivery::new(QueueId(7), 3, None).overdue_at_ms(), None);
+    }
+
+    #[test]
+    fn a_channel_is_in_one_mode_at_a_time() {
+        let mut confirming = Channel::new(1, 0);
+        assert_eq!(confirming.select_confirms(), Ok(()));
+        assert_eq!(confirming.select_confirms(), Ok(()), "select again is no change");
+        assert_eq!(confirming.select_transaction(), Err(ModeConflict::AlreadyConfirming));
+        assert!(confirming.confirms_mut().is_some() && confirming.transaction_mut().is_none());
+        let mut transactional = Channel::new(2, 0);
+        assert_eq!(transactional.select_transaction(), Ok(()));
+        assert_eq!(transactional.select_confirms(), Err(ModeConflict::AlreadyTransactional));
+        assert!(transactional.transaction_mut().is_some() && transactional.confirms_mut().is_none());
+    }
+
+    #[test]
+    fn closing_releases_what_the_channel_holds_and_ends_its_current_opening() {
+        let mut channel = Channel::new(3, 7);
+        assert!(channel.is_current(7) && !channel.is_current(6));
+        channel.touch(2);
+        let tag = channel.next_delivery_tag();
+        channel.unacked.insert(tag, UnackedDelivery::new(QueueId(7), 1, None));
+        assert_eq!(channel.begin_closing(), 1 << 2, "the shards that held something are named");
+        assert!(channel.unacked.is_empty());
+        assert!(!channel.is_open() && !channel.is_current(7));
     }
 }

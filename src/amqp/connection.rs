@@ -90,10 +90,7 @@ impl Connection {
 
     /// The open channel a message for `holder` is meant for; None if that opening is gone.
     pub fn is_current(&self, holder: Holder) -> bool {
-        self.channels
-            .borrow()
-            .get(&holder.channel)
-            .is_some_and(|channel| channel.incarnation == holder.incarnation && !channel.closing)
+        self.channels.borrow().get(&holder.channel).is_some_and(|channel| channel.is_current(holder.incarnation))
     }
 
     /// Appends frames to the output and wakes the writer.

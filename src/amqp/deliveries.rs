@@ -59,9 +59,7 @@ impl Connection {
                 return DeliverOutcome::Bounced(delivery);
             };
             let timeout_ms = match channel.consumers.get(&delivery.consumer_tag) {
-                Some(consumer) if !channel.closing && channel.incarnation == delivery.holder.incarnation => {
-                    consumer.timeout_ms
-                }
+                Some(consumer) if channel.is_current(delivery.holder.incarnation) => consumer.timeout_ms,
                 _ => return DeliverOutcome::Bounced(delivery),
             };
             let delivery_tag = channel.next_delivery_tag();
@@ -94,7 +92,7 @@ impl Connection {
     pub fn confirmed(&self, holder: Holder, publish_sequence: u64, ok: bool) {
         let mut channels = self.channels.borrow_mut();
         let current = channels.get_mut(&holder.channel).filter(|channel| channel.incarnation == holder.incarnation);
-        if let Some(confirms) = current.and_then(|channel| channel.confirms.as_mut()) {
+        if let Some(confirms) = current.and_then(|channel| channel.confirms_mut()) {
             confirms.confirmed(publish_sequence, ok);
         }
     }
@@ -102,9 +100,9 @@ impl Connection {
     /// Sends one basic.ack(multiple=true) per channel for every publish confirmed so far.
     pub fn flush_confirms(&self) {
         let mut answers: Vec<(u16, ConfirmAnswer)> = Vec::new();
-        for channel in self.channels.borrow_mut().values_mut().filter(|channel| !channel.closing) {
-            if let Some(confirms) = channel.confirms.as_mut() {
-                let id = channel.id;
+        for channel in self.channels.borrow_mut().values_mut().filter(|channel| channel.is_open()) {
+            let id = channel.id;
+            if let Some(confirms) = channel.confirms_mut() {
                 confirms.take_answers(|answer| answers.push((id, answer)));
             }
         }
@@ -128,9 +126,10 @@ impl Connection {
     /// The queue was deleted: the consumer is gone; tell the client (consumer_cancel_notify).
     pub fn consumer_cancelled(&self, holder: Holder, consumer_tag: &str) {
         let channel = holder.channel;
-        let known = self.channels.borrow_mut().get_mut(&channel).is_some_and(|open| {
-            !open.closing && open.incarnation == holder.incarnation && open.consumers.remove(consumer_tag).is_some()
-        });
+        let known =
+            self.channels.borrow_mut().get_mut(&channel).is_some_and(|open| {
+                open.is_current(holder.incarnation) && open.consumers.remove(consumer_tag).is_some()
+            });
         if known {
             let cancel = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
                 consumer_tag: consumer_tag.into(),

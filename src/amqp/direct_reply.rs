@@ -188,7 +188,7 @@ impl Connection {
     ) -> Option<T> {
         let mut channels = self.channels.borrow_mut();
         let channel = channels.get_mut(&address.holder.channel)?;
-        let current = !channel.closing && channel.incarnation == address.holder.incarnation;
+        let current = channel.is_current(address.holder.incarnation);
         let consumer = channel.reply_consumer.as_ref().filter(|consumer| consumer.key.matches(&address.key));
         if !current || consumer.is_none() {
             return None;

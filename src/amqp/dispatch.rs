@@ -113,7 +113,7 @@ impl<P: Port> Dispatcher<P> {
         } else {
             (0, 0)
         };
-        let state = self.connection.channels.borrow().get(&channel_id).map(|channel| channel.closing);
+        let state = self.connection.channels.borrow().get(&channel_id).map(|channel| !channel.is_open());
         match state {
             None if ids == (CLASS_CHANNEL, 10) => return self.open_channel(channel_id),
             None => {
@@ -315,7 +315,7 @@ impl<P: Port> Dispatcher<P> {
         }
         let in_transaction = {
             let mut channels = self.connection.channels.borrow_mut();
-            match channels.get_mut(&channel_id).and_then(|channel| channel.transaction.as_mut()) {
+            match channels.get_mut(&channel_id).and_then(|channel| channel.transaction_mut()) {
                 Some(transaction) => {
                     transaction.publishes.push((publish.clone(), message.clone()));
                     true
@@ -363,7 +363,7 @@ impl<P: Port> Dispatcher<P> {
     /// (none: it is settled at once).
     pub(super) fn start_confirm(&self, channel_id: u16, destinations: u32) -> Option<u64> {
         let mut channels = self.connection.channels.borrow_mut();
-        let confirms = channels.get_mut(&channel_id).and_then(|channel| channel.confirms.as_mut());
+        let confirms = channels.get_mut(&channel_id).and_then(|channel| channel.confirms_mut());
         confirms.map(|confirms| confirms.start(destinations))
     }
 
@@ -390,7 +390,7 @@ impl<P: Port> Dispatcher<P> {
     fn acknowledge(&mut self, channel_id: u16, ack: Ack, ids: (u16, u16)) -> MethodResult {
         {
             let mut channels = self.connection.channels.borrow_mut();
-            if let Some(transaction) = channels.get_mut(&channel_id).and_then(|channel| channel.transaction.as_mut()) {
+            if let Some(transaction) = channels.get_mut(&channel_id).and_then(|channel| channel.transaction_mut()) {
                 transaction.acks.push(ack);
                 return Ok(());
             }
@@ -461,15 +461,15 @@ fn requeue_action(requeue: bool) -> Settle {
 
 /// Closes a channel for an error: its resources are released at once, channel.close is sent,
 /// and frames other than close/close-ok are dropped until the client answers.
-pub fn close_channel(shard: &impl Port, connection: &Connection, channel_id: u16, fault: Fault) {
-    let open = connection.channels.borrow().get(&channel_id).is_some_and(|channel| !channel.closing);
-    if !open {
-        return;
-    }
-    release_channel_resources(shard, connection, channel_id);
-    if let Some(channel) = connection.channels.borrow_mut().get_mut(&channel_id) {
-        channel.closing = true;
-    }
+pub fn close_channel(port: &impl Port, connection: &Connection, channel_id: u16, fault: Fault) {
+    let touched = {
+        let mut channels = connection.channels.borrow_mut();
+        match channels.get_mut(&channel_id) {
+            Some(channel) if channel.is_open() => channel.begin_closing(),
+            _ => return,
+        }
+    };
+    tell_channel_gone(port, connection.holder(channel_id), touched);
     let close = AMQPClass::Channel(channel_method::AMQPMethod::Close(channel_method::Close {
         reply_code: fault.error.reply_code,
         reply_text: truncate_text(&fault.error.reply_text).into(),
@@ -483,23 +483,19 @@ pub fn close_channel(shard: &impl Port, connection: &Connection, channel_id: u16
 
 /// Gives back what a channel holds: its consumers are cancelled and its unacked messages
 /// requeued by their owner shards. The channel entry itself stays (the caller decides).
-pub fn release_channel_resources(shard: &impl Port, connection: &Connection, channel_id: u16) {
-    let touched = {
-        let mut channels = connection.channels.borrow_mut();
-        let Some(channel) = channels.get_mut(&channel_id) else {
-            return;
-        };
-        channel.consumers.clear();
-        channel.reply_consumer = None;
-        channel.unacked.clear();
-        channel.content = Content::Idle;
-        channel.transaction = None;
-        std::mem::take(&mut channel.touched_shards)
+pub fn release_channel_resources(port: &impl Port, connection: &Connection, channel_id: u16) {
+    let touched = match connection.channels.borrow_mut().get_mut(&channel_id) {
+        Some(channel) => channel.release(),
+        None => return,
     };
-    let holder = connection.holder(channel_id);
-    for owner in 0..shard.shard_count() {
+    tell_channel_gone(port, connection.holder(channel_id), touched);
+}
+
+/// Tells every shard in the `touched` mask that the channel is gone.
+fn tell_channel_gone(port: &impl Port, holder: crate::ids::Holder, touched: u64) {
+    for owner in 0..port.shard_count() {
         if touched & (1 << owner) != 0 {
-            shard.send(owner, ShardMsg::ChannelGone { holder });
+            port.send(owner, ShardMsg::ChannelGone { holder });
         }
     }
 }

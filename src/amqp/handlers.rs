@@ -275,11 +275,8 @@ impl<P: Port> Dispatcher<P> {
             let Some(channel) = channels.get_mut(&channel_id) else {
                 return Ok(());
             };
-            if channel.transaction.is_some() {
+            if channel.select_confirms().is_err() {
                 return Err(AmqpError::new(PRECONDITION_FAILED, "cannot switch from tx to confirm mode"));
-            }
-            if channel.confirms.is_none() {
-                channel.confirms = Some(super::channel::Confirms::new());
             }
         }
         if !nowait {
@@ -296,16 +293,15 @@ impl<P: Port> Dispatcher<P> {
                 let Some(channel) = channels.get_mut(&channel_id) else {
                     return Ok(());
                 };
-                if channel.confirms.is_some() {
+                if channel.select_transaction().is_err() {
                     return Err(AmqpError::new(PRECONDITION_FAILED, "cannot switch from confirm to tx mode"));
                 }
-                channel.transaction.get_or_insert_with(Default::default);
                 tx::AMQPMethod::SelectOk(tx::SelectOk {})
             }
             tx::AMQPMethod::Commit(_) => {
                 let pending = {
                     let mut channels = self.connection.channels.borrow_mut();
-                    let transaction = channels.get_mut(&channel_id).and_then(|channel| channel.transaction.as_mut());
+                    let transaction = channels.get_mut(&channel_id).and_then(|channel| channel.transaction_mut());
                     std::mem::take(transaction.ok_or_else(not_transactional)?)
                 };
                 if pending.publishes.len() + pending.acks.len() > TX_PENDING_MAX {
@@ -321,7 +317,7 @@ impl<P: Port> Dispatcher<P> {
             }
             tx::AMQPMethod::Rollback(_) => {
                 let mut channels = self.connection.channels.borrow_mut();
-                let transaction = channels.get_mut(&channel_id).and_then(|channel| channel.transaction.as_mut());
+                let transaction = channels.get_mut(&channel_id).and_then(|channel| channel.transaction_mut());
                 *transaction.ok_or_else(not_transactional)? = Default::default();
                 tx::AMQPMethod::RollbackOk(tx::RollbackOk {})
             }

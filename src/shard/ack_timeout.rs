@@ -111,7 +111,7 @@ impl Shard {
         let mut next_ms = u64::MAX;
         for connection in connections {
             let channels = connection.channels.borrow();
-            for channel in channels.values().filter(|channel| !channel.closing) {
+            for channel in channels.values().filter(|channel| channel.is_open()) {
                 let Some(oldest) = channel.oldest_unacked() else { continue };
                 match (oldest.overdue_at_ms(), oldest.timeout_ms) {
                     (Some(at_ms), Some(timeout_ms)) if at_ms <= now_ms => {
