@@ -7,8 +7,8 @@ use std::hint::black_box;
 
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use spatemq::codec::frame::split_frame;
-use spatemq::codec::hotpath::{encode_deliver, encode_publish, parse_content_header, parse_publish, Delivery};
+use spatemq::internals::hotpath::{encode_deliver, encode_publish, parse_content_header, parse_publish, Delivery};
+use spatemq::internals::split_frame;
 
 /// Publish triples per iteration: enough to look like one socket read of small messages.
 const TRIPLES: usize = 1000;

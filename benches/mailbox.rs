@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use spatemq::broker::messages::ShardMsg;
-use spatemq::ids::ConnId;
-use spatemq::shard::mailbox::Mailboxes;
+use spatemq::internals::ConnId;
+use spatemq::internals::Mailboxes;
+use spatemq::internals::ShardMsg;
 
 /// Messages per measured round.
 const MESSAGES: u64 = 100_000;

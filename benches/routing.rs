@@ -7,7 +7,7 @@ use std::hint::black_box;
 
 use amq_protocol::types::FieldTable;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use spatemq::broker::routing::{ExchangeKind, RoutingTable};
+use spatemq::internals::{ExchangeKind, RoutingTable};
 
 const BINDINGS: u32 = 10_000;
 /// Routing keys looked up per iteration.

@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use spatemq::store::record::MessageRecord;
-use spatemq::store::Store;
+use spatemq::internals::MessageRecord;
+use spatemq::internals::Store;
 
 const BODY: [u8; 128] = [7; 128];
 const SEGMENT_BYTES: u64 = 256 * 1024 * 1024;

@@ -74,7 +74,7 @@ impl<P: Port> Dispatcher<P> {
             if channel.consumers.len() >= CONSUMERS_PER_CHANNEL_MAX {
                 return Err(AmqpError::new(PRECONDITION_FAILED, "too many consumers on this channel"));
             }
-            let info = ConsumerInfo { queue, no_ack: consume.no_ack, timeout_ms };
+            let info = ConsumerInfo { queue, timeout_ms };
             channel.consumers.insert(consumer_tag.clone(), info);
             channel.touch(queue.owner());
             channel.prefetch_count

@@ -43,7 +43,6 @@ impl UnackedDelivery {
 #[derive(Clone, Debug)]
 pub struct ConsumerInfo {
     pub queue: QueueId,
-    pub no_ack: bool,
     /// The consumer timeout of its deliveries: its own `x-consumer-timeout`, else its queue's,
     /// else the broker's (`--consumer-timeout`); None for none.
     pub timeout_ms: Option<u64>,
@@ -67,10 +66,6 @@ pub enum BodyParts {
 }
 
 impl BodyParts {
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     pub fn len(&self) -> usize {
         match self {
             BodyParts::Empty => 0,

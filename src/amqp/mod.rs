@@ -2,11 +2,11 @@
 //! every other method, and the connection/channel state machines that speak to clients.
 
 mod basic;
-pub mod channel;
-pub mod connection;
-pub mod deliveries;
-pub mod direct_reply;
-pub mod dispatch;
+mod channel;
+pub(crate) mod connection;
+pub(crate) mod deliveries;
+mod direct_reply;
+pub(crate) mod dispatch;
 mod handlers;
-pub mod handshake;
-pub mod port;
+pub(crate) mod handshake;
+pub(crate) mod port;

@@ -19,9 +19,6 @@ use crate::broker::snapshot::Snapshot;
 pub type ReplyHook = Box<dyn FnOnce(&Result<ReplyBody, AmqpError>)>;
 
 pub trait Port {
-    /// The shard this connection lives on.
-    fn shard_id(&self) -> usize;
-
     /// How many shards the broker runs.
     fn shard_count(&self) -> usize;
 

@@ -6,7 +6,7 @@
 //! spread over one monoio runtime per thread. Every run stops by itself and every wait on the
 //! broker is bounded. This module only dispatches; each scenario lives in its own file.
 
-pub mod args;
+mod args;
 mod client;
 mod confirms;
 mod consumer;

@@ -5,7 +5,6 @@
 
 use std::fmt;
 
-pub const REPLY_SUCCESS: u16 = 200;
 pub const CONTENT_TOO_LARGE: u16 = 311;
 pub const NO_ROUTE: u16 = 312;
 pub const NO_CONSUMERS: u16 = 313;

@@ -35,15 +35,6 @@ impl XMatch {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::All => "all",
-            Self::Any => "any",
-            Self::AllWithX => "all-with-x",
-            Self::AnyWithX => "any-with-x",
-        }
-    }
-
     /// Mode used for routing. Like RabbitMQ, anything unrecognised falls
     /// back to `All`: bindings stored before validation existed must keep
     /// routing, and new ones are rejected earlier by `validate_x_match`.
@@ -109,6 +100,7 @@ impl HeadersRule {
         Self { x_match, conditions }
     }
 
+    #[cfg(test)]
     pub fn x_match(&self) -> XMatch {
         self.x_match
     }

@@ -1,20 +1,20 @@
 //! Broker state independent of the wire: identifiers, messages, exchanges and their routing
 //! tables, the definitions writer, and the queue state machine. Nothing here does I/O.
 
-pub mod dead_letter;
-pub mod definitions;
-pub mod durable;
-pub mod error;
-pub mod headers_match;
-pub mod messages;
-pub mod placement;
-pub mod priority;
-pub mod queue;
-pub mod queue_args;
-pub mod ready;
-pub mod recovery;
-pub mod reply_to;
-pub mod requests;
-pub mod routing;
-pub mod snapshot;
-pub mod topic;
+pub(crate) mod dead_letter;
+pub(crate) mod definitions;
+pub(crate) mod durable;
+pub(crate) mod error;
+mod headers_match;
+pub(crate) mod messages;
+pub(crate) mod placement;
+mod priority;
+pub(crate) mod queue;
+pub(crate) mod queue_args;
+pub(crate) mod ready;
+pub(crate) mod recovery;
+pub(crate) mod reply_to;
+pub(crate) mod requests;
+pub(crate) mod routing;
+pub(crate) mod snapshot;
+mod topic;

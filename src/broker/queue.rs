@@ -202,10 +202,6 @@ impl Queue {
         }
     }
 
-    pub fn id(&self) -> QueueId {
-        self.definition.id
-    }
-
     pub fn message_count(&self) -> u32 {
         u32::try_from(self.ready.len()).unwrap_or(u32::MAX)
     }

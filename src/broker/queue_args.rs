@@ -238,11 +238,10 @@ impl QueueArgs {
     }
 }
 
-pub use crate::codec::message::parse_expiration;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::message::parse_expiration;
     use amq_protocol::types::LongString;
 
     fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {

@@ -37,8 +37,10 @@ pub trait RecordReader {
 }
 
 /// For queues that never hold runs (and for tests).
+#[cfg(test)]
 pub struct NoRecords;
 
+#[cfg(test)]
 impl RecordReader for NoRecords {
     fn next_record(&self, _: &Arc<Segment>, _: u32, _: u32, _: u64, _: u8) -> Option<FoundRecord> {
         None

@@ -103,6 +103,7 @@ impl<D: Copy + Eq + Ord> TopicTrie<D> {
         Self::default()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.root.is_empty()
     }

@@ -346,6 +346,8 @@ pub fn encode_properties(props: &BasicProperties) -> Result<Vec<u8>, CodecError>
     Ok(properties)
 }
 
+/// basic.ack, basic.nack or basic.reject: the spec's names, kept as they are.
+#[allow(clippy::enum_variant_names)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ack {
     Ack { delivery_tag: u64, multiple: bool },
@@ -562,6 +564,7 @@ pub fn encode_nack(out: &mut BytesMut, channel: u16, delivery_tag: u64, multiple
     encode_ack_like(out, channel, METHOD_NACK, delivery_tag, bits);
 }
 
+#[cfg(test)]
 pub fn encode_reject(out: &mut BytesMut, channel: u16, delivery_tag: u64, requeue: bool) {
     encode_ack_like(out, channel, METHOD_REJECT, delivery_tag, u8::from(requeue));
 }

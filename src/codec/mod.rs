@@ -5,7 +5,7 @@
 //! The bottom layer of the crate: it imports nothing of the crate, so the store, the broker,
 //! the connection state machines and the bench client all build on it.
 
-pub mod frame;
-pub mod hotpath;
-pub mod message;
-pub mod methods;
+pub(crate) mod frame;
+pub(crate) mod hotpath;
+pub(crate) mod message;
+pub(crate) mod methods;

@@ -6,16 +6,16 @@
 //! messages a shard sends itself (kept in `local`), so every path through the broker is the
 //! same whether the parties share a shard or not. No `RefCell` borrow is held across `.await`.
 
-pub mod ack_timeout;
-pub mod commit;
-pub mod compaction;
+pub(crate) mod ack_timeout;
+pub(crate) mod commit;
+pub(crate) mod compaction;
 #[cfg(test)]
-pub(crate) mod conversation;
-pub mod expiry;
-pub mod mailbox;
+mod conversation;
+pub(crate) mod expiry;
+pub(crate) mod mailbox;
 mod queues;
 mod requests;
-pub mod socket;
+pub(crate) mod socket;
 mod writer;
 
 use std::cell::{Cell, RefCell};
@@ -411,15 +411,7 @@ impl Future for YieldNow {
     }
 }
 
-pub async fn yield_now() {
-    YieldNow(false).await
-}
-
 impl crate::amqp::port::Port for Shard {
-    fn shard_id(&self) -> usize {
-        self.id
-    }
-
     fn shard_count(&self) -> usize {
         self.count
     }

@@ -38,11 +38,6 @@ impl Future for AwaitReply {
 }
 
 impl Shard {
-    /// Sends the message built by `make` to shard `to` and waits for its reply.
-    pub async fn request(&self, to: usize, make: impl FnOnce(ReplyTo) -> ShardMsg) -> Result<ReplyBody, AmqpError> {
-        self.request_with_hook(to, make, None).await
-    }
-
     pub async fn request_with_hook(
         &self,
         to: usize,

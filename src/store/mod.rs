@@ -11,10 +11,10 @@
 //! first queue gets a message record, the others a link record naming it (same segment, so
 //! the link's reference keeps the content's segment alive).
 
-pub mod definitions_log;
-pub mod lock;
-pub mod record;
-pub mod segment;
+pub(crate) mod definitions_log;
+pub(crate) mod lock;
+pub(crate) mod record;
+pub(crate) mod segment;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;

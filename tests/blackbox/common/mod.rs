@@ -598,7 +598,7 @@ pub async fn cleanup_exchange(ch: &Channel, name: &str) {
 
 /// The shard that owns the named, non-exclusive queue `queue` in vhost `vhost`.
 pub fn queue_owner(vhost: &str, queue: &str, shards: usize) -> usize {
-    spatemq::broker::placement::queue_owner(vhost, queue, shards)
+    spatemq::internals::queue_owner(vhost, queue, shards)
 }
 
 /// A fresh queue name (in vhost "/") that the broker places on `shard`.
