@@ -909,7 +909,7 @@ fn unbinding_the_last_binding_deletes_an_auto_delete_exchange() {
 }
 
 #[test]
-fn an_auto_delete_exchange_without_bindings_stays_until_its_last_binding_goes() {
+fn an_auto_delete_exchange_that_was_never_bound_stays() {
     let broker = Broker::new(1);
     let mut client = connected(&broker);
     let auto_delete = exchange::Declare { auto_delete: true, ..declare("temporary", "fanout") };
