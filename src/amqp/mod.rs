@@ -10,3 +10,5 @@ pub mod dispatch;
 mod handlers;
 pub mod handshake;
 pub mod port;
+#[cfg(test)]
+mod port_tests;
