@@ -1,5 +1,11 @@
-//! AMQP 0-9-1 on the wire: framing, the hand-written hot-path codec, amq-protocol wrappers for
-//! every other method, and the connection/channel state machines that speak to clients.
+//! The connection and channel state machines that speak AMQP 0-9-1 to clients, without I/O:
+//! the handshake, channel lifecycle, content assembly, every method handler, deliveries and
+//! confirms written into a connection's output.
+//!
+//! Frames come in and frames go out through `connection::Connection`'s output buffer; what
+//! the broker must do elsewhere goes out through the `port::Port` the shard implements. No
+//! socket, no runtime: the shard's socket driver does the I/O, and the unit tests drive the
+//! same code frame by frame.
 
 mod basic;
 mod channel;
@@ -10,3 +16,5 @@ pub(crate) mod dispatch;
 mod handlers;
 pub(crate) mod handshake;
 pub(crate) mod port;
+#[cfg(test)]
+mod port_tests;
