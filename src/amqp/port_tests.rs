@@ -45,10 +45,6 @@ struct FakePort {
 }
 
 impl Port for FakePort {
-    fn shard_id(&self) -> usize {
-        HOME_SHARD
-    }
-
     fn shard_count(&self) -> usize {
         SHARD_COUNT
     }
