@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The project's one test command: builds SpateMQ, runs the Rust tests, then the
-# Python client tests (pika, kombu) against the release binary.
+# The project's one test command: builds SpateMQ, runs the Rust tests (unit, conversation,
+# fuzz short pass, layer check, black-box) against a build with the invariant checks on, then
+# the Python client tests (pika, kombu) against the release binary.
 # Safe to rerun: installs only what is missing.
 set -euo pipefail
 
@@ -21,8 +22,11 @@ echo "virtualenv ready: $("$VENV_PYTHON" --version)"
 section "cargo build --release"
 cargo build --release
 
-section "cargo test --release (Rust unit + black-box tests)"
-cargo test --release
+section "cargo test --profile checked (Rust unit + black-box tests, invariant checks on)"
+# The checked profile is the release build with debug assertions and overflow checks: the
+# broker's stated invariants (delivery tags, unacked counts, ready-list and record accounting)
+# are checked under every black-box test.
+cargo test --profile checked
 
 section "pytest tests/python (pika/kombu against target/release/spatemq)"
 status=0

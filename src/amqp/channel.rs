@@ -141,6 +141,7 @@ impl Confirms {
             self.failed.insert(sequence);
         }
         if let Some(remaining) = self.outstanding.get_mut(&sequence) {
+            debug_assert!(*remaining > 0, "publish {sequence} confirmed by more queues than it reached");
             *remaining -= 1;
             if *remaining == 0 {
                 self.outstanding.remove(&sequence);

@@ -67,7 +67,8 @@ impl Connection {
             if !delivery.no_ack {
                 let unacked = UnackedDelivery::new(delivery.queue, delivery.sequence, timeout_ms);
                 overdue_at_ms = unacked.overdue_at_ms();
-                channel.unacked.insert(delivery_tag, unacked);
+                let earlier = channel.unacked.insert(delivery_tag, unacked);
+                debug_assert!(earlier.is_none(), "delivery tag {delivery_tag} handed out twice");
             }
             (delivery_tag, overdue_at_ms)
         };

@@ -318,6 +318,7 @@ impl Queue {
             let mark = if self.consumers[index].no_ack { Mark::Removed } else { Mark::Delivered };
             self.mark(&entry, mark, effects);
             let consumer = &mut self.consumers[index];
+            debug_assert!(consumer.flow_credit > 0, "a delivery to a consumer without flow credit");
             consumer.flow_credit -= 1;
             let delivery = Delivery {
                 holder: consumer.holder,
@@ -332,7 +333,10 @@ impl Queue {
             if !consumer.no_ack {
                 consumer.unacked += 1;
                 let unacked = Unacked { entry, holder: consumer.holder, consumer_tag: Some(consumer.tag.clone()) };
-                self.unacked.insert(unacked.entry.sequence, unacked);
+                let earlier = self.unacked.insert(unacked.entry.sequence, unacked);
+                // A message is either ready or unacked, once: a second unacked entry for the
+                // same sequence would deliver it twice and lose the first holder's ack.
+                debug_assert!(earlier.is_none(), "message delivered again while still unacked");
             }
             effects.push(Effect::Deliver(delivery));
         }
@@ -454,6 +458,7 @@ impl Queue {
                 if let Some(consumer) =
                     self.consumers.iter_mut().find(|consumer| consumer.holder == holder && &consumer.tag == tag)
                 {
+                    debug_assert!(consumer.unacked > 0, "an ack for a consumer that holds no unacked message");
                     consumer.unacked = consumer.unacked.saturating_sub(1);
                 }
             }

@@ -176,8 +176,10 @@ impl ReadyList {
 
     pub fn pop_front(&mut self, reader: &dyn RecordReader, queue_sequence: u64) -> Option<Entry> {
         loop {
+            debug_assert!(!self.slots.is_empty() || self.count == 0, "{} messages counted in an empty list", self.count);
             let run = match self.slots.front_mut()? {
                 Slot::One(_) => {
+                    debug_assert!(self.count > 0, "a ready entry that was not counted");
                     self.count -= 1;
                     return match self.slots.pop_front() {
                         Some(Slot::One(entry)) => Some(entry),
@@ -194,11 +196,13 @@ impl ReadyList {
                     run.remaining,
                     run.next_offset
                 );
+                debug_assert!(self.count >= run.remaining as usize, "a run longer than the count");
                 self.count -= run.remaining as usize;
                 self.slots.pop_front();
                 continue;
             };
             let reference = found.reference(&run.segment);
+            debug_assert!(run.remaining > 0 && self.count > 0, "a run read past its last message");
             run.advance(&found);
             if run.remaining == 0 {
                 self.slots.pop_front();

@@ -25,20 +25,20 @@ use crate::codec::frame::{split_frame, FrameError, RawFrame};
 use crate::ids::ConnId;
 use crate::limits::{CLOSE_OK_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, READ_CHUNK_BYTES};
 
-pub enum ReadError {
+enum ReadError {
     Closed,
     Frame(FrameError),
 }
 
 /// The read half with its buffer: hands out whole frames, reading more only when needed.
-pub struct FrameReader {
+struct FrameReader {
     half: OwnedReadHalf<TcpStream>,
     buffer: BytesMut,
 }
 
 impl FrameReader {
     /// Reads more bytes into the buffer; false on end of stream or error.
-    pub async fn fill(&mut self) -> bool {
+    async fn fill(&mut self) -> bool {
         let mut buffer = std::mem::take(&mut self.buffer);
         if buffer.capacity() - buffer.len() < READ_CHUNK_BYTES / 4 {
             buffer.reserve(READ_CHUNK_BYTES);
@@ -50,19 +50,19 @@ impl FrameReader {
         matches!(result, Ok(read) if read > 0)
     }
 
-    pub fn buffered(&self) -> &[u8] {
+    fn buffered(&self) -> &[u8] {
         &self.buffer
     }
 
-    pub fn consume(&mut self, count: usize) {
+    fn consume(&mut self, count: usize) {
         let _ = self.buffer.split_to(count.min(self.buffer.len()));
     }
 
-    pub fn next_buffered(&mut self, frame_max: u32) -> Result<Option<RawFrame>, FrameError> {
+    fn next_buffered(&mut self, frame_max: u32) -> Result<Option<RawFrame>, FrameError> {
         split_frame(&mut self.buffer, frame_max)
     }
 
-    pub async fn next_frame(&mut self, frame_max: u32) -> Result<RawFrame, ReadError> {
+    async fn next_frame(&mut self, frame_max: u32) -> Result<RawFrame, ReadError> {
         loop {
             if let Some(frame) = self.next_buffered(frame_max).map_err(ReadError::Frame)? {
                 return Ok(frame);

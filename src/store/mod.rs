@@ -251,7 +251,12 @@ impl Store {
     pub fn append(&mut self, record: &MessageRecord<'_>) -> Result<StoredRef, StoreError> {
         let length = record.encoded_bytes() as u64;
         let (segment, offset) = self.reserve(StreamKind::Publishes, length)?;
+        let pending_before = self.publishes.pending.len();
         encode_message(&mut self.publishes.pending, record);
+        // The record must take exactly the place reserved for it, or every later offset in
+        // the segment (and every reference to it) would point into the wrong record.
+        debug_assert_eq!((self.publishes.pending.len() - pending_before) as u64, length, "record size");
+        debug_assert_eq!(self.publishes.written_offset + self.publishes.pending.len() as u64, offset + length);
         let (offset, length) = (offset as u32, length as u32);
         Ok(StoredRef { segment, offset, length, content_bytes: length, kind: record::KIND_MESSAGE })
     }
@@ -270,7 +275,9 @@ impl Store {
             if self.publishes.fits(LINK_RECORD_BYTES as u64) {
                 let (segment, offset) = self.reserve(StreamKind::Publishes, LINK_RECORD_BYTES as u64)?;
                 let link = Link { place: record.place(), target_offset };
+                debug_assert!(u64::from(target_offset) < offset, "a link points back to an earlier record");
                 encode_link(&mut self.publishes.pending, link);
+                debug_assert_eq!(self.publishes.written_offset + self.publishes.pending.len() as u64, offset + LINK_RECORD_BYTES as u64);
                 let (offset, length) = (offset as u32, LINK_RECORD_BYTES as u32);
                 return Ok(StoredRef { segment, offset, length, content_bytes, kind: KIND_LINK });
             }
