@@ -97,6 +97,15 @@ fn recover_async(requeue: bool) -> AMQPClass {
     AMQPClass::Basic(basic::AMQPMethod::RecoverAsync(basic::RecoverAsync { requeue }))
 }
 
+fn channel_close_method() -> AMQPClass {
+    AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+        reply_code: 200,
+        reply_text: "bye".into(),
+        class_id: 0,
+        method_id: 0,
+    }))
+}
+
 fn confirm_select() -> AMQPClass {
     AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select { nowait: false }))
 }
@@ -164,6 +173,12 @@ fn client_on(broker: &Broker, shard: usize) -> Client<'_> {
     let mut client = broker.connect(shard);
     client.open_channel(1);
     client
+}
+
+/// A shard other than the owner of queue `name`: a client there crosses shards to reach it.
+fn shard_away_from(broker: &Broker, name: &str) -> usize {
+    let owner = crate::broker::placement::queue_owner("/", name, broker.shards.len());
+    (owner + 1) % broker.shards.len()
 }
 
 /// Declares `queue` on channel 1 and checks the declare-ok.
@@ -367,7 +382,7 @@ fn confirms_of_publishes_read_together_are_flushed_as_one_ack_multiple() {
     let broker = Broker::new(3);
     let mut declarer = client_on(&broker, 2);
     declare_queue(&mut declarer, "confirmed");
-    let mut client = client_on(&broker, 1);
+    let mut client = client_on(&broker, shard_away_from(&broker, "confirmed"));
     client.send(1, confirm_select());
     let methods = client.methods();
     assert!(matches!(methods.as_slice(), [(1, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_)))]), "{methods:?}");
@@ -648,6 +663,35 @@ fn a_prefetch_size_closes_the_connection_with_540() {
     assert_connection_closed(&mut client, (540, "NOT_IMPLEMENTED - prefetch_size!=0 (1024)", 0, 0));
 }
 
+#[test]
+fn basic_qos_applies_only_to_consumers_started_after_it() {
+    let broker = Broker::new(2);
+    let mut client = client_on(&broker, 1);
+    declare_queue(&mut client, "before");
+    start_consumer(&mut client, "before", "unlimited");
+    client.send(1, qos(1, false));
+    client.output();
+    for _ in 0..3 {
+        publish_text(&mut client, "before", "x");
+    }
+    assert_eq!(deliveries(&client.output()).len(), 3);
+}
+
+#[test]
+fn a_consumer_limit_per_channel_refuses_one_more_with_406() {
+    // RabbitMQ 3.10 has no such limit; the broker bounds the consumers a channel may hold.
+    let broker = Broker::new(1);
+    let mut client = client_on(&broker, 0);
+    declare_queue(&mut client, "crowded");
+    let options = ConsumeOptions { nowait: true, ..ConsumeOptions::default() };
+    for index in 0..crate::limits::CONSUMERS_PER_CHANNEL_MAX {
+        client.send(1, consume_with("crowded", &format!("c{index}"), options, FieldTable::default()));
+    }
+    assert!(client.output().is_empty());
+    client.send(1, consume("crowded", "one-more"));
+    assert_channel_closed(&mut client, (406, "PRECONDITION_FAILED - too many consumers on this channel", 60, 20));
+}
+
 // basic.consume
 
 #[test]
@@ -813,7 +857,7 @@ fn an_empty_consumer_tag_gets_a_generated_amq_ctag() {
 fn consume_ok_precedes_the_first_delivery() {
     let broker = Broker::new(3);
     queue_with_messages(&broker, "waiting", 2);
-    let mut client = client_on(&broker, 1);
+    let mut client = client_on(&broker, shard_away_from(&broker, "waiting"));
     client.send(1, consume("waiting", "c"));
     let output = client.output();
     assert!(
@@ -1083,23 +1127,90 @@ fn a_server_method_sent_by_a_client_is_an_unimplemented_method() {
 fn closing_a_channel_requeues_its_unacked_deliveries_as_redelivered() {
     let broker = Broker::new(3);
     queue_with_messages(&broker, "handover", 2);
-    let mut first = client_on(&broker, 1);
+    let mut first = client_on(&broker, shard_away_from(&broker, "handover"));
     assert_eq!(start_consumer(&mut first, "handover", "first").len(), 2);
     let mut second = client_on(&broker, 2);
     assert!(start_consumer(&mut second, "handover", "second").is_empty());
-    first.send(
-        1,
-        AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
-            reply_code: 200,
-            reply_text: "bye".into(),
-            class_id: 0,
-            method_id: 0,
-        })),
-    );
+    first.send(1, channel_close_method());
     first.output();
     let received = deliveries(&second.output());
     assert_eq!(bodies(&received), vec![b"m1" as &[u8], b"m2"]);
     assert!(received.iter().all(|message| message.redelivered && message.consumer_tag == "second"));
+}
+
+/// A client away from queue `name` consuming it as "c" (acknowledged mode), which then sends a
+/// publish to the queue and `method` in one read: the delivery crosses `method` on its way.
+fn publish_racing<'broker>(broker: &'broker Broker, name: &str, method: &AMQPClass) -> Client<'broker> {
+    let mut client = client_on(broker, shard_away_from(broker, name));
+    declare_queue(&mut client, name);
+    assert!(start_consumer(&mut client, name, "c").is_empty());
+    let mut bytes = publish_bytes(1, "", name, false, b"raced");
+    encode_method(&mut bytes, 1, method).expect("test method encodes");
+    send_in_one_read(&mut client, &bytes);
+    client
+}
+
+/// basic.get of the one message "raced" in queue `name`, by a new client.
+fn assert_raced_message_in_queue(broker: &Broker, name: &str) {
+    let mut other = client_on(broker, 0);
+    other.send(1, get(name, true));
+    let (_, body) = got(&other.output()).expect("the message is in the queue");
+    assert_eq!(body, b"raced");
+}
+
+#[test]
+fn a_delivery_racing_a_channel_close_goes_back_to_the_queue() {
+    let broker = Broker::new(3);
+    let mut client = publish_racing(&broker, "racing", &channel_close_method());
+    let output = client.output();
+    assert!(deliveries(&output).is_empty(), "{output:?}");
+    assert_raced_message_in_queue(&broker, "racing");
+}
+
+#[test]
+fn a_delivery_racing_a_cancel_is_not_lost() {
+    let broker = Broker::new(3);
+    let mut client = publish_racing(&broker, "racing", &cancel("c", false));
+    client.output();
+    client.send(1, channel_close_method());
+    client.output();
+    assert_raced_message_in_queue(&broker, "racing");
+}
+
+#[test]
+#[ignore = "differs from RabbitMQ 3.10: a delivery that meets a cancelled consumer goes back to the queue unseen"]
+fn a_message_published_before_a_cancel_is_delivered_before_cancel_ok() {
+    let broker = Broker::new(3);
+    let mut client = publish_racing(&broker, "racing", &cancel("c", false));
+    let output = client.output();
+    assert!(
+        matches!(
+            output.as_slice(),
+            [
+                Out::Method { method: AMQPClass::Basic(basic::AMQPMethod::Deliver(_)), .. },
+                Out::Header { .. },
+                Out::Body { .. },
+                Out::Method { method: AMQPClass::Basic(basic::AMQPMethod::CancelOk(_)), .. }
+            ]
+        ),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn an_unacked_get_goes_back_to_the_queue_when_its_channel_closes() {
+    let broker = Broker::new(3);
+    queue_with_messages(&broker, "fetched", 1);
+    let mut client = client_on(&broker, shard_away_from(&broker, "fetched"));
+    client.send(1, get("fetched", false));
+    assert!(got(&client.output()).is_some());
+    client.send(1, channel_close_method());
+    client.output();
+    client.open_channel(1);
+    client.send(1, get("fetched", true));
+    let (ok, body) = got(&client.output()).expect("the message is back");
+    assert!(ok.redelivered);
+    assert_eq!(body, b"m1");
 }
 
 #[test]
@@ -1134,7 +1245,8 @@ fn after_a_channel_error_its_consumer_gets_no_more_deliveries() {
 #[test]
 fn a_consumer_of_a_deleted_queue_is_told_with_basic_cancel() {
     let broker = Broker::new(3);
-    let mut consumer = connect_with_capabilities(&broker, 1, &["consumer_cancel_notify"]);
+    let shard = shard_away_from(&broker, "doomed");
+    let mut consumer = connect_with_capabilities(&broker, shard, &["consumer_cancel_notify"]);
     declare_queue(&mut consumer, "doomed");
     start_consumer(&mut consumer, "doomed", "c");
     let mut deleter = client_on(&broker, 2);
