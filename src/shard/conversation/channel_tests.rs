@@ -7,7 +7,7 @@
 //! Connection errors are asserted with class_id/method_id 0/0: the broker does not name the
 //! failing method in connection.close (a known difference from RabbitMQ).
 
-use amq_protocol::protocol::{basic, queue};
+use amq_protocol::protocol::{access, basic, queue};
 
 use super::*;
 use crate::codec::frame::write_frame;
@@ -744,6 +744,80 @@ fn a_channel_method_on_channel_0_closes_the_connection_with_504() {
     let mut client = broker.connect(0);
     client.send(0, open_method());
     assert_connection_closed(&mut client, (504, "CHANNEL_ERROR - unexpected method in connection state running", 0, 0));
+}
+
+#[test]
+#[ignore = "differs from RabbitMQ 3.10: connection.update-secret is ignored without an answer"]
+fn connection_update_secret_is_answered_with_update_secret_ok() {
+    let broker = Broker::new(1);
+    let mut client = broker.connect(0);
+    client.send(
+        0,
+        AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(connection::UpdateSecret {
+            new_secret: LongString::from(b"guest".to_vec()),
+            reason: "rotation".into(),
+        })),
+    );
+    let methods = client.methods();
+    assert!(
+        matches!(methods.as_slice(), [(0, AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(_)))]),
+        "{methods:?}"
+    );
+}
+
+#[test]
+#[ignore = "differs from RabbitMQ 3.10: connection.blocked from a client is ignored"]
+fn connection_blocked_from_a_client_closes_the_connection_with_504() {
+    let broker = Broker::new(1);
+    let mut client = broker.connect(0);
+    client.send(0, AMQPClass::Connection(connection::AMQPMethod::Blocked(connection::Blocked { reason: "x".into() })));
+    assert_connection_closed(&mut client, (504, "CHANNEL_ERROR - unexpected method in connection state running", 0, 0));
+}
+
+#[test]
+#[ignore = "differs from RabbitMQ 3.10: an unsolicited connection.close-ok ends the connection silently"]
+fn an_unsolicited_connection_close_ok_closes_the_connection_with_504() {
+    let broker = Broker::new(1);
+    let mut client = broker.connect(0);
+    client.send(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})));
+    assert_connection_closed(&mut client, (504, "CHANNEL_ERROR - unexpected method in connection state running", 0, 0));
+}
+
+#[test]
+fn a_connection_method_on_a_channel_closes_the_connection_with_503() {
+    let broker = Broker::new(1);
+    let mut client = client_with_channel(&broker);
+    client.send(1, open("/"));
+    assert_connection_closed_with_code(&mut client, 503);
+}
+
+#[test]
+#[ignore = "differs from RabbitMQ 3.10: text 'method not allowed on a channel'"]
+fn a_connection_method_on_a_channel_is_an_unimplemented_method() {
+    let broker = Broker::new(1);
+    let mut client = client_with_channel(&broker);
+    client.send(1, open("/"));
+    assert_connection_closed(&mut client, (503, "COMMAND_INVALID - unimplemented method", 0, 0));
+}
+
+#[test]
+#[ignore = "differs from RabbitMQ 3.10: access.request closes the connection with 503"]
+fn access_request_is_answered_with_request_ok() {
+    let broker = Broker::new(1);
+    let mut client = client_with_channel(&broker);
+    client.send(
+        1,
+        AMQPClass::Access(access::AMQPMethod::Request(access::Request {
+            realm: "/data".into(),
+            exclusive: false,
+            passive: true,
+            active: true,
+            write: true,
+            read: true,
+        })),
+    );
+    let methods = client.methods();
+    assert!(matches!(methods.as_slice(), [(1, AMQPClass::Access(access::AMQPMethod::RequestOk(_)))]), "{methods:?}");
 }
 
 #[test]
