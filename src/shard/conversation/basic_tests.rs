@@ -924,6 +924,26 @@ fn a_consumer_with_a_higher_priority_gets_the_messages() {
     assert_eq!(deliveries(&high.output()).len(), 3);
 }
 
+#[test]
+#[ignore = "differs from RabbitMQ 3.10: a non-integer x-priority counts as 0"]
+fn a_non_integer_consumer_priority_closes_the_channel_with_406() {
+    let broker = Broker::new(1);
+    let mut client = client_on(&broker, 0);
+    declare_queue(&mut client, "ranked");
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-priority".into(), AMQPValue::LongString("high".into()));
+    client.send(1, consume_with("ranked", "c", ConsumeOptions::default(), arguments));
+    assert_channel_closed(
+        &mut client,
+        (
+            406,
+            "PRECONDITION_FAILED - invalid arg 'x-priority' for queue 'ranked' in vhost '/': \"expected integer, got longstr\"",
+            60,
+            20,
+        ),
+    );
+}
+
 // basic.cancel
 
 #[test]
