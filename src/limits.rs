@@ -124,3 +124,8 @@ pub const ACK_TIMEOUT_CHECK_MAX_MS: u64 = 60_000;
 /// Shards are counted in a 64-bit mask per channel (which shards a channel touched), so there
 /// are at most 64; `--shards` above it is refused at start.
 pub const SHARDS_MAX: usize = 64;
+
+/// At a clean stop, how long a shard waits for its last group commits (the fsync in flight and
+/// the one that writes what is left), in steps of a millisecond. Past it the broker stops
+/// anyway and logs it: what was not synced is then recovered as after a crash.
+pub const FINAL_COMMIT_WAIT_MS: u32 = 5_000;

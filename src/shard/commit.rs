@@ -13,6 +13,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use crate::limits::FINAL_COMMIT_WAIT_MS;
 use crate::shard::Shard;
 use crate::store::segment::Segment;
 
@@ -21,6 +22,8 @@ use crate::store::segment::Segment;
 pub struct SyncSignal {
     requested: Cell<bool>,
     waker: RefCell<Option<Waker>>,
+    /// A commit (fdatasync and what follows it) is running.
+    in_flight: Cell<bool>,
     pub fsyncs: Cell<u64>,
     pub confirmed_messages: Cell<u64>,
 }
@@ -52,44 +55,84 @@ pub async fn commit_loop(shard: Rc<Shard>) {
     let mut files: HashMap<u64, monoio::fs::File> = HashMap::new();
     loop {
         Requested(&shard.sync_signal).await;
-        let Some(batch) = shard.with_store(|store| store.take_sync_batch()) else { return };
-        let mut failure = None;
-        for segment in &batch.segments {
-            let file = match files.get(&segment.number) {
-                Some(file) => file,
-                None => match segment.file.try_clone().and_then(monoio::fs::File::from_std) {
-                    Ok(file) => files.entry(segment.number).or_insert(file),
-                    Err(error) => {
-                        failure = Some(format!("segment {}: {error}", segment.number));
-                        break;
-                    }
-                },
-            };
-            if let Err(error) = file.sync_data().await {
-                failure = Some(format!("fdatasync of segment {} failed: {error}", segment.number));
-                break;
-            }
-            shard.sync_signal.fsyncs.set(shard.sync_signal.fsyncs.get() + 1);
+        if commit_once(&shard, &mut files).await == Commit::NoStore {
+            return;
         }
-        // Keep descriptors only for segments still being written.
-        let active = shard.with_store(|store| store.active_numbers()).unwrap_or_default();
-        files.retain(|number, _| active.contains(&Some(*number)));
-        let ok = failure.is_none();
-        if let Some(reason) = failure {
-            let retired = batch.retired.into_iter().map(|(segment, _)| segment);
-            shard.with_store(|store| {
-                store.poison_with(reason);
-                store.keep(retired);
-            });
-        } else {
-            release_moved(batch.retired);
-        }
-        shard
-            .sync_signal
-            .confirmed_messages
-            .set(shard.sync_signal.confirmed_messages.get() + batch.confirms.len() as u64);
-        shard.release_confirms(batch.confirms, ok);
     }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Commit {
+    NoStore,
+    /// Another commit is in flight: this one waits for it.
+    Busy,
+    Nothing,
+    Done,
+}
+
+/// One group commit: fdatasync of every segment written since the last one, then the Moved
+/// marks of the copies it covers, then the confirms it releases. Only one runs at a time.
+async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) -> Commit {
+    if shard.sync_signal.in_flight.get() {
+        return Commit::Busy;
+    }
+    let Some(batch) = shard.with_store(|store| store.take_sync_batch()) else { return Commit::NoStore };
+    if batch.segments.is_empty() && batch.confirms.is_empty() && batch.retired.is_empty() {
+        return Commit::Nothing;
+    }
+    shard.sync_signal.in_flight.set(true);
+    let mut failure = None;
+    for segment in &batch.segments {
+        let file = match files.get(&segment.number) {
+            Some(file) => file,
+            None => match segment.file.try_clone().and_then(monoio::fs::File::from_std) {
+                Ok(file) => files.entry(segment.number).or_insert(file),
+                Err(error) => {
+                    failure = Some(format!("segment {}: {error}", segment.number));
+                    break;
+                }
+            },
+        };
+        if let Err(error) = file.sync_data().await {
+            failure = Some(format!("fdatasync of segment {} failed: {error}", segment.number));
+            break;
+        }
+        shard.sync_signal.fsyncs.set(shard.sync_signal.fsyncs.get() + 1);
+    }
+    // Keep descriptors only for segments still being written.
+    let active = shard.with_store(|store| store.active_numbers()).unwrap_or_default();
+    files.retain(|number, _| active.contains(&Some(*number)));
+    let ok = failure.is_none();
+    if let Some(reason) = failure {
+        let retired = batch.retired.into_iter().map(|(segment, _)| segment);
+        shard.with_store(|store| {
+            store.poison_with(reason);
+            store.keep(retired);
+        });
+    } else {
+        release_moved(batch.retired);
+    }
+    shard.sync_signal.confirmed_messages.set(shard.sync_signal.confirmed_messages.get() + batch.confirms.len() as u64);
+    shard.release_confirms(batch.confirms, ok);
+    shard.sync_signal.in_flight.set(false);
+    Commit::Done
+}
+
+/// At a clean stop, once the connections are closed: what the store gathered is written and
+/// synced, and the Moved marks of synced compaction copies are written. Without this, a
+/// message that compaction had copied and a consumer then acknowledged (its removal marked on
+/// the copy) could come back after a clean restart, loaded from its unmarked original.
+/// Bounded: waits at most `FINAL_COMMIT_WAIT_MS` for commits already in flight.
+pub async fn final_commit(shard: &Shard) {
+    shard.write_store();
+    let mut files = HashMap::new();
+    for _ in 0..FINAL_COMMIT_WAIT_MS {
+        match commit_once(shard, &mut files).await {
+            Commit::Busy | Commit::Done => monoio::time::sleep(std::time::Duration::from_millis(1)).await,
+            Commit::Nothing | Commit::NoStore => return,
+        }
+    }
+    crate::warn!("shard {}: stopping with a commit still in flight", shard.id);
 }
 
 /// The copies of these segments' records are on disk: their `Moved` marks say so (no fsync

@@ -131,7 +131,7 @@ impl Shard {
     }
 
     /// Writes what the store gathered this turn and wakes the commit task if a sync is due.
-    fn write_store(&self) {
+    pub(crate) fn write_store(&self) {
         let outcome = self.with_store(|store| store.write_pending());
         match outcome {
             Some(Ok(true)) => self.sync_signal.request(),
