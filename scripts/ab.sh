@@ -57,7 +57,7 @@ run_once() {
     # shellcheck disable=SC2046
     local json
     json=$(timeout $((TIME_SECONDS + 60)) "$NEW" bench throughput --uri "amqp://guest:guest@127.0.0.1:$PORT" \
-        --time "$TIME_SECONDS" --json $(scenario_args "$scenario") | tail -1)
+        --time "$TIME_SECONDS" --json $(scenario_args "$scenario") 2>"$WORK/bench.log" | tail -1)
     kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true; BROKER_PID=""
     rm -rf "$data"
     python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["avg_consume_rate"]))' "$json"
