@@ -8,8 +8,9 @@
 # inputs/s, the peak heap per input and, for each failure, its seeds and the input in hex with
 # the environment to replay it (SPATEMQ_FUZZ_SEED + SPATEMQ_FUZZ_SESSION for the session,
 # SPATEMQ_FUZZ_REPLAY + SPATEMQ_FUZZ_SHARDS for the input alone, via the ignored test
-# fuzz_replay). Exits non-zero on any failure. One thread; the short pass runs with the unit
-# tests.
+# fuzz_replay). Exits non-zero on any failure. Built with the checked profile (release with
+# debug assertions and overflow checks, as scripts/test.sh), so a broken invariant or an
+# overflowing count is a failure too. One thread; the short pass runs with the unit tests.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -39,4 +40,4 @@ if [ -n "$time_seconds" ]; then export SPATEMQ_FUZZ_SECONDS="$time_seconds"; fi
 if [ -n "$inputs" ]; then export SPATEMQ_FUZZ_INPUTS="$inputs"; fi
 if [ -n "$seed" ]; then export SPATEMQ_FUZZ_SEED="$seed"; fi
 
-exec cargo test --release --lib -- --ignored --nocapture --exact shard::conversation::fuzz::tests::fuzz_long_run
+exec cargo test --profile checked --lib -- --ignored --nocapture --exact shard::conversation::fuzz::tests::fuzz_long_run
