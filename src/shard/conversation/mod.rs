@@ -175,7 +175,22 @@ impl Client<'_> {
 
     /// One handshake method.
     pub fn handshake_method(&mut self, method: AMQPClass) -> Step {
-        let frame = method_frame(0, &method);
+        self.handshake_frame(method_frame(0, &method))
+    }
+
+    /// The largest frame the handshake reads before connection.tune-ok settled frame_max.
+    pub fn handshake_frame_max(&self) -> u32 {
+        self.handshake.frame_max(&self.connection)
+    }
+
+    /// A frame that could not be read within the handshake's frame_max: what the driver does.
+    pub fn handshake_frame_error(&mut self, error: crate::codec::frame::FrameError) -> Step {
+        self.closed = true;
+        self.handshake.frame_error(&self.connection, error)
+    }
+
+    /// One handshake frame, whatever it holds, as the driver hands it over.
+    pub fn handshake_frame(&mut self, frame: RawFrame) -> Step {
         let step = self.handshake.frame(&*self.shard, &self.connection, frame);
         match step {
             Step::Open { .. } => {
@@ -194,10 +209,11 @@ impl Client<'_> {
     }
 
     /// Sends raw bytes, cut into frames with the connection's frame_max as the driver does; a
-    /// framing error closes the connection as the driver does.
+    /// framing error closes the connection as the driver does, and once the connection has
+    /// ended the rest is not read, as the driver stops reading then.
     pub fn send_bytes(&mut self, bytes: &[u8]) {
         let mut buffer = BytesMut::from(bytes);
-        loop {
+        while !self.closed {
             match split_frame(&mut buffer, self.connection.frame_max.get()) {
                 Ok(Some(frame)) => self.send_frame(frame),
                 Ok(None) => return,
