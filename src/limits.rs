@@ -129,3 +129,8 @@ pub const SHARDS_MAX: usize = 64;
 /// the one that writes what is left), in steps of a millisecond. Past it the broker stops
 /// anyway and logs it: what was not synced is then recovered as after a crash.
 pub const FINAL_COMMIT_WAIT_MS: u32 = 5_000;
+
+/// A message body of several frames is gathered in one buffer that grows by this factor of
+/// what the client has sent so far, toward the size its content header announces: at most
+/// this many times the received bytes are held, and a large body takes a few allocations.
+pub const BODY_GROWTH_FACTOR: usize = 8;

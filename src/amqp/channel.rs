@@ -15,6 +15,7 @@ use crate::clock;
 use crate::codec::hotpath::{Ack, ContentHeader, Publish};
 use crate::codec::message::Message;
 use crate::ids::{ConsumerTag, QueueId};
+use crate::limits::BODY_GROWTH_FACTOR;
 
 #[derive(Clone, Copy, Debug)]
 pub struct UnackedDelivery {
@@ -55,9 +56,6 @@ pub enum Content {
     AwaitingBody { publish: Publish, header: ContentHeader, body: BodyParts },
 }
 
-/// Largest body buffer allocated up front from a header's announced size.
-const BODY_PREALLOCATE_MAX_BYTES: usize = 8 * 1024 * 1024;
-
 /// A body kept zero-copy while it is one frame; copied once into a buffer if it spans more.
 pub enum BodyParts {
     Empty,
@@ -74,20 +72,29 @@ impl BodyParts {
         }
     }
 
-    /// Adds a body frame. The buffer for a multi-frame body is sized from the header's body
-    /// size at once (up to a cap a slow client cannot abuse), so a large message costs one
-    /// allocation instead of a doubling series that leaves freed memory behind.
+    /// Adds a body frame. A body of several frames is copied into one buffer that grows in
+    /// steps of `BODY_GROWTH_FACTOR` toward the header's body size: a large message costs a
+    /// few allocations, not a doubling series, and the buffer never holds more than that factor
+    /// times what the client has actually sent (a header announcing a huge body followed by a
+    /// trickle of bytes cannot make the broker allocate the announced size).
     pub fn push(&mut self, part: Bytes, body_size: u64) {
+        let body_size = usize::try_from(body_size).unwrap_or(usize::MAX);
         *self = match std::mem::replace(self, BodyParts::Empty) {
             BodyParts::Empty => BodyParts::One(part),
             BodyParts::One(first) => {
-                let capacity = usize::try_from(body_size).unwrap_or(usize::MAX).min(BODY_PREALLOCATE_MAX_BYTES);
-                let mut buffer = BytesMut::with_capacity(capacity.max(first.len() + part.len()));
+                let received = first.len() + part.len();
+                let mut buffer =
+                    BytesMut::with_capacity(body_size.min(received.saturating_mul(BODY_GROWTH_FACTOR)).max(received));
                 buffer.extend_from_slice(&first);
                 buffer.extend_from_slice(&part);
                 BodyParts::Many(buffer)
             }
             BodyParts::Many(mut buffer) => {
+                let received = buffer.len() + part.len();
+                if received > buffer.capacity() {
+                    let target = body_size.min(received.saturating_mul(BODY_GROWTH_FACTOR)).max(received);
+                    buffer.reserve(target - buffer.len());
+                }
                 buffer.extend_from_slice(&part);
                 BodyParts::Many(buffer)
             }

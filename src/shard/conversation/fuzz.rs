@@ -65,12 +65,6 @@ const CODEC_FIXED_BYTES: usize = 64 * 1024;
 /// map entries), as nothing the broker keeps may grow faster than what the client sent.
 const CONVERSATION_BYTES_PER_INPUT_BYTE: usize = 16;
 
-/// Tolerated while finding 2 (`findings`) is open: the buffer of a multi-frame body is
-/// allocated up front from the size its header announces, up to 8 MiB
-/// (`BODY_PREALLOCATE_MAX_BYTES` in `amqp/channel.rs`), however few bytes follow. One such
-/// buffer per input is let through and counted; a second one in the same input still fails.
-const KNOWN_BODY_PREALLOCATION_BYTES: usize = 8 * 1024 * 1024;
-
 fn conversation_bound_bytes(input_bytes: usize) -> usize {
     CONNECTION_OUTPUT_HIGH_BYTES
         + READ_CHUNK_BYTES
@@ -130,7 +124,6 @@ struct Summary {
     conversation_peak_bytes: usize,
     output_bytes_max: usize,
     non_utf8_routing_keys: usize,
-    body_preallocations: usize,
     failures: Vec<String>,
     elapsed: Duration,
 }
@@ -146,8 +139,7 @@ impl Summary {
             "fuzz: seed {:#x}: {} inputs ({} codec, {} conversations of which {} opened, {} sessions, {} probes) \
              in {seconds:.1} s, {:.0} inputs/s; {} frames cut, {} methods parsed; peak heap per input: codec {} B, \
              conversation {} B (bound for the largest input {} B); largest pending output {} B; \
-             known findings seen: 1 (non-UTF-8 routing key echoed) {} times, 2 (body buffer preallocated \
-             from the announced size) {} times; failures: {}",
+             known finding seen: 1 (non-UTF-8 routing key echoed) {} times; failures: {}",
             settings.seed,
             self.inputs(),
             self.codec_inputs,
@@ -163,7 +155,6 @@ impl Summary {
             conversation_bound_bytes(INPUT_BYTES_MAX),
             self.output_bytes_max,
             self.non_utf8_routing_keys,
-            self.body_preallocations,
             self.failures.len(),
         )
     }
@@ -336,9 +327,7 @@ fn conversation_input(run: &mut Run<'_>, broker: &Broker, shard_count: usize, se
             run.summary.non_utf8_routing_keys += outcome.non_utf8_routing_keys;
             run.summary.conversation_peak_bytes = run.summary.conversation_peak_bytes.max(peak_bytes);
             let bound_bytes = conversation_bound_bytes(input.bytes.len());
-            if peak_bytes > bound_bytes && peak_bytes <= bound_bytes + KNOWN_BODY_PREALLOCATION_BYTES {
-                run.summary.body_preallocations += 1;
-            } else if peak_bytes > bound_bytes {
+            if peak_bytes > bound_bytes {
                 let text = format!(
                     "{where_}: {peak_bytes} B of heap for {} B of input; {}",
                     input.bytes.len(),
@@ -382,7 +371,7 @@ fn replay_hint(settings: &Settings, session: u64, input: &ConversationInput, sha
     let alone = catch_unwind(AssertUnwindSafe(|| {
         let broker = Broker::new(shard_count);
         let (_, peak_bytes) = allocation::peak_bytes_during(|| conversation_target::run(&broker, input));
-        peak_bytes <= conversation_bound_bytes(input.bytes.len()) + KNOWN_BODY_PREALLOCATION_BYTES
+        peak_bytes <= conversation_bound_bytes(input.bytes.len())
     }));
     let alone = match alone {
         Ok(true) => "passes",
@@ -518,7 +507,7 @@ mod tests {
         let broker = Broker::new(shards);
         let (outcome, peak_bytes) = allocation::peak_bytes_during(|| conversation_target::run(&broker, &input));
         println!("opened {}, output {} B, peak heap {peak_bytes} B", outcome.opened, outcome.output_bytes);
-        let bound_bytes = conversation_bound_bytes(input.bytes.len()) + KNOWN_BODY_PREALLOCATION_BYTES;
+        let bound_bytes = conversation_bound_bytes(input.bytes.len());
         assert!(peak_bytes <= bound_bytes, "{peak_bytes} B of heap");
         conversation_target::probe(&broker, 0);
     }

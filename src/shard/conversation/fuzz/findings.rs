@@ -2,9 +2,9 @@
 //!
 //! The broker is not changed here: each test states the behaviour that should hold and fails
 //! today, so it is ignored with the finding in its reason. Remove the `ignore` with the fix.
-//! The fuzz run knows findings 1 and 2 (it counts them instead of failing on them, see
-//! `conversation_target::check_output` and `KNOWN_BODY_PREALLOCATION_BYTES`): when one is
-//! fixed, drop that allowance too.
+//! The fuzz run knows finding 1 (it counts it instead of failing on it, see
+//! `conversation_target::check_output`): when it is fixed, drop that allowance too. Finding 2
+//! is fixed (a multi-frame body's buffer grows with what was received, `BODY_GROWTH_FACTOR`).
 
 use amq_protocol::protocol::{tx, AMQPClass};
 use bytes::BytesMut;
@@ -70,7 +70,6 @@ fn every_method_the_broker_writes_parses_even_after_a_non_utf8_routing_key() {
 /// received (or be bounded per connection). Fuzz input: any seed publish whose body_size was
 /// mutated above 8 MiB while two body frames followed (seed 0x1, sessions 33, 39, 143, 166, 197).
 #[test]
-#[ignore = "fuzz finding 2: 60 bytes per channel make the broker allocate 8 MiB"]
 fn bodies_announced_but_not_sent_do_not_hold_memory() {
     const CHANNELS: u16 = 4;
     let broker = Broker::new(1);
