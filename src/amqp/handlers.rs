@@ -101,7 +101,8 @@ impl<P: Port> Dispatcher<P> {
                 unbind.nowait,
                 exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {}),
             ),
-            _ => return Err(AmqpError::new(COMMAND_INVALID, "unexpected exchange method from a client")),
+            // A method only the server sends (declare-ok and the like): RabbitMQ's catch-all.
+            _ => return Err(AmqpError::new(COMMAND_INVALID, "unimplemented method")),
         };
         self.admin(request).await?;
         if !nowait {
@@ -128,12 +129,13 @@ impl<P: Port> Dispatcher<P> {
         match method {
             queue::AMQPMethod::Declare(declare) => self.queue_declare(channel_id, declare).await,
             queue::AMQPMethod::Bind(bind) => {
+                let destination = self.queue_name(channel_id, bind.queue.as_str())?;
                 let binding = Binding {
                     vhost,
                     source: bind.exchange.to_string(),
-                    destination: self.queue_name(channel_id, bind.queue.as_str())?,
+                    routing_key: routing_key_shortcut(bind.queue.as_str(), bind.routing_key.as_str(), &destination),
+                    destination,
                     destination_is_queue: true,
-                    routing_key: bind.routing_key.to_string(),
                     arguments: bind.arguments,
                     conn,
                 };
@@ -144,12 +146,13 @@ impl<P: Port> Dispatcher<P> {
                 Ok(())
             }
             queue::AMQPMethod::Unbind(unbind) => {
+                let destination = self.queue_name(channel_id, unbind.queue.as_str())?;
                 let binding = Binding {
                     vhost,
                     source: unbind.exchange.to_string(),
-                    destination: self.queue_name(channel_id, unbind.queue.as_str())?,
+                    routing_key: routing_key_shortcut(unbind.queue.as_str(), unbind.routing_key.as_str(), &destination),
+                    destination,
                     destination_is_queue: true,
-                    routing_key: unbind.routing_key.to_string(),
                     arguments: unbind.arguments,
                     conn,
                 };
@@ -178,22 +181,31 @@ impl<P: Port> Dispatcher<P> {
             }
             queue::AMQPMethod::Delete(delete) => {
                 let name = self.queue_name(channel_id, delete.queue.as_str())?;
+                let holder = self.connection.holder(channel_id);
                 let request = AdminRequest::QueueDelete {
                     vhost,
                     name,
                     if_unused: delete.if_unused,
                     if_empty: delete.if_empty,
-                    conn,
+                    holder,
                 };
-                let reply = self.admin(request).await?;
+                let (message_count, cancelled) = match self.admin(request).await? {
+                    ReplyBody::QueueDeleted { message_count, cancelled } => (message_count, cancelled),
+                    _ => (0, Vec::new()),
+                };
                 if !delete.nowait {
-                    let message_count = if let ReplyBody::MessageCount(count) = reply { count } else { 0 };
                     let ok = queue::AMQPMethod::DeleteOk(queue::DeleteOk { message_count });
                     self.send_method(channel_id, &AMQPClass::Queue(ok));
                 }
+                // This channel's own consumers of the queue hear of it after delete-ok, as
+                // from RabbitMQ (py-amqp fails a delete whose answer comes after a cancel).
+                for consumer_tag in cancelled {
+                    self.connection.consumer_cancelled(holder, &consumer_tag);
+                }
                 Ok(())
             }
-            _ => Err(AmqpError::new(COMMAND_INVALID, "unexpected queue method from a client")),
+            // A method only the server sends (declare-ok and the like): RabbitMQ's catch-all.
+            _ => Err(AmqpError::new(COMMAND_INVALID, "unimplemented method")),
         }
     }
 
@@ -325,5 +337,15 @@ impl<P: Port> Dispatcher<P> {
         };
         self.send_method(channel_id, &AMQPClass::Tx(reply));
         Ok(())
+    }
+}
+
+/// RabbitMQ's shortcut: queue.bind and queue.unbind without a queue name and without a routing
+/// key use the channel's last declared queue and its name as the routing key.
+fn routing_key_shortcut(queue_name: &str, routing_key: &str, resolved_queue: &str) -> String {
+    if queue_name.is_empty() && routing_key.is_empty() {
+        resolved_queue.to_string()
+    } else {
+        routing_key.to_string()
     }
 }

@@ -7,8 +7,9 @@
 
 use std::sync::Arc;
 
-use amq_protocol::types::{AMQPValue, FieldTable};
+use amq_protocol::types::FieldTable;
 
+use super::equivalence::{check_exchange_equivalence, check_queue_equivalence};
 use super::error::{AmqpError, ACCESS_REFUSED, COMMAND_INVALID, PRECONDITION_FAILED, RESOURCE_ERROR};
 use super::requests::{Binding, ExchangeDeclare, QueueDeclare};
 use super::routing::{validate_x_match, ExchangeKind, RoutingTable};
@@ -113,25 +114,27 @@ impl Definitions {
         Ok(Arc::make_mut(vhost))
     }
 
+    /// exchange.declare, in RabbitMQ 3.10's order: passive (the default exchange refused,
+    /// then existence); the type (503, a connection error), the default exchange (403),
+    /// equivalence with an existing exchange, or, for a new one, its name and arguments.
     pub fn declare_exchange(&mut self, request: &ExchangeDeclare) -> Result<(), AmqpError> {
         let vhost_name = request.vhost.as_str();
         let existing = self.vhost(vhost_name)?.exchanges.get(&request.name).cloned();
         if request.passive {
+            check_not_default_exchange(&request.name)?;
             return match existing {
                 Some(_) => Ok(()),
                 None => Err(AmqpError::not_found("exchange", &request.name, vhost_name)),
             };
         }
-        if request.name.is_empty() {
-            return Err(AmqpError::new(ACCESS_REFUSED, "operation not permitted on the default exchange"));
-        }
         let kind = ExchangeKind::parse(&request.kind)
             .ok_or_else(|| AmqpError::new(COMMAND_INVALID, format!("unknown exchange type '{}'", request.kind)))?;
-        super::queue_args::validate_exchange(&request.arguments, &request.name, vhost_name)?;
+        check_not_default_exchange(&request.name)?;
         if let Some(exchange) = existing {
             return check_exchange_equivalence(&exchange, kind, request);
         }
         check_name("exchange", &request.name)?;
+        super::queue_args::validate_exchange(&request.arguments, &request.name, vhost_name)?;
         if self.exchange_count >= EXCHANGES_MAX {
             return Err(AmqpError::new(RESOURCE_ERROR, "exchange limit reached"));
         }
@@ -153,9 +156,7 @@ impl Definitions {
     }
 
     pub fn delete_exchange(&mut self, vhost_name: &str, name: &str, if_unused: bool) -> Result<(), AmqpError> {
-        if name.is_empty() {
-            return Err(AmqpError::new(ACCESS_REFUSED, "operation not permitted on the default exchange"));
-        }
+        check_not_default_exchange(name)?;
         if name.starts_with("amq.") {
             return Err(AmqpError::new(
                 ACCESS_REFUSED,
@@ -202,29 +203,35 @@ impl Definitions {
         Ok(())
     }
 
+    /// queue.declare, in RabbitMQ 3.10's order. Passive: existence (404), then exclusivity
+    /// (405). Otherwise: the reserved `amq.` prefix (403, even for a queue that exists), then
+    /// for an existing queue exclusivity (405) and equivalence (406), for a new one the queue
+    /// limit and the arguments (406). An exclusive queue is never durable.
     pub fn declare_queue(&mut self, request: &QueueDeclare) -> Result<QueueDeclared, AmqpError> {
         let vhost_name = request.vhost.as_str();
         let existing = self.vhost(vhost_name)?.queues.get(&request.name).cloned();
-        if !request.passive {
-            super::queue_args::validate(&request.arguments, &request.name, vhost_name)?;
-        }
-        if let Some(queue) = existing {
+        if request.passive {
+            let queue = existing.ok_or_else(|| AmqpError::not_found("queue", &request.name, vhost_name))?;
             check_exclusive_access(&queue, request.conn)?;
-            if !request.passive {
-                check_queue_equivalence(&queue, request)?;
-            }
             return Ok(QueueDeclared::Existing(queue));
         }
-        if request.passive {
-            return Err(AmqpError::not_found("queue", &request.name, vhost_name));
-        }
-        let name = if request.name.is_empty() { self.server_named_queue() } else { request.name.clone() };
         if !request.name.is_empty() {
-            check_name("queue", &name)?;
+            check_name("queue", &request.name)?;
+        }
+        let durable = request.durable && !request.exclusive;
+        if let Some(queue) = existing {
+            let owner = request.exclusive.then_some(request.conn);
+            if queue.exclusive_owner != owner {
+                return Err(AmqpError::exclusive_locked(&queue.name, &queue.vhost));
+            }
+            check_queue_equivalence(&queue, request, durable)?;
+            return Ok(QueueDeclared::Existing(queue));
         }
         if self.queue_count >= QUEUES_MAX {
             return Err(AmqpError::new(RESOURCE_ERROR, "queue limit reached"));
         }
+        let name = if request.name.is_empty() { self.server_named_queue() } else { request.name.clone() };
+        super::queue_args::validate(&request.arguments, &name, vhost_name)?;
         let owner = if request.exclusive || request.name.is_empty() {
             request.conn.shard()
         } else {
@@ -234,7 +241,7 @@ impl Definitions {
             id: QueueId::new(owner, self.next_queue_sequence),
             vhost: vhost_name.to_string(),
             name: name.clone(),
-            durable: request.durable,
+            durable,
             exclusive_owner: request.exclusive.then_some(request.conn),
             auto_delete: request.auto_delete,
             arguments: request.arguments.clone(),
@@ -283,11 +290,16 @@ impl Definitions {
             .collect()
     }
 
+    /// queue.bind and exchange.bind, in RabbitMQ 3.10's order: the default exchange at either
+    /// end (403), the source then the destination (404), `x-match` of a headers source (406),
+    /// the queue's exclusivity (405). Binding twice is binding once.
     pub fn bind(&mut self, binding: &Binding) -> Result<(), AmqpError> {
-        let (source, destination) = self.resolve_binding(binding)?;
+        check_binding_ends(binding)?;
+        let (source, destination) = self.resolve_binding(binding)?.map_err(|missing| missing.error(binding))?;
         if source.kind == ExchangeKind::Headers {
             validate_x_match(&binding.arguments).map_err(|text| AmqpError::new(PRECONDITION_FAILED, text))?;
         }
+        self.check_exclusive_destination(binding)?;
         if source.table.bindings().count() >= BINDINGS_PER_EXCHANGE_MAX {
             return Err(AmqpError::new(RESOURCE_ERROR, "binding limit reached"));
         }
@@ -298,8 +310,19 @@ impl Definitions {
         Ok(())
     }
 
+    /// queue.unbind and exchange.unbind: the default exchange at either end is 403; a missing
+    /// source, destination or binding is nothing to do (RabbitMQ answers unbind-ok); only a
+    /// binding that exists is checked for the queue's exclusivity (405) and removed. A source
+    /// left without bindings goes if it is auto-delete.
     pub fn unbind(&mut self, binding: &Binding) -> Result<(), AmqpError> {
-        let (source, destination) = self.resolve_binding(binding)?;
+        check_binding_ends(binding)?;
+        let Ok((source, destination)) = self.resolve_binding(binding)? else {
+            return Ok(());
+        };
+        if !source.table.contains(destination, &binding.routing_key, &binding.arguments) {
+            return Ok(());
+        }
+        self.check_exclusive_destination(binding)?;
         let vhost = self.vhost_mut(&binding.vhost)?;
         let mut emptied = None;
         if let Some(exchange) = vhost.exchanges.get_mut(&binding.source) {
@@ -317,33 +340,30 @@ impl Definitions {
         Ok(())
     }
 
-    fn resolve_binding(&self, binding: &Binding) -> Result<(Arc<Exchange>, Destination), AmqpError> {
+    /// The source exchange and the destination of a binding; the inner error says which end
+    /// is missing, the source first (RabbitMQ names the source when both are).
+    fn resolve_binding(&self, binding: &Binding) -> Result<Result<(Arc<Exchange>, Destination), Missing>, AmqpError> {
         let vhost = self.vhost(&binding.vhost)?;
-        let destination = if binding.destination_is_queue {
-            let queue = vhost
-                .queues
-                .get(&binding.destination)
-                .ok_or_else(|| AmqpError::not_found("queue", &binding.destination, &binding.vhost))?;
-            check_exclusive_access(queue, binding.conn)?;
-            Destination::Queue(queue.id)
-        } else {
-            let exchange = vhost
-                .exchanges
-                .get(&binding.destination)
-                .ok_or_else(|| AmqpError::not_found("exchange", &binding.destination, &binding.vhost))?;
-            if exchange.name.is_empty() {
-                return Err(AmqpError::new(ACCESS_REFUSED, "operation not permitted on the default exchange"));
-            }
-            Destination::Exchange(exchange.id)
+        let Some(source) = vhost.exchanges.get(&binding.source) else {
+            return Ok(Err(Missing::Source));
         };
-        let source = vhost
-            .exchanges
-            .get(&binding.source)
-            .ok_or_else(|| AmqpError::not_found("exchange", &binding.source, &binding.vhost))?;
-        if source.name.is_empty() {
-            return Err(AmqpError::new(ACCESS_REFUSED, "operation not permitted on the default exchange"));
+        let destination = if binding.destination_is_queue {
+            vhost.queues.get(&binding.destination).map(|queue| Destination::Queue(queue.id))
+        } else {
+            vhost.exchanges.get(&binding.destination).map(|exchange| Destination::Exchange(exchange.id))
+        };
+        Ok(destination.map(|destination| (source.clone(), destination)).ok_or(Missing::Destination))
+    }
+
+    /// A queue destination of another connection's exclusive queue is 405.
+    fn check_exclusive_destination(&self, binding: &Binding) -> Result<(), AmqpError> {
+        if !binding.destination_is_queue {
+            return Ok(());
         }
-        Ok((source.clone(), destination))
+        match self.vhost(&binding.vhost)?.queues.get(&binding.destination) {
+            Some(queue) => check_exclusive_access(queue, binding.conn),
+            None => Ok(()),
+        }
     }
 
     /// `amq.gen-` and 22 url-safe characters, as RabbitMQ names server-named queues.
@@ -398,83 +418,34 @@ fn check_exclusive_access(queue: &QueueDef, conn: ConnId) -> Result<(), AmqpErro
     }
 }
 
-fn check_exchange_equivalence(
-    exchange: &Exchange,
-    kind: ExchangeKind,
-    request: &ExchangeDeclare,
-) -> Result<(), AmqpError> {
-    let fail = |arg: &str, received: String, current: String| {
-        Err(AmqpError::inequivalent(arg, "exchange", &exchange.name, &request.vhost, &received, &current))
-    };
-    if exchange.kind != kind {
-        return fail("type", kind.as_str().into(), exchange.kind.as_str().into());
+/// Which end of a binding does not exist.
+enum Missing {
+    Source,
+    Destination,
+}
+
+impl Missing {
+    fn error(self, binding: &Binding) -> AmqpError {
+        match (self, binding.destination_is_queue) {
+            (Missing::Source, _) => AmqpError::not_found("exchange", &binding.source, &binding.vhost),
+            (Missing::Destination, true) => AmqpError::not_found("queue", &binding.destination, &binding.vhost),
+            (Missing::Destination, false) => AmqpError::not_found("exchange", &binding.destination, &binding.vhost),
+        }
     }
-    if exchange.durable != request.durable {
-        return fail("durable", request.durable.to_string(), exchange.durable.to_string());
+}
+
+/// RabbitMQ refuses the default exchange at either end of a binding, the destination first,
+/// before it looks either up.
+fn check_binding_ends(binding: &Binding) -> Result<(), AmqpError> {
+    if !binding.destination_is_queue {
+        check_not_default_exchange(&binding.destination)?;
     }
-    if exchange.auto_delete != request.auto_delete {
-        return fail("auto_delete", request.auto_delete.to_string(), exchange.auto_delete.to_string());
-    }
-    if exchange.internal != request.internal {
-        return fail("internal", request.internal.to_string(), exchange.internal.to_string());
+    check_not_default_exchange(&binding.source)
+}
+
+fn check_not_default_exchange(name: &str) -> Result<(), AmqpError> {
+    if name.is_empty() {
+        return Err(AmqpError::new(ACCESS_REFUSED, "operation not permitted on the default exchange"));
     }
     Ok(())
-}
-
-fn check_queue_equivalence(queue: &QueueDef, request: &QueueDeclare) -> Result<(), AmqpError> {
-    let fail = |arg: &str, received: String, current: String| {
-        Err(AmqpError::inequivalent(arg, "queue", &queue.name, &queue.vhost, &received, &current))
-    };
-    if queue.durable != request.durable {
-        return fail("durable", request.durable.to_string(), queue.durable.to_string());
-    }
-    if queue.auto_delete != request.auto_delete {
-        return fail("auto_delete", request.auto_delete.to_string(), queue.auto_delete.to_string());
-    }
-    if queue.exclusive_owner.is_some() != request.exclusive {
-        return Err(AmqpError::exclusive_locked(&queue.name, &queue.vhost));
-    }
-    check_arguments_equivalence(queue, &request.arguments)
-}
-
-/// RabbitMQ compares the `x-` arguments that change queue behaviour; a difference is 406.
-fn check_arguments_equivalence(queue: &QueueDef, received: &FieldTable) -> Result<(), AmqpError> {
-    let keys = queue.arguments.inner().keys().chain(received.inner().keys());
-    for key in keys {
-        let name = key.as_str();
-        if !name.starts_with("x-") {
-            continue;
-        }
-        let current = queue.arguments.inner().get(key);
-        let new = received.inner().get(key);
-        if current != new {
-            let text = format!(
-                "inequivalent arg '{name}' for queue '{}' in vhost '{}': received {} but current is {}",
-                queue.name,
-                queue.vhost,
-                describe_value(new),
-                describe_value(current)
-            );
-            return Err(AmqpError::new(PRECONDITION_FAILED, text));
-        }
-    }
-    Ok(())
-}
-
-fn describe_value(value: Option<&AMQPValue>) -> String {
-    match value {
-        None => "none".to_string(),
-        Some(value) => {
-            let (text, kind) = match value {
-                AMQPValue::LongString(text) => (text.to_string(), "longstr"),
-                AMQPValue::ShortString(text) => (text.to_string(), "shortstr"),
-                AMQPValue::LongLongInt(number) => (number.to_string(), "long"),
-                AMQPValue::LongInt(number) => (number.to_string(), "signedint"),
-                AMQPValue::ShortInt(number) => (number.to_string(), "short"),
-                AMQPValue::Boolean(flag) => (flag.to_string(), "bool"),
-                other => (format!("{other:?}"), "value"),
-            };
-            format!("the value '{text}' of type '{kind}'")
-        }
-    }
 }

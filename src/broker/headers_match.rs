@@ -64,7 +64,7 @@ pub fn validate_x_match(arguments: &FieldTable) -> Result<(), String> {
     match string_bytes(value) {
         Some(bytes) if XMatch::parse(bytes).is_some() => Ok(()),
         Some(bytes) => Err(format!(
-            "Invalid x-match field value \"{}\"; expected all, any, all-with-x, or any-with-x",
+            "Invalid x-match field value <<\"{}\">>; expected all, any, all-with-x, or any-with-x",
             String::from_utf8_lossy(bytes)
         )),
         None => Err(format!(
@@ -196,8 +196,8 @@ pub fn values_equal(binding: &AMQPValue, header: &AMQPValue) -> bool {
     binding == header
 }
 
-/// RabbitMQ's name for a field type, used in error text.
-fn type_name(value: &AMQPValue) -> &'static str {
+/// RabbitMQ's name for a field value's type (`rabbit_binary_parser`), as its error texts print it.
+pub(crate) fn type_name(value: &AMQPValue) -> &'static str {
     match value {
         AMQPValue::Boolean(_) => "bool",
         AMQPValue::ShortShortInt(_) => "byte",
@@ -377,7 +377,7 @@ mod tests {
         }
         assert_eq!(
             validate_x_match(&table(&[("x-match", long("foo"))])),
-            Err("Invalid x-match field value \"foo\"; expected all, any, all-with-x, or any-with-x".to_owned())
+            Err("Invalid x-match field value <<\"foo\">>; expected all, any, all-with-x, or any-with-x".to_owned())
         );
         assert_eq!(
             validate_x_match(&table(&[("x-match", AMQPValue::LongLongInt(5))])),

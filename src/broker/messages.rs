@@ -36,12 +36,13 @@ pub enum ShardMsg {
         request: Box<AdminRequest>,
         reply: ReplyTo,
     },
-    /// Owner → writer: the queue is gone from its owner; forget it and its bindings.
+    /// Owner → writer: the queue is gone from its owner; forget it and its bindings, then
+    /// answer with `answer` (`ReplyBody::QueueDeleted`).
     QueueDeleted {
         vhost: String,
         queue: QueueId,
         reply: Option<ReplyTo>,
-        message_count: u32,
+        answer: Box<ReplyBody>,
     },
     /// Owner → writer: an auto-delete queue lost its last consumer.
     AutoDelete {

@@ -4,6 +4,7 @@
 pub(crate) mod dead_letter;
 pub(crate) mod definitions;
 pub(crate) mod durable;
+mod equivalence;
 pub(crate) mod error;
 mod headers_match;
 pub(crate) mod messages;

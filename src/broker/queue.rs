@@ -24,7 +24,7 @@ use super::snapshot::QueueDef;
 use crate::clock;
 use crate::codec::message::Message;
 use crate::ids::{ConsumerTag, Holder, QueueId};
-use crate::limits::CONSUMER_FLOW_WINDOW;
+use crate::limits::{CONSUMER_FLOW_WINDOW, EXPIRY_SWEEP_MESSAGES_MAX};
 use crate::store::record::Mark;
 use crate::store::StoredRef;
 
@@ -180,6 +180,8 @@ pub struct Queue {
     had_message_deadlines: bool,
     /// Some consumer ever had an `x-priority`: selection compares priorities.
     consumer_priorities: bool,
+    /// The message `enqueue` is handing to a consumer: not expired yet, whatever its TTL.
+    arriving_sequence: Option<u64>,
 }
 
 impl Queue {
@@ -199,6 +201,7 @@ impl Queue {
             expiry_requested: false,
             had_message_deadlines: false,
             consumer_priorities: false,
+            arriving_sequence: None,
         }
     }
 
@@ -243,7 +246,14 @@ impl Queue {
         if self.args.max_length.is_some() || self.args.max_length_bytes.is_some() {
             self.drop_over_limit(effects, reader);
         }
+        self.arriving_sequence = Some(sequence);
         self.dispatch(effects, reader);
+        self.arriving_sequence = None;
+        // Not taken at once and already due (a TTL of 0): it goes now, as RabbitMQ drops or
+        // dead-letters it, rather than at the next sweep.
+        if let Some(deadline) = expires_at_ms.filter(|deadline| *deadline <= clock::now_ms()) {
+            self.expire(deadline, EXPIRY_SWEEP_MESSAGES_MAX, effects, reader);
+        }
     }
 
     /// How long a message may stay: the shorter of `x-message-ttl` and its `expiration`.
@@ -525,26 +535,34 @@ impl Queue {
 
     pub fn check_delete(&self, if_unused: bool, if_empty: bool) -> Result<(), AmqpError> {
         let (name, vhost) = (&self.definition.name, &self.definition.vhost);
-        if if_unused && !self.consumers.is_empty() {
-            return Err(AmqpError::new(PRECONDITION_FAILED, format!("queue '{name}' in vhost '{vhost}' in use")));
-        }
+        // RabbitMQ checks emptiness first.
         if if_empty && !self.ready.is_empty() {
             return Err(AmqpError::new(PRECONDITION_FAILED, format!("queue '{name}' in vhost '{vhost}' not empty")));
+        }
+        if if_unused && !self.consumers.is_empty() {
+            return Err(AmqpError::new(PRECONDITION_FAILED, format!("queue '{name}' in vhost '{vhost}' in use")));
         }
         Ok(())
     }
 
     /// Deletes the queue: every consumer is told, every message dropped. Returns the number of
-    /// ready messages, which queue.delete-ok reports.
-    pub fn delete(&mut self, effects: &mut Vec<Effect>) -> u32 {
+    /// ready messages, which queue.delete-ok reports, and the tags of the consumers of the
+    /// `deleting` channel: those are not told here but after delete-ok, as RabbitMQ's
+    /// channel, busy with the delete, sends its own cancels after the answer.
+    pub fn delete(&mut self, deleting: Option<Holder>, effects: &mut Vec<Effect>) -> (u32, Vec<ConsumerTag>) {
         let count = self.message_count();
+        let mut own = Vec::new();
         for consumer in self.consumers.drain(..) {
-            effects.push(Effect::ConsumerCancelled { holder: consumer.holder, consumer_tag: consumer.tag });
+            if Some(consumer.holder) == deleting {
+                own.push(consumer.tag);
+            } else {
+                effects.push(Effect::ConsumerCancelled { holder: consumer.holder, consumer_tag: consumer.tag });
+            }
         }
         self.ready.clear();
         self.ready_bytes = 0;
         self.unacked.clear();
-        count
+        (count, own)
     }
 }
 

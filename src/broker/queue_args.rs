@@ -1,12 +1,15 @@
 //! The queue arguments RabbitMQ clients rely on (`x-message-ttl`, `x-expires`, `x-max-length`,
 //! `x-max-length-bytes`, `x-overflow`, `x-dead-letter-exchange`, `x-dead-letter-routing-key`,
-//! `x-delivery-limit`, `x-consumer-timeout`), checked at queue.declare and turned into the
-//! typed settings a queue acts on; the consumer argument `x-consumer-timeout`, checked at
-//! basic.consume; and the exchange argument `alternate-exchange`, checked at exchange.declare.
+//! `x-max-priority`, `x-single-active-consumer`, `x-queue-type`, `x-queue-mode`,
+//! `x-queue-version`, and this broker's `x-delivery-limit` and `x-consumer-timeout`), checked
+//! when a queue is created and turned into the typed settings a queue acts on; the consumer
+//! argument `x-consumer-timeout`, checked at basic.consume; and the exchange argument
+//! `alternate-exchange`, checked when an exchange is created.
 //!
-//! `validate` refuses a bad argument with RabbitMQ's reply code and text shape
-//! ("invalid arg '<name>' for queue '<q>' in vhost '<v>': <reason>"). `QueueArgs::from_table`
-//! reads arguments that were validated when declared (or recovered from the definitions log)
+//! `validate` refuses a bad argument with RabbitMQ 3.10's reply code, text and order of checks
+//! ("invalid arg '<name>' for queue '<q>' in vhost '<v>': <reason>"). `EQUIVALENCE_KEYS` are
+//! the arguments a redeclare must repeat. `QueueArgs::from_table` reads arguments that were
+//! validated when declared (or recovered from the definitions log, whatever version wrote it)
 //! and never fails. Nothing here does I/O.
 
 use std::sync::Arc;
@@ -14,6 +17,7 @@ use std::sync::Arc;
 use amq_protocol::types::{AMQPValue, FieldTable};
 
 use super::error::{AmqpError, PRECONDITION_FAILED};
+use super::headers_match::type_name;
 
 /// What a queue at its length limit does with one more message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -56,6 +60,61 @@ pub struct QueueArgs {
 /// Queue types this broker refuses rather than silently declaring a classic queue.
 const QUEUE_TYPES_REFUSED: &[&str] = &["quorum", "stream"];
 
+/// Largest `x-message-ttl` and `x-expires` RabbitMQ 3.10 accepts: ten years in milliseconds
+/// (`rabbit_misc:check_expiry`).
+const EXPIRY_MAX_MS: i64 = 315_360_000_000;
+
+/// Largest `x-max-priority` (RabbitMQ's `MAX_SUPPORTED_PRIORITY`).
+const PRIORITY_MAX: i64 = 255;
+
+/// Why an argument is refused, written as RabbitMQ prints the error term with `~p`: a tuple
+/// `{value_negative,-1}`, an atom `invalid_overflow` or a quoted string.
+type Reason = String;
+
+/// One argument check: the value, and the whole table for checks that look at another key.
+type Check = fn(&AMQPValue, &FieldTable) -> Result<(), Reason>;
+
+/// The checks of a classic queue's arguments, in the order RabbitMQ 3.10 runs them
+/// (`rabbit_amqqueue:declare_args/0` filtered by the classic queue type), then this broker's
+/// extensions. Arguments not listed here are accepted and ignored, as RabbitMQ does.
+const DECLARE_CHECKS: &[(&str, Check)] = &[
+    ("x-expires", check_expires),
+    ("x-message-ttl", check_message_ttl),
+    ("x-dead-letter-exchange", check_dead_letter_exchange),
+    ("x-dead-letter-routing-key", check_dead_letter_routing_key),
+    ("x-max-length", check_non_negative),
+    ("x-max-length-bytes", check_non_negative),
+    ("x-max-priority", check_max_priority),
+    ("x-overflow", check_overflow),
+    ("x-queue-mode", check_queue_mode),
+    ("x-queue-version", check_queue_version),
+    ("x-single-active-consumer", check_single_active_consumer),
+    ("x-queue-type", check_queue_type),
+    ("x-delivery-limit", check_non_negative),
+    ("x-consumer-timeout", check_non_negative),
+];
+
+/// The arguments compared when a queue is declared again: the classic queue type's own
+/// (`rabbit_classic_queue:capabilities/0`), in RabbitMQ's order, then this broker's
+/// extensions, which change how the queue behaves too. Any other argument may differ.
+pub const EQUIVALENCE_KEYS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-queue-version",
+    "x-single-active-consumer",
+    "x-queue-type",
+    "x-queue-master-locator",
+    "x-delivery-limit",
+    "x-consumer-timeout",
+];
+
 /// Any AMQP integer as i64; None for every other type (RabbitMQ accepts integers only).
 pub fn integer(value: &AMQPValue) -> Option<i64> {
     match value {
@@ -78,92 +137,128 @@ fn text(value: &AMQPValue) -> Option<String> {
     }
 }
 
-/// RabbitMQ's name for a value's type, as it appears in `{unacceptable_type,...}`.
-fn type_name(value: &AMQPValue) -> &'static str {
-    match value {
-        AMQPValue::LongString(_) | AMQPValue::ShortString(_) => "longstr",
-        AMQPValue::Boolean(_) => "bool",
-        AMQPValue::Float(_) => "float",
-        AMQPValue::Double(_) => "double",
-        AMQPValue::DecimalValue(_) => "decimal",
-        AMQPValue::FieldArray(_) => "array",
-        AMQPValue::FieldTable(_) => "table",
-        AMQPValue::Timestamp(_) => "timestamp",
-        AMQPValue::ByteArray(_) => "binary",
-        AMQPValue::Void => "void",
-        _ => "integer",
+fn unacceptable_type(value: &AMQPValue) -> Reason {
+    format!("{{unacceptable_type,{}}}", type_name(value))
+}
+
+/// `check_int_arg`: any integer type; the reason of another type is a string.
+fn check_int(value: &AMQPValue) -> Result<i64, Reason> {
+    integer(value).ok_or_else(|| format!("\"expected integer, got {}\"", type_name(value)))
+}
+
+fn check_non_negative(value: &AMQPValue, _: &FieldTable) -> Result<(), Reason> {
+    non_negative(value).map(drop)
+}
+
+fn non_negative(value: &AMQPValue) -> Result<i64, Reason> {
+    match check_int(value)? {
+        number if number < 0 => Err(format!("{{value_negative,{number}}}")),
+        number => Ok(number),
     }
 }
 
-/// Checks one integer argument: `Err(reason)` in RabbitMQ's notation.
-fn check_integer(value: &AMQPValue, minimum: i64, maximum: i64) -> Result<i64, String> {
-    let number = integer(value).ok_or_else(|| format!("{{unacceptable_type,{}}}", type_name(value)))?;
-    if number < 0 && minimum >= 0 {
+/// `rabbit_misc:check_expiry`.
+fn check_expiry(number: i64) -> Result<(), Reason> {
+    if number < 0 {
         return Err(format!("{{value_negative,{number}}}"));
     }
-    if number == 0 && minimum > 0 {
-        return Err(format!("{{value_zero,{number}}}"));
+    if number > EXPIRY_MAX_MS {
+        return Err(format!("{{value_too_large,{number}}}"));
     }
-    if number < minimum || number > maximum {
-        return Err(format!("{{value_out_of_range,{number}}}"));
-    }
-    Ok(number)
+    Ok(())
 }
 
-fn check_text(value: &AMQPValue, allowed: &[&str]) -> Result<String, String> {
-    let found = text(value).ok_or_else(|| format!("{{unacceptable_type,{}}}", type_name(value)))?;
-    if !allowed.is_empty() && !allowed.contains(&found.as_str()) {
-        return Err(format!("{{invalid_value,<<\"{found}\">>}}"));
-    }
-    Ok(found)
-}
-
-fn check_bool(value: &AMQPValue) -> Result<(), String> {
-    match value {
-        AMQPValue::Boolean(_) => Ok(()),
-        other => Err(format!("{{unacceptable_type,{}}}", type_name(other))),
+fn check_expires(value: &AMQPValue, _: &FieldTable) -> Result<(), Reason> {
+    match check_int(value)? {
+        0 => Err("{value_zero,0}".into()),
+        number => check_expiry(number),
     }
 }
 
-/// Largest TTL RabbitMQ accepts (the Erlang timer limit).
-const TTL_MAX_MS: i64 = 4_294_967_295;
+fn check_message_ttl(value: &AMQPValue, _: &FieldTable) -> Result<(), Reason> {
+    check_expiry(check_int(value)?)
+}
 
-fn check_argument(name: &str, value: &AMQPValue, arguments: &FieldTable) -> Result<(), String> {
-    match name {
-        "x-message-ttl" => check_integer(value, 0, TTL_MAX_MS).map(drop),
-        "x-expires" => check_integer(value, 1, TTL_MAX_MS).map(drop),
-        "x-max-length" | "x-max-length-bytes" | "x-delivery-limit" | "x-consumer-timeout" => {
-            check_integer(value, 0, i64::MAX).map(drop)
-        }
-        "x-max-priority" => check_integer(value, 1, 255).map(drop),
-        "x-overflow" => check_text(value, &["drop-head", "reject-publish", "reject-publish-dlx"]).map(drop),
-        "x-dead-letter-exchange" => check_text(value, &[]).map(drop),
-        "x-dead-letter-routing-key" => {
-            check_text(value, &[])?;
-            if arguments.inner().contains_key("x-dead-letter-exchange") {
-                Ok(())
-            } else {
-                Err("{routing_key_but_no_dlx_defined}".into())
-            }
-        }
-        "x-single-active-consumer" => check_bool(value),
-        "x-queue-type" => {
-            let kind = check_text(value, &[])?;
-            if QUEUE_TYPES_REFUSED.contains(&kind.as_str()) {
-                Err(format!("{kind} queues are not supported by this broker (only 'classic')"))
-            } else {
-                check_text(value, &["classic"]).map(drop)
-            }
-        }
+fn check_max_priority(value: &AMQPValue, _: &FieldTable) -> Result<(), Reason> {
+    match non_negative(value)? {
+        number if number > PRIORITY_MAX => Err(format!("{{max_value_exceeded,{number}}}")),
         _ => Ok(()),
     }
 }
 
-/// Checks every argument RabbitMQ checks at queue.declare.
+fn long_string(value: &AMQPValue) -> Result<String, Reason> {
+    text(value).ok_or_else(|| unacceptable_type(value))
+}
+
+fn check_dead_letter_exchange(value: &AMQPValue, _: &FieldTable) -> Result<(), Reason> {
+    long_string(value).map(drop)
+}
+
+fn check_dead_letter_routing_key(value: &AMQPValue, arguments: &FieldTable) -> Result<(), Reason> {
+    long_string(value)?;
+    if arguments.inner().contains_key("x-dead-letter-exchange") {
+        Ok(())
+    } else {
+        Err("routing_key_but_no_dlx_defined".into())
+    }
+}
+
+fn check_overflow(value: &AMQPValue, _: &FieldTable) -> Result<(), Reason> {
+    match long_string(value)?.as_str() {
+        "drop-head" | "reject-publish" | "reject-publish-dlx" => Ok(()),
+        _ => Err("invalid_overflow".into()),
+    }
+}
+
+/// Lazy mode is accepted and has no effect: this broker decides itself what stays in memory.
+fn check_queue_mode(value: &AMQPValue, _: &FieldTable) -> Result<(), Reason> {
+    match long_string(value)?.as_str() {
+        "default" | "lazy" => Ok(()),
+        other => Err(format!("\"unsupported queue mode '{other}'\"")),
+    }
+}
+
+/// Both versions are accepted and behave the same here (the version is RabbitMQ's index format).
+fn check_queue_version(value: &AMQPValue, _: &FieldTable) -> Result<(), Reason> {
+    match non_negative(value)? {
+        1 | 2 => Ok(()),
+        other => Err(format!("\"unsupported queue version '{other}'\"")),
+    }
+}
+
+fn check_single_active_consumer(value: &AMQPValue, _: &FieldTable) -> Result<(), Reason> {
+    match value {
+        AMQPValue::Boolean(_) => Ok(()),
+        other => Err(unacceptable_type(other)),
+    }
+}
+
+fn check_queue_type(value: &AMQPValue, _: &FieldTable) -> Result<(), Reason> {
+    match long_string(value)?.as_str() {
+        "classic" => Ok(()),
+        kind if QUEUE_TYPES_REFUSED.contains(&kind) => {
+            Err(format!("{kind} queues are not supported by this broker (only 'classic')"))
+        }
+        other => Err(format!("\"unsupported queue type '{other}'\"")),
+    }
+}
+
+/// Checks the arguments of a queue about to be created, in RabbitMQ 3.10's order: the type of
+/// `x-dead-letter-exchange` (checked by the channel, with its own text), `x-queue-type`, then
+/// each argument of the queue type. A queue that exists is not checked, only compared.
 pub fn validate(arguments: &FieldTable, queue: &str, vhost: &str) -> Result<(), AmqpError> {
-    for (key, value) in arguments.inner() {
-        let name = key.as_str();
-        if let Err(reason) = check_argument(name, value, arguments) {
+    let table = arguments.inner();
+    if let Some(value) = table.get("x-dead-letter-exchange").filter(|value| text(value).is_none()) {
+        let text = format!(
+            "invalid type '{}' for arg 'x-dead-letter-exchange' in queue '{queue}' in vhost '{vhost}'",
+            type_name(value)
+        );
+        return Err(AmqpError::new(PRECONDITION_FAILED, text));
+    }
+    let queue_type = DECLARE_CHECKS.iter().filter(|(name, _)| *name == "x-queue-type");
+    for (name, check) in queue_type.chain(DECLARE_CHECKS) {
+        let Some(value) = table.get(*name) else { continue };
+        if let Err(reason) = check(value, arguments) {
             let text = format!("invalid arg '{name}' for queue '{queue}' in vhost '{vhost}': {reason}");
             return Err(AmqpError::new(PRECONDITION_FAILED, text));
         }
@@ -171,17 +266,19 @@ pub fn validate(arguments: &FieldTable, queue: &str, vhost: &str) -> Result<(), 
     Ok(())
 }
 
-/// Checks the exchange arguments RabbitMQ checks at exchange.declare: `alternate-exchange`
-/// must be a string.
+/// Checks the exchange arguments RabbitMQ checks when it creates an exchange:
+/// `alternate-exchange` must be a long string. An exchange that exists is only compared.
 pub fn validate_exchange(arguments: &FieldTable, exchange: &str, vhost: &str) -> Result<(), AmqpError> {
-    if let Some(value) = arguments.inner().get("alternate-exchange") {
-        if let Err(reason) = check_text(value, &[]) {
-            let text =
-                format!("invalid arg 'alternate-exchange' for exchange '{exchange}' in vhost '{vhost}': {reason}");
-            return Err(AmqpError::new(PRECONDITION_FAILED, text));
+    match arguments.inner().get("alternate-exchange") {
+        Some(value) if text(value).is_none() => {
+            let text = format!(
+                "invalid type '{}' for arg 'alternate-exchange' in exchange '{exchange}' in vhost '{vhost}'",
+                type_name(value)
+            );
+            Err(AmqpError::new(PRECONDITION_FAILED, text))
         }
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// The consumer argument `x-consumer-timeout` of basic.consume (ms, an integer ≥ 0, as RabbitMQ
@@ -190,7 +287,12 @@ pub fn consumer_timeout_argument(arguments: &FieldTable, queue: &str, vhost: &st
     let Some(value) = arguments.inner().get("x-consumer-timeout") else {
         return Ok(None);
     };
-    match check_integer(value, 0, i64::MAX) {
+    let checked = match integer(value) {
+        None => Err(unacceptable_type(value)),
+        Some(number) if number < 0 => Err(format!("{{value_negative,{number}}}")),
+        Some(number) => Ok(number),
+    };
+    match checked {
         Ok(timeout_ms) => Ok(u64::try_from(timeout_ms).ok()),
         Err(reason) => {
             let text = format!("invalid arg 'x-consumer-timeout' for queue '{queue}' in vhost '{vhost}': {reason}");
@@ -268,10 +370,15 @@ mod tests {
     #[test]
     fn wrong_types_and_values_are_refused() {
         let string = AMQPValue::LongString(LongString::from("x"));
-        assert!(reason(&[("x-max-length", string.clone())]).contains("{unacceptable_type,longstr}"));
-        assert!(reason(&[("x-overflow", string)]).contains("{invalid_value,<<\"x\">>}"));
-        assert!(reason(&[("x-expires", AMQPValue::LongInt(0))]).contains("{value_zero,0}"));
-        assert!(reason(&[("x-max-priority", AMQPValue::LongInt(256))]).contains("x-max-priority"));
+        assert!(reason(&[("x-max-length", string.clone())]).ends_with(": \"expected integer, got longstr\""));
+        assert!(reason(&[("x-overflow", string.clone())]).ends_with(": invalid_overflow"));
+        assert!(reason(&[("x-queue-mode", string)]).ends_with(": \"unsupported queue mode 'x'\""));
+        assert!(reason(&[("x-expires", AMQPValue::LongInt(0))]).ends_with(": {value_zero,0}"));
+        let ten_years_and_one_ms = AMQPValue::LongLongInt(315_360_000_001);
+        assert!(reason(&[("x-message-ttl", ten_years_and_one_ms)]).ends_with(": {value_too_large,315360000001}"));
+        assert!(reason(&[("x-max-priority", AMQPValue::LongInt(256))]).ends_with(": {max_value_exceeded,256}"));
+        assert!(reason(&[("x-queue-version", AMQPValue::ShortShortUInt(3))])
+            .ends_with(": \"unsupported queue version '3'\""));
         assert!(reason(&[("x-consumer-timeout", AMQPValue::LongInt(-1))]).contains("{value_negative,-1}"));
         let quorum = AMQPValue::LongString(LongString::from("quorum"));
         assert!(reason(&[("x-queue-type", quorum)]).contains("quorum queues are not supported"));

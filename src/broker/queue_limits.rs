@@ -15,15 +15,20 @@ use crate::store::record::Mark;
 
 impl Queue {
     /// The head message that has not expired; expired ones on the way are dropped or
-    /// dead-lettered.
+    /// dead-lettered. A message has expired once its deadline is reached (RabbitMQ: `Now >=
+    /// Expiry`), so one with a TTL of 0 is never fetched; only the message being enqueued is
+    /// spared, for a consumer that can take it at once (RabbitMQ hands it over before it
+    /// enqueues).
     pub(super) fn pop_ready(&mut self, effects: &mut Vec<Effect>, reader: &dyn RecordReader) -> Option<Entry> {
         let mut now_ms = None;
         loop {
             let entry = self.ready.pop_front(reader, self.definition.id.sequence())?;
             self.ready_bytes = self.ready_bytes.saturating_sub(entry.payload.counted_bytes());
             match entry.expires_at_ms {
-                // A TTL of 0 still lets a consumer that can take it at once have it.
-                Some(deadline) if deadline < *now_ms.get_or_insert_with(clock::now_ms) => {
+                Some(deadline)
+                    if Some(entry.sequence) != self.arriving_sequence
+                        && deadline <= *now_ms.get_or_insert_with(clock::now_ms) =>
+                {
                     self.dead(entry, DeathReason::Expired, effects)
                 }
                 _ => return Some(entry),
@@ -105,7 +110,7 @@ impl Queue {
     /// Drops (or dead-letters) up to `limit` expired messages at the head; returns how many.
     pub fn expire(&mut self, now_ms: u64, limit: usize, effects: &mut Vec<Effect>, reader: &dyn RecordReader) -> usize {
         let mut expired = 0;
-        while expired < limit && self.ready.front_expires_at().is_some_and(|deadline| deadline < now_ms) {
+        while expired < limit && self.ready.front_expires_at().is_some_and(|deadline| deadline <= now_ms) {
             let Some(entry) = self.ready.pop_front(reader, self.definition.id.sequence()) else {
                 break;
             };

@@ -172,12 +172,31 @@ fn reject_publish_refuses_at_the_limit() {
 fn expired_messages_are_never_delivered() {
     let mut queue = queue_with(arguments(&[], true));
     let mut effects = Vec::new();
-    queue.enqueue(message(b"x"), Arrival { expiration_ms: Some(0), priority: 0 }, &mut effects, &NoRecords);
+    queue.enqueue(message(b"x"), Arrival { expiration_ms: Some(50), priority: 0 }, &mut effects, &NoRecords);
     queue.enqueue(message(b"y"), Arrival::default(), &mut effects, &NoRecords);
-    assert_eq!(queue.expire(clock::now_ms() + 1, 10, &mut effects, &NoRecords), 1);
+    assert_eq!(queue.expire(clock::now_ms() + 50, 10, &mut effects, &NoRecords), 1);
     assert_eq!(dead_reasons(&mut effects), vec![DeathReason::Expired]);
     assert_eq!(queue.message_count(), 1);
     assert!(queue.timed());
+}
+
+#[test]
+fn a_message_with_a_ttl_of_0_no_consumer_takes_at_once_dies_at_once() {
+    let mut queue = queue_with(arguments(&[], true));
+    let mut effects = Vec::new();
+    queue.enqueue(message(b"x"), Arrival { expiration_ms: Some(0), priority: 0 }, &mut effects, &NoRecords);
+    assert_eq!(dead_reasons(&mut effects), vec![DeathReason::Expired]);
+    assert_eq!(queue.message_count(), 0);
+    assert!(queue.get(holder(1), true, &mut effects, &NoRecords).is_none());
+}
+
+#[test]
+fn a_message_with_a_ttl_of_0_goes_to_a_consumer_that_can_take_it() {
+    let mut queue = queue();
+    let mut effects = Vec::new();
+    queue.add_consumer(holder(1), "c".into(), settings(true, false, 0)).expect("consume");
+    queue.enqueue(message(b"x"), Arrival { expiration_ms: Some(0), priority: 0 }, &mut effects, &NoRecords);
+    assert_eq!(delivered(&mut effects), vec![(1, 1, false)]);
 }
 
 #[test]

@@ -48,9 +48,20 @@ pub struct Binding {
 #[derive(Debug)]
 pub enum AdminRequest {
     ExchangeDeclare(ExchangeDeclare),
-    ExchangeDelete { vhost: String, name: String, if_unused: bool },
+    ExchangeDelete {
+        vhost: String,
+        name: String,
+        if_unused: bool,
+    },
     QueueDeclare(QueueDeclare),
-    QueueDelete { vhost: String, name: String, if_unused: bool, if_empty: bool, conn: ConnId },
+    /// `holder`: the deleting channel, whose own consumers are cancelled after delete-ok.
+    QueueDelete {
+        vhost: String,
+        name: String,
+        if_unused: bool,
+        if_empty: bool,
+        holder: Holder,
+    },
     Bind(Binding),
     Unbind(Binding),
 }
@@ -82,6 +93,9 @@ pub enum QueueRequest {
     Delete {
         if_unused: bool,
         if_empty: bool,
+        /// The channel that asked (none when the broker deletes): its consumers are left out
+        /// of the cancels sent at once and listed in `ReplyBody::QueueDeleted`.
+        deleting: Option<Holder>,
     },
 }
 
@@ -108,6 +122,12 @@ pub enum ReplyBody {
     /// itself, so they include what its channel published before (the same mailbox path).
     ExistingQueue(crate::ids::QueueId),
     MessageCount(u32),
+    /// queue.delete-ok's count, and the deleting channel's consumers the queue had: the channel
+    /// sends their basic.cancel after delete-ok.
+    QueueDeleted {
+        message_count: u32,
+        cancelled: Vec<crate::ids::ConsumerTag>,
+    },
     ConsumeOk,
     Get(Option<GotMessage>),
 }

@@ -135,6 +135,14 @@ impl<D: Copy + Eq + Hash + Ord + Debug> RoutingTable<D> {
         true
     }
 
+    /// Whether this exact binding (destination, routing_key, arguments) exists.
+    pub fn contains(&self, destination: D, routing_key: &str, arguments: &FieldTable) -> bool {
+        self.bindings
+            .get(&destination)
+            .and_then(|keys| keys.get(routing_key))
+            .is_some_and(|tables| tables.iter().any(|existing| existing == arguments))
+    }
+
     /// Removes one binding. Returns false if no such binding existed.
     pub fn unbind(&mut self, destination: D, routing_key: &str, arguments: &FieldTable) -> bool {
         let Some(keys) = self.bindings.get_mut(&destination) else {

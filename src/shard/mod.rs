@@ -311,8 +311,8 @@ impl Shard {
                 }
             }
             ShardMsg::Admin { request, reply } => self.handle_admin(*request, reply),
-            ShardMsg::QueueDeleted { vhost, queue, reply, message_count } => {
-                self.handle_queue_deleted(&vhost, queue, reply, message_count)
+            ShardMsg::QueueDeleted { vhost, queue, reply, answer } => {
+                self.handle_queue_deleted(&vhost, queue, reply, *answer)
             }
             ShardMsg::AutoDelete { vhost, name, queue } => self.handle_auto_delete(&vhost, &name, queue),
             ShardMsg::ConnectionGone { conn } => self.handle_connection_gone(conn),

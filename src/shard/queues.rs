@@ -230,7 +230,7 @@ impl Shard {
         let outcome =
             self.with_queue(id, |queue, effects, reader| apply_queue_request(queue, request, effects, reader));
         match outcome {
-            None if deleting => answer(Ok(ReplyBody::MessageCount(0))),
+            None if deleting => answer(Ok(ReplyBody::QueueDeleted { message_count: 0, cancelled: Vec::new() })),
             None => answer(Err(AmqpError::new(NOT_FOUND, "queue was deleted"))),
             Some(Outcome::Answer(Ok(ReplyBody::Get(Some(mut got))))) => {
                 if self.load(&mut got.payload) {
@@ -249,9 +249,9 @@ impl Shard {
                 answer(result);
                 self.request_auto_delete(id);
             }
-            Some(Outcome::Deleted { vhost, message_count }) => {
+            Some(Outcome::Deleted { vhost, answer }) => {
                 self.queues.borrow_mut().remove(&id);
-                self.send(0, ShardMsg::QueueDeleted { vhost, queue: id, reply, message_count });
+                self.send(0, ShardMsg::QueueDeleted { vhost, queue: id, reply, answer: Box::new(answer) });
             }
         }
     }
@@ -314,7 +314,7 @@ enum Outcome {
     AutoDelete(Result<ReplyBody, AmqpError>),
     Deleted {
         vhost: String,
-        message_count: u32,
+        answer: ReplyBody,
     },
 }
 
@@ -349,11 +349,12 @@ fn apply_queue_request(
             Outcome::Answer(Ok(ReplyBody::Get(queue.get(holder, no_ack, effects, reader))))
         }
         QueueRequest::Purge => Outcome::Answer(Ok(ReplyBody::MessageCount(queue.purge(effects, reader)))),
-        QueueRequest::Delete { if_unused, if_empty } => match queue.check_delete(if_unused, if_empty) {
+        QueueRequest::Delete { if_unused, if_empty, deleting } => match queue.check_delete(if_unused, if_empty) {
             Err(error) => Outcome::Answer(Err(error)),
             Ok(()) => {
-                let message_count = queue.delete(effects);
-                Outcome::Deleted { vhost: queue.definition.vhost.clone(), message_count }
+                let (message_count, cancelled) = queue.delete(deleting, effects);
+                let answer = ReplyBody::QueueDeleted { message_count, cancelled };
+                Outcome::Deleted { vhost: queue.definition.vhost.clone(), answer }
             }
         },
     }

@@ -88,9 +88,9 @@ impl Shard {
                 AdminRequest::Bind(binding) => definitions.bind(binding).map(|()| None),
                 AdminRequest::Unbind(binding) => definitions.unbind(binding).map(|()| None),
                 AdminRequest::QueueDeclare(declare) => definitions.declare_queue(declare).map(Some),
-                AdminRequest::QueueDelete { vhost, name, conn, .. } => {
-                    definitions.queue_for_delete(vhost, name, *conn).map(|found| found.map(QueueDeclared::Existing))
-                }
+                AdminRequest::QueueDelete { vhost, name, holder, .. } => definitions
+                    .queue_for_delete(vhost, name, holder.conn)
+                    .map(|found| found.map(QueueDeclared::Existing)),
             };
             let change = match &result {
                 Ok(Some(QueueDeclared::Created(definition))) if queue_is_durable(definition) => {
@@ -118,8 +118,11 @@ impl Shard {
                 let owner = definition.id.owner();
                 self.send(owner, ShardMsg::CreateQueue { definition, reply: Some(reply) });
             }
-            (Ok(Some(QueueDeclared::Existing(definition))), AdminRequest::QueueDelete { if_unused, if_empty, .. }) => {
-                let request = QueueRequest::Delete { if_unused, if_empty };
+            (
+                Ok(Some(QueueDeclared::Existing(definition))),
+                AdminRequest::QueueDelete { if_unused, if_empty, holder, .. },
+            ) => {
+                let request = QueueRequest::Delete { if_unused, if_empty, deleting: Some(holder) };
                 self.send(
                     definition.id.owner(),
                     ShardMsg::QueueOp { queue: definition.id, request, reply: Some(reply) },
@@ -128,12 +131,14 @@ impl Shard {
             (Ok(Some(QueueDeclared::Existing(definition))), _) => {
                 self.reply(reply, Ok(ReplyBody::ExistingQueue(definition.id)));
             }
-            (Ok(None), AdminRequest::QueueDelete { .. }) => self.reply(reply, Ok(ReplyBody::MessageCount(0))),
+            (Ok(None), AdminRequest::QueueDelete { .. }) => {
+                self.reply(reply, Ok(ReplyBody::QueueDeleted { message_count: 0, cancelled: Vec::new() }))
+            }
             (Ok(None), _) => self.reply(reply, Ok(ReplyBody::Done)),
         }
     }
 
-    pub(super) fn handle_queue_deleted(&self, vhost: &str, queue: QueueId, reply: Option<ReplyTo>, message_count: u32) {
+    pub(super) fn handle_queue_deleted(&self, vhost: &str, queue: QueueId, reply: Option<ReplyTo>, answer: ReplyBody) {
         if let Some(writer) = &self.writer {
             let definition = writer.borrow().queue_by_id(vhost, queue);
             if let Some(definition) = definition.filter(|definition| queue_is_durable(definition)) {
@@ -149,7 +154,7 @@ impl Shard {
         }
         self.publish_definitions();
         if let Some(reply) = reply {
-            self.reply(reply, Ok(ReplyBody::MessageCount(message_count)));
+            self.reply(reply, Ok(answer));
         }
     }
 
@@ -161,7 +166,7 @@ impl Shard {
             .is_some_and(|definition| definition.id == queue);
         if still_there {
             // Only if still unused when the owner reads this: a consumer may have come back.
-            let request = QueueRequest::Delete { if_unused: true, if_empty: false };
+            let request = QueueRequest::Delete { if_unused: true, if_empty: false, deleting: None };
             self.send(queue.owner(), ShardMsg::QueueOp { queue, request, reply: None });
         }
     }
@@ -170,7 +175,7 @@ impl Shard {
         let Some(writer) = &self.writer else { return };
         let exclusive = writer.borrow().exclusive_queues_of(conn);
         for definition in exclusive {
-            let request = QueueRequest::Delete { if_unused: false, if_empty: false };
+            let request = QueueRequest::Delete { if_unused: false, if_empty: false, deleting: None };
             self.send(definition.id.owner(), ShardMsg::QueueOp { queue: definition.id, request, reply: None });
         }
     }

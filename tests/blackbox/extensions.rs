@@ -253,9 +253,9 @@ shard_tests! {
         let q = unique("q-bad-args");
         let text = |name: &str, reason: &str| format!("PRECONDITION_FAILED - invalid arg '{name}' for queue '{q}' in vhost '/': {reason}");
         expect_declare_406(&conn, &q, args(&[("x-message-ttl", long(-1))]), &text("x-message-ttl", "{value_negative,-1}")).await;
-        expect_declare_406(&conn, &q, args(&[("x-max-length", string("ten"))]), &text("x-max-length", "{unacceptable_type,longstr}")).await;
-        expect_declare_406(&conn, &q, args(&[("x-overflow", string("bogus"))]), &text("x-overflow", "{invalid_value,<<\"bogus\">>}")).await;
-        expect_declare_406(&conn, &q, args(&[("x-max-priority", long(300))]), &text("x-max-priority", "{value_out_of_range,300}")).await;
+        expect_declare_406(&conn, &q, args(&[("x-max-length", string("ten"))]), &text("x-max-length", "\"expected integer, got longstr\"")).await;
+        expect_declare_406(&conn, &q, args(&[("x-overflow", string("bogus"))]), &text("x-overflow", "invalid_overflow")).await;
+        expect_declare_406(&conn, &q, args(&[("x-max-priority", long(300))]), &text("x-max-priority", "{max_value_exceeded,300}")).await;
         expect_declare_406(&conn, &q, args(&[("x-expires", long(0))]), &text("x-expires", "{value_zero,0}")).await;
         close_conn(&conn).await;
     }
@@ -362,13 +362,13 @@ shard_tests! {
     }
 
     /// RabbitMQ refuses an `alternate-exchange` that is not a string at exchange.declare, with
-    /// a 406 naming the argument.
+    /// a 406 naming the argument and the type.
     async fn alternate_exchange_of_the_wrong_type_is_406(broker: &Broker) {
         let (conn, ch) = connect_channel(&broker.uri()).await;
         let name = unique("x-bad-ae");
         let arguments = args(&[("alternate-exchange", long(1))]);
         let declared = within(T, ch.exchange_declare(name.as_str().into(), ExchangeKind::Direct, ExchangeDeclareOptions::default(), arguments)).await;
-        let text = format!("PRECONDITION_FAILED - invalid arg 'alternate-exchange' for exchange '{name}' in vhost '/': {{unacceptable_type,integer}}");
+        let text = format!("PRECONDITION_FAILED - invalid type 'long' for arg 'alternate-exchange' in exchange '{name}' in vhost '/'");
         expect_close_text(declared, 406, &text);
         close_conn(&conn).await;
     }

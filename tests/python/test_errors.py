@@ -131,6 +131,21 @@ def test_not_found_errors(broker, open_connections):
     assert conn.is_open
 
 
+def test_unbind_of_what_does_not_exist_is_unbind_ok(broker, channel):
+    """RabbitMQ answers unbind-ok for a missing queue, exchange or binding; asyncio
+    clients' RPC helpers rely on it."""
+    q, ex = uniq("missing_q"), uniq("missing_ex")
+    channel.queue_unbind(q, "amq.direct", routing_key="k")
+    channel.exchange_declare(ex, exchange_type="fanout")
+    channel.exchange_unbind(ex, uniq("missing_source"), routing_key="k")
+    channel.exchange_unbind(uniq("missing_destination"), ex, routing_key="k")
+    own = channel.queue_declare("", exclusive=True).method.queue
+    channel.queue_unbind(own, ex, routing_key="never-bound")
+    channel.queue_unbind(own, uniq("missing_ex"), routing_key="k")
+    channel.exchange_delete(ex)
+    assert channel.is_open
+
+
 def test_reserved_amq_prefix_is_403(broker, connection):
     name = uniq("amq.reserved")
     code, text = closed_by_broker(lambda: connection.channel().queue_declare(name))

@@ -62,3 +62,25 @@ def test_kombu_producer_consumer(kconn):
             except TimeoutError:
                 pass
     assert received == [({"task": i}, "c%d" % i) for i in range(5)]
+
+
+def test_pyamqp_deletes_a_queue_its_own_channel_consumes(broker):
+    """RabbitMQ answers queue.delete-ok before it cancels the deleting channel's own
+    consumer; py-amqp raises from queue_delete when the basic.cancel comes first."""
+    import amqp
+
+    conn = amqp.Connection(host="%s:%d" % (broker.host, broker.port),
+                           userid=broker.user, password=broker.password,
+                           virtual_host=broker.vhost, connect_timeout=5)
+    conn.connect()
+    try:
+        ch = conn.channel()
+        name = uniq("pyamqp_delete")
+        ch.queue_declare(name)
+        tag = ch.basic_consume(name, callback=lambda message: None)
+        assert ch.queue_delete(name) == 0
+        with pytest.raises(amqp.exceptions.ConsumerCancelled) as cancelled:
+            conn.drain_events(timeout=5)
+        assert cancelled.value.reply_text == tag
+    finally:
+        conn.collect()

@@ -394,10 +394,10 @@ pub(crate) fn connection_close(methods: &[(u16, AMQPClass)]) -> Option<(u16, Str
 mod basic_tests;
 mod channel_tests;
 mod direct_reply_tests;
-mod exchange;
+mod exchange_tests;
 mod fuzz;
 mod handshake_tests;
-mod queue;
+mod queue_tests;
 mod tx_confirm_tests;
 
 #[cfg(test)]
