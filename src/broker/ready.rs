@@ -176,7 +176,11 @@ impl ReadyList {
 
     pub fn pop_front(&mut self, reader: &dyn RecordReader, queue_sequence: u64) -> Option<Entry> {
         loop {
-            debug_assert!(!self.slots.is_empty() || self.count == 0, "{} messages counted in an empty list", self.count);
+            debug_assert!(
+                !self.slots.is_empty() || self.count == 0,
+                "{} messages counted in an empty list",
+                self.count
+            );
             let run = match self.slots.front_mut()? {
                 Slot::One(_) => {
                     debug_assert!(self.count > 0, "a ready entry that was not counted");

@@ -277,7 +277,10 @@ impl Store {
                 let link = Link { place: record.place(), target_offset };
                 debug_assert!(u64::from(target_offset) < offset, "a link points back to an earlier record");
                 encode_link(&mut self.publishes.pending, link);
-                debug_assert_eq!(self.publishes.written_offset + self.publishes.pending.len() as u64, offset + LINK_RECORD_BYTES as u64);
+                debug_assert_eq!(
+                    self.publishes.written_offset + self.publishes.pending.len() as u64,
+                    offset + LINK_RECORD_BYTES as u64
+                );
                 let (offset, length) = (offset as u32, LINK_RECORD_BYTES as u32);
                 return Ok(StoredRef { segment, offset, length, content_bytes, kind: KIND_LINK });
             }

@@ -116,7 +116,7 @@ fn connected_with_cancel_notify(broker: &Broker, shard: usize) -> Client<'_> {
         locale: "en_US".into(),
     };
     let start_ok = AMQPClass::Connection(connection::AMQPMethod::StartOk(start_ok));
-    for method in [start_ok, tune_ok(0, FRAME_MAX_BYTES, 0), open("/")] {
+    for method in [start_ok, tune_ok(crate::limits::CHANNEL_MAX, FRAME_MAX_BYTES, 0), open("/")] {
         client.handshake_method(method);
     }
     client.output();
