@@ -9,6 +9,7 @@
 use std::rc::Rc;
 
 use amq_protocol::protocol::{basic, AMQPClass};
+use amq_protocol::types::{AMQPValue, FieldTable};
 
 use super::channel::{ConsumerInfo, UnackedDelivery};
 use super::dispatch::Dispatcher;
@@ -49,28 +50,37 @@ impl<P: Port> Dispatcher<P> {
         }
     }
 
+    /// basic.consume, checked in RabbitMQ's order: a tag in use on the channel (530), the
+    /// queue (404, 405), then the consumer arguments (406).
     async fn consume(&mut self, channel_id: u16, consume: basic::Consume) -> Result<(), AmqpError> {
         let name = self.queue_name(channel_id, consume.queue.as_str())?;
         if name == REPLY_QUEUE {
             return self.consume_replies(channel_id, &consume);
         }
-        let definition = self.resolve_queue(&name)?;
-        let queue = definition.id;
-        let own_timeout_ms = consumer_timeout_argument(&consume.arguments, &name, &self.vhost())?;
-        let timeout_ms = own_timeout_ms.or_else(|| self.queue_timeout_ms(&definition));
         let consumer_tag: ConsumerTag = if consume.consumer_tag.as_str().is_empty() {
             generate_consumer_tag().into()
         } else {
             consume.consumer_tag.as_str().into()
         };
+        let in_use = self
+            .connection
+            .channels
+            .borrow()
+            .get(&channel_id)
+            .is_some_and(|channel| channel.consumers.contains_key(&consumer_tag));
+        if in_use {
+            return Err(AmqpError::new(NOT_ALLOWED, format!("attempt to reuse consumer tag '{consumer_tag}'")));
+        }
+        let definition = self.resolve_queue(&name)?;
+        let queue = definition.id;
+        let priority = consumer_priority(&consume.arguments, &name, &self.vhost())?;
+        let own_timeout_ms = consumer_timeout_argument(&consume.arguments, &name, &self.vhost())?;
+        let timeout_ms = own_timeout_ms.or_else(|| self.queue_timeout_ms(&definition));
         let prefetch_count = {
             let mut channels = self.connection.channels.borrow_mut();
             let Some(channel) = channels.get_mut(&channel_id) else {
                 return Ok(());
             };
-            if channel.consumers.contains_key(&consumer_tag) {
-                return Err(AmqpError::new(NOT_ALLOWED, format!("attempt to reuse consumer tag '{consumer_tag}'")));
-            }
             if channel.consumers.len() >= CONSUMERS_PER_CHANNEL_MAX {
                 return Err(AmqpError::new(PRECONDITION_FAILED, "too many consumers on this channel"));
             }
@@ -102,7 +112,7 @@ impl<P: Port> Dispatcher<P> {
             exclusive: consume.exclusive,
             prefetch_count,
             nowait: consume.nowait,
-            priority: consumer_priority(&consume.arguments),
+            priority,
         };
         let result = self
             .port
@@ -120,16 +130,19 @@ impl<P: Port> Dispatcher<P> {
     async fn cancel(&mut self, channel_id: u16, cancel: basic::Cancel) -> Result<(), AmqpError> {
         let consumer_tag: ConsumerTag = cancel.consumer_tag.as_str().into();
         // The reply consumer is looked at first, as RabbitMQ does when a tag names both.
-        let removed = if self.cancel_replies(channel_id, &consumer_tag) {
+        let cancelled = if self.cancel_replies(channel_id, &consumer_tag) {
             None
         } else {
             self.connection
                 .channels
-                .borrow_mut()
-                .get_mut(&channel_id)
-                .and_then(|channel| channel.consumers.remove(&consumer_tag))
+                .borrow()
+                .get(&channel_id)
+                .and_then(|channel| channel.consumers.get(&consumer_tag).cloned())
         };
-        if let Some(info) = removed {
+        if let Some(info) = cancelled {
+            // The consumer stays until its queue has answered: a delivery the queue made
+            // before it saw the cancel still reaches the client, before cancel-ok, as in
+            // RabbitMQ.
             let queue = info.queue;
             let request =
                 QueueRequest::Cancel { holder: self.connection.holder(channel_id), consumer_tag: consumer_tag.clone() };
@@ -137,6 +150,9 @@ impl<P: Port> Dispatcher<P> {
                 .request(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) })
                 .await
                 .ok();
+            if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
+                channel.consumers.remove(&consumer_tag);
+            }
         }
         if !cancel.nowait {
             let ok = basic::AMQPMethod::CancelOk(basic::CancelOk { consumer_tag: consumer_tag.as_ref().into() });
@@ -257,8 +273,41 @@ pub(super) fn generate_consumer_tag() -> String {
     tag
 }
 
-/// RabbitMQ's consumer argument `x-priority`: any integer; anything else counts as 0.
-fn consumer_priority(arguments: &amq_protocol::types::FieldTable) -> i32 {
-    let value = arguments.inner().get("x-priority").and_then(crate::broker::queue_args::integer);
-    value.map_or(0, |priority| priority.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
+/// RabbitMQ's consumer argument `x-priority`: any AMQP integer (clamped to i32 here); another
+/// type is refused with RabbitMQ's text.
+fn consumer_priority(arguments: &FieldTable, queue: &str, vhost: &str) -> Result<i32, AmqpError> {
+    let Some(value) = arguments.inner().get("x-priority") else {
+        return Ok(0);
+    };
+    let Some(priority) = crate::broker::queue_args::integer(value) else {
+        let reason = format!("expected integer, got {}", amqp_type_name(value));
+        return Err(AmqpError::new(
+            PRECONDITION_FAILED,
+            format!("invalid arg 'x-priority' for queue '{queue}' in vhost '{vhost}': \"{reason}\""),
+        ));
+    };
+    Ok(priority.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
+}
+
+/// The name RabbitMQ gives a field value's type.
+fn amqp_type_name(value: &AMQPValue) -> &'static str {
+    match value {
+        AMQPValue::Boolean(_) => "bool",
+        AMQPValue::ShortShortInt(_) => "byte",
+        AMQPValue::ShortShortUInt(_) => "unsignedbyte",
+        AMQPValue::ShortInt(_) => "short",
+        AMQPValue::ShortUInt(_) => "unsignedshort",
+        AMQPValue::LongInt(_) => "signedint",
+        AMQPValue::LongUInt(_) => "unsignedint",
+        AMQPValue::LongLongInt(_) => "long",
+        AMQPValue::Float(_) => "float",
+        AMQPValue::Double(_) => "double",
+        AMQPValue::DecimalValue(_) => "decimal",
+        AMQPValue::ShortString(_) | AMQPValue::LongString(_) => "longstr",
+        AMQPValue::FieldArray(_) => "array",
+        AMQPValue::Timestamp(_) => "timestamp",
+        AMQPValue::FieldTable(_) => "table",
+        AMQPValue::ByteArray(_) => "binary",
+        AMQPValue::Void => "void",
+    }
 }

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use super::direct_reply::ReplyConsumer;
+use crate::broker::error::{AmqpError, PRECONDITION_FAILED};
 use crate::clock;
 use crate::codec::hotpath::{Ack, ContentHeader, Publish};
 use crate::codec::message::Message;
 use crate::ids::{ConsumerTag, QueueId};
-use crate::limits::BODY_GROWTH_FACTOR;
+use crate::limits::{BODY_GROWTH_FACTOR, TX_PENDING_MAX};
 
 #[derive(Clone, Copy, Debug)]
 pub struct UnackedDelivery {
@@ -53,22 +54,33 @@ pub struct ConsumerInfo {
 pub enum Content {
     Idle,
     AwaitingHeader(Publish),
-    AwaitingBody { publish: Publish, header: ContentHeader, body: BodyParts },
+    AwaitingBody {
+        publish: Publish,
+        header: ContentHeader,
+        body: BodyParts,
+    },
+    /// A body frame went past the header's body size. RabbitMQ's assembler then waits for a
+    /// body that can never end (the next method is its 505); the bytes are not kept.
+    Overrun,
 }
 
 /// A body kept zero-copy while it is one frame; copied once into a buffer if it spans more.
+/// The body of a message over the size limit is only counted (`Dropped`): it is refused
+/// once complete, and is never held in memory.
 pub enum BodyParts {
     Empty,
     One(Bytes),
     Many(BytesMut),
+    Dropped { length: u64 },
 }
 
 impl BodyParts {
-    pub fn len(&self) -> usize {
+    pub fn len(&self) -> u64 {
         match self {
             BodyParts::Empty => 0,
-            BodyParts::One(bytes) => bytes.len(),
-            BodyParts::Many(buffer) => buffer.len(),
+            BodyParts::One(bytes) => bytes.len() as u64,
+            BodyParts::Many(buffer) => buffer.len() as u64,
+            BodyParts::Dropped { length } => *length,
         }
     }
 
@@ -98,6 +110,7 @@ impl BodyParts {
                 buffer.extend_from_slice(&part);
                 BodyParts::Many(buffer)
             }
+            BodyParts::Dropped { length } => BodyParts::Dropped { length: length + part.len() as u64 },
         }
     }
 
@@ -106,98 +119,141 @@ impl BodyParts {
             BodyParts::Empty => Bytes::new(),
             BodyParts::One(bytes) => bytes,
             BodyParts::Many(buffer) => buffer.freeze(),
+            BodyParts::Dropped { .. } => Bytes::new(),
         }
     }
 }
 
-/// Publisher confirms of a channel in confirm mode.
+/// Publisher confirms of a channel in confirm mode, answered as RabbitMQ 3.10 answers them:
+/// what was settled since the last answer goes out at once, whatever is still outstanding
+/// before it; a run below every outstanding (and every opposite) sequence is coalesced into
+/// one `multiple` frame, the rest are sent one by one, and a lone ack is never `multiple`.
 #[derive(Default)]
 pub struct Confirms {
     next_sequence: u64,
     /// Publish sequence → destination queues that have not confirmed yet.
     outstanding: BTreeMap<u64, u32>,
-    /// Publishes a queue could not take (its store failed): answered with basic.nack.
-    failed: std::collections::BTreeSet<u64>,
-    acked_up_to: u64,
+    /// Settled since the last answer: to be acked, and to be nacked (a queue could not take
+    /// the message).
+    acked: Vec<u64>,
+    nacked: Vec<u64>,
 }
 
 /// What the broker tells a confirm-mode publisher.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ConfirmAnswer {
     Ack { delivery_tag: u64, multiple: bool },
-    Nack { delivery_tag: u64 },
+    Nack { delivery_tag: u64, multiple: bool },
 }
 
 impl Confirms {
     pub fn new() -> Confirms {
-        Confirms { next_sequence: 1, outstanding: BTreeMap::new(), failed: Default::default(), acked_up_to: 0 }
+        Confirms { next_sequence: 1, ..Confirms::default() }
     }
 
-    /// Numbers a new publish that must be confirmed by `destinations` queues.
+    /// Numbers a new publish that must be confirmed by `destinations` queues (none: it is
+    /// settled at once).
     pub fn start(&mut self, destinations: u32) -> u64 {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         if destinations > 0 {
             self.outstanding.insert(sequence, destinations);
+        } else {
+            self.acked.push(sequence);
         }
         sequence
     }
 
+    /// A destination queue took the publish (`ok`) or refused it: a refusal nacks it at once,
+    /// and later confirms of its other queues are ignored, as RabbitMQ does.
     pub fn confirmed(&mut self, sequence: u64, ok: bool) {
-        if !ok && self.outstanding.contains_key(&sequence) {
-            self.failed.insert(sequence);
-        }
-        if let Some(remaining) = self.outstanding.get_mut(&sequence) {
-            debug_assert!(*remaining > 0, "publish {sequence} confirmed by more queues than it reached");
-            *remaining -= 1;
-            if *remaining == 0 {
-                self.outstanding.remove(&sequence);
-            }
+        let Some(remaining) = self.outstanding.get_mut(&sequence) else {
+            return;
+        };
+        debug_assert!(*remaining > 0, "publish {sequence} confirmed by more queues than it reached");
+        *remaining = remaining.saturating_sub(1);
+        if !ok {
+            self.outstanding.remove(&sequence);
+            self.nacked.push(sequence);
+        } else if *remaining == 0 {
+            self.outstanding.remove(&sequence);
+            self.acked.push(sequence);
         }
     }
 
-    /// Answers every publish that is settled and all of whose predecessors are: one
-    /// basic.ack(multiple=true) covers a run without failures; a failed publish gets its own
-    /// nack, and the acks around it are sent one by one so the nack is not covered.
+    /// Answers everything settled since the last call (RabbitMQ's send_confirms_and_nacks).
     pub fn take_answers(&mut self, mut answer: impl FnMut(ConfirmAnswer)) {
-        let floor = self.outstanding.keys().next().copied().unwrap_or(self.next_sequence);
-        let settled_up_to = floor - 1;
-        if settled_up_to <= self.acked_up_to {
+        let acked = std::mem::take(&mut self.acked);
+        let nacked = std::mem::take(&mut self.nacked);
+        match acked.as_slice() {
+            [] => {}
+            [delivery_tag] => answer(ConfirmAnswer::Ack { delivery_tag: *delivery_tag, multiple: false }),
+            _ => self.coalesce(acked.clone(), &nacked, |delivery_tag, multiple| {
+                answer(ConfirmAnswer::Ack { delivery_tag, multiple })
+            }),
+        }
+        if !nacked.is_empty() {
+            self.coalesce(nacked, &acked, |delivery_tag, multiple| {
+                answer(ConfirmAnswer::Nack { delivery_tag, multiple })
+            });
+        }
+    }
+
+    /// RabbitMQ's coalesce_and_send: the sequences below the oldest outstanding one and below
+    /// every opposite answer become one `multiple` frame; the others go one by one.
+    fn coalesce(&self, mut sequences: Vec<u64>, opposite: &[u64], mut send: impl FnMut(u64, bool)) {
+        sequences.sort_unstable();
+        sequences.dedup();
+        let Some(&last) = sequences.last() else {
             return;
+        };
+        let outstanding_floor = self.outstanding.keys().next().copied().unwrap_or(last + 1);
+        let cutoff = opposite.iter().copied().fold(outstanding_floor, u64::min);
+        let below = sequences.partition_point(|sequence| *sequence < cutoff);
+        if below > 0 {
+            send(sequences[below - 1], true);
         }
-        let first_failed = self.failed.range(..=settled_up_to).next().copied();
-        match first_failed {
-            None => answer(ConfirmAnswer::Ack { delivery_tag: settled_up_to, multiple: true }),
-            Some(_) => {
-                for delivery_tag in self.acked_up_to + 1..=settled_up_to {
-                    if self.failed.remove(&delivery_tag) {
-                        answer(ConfirmAnswer::Nack { delivery_tag });
-                    } else {
-                        answer(ConfirmAnswer::Ack { delivery_tag, multiple: false });
-                    }
-                }
-            }
+        for sequence in &sequences[below..] {
+            send(*sequence, false);
         }
-        self.acked_up_to = settled_up_to;
     }
 
     #[cfg(test)]
-    fn take_ack(&mut self) -> Option<u64> {
-        let mut last = None;
-        self.take_answers(|answer| {
-            if let ConfirmAnswer::Ack { delivery_tag, .. } = answer {
-                last = Some(delivery_tag);
-            }
-        });
-        last
+    fn take_all(&mut self) -> Vec<ConfirmAnswer> {
+        let mut answers = Vec::new();
+        self.take_answers(|answer| answers.push(answer));
+        answers
     }
 }
 
-/// What a transaction holds until commit.
+/// What a transaction holds until commit, at most `TX_PENDING_MAX` publishes and acks
+/// together: the one past it is refused (406) when it arrives, so an uncommitted transaction
+/// cannot grow without bound.
 #[derive(Default)]
 pub struct Transaction {
     pub publishes: Vec<(Publish, Arc<Message>)>,
     pub acks: Vec<Ack>,
+}
+
+impl Transaction {
+    fn check_room(&self) -> Result<(), AmqpError> {
+        if self.publishes.len() + self.acks.len() >= TX_PENDING_MAX {
+            return Err(AmqpError::new(PRECONDITION_FAILED, "transaction too large"));
+        }
+        Ok(())
+    }
+
+    pub fn hold_publish(&mut self, publish: Publish, message: Arc<Message>) -> Result<(), AmqpError> {
+        self.check_room()?;
+        self.publishes.push((publish, message));
+        Ok(())
+    }
+
+    pub fn hold_ack(&mut self, ack: Ack) -> Result<(), AmqpError> {
+        self.check_room()?;
+        self.acks.push(ack);
+        Ok(())
+    }
 }
 
 /// Where a channel is in its life. A channel that is not in the connection's map is not open
@@ -281,13 +337,11 @@ impl Channel {
         self.release()
     }
 
-    /// Forgets the consumers, unacked deliveries, the publish being assembled and a pending
-    /// transaction; returns the shards that held any of them, to be told.
+    /// Forgets the consumers, unacked deliveries and a pending transaction; returns the shards that held any of them, to be told.
     pub fn release(&mut self) -> u64 {
         self.consumers.clear();
         self.reply_consumer = None;
         self.unacked.clear();
-        self.content = Content::Idle;
         if let Mode::Transaction(transaction) = &mut self.mode {
             *transaction = Transaction::default();
         }
@@ -346,16 +400,22 @@ impl Channel {
         self.unacked.values().next()
     }
 
+    /// Whether (delivery_tag, multiple) names unacked deliveries: RabbitMQ wants the tag
+    /// itself unacked, `multiple` or not; only multiple with tag 0 means "all, if any".
+    pub fn has_unacked(&self, delivery_tag: u64, multiple: bool) -> bool {
+        (multiple && delivery_tag == 0) || self.unacked.contains_key(&delivery_tag)
+    }
+
     /// Removes the acknowledged deliveries named by (delivery_tag, multiple), grouped by
-    /// queue. None if a single tag is unknown (a channel error 406 in RabbitMQ).
+    /// queue. None if the tag is not unacked (a channel error 406 in RabbitMQ).
     pub fn take_unacked(&mut self, delivery_tag: u64, multiple: bool) -> Option<HashMap<QueueId, Vec<u64>>> {
+        if !self.has_unacked(delivery_tag, multiple) {
+            return None;
+        }
         let mut by_queue: HashMap<QueueId, Vec<u64>> = HashMap::new();
         if multiple {
             let upper = if delivery_tag == 0 { u64::MAX } else { delivery_tag };
             let tags: Vec<u64> = self.unacked.range(..=upper).map(|(tag, _)| *tag).collect();
-            if tags.is_empty() && delivery_tag != 0 {
-                return None;
-            }
             for tag in tags {
                 if let Some(unacked) = self.unacked.remove(&tag) {
                     by_queue.entry(unacked.queue).or_default().push(unacked.sequence);
@@ -374,37 +434,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn confirms_coalesce_into_multiple_acks() {
+    fn a_lone_confirm_is_not_multiple_and_does_not_wait_for_earlier_publishes() {
         let mut confirms = Confirms::new();
         let first = confirms.start(1);
         let second = confirms.start(2);
         let third = confirms.start(0);
-        assert_eq!(confirms.take_ack(), None);
+        assert_eq!(confirms.take_all(), [ConfirmAnswer::Ack { delivery_tag: third, multiple: false }]);
         confirms.confirmed(first, true);
-        assert_eq!(confirms.take_ack(), Some(first));
+        assert_eq!(confirms.take_all(), [ConfirmAnswer::Ack { delivery_tag: first, multiple: false }]);
         confirms.confirmed(second, true);
-        assert_eq!(confirms.take_ack(), None, "second waits for its other queue");
+        assert_eq!(confirms.take_all(), [], "second waits for its other queue");
         confirms.confirmed(second, true);
-        assert_eq!(confirms.take_ack(), Some(third));
+        assert_eq!(confirms.take_all(), [ConfirmAnswer::Ack { delivery_tag: second, multiple: false }]);
     }
 
     #[test]
-    fn a_failed_publish_is_nacked_alone() {
+    fn confirms_below_every_outstanding_publish_coalesce_into_one_multiple_ack() {
+        let mut confirms = Confirms::new();
+        let sequences: Vec<u64> = (0..5).map(|_| confirms.start(1)).collect();
+        for sequence in [1, 2, 4, 5] {
+            confirms.confirmed(sequence, true);
+        }
+        assert_eq!(
+            confirms.take_all(),
+            [
+                ConfirmAnswer::Ack { delivery_tag: 2, multiple: true },
+                ConfirmAnswer::Ack { delivery_tag: 4, multiple: false },
+                ConfirmAnswer::Ack { delivery_tag: 5, multiple: false },
+            ]
+        );
+        confirms.confirmed(sequences[2], true);
+        assert_eq!(confirms.take_all(), [ConfirmAnswer::Ack { delivery_tag: 3, multiple: false }]);
+    }
+
+    #[test]
+    fn a_nack_stops_the_coalesced_acks_and_is_coalesced_itself() {
         let mut confirms = Confirms::new();
         let sequences: Vec<u64> = (0..3).map(|_| confirms.start(1)).collect();
         confirms.confirmed(sequences[0], true);
         confirms.confirmed(sequences[1], false);
         confirms.confirmed(sequences[2], true);
-        let mut answers = Vec::new();
-        confirms.take_answers(|answer| answers.push(answer));
         assert_eq!(
-            answers,
-            vec![
-                ConfirmAnswer::Ack { delivery_tag: 1, multiple: false },
-                ConfirmAnswer::Nack { delivery_tag: 2 },
+            confirms.take_all(),
+            [
+                ConfirmAnswer::Ack { delivery_tag: 1, multiple: true },
                 ConfirmAnswer::Ack { delivery_tag: 3, multiple: false },
+                ConfirmAnswer::Nack { delivery_tag: 2, multiple: false },
             ]
         );
+        let lone = confirms.start(1);
+        confirms.confirmed(lone, false);
+        assert_eq!(confirms.take_all(), [ConfirmAnswer::Nack { delivery_tag: lone, multiple: true }]);
     }
 
     #[test]

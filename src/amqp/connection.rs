@@ -46,6 +46,9 @@ pub struct Connection {
     pub published: Cell<bool>,
     /// The client announced the `connection.blocked` capability.
     pub supports_blocked: Cell<bool>,
+    /// The client announced `consumer_cancel_notify`: it is sent basic.cancel when the broker
+    /// cancels one of its consumers.
+    pub supports_cancel_notify: Cell<bool>,
     wrote_since_tick: Cell<bool>,
     /// Writes the writer has finished: direct replies appended since the last one are still
     /// in `out` (see `direct_reply`).
@@ -71,6 +74,7 @@ impl Connection {
             last_read: Cell::new(Instant::now()),
             published: Cell::new(false),
             supports_blocked: Cell::new(false),
+            supports_cancel_notify: Cell::new(false),
             wrote_since_tick: Cell::new(false),
             writes_completed: Cell::new(0),
         }
@@ -242,11 +246,15 @@ pub fn send_connection_close(connection: &Connection, error: &AmqpError, class_i
     });
 }
 
-/// Reply texts are short strings: at most 255 bytes, cut on a character boundary.
+/// Reply texts are short strings: a text over 255 bytes is cut to 252 and ends in "...", as
+/// RabbitMQ cuts it (here on a character boundary).
 pub fn truncate_text(text: &str) -> String {
-    let mut end = text.len().min(255);
+    if text.len() <= 255 {
+        return text.to_string();
+    }
+    let mut end = 252;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    text[..end].to_string()
+    format!("{}...", &text[..end])
 }

@@ -98,7 +98,7 @@ impl Connection {
         }
     }
 
-    /// Sends one basic.ack(multiple=true) per channel for every publish confirmed so far.
+    /// Sends the confirms settled since the last flush, per channel (see `Confirms`).
     pub fn flush_confirms(&self) {
         let mut answers: Vec<(u16, ConfirmAnswer)> = Vec::new();
         for channel in self.channels.borrow_mut().values_mut().filter(|channel| channel.is_open()) {
@@ -116,22 +116,23 @@ impl Connection {
                     ConfirmAnswer::Ack { delivery_tag, multiple } => {
                         hotpath::encode_ack(out, channel, delivery_tag, multiple)
                     }
-                    ConfirmAnswer::Nack { delivery_tag } => {
-                        hotpath::encode_nack(out, channel, delivery_tag, false, false)
+                    ConfirmAnswer::Nack { delivery_tag, multiple } => {
+                        hotpath::encode_nack(out, channel, delivery_tag, multiple, false)
                     }
                 }
             }
         });
     }
 
-    /// The queue was deleted: the consumer is gone; tell the client (consumer_cancel_notify).
+    /// The queue was deleted: the consumer is gone; tell the client if it announced the
+    /// consumer_cancel_notify capability, as RabbitMQ does.
     pub fn consumer_cancelled(&self, holder: Holder, consumer_tag: &str) {
         let channel = holder.channel;
         let known =
             self.channels.borrow_mut().get_mut(&channel).is_some_and(|open| {
                 open.is_current(holder.incarnation) && open.consumers.remove(consumer_tag).is_some()
             });
-        if known {
+        if known && self.supports_cancel_notify.get() {
             let cancel = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
                 consumer_tag: consumer_tag.into(),
                 nowait: true,

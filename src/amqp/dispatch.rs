@@ -1,51 +1,84 @@
-//! Frame dispatch for an open connection: channel lifecycle, content assembly, the publish
-//! and acknowledgement hot path, and the turn of a method into a handler call.
+//! Frame dispatch for an open connection, in the order RabbitMQ 3.10's reader checks a frame:
+//! its shape (an unanalyzable frame is a 501), channel 0 (connection methods), the channel's
+//! existence (`channel_max`, `channel.open`), content assembly (`assembly.rs`), then the method,
+//! including the publish and acknowledgement hot path.
 //!
 //! Channel errors close the channel (`channel.close`, then wait for close-ok); connection
-//! errors are returned and close the connection, as the spec and RabbitMQ do.
+//! errors are returned and close the connection, as the spec and RabbitMQ do. Both name the
+//! method that failed (class and method ids) where RabbitMQ does, and 0/0 where its error
+//! comes from the reader or the command assembler without a method.
 
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use amq_protocol::protocol::{channel as channel_method, connection as connection_method, AMQPClass};
+use amq_protocol::protocol::{access, channel as channel_method, connection as connection_method, AMQPClass};
 use amq_protocol::types::FieldTable;
 use bytes::Bytes;
 
-use super::channel::{BodyParts, Content};
 use super::connection::{truncate_text, Connection};
 use super::port::Port;
 use crate::broker::error::*;
 use crate::broker::messages::ShardMsg;
 use crate::broker::queue::Settle;
 use crate::broker::reply_to::REPLY_NAME_PREFIX;
-use crate::codec::frame::{RawFrame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD};
-use crate::codec::hotpath::{self, Ack, ContentHeader, Publish};
+use crate::codec::frame::{describe, erlang_bytes, is_well_formed, RawFrame, FRAME_HEARTBEAT, FRAME_METHOD};
+use crate::codec::hotpath::{self, Ack, Publish};
 use crate::codec::message::Message;
-use crate::codec::methods::{encode_method, parse_method};
+use crate::codec::methods::{encode_method, is_known_method, parse_method};
 use crate::ids::QueueId;
-use crate::limits::MESSAGE_BODY_MAX_BYTES;
 
-const CLASS_CHANNEL: u16 = 20;
-const CLASS_BASIC: u16 = 60;
+pub(super) const CLASS_CHANNEL: u16 = 20;
+pub(super) const CLASS_BASIC: u16 = 60;
+/// basic.publish: the method content errors name.
+pub(super) const BASIC_PUBLISH: (u16, u16) = (CLASS_BASIC, 40);
+const CHANNEL_OPEN: (u16, u16) = (CLASS_CHANNEL, 10);
+const CHANNEL_CLOSE: (u16, u16) = (CLASS_CHANNEL, 40);
+const CHANNEL_CLOSE_OK: (u16, u16) = (CLASS_CHANNEL, 41);
+const BASIC_QOS: (u16, u16) = (CLASS_BASIC, 10);
+/// What an error raised outside any method names: RabbitMQ's `none`.
+pub const NO_METHOD: (u16, u16) = (0, 0);
 
 pub struct Dispatcher<P: Port> {
     pub port: Rc<P>,
     pub connection: Rc<Connection>,
-    routes: Vec<QueueId>,
+    pub(super) routes: Vec<QueueId>,
 }
 
-/// A failure while handling a channel's frame, with the method it answers.
+/// A failure while handling a frame, with the method it answers (0/0 for none).
+#[derive(Debug, PartialEq, Eq)]
 pub struct Fault {
     pub error: AmqpError,
     pub class_id: u16,
     pub method_id: u16,
 }
 
+/// How a connection ends for a frame it cannot take.
+#[derive(Debug)]
+pub enum Hangup {
+    /// connection.close with this error, then wait for close-ok.
+    Close(Fault),
+    /// The socket is dropped without a word: RabbitMQ's reader crashes on a method id it does
+    /// not know, and the client only sees the socket close.
+    Silent,
+}
+
 pub type MethodResult = Result<(), Fault>;
 
 pub fn fault(error: AmqpError, ids: (u16, u16)) -> Fault {
     Fault { error, class_id: ids.0, method_id: ids.1 }
+}
+
+/// RabbitMQ's 501 for a method whose arguments do not decode: the argument bytes, as `~w`
+/// prints them, and the method's ids.
+pub(crate) fn cannot_decode(payload: &[u8], ids: (u16, u16)) -> Fault {
+    let fields = payload.get(4..).unwrap_or_default();
+    fault(AmqpError::new(FRAME_ERROR, format!("cannot decode {}", erlang_bytes(fields))), ids)
+}
+
+/// RabbitMQ's assembler error for a frame where a method frame is due.
+pub(super) fn method_frame_expected() -> Fault {
+    fault(AmqpError::new(UNEXPECTED_FRAME, "expected method frame, got non method frame instead"), NO_METHOD)
 }
 
 impl<P: Port> Dispatcher<P> {
@@ -65,29 +98,53 @@ impl<P: Port> Dispatcher<P> {
     }
 
     /// Handles one frame. Ok(true) when the connection closed cleanly.
-    pub async fn handle_frame(&mut self, frame: RawFrame) -> Result<bool, AmqpError> {
-        match frame.frame_type {
-            FRAME_HEARTBEAT if frame.channel == 0 => Ok(false),
-            FRAME_HEARTBEAT => Err(AmqpError::new(UNEXPECTED_FRAME, "type 8, all octets = <<>>")),
-            FRAME_METHOD if frame.channel == 0 => self.connection_method(&frame.payload),
-            FRAME_METHOD | FRAME_HEADER | FRAME_BODY if frame.channel != 0 => {
-                let channel = frame.channel;
-                match self.channel_frame(frame).await {
-                    Ok(()) => Ok(false),
-                    Err(fault) if fault.error.is_connection_error() => Err(fault.error),
-                    Err(fault) => {
-                        self.close_channel_with(channel, fault);
-                        Ok(false)
-                    }
-                }
+    pub async fn handle_frame(&mut self, frame: RawFrame) -> Result<bool, Hangup> {
+        if !is_well_formed(frame.frame_type, &frame.payload) {
+            let text = format!("{}: unknown_frame", describe(frame.frame_type, &frame.payload));
+            return Err(Hangup::Close(fault(AmqpError::new(FRAME_ERROR, text), NO_METHOD)));
+        }
+        if frame.frame_type == FRAME_METHOD {
+            let ids = hotpath::method_ids(&frame.payload).unwrap_or_default();
+            if !is_known_method(ids.0, ids.1) {
+                crate::info!(
+                    "connection {}: unknown method {}.{}, dropping the socket",
+                    self.connection.id,
+                    ids.0,
+                    ids.1
+                );
+                return Err(Hangup::Silent);
             }
-            FRAME_HEADER | FRAME_BODY => Err(AmqpError::new(COMMAND_INVALID, "content frame on channel 0")),
-            other => Err(AmqpError::new(FRAME_ERROR, format!("unknown frame type {other}"))),
+        }
+        if frame.channel == 0 {
+            return self.channel_zero_frame(&frame).map_err(Hangup::Close);
+        }
+        if frame.frame_type == FRAME_HEARTBEAT {
+            let error = AmqpError::new(UNEXPECTED_FRAME, describe(frame.frame_type, &frame.payload));
+            return Err(Hangup::Close(fault(error, NO_METHOD)));
+        }
+        let channel = frame.channel;
+        match self.channel_frame(frame).await {
+            Ok(()) => Ok(false),
+            Err(fault) if fault.error.is_connection_error() => Err(Hangup::Close(fault)),
+            Err(fault) => {
+                self.close_channel_with(channel, fault);
+                Ok(false)
+            }
         }
     }
 
-    fn connection_method(&mut self, payload: &Bytes) -> Result<bool, AmqpError> {
-        let method = parse_method(payload).map_err(|error| AmqpError::from_codec(error.reply_code(), error))?;
+    /// Channel 0 takes heartbeats and connection methods; content there is unexpected.
+    fn channel_zero_frame(&mut self, frame: &RawFrame) -> Result<bool, Fault> {
+        match frame.frame_type {
+            FRAME_HEARTBEAT => Ok(false),
+            FRAME_METHOD => self.connection_method(&frame.payload),
+            other => Err(fault(AmqpError::new(UNEXPECTED_FRAME, describe(other, &frame.payload)), NO_METHOD)),
+        }
+    }
+
+    fn connection_method(&mut self, payload: &Bytes) -> Result<bool, Fault> {
+        let ids = hotpath::method_ids(payload).unwrap_or_default();
+        let method = parse_method(payload).map_err(|_| cannot_decode(payload, ids))?;
         match method {
             AMQPClass::Connection(connection_method::AMQPMethod::Close(_)) => {
                 let close_ok =
@@ -95,61 +152,90 @@ impl<P: Port> Dispatcher<P> {
                 self.send_method(0, &close_ok);
                 Ok(true)
             }
-            AMQPClass::Connection(connection_method::AMQPMethod::CloseOk(_)) => Ok(true),
-            AMQPClass::Connection(
-                connection_method::AMQPMethod::Blocked(_)
-                | connection_method::AMQPMethod::Unblocked(_)
-                | connection_method::AMQPMethod::UpdateSecret(_),
-            ) => Ok(false),
-            _ => Err(AmqpError::new(CHANNEL_ERROR, "unexpected method in connection state running")),
+            AMQPClass::Connection(connection_method::AMQPMethod::UpdateSecret(update)) => {
+                self.update_secret(update.new_secret.as_bytes()).map_err(|error| fault(error, ids))?;
+                Ok(false)
+            }
+            _ => Err(fault(AmqpError::new(CHANNEL_ERROR, "unexpected method in connection state running"), ids)),
         }
+    }
+
+    /// connection.update-secret: the new secret must still log the user in, as RabbitMQ's
+    /// internal backend checks it.
+    fn update_secret(&self, new_secret: &[u8]) -> Result<(), AmqpError> {
+        if new_secret != super::handshake::DEFAULT_PASSWORD.as_bytes() {
+            return Err(AmqpError::new(NOT_ALLOWED, "New secret was refused by one of the backends"));
+        }
+        let ok = connection_method::AMQPMethod::UpdateSecretOk(connection_method::UpdateSecretOk {});
+        self.send_method(0, &AMQPClass::Connection(ok));
+        Ok(())
     }
 
     async fn channel_frame(&mut self, frame: RawFrame) -> MethodResult {
         let channel_id = frame.channel;
-        let ids = if frame.frame_type == FRAME_METHOD {
-            hotpath::method_ids(&frame.payload)
-                .map_err(|error| fault(AmqpError::from_codec(error.reply_code(), error), (0, 0)))?
-        } else {
-            (0, 0)
+        let open = self.connection.channels.borrow().get(&channel_id).map(|channel| channel.is_open());
+        let Some(open) = open else {
+            return self.unopened_channel_frame(channel_id, &frame);
         };
-        let state = self.connection.channels.borrow().get(&channel_id).map(|channel| !channel.is_open());
-        match state {
-            None if ids == (CLASS_CHANNEL, 10) => return self.open_channel(channel_id),
-            None => {
-                let error = AmqpError::new(CHANNEL_ERROR, "expected 'channel.open'");
-                return Err(fault(error, ids));
-            }
-            Some(true) => {
-                // Closing: only close and close-ok matter; both end the channel.
-                if ids == (CLASS_CHANNEL, 40) || ids == (CLASS_CHANNEL, 41) {
-                    if ids == (CLASS_CHANNEL, 40) {
-                        self.send_channel_close_ok(channel_id);
-                    }
-                    self.connection.channels.borrow_mut().remove(&channel_id);
-                }
-                return Ok(());
-            }
-            Some(false) => {}
+        if frame.frame_type != FRAME_METHOD {
+            return self.content_frame(channel_id, frame);
         }
-        match frame.frame_type {
-            FRAME_HEADER => self.content_header(channel_id, &frame.payload),
-            FRAME_BODY => self.content_body(channel_id, frame.payload),
-            _ => self.channel_method(channel_id, ids, &frame.payload).await,
+        let ids = hotpath::method_ids(&frame.payload).unwrap_or_default();
+        self.expect_no_content(channel_id)?;
+        if open {
+            self.channel_method(channel_id, ids, &frame.payload).await
+        } else {
+            self.closing_channel_method(channel_id, ids, &frame.payload)
         }
     }
 
-    fn open_channel(&mut self, channel_id: u16) -> MethodResult {
-        if channel_id > self.connection.channel_max.get() {
-            let error =
-                AmqpError::new(NOT_ALLOWED, format!("channel_max {} exceeded", self.connection.channel_max.get()));
-            return Err(fault(error, (CLASS_CHANNEL, 10)));
+    /// A frame for a channel number not in use: RabbitMQ's reader creates the channel (which
+    /// `channel_max` bounds), its assembler wants a method, and the new channel wants
+    /// channel.open first.
+    fn unopened_channel_frame(&mut self, channel_id: u16, frame: &RawFrame) -> MethodResult {
+        let opened = self.connection.channels.borrow().len();
+        let channel_max = self.connection.channel_max.get();
+        if opened >= usize::from(channel_max) {
+            let text =
+                format!("number of channels opened ({opened}) has reached the negotiated channel_max ({channel_max})");
+            return Err(fault(AmqpError::new(NOT_ALLOWED, text), NO_METHOD));
+        }
+        if frame.frame_type != FRAME_METHOD {
+            return Err(method_frame_expected());
+        }
+        let ids = hotpath::method_ids(&frame.payload).unwrap_or_default();
+        decode_check(&frame.payload, ids)?;
+        if ids != CHANNEL_OPEN {
+            return Err(fault(AmqpError::new(CHANNEL_ERROR, "expected 'channel.open'"), ids));
         }
         let channel = self.connection.new_channel(channel_id);
         self.connection.channels.borrow_mut().insert(channel_id, channel);
         let open_ok = AMQPClass::Channel(channel_method::AMQPMethod::OpenOk(channel_method::OpenOk {}));
         self.send_method(channel_id, &open_ok);
         Ok(())
+    }
+
+    /// A method on a channel the broker closes: the assembler still takes a publish's content
+    /// (which is then dropped); close is answered, close-ok ends the channel, channel.open is
+    /// still a second one; anything else is dropped, as RabbitMQ's closing channel does.
+    fn closing_channel_method(&mut self, channel_id: u16, ids: (u16, u16), payload: &Bytes) -> MethodResult {
+        if ids == BASIC_PUBLISH {
+            let publish = hotpath::parse_publish(payload).map_err(|_| cannot_decode(payload, ids))?;
+            return self.start_content(channel_id, publish);
+        }
+        decode_check(payload, ids)?;
+        match ids {
+            CHANNEL_OPEN => Err(fault(AmqpError::new(CHANNEL_ERROR, "second 'channel.open' seen"), ids)),
+            CHANNEL_CLOSE => {
+                self.send_channel_close_ok(channel_id);
+                Ok(())
+            }
+            CHANNEL_CLOSE_OK => {
+                self.connection.channels.borrow_mut().remove(&channel_id);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     fn send_channel_close_ok(&self, channel_id: u16) {
@@ -163,172 +249,157 @@ impl<P: Port> Dispatcher<P> {
     }
 
     async fn channel_method(&mut self, channel_id: u16, ids: (u16, u16), payload: &Bytes) -> MethodResult {
-        let awaiting_content = self
-            .connection
-            .channels
-            .borrow()
-            .get(&channel_id)
-            .is_some_and(|channel| !matches!(channel.content, Content::Idle));
-        if awaiting_content {
-            let header_expected = self
-                .connection
-                .channels
-                .borrow()
-                .get(&channel_id)
-                .is_some_and(|channel| matches!(channel.content, Content::AwaitingHeader(_)));
-            let text = if header_expected {
-                "expected content header for class 60, got non content header frame instead"
-            } else {
-                "expected content body, got non content body frame instead"
-            };
-            return Err(fault(AmqpError::new(UNEXPECTED_FRAME, text), ids));
+        if ids == BASIC_PUBLISH {
+            let publish = hotpath::parse_publish(payload).map_err(|_| cannot_decode(payload, ids))?;
+            self.connection.published.set(true);
+            return self.start_content(channel_id, publish);
         }
-        let syntax = |error: hotpath::CodecError| fault(AmqpError::from_codec(error.reply_code(), error), ids);
-        if ids == (CLASS_BASIC, 40) {
-            let publish = hotpath::parse_publish(payload).map_err(syntax)?;
-            return self.start_publish(channel_id, publish);
-        }
-        if let Some(ack) = hotpath::parse_ack(payload).map_err(syntax)? {
+        if let Some(ack) = hotpath::parse_ack(payload).map_err(|_| cannot_decode(payload, ids))? {
             return self.acknowledge(channel_id, ack, ids);
         }
-        let method =
-            parse_method(payload).map_err(|error| fault(AmqpError::from_codec(error.reply_code(), error), ids))?;
-        if let AMQPClass::Channel(channel_method::AMQPMethod::Close(_)) = method {
-            release_channel_resources(&*self.port, &self.connection, channel_id);
-            self.connection.channels.borrow_mut().remove(&channel_id);
-            self.send_channel_close_ok(channel_id);
-            return Ok(());
+        if ids == BASIC_QOS {
+            check_prefetch_size(payload, ids)?;
         }
+        let method = parse_method(payload).map_err(|_| cannot_decode(payload, ids))?;
+        let method = match method {
+            AMQPClass::Channel(channel_method::AMQPMethod::Close(_)) => {
+                release_channel_resources(&*self.port, &self.connection, channel_id);
+                self.connection.channels.borrow_mut().remove(&channel_id);
+                self.send_channel_close_ok(channel_id);
+                return Ok(());
+            }
+            AMQPClass::Channel(channel_method::AMQPMethod::Open(_)) => {
+                return Err(fault(AmqpError::new(CHANNEL_ERROR, "second 'channel.open' seen"), ids));
+            }
+            AMQPClass::Channel(channel_method::AMQPMethod::Flow(flow)) if !flow.active => {
+                return Err(fault(AmqpError::new(NOT_IMPLEMENTED, "active=false"), ids));
+            }
+            AMQPClass::Access(access::AMQPMethod::Request(_)) => {
+                let ok = access::AMQPMethod::RequestOk(access::RequestOk {});
+                self.send_method(channel_id, &AMQPClass::Access(ok));
+                return Ok(());
+            }
+            method if !is_client_method(&method) => {
+                return Err(fault(AmqpError::new(COMMAND_INVALID, "unimplemented method"), ids));
+            }
+            method => method,
+        };
         self.handle_method(channel_id, method).await.map_err(|error| fault(error, ids))
     }
 
-    fn start_publish(&mut self, channel_id: u16, publish: Publish) -> MethodResult {
-        self.connection.published.set(true);
-        let exchange = String::from_utf8_lossy(&publish.exchange).into_owned();
-        let snapshot = self.port.snapshot();
-        let vhost_name = self.connection.vhost.borrow().clone();
-        let found = snapshot.vhost(&vhost_name).and_then(|vhost| vhost.exchanges.get(&exchange).cloned());
-        match found {
-            None => return Err(fault(AmqpError::not_found("exchange", &exchange, &vhost_name), (CLASS_BASIC, 40))),
-            Some(found) if found.internal => {
-                let error = AmqpError::new(
-                    ACCESS_REFUSED,
-                    format!("cannot publish to internal exchange '{exchange}' in vhost '{vhost_name}'"),
-                );
-                return Err(fault(error, (CLASS_BASIC, 40)));
-            }
-            Some(_) => {}
-        }
-        if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
-            channel.content = Content::AwaitingHeader(publish);
-        }
-        Ok(())
-    }
-
-    fn content_header(&mut self, channel_id: u16, payload: &Bytes) -> MethodResult {
-        let unexpected =
-            || fault(AmqpError::new(UNEXPECTED_FRAME, "unexpected content header frame"), (CLASS_BASIC, 40));
-        if let [high, low, ..] = payload[..] {
-            let class_id = u16::from_be_bytes([high, low]);
-            if class_id != CLASS_BASIC {
-                let text = format!("expected content header for class 60, got one for class {class_id} instead");
-                return Err(fault(AmqpError::new(UNEXPECTED_FRAME, text), (CLASS_BASIC, 40)));
-            }
-        }
-        let header = hotpath::parse_content_header(payload)
-            .map_err(|error| fault(AmqpError::from_codec(error.reply_code(), error), (CLASS_BASIC, 40)))?;
-        let publish = {
-            let mut channels = self.connection.channels.borrow_mut();
-            let channel = channels.get_mut(&channel_id).ok_or_else(unexpected)?;
-            match std::mem::replace(&mut channel.content, Content::Idle) {
-                Content::AwaitingHeader(publish) => publish,
-                _ => return Err(unexpected()),
-            }
-        };
-        if header.class_id != CLASS_BASIC {
-            let error = AmqpError::new(
-                UNEXPECTED_FRAME,
-                format!("content header for class {} on basic.publish", header.class_id),
-            );
-            return Err(fault(error, (CLASS_BASIC, 40)));
-        }
-        if header.body_size > MESSAGE_BODY_MAX_BYTES {
-            let error = AmqpError::new(
-                PRECONDITION_FAILED,
-                format!(
-                    "message size {} is larger than configured max size {MESSAGE_BODY_MAX_BYTES}",
-                    header.body_size
-                ),
-            );
-            return Err(fault(error, (CLASS_BASIC, 40)));
-        }
-        check_user_id(&header.properties).map_err(|error| fault(error, (CLASS_BASIC, 40)))?;
-        if header.body_size == 0 {
-            return self.publish(channel_id, publish, header, Bytes::new());
-        }
-        if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
-            channel.content = Content::AwaitingBody { publish, header, body: BodyParts::Empty };
-        }
-        Ok(())
-    }
-
-    fn content_body(&mut self, channel_id: u16, payload: Bytes) -> MethodResult {
-        let complete = {
-            let mut channels = self.connection.channels.borrow_mut();
-            let mut channel = channels.get_mut(&channel_id);
-            let Some(Content::AwaitingBody { header, body, .. }) = channel.as_mut().map(|channel| &mut channel.content)
-            else {
-                let error = AmqpError::new(UNEXPECTED_FRAME, "expected method frame, got non method frame instead");
-                return Err(fault(error, (CLASS_BASIC, 40)));
-            };
-            let received = body.len() as u64 + payload.len() as u64;
-            if received > header.body_size {
-                let error = AmqpError::new(FRAME_ERROR, "content body is longer than the header's body size");
-                return Err(fault(error, (CLASS_BASIC, 40)));
-            }
-            body.push(payload, header.body_size);
-            if received < header.body_size {
-                return Ok(());
-            }
-            channel.map(|channel| std::mem::replace(&mut channel.content, Content::Idle))
-        };
-        match complete {
-            Some(Content::AwaitingBody { publish, header, body }) => {
-                self.publish(channel_id, publish, header, body.freeze())
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn publish(&mut self, channel_id: u16, publish: Publish, header: ContentHeader, body: Bytes) -> MethodResult {
-        let properties =
-            self.rewrite_reply_to(channel_id, header.properties).map_err(|error| fault(error, (CLASS_BASIC, 40)))?;
-        let message = Arc::new(Message {
-            exchange: publish.exchange.clone(),
-            routing_key: publish.routing_key.clone(),
-            properties,
-            body,
-        });
-        // RabbitMQ refuses a malformed `expiration` with a channel error.
-        if let Err(text) = message.expiration_ms() {
-            return Err(fault(AmqpError::new(PRECONDITION_FAILED, text), (CLASS_BASIC, 40)));
-        }
+    fn acknowledge(&mut self, channel_id: u16, ack: Ack, ids: (u16, u16)) -> MethodResult {
+        let (delivery_tag, multiple, _) = ack_action(ack);
         let in_transaction = {
             let mut channels = self.connection.channels.borrow_mut();
-            match channels.get_mut(&channel_id).and_then(|channel| channel.transaction_mut()) {
+            let Some(channel) = channels.get_mut(&channel_id) else {
+                return Ok(());
+            };
+            if !channel.has_unacked(delivery_tag, multiple) {
+                let error = AmqpError::new(PRECONDITION_FAILED, format!("unknown delivery tag {delivery_tag}"));
+                return Err(fault(error, ids));
+            }
+            match channel.transaction_mut() {
+                // RabbitMQ checks the tag at basic.ack and settles it at commit.
                 Some(transaction) => {
-                    transaction.publishes.push((publish.clone(), message.clone()));
+                    transaction.hold_ack(ack).map_err(|error| fault(error, ids))?;
                     true
                 }
                 None => false,
             }
         };
-        if !in_transaction {
-            self.route_and_send(channel_id, &publish, message);
+        if in_transaction {
+            return Ok(());
         }
+        self.apply_ack(channel_id, ack).map_err(|error| fault(error, ids))
+    }
+
+    pub fn apply_ack(&mut self, channel_id: u16, ack: Ack) -> Result<(), AmqpError> {
+        let (delivery_tag, multiple, action) = ack_action(ack);
+        let taken = self
+            .connection
+            .channels
+            .borrow_mut()
+            .get_mut(&channel_id)
+            .and_then(|channel| channel.take_unacked(delivery_tag, multiple));
+        let Some(by_queue) = taken else {
+            return Err(AmqpError::new(PRECONDITION_FAILED, format!("unknown delivery tag {delivery_tag}")));
+        };
+        self.settle(channel_id, by_queue, action);
         Ok(())
     }
 
+    pub fn settle(&self, channel_id: u16, by_queue: HashMap<QueueId, Vec<u64>>, action: Settle) {
+        let holder = self.connection.holder(channel_id);
+        for (queue, sequences) in by_queue {
+            self.port.send(queue.owner(), ShardMsg::Settle { queue, holder, sequences, action });
+        }
+    }
+}
+
+/// Decodes a method only to know that its arguments are well formed.
+fn decode_check(payload: &[u8], ids: (u16, u16)) -> MethodResult {
+    parse_method(payload).map(|_| ()).map_err(|_| cannot_decode(payload, ids))
+}
+
+/// basic.qos with a prefetch_size, which RabbitMQ does not implement (540). amq-protocol's
+/// Qos has no field for it, so it is read from the arguments: the first four bytes.
+fn check_prefetch_size(payload: &[u8], ids: (u16, u16)) -> MethodResult {
+    let Some(&[a, b, c, d]) = payload.get(4..8).and_then(|bytes| <&[u8; 4]>::try_from(bytes).ok()) else {
+        return Err(cannot_decode(payload, ids));
+    };
+    let prefetch_size = u32::from_be_bytes([a, b, c, d]);
+    if prefetch_size != 0 {
+        return Err(fault(AmqpError::new(NOT_IMPLEMENTED, format!("prefetch_size!=0 ({prefetch_size})")), ids));
+    }
+    Ok(())
+}
+
+/// Whether a client may send this method on a channel; anything else is RabbitMQ's
+/// "unimplemented method" (503).
+fn is_client_method(method: &AMQPClass) -> bool {
+    use amq_protocol::protocol::{basic, channel, confirm, exchange, queue, tx};
+    match method {
+        AMQPClass::Channel(method) => matches!(method, channel::AMQPMethod::Flow(_)),
+        AMQPClass::Exchange(method) => matches!(
+            method,
+            exchange::AMQPMethod::Declare(_)
+                | exchange::AMQPMethod::Delete(_)
+                | exchange::AMQPMethod::Bind(_)
+                | exchange::AMQPMethod::Unbind(_)
+        ),
+        AMQPClass::Queue(method) => matches!(
+            method,
+            queue::AMQPMethod::Declare(_)
+                | queue::AMQPMethod::Bind(_)
+                | queue::AMQPMethod::Purge(_)
+                | queue::AMQPMethod::Delete(_)
+                | queue::AMQPMethod::Unbind(_)
+        ),
+        AMQPClass::Basic(method) => matches!(
+            method,
+            basic::AMQPMethod::Qos(_)
+                | basic::AMQPMethod::Consume(_)
+                | basic::AMQPMethod::Cancel(_)
+                | basic::AMQPMethod::Get(_)
+                | basic::AMQPMethod::Recover(_)
+                | basic::AMQPMethod::RecoverAsync(_)
+        ),
+        AMQPClass::Confirm(method) => matches!(method, confirm::AMQPMethod::Select(_)),
+        AMQPClass::Tx(method) => {
+            matches!(method, tx::AMQPMethod::Select(_) | tx::AMQPMethod::Commit(_) | tx::AMQPMethod::Rollback(_))
+        }
+        _ => false,
+    }
+}
+
+fn ack_action(ack: Ack) -> (u64, bool, Settle) {
+    match ack {
+        Ack::Ack { delivery_tag, multiple } => (delivery_tag, multiple, Settle::Ack),
+        Ack::Nack { delivery_tag, multiple, requeue } => (delivery_tag, multiple, requeue_action(requeue)),
+        Ack::Reject { delivery_tag, requeue } => (delivery_tag, false, requeue_action(requeue)),
+    }
+}
+impl<P: Port> Dispatcher<P> {
     /// Routes with this shard's snapshot and sends the message to every destination queue.
     pub fn route_and_send(&mut self, channel_id: u16, publish: &Publish, message: Arc<Message>) {
         if publish.exchange.is_empty() && publish.routing_key.starts_with(REPLY_NAME_PREFIX.as_bytes()) {
@@ -385,69 +456,6 @@ impl<P: Port> Dispatcher<P> {
                 frame_max,
             );
         });
-    }
-
-    fn acknowledge(&mut self, channel_id: u16, ack: Ack, ids: (u16, u16)) -> MethodResult {
-        {
-            let mut channels = self.connection.channels.borrow_mut();
-            if let Some(transaction) = channels.get_mut(&channel_id).and_then(|channel| channel.transaction_mut()) {
-                transaction.acks.push(ack);
-                return Ok(());
-            }
-        }
-        self.apply_ack(channel_id, ack).map_err(|error| fault(error, ids))
-    }
-
-    pub fn apply_ack(&mut self, channel_id: u16, ack: Ack) -> Result<(), AmqpError> {
-        let (delivery_tag, multiple, action) = match ack {
-            Ack::Ack { delivery_tag, multiple } => (delivery_tag, multiple, Settle::Ack),
-            Ack::Nack { delivery_tag, multiple, requeue } => (delivery_tag, multiple, requeue_action(requeue)),
-            Ack::Reject { delivery_tag, requeue } => (delivery_tag, false, requeue_action(requeue)),
-        };
-        let taken = self
-            .connection
-            .channels
-            .borrow_mut()
-            .get_mut(&channel_id)
-            .and_then(|channel| channel.take_unacked(delivery_tag, multiple));
-        let Some(by_queue) = taken else {
-            return Err(AmqpError::new(PRECONDITION_FAILED, format!("unknown delivery tag {delivery_tag}")));
-        };
-        self.settle(channel_id, by_queue, action);
-        Ok(())
-    }
-
-    pub fn settle(&self, channel_id: u16, by_queue: HashMap<QueueId, Vec<u64>>, action: Settle) {
-        let holder = self.connection.holder(channel_id);
-        for (queue, sequences) in by_queue {
-            self.port.send(queue.owner(), ShardMsg::Settle { queue, holder, sequences, action });
-        }
-    }
-}
-
-/// RabbitMQ refuses a user-id property that differs from the authenticated user. Checked
-/// only when the property is present, so the hot path pays one flag test.
-fn check_user_id(properties: &[u8]) -> Result<(), AmqpError> {
-    const USER_ID_FLAG: u16 = 1 << 4;
-    let flags = match properties {
-        [high, low, ..] => u16::from_be_bytes([*high, *low]),
-        _ => return Ok(()),
-    };
-    if flags & USER_ID_FLAG == 0 {
-        return Ok(());
-    }
-    let parsed =
-        hotpath::parse_properties(properties).map_err(|error| AmqpError::from_codec(error.reply_code(), error))?;
-    match parsed.user_id() {
-        Some(user_id) if user_id.as_str() != super::handshake::DEFAULT_USER => Err(AmqpError::new(
-            PRECONDITION_FAILED,
-            format!(
-                "user_id property set to '{}' but authenticated user was '{}'",
-                user_id,
-                super::handshake::DEFAULT_USER
-            ),
-        )),
-        _ => Ok(()),
     }
 }
 

@@ -2,8 +2,10 @@
 //! open/open-ok.
 //!
 //! Authentication follows RabbitMQ's defaults: user guest/guest, accepted from loopback
-//! only; a refused login is connection.close 403 (the `authentication_failure_close`
-//! capability). Ends with the negotiated heartbeat; the caller bounds it in time.
+//! only; a refused login is connection.close 403 for a client with the
+//! `authentication_failure_close` capability, a closed socket for others. Errors before
+//! connection.open are not told (RabbitMQ closes the socket), except the refused login and
+//! a refused tune-ok. Ends with the negotiated heartbeat; the caller bounds it in time.
 //!
 //! A state machine without I/O: the shard's socket driver hands it the first bytes, then
 //! frames, and it answers into the connection's output.
@@ -12,14 +14,21 @@ use amq_protocol::protocol::{connection as method, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 
 use super::connection::{send_connection_close, Connection};
+use super::dispatch::{cannot_decode, Fault, NO_METHOD};
 use super::port::Port;
-use crate::broker::error::{AmqpError, ACCESS_REFUSED, COMMAND_INVALID, FRAME_ERROR, NOT_ALLOWED, UNEXPECTED_FRAME};
-use crate::codec::frame::{FrameError, RawFrame, FRAME_METHOD, PROTOCOL_HEADER};
-use crate::codec::methods::{encode_method, parse_method};
+use crate::broker::error::*;
+use crate::codec::frame::{
+    describe, is_well_formed, FrameError, RawFrame, FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER,
+};
+use crate::codec::methods::{encode_method, is_known_method, parse_method};
 use crate::limits::{CHANNEL_MAX, FRAME_MAX_BYTES, FRAME_MIN_BYTES, HEARTBEAT_SECONDS};
 
 pub const DEFAULT_USER: &str = "guest";
-const DEFAULT_PASSWORD: &str = "guest";
+pub const DEFAULT_PASSWORD: &str = "guest";
+/// The AMQP 0-9 protocol header, which RabbitMQ answers as 0-9-1.
+const PROTOCOL_HEADER_0_9: &[u8; 8] = b"AMQP\x01\x01\x00\x09";
+/// RabbitMQ's smallest channel_max.
+const CHANNEL_MIN: u32 = 1;
 
 /// Where a connection is in the handshake.
 enum Stage {
@@ -64,14 +73,16 @@ impl Handshake {
     }
 
     /// Looks at the first bytes the client sent. A wrong header gets the header this broker
-    /// speaks, then the socket closes (spec 4.2.2).
+    /// speaks, then the socket closes (spec 4.2.2). The AMQP 0-9 header is taken as 0-9-1, as
+    /// RabbitMQ takes it.
     pub fn protocol_header(&mut self, connection: &Connection, buffered: &[u8]) -> Step {
         debug_assert!(matches!(self.stage, Stage::ProtocolHeader), "the protocol header comes first");
         let length = PROTOCOL_HEADER.len();
-        if buffered.len() < length && PROTOCOL_HEADER.starts_with(buffered) {
+        let headers: [&[u8]; 2] = [PROTOCOL_HEADER, PROTOCOL_HEADER_0_9];
+        if buffered.len() < length && headers.iter().any(|header| header.starts_with(buffered)) {
             return Step::Continue;
         }
-        if buffered.len() < length || &buffered[..length] != PROTOCOL_HEADER {
+        if !headers.iter().any(|header| buffered.get(..length) == Some(*header)) {
             connection.write_with(|out| out.extend_from_slice(PROTOCOL_HEADER));
             self.stage = Stage::Done;
             return Step::Refused;
@@ -85,48 +96,83 @@ impl Handshake {
 
     /// A frame that could not be read within the handshake's frame_max.
     pub fn frame_error(&mut self, connection: &Connection, error: FrameError) -> Step {
-        self.stage = Stage::Done;
-        send_connection_close(connection, &AmqpError::from_codec(error.reply_code(), error), 0, 0);
-        Step::Refused
+        self.fail(connection, AmqpError::from_codec(error.reply_code(), error), NO_METHOD)
     }
 
-    /// The next frame of the handshake, which must be the method the stage expects.
+    /// The next frame of the handshake, checked as RabbitMQ's reader checks it: a frame on
+    /// another channel, then its shape, then heartbeats (ignored), then the method the stage
+    /// expects.
     pub fn frame(&mut self, port: &impl Port, connection: &Connection, frame: RawFrame) -> Step {
-        if frame.frame_type != FRAME_METHOD || frame.channel != 0 {
-            let error = AmqpError::new(UNEXPECTED_FRAME, "expected a method frame on channel 0");
-            return self.refuse(connection, error, (0, 0));
+        if matches!(self.stage, Stage::ProtocolHeader | Stage::Done) {
+            return Step::Refused;
+        }
+        if frame.channel != 0 {
+            let error = AmqpError::new(UNEXPECTED_FRAME, describe(frame.frame_type, &frame.payload));
+            return self.fail(connection, error, NO_METHOD);
+        }
+        if !is_well_formed(frame.frame_type, &frame.payload) {
+            let text = format!("{}: unknown_frame", describe(frame.frame_type, &frame.payload));
+            return self.fail(connection, AmqpError::new(FRAME_ERROR, text), NO_METHOD);
+        }
+        match frame.frame_type {
+            FRAME_HEARTBEAT => return Step::Continue,
+            FRAME_METHOD => {}
+            other => {
+                let error = AmqpError::new(UNEXPECTED_FRAME, describe(other, &frame.payload));
+                return self.fail(connection, error, NO_METHOD);
+            }
+        }
+        let ids = crate::codec::hotpath::method_ids(&frame.payload).unwrap_or_default();
+        if !is_known_method(ids.0, ids.1) {
+            // RabbitMQ's reader crashes on a method id it does not know: the socket closes.
+            self.stage = Stage::Done;
+            return Step::Refused;
         }
         let method = match parse_method(&frame.payload) {
             Ok(method) => method,
-            Err(error) => return self.refuse(connection, AmqpError::from_codec(error.reply_code(), error), (0, 0)),
+            Err(_) => {
+                let Fault { error, class_id, method_id } = cannot_decode(&frame.payload, ids);
+                return self.fail(connection, error, (class_id, method_id));
+            }
         };
-        match (std::mem::replace(&mut self.stage, Stage::Done), method) {
+        match (&self.stage, method) {
             (Stage::StartOk, AMQPClass::Connection(method::AMQPMethod::StartOk(start_ok))) => {
                 self.start_ok(connection, &start_ok)
-            }
-            (Stage::StartOk, _) => {
-                self.refuse(connection, AmqpError::new(COMMAND_INVALID, "expected connection.start-ok"), (10, 11))
             }
             (Stage::TuneOk, AMQPClass::Connection(method::AMQPMethod::TuneOk(tune_ok))) => {
                 self.tune_ok(connection, &tune_ok)
             }
-            (Stage::TuneOk, _) => {
-                self.refuse(connection, AmqpError::new(COMMAND_INVALID, "expected connection.tune-ok"), (10, 31))
-            }
             (Stage::Open { heartbeat }, AMQPClass::Connection(method::AMQPMethod::Open(open))) => {
+                let heartbeat = *heartbeat;
                 self.open(port, connection, &open, heartbeat)
             }
-            (Stage::Open { .. }, _) => {
-                self.refuse(connection, AmqpError::new(COMMAND_INVALID, "expected connection.open"), (10, 40))
+            (stage, _) => {
+                let text = format!("unexpected method in connection state {}", stage.name());
+                self.fail(connection, AmqpError::new(CHANNEL_ERROR, text), ids)
             }
-            (Stage::ProtocolHeader | Stage::Done, _) => Step::Refused,
         }
     }
 
     fn start_ok(&mut self, connection: &Connection, start_ok: &method::StartOk) -> Step {
-        connection.supports_blocked.set(announces_capability(&start_ok.client_properties, "connection.blocked"));
-        if let Err(error) = authenticate(start_ok, self.loopback_peer) {
-            return self.refuse(connection, error, (10, 11));
+        let properties = &start_ok.client_properties;
+        connection.supports_blocked.set(announces_capability(properties, "connection.blocked"));
+        connection.supports_cancel_notify.set(announces_capability(properties, "consumer_cancel_notify"));
+        let told = announces_capability(properties, "authentication_failure_close");
+        let mechanism = start_ok.mechanism.as_str();
+        let credentials = match mechanism {
+            "PLAIN" => parse_plain(start_ok.response.as_bytes()),
+            "AMQPLAIN" => parse_amqplain(start_ok.response.as_bytes()),
+            _ => {
+                let error = AmqpError::new(COMMAND_INVALID, format!("unknown authentication mechanism '{mechanism}'"));
+                return self.fail(connection, error, (10, 11));
+            }
+        };
+        let Some((user, password)) = credentials else {
+            let error = AmqpError::new(SYNTAX_ERROR, format!("malformed {mechanism} response"));
+            return self.fail(connection, error, (10, 11));
+        };
+        if user != DEFAULT_USER || password != DEFAULT_PASSWORD || !self.loopback_peer {
+            return self.refuse_login(connection, mechanism, told);
         }
         let tune = AMQPClass::Connection(method::AMQPMethod::Tune(method::Tune {
             channel_max: CHANNEL_MAX,
@@ -140,15 +186,31 @@ impl Handshake {
         Step::Continue
     }
 
-    fn tune_ok(&mut self, connection: &Connection, tune_ok: &method::TuneOk) -> Step {
-        let frame_max = if tune_ok.frame_max == 0 { FRAME_MAX_BYTES } else { tune_ok.frame_max.min(FRAME_MAX_BYTES) };
-        if frame_max < FRAME_MIN_BYTES {
-            let error = AmqpError::new(FRAME_ERROR, format!("frame_max={frame_max} < {FRAME_MIN_BYTES} min size"));
-            return self.refuse(connection, error, (10, 31));
+    /// RabbitMQ's auth_fail: the client hears a generic text (with no method: 0/0) only if it
+    /// announced `authentication_failure_close`; the reason stays in the log.
+    fn refuse_login(&mut self, connection: &Connection, mechanism: &str, told: bool) -> Step {
+        crate::info!("connection {} refused: login with {mechanism} refused", connection.id);
+        if told {
+            let text = format!(
+                "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+            );
+            send_connection_close(connection, &AmqpError::new(ACCESS_REFUSED, text), 0, 0);
         }
-        connection.frame_max.set(frame_max);
-        let channel_max = if tune_ok.channel_max == 0 { CHANNEL_MAX } else { tune_ok.channel_max.min(CHANNEL_MAX) };
-        connection.channel_max.set(channel_max);
+        self.stage = Stage::Done;
+        Step::Refused
+    }
+
+    fn tune_ok(&mut self, connection: &Connection, tune_ok: &method::TuneOk) -> Step {
+        let checks = [
+            negotiate("frame_max", FRAME_MIN_BYTES, FRAME_MAX_BYTES, tune_ok.frame_max),
+            negotiate("channel_max", CHANNEL_MIN, u32::from(CHANNEL_MAX), u32::from(tune_ok.channel_max)),
+        ];
+        if let Some(error) = checks.into_iter().flatten().next() {
+            // The one error RabbitMQ tells a client while tuning; it names connection.tune.
+            return self.refuse(connection, error, (10, 30));
+        }
+        connection.frame_max.set(tune_ok.frame_max);
+        connection.channel_max.set(tune_ok.channel_max);
         self.stage = Stage::Open { heartbeat: tune_ok.heartbeat };
         Step::Continue
     }
@@ -167,12 +229,53 @@ impl Handshake {
         Step::Open { heartbeat }
     }
 
+    /// An error in the handshake, as RabbitMQ's reader handles it: told to the client while
+    /// opening; while starting or tuning the socket closes without a word (RabbitMQ does not
+    /// trust the client yet).
+    fn fail(&mut self, connection: &Connection, error: AmqpError, ids: (u16, u16)) -> Step {
+        if matches!(self.stage, Stage::Open { .. }) {
+            return self.refuse(connection, error, ids);
+        }
+        crate::info!("connection {} dropped in the handshake: {}", connection.id, error.reply_text);
+        self.stage = Stage::Done;
+        Step::Refused
+    }
+
     fn refuse(&mut self, connection: &Connection, error: AmqpError, ids: (u16, u16)) -> Step {
         crate::info!("connection {} refused: {}", connection.id, error.reply_text);
         send_connection_close(connection, &error, ids.0, ids.1);
         self.stage = Stage::Done;
         Step::Refused
     }
+}
+
+impl Stage {
+    /// RabbitMQ's name of the connection state.
+    fn name(&self) -> &'static str {
+        match self {
+            Stage::ProtocolHeader => "pre_init",
+            Stage::StartOk => "starting",
+            Stage::TuneOk => "tuning",
+            Stage::Open { .. } => "opening",
+            Stage::Done => "closed",
+        }
+    }
+}
+
+/// RabbitMQ's validate_negotiated_integer_value: the client's value may not be below the
+/// minimum, nor 0 ("no limit") or above the broker's maximum.
+fn negotiate(field: &str, minimum: u32, maximum: u32, client: u32) -> Option<AmqpError> {
+    if client != 0 && client < minimum {
+        let text = format!("negotiated {field} = {client} is lower than the minimum allowed value ({minimum})");
+        return Some(AmqpError::new(NOT_ALLOWED, text));
+    }
+    if client == 0 || client > maximum {
+        let detail = if field == "channel_max" && client == 0 { " (no limit)" } else { "" };
+        let text =
+            format!("negotiated {field} = {client}{detail} is higher than the maximum allowed value ({maximum})");
+        return Some(AmqpError::new(NOT_ALLOWED, text));
+    }
+    None
 }
 
 fn announces_capability(client_properties: &FieldTable, capability: &str) -> bool {
@@ -182,33 +285,6 @@ fn announces_capability(client_properties: &FieldTable, capability: &str) -> boo
         }
         _ => false,
     }
-}
-
-fn authenticate(start_ok: &method::StartOk, loopback_peer: bool) -> Result<(), AmqpError> {
-    let mechanism = start_ok.mechanism.as_str();
-    let credentials = match mechanism {
-        "PLAIN" => parse_plain(start_ok.response.as_bytes()),
-        "AMQPLAIN" => parse_amqplain(start_ok.response.as_bytes()),
-        _ => None,
-    };
-    let refused = || {
-        AmqpError::new(
-            ACCESS_REFUSED,
-            format!(
-                "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
-            ),
-        )
-    };
-    let Some((user, password)) = credentials else {
-        return Err(refused());
-    };
-    if user != DEFAULT_USER || password != DEFAULT_PASSWORD {
-        return Err(refused());
-    }
-    if !loopback_peer {
-        return Err(AmqpError::new(ACCESS_REFUSED, "user 'guest' can only connect via localhost".to_string()));
-    }
-    Ok(())
 }
 
 /// PLAIN: `[authzid] NUL authcid NUL password`.

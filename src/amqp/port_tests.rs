@@ -15,7 +15,7 @@ use amq_protocol::types::FieldTable;
 use bytes::{Bytes, BytesMut};
 
 use super::connection::Connection;
-use super::dispatch::Dispatcher;
+use super::dispatch::{fault, Dispatcher, Fault, Hangup};
 use super::port::{Port, ReplyHook};
 use crate::broker::definitions::Definitions;
 use crate::broker::error::{AmqpError, NOT_ALLOWED, PRECONDITION_FAILED};
@@ -136,10 +136,14 @@ impl Harness {
     }
 
     /// Hands one frame to the dispatcher; its future must complete without a shard turning.
-    fn frame(&mut self, frame: RawFrame) -> Result<bool, AmqpError> {
+    fn frame(&mut self, frame: RawFrame) -> Result<bool, Fault> {
         let mut future = pin!(self.dispatcher.handle_frame(frame));
         match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(result) => result,
+            Poll::Ready(Err(Hangup::Silent)) => panic!("the dispatcher dropped the socket"),
+            Poll::Ready(result) => result.map_err(|hangup| match hangup {
+                Hangup::Close(fault) => fault,
+                Hangup::Silent => unreachable!("matched above"),
+            }),
             Poll::Pending => panic!("the dispatcher waits although every request is answered at once"),
         }
     }
@@ -151,7 +155,7 @@ impl Harness {
         self.dispatcher.end_of_batch();
     }
 
-    fn method(&mut self, channel_id: u16, method: AMQPClass) -> Result<bool, AmqpError> {
+    fn method(&mut self, channel_id: u16, method: AMQPClass) -> Result<bool, Fault> {
         let mut out = BytesMut::new();
         encode_method(&mut out, channel_id, &method).expect("test method encodes");
         let frame = split_frame(&mut out, FRAME_MAX_BYTES).expect("a whole frame").expect("a whole frame");
@@ -482,7 +486,11 @@ fn a_connection_error_answer_from_shard_0_is_returned_to_close_the_connection() 
     let mut harness = Harness::new(snapshot_with_queues_on(&[]));
     harness.open_channel(1);
     harness.answer(Err(AmqpError::new(NOT_ALLOWED, "refused")));
-    assert_eq!(harness.method(1, exchange_declare(false)), Err(AmqpError::new(NOT_ALLOWED, "refused")));
+    assert_eq!(
+        harness.method(1, exchange_declare(false)),
+        Err(fault(AmqpError::new(NOT_ALLOWED, "refused"), (40, 10))),
+        "connection.close names exchange.declare"
+    );
     assert!(harness.written().is_empty(), "the caller sends connection.close");
 }
 

@@ -397,7 +397,7 @@ mod tests {
         assert_eq!(args.message_ttl_ms, Some(200));
         assert_eq!(args.overflow, Overflow::RejectPublishDlx);
         assert_eq!(args.dead_letter.expect("dlx").exchange, "dlx");
-        assert_eq!(parse_expiration("abc"), Err("{error,invalid_expiration}".into()));
+        assert_eq!(parse_expiration("abc"), Err("no_integer".into()));
         assert_eq!(parse_expiration("1500"), Ok(1500));
     }
 

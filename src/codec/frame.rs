@@ -57,16 +57,13 @@ pub enum FrameError {
     BadFrameEnd {
         found: u8,
     },
-    UnknownFrameType {
-        frame_type: u8,
-    },
 }
 
 impl FrameError {
     /// AMQP reply code for connection.close.
     pub fn reply_code(&self) -> u16 {
         match self {
-            FrameError::TooLarge { .. } | FrameError::BadFrameEnd { .. } | FrameError::UnknownFrameType { .. } => 501,
+            FrameError::TooLarge { .. } | FrameError::BadFrameEnd { .. } => 501,
         }
     }
 }
@@ -83,9 +80,6 @@ impl fmt::Display for FrameError {
             }
             FrameError::BadFrameEnd { found } => {
                 write!(f, "FRAME_ERROR - expected frame end 0xCE, found {found:#04x}")
-            }
-            FrameError::UnknownFrameType { frame_type } => {
-                write!(f, "FRAME_ERROR - unknown frame type {frame_type}")
             }
         }
     }
@@ -110,7 +104,8 @@ pub fn max_payload_len(frame_max: u32) -> usize {
     (frame_limit(frame_max) - FRAME_OVERHEAD) as usize
 }
 
-/// Splits one frame off the front of `buffer`.
+/// Splits one frame off the front of `buffer`, whatever its type: as RabbitMQ, a frame of an
+/// unknown type is read whole and refused afterwards (see `is_well_formed`).
 ///
 /// Returns `Ok(None)` until a whole frame is buffered. The size field is
 /// checked as soon as the header is complete, so an oversized frame is
@@ -119,9 +114,6 @@ pub fn split_frame(buffer: &mut BytesMut, frame_max: u32) -> Result<Option<RawFr
     let [frame_type, c0, c1, s0, s1, s2, s3, ..] = buffer[..] else {
         return Ok(None);
     };
-    if !matches!(frame_type, FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT) {
-        return Err(FrameError::UnknownFrameType { frame_type });
-    }
     let size = u32::from_be_bytes([s0, s1, s2, s3]);
     // u64 so that a size near u32::MAX cannot wrap the comparison.
     if u64::from(size) + u64::from(FRAME_OVERHEAD) > u64::from(frame_limit(frame_max)) {
@@ -138,6 +130,61 @@ pub fn split_frame(buffer: &mut BytesMut, frame_max: u32) -> Result<Option<RawFr
     frame.truncate(end_offset);
     let payload = frame.split_off(FRAME_HEADER_LEN).freeze();
     Ok(Some(RawFrame { frame_type, channel: u16::from_be_bytes([c0, c1]), payload }))
+}
+
+/// Whether RabbitMQ's command assembler can analyze the frame: a known type with a payload
+/// long enough for its fixed fields (a heartbeat has none). Any other frame is its
+/// `unknown_frame` (501).
+pub fn is_well_formed(frame_type: u8, payload: &[u8]) -> bool {
+    match frame_type {
+        FRAME_METHOD => payload.len() >= 4,
+        FRAME_HEADER => payload.len() >= 12,
+        FRAME_BODY => true,
+        FRAME_HEARTBEAT => payload.is_empty(),
+        _ => false,
+    }
+}
+
+/// A frame as RabbitMQ's error texts describe it: `type 3, all octets = <<"hello">>`, or the
+/// `first 16 octets` of a longer payload.
+pub fn describe(frame_type: u8, payload: &[u8]) -> String {
+    let (label, shown) = match payload.get(..16) {
+        Some(first) if payload.len() > 16 => ("first 16", first),
+        _ => ("all", payload),
+    };
+    format!("type {frame_type}, {label} octets = {}", erlang_binary(shown))
+}
+
+/// A binary as Erlang's `~p` prints it: `<<"text">>` when every byte is printable Latin-1,
+/// else `<<1,2,3>>`.
+pub fn erlang_binary(bytes: &[u8]) -> String {
+    let printable = |byte: u8| matches!(byte, 32..=126 | 160..=255 | 8..=13 | 27);
+    if bytes.is_empty() || !bytes.iter().all(|byte| printable(*byte)) {
+        return erlang_bytes(bytes);
+    }
+    let mut text = String::from("<<\"");
+    for &byte in bytes {
+        match byte {
+            b'"' => text.push_str("\\\""),
+            b'\\' => text.push_str("\\\\"),
+            b'\n' => text.push_str("\\n"),
+            b'\r' => text.push_str("\\r"),
+            b'\t' => text.push_str("\\t"),
+            11 => text.push_str("\\v"),
+            8 => text.push_str("\\b"),
+            12 => text.push_str("\\f"),
+            27 => text.push_str("\\e"),
+            other => text.push(char::from(other)),
+        }
+    }
+    text.push_str("\">>");
+    text
+}
+
+/// A binary as Erlang's `~w` prints it: always the byte values, `<<0,0,0,1>>`.
+pub fn erlang_bytes(bytes: &[u8]) -> String {
+    let values: Vec<String> = bytes.iter().map(|byte| byte.to_string()).collect();
+    format!("<<{}>>", values.join(","))
 }
 
 pub fn write_heartbeat(out: &mut BytesMut) {
@@ -378,11 +425,20 @@ mod tests {
     }
 
     #[test]
-    fn unknown_frame_type_rejected() {
+    fn a_frame_of_unknown_type_is_read_whole_and_not_well_formed() {
         let mut buffer = frame_bytes(7, 1, b"");
-        let err = split_frame(&mut buffer, 4096).expect_err("unknown type");
-        assert_eq!(err, FrameError::UnknownFrameType { frame_type: 7 });
-        assert_eq!(err.reply_code(), 501);
+        let frame = split_frame(&mut buffer, 4096).expect("read whole").expect("a frame");
+        assert!(!is_well_formed(frame.frame_type, &frame.payload));
+        assert_eq!(describe(7, b""), "type 7, all octets = <<>>");
+    }
+
+    #[test]
+    fn payloads_are_described_as_erlang_prints_them() {
+        assert_eq!(describe(3, b"hello"), "type 3, all octets = <<\"hello\">>");
+        assert_eq!(describe(1, &[0, 60]), "type 1, all octets = <<0,60>>");
+        assert_eq!(describe(3, b"say \"hi\"\n"), "type 3, all octets = <<\"say \\\"hi\\\"\\n\">>");
+        assert_eq!(describe(3, &[b'x'; 20]), "type 3, first 16 octets = <<\"xxxxxxxxxxxxxxxx\">>");
+        assert_eq!(erlang_bytes(b"ab"), "<<97,98>>");
     }
 
     #[test]

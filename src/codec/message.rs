@@ -62,13 +62,44 @@ impl Message {
     }
 }
 
-/// A per-message `expiration` property: milliseconds as a decimal string.
+/// The longest per-message TTL RabbitMQ accepts: ten years, in milliseconds.
+const EXPIRATION_MAX_MS: u64 = 315_360_000_000;
+
+/// A per-message `expiration` property: milliseconds as a decimal string, read as Erlang's
+/// `string:to_integer` reads it, with RabbitMQ's reasons (as `~p` prints them) for a value it
+/// refuses.
 pub fn parse_expiration(expiration: &str) -> Result<u64, String> {
-    match expiration.parse::<i64>() {
-        Ok(number) if number < 0 => Err(format!("{{value_negative,{number}}}")),
-        Ok(number) => u64::try_from(number).map_err(|_| "{error,invalid_expiration}".into()),
-        Err(_) => Err("{error,invalid_expiration}".into()),
+    let (negative, unsigned) = match expiration.as_bytes().first() {
+        Some(b'-') => (true, &expiration[1..]),
+        Some(b'+') => (false, &expiration[1..]),
+        _ => (false, expiration),
+    };
+    let digits_end = unsigned.bytes().position(|byte| !byte.is_ascii_digit()).unwrap_or(unsigned.len());
+    if digits_end == 0 {
+        return Err("no_integer".into());
     }
+    let (digits, leftover) = unsigned.split_at(digits_end);
+    if !leftover.is_empty() {
+        return Err(format!("{{leftover_string,{}}}", erlang_string(leftover)));
+    }
+    let significant = digits.trim_start_matches('0');
+    let shown = if significant.is_empty() { "0" } else { significant };
+    let value = shown.parse::<u64>().ok().filter(|value| *value <= EXPIRATION_MAX_MS);
+    match (negative && !significant.is_empty(), value) {
+        (true, _) => Err(format!("{{value_negative,-{shown}}}")),
+        (false, Some(value)) => Ok(value),
+        (false, None) => Err(format!("{{value_too_large,{shown}}}")),
+    }
+}
+
+/// A string as Erlang's `~p` prints it: quoted when printable, else its character codes.
+fn erlang_string(text: &str) -> String {
+    if text.chars().all(|character| (' '..='~').contains(&character)) {
+        let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+        return format!("\"{escaped}\"");
+    }
+    let codes: Vec<String> = text.chars().map(|character| u32::from(character).to_string()).collect();
+    format!("[{}]", codes.join(","))
 }
 
 #[cfg(test)]
@@ -76,6 +107,23 @@ mod tests {
     use super::*;
     use amq_protocol::protocol::BasicProperties;
     use amq_protocol::types::FieldTable;
+
+    #[test]
+    fn expirations_are_read_as_rabbitmq_reads_them() {
+        assert_eq!(parse_expiration("60000"), Ok(60_000));
+        assert_eq!(parse_expiration("+5"), Ok(5));
+        assert_eq!(parse_expiration("-0"), Ok(0));
+        assert_eq!(parse_expiration("-1"), Err("{value_negative,-1}".into()));
+        assert_eq!(parse_expiration("soon"), Err("no_integer".into()));
+        assert_eq!(parse_expiration(""), Err("no_integer".into()));
+        assert_eq!(parse_expiration("10s"), Err("{leftover_string,\"s\"}".into()));
+        assert_eq!(parse_expiration("315360000000"), Ok(315_360_000_000));
+        assert_eq!(parse_expiration("315360000001"), Err("{value_too_large,315360000001}".into()));
+        assert_eq!(
+            parse_expiration("99999999999999999999999"),
+            Err("{value_too_large,99999999999999999999999}".into())
+        );
+    }
 
     #[test]
     fn delivery_count_replaces_the_header_and_keeps_the_rest() {

@@ -117,7 +117,6 @@ fn layout(class_id: u16, method_id: u16) -> Option<&'static [Arg]> {
 }
 
 /// True for every method id pair this codec can parse.
-#[cfg(test)]
 pub fn is_known_method(class_id: u16, method_id: u16) -> bool {
     layout(class_id, method_id).is_some()
 }

@@ -17,7 +17,7 @@ use monoio::net::TcpStream;
 
 use super::Shard;
 use crate::amqp::connection::{send_connection_close, Connection};
-use crate::amqp::dispatch::{release_connection, Dispatcher};
+use crate::amqp::dispatch::{fault, release_connection, Dispatcher, Hangup, NO_METHOD};
 use crate::amqp::handshake::{Handshake, Step};
 use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::messages::ShardMsg;
@@ -95,10 +95,13 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, loopback_peer: bool) {
     if heartbeat > 0 {
         monoio::spawn(heartbeat_loop(connection.clone(), heartbeat, fd));
     }
-    let outcome = read_loop(&shard, &connection, &mut reader).await;
-    if let Err(error) = outcome {
-        send_connection_close(&connection, &error, 0, 0);
-        await_close_ok(&connection, &mut reader).await;
+    match read_loop(&shard, &connection, &mut reader).await {
+        Ok(()) => {}
+        Err(Hangup::Close(fault)) => {
+            send_connection_close(&connection, &fault.error, fault.class_id, fault.method_id);
+            await_close_ok(&connection, &mut reader).await;
+        }
+        Err(Hangup::Silent) => {}
     }
     teardown(&shard, &connection);
 }
@@ -144,23 +147,24 @@ async fn handshake(
     }
 }
 
-async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut FrameReader) -> Result<(), AmqpError> {
+async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut FrameReader) -> Result<(), Hangup> {
     let mut dispatcher = Dispatcher::new(shard.clone(), connection.clone());
     loop {
         loop {
             let frame = match reader.next_buffered(connection.frame_max.get()) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
-                Err(error) => return Err(AmqpError::from_codec(error.reply_code(), error)),
+                Err(error) => {
+                    return Err(Hangup::Close(fault(AmqpError::from_codec(error.reply_code(), error), NO_METHOD)))
+                }
             };
             if dispatcher.handle_frame(frame).await? {
                 return Ok(());
             }
             if shard.shutdown_requested() {
-                return Err(AmqpError::new(
-                    CONNECTION_FORCED,
-                    "broker forced connection closure with reason 'shutdown'",
-                ));
+                let error =
+                    AmqpError::new(CONNECTION_FORCED, "broker forced connection closure with reason 'shutdown'");
+                return Err(Hangup::Close(fault(error, NO_METHOD)));
             }
             if alarm_blocks(shard, connection) {
                 dispatcher.end_of_batch();

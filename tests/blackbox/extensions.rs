@@ -114,7 +114,7 @@ shard_tests! {
         let mut watch = watch_channel(&ch).await;
         publish_with(&ch, "nowhere", b"x", BasicProperties::default().with_expiration("abc".into())).await;
         let reason = watch.expect_error(406, 5).await;
-        assert_eq!(reason, "PRECONDITION_FAILED - invalid expiration 'abc': {error,invalid_expiration}");
+        assert_eq!(reason, "PRECONDITION_FAILED - invalid expiration 'abc': no_integer");
         close_conn(&conn).await;
     }
 

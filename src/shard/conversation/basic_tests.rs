@@ -6,8 +6,7 @@
 //! redelivered flags, requeue on close, basic.cancel when a queue is deleted). Each error test
 //! asserts RabbitMQ 3.10's reply code, text and failing method.
 //!
-//! Connection errors are asserted with class_id/method_id 0/0: the broker does not name the
-//! failing method in connection.close (a known difference from RabbitMQ).
+//! Connection errors name the failing method in connection.close, as RabbitMQ does.
 
 use amq_protocol::protocol::{basic, confirm, exchange, queue};
 
@@ -250,7 +249,7 @@ fn connect_with_capabilities<'broker>(broker: &'broker Broker, shard: usize, cap
         response: LongString::from(b"\0guest\0guest".to_vec()),
         locale: "en_US".into(),
     }));
-    for method in [start_ok, tune_ok(0, FRAME_MAX_BYTES, 0), open("/")] {
+    for method in [start_ok, tune_ok(crate::limits::CHANNEL_MAX, FRAME_MAX_BYTES, 0), open("/")] {
         client.handshake_method(method);
     }
     client.output();
@@ -518,7 +517,6 @@ fn ack_multiple_of_tag_0_settles_every_delivery() {
 }
 
 #[test]
-#[ignore = "differs from RabbitMQ 3.10: multiple=true with a tag never delivered settles the lower tags"]
 fn ack_multiple_of_a_tag_never_delivered_closes_the_channel_with_406() {
     let broker = Broker::new(2);
     queue_with_messages(&broker, "beyond", 2);
@@ -634,7 +632,7 @@ fn prefetch_count_does_not_limit_no_ack_consumers() {
 }
 
 #[test]
-#[ignore = "differs from RabbitMQ 3.10: global=true is taken as a per-consumer limit, not one shared by the channel"]
+#[ignore = "differs from RabbitMQ 3.10: global=true is taken as a per-consumer limit, not one shared by the channel (a channel-wide limit across queue shards needs a shared limiter)"]
 fn a_global_prefetch_count_is_shared_by_the_consumers_of_the_channel() {
     let broker = Broker::new(2);
     queue_with_messages(&broker, "left", 2);
@@ -648,7 +646,6 @@ fn a_global_prefetch_count_is_shared_by_the_consumers_of_the_channel() {
 }
 
 #[test]
-#[ignore = "differs from RabbitMQ 3.10: prefetch_size > 0 is accepted"]
 fn a_prefetch_size_closes_the_connection_with_540() {
     let broker = Broker::new(1);
     let mut client = client_on(&broker, 0);
@@ -660,7 +657,7 @@ fn a_prefetch_size_closes_the_connection_with_540() {
     let mut frame = BytesMut::new();
     crate::codec::frame::write_frame(&mut frame, FRAME_METHOD, 1, &payload).expect("frame encodes");
     client.send_bytes(&frame);
-    assert_connection_closed(&mut client, (540, "NOT_IMPLEMENTED - prefetch_size!=0 (1024)", 0, 0));
+    assert_connection_closed(&mut client, (540, "NOT_IMPLEMENTED - prefetch_size!=0 (1024)", 60, 10));
 }
 
 #[test]
@@ -789,11 +786,10 @@ fn reusing_a_consumer_tag_on_a_channel_closes_the_connection_with_530() {
     declare_queue(&mut client, "tagged");
     start_consumer(&mut client, "tagged", "same");
     client.send(1, consume("tagged", "same"));
-    assert_connection_closed(&mut client, (530, "NOT_ALLOWED - attempt to reuse consumer tag 'same'", 0, 0));
+    assert_connection_closed(&mut client, (530, "NOT_ALLOWED - attempt to reuse consumer tag 'same'", 60, 20));
 }
 
 #[test]
-#[ignore = "differs from RabbitMQ 3.10: connection.close carries class_id/method_id 0/0, not basic.consume's"]
 fn reusing_a_consumer_tag_names_basic_consume_in_connection_close() {
     let broker = Broker::new(1);
     let mut client = client_on(&broker, 0);
@@ -804,14 +800,13 @@ fn reusing_a_consumer_tag_names_basic_consume_in_connection_close() {
 }
 
 #[test]
-#[ignore = "differs from RabbitMQ 3.10: the queue is looked up before the consumer tag, so this is a 404"]
 fn reusing_a_consumer_tag_on_a_missing_queue_closes_the_connection_with_530() {
     let broker = Broker::new(1);
     let mut client = client_on(&broker, 0);
     declare_queue(&mut client, "tagged");
     start_consumer(&mut client, "tagged", "same");
     client.send(1, consume("missing", "same"));
-    assert_connection_closed(&mut client, (530, "NOT_ALLOWED - attempt to reuse consumer tag 'same'", 0, 0));
+    assert_connection_closed(&mut client, (530, "NOT_ALLOWED - attempt to reuse consumer tag 'same'", 60, 20));
 }
 
 #[test]
@@ -925,7 +920,6 @@ fn a_consumer_with_a_higher_priority_gets_the_messages() {
 }
 
 #[test]
-#[ignore = "differs from RabbitMQ 3.10: a non-integer x-priority counts as 0"]
 fn a_non_integer_consumer_priority_closes_the_channel_with_406() {
     let broker = Broker::new(1);
     let mut client = client_on(&broker, 0);
@@ -1109,7 +1103,7 @@ fn recover_without_requeue_closes_the_connection_with_540() {
     let broker = Broker::new(1);
     let mut client = client_on(&broker, 0);
     client.send(1, recover(false));
-    assert_connection_closed(&mut client, (540, "NOT_IMPLEMENTED - requeue=false", 0, 0));
+    assert_connection_closed(&mut client, (540, "NOT_IMPLEMENTED - requeue=false", 60, 110));
 }
 
 #[test]
@@ -1117,7 +1111,7 @@ fn recover_async_without_requeue_closes_the_connection_with_540() {
     let broker = Broker::new(1);
     let mut client = client_on(&broker, 0);
     client.send(1, recover_async(false));
-    assert_connection_closed(&mut client, (540, "NOT_IMPLEMENTED - requeue=false", 0, 0));
+    assert_connection_closed(&mut client, (540, "NOT_IMPLEMENTED - requeue=false", 60, 100));
 }
 
 // Methods only the server sends
@@ -1133,12 +1127,11 @@ fn a_server_method_sent_by_a_client_closes_the_connection_with_503() {
 }
 
 #[test]
-#[ignore = "differs from RabbitMQ 3.10: text 'unexpected basic method from a client'"]
 fn a_server_method_sent_by_a_client_is_an_unimplemented_method() {
     let broker = Broker::new(1);
     let mut client = client_on(&broker, 0);
     client.send(1, AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})));
-    assert_connection_closed(&mut client, (503, "COMMAND_INVALID - unimplemented method", 0, 0));
+    assert_connection_closed(&mut client, (503, "COMMAND_INVALID - unimplemented method", 60, 11));
 }
 
 // Deliveries, as the connection's shard writes them
@@ -1198,7 +1191,6 @@ fn a_delivery_racing_a_cancel_is_not_lost() {
 }
 
 #[test]
-#[ignore = "differs from RabbitMQ 3.10: a delivery that meets a cancelled consumer goes back to the queue unseen"]
 fn a_message_published_before_a_cancel_is_delivered_before_cancel_ok() {
     let broker = Broker::new(3);
     let mut client = publish_racing(&broker, "racing", &cancel("c", false));
@@ -1294,7 +1286,6 @@ fn the_tag_of_a_consumer_cancelled_by_the_broker_may_be_reused() {
 }
 
 #[test]
-#[ignore = "differs from RabbitMQ 3.10: basic.cancel is sent without the consumer_cancel_notify capability"]
 fn a_client_without_consumer_cancel_notify_is_not_sent_basic_cancel() {
     let broker = Broker::new(2);
     let mut consumer = connect_with_capabilities(&broker, 1, &[]);

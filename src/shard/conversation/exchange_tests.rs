@@ -363,7 +363,6 @@ fn declare_of_an_unknown_type_closes_the_connection_with_503() {
 }
 
 #[test]
-#[ignore = "differs from RabbitMQ 3.10: connection.close for a channel method carries class 0 method 0 (RabbitMQ: the method's ids)"]
 fn unknown_type_connection_close_names_exchange_declare() {
     let broker = Broker::new(1);
     let mut client = connected(&broker);
@@ -399,7 +398,6 @@ fn declare_of_the_default_exchange_with_an_unknown_type_closes_the_connection_wi
 }
 
 #[test]
-#[ignore = "differs from RabbitMQ 3.10: connection.close for a channel method carries class 0 method 0 (RabbitMQ: the method's ids)"]
 fn declare_of_the_default_exchange_with_an_unknown_type_is_503() {
     let broker = Broker::new(1);
     let mut client = connected(&broker);
@@ -489,7 +487,6 @@ fn an_exchange_method_the_server_sends_closes_the_connection_with_503() {
 }
 
 #[test]
-#[ignore = "differs from RabbitMQ 3.10: connection.close for a channel method carries class 0 method 0 (RabbitMQ: the method's ids)"]
 fn an_exchange_method_the_server_sends_is_an_unimplemented_method() {
     let broker = Broker::new(1);
     let mut client = connected(&broker);

@@ -21,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use super::Shard;
 use crate::alarms::Alarms;
 use crate::amqp::connection::{send_connection_close, Connection};
-use crate::amqp::dispatch::{release_connection, Dispatcher};
+use crate::amqp::dispatch::{fault, release_connection, Dispatcher, Fault, Hangup, NO_METHOD};
 use crate::amqp::handshake::{Handshake, Step};
 use crate::broker::definitions::Definitions;
 use crate::broker::error::AmqpError;
@@ -30,7 +30,7 @@ use crate::codec::hotpath::{self, ContentHeader};
 use crate::codec::methods::{encode_method, parse_method};
 use crate::config::Config;
 use crate::ids::ConnId;
-use crate::limits::{FRAME_MAX_BYTES, MAILBOX_CAPACITY};
+use crate::limits::{CHANNEL_MAX, FRAME_MAX_BYTES, MAILBOX_CAPACITY};
 
 use super::mailbox::Mailboxes;
 
@@ -108,7 +108,7 @@ impl Broker {
         let start = client.handshake_bytes(crate::codec::frame::PROTOCOL_HEADER);
         assert_eq!(start, Step::HeaderAccepted(8));
         client.output();
-        for method in [start_ok("PLAIN", b"\0guest\0guest"), tune_ok(0, FRAME_MAX_BYTES, 0), open("/")] {
+        for method in [start_ok("PLAIN", b"\0guest\0guest"), tune_ok(CHANNEL_MAX, FRAME_MAX_BYTES, 0), open("/")] {
             client.handshake_method(method);
         }
         assert!(client.open, "the handshake did not open the connection: {:?}", client.output());
@@ -218,7 +218,7 @@ impl Client<'_> {
                 Ok(Some(frame)) => self.send_frame(frame),
                 Ok(None) => return,
                 Err(error) => {
-                    self.connection_error(AmqpError::from_codec(error.reply_code(), error));
+                    self.connection_error(fault(AmqpError::from_codec(error.reply_code(), error), NO_METHOD));
                     return;
                 }
             }
@@ -232,8 +232,8 @@ impl Client<'_> {
         self.dispatcher.end_of_batch();
         match result {
             Ok(false) => {}
-            Ok(true) => self.end(),
-            Err(error) => self.connection_error(error),
+            Ok(true) | Err(Hangup::Silent) => self.end(),
+            Err(Hangup::Close(fault)) => self.connection_error(fault),
         }
         self.broker.settle();
     }
@@ -300,8 +300,8 @@ impl Client<'_> {
         self.broker.settle();
     }
 
-    fn connection_error(&mut self, error: AmqpError) {
-        send_connection_close(&self.connection, &error, 0, 0);
+    fn connection_error(&mut self, fault: Fault) {
+        send_connection_close(&self.connection, &fault.error, fault.class_id, fault.method_id);
         self.end();
     }
 
@@ -475,7 +475,7 @@ mod tests {
     fn a_wrong_protocol_header_gets_ours_back() {
         let broker = Broker::new(1);
         let mut client = broker.connect_raw(0, true);
-        assert_eq!(client.handshake_bytes(b"AMQP\x01\x01\x00\x09"), Step::Refused);
+        assert_eq!(client.handshake_bytes(b"AMQP\x00\x00\x08\x00"), Step::Refused);
         match client.output().as_slice() {
             [Out::Raw(bytes)] => assert_eq!(&bytes[..], crate::codec::frame::PROTOCOL_HEADER),
             other => panic!("expected the protocol header, got {other:?}"),
@@ -490,7 +490,7 @@ mod tests {
         let methods = client.methods();
         assert_eq!(
             connection_close(&methods),
-            Some((504, "CHANNEL_ERROR - unexpected method in connection state running".into(), 0, 0))
+            Some((504, "CHANNEL_ERROR - unexpected method in connection state running".into(), 50, 10))
         );
         assert!(client.closed);
         client.drop_connection();

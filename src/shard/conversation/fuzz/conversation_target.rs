@@ -19,7 +19,7 @@ use crate::amqp::handshake::Step;
 use crate::codec::frame::{split_frame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER};
 use crate::codec::hotpath::{self, CodecError};
 use crate::codec::methods::parse_method;
-use crate::limits::CONNECTION_OUTPUT_HIGH_BYTES;
+use crate::limits::{CHANNEL_MAX, CONNECTION_OUTPUT_HIGH_BYTES};
 
 /// Where the fuzzed bytes enter the connection.
 #[derive(Clone, Copy, Debug)]
@@ -142,7 +142,7 @@ fn open_client(broker: &Broker, shard: usize, frame_max: u32) -> Client<'_> {
     let mut client = broker.connect_raw(shard, true);
     assert_eq!(client.handshake_bytes(PROTOCOL_HEADER), Step::HeaderAccepted(PROTOCOL_HEADER.len()));
     client.handshake_method(start_ok("PLAIN", b"\0guest\0guest"));
-    client.handshake_method(tune_ok(0, frame_max, 0));
+    client.handshake_method(tune_ok(CHANNEL_MAX, frame_max, 0));
     assert!(matches!(client.handshake_method(open("/")), Step::Open { .. }), "the handshake did not open");
     while client.connection.take_output().is_some() {}
     client

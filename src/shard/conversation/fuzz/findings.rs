@@ -1,10 +1,12 @@
 //! What the fuzzer (and deriving its bounds) found in the broker, one reproducer each.
 //!
-//! The broker is not changed here: each test states the behaviour that should hold and fails
-//! today, so it is ignored with the finding in its reason. Remove the `ignore` with the fix.
+//! Each test states the behaviour that should hold; one still failing is ignored with the
+//! finding in its reason, and its `ignore` goes with the fix.
 //! The fuzz run knows finding 1 (it counts it instead of failing on it, see
 //! `conversation_target::check_output`): when it is fixed, drop that allowance too. Finding 2
-//! is fixed (a multi-frame body's buffer grows with what was received, `BODY_GROWTH_FACTOR`).
+//! is fixed (a multi-frame body's buffer grows with what was received, `BODY_GROWTH_FACTOR`),
+//! and so is finding 3 (a transaction is refused at the publish or ack that passes
+//! `TX_PENDING_MAX`).
 
 use amq_protocol::protocol::{tx, AMQPClass};
 use bytes::BytesMut;
@@ -96,7 +98,6 @@ fn bodies_announced_but_not_sent_do_not_hold_memory() {
 /// commit without bounding what the broker holds. This states the alternative, a 406 as soon
 /// as the transaction passes the limit.
 #[test]
-#[ignore = "fuzz finding 3: TX_PENDING_MAX is checked at commit, not as the transaction grows"]
 fn a_transaction_past_tx_pending_max_is_refused_when_it_gets_there() {
     let broker = Broker::new(1);
     let mut client = broker.connect(0);
