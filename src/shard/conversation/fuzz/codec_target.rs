@@ -71,11 +71,16 @@ fn incomplete(buffer: &[u8]) -> bool {
 /// The error `split_frame` gave must be the one the bytes deserve.
 fn check_frame_error(buffer: &[u8], frame_max: u32, error: &FrameError) {
     assert_eq!(error.reply_code(), 501);
+    let size_field = u32::from_be_bytes(buffer[3..FRAME_HEADER_LEN].try_into().expect("a whole frame header"));
     match *error {
         FrameError::TooLarge { size, .. } => {
+            assert_eq!(size, size_field, "the size refused is the one the header gives");
             assert!(u64::from(size) + u64::from(FRAME_OVERHEAD) > u64::from(limit(frame_max)));
         }
-        FrameError::BadFrameEnd { found } => assert_ne!(found, 0xCE),
+        FrameError::BadFrameEnd { found } => {
+            assert_eq!(buffer[FRAME_HEADER_LEN + size_field as usize], found, "the byte after the payload");
+            assert_ne!(found, 0xCE);
+        }
     }
 }
 
