@@ -16,7 +16,7 @@ import time
 
 import wire
 
-FIRST_S = 2.0    # how long a read waits for the broker to say anything
+FIRST_S = 3.0    # how long a read waits for the broker to say anything
 QUIET_S = 0.25   # a read ends once the broker has said nothing more for this long
 NOTHING_S = 0.4  # a read that expects nothing waits this long for unexpected frames
 READ_MAX_FRAMES = 500  # bound on frames gathered by one read
