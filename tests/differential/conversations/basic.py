@@ -358,8 +358,17 @@ def deliver_from_client(s):
 
 @conversation("basic.consume.cancel-notify-off")
 def cancel_notify_off(s):
-    c = opened(s, channels=(1, 2), capabilities={"basic.nack": True})
+    c, consumer = opened(s), opened(s, capabilities={"basic.nack": True})
     _queue_with(s, c, 0, exclusive=False)
-    c.rpc(1, "basic.consume", queue=s.q(), consumer_tag="t")
-    c.rpc(2, "queue.delete", queue=s.q())
-    c.read_nothing()
+    consumer.rpc(1, "basic.consume", queue=s.q(), consumer_tag="t")
+    c.rpc(1, "queue.delete", queue=s.q())
+    consumer.read_nothing()
+
+
+@conversation("basic.consume.cancel-notify-on")
+def cancel_notify_on(s):
+    c, consumer = opened(s), opened(s)
+    _queue_with(s, c, 0, exclusive=False)
+    consumer.rpc(1, "basic.consume", queue=s.q(), consumer_tag="t")
+    c.rpc(1, "queue.delete", queue=s.q())
+    consumer.read()

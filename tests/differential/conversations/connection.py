@@ -42,8 +42,10 @@ def handshake_ok(s):
 def _login(**options):
     def run(s):
         c = s.connect(handshake=False)
-        c.handshake(**options)
-        c.read()
+        if c.handshake(**options):
+            c.read()
+        else:
+            c.read_until_closed()
 
     return run
 
@@ -99,18 +101,18 @@ def _wrong_method_while(stage):
         c.read()
         if stage == "starting":
             c.send(0, "connection.open", virtual_host="/")
-            c.read()
+            c.read_until_closed()
             return
         c.send(0, "connection.start-ok", client_properties={}, mechanism="PLAIN",
                response=b"\0guest\0guest", locale="en_US")
         c.read()
         if stage == "tuning":
             c.send(0, "connection.open", virtual_host="/")
-            c.read()
+            c.read_until_closed()
             return
         c.send(0, "connection.tune-ok", channel_max=2047, frame_max=131072, heartbeat=0)
         c.send(0, "connection.tune-ok", channel_max=2047, frame_max=131072, heartbeat=0)
-        c.read()
+        c.read_until_closed()
 
     return run
 
@@ -137,7 +139,7 @@ def channel_while_starting(s):
     c.raw(wire.PROTOCOL_HEADER, note="protocol header")
     c.read()
     c.send(1, "channel.open")
-    c.read()
+    c.read_until_closed()
 
 
 @conversation("connection.handshake.client-closes-while-tuning")
@@ -149,7 +151,7 @@ def close_while_tuning(s):
            response=b"\0guest\0guest", locale="en_US")
     c.read()
     c.send(0, "connection.close", reply_code=200, reply_text="bye")
-    c.read()
+    c.read_until_closed()
 
 
 def _on_channel_zero(method, **fields):
