@@ -66,8 +66,25 @@ ensure_installed() {
     export DEBIAN_FRONTEND=noninteractive
     local had_5672=0
     if port_open 5672; then had_5672=1; fi
-    apt-get update -q >/dev/null
-    apt-get install -y -q -o DPkg::Lock::Timeout=600 rabbitmq-server >/dev/null
+    # The package's postinst would start a system-wide node on 5672. A policy-rc.d that
+    # answers 101 ("action forbidden") stops invoke-rc.d from starting it; ours is removed
+    # afterwards (one that was there before is left as it was). Stopping the system node is
+    # the fallback for init systems that ignore policy-rc.d.
+    local policy=/usr/sbin/policy-rc.d own_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# temporary, by scripts/rabbitmq.sh: no service starts during apt-get install\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        own_policy=1
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT  # also when the install is interrupted
+    fi
+    local status=0
+    apt-get update -q >/dev/null && apt-get install -y -q -o DPkg::Lock::Timeout=600 rabbitmq-server >/dev/null ||
+        status=$?
+    if [ "$own_policy" = 1 ]; then
+        rm -f "$policy"
+        trap - EXIT
+    fi
+    [ "$status" = 0 ] || { log "apt-get install rabbitmq-server failed (exit $status)"; exit 1; }
     if [ "$had_5672" = 0 ]; then
         stop_system_rabbitmq
     fi
