@@ -244,7 +244,8 @@ fn recover_segment(
                 // are needed now (the rest is decoded when the message is delivered).
                 if let Some(record) = record_position(kind, payload) {
                     if live_queues.contains(&record.queue_sequence) {
-                        let content_bytes = crate::store::content_bytes(segment.bytes(), kind, payload, next - offset);
+                        let content_bytes =
+                            crate::store::record::content_bytes(segment.bytes(), kind, payload, next - offset);
                         if let Some(content_bytes) = content_bytes {
                             let reference = StoredRef {
                                 segment: segment.clone(),

@@ -543,7 +543,7 @@ pub fn find_record(segment: &Segment, from: u32, end: u32, queue_sequence: u64, 
             let (queue, sequence) = record::queue_position(kind, payload)?;
             if queue == queue_sequence {
                 let length = next - offset;
-                let content_bytes = content_bytes(segment.bytes(), kind, payload, length)?;
+                let content_bytes = record::content_bytes(segment.bytes(), kind, payload, length)?;
                 let (offset, length) = (offset as u32, length as u32);
                 return Some(FoundRecord { kind, offset, length, content_bytes, sequence });
             }
@@ -551,18 +551,6 @@ pub fn find_record(segment: &Segment, from: u32, end: u32, queue_sequence: u64, 
         offset = next;
     }
     None
-}
-
-/// `StoredRef::content_bytes` of a checksummed record of `length` bytes of a segment: a message
-/// record's own length, a copy's without its origin, a link's target's (a message record,
-/// earlier in the segment; its header alone is read).
-pub fn content_bytes(segment_bytes: &[u8], kind: u8, payload: &[u8], length: usize) -> Option<u32> {
-    let bytes = match kind {
-        KIND_LINK => record_length(segment_bytes.get(decode_link(payload)?.target_offset as usize..)?)?,
-        record::KIND_COPY => length.checked_sub(ORIGIN_BYTES)?,
-        _ => length,
-    };
-    u32::try_from(bytes).ok()
 }
 
 /// Decodes a record from a segment's map without copying: the message's fields are slices

@@ -369,6 +369,18 @@ pub fn decode_marks(data: &[u8]) -> (Vec<(u64, u64, Mark)>, usize) {
     (marks, offset)
 }
 
+/// `StoredRef::content_bytes` of a checksummed record of `length` bytes of a segment: a message
+/// record's own length, a copy's without its origin, a link's target's (a message record,
+/// earlier in the segment; its header alone is read).
+pub fn content_bytes(segment_bytes: &[u8], kind: u8, payload: &[u8], length: usize) -> Option<u32> {
+    let bytes = match kind {
+        KIND_LINK => record_length(segment_bytes.get(decode_link(payload)?.target_offset as usize..)?)?,
+        KIND_COPY => length.checked_sub(ORIGIN_BYTES)?,
+        _ => length,
+    };
+    u32::try_from(bytes).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
