@@ -1,6 +1,6 @@
 //! The properties of a dead-lettered message, as RabbitMQ writes them: an `x-death` header
 //! (an array of tables, newest first, one per (queue, reason) with a count) and the
-//! `x-first-death-*` / `x-last-death-*` headers; a per-message `expiration` is removed and
+//! `x-first-death-*` headers (RabbitMQ 3.10 writes no `x-last-death-*`: those came with 3.13); a per-message `expiration` is removed and
 //! kept in the entry as `original-expiration`, so the copy does not expire again by itself.
 //!
 //! Also RabbitMQ's cycle rule: a message that would go back to a queue it already died in,
@@ -125,7 +125,6 @@ pub fn dead_properties(message: &Message, death: &Death<'_>) -> Result<DeadPrope
         if !headers.inner().contains_key(first.as_str()) {
             headers.insert(first.as_str().into(), long_string(value));
         }
-        headers.insert(format!("x-last-death-{suffix}").as_str().into(), long_string(value));
     }
     let rebuilt = without_expiration(&properties).with_headers(headers);
     Ok(DeadProperties { properties: hotpath::encode_properties(&rebuilt)?, history })

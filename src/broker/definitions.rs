@@ -127,8 +127,7 @@ impl Definitions {
                 None => Err(AmqpError::not_found("exchange", &request.name, vhost_name)),
             };
         }
-        let kind = ExchangeKind::parse(&request.kind)
-            .ok_or_else(|| AmqpError::new(COMMAND_INVALID, format!("unknown exchange type '{}'", request.kind)))?;
+        let kind = ExchangeKind::parse(&request.kind).ok_or_else(|| unknown_exchange_type(&request.kind))?;
         check_not_default_exchange(&request.name)?;
         if let Some(exchange) = existing {
             return check_exchange_equivalence(&exchange, kind, request);
@@ -448,4 +447,14 @@ fn check_not_default_exchange(name: &str) -> Result<(), AmqpError> {
         return Err(AmqpError::new(ACCESS_REFUSED, "operation not permitted on the default exchange"));
     }
     Ok(())
+}
+
+/// RabbitMQ names an empty type invalid and any other it does not know unknown.
+fn unknown_exchange_type(kind: &str) -> AmqpError {
+    let text = if kind.is_empty() {
+        "invalid exchange type ''".to_string()
+    } else {
+        format!("unknown exchange type '{kind}'")
+    };
+    AmqpError::new(COMMAND_INVALID, text)
 }
