@@ -74,6 +74,7 @@ impl<P: Port> Dispatcher<P> {
         let definition = self.resolve_queue(&name)?;
         let queue = definition.id;
         let priority = consumer_priority(&consume.arguments, &name, &self.vhost())?;
+        check_cancel_on_ha_failover(&consume.arguments, &name, &self.vhost())?;
         let own_timeout_ms = consumer_timeout_argument(&consume.arguments, &name, &self.vhost())?;
         let timeout_ms = own_timeout_ms.or_else(|| self.queue_timeout_ms(&definition));
         let prefetch_count = {
@@ -287,6 +288,21 @@ fn consumer_priority(arguments: &FieldTable, queue: &str, vhost: &str) -> Result
         ));
     };
     Ok(priority.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32)
+}
+
+/// RabbitMQ's consumer argument `x-cancel-on-ha-failover` must be a boolean (it means nothing
+/// on a single node, but RabbitMQ checks it after `x-priority`, with this text).
+fn check_cancel_on_ha_failover(arguments: &FieldTable, queue: &str, vhost: &str) -> Result<(), AmqpError> {
+    match arguments.inner().get("x-cancel-on-ha-failover") {
+        None | Some(AMQPValue::Boolean(_)) => Ok(()),
+        Some(value) => Err(AmqpError::new(
+            PRECONDITION_FAILED,
+            format!(
+                "invalid arg 'x-cancel-on-ha-failover' for queue '{queue}' in vhost '{vhost}': {{unacceptable_type,{}}}",
+                amqp_type_name(value)
+            ),
+        )),
+    }
 }
 
 /// The name RabbitMQ gives a field value's type.

@@ -250,6 +250,29 @@ fn a_non_integer_consumer_priority_closes_the_channel_with_406() {
 }
 
 #[test]
+fn a_non_boolean_cancel_on_ha_failover_closes_the_channel_with_406_and_a_boolean_is_accepted() {
+    let broker = Broker::new(1);
+    let mut client = client_on(&broker, 0);
+    declare_queue(&mut client, "failover");
+    let mut accepted = FieldTable::default();
+    accepted.insert("x-cancel-on-ha-failover".into(), AMQPValue::Boolean(true));
+    client.send(1, consume_with("failover", "ok", ConsumeOptions::default(), accepted));
+    assert!(matches!(client.methods().as_slice(), [(1, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_)))]));
+    let mut refused = FieldTable::default();
+    refused.insert("x-cancel-on-ha-failover".into(), AMQPValue::LongString("yes".into()));
+    client.send(1, consume_with("failover", "c", ConsumeOptions::default(), refused));
+    assert_channel_closed(
+        &mut client,
+        (
+            406,
+            "PRECONDITION_FAILED - invalid arg 'x-cancel-on-ha-failover' for queue 'failover' in vhost '/': {unacceptable_type,longstr}",
+            60,
+            20,
+        ),
+    );
+}
+
+#[test]
 fn cancel_is_answered_with_cancel_ok_and_stops_deliveries() {
     let broker = Broker::new(3);
     let mut client = client_on(&broker, 1);
