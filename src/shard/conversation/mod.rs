@@ -238,6 +238,19 @@ impl Client<'_> {
         self.broker.settle();
     }
 
+    /// Hands every frame of `bytes` to the dispatcher as one read of the socket: the driver
+    /// flushes confirms once at the end of what it read, not after each frame. Every frame
+    /// must be handled without closing anything.
+    pub fn send_in_one_read(&mut self, bytes: &[u8]) {
+        let mut buffer = BytesMut::from(bytes);
+        while let Some(frame) = split_frame(&mut buffer, self.connection.frame_max.get()).expect("whole frames") {
+            let result = self.broker.run(self.dispatcher.handle_frame(frame));
+            assert!(matches!(result, Ok(false)), "{result:?}");
+        }
+        self.dispatcher.end_of_batch();
+        self.broker.settle();
+    }
+
     /// basic.publish with its content, each frame handled in turn.
     pub fn publish(
         &mut self,

@@ -90,20 +90,6 @@ fn publish_bytes(channel: u16, exchange: &str, routing_key: &str, mandatory: boo
     out
 }
 
-/// Hands every frame in `bytes` to the dispatcher as one socket read does: no mailbox turn
-/// between them, then the end of the batch, then the shards settle.
-fn send_batch(client: &mut Client, bytes: &[u8]) {
-    let mut buffer = BytesMut::from(bytes);
-    while let Some(frame) = split_frame(&mut buffer, FRAME_MAX_BYTES).expect("whole test frames") {
-        let mut context = Context::from_waker(Waker::noop());
-        let mut future = pin!(client.dispatcher.handle_frame(frame));
-        let handled = future.as_mut().poll(&mut context);
-        assert!(matches!(handled, Poll::Ready(Ok(false))), "a batch frame did not complete at once: {handled:?}");
-    }
-    client.dispatcher.end_of_batch();
-    client.broker.settle();
-}
-
 /// (channel, delivery_tag, multiple) of every basic.ack among `methods`.
 fn confirms(methods: &[(u16, AMQPClass)]) -> Vec<(u16, u64, bool)> {
     methods
@@ -189,7 +175,7 @@ fn confirms_settled_together_coalesce_into_one_multiple_ack() {
     for _ in 0..3 {
         batch.extend_from_slice(&publish_bytes(1, "", &name, false, b"m"));
     }
-    send_batch(&mut client, &batch);
+    client.send_in_one_read(&batch);
     assert_eq!(confirms(&client.methods()), [(1, 3, true)]);
 }
 
@@ -284,7 +270,7 @@ fn an_unroutable_publish_is_confirmed_before_an_earlier_unconfirmed_one() {
     client.methods();
     let mut batch = publish_bytes(1, "", &name, false, b"routed");
     batch.extend_from_slice(&publish_bytes(1, "amq.direct", "unbound", false, b"unroutable"));
-    send_batch(&mut client, &batch);
+    client.send_in_one_read(&batch);
     assert_eq!(confirms(&client.methods()), [(1, 2, false), (1, 1, false)]);
 }
 
@@ -539,7 +525,7 @@ fn a_transaction_holding_exactly_the_pending_limit_commits() {
     client.open_channel(1);
     client.send(1, tx_select());
     client.methods();
-    send_batch(&mut client, &unroutable_publishes(TX_PENDING_MAX));
+    client.send_in_one_read(&unroutable_publishes(TX_PENDING_MAX));
     client.send(1, tx_commit());
     let methods = client.methods();
     assert!(matches!(methods.as_slice(), [(1, method)] if is_tx(method, &COMMIT_OK)), "{methods:?}");
@@ -556,7 +542,7 @@ fn a_publish_past_the_pending_limit_is_406_and_the_transaction_applies_nothing()
     client.send(1, tx_select());
     client.methods();
     client.publish(1, "", "work", &AMQPProperties::default(), b"held");
-    send_batch(&mut client, &unroutable_publishes(TX_PENDING_MAX));
+    client.send_in_one_read(&unroutable_publishes(TX_PENDING_MAX));
     let methods = client.methods();
     assert_eq!(channel_close(&methods, 1), Some((406, "PRECONDITION_FAILED - transaction too large".into(), 60, 40)));
     client.send(1, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));

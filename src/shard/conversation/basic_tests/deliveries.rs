@@ -52,7 +52,7 @@ fn publish_racing<'broker>(broker: &'broker Broker, name: &str, method: &AMQPCla
     assert!(start_consumer(&mut client, name, "c").is_empty());
     let mut bytes = publish_bytes(1, "", name, false, b"raced");
     encode_method(&mut bytes, 1, method).expect("test method encodes");
-    send_in_one_read(&mut client, &bytes);
+    client.send_in_one_read(&bytes);
     client
 }
 

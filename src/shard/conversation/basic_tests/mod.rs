@@ -194,18 +194,6 @@ fn publish_bytes(channel: u16, exchange: &str, routing_key: &str, mandatory: boo
     out
 }
 
-/// Hands every frame of `bytes` to the broker as one read of the socket: the driver flushes
-/// confirms once at the end of what it read, not after each frame.
-fn send_in_one_read(client: &mut Client<'_>, bytes: &[u8]) {
-    let mut buffer = BytesMut::from(bytes);
-    while let Some(frame) = split_frame(&mut buffer, client.connection.frame_max.get()).expect("whole frames") {
-        let result = client.broker.run(client.dispatcher.handle_frame(frame));
-        assert!(matches!(result, Ok(false)), "{result:?}");
-    }
-    client.dispatcher.end_of_batch();
-    client.broker.settle();
-}
-
 fn assert_channel_closed(client: &mut Client<'_>, expected: (u16, &str, u16, u16)) {
     let methods = client.methods();
     let (code, text, class_id, method_id) = expected;

@@ -111,7 +111,7 @@ fn confirms_of_publishes_read_together_are_flushed_as_one_ack_multiple() {
     for body in [b"one", b"two", b"six"] {
         bytes.extend_from_slice(&publish_bytes(1, "", "confirmed", false, body));
     }
-    send_in_one_read(&mut client, &bytes);
+    client.send_in_one_read(&bytes);
     let methods = client.methods();
     match methods.as_slice() {
         [(1, AMQPClass::Basic(basic::AMQPMethod::Ack(ack)))] => {
