@@ -27,7 +27,12 @@ const PREDECLARED: &[(&str, ExchangeKind)] = &[
     ("amq.topic", ExchangeKind::Topic),
     ("amq.headers", ExchangeKind::Headers),
     ("amq.match", ExchangeKind::Headers),
+    // RabbitMQ's firehose tracer publishes here; clients may bind to it but not publish to it.
+    (TRACE_EXCHANGE, ExchangeKind::Topic),
 ];
+
+/// Declared in every vhost, as RabbitMQ does; internal, so a publish to it is refused (403).
+const TRACE_EXCHANGE: &str = "amq.rabbitmq.trace";
 
 pub enum QueueDeclared {
     Created(Arc<QueueDef>),
@@ -84,7 +89,8 @@ impl Definitions {
         let mut vhost = Vhost { name: name.to_string(), ..Vhost::default() };
         for (exchange_name, kind) in PREDECLARED {
             let id = self.new_exchange_id();
-            let exchange = new_exchange(id, exchange_name, *kind, true, false, false, FieldTable::default());
+            let internal = *exchange_name == TRACE_EXCHANGE;
+            let exchange = new_exchange(id, exchange_name, *kind, true, false, internal, FieldTable::default());
             vhost.exchange_names.insert(id, exchange_name.to_string());
             vhost.exchanges.insert(exchange_name.to_string(), Arc::new(exchange));
         }

@@ -485,6 +485,24 @@ mod tests {
     }
 
     #[test]
+    fn every_vhost_has_the_internal_trace_exchange_and_a_publish_to_it_is_403() {
+        let broker = Broker::new(1);
+        let mut client = broker.connect(0);
+        client.open_channel(1);
+        client.publish(1, "amq.rabbitmq.trace", "x", &AMQPProperties::default(), b"x");
+        let methods = client.methods();
+        assert_eq!(
+            channel_close(&methods, 1),
+            Some((
+                403,
+                "ACCESS_REFUSED - cannot publish to internal exchange 'amq.rabbitmq.trace' in vhost '/'".into(),
+                60,
+                40
+            ))
+        );
+    }
+
+    #[test]
     fn a_wrong_protocol_header_gets_ours_back() {
         let broker = Broker::new(1);
         let mut client = broker.connect_raw(0, true);
