@@ -183,27 +183,30 @@ impl Confirms {
 
     /// Answers everything settled since the last call (RabbitMQ's send_confirms_and_nacks).
     pub fn take_answers(&mut self, mut answer: impl FnMut(ConfirmAnswer)) {
-        let acked = std::mem::take(&mut self.acked);
-        let nacked = std::mem::take(&mut self.nacked);
+        let mut acked = std::mem::take(&mut self.acked);
+        let mut nacked = std::mem::take(&mut self.nacked);
+        for sequences in [&mut acked, &mut nacked] {
+            sequences.sort_unstable();
+            sequences.dedup();
+        }
         match acked.as_slice() {
             [] => {}
             [delivery_tag] => answer(ConfirmAnswer::Ack { delivery_tag: *delivery_tag, multiple: false }),
-            _ => self.coalesce(acked.clone(), &nacked, |delivery_tag, multiple| {
+            _ => self.coalesce(&acked, &nacked, |delivery_tag, multiple| {
                 answer(ConfirmAnswer::Ack { delivery_tag, multiple })
             }),
         }
         if !nacked.is_empty() {
-            self.coalesce(nacked, &acked, |delivery_tag, multiple| {
+            self.coalesce(&nacked, &acked, |delivery_tag, multiple| {
                 answer(ConfirmAnswer::Nack { delivery_tag, multiple })
             });
         }
     }
 
-    /// RabbitMQ's coalesce_and_send: the sequences below the oldest outstanding one and below
-    /// every opposite answer become one `multiple` frame; the others go one by one.
-    fn coalesce(&self, mut sequences: Vec<u64>, opposite: &[u64], mut send: impl FnMut(u64, bool)) {
-        sequences.sort_unstable();
-        sequences.dedup();
+    /// RabbitMQ's coalesce_and_send: of the `sequences` (sorted, without repeats), those below
+    /// the oldest outstanding one and below every opposite answer become one `multiple` frame;
+    /// the others go one by one.
+    fn coalesce(&self, sequences: &[u64], opposite: &[u64], mut send: impl FnMut(u64, bool)) {
         let Some(&last) = sequences.last() else {
             return;
         };
