@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use monoio::net::{ListenerOpts, TcpListener};
 
 use crate::alarms::{start_monitor, total_memory_bytes, Alarms, Limits};
+use crate::broker::accounts::Defaults;
 use crate::broker::definitions::Definitions;
 use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::recovery::{recover, shard_dir, RestoredQueue};
@@ -281,8 +282,7 @@ fn recover_durable_state(config: &Config) -> Result<DurableState, StartError> {
     let started = Instant::now();
     let (mut log, operations) = DefinitionsLog::open(&config.data_dir)
         .map_err(|source| StartError::Storage { what: "cannot read the definitions log", source })?;
-    let mut definitions = Definitions::new(config.shards);
-    definitions.replay(&operations);
+    let definitions = Definitions::from_log(config.shards, &operations, &defaults(config));
     log.compact(&definitions.durable_operations())
         .map_err(|source| StartError::Storage { what: "cannot compact the definitions log", source })?;
     let live = definitions.durable_queue_sequences();
@@ -319,6 +319,11 @@ fn recover_durable_state(config: &Config) -> Result<DurableState, StartError> {
         next_segment_numbers: recovered.next_segment_numbers,
         messages: recovered.messages,
     })
+}
+
+/// The user and vhost a fresh data directory starts with.
+fn defaults(_config: &Config) -> Defaults {
+    Defaults::default()
 }
 
 fn pin_to_core(shard_id: usize) {

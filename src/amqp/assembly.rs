@@ -138,7 +138,11 @@ impl<P: Port> Dispatcher<P> {
         self.check_publish(&publish, &header).map_err(|error| fault(error, BASIC_PUBLISH))?;
         let properties =
             self.rewrite_reply_to(channel_id, header.properties).map_err(|error| fault(error, BASIC_PUBLISH))?;
-        check_user_id(&properties).map_err(|error| fault(error, BASIC_PUBLISH))?;
+        check_user_id(&self.connection.user.borrow(), &properties, || {
+            let user = self.connection.user.borrow();
+            self.port.snapshot().user(&user).is_some_and(|found| found.has_tag("impersonator"))
+        })
+        .map_err(|error| fault(error, BASIC_PUBLISH))?;
         let message = Arc::new(Message {
             exchange: publish.exchange.clone(),
             routing_key: publish.routing_key.clone(),
@@ -178,8 +182,9 @@ impl<P: Port> Dispatcher<P> {
             );
             return Err(AmqpError::new(PRECONDITION_FAILED, text));
         }
-        let exchange = String::from_utf8_lossy(&publish.exchange);
         let snapshot = self.port.snapshot();
+        super::access::publish(&self.connection, &snapshot, &publish.exchange)?;
+        let exchange = String::from_utf8_lossy(&publish.exchange);
         let vhost_name = self.connection.vhost.borrow().clone();
         let found = snapshot.vhost(&vhost_name).and_then(|vhost| vhost.exchanges.get(exchange.as_ref()).cloned());
         match found {
@@ -197,9 +202,10 @@ fn unexpected(text: &str) -> super::dispatch::Fault {
     fault(AmqpError::new(UNEXPECTED_FRAME, text), BASIC_PUBLISH)
 }
 
-/// RabbitMQ refuses a user-id property that differs from the authenticated user. Checked
-/// only when the property is present, so the hot path pays one flag test.
-fn check_user_id(properties: &[u8]) -> Result<(), AmqpError> {
+/// RabbitMQ refuses a user-id property that differs from the authenticated user, unless the
+/// user has the `impersonator` tag. Checked only when the property is present, so the hot
+/// path pays one flag test.
+fn check_user_id(user: &str, properties: &[u8], impersonator: impl FnOnce() -> bool) -> Result<(), AmqpError> {
     const USER_ID_FLAG: u16 = 1 << 4;
     let flags = match properties {
         [high, low, ..] => u16::from_be_bytes([*high, *low]),
@@ -211,13 +217,9 @@ fn check_user_id(properties: &[u8]) -> Result<(), AmqpError> {
     let parsed =
         hotpath::parse_properties(properties).map_err(|error| AmqpError::from_codec(error.reply_code(), error))?;
     match parsed.user_id() {
-        Some(user_id) if user_id.as_str() != super::handshake::DEFAULT_USER => Err(AmqpError::new(
+        Some(user_id) if user_id.as_str() != user && !impersonator() => Err(AmqpError::new(
             PRECONDITION_FAILED,
-            format!(
-                "user_id property set to '{}' but authenticated user was '{}'",
-                user_id,
-                super::handshake::DEFAULT_USER
-            ),
+            format!("user_id property set to '{user_id}' but authenticated user was '{user}'"),
         )),
         _ => Ok(()),
     }

@@ -71,6 +71,7 @@ impl<P: Port> Dispatcher<P> {
         if in_use {
             return Err(AmqpError::new(NOT_ALLOWED, format!("attempt to reuse consumer tag '{consumer_tag}'")));
         }
+        super::access::read_queue(&self.connection, &self.port.snapshot(), &name)?;
         let definition = self.resolve_queue(&name)?;
         let queue = definition.id;
         let priority = consumer_priority(&consume.arguments, &name, &self.vhost())?;
@@ -171,6 +172,7 @@ impl<P: Port> Dispatcher<P> {
 
     async fn get(&mut self, channel_id: u16, get: basic::Get) -> Result<(), AmqpError> {
         let name = self.queue_name(channel_id, get.queue.as_str())?;
+        super::access::read_queue(&self.connection, &self.port.snapshot(), &name)?;
         let definition = self.resolve_queue(&name)?;
         let (queue, timeout_ms) = (definition.id, self.queue_timeout_ms(&definition));
         let holder = self.connection.holder(channel_id);

@@ -36,6 +36,12 @@ pub struct Connection {
     pub frame_max: Cell<u32>,
     pub channel_max: Cell<u16>,
     pub vhost: RefCell<String>,
+    /// The authenticated user (empty until start-ok is accepted).
+    pub user: RefCell<String>,
+    /// The client's address, for log lines and listings.
+    pub peer: RefCell<String>,
+    /// Permission verdicts of this connection's user in its vhost (`access`).
+    pub access: RefCell<super::access::AccessCache>,
     pub channels: RefCell<HashMap<u16, Channel>>,
     /// Deliveries appended to `out` per consumer, returned to the queues as flow credit once
     /// the writer has sent them.
@@ -68,6 +74,9 @@ impl Connection {
             frame_max: Cell::new(crate::limits::FRAME_MAX_BYTES),
             channel_max: Cell::new(crate::limits::CHANNEL_MAX),
             vhost: RefCell::new(String::new()),
+            user: RefCell::new(String::new()),
+            peer: RefCell::new(String::from("unknown")),
+            access: RefCell::new(super::access::AccessCache::default()),
             channels: RefCell::new(HashMap::new()),
             written: RefCell::new(HashMap::new()),
             next_incarnation: Cell::new(1),

@@ -163,7 +163,10 @@ impl<P: Port> Dispatcher<P> {
     /// connection.update-secret: the new secret must still log the user in, as RabbitMQ's
     /// internal backend checks it.
     fn update_secret(&self, new_secret: &[u8]) -> Result<(), AmqpError> {
-        if new_secret != super::handshake::DEFAULT_PASSWORD.as_bytes() {
+        let user = self.connection.user.borrow().clone();
+        let accepted = self.port.snapshot().user(&user).is_some_and(|found| found.password.verify(new_secret));
+        if !accepted {
+            crate::info!("connection {}: secret update was refused for user '{user}'", self.connection.id);
             return Err(AmqpError::new(NOT_ALLOWED, "New secret was refused by one of the backends"));
         }
         let ok = connection_method::AMQPMethod::UpdateSecretOk(connection_method::UpdateSecretOk {});

@@ -7,6 +7,7 @@
 
 use amq_protocol::protocol::{channel, confirm, exchange, queue, tx, AMQPClass};
 
+use super::access;
 use super::dispatch::Dispatcher;
 use super::port::Port;
 use crate::broker::definitions::DEFAULT_VHOST;
@@ -14,6 +15,8 @@ use crate::broker::error::*;
 use crate::broker::messages::ShardMsg;
 use crate::broker::reply_to::REPLY_QUEUE;
 use crate::broker::requests::{AdminRequest, Binding, ExchangeDeclare, QueueDeclare, QueueRequest, ReplyBody};
+use crate::broker::routing::ExchangeKind;
+use crate::broker::users::{Access, Grant, ResourceKind};
 use crate::limits::TX_PENDING_MAX;
 
 impl<P: Port> Dispatcher<P> {
@@ -52,7 +55,45 @@ impl<P: Port> Dispatcher<P> {
         self.port.request(0, |reply| ShardMsg::Admin { request: Box::new(request), reply }).await
     }
 
+    /// The connection's user and permissions, for checks the definitions writer makes.
+    fn grant(&self) -> Grant {
+        let user = self.connection.user.borrow().clone();
+        let permissions = self.port.snapshot().permissions(&user, &self.vhost()).cloned();
+        Grant { user, permissions }
+    }
+
+    /// The checks RabbitMQ makes before it looks the resources up (the writer makes the rest).
+    fn check_exchange_method(&self, method: &exchange::AMQPMethod) -> Result<(), AmqpError> {
+        let snapshot = self.port.snapshot();
+        let connection = &*self.connection;
+        match method {
+            // The type (503) and the default exchange (403) are judged first, by the writer.
+            exchange::AMQPMethod::Declare(declare)
+                if !declare.passive
+                    && ExchangeKind::parse(declare.kind.as_str()).is_some()
+                    && !declare.exchange.as_str().is_empty() =>
+            {
+                access::configure_exchange(connection, &snapshot, declare.exchange.as_str())
+            }
+            exchange::AMQPMethod::Delete(delete)
+                if !delete.exchange.as_str().is_empty() && !delete.exchange.as_str().starts_with("amq.") =>
+            {
+                access::configure_exchange(connection, &snapshot, delete.exchange.as_str())
+            }
+            exchange::AMQPMethod::Bind(exchange::Bind { source, destination, .. })
+            | exchange::AMQPMethod::Unbind(exchange::Unbind { source, destination, .. }) => {
+                access::write_exchange(connection, &snapshot, destination.as_str())?;
+                if source.as_str().is_empty() || destination.as_str().is_empty() {
+                    return Ok(());
+                }
+                access::read_exchange(connection, &snapshot, source.as_str())
+            }
+            _ => Ok(()),
+        }
+    }
+
     async fn exchange_method(&mut self, channel_id: u16, method: exchange::AMQPMethod) -> Result<(), AmqpError> {
+        self.check_exchange_method(&method)?;
         let vhost = self.vhost();
         let conn = self.connection.id;
         let (request, nowait, reply) = match method {
@@ -66,6 +107,7 @@ impl<P: Port> Dispatcher<P> {
                     auto_delete: declare.auto_delete,
                     internal: declare.internal,
                     arguments: declare.arguments,
+                    grant: Some(self.grant()),
                 }),
                 declare.nowait,
                 exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {}),
@@ -111,6 +153,17 @@ impl<P: Port> Dispatcher<P> {
         Ok(())
     }
 
+    /// queue.bind and queue.unbind: write on the queue, then read on the exchange (the
+    /// default exchange is refused by the writer in between, as RabbitMQ orders them).
+    fn check_queue_binding(&self, queue: &str, exchange: &str) -> Result<(), AmqpError> {
+        let snapshot = self.port.snapshot();
+        access::check(&self.connection, &snapshot, Access::Write, ResourceKind::Queue, queue)?;
+        if exchange.is_empty() {
+            return Ok(());
+        }
+        access::read_exchange(&self.connection, &snapshot, exchange)
+    }
+
     /// An empty queue name means the channel's last declared queue (spec, RabbitMQ).
     pub fn queue_name(&self, channel_id: u16, name: &str) -> Result<String, AmqpError> {
         if !name.is_empty() {
@@ -130,6 +183,7 @@ impl<P: Port> Dispatcher<P> {
             queue::AMQPMethod::Declare(declare) => self.queue_declare(channel_id, declare).await,
             queue::AMQPMethod::Bind(bind) => {
                 let destination = self.queue_name(channel_id, bind.queue.as_str())?;
+                self.check_queue_binding(&destination, bind.exchange.as_str())?;
                 let binding = Binding {
                     vhost,
                     source: bind.exchange.to_string(),
@@ -147,6 +201,7 @@ impl<P: Port> Dispatcher<P> {
             }
             queue::AMQPMethod::Unbind(unbind) => {
                 let destination = self.queue_name(channel_id, unbind.queue.as_str())?;
+                self.check_queue_binding(&destination, unbind.exchange.as_str())?;
                 let binding = Binding {
                     vhost,
                     source: unbind.exchange.to_string(),
@@ -162,6 +217,7 @@ impl<P: Port> Dispatcher<P> {
             }
             queue::AMQPMethod::Purge(purge) => {
                 let name = self.queue_name(channel_id, purge.queue.as_str())?;
+                access::read_queue(&self.connection, &self.port.snapshot(), &name)?;
                 let definition = self.resolve_queue(&name)?;
                 let queue_id = definition.id;
                 let reply = self
@@ -181,6 +237,7 @@ impl<P: Port> Dispatcher<P> {
             }
             queue::AMQPMethod::Delete(delete) => {
                 let name = self.queue_name(channel_id, delete.queue.as_str())?;
+                access::configure_queue(&self.connection, &self.port.snapshot(), &name)?;
                 let holder = self.connection.holder(channel_id);
                 let request = AdminRequest::QueueDelete {
                     vhost,
@@ -214,6 +271,11 @@ impl<P: Port> Dispatcher<P> {
             return self.declare_reply_queue(channel_id, &declare).await;
         }
         let name = declare.queue.to_string();
+        // A server-named queue is checked by the writer, once it has its name; a reserved
+        // name is refused by the writer first, as RabbitMQ checks the name first.
+        if !declare.passive && !name.is_empty() && !name.starts_with("amq.") {
+            access::configure_queue(&self.connection, &self.port.snapshot(), &name)?;
+        }
         if declare.passive {
             if let Ok(definition) = self.resolve_queue(&name) {
                 // Straight to the owner, as basic.publish and basic.get go: the count then
@@ -232,6 +294,7 @@ impl<P: Port> Dispatcher<P> {
             auto_delete: declare.auto_delete,
             arguments: declare.arguments,
             conn: self.connection.id,
+            grant: Some(self.grant()),
         });
         let reply = match self.admin(request).await? {
             ReplyBody::ExistingQueue(queue) => self.declare_ok_from_owner(queue, &name).await?,

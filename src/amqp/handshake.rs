@@ -1,9 +1,11 @@
 //! The connection handshake: protocol header, start/start-ok (PLAIN, AMQPLAIN), tune/tune-ok,
 //! open/open-ok.
 //!
-//! Authentication follows RabbitMQ's defaults: user guest/guest, accepted from loopback
-//! only; a refused login is connection.close 403 for a client with the
-//! `authentication_failure_close` capability, a closed socket for others. Errors before
+//! Authentication follows RabbitMQ's internal backend: the user and its password hash come
+//! from the definitions snapshot; `guest` is accepted from loopback only (RabbitMQ's default
+//! `loopback_users`); a refused login is connection.close 403 for a client with the
+//! `authentication_failure_close` capability, a closed socket for others, and one log line
+//! naming the user and the address (never the password). Errors before
 //! connection.open are not told (RabbitMQ closes the socket), except the refused login and
 //! a refused tune-ok. Ends with the negotiated heartbeat; the caller bounds it in time.
 //!
@@ -23,8 +25,10 @@ use crate::codec::frame::{
 use crate::codec::methods::{encode_method, is_known_method, parse_method};
 use crate::limits::{CHANNEL_MAX, FRAME_MAX_BYTES, FRAME_MIN_BYTES, HEARTBEAT_SECONDS};
 
-pub const DEFAULT_USER: &str = "guest";
-pub const DEFAULT_PASSWORD: &str = "guest";
+/// Users that may log in from loopback addresses only (RabbitMQ's `loopback_users`).
+const LOOPBACK_USERS: &[&str] = &["guest"];
+/// A user name is logged up to this many bytes.
+const LOGGED_NAME_MAX: usize = 128;
 /// The AMQP 0-9 protocol header, which RabbitMQ answers as 0-9-1.
 const PROTOCOL_HEADER_0_9: &[u8; 8] = b"AMQP\x01\x01\x00\x09";
 /// RabbitMQ's smallest channel_max.
@@ -137,7 +141,7 @@ impl Handshake {
         };
         match (&self.stage, method) {
             (Stage::StartOk, AMQPClass::Connection(method::AMQPMethod::StartOk(start_ok))) => {
-                self.start_ok(connection, &start_ok)
+                self.start_ok(port, connection, &start_ok)
             }
             (Stage::TuneOk, AMQPClass::Connection(method::AMQPMethod::TuneOk(tune_ok))) => {
                 self.tune_ok(connection, &tune_ok)
@@ -153,7 +157,7 @@ impl Handshake {
         }
     }
 
-    fn start_ok(&mut self, connection: &Connection, start_ok: &method::StartOk) -> Step {
+    fn start_ok(&mut self, port: &impl Port, connection: &Connection, start_ok: &method::StartOk) -> Step {
         let properties = &start_ok.client_properties;
         connection.supports_blocked.set(announces_capability(properties, "connection.blocked"));
         connection.supports_cancel_notify.set(announces_capability(properties, "consumer_cancel_notify"));
@@ -171,9 +175,15 @@ impl Handshake {
             let error = AmqpError::new(SYNTAX_ERROR, format!("malformed {mechanism} response"));
             return self.fail(connection, error, (10, 11));
         };
-        if user != DEFAULT_USER || password != DEFAULT_PASSWORD || !self.loopback_peer {
+        if let Err(reason) = self.authenticate(port, &user, &password) {
+            crate::info!(
+                "connection {} from {} refused: {reason}, mechanism {mechanism}",
+                connection.id,
+                connection.peer.borrow()
+            );
             return self.refuse_login(connection, mechanism, told);
         }
+        *connection.user.borrow_mut() = user;
         let tune = AMQPClass::Connection(method::AMQPMethod::Tune(method::Tune {
             channel_max: CHANNEL_MAX,
             frame_max: FRAME_MAX_BYTES,
@@ -186,10 +196,24 @@ impl Handshake {
         Step::Continue
     }
 
+    /// RabbitMQ's internal backend: the user exists, its password hash matches, and a
+    /// loopback-only user comes from loopback. The error is the log's reason.
+    fn authenticate(&self, port: &impl Port, user: &str, password: &str) -> Result<(), String> {
+        let shown: String = user.chars().take(LOGGED_NAME_MAX).collect();
+        let snapshot = port.snapshot();
+        let verified = snapshot.user(user).is_some_and(|found| found.password.verify(password.as_bytes()));
+        if !verified {
+            return Err(format!("user '{shown}' - invalid credentials"));
+        }
+        if LOOPBACK_USERS.contains(&user) && !self.loopback_peer {
+            return Err(format!("user '{shown}' can only connect via localhost"));
+        }
+        Ok(())
+    }
+
     /// RabbitMQ's auth_fail: the client hears a generic text (with no method: 0/0) only if it
     /// announced `authentication_failure_close`; the reason stays in the log.
     fn refuse_login(&mut self, connection: &Connection, mechanism: &str, told: bool) -> Step {
-        crate::info!("connection {} refused: login with {mechanism} refused", connection.id);
         if told {
             let text = format!(
                 "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
@@ -218,8 +242,14 @@ impl Handshake {
 
     fn open(&mut self, port: &impl Port, connection: &Connection, open: &method::Open, heartbeat: u16) -> Step {
         let vhost = open.virtual_host.as_str().to_string();
-        if port.snapshot().vhost(&vhost).is_none() {
+        let snapshot = port.snapshot();
+        if snapshot.vhost(&vhost).is_none() {
             return self.refuse(connection, AmqpError::new(NOT_ALLOWED, format!("vhost {vhost} not found")), (10, 40));
+        }
+        let user = connection.user.borrow().clone();
+        if snapshot.permissions(&user, &vhost).is_none() {
+            let text = format!("access to vhost '{vhost}' refused for user '{user}'");
+            return self.refuse(connection, AmqpError::new(NOT_ALLOWED, text), (10, 40));
         }
         *connection.vhost.borrow_mut() = vhost;
         let open_ok = AMQPClass::Connection(method::AMQPMethod::OpenOk(method::OpenOk {}));

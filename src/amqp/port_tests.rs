@@ -100,6 +100,7 @@ fn snapshot_with_queues_on(shards: &[usize]) -> Arc<Snapshot> {
             auto_delete: false,
             arguments: FieldTable::default(),
             conn: ConnId { shard: 1, local: 99 },
+            grant: None,
         };
         definitions.declare_queue(&declare).expect("the queue is declared");
     }
@@ -125,6 +126,7 @@ impl Harness {
             answers: Default::default(),
         });
         let connection = Rc::new(Connection::new(ConnId { shard: HOME_SHARD as u16, local: 1 }));
+        *connection.user.borrow_mut() = "guest".into();
         // The handshake sets the vhost; this dispatcher starts after it.
         *connection.vhost.borrow_mut() = "/".into();
         let dispatcher = Dispatcher::new(port.clone(), connection.clone());

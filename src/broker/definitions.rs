@@ -14,6 +14,7 @@ use super::error::{AmqpError, ACCESS_REFUSED, COMMAND_INVALID, PRECONDITION_FAIL
 use super::requests::{Binding, ExchangeDeclare, QueueDeclare};
 use super::routing::{validate_x_match, ExchangeKind, RoutingTable};
 use super::snapshot::{Exchange, QueueDef, Snapshot, Vhost};
+use super::users::{Access, ResourceKind};
 use crate::broker::placement::queue_owner;
 use crate::ids::{ConnId, Destination, ExchangeId, QueueId};
 use crate::limits::{BINDINGS_PER_EXCHANGE_MAX, EXCHANGES_MAX, NAME_MAX_BYTES, QUEUES_MAX};
@@ -34,6 +35,15 @@ const PREDECLARED: &[(&str, ExchangeKind)] = &[
 /// Declared in every vhost, as RabbitMQ does; internal, so a publish to it is refused (403).
 const TRACE_EXCHANGE: &str = "amq.rabbitmq.trace";
 
+/// A string argument (RabbitMQ's `r_arg`: other types are judged by the validators).
+fn string_argument(arguments: &FieldTable, key: &str) -> Option<String> {
+    match arguments.inner().get(key)? {
+        amq_protocol::types::AMQPValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
+        amq_protocol::types::AMQPValue::ShortString(text) => Some(text.as_str().to_string()),
+        _ => None,
+    }
+}
+
 pub enum QueueDeclared {
     Created(Arc<QueueDef>),
     Existing(Arc<QueueDef>),
@@ -51,12 +61,21 @@ pub struct Definitions {
 }
 
 impl Definitions {
+    /// Definitions with the defaults of a fresh data directory: vhost `/` and user `guest`
+    /// with every permission on it.
     pub fn new(shard_count: usize) -> Definitions {
+        let mut definitions = Definitions::empty(shard_count);
+        definitions.seed(&super::accounts::Defaults::default());
+        definitions
+    }
+
+    /// Definitions without any vhost or user (recovery replays the log into these).
+    pub fn empty(shard_count: usize) -> Definitions {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0x9e37_79b9_7f4a_7c15, |elapsed| elapsed.as_nanos() as u64)
             | 1;
-        let mut definitions = Definitions {
+        Definitions {
             snapshot: Arc::new(Snapshot::default()),
             shard_count,
             next_queue_sequence: 1,
@@ -65,9 +84,19 @@ impl Definitions {
             exchange_count: 0,
             changed: true,
             name_seed: seed,
-        };
-        definitions.add_vhost(DEFAULT_VHOST);
-        definitions
+        }
+    }
+
+    /// The snapshot, to change: marks the definitions changed.
+    pub(super) fn snapshot_mut(&mut self) -> &mut Snapshot {
+        self.changed = true;
+        Arc::make_mut(&mut self.snapshot)
+    }
+
+    /// Forgets queues and exchanges removed with their vhost.
+    pub(super) fn forget_counts(&mut self, queues: usize, exchanges: usize) {
+        self.queue_count = self.queue_count.saturating_sub(queues);
+        self.exchange_count = self.exchange_count.saturating_sub(exchanges);
     }
 
     pub fn snapshot(&self) -> &Arc<Snapshot> {
@@ -139,6 +168,11 @@ impl Definitions {
             return check_exchange_equivalence(&exchange, kind, request);
         }
         check_name("exchange", &request.name)?;
+        if let (Some(grant), Some(alternate)) = (&request.grant, string_argument(&request.arguments, "alternate-exchange"))
+        {
+            grant.check(Access::Read, ResourceKind::Exchange, &request.name, vhost_name)?;
+            grant.check(Access::Write, ResourceKind::Exchange, &alternate, vhost_name)?;
+        }
         super::queue_args::validate_exchange(&request.arguments, &request.name, vhost_name)?;
         if self.exchange_count >= EXCHANGES_MAX {
             return Err(AmqpError::new(RESOURCE_ERROR, "exchange limit reached"));
@@ -236,6 +270,15 @@ impl Definitions {
             return Err(AmqpError::new(RESOURCE_ERROR, "queue limit reached"));
         }
         let name = if request.name.is_empty() { self.server_named_queue() } else { request.name.clone() };
+        if let Some(grant) = &request.grant {
+            if request.name.is_empty() {
+                grant.check(Access::Configure, ResourceKind::Queue, &name, vhost_name)?;
+            }
+            if let Some(dead_letter) = string_argument(&request.arguments, "x-dead-letter-exchange") {
+                grant.check(Access::Read, ResourceKind::Queue, &name, vhost_name)?;
+                grant.check(Access::Write, ResourceKind::Exchange, &dead_letter, vhost_name)?;
+            }
+        }
         super::queue_args::validate(&request.arguments, &name, vhost_name)?;
         let owner = if request.exclusive || request.name.is_empty() {
             request.conn.shard()

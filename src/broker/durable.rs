@@ -9,10 +9,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::accounts::Defaults;
 use super::definitions::Definitions;
 use super::error::AmqpError;
 use super::requests::{Binding, ExchangeDeclare};
+use super::passwords::{HashAlgorithm, PasswordHash};
 use super::snapshot::{QueueDef, Vhost};
+use super::users::{Permissions, User};
 use crate::broker::placement::queue_owner;
 use crate::ids::{ConnId, Destination, QueueId};
 use crate::store::definitions_log::{BindingDefinition, DefinitionOp};
@@ -20,7 +23,7 @@ use crate::store::definitions_log::{BindingDefinition, DefinitionOp};
 /// The connection replayed definitions are attributed to (never a real client).
 const REPLAY_CONN: ConnId = ConnId { shard: 0, local: 0 };
 
-fn is_predeclared(name: &str) -> bool {
+pub(super) fn is_predeclared(name: &str) -> bool {
     name.is_empty() || name.starts_with("amq.")
 }
 
@@ -65,6 +68,21 @@ impl Definitions {
         self.snapshot().vhosts.values().flat_map(|vhost| vhost.queues.values())
     }
 
+    /// The definitions a data directory's log holds. A log that never recorded the defaults
+    /// (a fresh data directory, or one written before users and vhosts were stored) gets
+    /// them first; its queues, if any, live in vhost `/`.
+    pub fn from_log(shard_count: usize, operations: &[DefinitionOp], defaults: &Defaults) -> Definitions {
+        let mut definitions = Definitions::empty(shard_count);
+        if !operations.iter().any(|operation| matches!(operation, DefinitionOp::Seeded)) {
+            if !operations.is_empty() && defaults.vhost != super::definitions::DEFAULT_VHOST {
+                definitions.add_vhost(super::definitions::DEFAULT_VHOST);
+            }
+            definitions.seed(defaults);
+        }
+        definitions.replay(operations);
+        definitions
+    }
+
     /// Applies logged operations in order. An operation that no longer applies is skipped
     /// with a log line: the log is history, and history may hold what was undone later.
     pub fn replay(&mut self, operations: &[DefinitionOp]) {
@@ -87,6 +105,7 @@ impl Definitions {
                     auto_delete: *auto_delete,
                     internal: *internal,
                     arguments: arguments.clone(),
+                    grant: None,
                 }),
             DefinitionOp::ExchangeDelete { vhost, name } => self.delete_exchange(vhost, name, false),
             DefinitionOp::QueueDeclare { vhost, name, sequence, auto_delete, arguments } => {
@@ -114,11 +133,46 @@ impl Definitions {
             }
             DefinitionOp::Bind(binding) => self.bind(&binding_request(binding)),
             DefinitionOp::Unbind(binding) => self.unbind(&binding_request(binding)),
+            DefinitionOp::Seeded => Ok(()),
+            DefinitionOp::VhostAdd { name } => {
+                if self.snapshot().vhost(name).is_none() {
+                    self.add_vhost(name);
+                }
+                Ok(())
+            }
+            DefinitionOp::VhostDelete { name } => self.delete_vhost(name).map(drop).map_err(replay_error),
+            DefinitionOp::UserPut { name, hashing_algorithm, password_hash, tags } => {
+                let user = user_from_log(name, hashing_algorithm, password_hash, tags).map_err(replay_error)?;
+                self.put_user(user);
+                Ok(())
+            }
+            DefinitionOp::UserDelete { name } => self.delete_user(name).map_err(replay_error),
+            DefinitionOp::PermissionSet { user, vhost, configure, write, read } => {
+                let permissions = Permissions::new(configure, write, read).map_err(replay_error)?;
+                self.set_permissions(user, vhost, permissions).map_err(replay_error)
+            }
+            DefinitionOp::PermissionClear { user, vhost } => self.clear_permissions(user, vhost).map_err(replay_error),
         }
     }
 
     /// The durable state as a minimal list of operations (for compaction).
     pub fn durable_operations(&self) -> Vec<DefinitionOp> {
+        let mut accounts = vec![DefinitionOp::Seeded];
+        let mut vhost_names: Vec<&String> = self.snapshot().vhosts.keys().collect();
+        vhost_names.sort();
+        accounts.extend(vhost_names.into_iter().map(|name| DefinitionOp::VhostAdd { name: name.clone() }));
+        let mut users: Vec<&Arc<User>> = self.snapshot().users.values().collect();
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        for user in &users {
+            accounts.push(user_operation(user));
+        }
+        for user in users {
+            let mut vhosts: Vec<_> = user.permissions.iter().collect();
+            vhosts.sort_by(|a, b| a.0.cmp(b.0));
+            for (vhost, permissions) in vhosts {
+                accounts.push(permission_operation(&user.name, vhost, permissions));
+            }
+        }
         let mut exchanges = Vec::new();
         let mut queues = Vec::new();
         let mut bindings = Vec::new();
@@ -146,7 +200,7 @@ impl Definitions {
             }
             durable_bindings(vhost, &mut bindings);
         }
-        exchanges.into_iter().chain(queues).chain(bindings).collect()
+        accounts.into_iter().chain(exchanges).chain(queues).chain(bindings).collect()
     }
 }
 
@@ -175,6 +229,37 @@ fn durable_bindings(vhost: &Vhost, out: &mut Vec<DefinitionOp>) {
             }
         }
     }
+}
+
+fn replay_error(text: String) -> AmqpError {
+    AmqpError::new(super::error::INTERNAL_ERROR, text)
+}
+
+/// The log entry that creates or replaces `user` (not its permissions).
+pub fn user_operation(user: &User) -> DefinitionOp {
+    DefinitionOp::UserPut {
+        name: user.name.clone(),
+        hashing_algorithm: user.password.algorithm.rabbit_name().to_string(),
+        password_hash: user.password.to_base64(),
+        tags: user.tags.clone(),
+    }
+}
+
+pub fn permission_operation(user: &str, vhost: &str, permissions: &Permissions) -> DefinitionOp {
+    DefinitionOp::PermissionSet {
+        user: user.to_string(),
+        vhost: vhost.to_string(),
+        configure: permissions.configure.source().to_string(),
+        write: permissions.write.source().to_string(),
+        read: permissions.read.source().to_string(),
+    }
+}
+
+fn user_from_log(name: &str, algorithm: &str, hash: &str, tags: &[String]) -> Result<User, String> {
+    let algorithm = HashAlgorithm::from_rabbit_name(algorithm)
+        .ok_or_else(|| format!("unknown password hashing algorithm '{algorithm}'"))?;
+    let password = if hash.is_empty() { PasswordHash::empty() } else { PasswordHash::from_base64(algorithm, hash)? };
+    Ok(User::new(name, password, tags.to_vec()))
 }
 
 fn binding_request(binding: &BindingDefinition) -> Binding {

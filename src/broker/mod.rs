@@ -1,6 +1,7 @@
 //! Broker state independent of the wire: identifiers, messages, exchanges and their routing
 //! tables, the definitions writer, and the queue state machine. Nothing here does I/O.
 
+pub(crate) mod accounts;
 pub(crate) mod dead_letter;
 pub(crate) mod definitions;
 pub(crate) mod durable;
@@ -9,6 +10,7 @@ pub(crate) mod error;
 mod headers_match;
 pub(crate) mod messages;
 pub(crate) mod placement;
+pub(crate) mod passwords;
 mod priority;
 pub(crate) mod queue;
 pub(crate) mod queue_args;
@@ -19,3 +21,4 @@ pub(crate) mod requests;
 pub(crate) mod routing;
 pub(crate) mod snapshot;
 mod topic;
+pub(crate) mod users;

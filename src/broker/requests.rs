@@ -6,6 +6,7 @@
 use amq_protocol::types::FieldTable;
 
 use super::queue::Payload;
+use super::users::Grant;
 use crate::ids::{ConnId, Holder, QueueId};
 use std::sync::Arc;
 
@@ -19,6 +20,8 @@ pub struct ExchangeDeclare {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
+    /// The declaring client's rights (None: the operator's request).
+    pub grant: Option<Grant>,
 }
 
 #[derive(Debug)]
@@ -31,6 +34,8 @@ pub struct QueueDeclare {
     pub auto_delete: bool,
     pub arguments: FieldTable,
     pub conn: ConnId,
+    /// The declaring client's rights (None: the operator's request).
+    pub grant: Option<Grant>,
 }
 
 /// A binding between a source exchange and a queue or another exchange.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use amq_protocol::types::{AMQPValue, FieldTable};
 
 use super::routing::{ExchangeKind, RoutingTable};
+use super::users::{Permissions, User};
 use crate::ids::{ConnId, Destination, ExchangeId, QueueId};
 use crate::limits::EXCHANGE_HOPS_MAX;
 
@@ -50,6 +51,8 @@ pub struct Vhost {
 pub struct Snapshot {
     pub version: u64,
     pub vhosts: HashMap<String, Arc<Vhost>>,
+    /// Users with their tags and permissions (`users.rs`).
+    pub users: HashMap<String, Arc<User>>,
 }
 
 impl Vhost {
@@ -141,5 +144,14 @@ impl Vhost {
 impl Snapshot {
     pub fn vhost(&self, name: &str) -> Option<&Arc<Vhost>> {
         self.vhosts.get(name)
+    }
+
+    pub fn user(&self, name: &str) -> Option<&Arc<User>> {
+        self.users.get(name)
+    }
+
+    /// What `user` may do in `vhost` (None: nothing, or no such user).
+    pub fn permissions(&self, user: &str, vhost: &str) -> Option<&Arc<Permissions>> {
+        self.users.get(user)?.permissions.get(vhost)
     }
 }

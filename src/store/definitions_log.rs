@@ -21,6 +21,13 @@ const KIND_QUEUE_DECLARE: u8 = 12;
 const KIND_QUEUE_DELETE: u8 = 13;
 const KIND_BIND: u8 = 14;
 const KIND_UNBIND: u8 = 15;
+const KIND_SEEDED: u8 = 20;
+const KIND_VHOST_ADD: u8 = 21;
+const KIND_VHOST_DELETE: u8 = 22;
+const KIND_USER_PUT: u8 = 23;
+const KIND_USER_DELETE: u8 = 24;
+const KIND_PERMISSION_SET: u8 = 25;
+const KIND_PERMISSION_CLEAR: u8 = 26;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct BindingDefinition {
@@ -59,6 +66,37 @@ pub enum DefinitionOp {
     },
     Bind(BindingDefinition),
     Unbind(BindingDefinition),
+    /// The defaults of a fresh data directory were created: never create them again, even
+    /// when the operator deletes them.
+    Seeded,
+    VhostAdd {
+        name: String,
+    },
+    /// Also removes everything in the vhost.
+    VhostDelete {
+        name: String,
+    },
+    /// Creates or replaces a user (its permissions stay). The hash is never the password.
+    UserPut {
+        name: String,
+        hashing_algorithm: String,
+        password_hash: String,
+        tags: Vec<String>,
+    },
+    UserDelete {
+        name: String,
+    },
+    PermissionSet {
+        user: String,
+        vhost: String,
+        configure: String,
+        write: String,
+        read: String,
+    },
+    PermissionClear {
+        user: String,
+        vhost: String,
+    },
 }
 
 pub struct DefinitionsLog {
@@ -199,6 +237,37 @@ fn encode(out: &mut Vec<u8>, operation: &DefinitionOp) -> io::Result<()> {
             out.put_u8(KIND_UNBIND);
             put_binding(out, binding)?;
         }
+        DefinitionOp::Seeded => out.put_u8(KIND_SEEDED),
+        DefinitionOp::VhostAdd { name } => {
+            out.put_u8(KIND_VHOST_ADD);
+            put_text(out, name);
+        }
+        DefinitionOp::VhostDelete { name } => {
+            out.put_u8(KIND_VHOST_DELETE);
+            put_text(out, name);
+        }
+        DefinitionOp::UserPut { name, hashing_algorithm, password_hash, tags } => {
+            out.put_u8(KIND_USER_PUT);
+            put_text(out, name);
+            put_text(out, hashing_algorithm);
+            put_text(out, password_hash);
+            put_text(out, &tags.join(","));
+        }
+        DefinitionOp::UserDelete { name } => {
+            out.put_u8(KIND_USER_DELETE);
+            put_text(out, name);
+        }
+        DefinitionOp::PermissionSet { user, vhost, configure, write, read } => {
+            out.put_u8(KIND_PERMISSION_SET);
+            for text in [user, vhost, configure, write, read] {
+                put_text(out, text);
+            }
+        }
+        DefinitionOp::PermissionClear { user, vhost } => {
+            out.put_u8(KIND_PERMISSION_CLEAR);
+            put_text(out, user);
+            put_text(out, vhost);
+        }
     }
     let body = &out[start + RECORD_HEADER_BYTES..];
     let length = body.len() as u32;
@@ -267,6 +336,24 @@ fn decode(kind: u8, payload: &[u8]) -> Option<DefinitionOp> {
         KIND_QUEUE_DELETE => DefinitionOp::QueueDelete { vhost: cursor.text()?, name: cursor.text()? },
         KIND_BIND => DefinitionOp::Bind(cursor.binding()?),
         KIND_UNBIND => DefinitionOp::Unbind(cursor.binding()?),
+        KIND_SEEDED => DefinitionOp::Seeded,
+        KIND_VHOST_ADD => DefinitionOp::VhostAdd { name: cursor.text()? },
+        KIND_VHOST_DELETE => DefinitionOp::VhostDelete { name: cursor.text()? },
+        KIND_USER_PUT => DefinitionOp::UserPut {
+            name: cursor.text()?,
+            hashing_algorithm: cursor.text()?,
+            password_hash: cursor.text()?,
+            tags: cursor.text()?.split(',').filter(|tag| !tag.is_empty()).map(str::to_string).collect(),
+        },
+        KIND_USER_DELETE => DefinitionOp::UserDelete { name: cursor.text()? },
+        KIND_PERMISSION_SET => DefinitionOp::PermissionSet {
+            user: cursor.text()?,
+            vhost: cursor.text()?,
+            configure: cursor.text()?,
+            write: cursor.text()?,
+            read: cursor.text()?,
+        },
+        KIND_PERMISSION_CLEAR => DefinitionOp::PermissionClear { user: cursor.text()?, vhost: cursor.text()? },
         _ => return None,
     };
     (cursor.position == payload.len()).then_some(operation)
@@ -308,6 +395,24 @@ mod tests {
                 routing_key: "".into(),
                 arguments: FieldTable::default(),
             }),
+            DefinitionOp::Seeded,
+            DefinitionOp::VhostAdd { name: "apps".into() },
+            DefinitionOp::UserPut {
+                name: "bob".into(),
+                hashing_algorithm: "rabbit_password_hashing_sha256".into(),
+                password_hash: "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR".into(),
+                tags: vec!["monitoring".into(), "management".into()],
+            },
+            DefinitionOp::PermissionSet {
+                user: "bob".into(),
+                vhost: "apps".into(),
+                configure: "".into(),
+                write: "^bob-".into(),
+                read: ".*".into(),
+            },
+            DefinitionOp::PermissionClear { user: "bob".into(), vhost: "apps".into() },
+            DefinitionOp::UserDelete { name: "bob".into() },
+            DefinitionOp::VhostDelete { name: "apps".into() },
         ];
         {
             let (mut log, existing) = DefinitionsLog::open(&dir).expect("open");
