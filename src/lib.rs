@@ -13,6 +13,8 @@ mod broker;
 mod clock;
 mod codec;
 pub mod config;
+mod control;
+pub mod ctl;
 pub mod host_checks;
 mod ids;
 mod limits;

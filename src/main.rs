@@ -14,6 +14,10 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("bench") {
         return spatemq::bench::main(std::env::args().skip(2));
     }
+    // `spatemq ctl ...` talks to a running broker through its control socket.
+    if std::env::args().nth(1).as_deref() == Some("ctl") {
+        return spatemq::ctl::main(std::env::args().skip(2));
+    }
     let command = match config::parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
         Ok(command) => command,
         Err(problem) => {

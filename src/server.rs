@@ -66,6 +66,7 @@ pub struct Running {
     threads: Vec<JoinHandle<()>>,
     _lock: DataDirLock,
     alarms: Arc<Alarms>,
+    control: Option<crate::control::ControlServer>,
     pub recovered_messages: u64,
 }
 
@@ -73,6 +74,9 @@ impl Running {
     /// Asks every shard to close its connections (320 CONNECTION_FORCED) and waits for them.
     pub fn shutdown(self) {
         SHUTTING_DOWN.store(true, Ordering::SeqCst);
+        if let Some(control) = self.control {
+            control.stop();
+        }
         self.alarms.stop();
         self.mailboxes.request_shutdown();
         for thread in self.threads {
@@ -147,7 +151,19 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             Err(_) => return Err(StartError::Shard { shard: 0, message: "a shard thread exited during start".into() }),
         }
     }
-    Ok(Running { address, shard_addresses, driver, mailboxes, threads, _lock: lock, alarms, recovered_messages })
+    let control = crate::control::start(&config.data_dir, mailboxes.clone())
+        .map_err(|source| StartError::Storage { what: "cannot open the control socket", source })?;
+    Ok(Running {
+        address,
+        shard_addresses,
+        driver,
+        mailboxes,
+        threads,
+        _lock: lock,
+        alarms,
+        control: Some(control),
+        recovered_messages,
+    })
 }
 
 struct ShardReady {
@@ -243,7 +259,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 if shard.shutdown_requested() {
                     return;
                 }
-                monoio::spawn(crate::shard::socket::serve(shard.clone(), stream, peer.ip().is_loopback()));
+                monoio::spawn(crate::shard::socket::serve(shard.clone(), stream, is_loopback(peer.ip())));
             }
             Err(error) => {
                 // Usually out of file descriptors: back off instead of spinning.
@@ -251,6 +267,14 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+/// A loopback client, also when it reaches an IPv6 socket with an IPv4-mapped address.
+fn is_loopback(address: std::net::IpAddr) -> bool {
+    match address {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(v6.is_loopback(), |v4| v4.is_loopback()),
+        std::net::IpAddr::V4(v4) => v4.is_loopback(),
     }
 }
 

@@ -22,9 +22,11 @@ const LAYERS: &[&str] = &[
     "broker",
     "amqp",
     "shard",
+    "control",
     "server",
     "host_checks",
     "bench",
+    "ctl",
 ];
 
 /// The crate roots: they put the layers together and may use any of them.

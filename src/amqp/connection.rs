@@ -38,8 +38,13 @@ pub struct Connection {
     pub vhost: RefCell<String>,
     /// The authenticated user (empty until start-ok is accepted).
     pub user: RefCell<String>,
-    /// The client's address, for log lines and listings.
-    pub peer: RefCell<String>,
+    /// RabbitMQ's connection name, "client address -> broker address": log lines, listings,
+    /// and `spatemq ctl close_connection`.
+    pub name: RefCell<String>,
+    /// The broker closed the connection (connection.close sent, as for a deleted vhost or
+    /// user, or an operator's close): the reader handles no more frames and waits for
+    /// close-ok.
+    force_closed: Cell<bool>,
     /// Permission verdicts of this connection's user in its vhost (`access`).
     pub access: RefCell<super::access::AccessCache>,
     pub channels: RefCell<HashMap<u16, Channel>>,
@@ -75,8 +80,9 @@ impl Connection {
             channel_max: Cell::new(crate::limits::CHANNEL_MAX),
             vhost: RefCell::new(String::new()),
             user: RefCell::new(String::new()),
-            peer: RefCell::new(String::from("unknown")),
+            name: RefCell::new(String::new()),
             access: RefCell::new(super::access::AccessCache::default()),
+            force_closed: Cell::new(false),
             channels: RefCell::new(HashMap::new()),
             written: RefCell::new(HashMap::new()),
             next_incarnation: Cell::new(1),
@@ -239,6 +245,21 @@ impl Future for OutputReady<'_> {
         }
         *self.0.writer_waker.borrow_mut() = Some(context.waker().clone());
         Poll::Pending
+    }
+}
+
+impl Connection {
+    /// Closes the connection from the broker's side with `error` (320 CONNECTION_FORCED and
+    /// its reason, as RabbitMQ closes connections of a deleted vhost or user); once.
+    pub fn force_close(&self, error: &AmqpError) {
+        if self.force_closed.replace(true) || self.output_closed() {
+            return;
+        }
+        send_connection_close(self, error, 0, 0);
+    }
+
+    pub fn is_force_closed(&self) -> bool {
+        self.force_closed.get()
     }
 }
 

@@ -177,9 +177,9 @@ impl Handshake {
         };
         if let Err(reason) = self.authenticate(port, &user, &password) {
             crate::info!(
-                "connection {} from {} refused: {reason}, mechanism {mechanism}",
+                "connection {} ({}) refused: {reason}, mechanism {mechanism}",
                 connection.id,
-                connection.peer.borrow()
+                connection.name.borrow()
             );
             return self.refuse_login(connection, mechanism, told);
         }

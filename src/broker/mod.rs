@@ -2,6 +2,7 @@
 //! tables, the definitions writer, and the queue state machine. Nothing here does I/O.
 
 pub(crate) mod accounts;
+pub(crate) mod control;
 pub(crate) mod dead_letter;
 pub(crate) mod definitions;
 pub(crate) mod durable;

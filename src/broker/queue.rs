@@ -209,6 +209,16 @@ impl Queue {
         u32::try_from(self.ready.len()).unwrap_or(u32::MAX)
     }
 
+    /// Messages delivered and not yet acknowledged.
+    pub fn unacked_count(&self) -> u32 {
+        u32::try_from(self.unacked.len()).unwrap_or(u32::MAX)
+    }
+
+    /// Bytes of the ready messages' bodies and properties.
+    pub fn ready_bytes(&self) -> u64 {
+        self.ready_bytes
+    }
+
     pub fn consumer_count(&self) -> u32 {
         u32::try_from(self.consumers.len()).unwrap_or(u32::MAX)
     }

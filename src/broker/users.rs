@@ -13,9 +13,6 @@ use std::sync::Arc;
 use super::error::{AmqpError, ACCESS_REFUSED};
 use super::passwords::PasswordHash;
 
-/// The tags RabbitMQ's management and tooling understand; any other tag is kept as given.
-pub const KNOWN_TAGS: &[&str] = &["administrator", "monitoring", "policymaker", "management", "impersonator"];
-
 #[derive(Clone, Debug)]
 pub struct User {
     pub name: String,

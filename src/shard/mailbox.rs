@@ -14,17 +14,23 @@ use std::task::{Context, Poll, Waker};
 
 use crossbeam_queue::ArrayQueue;
 
+use crate::broker::control::ControlMsg;
 use crate::broker::messages::ShardMsg;
+
+/// Operator requests waiting per shard: a handful at a time is all an operator sends.
+const CONTROL_CAPACITY: usize = 64;
 
 struct Inbox {
     parked: AtomicBool,
     waker: Mutex<Option<Waker>>,
 }
 
-/// All mailboxes of the broker: `queues[from * shards + to]`.
+/// All mailboxes of the broker: `queues[from * shards + to]`, and one control inbox per shard
+/// that threads outside the shards (the control socket) push to.
 pub struct Mailboxes {
     shards: usize,
     queues: Vec<ArrayQueue<ShardMsg>>,
+    control: Vec<ArrayQueue<ControlMsg>>,
     inboxes: Vec<Inbox>,
     shutdown: AtomicBool,
 }
@@ -33,7 +39,8 @@ impl Mailboxes {
     pub fn new(shards: usize, capacity: usize) -> Mailboxes {
         let queues = (0..shards * shards).map(|_| ArrayQueue::new(capacity.max(1))).collect();
         let inboxes = (0..shards).map(|_| Inbox { parked: AtomicBool::new(false), waker: Mutex::new(None) }).collect();
-        Mailboxes { shards, queues, inboxes, shutdown: AtomicBool::new(false) }
+        let control = (0..shards).map(|_| ArrayQueue::new(CONTROL_CAPACITY)).collect();
+        Mailboxes { shards, queues, control, inboxes, shutdown: AtomicBool::new(false) }
     }
 
     pub fn shards(&self) -> usize {
@@ -67,8 +74,19 @@ impl Mailboxes {
         self.queue(from, to).pop()
     }
 
+    /// From any thread: hands shard `to` an operator's request. A full inbox hands it back.
+    pub fn send_control(&self, to: usize, message: ControlMsg) -> Result<(), ControlMsg> {
+        self.control[to].push(message)?;
+        self.wake_if_parked(to);
+        Ok(())
+    }
+
+    pub fn pop_control(&self, to: usize) -> Option<ControlMsg> {
+        self.control[to].pop()
+    }
+
     pub fn has_mail(&self, to: usize) -> bool {
-        (0..self.shards).any(|from| !self.queue(from, to).is_empty())
+        (0..self.shards).any(|from| !self.queue(from, to).is_empty()) || !self.control[to].is_empty()
     }
 
     pub fn request_shutdown(&self) {

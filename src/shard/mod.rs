@@ -9,6 +9,7 @@
 pub(crate) mod ack_timeout;
 pub(crate) mod commit;
 pub(crate) mod compaction;
+mod control;
 #[cfg(test)]
 mod conversation;
 pub(crate) mod expiry;
@@ -254,6 +255,10 @@ impl Shard {
             self.handle(message);
             handled += 1;
         }
+        while let Some(control) = self.mailboxes.pop_control(self.id) {
+            self.handle_control(control);
+            handled += 1;
+        }
         for from in 0..self.count {
             if from == self.id {
                 continue;
@@ -308,6 +313,7 @@ impl Shard {
             ShardMsg::Definitions(snapshot) => {
                 if snapshot.version > self.version() {
                     *self.snapshot.borrow_mut() = snapshot;
+                    self.close_orphaned_connections();
                 }
             }
             ShardMsg::Admin { request, reply } => self.handle_admin(*request, reply),

@@ -78,9 +78,10 @@ impl FrameReader {
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, loopback_peer: bool) {
     let _ = stream.set_nodelay(true);
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-    let (read_half, write_half) = stream.into_split();
     let id = ConnId { shard: shard.id as u16, local: shard.next_connection_id() };
     let connection = Rc::new(Connection::new(id));
+    *connection.name.borrow_mut() = connection_name(&stream);
+    let (read_half, write_half) = stream.into_split();
     monoio::spawn(write_loop(shard.clone(), connection.clone(), write_half, fd));
     let mut reader = FrameReader { half: read_half, buffer: BytesMut::with_capacity(READ_CHUNK_BYTES) };
     let handshake = handshake(&shard, &connection, &mut reader, loopback_peer);
@@ -101,9 +102,18 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, loopback_peer: bool) {
             send_connection_close(&connection, &fault.error, fault.class_id, fault.method_id);
             await_close_ok(&connection, &mut reader).await;
         }
+        Err(Hangup::Silent) if connection.is_force_closed() => await_close_ok(&connection, &mut reader).await,
         Err(Hangup::Silent) => {}
     }
     teardown(&shard, &connection);
+}
+
+/// RabbitMQ's connection name: "client address -> broker address".
+fn connection_name(stream: &TcpStream) -> String {
+    let show = |address: std::io::Result<std::net::SocketAddr>| {
+        address.map_or_else(|_| "unknown".to_string(), |address| address.to_string())
+    };
+    format!("{} -> {}", show(stream.peer_addr()), show(stream.local_addr()))
 }
 
 /// Feeds the handshake the protocol header, then frames, until the connection is open (Ok with
@@ -151,6 +161,9 @@ async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut 
     let mut dispatcher = Dispatcher::new(shard.clone(), connection.clone());
     loop {
         loop {
+            if connection.is_force_closed() {
+                return Err(Hangup::Silent);
+            }
             let frame = match reader.next_buffered(connection.frame_max.get()) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,

@@ -44,7 +44,7 @@ fn durable_change_before(definitions: &Definitions, request: &AdminRequest) -> O
 impl Shard {
     /// Appends a durable change to the definitions log and fsyncs it, before the client hears
     /// of it. A failure is answered as an internal error: the change is live but not durable.
-    fn log_definition(&self, change: &DefinitionOp) -> Result<(), AmqpError> {
+    pub(super) fn log_definition(&self, change: &DefinitionOp) -> Result<(), AmqpError> {
         let Some(log) = &self.definitions_log else { return Ok(()) };
         let mut log = log.borrow_mut();
         log.append(change)
@@ -61,7 +61,7 @@ impl Shard {
         Ok(())
     }
 
-    fn publish_definitions(&self) {
+    pub(super) fn publish_definitions(&self) {
         let Some(writer) = &self.writer else { return };
         let changed = writer.borrow_mut().take_changed();
         if let Some(snapshot) = changed {
@@ -69,6 +69,7 @@ impl Shard {
                 self.send(shard, ShardMsg::Definitions(snapshot.clone()));
             }
             *self.snapshot.borrow_mut() = snapshot;
+            self.close_orphaned_connections();
         }
     }
 
@@ -148,8 +149,12 @@ impl Shard {
                     crate::error!("{}", error.reply_text);
                 }
             }
-            if let Err(error) = writer.borrow_mut().remove_queue(vhost, queue) {
-                crate::warn!("removing deleted queue {queue:?}: {error}");
+            // A queue deleted with its vhost is already gone from the definitions.
+            let vhost_exists = writer.borrow().snapshot().vhost(vhost).is_some();
+            if vhost_exists {
+                if let Err(error) = writer.borrow_mut().remove_queue(vhost, queue) {
+                    crate::warn!("removing deleted queue {queue:?}: {error}");
+                }
             }
         }
         self.publish_definitions();

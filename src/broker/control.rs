@@ -1,0 +1,86 @@
+//! What an operator asks a running broker through its control socket (`spatemq ctl`), as
+//! plain data: the requests each shard answers and their answers.
+//!
+//! Changes of users, vhosts and permissions go to the definitions writer (shard 0); listings
+//! go to every shard, each answering for what it holds (the queues it owns, the connections
+//! it serves). The answer travels back on a channel the asking thread waits on.
+
+use std::sync::mpsc::Sender;
+
+use super::passwords::PasswordHash;
+use super::users::Permissions;
+
+/// A request and where its answer goes.
+pub struct ControlMsg {
+    pub request: ControlRequest,
+    pub reply: Sender<ControlAnswer>,
+}
+
+impl std::fmt::Debug for ControlMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ControlMsg({:?})", self.request)
+    }
+}
+
+#[derive(Debug)]
+pub enum ControlRequest {
+    /// To the writer.
+    Change(AccountChange),
+    /// To every shard: the queues it owns (all vhosts when None).
+    ListQueues { vhost: Option<String> },
+    /// To every shard: the connections it serves.
+    ListConnections,
+    /// To every shard: close the connection with this name, if it serves it.
+    CloseConnection { name: String, reason: String },
+    /// To the writer: the users, vhosts and permissions (listings read the snapshot).
+    Snapshot,
+}
+
+/// A change of users, vhosts or permissions; each is logged durably before it is answered.
+#[derive(Debug)]
+pub enum AccountChange {
+    AddUser { name: String, password: PasswordHash, tags: Vec<String> },
+    DeleteUser { name: String },
+    ChangePassword { name: String, password: PasswordHash },
+    SetTags { name: String, tags: Vec<String> },
+    AddVhost { name: String },
+    DeleteVhost { name: String },
+    SetPermissions { user: String, vhost: String, permissions: Permissions },
+    ClearPermissions { user: String, vhost: String },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueInfo {
+    pub vhost: String,
+    pub name: String,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub exclusive: bool,
+    pub messages_ready: u64,
+    pub messages_unacknowledged: u64,
+    pub consumers: u64,
+    pub ready_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConnectionInfo {
+    pub name: String,
+    pub user: String,
+    pub vhost: String,
+    pub peer: String,
+    pub channels: u64,
+    pub shard: usize,
+}
+
+#[derive(Debug)]
+pub enum ControlReply {
+    Done,
+    Queues(Vec<QueueInfo>),
+    Connections(Vec<ConnectionInfo>),
+    /// How many connections were closed.
+    Closed(usize),
+    Snapshot(std::sync::Arc<super::snapshot::Snapshot>),
+}
+
+/// An error is a sentence for the operator.
+pub type ControlAnswer = Result<ControlReply, String>;

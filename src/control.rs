@@ -1,0 +1,549 @@
+//! The control socket: how `spatemq ctl` administers a running broker without the HTTP API.
+//!
+//! A Unix socket `ctl.sock` in the data directory (owner-only, 0600, like every file there).
+//! One request per connection: the client writes a JSON object `{"args": [...], "input": ...}`
+//! and closes its side; the broker answers `{"code": N, "out": "...", "err": "...",
+//! "file": ...}` and closes. The commands and their output follow `rabbitmqctl`, so an
+//! operator's habits and scripts carry over. The thread here only parses and formats: every
+//! request reaches the shards through their control inboxes, and the shards answer from
+//! their own state (no lock on shard data).
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::broker::control::{AccountChange, ControlMsg, ControlReply, ControlRequest, QueueInfo};
+use crate::broker::passwords::PasswordHash;
+use crate::broker::snapshot::Snapshot;
+use crate::broker::users::{parse_tags, Permissions};
+use crate::shard::mailbox::Mailboxes;
+
+pub const SOCKET_NAME: &str = "ctl.sock";
+/// The largest request read (a definitions file travels in one).
+const REQUEST_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// How long a shard may take to answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Exit codes, as `rabbitmqctl` (sysexits) uses them.
+const EXIT_USAGE: i32 = 64;
+const EXIT_DATA: i32 = 65;
+const EXIT_UNAVAILABLE: i32 = 69;
+
+pub struct ControlServer {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ControlServer {
+    pub fn stop(mut self) {
+        self.shut();
+    }
+
+    fn shut(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the blocking accept.
+        let _ = UnixStream::connect(&self.path);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.shut();
+        }
+    }
+}
+
+/// Listens on the data directory's control socket. A socket file left by a broker that died
+/// is replaced: the data directory's lock says no other broker uses it.
+pub fn start(data_dir: &Path, mailboxes: Arc<Mailboxes>) -> io::Result<ControlServer> {
+    let path = data_dir.join(SOCKET_NAME);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    let thread = std::thread::Builder::new().name("control".into()).spawn(move || {
+        for stream in listener.incoming() {
+            if stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            match stream {
+                Ok(stream) => serve(stream, &mailboxes),
+                Err(error) => {
+                    crate::warn!("control socket: accept failed: {error}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    })?;
+    Ok(ControlServer { path, stop, thread: Some(thread) })
+}
+
+/// What a command printed and its exit code.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub code: i32,
+    pub out: String,
+    pub err: String,
+    /// A file's content for the client to write (export_definitions FILE).
+    pub file: Option<String>,
+}
+
+impl Outcome {
+    fn ok(out: impl Into<String>) -> Outcome {
+        Outcome { out: out.into(), ..Outcome::default() }
+    }
+
+    fn fail(code: i32, err: impl Into<String>) -> Outcome {
+        Outcome { code, err: err.into(), ..Outcome::default() }
+    }
+}
+
+fn serve(mut stream: UnixStream, mailboxes: &Mailboxes) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut body = Vec::new();
+    let outcome = match (&mut stream).take(REQUEST_MAX_BYTES).read_to_end(&mut body) {
+        Err(error) => Outcome::fail(EXIT_DATA, format!("cannot read the request: {error}")),
+        Ok(_) => match serde_json::from_slice::<Value>(&body) {
+            Err(error) => Outcome::fail(EXIT_DATA, format!("malformed request: {error}")),
+            Ok(request) => {
+                let args: Vec<String> = request["args"]
+                    .as_array()
+                    .map(|args| args.iter().filter_map(|arg| arg.as_str().map(str::to_string)).collect())
+                    .unwrap_or_default();
+                let input = request["input"].as_str().map(str::to_string);
+                execute(&args, input, mailboxes)
+            }
+        },
+    };
+    let answer = json!({"code": outcome.code, "out": outcome.out, "err": outcome.err, "file": outcome.file});
+    let _ = stream.write_all(answer.to_string().as_bytes());
+}
+
+/// The options every command takes: `-p VHOST`, `-q`/`--quiet`, `-s`/`--silent`, `-n NODE`
+/// (accepted and ignored: there is one node).
+struct Options {
+    vhost: Option<String>,
+    quiet: bool,
+    silent: bool,
+    positional: Vec<String>,
+}
+
+fn options(args: &[String]) -> Result<Options, String> {
+    let mut parsed = Options { vhost: None, quiet: false, silent: false, positional: Vec::new() };
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "-p" | "--vhost" => parsed.vhost = Some(rest.next().ok_or("-p needs a vhost")?.clone()),
+            "-n" | "--node" => {
+                rest.next().ok_or("-n needs a node name")?;
+            }
+            "-q" | "--quiet" => parsed.quiet = true,
+            "-s" | "--silent" => {
+                parsed.quiet = true;
+                parsed.silent = true;
+            }
+            "--" => parsed.positional.extend(rest.by_ref().cloned()),
+            other => parsed.positional.push(other.to_string()),
+        }
+    }
+    Ok(parsed)
+}
+
+pub const COMMANDS: &str = "\
+Users:
+    add_user USER PASSWORD            change_password USER PASSWORD
+    delete_user USER                  authenticate_user USER PASSWORD
+    set_user_tags USER [TAG ...]      list_users
+Vhosts:
+    add_vhost VHOST                   delete_vhost VHOST
+    list_vhosts
+Permissions:
+    set_permissions [-p VHOST] USER CONFIGURE WRITE READ
+    clear_permissions [-p VHOST] USER
+    list_permissions [-p VHOST]       list_user_permissions USER
+Monitoring:
+    list_queues [-p VHOST] [COLUMN ...]   (name messages messages_ready messages_unacknowledged
+                                           consumers durable auto_delete exclusive vhost
+                                           message_bytes_ready)
+    list_connections [COLUMN ...]         (name user vhost peer_host peer_port channels state)
+    close_connection NAME EXPLANATION
+Definitions:
+    export_definitions FILE|-         import_definitions FILE
+Options: -p VHOST (default /), -q/--quiet (no banner), -s/--silent (no headers either)
+";
+
+/// Runs one command.
+pub fn execute(args: &[String], input: Option<String>, mailboxes: &Mailboxes) -> Outcome {
+    let Some((command, rest)) = args.split_first() else {
+        return Outcome::fail(EXIT_USAGE, format!("no command given\n\n{COMMANDS}"));
+    };
+    let options = match options(rest) {
+        Ok(options) => options,
+        Err(problem) => return Outcome::fail(EXIT_USAGE, problem),
+    };
+    let run = Run { options, mailboxes };
+    let result = match command.as_str() {
+        "add_user" => run.change("add_user USER PASSWORD", 2, "Adding user \"{0}\" ...", |args| {
+            Ok(AccountChange::AddUser { name: args[0].clone(), password: PasswordHash::new(&args[1]), tags: vec![] })
+        }),
+        "delete_user" => run.change("delete_user USER", 1, "Deleting user \"{0}\" ...", |args| {
+            Ok(AccountChange::DeleteUser { name: args[0].clone() })
+        }),
+        "change_password" => run.change("change_password USER PASSWORD", 2, "Changing password for user \"{0}\" ...", |args| {
+            Ok(AccountChange::ChangePassword { name: args[0].clone(), password: PasswordHash::new(&args[1]) })
+        }),
+        "set_user_tags" => run.set_user_tags(),
+        "authenticate_user" => run.authenticate_user(),
+        "list_users" => run.list_users(),
+        "add_vhost" => {
+            run.change("add_vhost VHOST", 1, "Adding vhost \"{0}\" ...", |args| Ok(AccountChange::AddVhost { name: args[0].clone() }))
+        }
+        "delete_vhost" => run.change("delete_vhost VHOST", 1, "Deleting vhost \"{0}\" ...", |args| {
+            Ok(AccountChange::DeleteVhost { name: args[0].clone() })
+        }),
+        "list_vhosts" => run.list_vhosts(),
+        "set_permissions" => run.set_permissions(),
+        "clear_permissions" => run.clear_permissions(),
+        "list_permissions" => run.list_permissions(),
+        "list_user_permissions" => run.list_user_permissions(),
+        "list_queues" => run.list_queues(),
+        "list_connections" => run.list_connections(),
+        "close_connection" => run.close_connection(),
+        "export_definitions" => run.export_definitions(),
+        "import_definitions" => run.import_definitions(input),
+        other => Err(Outcome::fail(EXIT_USAGE, format!("unknown command '{other}'\n\n{COMMANDS}"))),
+    };
+    result.unwrap_or_else(|failure| failure)
+}
+
+struct Run<'a> {
+    options: Options,
+    mailboxes: &'a Mailboxes,
+}
+
+type Step<T> = Result<T, Outcome>;
+
+impl Run<'_> {
+    fn vhost(&self) -> String {
+        self.options.vhost.clone().unwrap_or_else(|| "/".to_string())
+    }
+
+    fn arguments(&self, count: usize, usage: &str) -> Step<&[String]> {
+        if self.options.positional.len() != count {
+            return Err(Outcome::fail(EXIT_USAGE, format!("usage: {usage}")));
+        }
+        Ok(&self.options.positional)
+    }
+
+    /// Asks shard `shard` and waits for its answer.
+    fn ask(&self, shard: usize, request: ControlRequest) -> Step<ControlReply> {
+        let (reply, answer) = mpsc::channel();
+        if self.mailboxes.send_control(shard, ControlMsg { request, reply }).is_err() {
+            return Err(Outcome::fail(EXIT_UNAVAILABLE, "the broker is busy: too many control requests waiting"));
+        }
+        match answer.recv_timeout(ANSWER_TIMEOUT) {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(problem)) => Err(Outcome::fail(EXIT_DATA, format!("Error:\n{problem}"))),
+            Err(_) => Err(Outcome::fail(EXIT_UNAVAILABLE, "the broker did not answer (is it shutting down?)")),
+        }
+    }
+
+    fn ask_all(&self, request: impl Fn() -> ControlRequest) -> Step<Vec<ControlReply>> {
+        (0..self.mailboxes.shards()).map(|shard| self.ask(shard, request())).collect()
+    }
+
+    fn snapshot(&self) -> Step<Arc<Snapshot>> {
+        match self.ask(0, ControlRequest::Snapshot)? {
+            ControlReply::Snapshot(snapshot) => Ok(snapshot),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn banner(&self, text: String) -> String {
+        if self.options.quiet {
+            String::new()
+        } else {
+            text + "\n"
+        }
+    }
+
+    /// A table: header line (unless silent) and tab-separated rows.
+    fn table(&self, banner: String, header: &[&str], rows: Vec<Vec<String>>) -> Outcome {
+        let mut out = self.banner(banner);
+        if !self.options.silent {
+            out.push_str(&header.join("\t"));
+            out.push('\n');
+        }
+        for row in rows {
+            out.push_str(&row.join("\t"));
+            out.push('\n');
+        }
+        Outcome::ok(out)
+    }
+
+    /// A change of users, vhosts or permissions: `count` arguments, the banner with `{0}` for
+    /// the first argument.
+    fn change(
+        &self,
+        usage: &str,
+        count: usize,
+        banner: &str,
+        make: impl FnOnce(&[String]) -> Result<AccountChange, String>,
+    ) -> Step<Outcome> {
+        let args = self.arguments(count, usage)?;
+        let change = make(args).map_err(|problem| Outcome::fail(EXIT_DATA, format!("Error:\n{problem}")))?;
+        self.ask(0, ControlRequest::Change(change))?;
+        Ok(Outcome::ok(self.banner(banner.replace("{0}", &args[0]))))
+    }
+
+    fn set_user_tags(&self) -> Step<Outcome> {
+        let Some((user, tags)) = self.options.positional.split_first() else {
+            return Err(Outcome::fail(EXIT_USAGE, "usage: set_user_tags USER [TAG ...]"));
+        };
+        let tags = parse_tags(tags.iter().map(String::as_str));
+        let banner = format!("Setting tags for user \"{user}\" to [{}] ...", tags.join(", "));
+        self.ask(0, ControlRequest::Change(AccountChange::SetTags { name: user.clone(), tags }))?;
+        Ok(Outcome::ok(self.banner(banner)))
+    }
+
+    fn authenticate_user(&self) -> Step<Outcome> {
+        let args = self.arguments(2, "authenticate_user USER PASSWORD")?;
+        let snapshot = self.snapshot()?;
+        let verified = snapshot.user(&args[0]).is_some_and(|user| user.password.verify(args[1].as_bytes()));
+        if !verified {
+            return Err(Outcome::fail(EXIT_DATA, format!("Error: failed to authenticate user \"{}\"", args[0])));
+        }
+        Ok(Outcome::ok(format!("{}Success\n", self.banner(format!("Authenticating user \"{}\" ...", args[0])))))
+    }
+
+    fn list_users(&self) -> Step<Outcome> {
+        self.arguments(0, "list_users")?;
+        let snapshot = self.snapshot()?;
+        let mut users: Vec<_> = snapshot.users.values().collect();
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        let rows = users.iter().map(|user| vec![user.name.clone(), format!("[{}]", user.tags.join(", "))]).collect();
+        Ok(self.table("Listing users ...".into(), &["user", "tags"], rows))
+    }
+
+    fn list_vhosts(&self) -> Step<Outcome> {
+        self.arguments(0, "list_vhosts")?;
+        let snapshot = self.snapshot()?;
+        let mut names: Vec<_> = snapshot.vhosts.keys().cloned().collect();
+        names.sort();
+        Ok(self.table("Listing vhosts ...".into(), &["name"], names.into_iter().map(|name| vec![name]).collect()))
+    }
+
+    fn set_permissions(&self) -> Step<Outcome> {
+        let args = self.arguments(4, "set_permissions [-p VHOST] USER CONFIGURE WRITE READ")?;
+        let permissions =
+            Permissions::new(&args[1], &args[2], &args[3]).map_err(|problem| Outcome::fail(EXIT_DATA, format!("Error:\n{problem}")))?;
+        let (user, vhost) = (args[0].clone(), self.vhost());
+        let banner = format!("Setting permissions for user \"{user}\" in vhost \"{vhost}\" ...");
+        self.ask(0, ControlRequest::Change(AccountChange::SetPermissions { user, vhost, permissions }))?;
+        Ok(Outcome::ok(self.banner(banner)))
+    }
+
+    fn clear_permissions(&self) -> Step<Outcome> {
+        let args = self.arguments(1, "clear_permissions [-p VHOST] USER")?;
+        let (user, vhost) = (args[0].clone(), self.vhost());
+        let banner = format!("Clearing permissions for user \"{user}\" in vhost \"{vhost}\" ...");
+        self.ask(0, ControlRequest::Change(AccountChange::ClearPermissions { user, vhost }))?;
+        Ok(Outcome::ok(self.banner(banner)))
+    }
+
+    fn list_permissions(&self) -> Step<Outcome> {
+        self.arguments(0, "list_permissions [-p VHOST]")?;
+        let vhost = self.vhost();
+        let snapshot = self.snapshot()?;
+        if snapshot.vhost(&vhost).is_none() {
+            return Err(Outcome::fail(EXIT_DATA, format!("Error:\nvhost '{vhost}' does not exist")));
+        }
+        let mut users: Vec<_> = snapshot.users.values().collect();
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        let rows = users
+            .iter()
+            .filter_map(|user| {
+                let permissions = user.permissions.get(&vhost)?;
+                Some(vec![
+                    user.name.clone(),
+                    permissions.configure.source().to_string(),
+                    permissions.write.source().to_string(),
+                    permissions.read.source().to_string(),
+                ])
+            })
+            .collect();
+        let banner = format!("Listing permissions for vhost \"{vhost}\" ...");
+        Ok(self.table(banner, &["user", "configure", "write", "read"], rows))
+    }
+
+    fn list_user_permissions(&self) -> Step<Outcome> {
+        let args = self.arguments(1, "list_user_permissions USER")?;
+        let snapshot = self.snapshot()?;
+        let Some(user) = snapshot.user(&args[0]) else {
+            return Err(Outcome::fail(EXIT_DATA, format!("Error:\nuser '{}' does not exist", args[0])));
+        };
+        let mut vhosts: Vec<_> = user.permissions.iter().collect();
+        vhosts.sort_by(|a, b| a.0.cmp(b.0));
+        let rows = vhosts
+            .into_iter()
+            .map(|(vhost, permissions)| {
+                vec![
+                    vhost.clone(),
+                    permissions.configure.source().to_string(),
+                    permissions.write.source().to_string(),
+                    permissions.read.source().to_string(),
+                ]
+            })
+            .collect();
+        let banner = format!("Listing permissions for user \"{}\" ...", args[0]);
+        Ok(self.table(banner, &["vhost", "configure", "write", "read"], rows))
+    }
+
+    fn list_queues(&self) -> Step<Outcome> {
+        let columns = columns(&self.options.positional, &["name", "messages"], QUEUE_COLUMNS)?;
+        let vhost = self.vhost();
+        let mut queues: Vec<QueueInfo> = Vec::new();
+        for reply in self.ask_all(|| ControlRequest::ListQueues { vhost: Some(vhost.clone()) })? {
+            match reply {
+                ControlReply::Queues(found) => queues.extend(found),
+                other => return Err(unexpected(&other)),
+            }
+        }
+        queues.sort_by(|a, b| a.name.cmp(&b.name));
+        let rows = queues.iter().map(|queue| columns.iter().map(|column| queue_column(queue, column)).collect()).collect();
+        let header: Vec<&str> = columns.iter().map(String::as_str).collect();
+        let banner = format!("Timeout: 60.0 seconds ...\nListing queues for vhost {vhost} ...");
+        Ok(self.table(banner, &header, rows))
+    }
+
+    fn list_connections(&self) -> Step<Outcome> {
+        let columns = columns(&self.options.positional, &["user", "peer_host", "peer_port", "state"], CONNECTION_COLUMNS)?;
+        let mut connections = Vec::new();
+        for reply in self.ask_all(|| ControlRequest::ListConnections)? {
+            match reply {
+                ControlReply::Connections(found) => connections.extend(found),
+                other => return Err(unexpected(&other)),
+            }
+        }
+        connections.sort_by(|a, b| a.name.cmp(&b.name));
+        let rows = connections
+            .iter()
+            .map(|connection| {
+                let (host, port) = split_host_port(&connection.peer);
+                columns
+                    .iter()
+                    .map(|column| match column.as_str() {
+                        "name" => connection.name.clone(),
+                        "user" => connection.user.clone(),
+                        "vhost" => connection.vhost.clone(),
+                        "peer_host" => host.clone(),
+                        "peer_port" => port.clone(),
+                        "channels" => connection.channels.to_string(),
+                        _ => "running".to_string(),
+                    })
+                    .collect()
+            })
+            .collect();
+        let header: Vec<&str> = columns.iter().map(String::as_str).collect();
+        Ok(self.table("Listing connections ...".into(), &header, rows))
+    }
+
+    fn close_connection(&self) -> Step<Outcome> {
+        let args = self.arguments(2, "close_connection NAME EXPLANATION")?;
+        let (name, reason) = (args[0].clone(), args[1].clone());
+        let mut closed = 0;
+        for reply in
+            self.ask_all(|| ControlRequest::CloseConnection { name: name.clone(), reason: reason.clone() })?
+        {
+            if let ControlReply::Closed(count) = reply {
+                closed += count;
+            }
+        }
+        if closed == 0 {
+            return Err(Outcome::fail(EXIT_DATA, format!("Error:\nno connection named \"{name}\"")));
+        }
+        Ok(Outcome::ok(self.banner(format!("Closing connection \"{name}\", reason: {reason}..."))))
+    }
+
+    fn export_definitions(&self) -> Step<Outcome> {
+        self.arguments(1, "export_definitions FILE|-")?;
+        Err(Outcome::fail(EXIT_DATA, "export_definitions: not available yet"))
+    }
+
+    fn import_definitions(&self, _input: Option<String>) -> Step<Outcome> {
+        self.arguments(1, "import_definitions FILE")?;
+        Err(Outcome::fail(EXIT_DATA, "import_definitions: not available yet"))
+    }
+}
+
+const QUEUE_COLUMNS: &[&str] = &[
+    "name",
+    "messages",
+    "messages_ready",
+    "messages_unacknowledged",
+    "consumers",
+    "durable",
+    "auto_delete",
+    "exclusive",
+    "vhost",
+    "message_bytes_ready",
+];
+const CONNECTION_COLUMNS: &[&str] = &["name", "user", "vhost", "peer_host", "peer_port", "channels", "state"];
+
+fn columns(asked: &[String], default: &[&str], known: &[&str]) -> Step<Vec<String>> {
+    if asked.is_empty() {
+        return Ok(default.iter().map(|column| column.to_string()).collect());
+    }
+    for column in asked {
+        if !known.contains(&column.as_str()) {
+            return Err(Outcome::fail(
+                EXIT_USAGE,
+                format!("Error: invalid column '{column}'; the columns are: {}", known.join(", ")),
+            ));
+        }
+    }
+    Ok(asked.to_vec())
+}
+
+fn queue_column(queue: &QueueInfo, column: &str) -> String {
+    match column {
+        "name" => queue.name.clone(),
+        "messages" => (queue.messages_ready + queue.messages_unacknowledged).to_string(),
+        "messages_ready" => queue.messages_ready.to_string(),
+        "messages_unacknowledged" => queue.messages_unacknowledged.to_string(),
+        "consumers" => queue.consumers.to_string(),
+        "durable" => queue.durable.to_string(),
+        "auto_delete" => queue.auto_delete.to_string(),
+        "exclusive" => queue.exclusive.to_string(),
+        "vhost" => queue.vhost.clone(),
+        "message_bytes_ready" => queue.ready_bytes.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// "1.2.3.4:5" → ("1.2.3.4", "5"); "[::1]:5" → ("::1", "5").
+fn split_host_port(address: &str) -> (String, String) {
+    match address.rsplit_once(':') {
+        Some((host, port)) => (host.trim_start_matches('[').trim_end_matches(']').to_string(), port.to_string()),
+        None => (address.to_string(), String::new()),
+    }
+}
+
+fn unexpected(reply: &ControlReply) -> Outcome {
+    Outcome::fail(EXIT_DATA, format!("unexpected answer from the broker: {reply:?}"))
+}

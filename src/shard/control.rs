@@ -1,0 +1,158 @@
+//! A shard's side of the control socket: operator requests read from the shard's control
+//! inbox, answered on the asking thread's channel.
+//!
+//! Changes of users, vhosts and permissions are applied by the definitions writer (shard 0),
+//! logged and fsynced before they are answered, then published to every shard like any
+//! definitions change. A shard that receives definitions closes the connections whose vhost
+//! or user is gone (320, RabbitMQ's texts).
+
+use super::Shard;
+use crate::broker::control::{AccountChange, ConnectionInfo, ControlAnswer, ControlMsg, ControlReply, ControlRequest};
+use crate::broker::durable::{permission_operation, user_operation};
+use crate::broker::error::{AmqpError, CONNECTION_FORCED};
+use crate::broker::messages::ShardMsg;
+use crate::broker::requests::QueueRequest;
+use crate::store::definitions_log::DefinitionOp;
+
+impl Shard {
+    pub(super) fn handle_control(&self, message: ControlMsg) {
+        let answer = match message.request {
+            ControlRequest::Change(change) => self.apply_account_change(change),
+            ControlRequest::ListQueues { vhost } => Ok(ControlReply::Queues(self.queue_infos(vhost.as_deref()))),
+            ControlRequest::ListConnections => Ok(ControlReply::Connections(self.connection_infos())),
+            ControlRequest::CloseConnection { name, reason } => {
+                let connections: Vec<_> = self
+                    .connections
+                    .borrow()
+                    .values()
+                    .filter(|connection| *connection.name.borrow() == name)
+                    .cloned()
+                    .collect();
+                let error = AmqpError::new(CONNECTION_FORCED, &reason);
+                for connection in &connections {
+                    crate::info!("closing connection {} ({name}): {reason}", connection.id);
+                    connection.force_close(&error);
+                }
+                Ok(ControlReply::Closed(connections.len()))
+            }
+            ControlRequest::Snapshot => Ok(ControlReply::Snapshot(self.snapshot())),
+        };
+        // The operator may have given up waiting: nobody to tell then.
+        let _ = message.reply.send(answer);
+    }
+
+    fn queue_infos(&self, vhost: Option<&str>) -> Vec<crate::broker::control::QueueInfo> {
+        let queues = self.queues.borrow();
+        let mut infos: Vec<_> = queues
+            .values()
+            .filter(|queue| vhost.is_none_or(|vhost| queue.definition.vhost == vhost))
+            .map(|queue| crate::broker::control::QueueInfo {
+                vhost: queue.definition.vhost.clone(),
+                name: queue.definition.name.clone(),
+                durable: queue.definition.durable,
+                auto_delete: queue.definition.auto_delete,
+                exclusive: queue.definition.exclusive_owner.is_some(),
+                messages_ready: u64::from(queue.message_count()),
+                messages_unacknowledged: u64::from(queue.unacked_count()),
+                consumers: u64::from(queue.consumer_count()),
+                ready_bytes: queue.ready_bytes(),
+            })
+            .collect();
+        infos.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
+        infos
+    }
+
+    fn connection_infos(&self) -> Vec<ConnectionInfo> {
+        self.connections
+            .borrow()
+            .values()
+            .map(|connection| ConnectionInfo {
+                name: connection.name.borrow().clone(),
+                user: connection.user.borrow().clone(),
+                vhost: connection.vhost.borrow().clone(),
+                peer: connection.name.borrow().split(" -> ").next().unwrap_or_default().to_string(),
+                channels: connection.channels.borrow().len() as u64,
+                shard: self.id,
+            })
+            .collect()
+    }
+
+    /// Applies a change on the writer, logs it, publishes the new definitions.
+    fn apply_account_change(&self, change: AccountChange) -> ControlAnswer {
+        let Some(writer) = &self.writer else {
+            return Err("account change sent to a shard that does not write definitions".into());
+        };
+        let (operation, dropped_queues) = {
+            let mut definitions = writer.borrow_mut();
+            let mut dropped = Vec::new();
+            let operation = match change {
+                AccountChange::AddUser { name, password, tags } => {
+                    definitions.add_user(&name, password, tags)?;
+                    definitions.snapshot().user(&name).map(|user| user_operation(user))
+                }
+                AccountChange::DeleteUser { name } => {
+                    definitions.delete_user(&name)?;
+                    Some(DefinitionOp::UserDelete { name })
+                }
+                AccountChange::ChangePassword { name, password } => {
+                    definitions.change_password(&name, password)?;
+                    definitions.snapshot().user(&name).map(|user| user_operation(user))
+                }
+                AccountChange::SetTags { name, tags } => {
+                    definitions.set_tags(&name, tags)?;
+                    definitions.snapshot().user(&name).map(|user| user_operation(user))
+                }
+                AccountChange::AddVhost { name } => {
+                    definitions.create_vhost(&name)?;
+                    Some(DefinitionOp::VhostAdd { name })
+                }
+                AccountChange::DeleteVhost { name } => {
+                    dropped = definitions.delete_vhost(&name)?;
+                    Some(DefinitionOp::VhostDelete { name })
+                }
+                AccountChange::SetPermissions { user, vhost, permissions } => {
+                    let operation = permission_operation(&user, &vhost, &permissions);
+                    definitions.set_permissions(&user, &vhost, permissions)?;
+                    Some(operation)
+                }
+                AccountChange::ClearPermissions { user, vhost } => {
+                    definitions.clear_permissions(&user, &vhost)?;
+                    Some(DefinitionOp::PermissionClear { user, vhost })
+                }
+            };
+            (operation, dropped)
+        };
+        let logged = match &operation {
+            Some(operation) => self.log_definition(operation).map_err(|error| error.reply_text),
+            None => Ok(()),
+        };
+        self.publish_definitions();
+        // The vhost's queues go with it: each owner drops its messages (their records are
+        // freed, and compaction gives the disk space back).
+        for queue in dropped_queues {
+            let request = QueueRequest::Delete { if_unused: false, if_empty: false, deleting: None };
+            self.send(queue.id.owner(), ShardMsg::QueueOp { queue: queue.id, request, reply: None });
+        }
+        logged.map(|()| ControlReply::Done)
+    }
+
+    /// After new definitions: connections whose vhost or user is gone are closed, as
+    /// RabbitMQ's connection tracking closes them.
+    pub(super) fn close_orphaned_connections(&self) {
+        let snapshot = self.snapshot();
+        let connections: Vec<_> = self.connections.borrow().values().cloned().collect();
+        for connection in connections {
+            let vhost = connection.vhost.borrow().clone();
+            let user = connection.user.borrow().clone();
+            let reason = if snapshot.vhost(&vhost).is_none() {
+                format!("vhost '{vhost}' is deleted")
+            } else if snapshot.user(&user).is_none() {
+                format!("user '{user}' is deleted")
+            } else {
+                continue;
+            };
+            crate::info!("closing connection {} ({}): {reason}", connection.id, connection.name.borrow());
+            connection.force_close(&AmqpError::new(CONNECTION_FORCED, reason));
+        }
+    }
+}
