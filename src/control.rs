@@ -204,15 +204,17 @@ pub fn execute(args: &[String], input: Option<String>, mailboxes: &Mailboxes) ->
         "delete_user" => run.change("delete_user USER", 1, "Deleting user \"{0}\" ...", |args| {
             Ok(AccountChange::DeleteUser { name: args[0].clone() })
         }),
-        "change_password" => run.change("change_password USER PASSWORD", 2, "Changing password for user \"{0}\" ...", |args| {
-            Ok(AccountChange::ChangePassword { name: args[0].clone(), password: PasswordHash::new(&args[1]) })
-        }),
+        "change_password" => {
+            run.change("change_password USER PASSWORD", 2, "Changing password for user \"{0}\" ...", |args| {
+                Ok(AccountChange::ChangePassword { name: args[0].clone(), password: PasswordHash::new(&args[1]) })
+            })
+        }
         "set_user_tags" => run.set_user_tags(),
         "authenticate_user" => run.authenticate_user(),
         "list_users" => run.list_users(),
-        "add_vhost" => {
-            run.change("add_vhost VHOST", 1, "Adding vhost \"{0}\" ...", |args| Ok(AccountChange::AddVhost { name: args[0].clone() }))
-        }
+        "add_vhost" => run.change("add_vhost VHOST", 1, "Adding vhost \"{0}\" ...", |args| {
+            Ok(AccountChange::AddVhost { name: args[0].clone() })
+        }),
         "delete_vhost" => run.change("delete_vhost VHOST", 1, "Deleting vhost \"{0}\" ...", |args| {
             Ok(AccountChange::DeleteVhost { name: args[0].clone() })
         }),
@@ -307,7 +309,7 @@ impl Run<'_> {
     ) -> Step<Outcome> {
         let args = self.arguments(count, usage)?;
         let change = make(args).map_err(|problem| Outcome::fail(EXIT_DATA, format!("Error:\n{problem}")))?;
-        self.ask(0, ControlRequest::Change(change))?;
+        self.ask(0, ControlRequest::Change(Box::new(change)))?;
         Ok(Outcome::ok(self.banner(banner.replace("{0}", &args[0]))))
     }
 
@@ -317,7 +319,7 @@ impl Run<'_> {
         };
         let tags = parse_tags(tags.iter().map(String::as_str));
         let banner = format!("Setting tags for user \"{user}\" to [{}] ...", tags.join(", "));
-        self.ask(0, ControlRequest::Change(AccountChange::SetTags { name: user.clone(), tags }))?;
+        self.ask(0, ControlRequest::Change(Box::new(AccountChange::SetTags { name: user.clone(), tags })))?;
         Ok(Outcome::ok(self.banner(banner)))
     }
 
@@ -350,11 +352,18 @@ impl Run<'_> {
 
     fn set_permissions(&self) -> Step<Outcome> {
         let args = self.arguments(4, "set_permissions [-p VHOST] USER CONFIGURE WRITE READ")?;
-        let permissions =
-            Permissions::new(&args[1], &args[2], &args[3]).map_err(|problem| Outcome::fail(EXIT_DATA, format!("Error:\n{problem}")))?;
+        let permissions = Permissions::new(&args[1], &args[2], &args[3])
+            .map_err(|problem| Outcome::fail(EXIT_DATA, format!("Error:\n{problem}")))?;
         let (user, vhost) = (args[0].clone(), self.vhost());
         let banner = format!("Setting permissions for user \"{user}\" in vhost \"{vhost}\" ...");
-        self.ask(0, ControlRequest::Change(AccountChange::SetPermissions { user, vhost, permissions }))?;
+        self.ask(
+            0,
+            ControlRequest::Change(Box::new(AccountChange::SetPermissions {
+                user,
+                vhost,
+                permissions: Box::new(permissions),
+            })),
+        )?;
         Ok(Outcome::ok(self.banner(banner)))
     }
 
@@ -362,7 +371,7 @@ impl Run<'_> {
         let args = self.arguments(1, "clear_permissions [-p VHOST] USER")?;
         let (user, vhost) = (args[0].clone(), self.vhost());
         let banner = format!("Clearing permissions for user \"{user}\" in vhost \"{vhost}\" ...");
-        self.ask(0, ControlRequest::Change(AccountChange::ClearPermissions { user, vhost }))?;
+        self.ask(0, ControlRequest::Change(Box::new(AccountChange::ClearPermissions { user, vhost })))?;
         Ok(Outcome::ok(self.banner(banner)))
     }
 
@@ -425,14 +434,16 @@ impl Run<'_> {
             }
         }
         queues.sort_by(|a, b| a.name.cmp(&b.name));
-        let rows = queues.iter().map(|queue| columns.iter().map(|column| queue_column(queue, column)).collect()).collect();
+        let rows =
+            queues.iter().map(|queue| columns.iter().map(|column| queue_column(queue, column)).collect()).collect();
         let header: Vec<&str> = columns.iter().map(String::as_str).collect();
         let banner = format!("Timeout: 60.0 seconds ...\nListing queues for vhost {vhost} ...");
         Ok(self.table(banner, &header, rows))
     }
 
     fn list_connections(&self) -> Step<Outcome> {
-        let columns = columns(&self.options.positional, &["user", "peer_host", "peer_port", "state"], CONNECTION_COLUMNS)?;
+        let columns =
+            columns(&self.options.positional, &["user", "peer_host", "peer_port", "state"], CONNECTION_COLUMNS)?;
         let mut connections = Vec::new();
         for reply in self.ask_all(|| ControlRequest::ListConnections)? {
             match reply {
@@ -467,9 +478,7 @@ impl Run<'_> {
         let args = self.arguments(2, "close_connection NAME EXPLANATION")?;
         let (name, reason) = (args[0].clone(), args[1].clone());
         let mut closed = 0;
-        for reply in
-            self.ask_all(|| ControlRequest::CloseConnection { name: name.clone(), reason: reason.clone() })?
-        {
+        for reply in self.ask_all(|| ControlRequest::CloseConnection { name: name.clone(), reason: reason.clone() })? {
             if let ControlReply::Closed(count) = reply {
                 closed += count;
             }

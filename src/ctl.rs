@@ -94,7 +94,11 @@ fn usage_error(problem: &str) -> ExitCode {
 fn ask(data_dir: &std::path::Path, command: &[String], input: Option<String>) -> Result<Value, String> {
     let socket = data_dir.join(crate::control::SOCKET_NAME);
     let mut stream = UnixStream::connect(&socket).map_err(|error| {
-        format!("cannot reach the broker at {}: {error} (is it running with --data-dir {}?)", socket.display(), data_dir.display())
+        format!(
+            "cannot reach the broker at {}: {error} (is it running with --data-dir {}?)",
+            socket.display(),
+            data_dir.display()
+        )
     })?;
     let request = json!({"args": command, "input": input});
     stream.write_all(request.to_string().as_bytes()).map_err(|error| error.to_string())?;

@@ -179,7 +179,10 @@ mod tests {
         definitions.set_tags("bob", vec!["monitoring".into()]).expect("tagged");
         definitions.delete_user("bob").expect("deleted");
         assert_eq!(definitions.delete_user("bob").expect_err("gone"), "user 'bob' does not exist");
-        assert_eq!(definitions.add_user("", PasswordHash::new("x"), vec![]).expect_err("empty"), "user name must not be empty");
+        assert_eq!(
+            definitions.add_user("", PasswordHash::new("x"), vec![]).expect_err("empty"),
+            "user name must not be empty"
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@ impl std::fmt::Debug for ControlMsg {
 #[derive(Debug)]
 pub enum ControlRequest {
     /// To the writer.
-    Change(AccountChange),
+    Change(Box<AccountChange>),
     /// To every shard: the queues it owns (all vhosts when None).
     ListQueues { vhost: Option<String> },
     /// To every shard: the connections it serves.
@@ -45,7 +45,7 @@ pub enum AccountChange {
     SetTags { name: String, tags: Vec<String> },
     AddVhost { name: String },
     DeleteVhost { name: String },
-    SetPermissions { user: String, vhost: String, permissions: Permissions },
+    SetPermissions { user: String, vhost: String, permissions: Box<Permissions> },
     ClearPermissions { user: String, vhost: String },
 }
 

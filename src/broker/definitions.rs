@@ -169,7 +169,8 @@ impl Definitions {
             return check_exchange_equivalence(&exchange, kind, request);
         }
         check_name("exchange", &request.name)?;
-        if let (Some(grant), Some(alternate)) = (&request.grant, string_argument(&request.arguments, "alternate-exchange"))
+        if let (Some(grant), Some(alternate)) =
+            (&request.grant, string_argument(&request.arguments, "alternate-exchange"))
         {
             grant.check(Access::Read, ResourceKind::Exchange, &request.name, vhost_name)?;
             grant.check(Access::Write, ResourceKind::Exchange, &alternate, vhost_name)?;

@@ -73,9 +73,8 @@ impl Permissions {
     /// Compiles the three patterns; the error names the first invalid one, as
     /// `rabbitmqctl set_permissions` reports it.
     pub fn new(configure: &str, write: &str, read: &str) -> Result<Permissions, String> {
-        let compile = |source: &str| {
-            Pattern::new(source).map_err(|why| format!("invalid regular expression '{source}': {why}"))
-        };
+        let compile =
+            |source: &str| Pattern::new(source).map_err(|why| format!("invalid regular expression '{source}': {why}"));
         Ok(Permissions { configure: compile(configure)?, write: compile(write)?, read: compile(read)? })
     }
 
@@ -192,8 +191,8 @@ mod tests {
     fn refusals_use_rabbitmqs_text_and_the_default_exchange_is_amq_default() {
         let permissions = Permissions::new("^$", "^amq\\.default$", "^$").expect("valid");
         assert!(check_access(Some(&permissions), Access::Write, ResourceKind::Exchange, "", "/", "bob").is_ok());
-        let error = check_access(Some(&permissions), Access::Read, ResourceKind::Queue, "q1", "/", "bob")
-            .expect_err("refused");
+        let error =
+            check_access(Some(&permissions), Access::Read, ResourceKind::Queue, "q1", "/", "bob").expect_err("refused");
         assert_eq!(error.reply_code, ACCESS_REFUSED);
         assert_eq!(error.reply_text, "ACCESS_REFUSED - access to queue 'q1' in vhost '/' refused for user 'bob'");
         let error =

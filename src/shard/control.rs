@@ -17,7 +17,7 @@ use crate::store::definitions_log::DefinitionOp;
 impl Shard {
     pub(super) fn handle_control(&self, message: ControlMsg) {
         let answer = match message.request {
-            ControlRequest::Change(change) => self.apply_account_change(change),
+            ControlRequest::Change(change) => self.apply_account_change(*change),
             ControlRequest::ListQueues { vhost } => Ok(ControlReply::Queues(self.queue_infos(vhost.as_deref()))),
             ControlRequest::ListConnections => Ok(ControlReply::Connections(self.connection_infos())),
             ControlRequest::CloseConnection { name, reason } => {
@@ -112,7 +112,7 @@ impl Shard {
                 }
                 AccountChange::SetPermissions { user, vhost, permissions } => {
                     let operation = permission_operation(&user, &vhost, &permissions);
-                    definitions.set_permissions(&user, &vhost, permissions)?;
+                    definitions.set_permissions(&user, &vhost, *permissions)?;
                     Some(operation)
                 }
                 AccountChange::ClearPermissions { user, vhost } => {

@@ -75,8 +75,8 @@ impl Mailboxes {
     }
 
     /// From any thread: hands shard `to` an operator's request. A full inbox hands it back.
-    pub fn send_control(&self, to: usize, message: ControlMsg) -> Result<(), ControlMsg> {
-        self.control[to].push(message)?;
+    pub fn send_control(&self, to: usize, message: ControlMsg) -> Result<(), Box<ControlMsg>> {
+        self.control[to].push(message).map_err(Box::new)?;
         self.wake_if_parked(to);
         Ok(())
     }
