@@ -5,6 +5,7 @@
 #[macro_use]
 mod common;
 
+mod accounts;
 mod bad_input;
 mod basic;
 mod confirm_tx;

@@ -1,0 +1,498 @@
+//! Users, vhosts and permissions, administered with `spatemq ctl` on a running broker and
+//! used by lapin clients: logins, RabbitMQ's access checks for every method that has one,
+//! vhost isolation and deletion, connection.update-secret, and survival across kill -9.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::process::{BrokerProcess, DataDir};
+use crate::common::*;
+
+/// Runs `spatemq ctl --data-dir DIR ARGS`; returns (exit code, stdout, stderr).
+pub fn ctl(data_dir: &Path, args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_spatemq"))
+        .arg("ctl")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("run spatemq ctl");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs a ctl command that must succeed; returns its stdout.
+#[track_caller]
+pub fn ctl_ok(data_dir: &Path, args: &[&str]) -> String {
+    let (code, out, err) = ctl(data_dir, args);
+    assert_eq!(code, 0, "spatemq ctl {args:?} failed: {out}{err}");
+    out
+}
+
+/// The broker's URI with `user:password` and `vhost` (escaped for a URI).
+pub fn uri_for(broker_uri: &str, user: &str, password: &str, vhost: &str) -> String {
+    let host = broker_uri.rsplit_once('@').map_or(broker_uri, |(_, rest)| rest);
+    let authority = host.split('/').next().unwrap_or(host);
+    let vhost = vhost.replace('%', "%25").replace('/', "%2f");
+    format!("amqp://{user}:{password}@{authority}/{vhost}")
+}
+
+async fn try_connect(uri: &str) -> lapin::Result<Connection> {
+    within(T, Connection::connect(uri, ConnectionProperties::default())).await
+}
+
+fn setup_app_user(data: &Path, vhost: &str) {
+    ctl_ok(data, &["add_vhost", vhost]);
+    ctl_ok(data, &["add_user", "app", "app-secret"]);
+    ctl_ok(data, &["set_permissions", "-p", vhost, "app", "^app-", "^app-", "^app-"]);
+    ctl_ok(data, &["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_made_with_ctl_logs_in_to_its_vhost_only() {
+    if crate::common::process::external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let broker = BrokerProcess::start(data.path(), 2, &[]);
+    setup_app_user(data.path(), "apps");
+    let listed = ctl_ok(data.path(), &["list_users", "-s"]);
+    assert!(listed.contains("app\t[]") && listed.contains("guest\t[administrator]"), "{listed}");
+
+    let conn = try_connect(&uri_for(broker.uri(), "app", "app-secret", "apps")).await.expect("app logs in");
+    let ch = open_channel(&conn).await;
+    within(T, ch.queue_declare("app-jobs".into(), QueueDeclareOptions::default(), FieldTable::default()))
+        .await
+        .expect("declare within its permissions");
+    conn.close(200, "bye".into()).await.ok();
+
+    let wrong = try_connect(&uri_for(broker.uri(), "app", "wrong", "apps")).await;
+    let error = expect_close(wrong.map(|_| ()), 403);
+    assert_eq!(
+        reply_text(&error).as_deref(),
+        Some("ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN. For details see the broker logfile.")
+    );
+    let stderr = broker.stderr_containing("user 'app' - invalid credentials", 5).await;
+    assert!(!stderr.contains("wrong"), "the password is never logged: {stderr}");
+
+    let other_vhost = try_connect(&uri_for(broker.uri(), "app", "app-secret", "/")).await;
+    let error = expect_close(other_vhost.map(|_| ()), 530);
+    assert_eq!(reply_text(&error).as_deref(), Some("NOT_ALLOWED - access to vhost '/' refused for user 'app'"));
+
+    ctl_ok(data.path(), &["change_password", "app", "new-secret"]);
+    expect_close(try_connect(&uri_for(broker.uri(), "app", "app-secret", "apps")).await.map(|_| ()), 403);
+    try_connect(&uri_for(broker.uri(), "app", "new-secret", "apps")).await.expect("the new password works");
+    broker.stop_cleanly();
+}
+
+/// Expects `operation` on a fresh channel of `conn` to close that channel with 403 and
+/// RabbitMQ's text for `resource` ("queue 'x'" or "exchange 'x'").
+async fn expect_refused<F, Fut, T>(conn: &Connection, resource: &str, vhost: &str, operation: F)
+where
+    F: FnOnce(Channel) -> Fut,
+    Fut: std::future::Future<Output = lapin::Result<T>>,
+    T: std::fmt::Debug,
+{
+    let ch = open_channel(conn).await;
+    let result = within(T_SECS, operation(ch)).await;
+    let text = format!("ACCESS_REFUSED - access to {resource} in vhost '{vhost}' refused for user 'app'");
+    expect_close_text(result, 403, &text);
+}
+
+const T_SECS: u64 = T;
+
+/// A publish is asynchronous: the refusal closes the channel, which the next synchronous
+/// method on it reports.
+async fn publish_then_sync(ch: Channel, exchange: &str, routing_key: &str) -> lapin::Result<()> {
+    ch.basic_publish(
+        exchange.into(),
+        routing_key.into(),
+        BasicPublishOptions::default(),
+        b"body",
+        BasicProperties::default(),
+    )
+    .await?;
+    ch.basic_qos(10, BasicQosOptions::default()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_method_checks_the_permission_rabbitmq_checks() {
+    if crate::common::process::external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let broker = BrokerProcess::start(data.path(), 2, &[]);
+    let vhost = "perm";
+    setup_app_user(data.path(), vhost);
+    // guest makes what app may not touch.
+    let admin = try_connect(&uri_for(broker.uri(), "guest", "guest", vhost)).await.expect("guest");
+    let ach = open_channel(&admin).await;
+    within(T, ach.queue_declare("other-q".into(), QueueDeclareOptions::default(), FieldTable::default()))
+        .await
+        .unwrap();
+    within(
+        T,
+        ach.exchange_declare(
+            "other-x".into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .unwrap();
+
+    let conn = try_connect(&uri_for(broker.uri(), "app", "app-secret", vhost)).await.expect("app");
+    let ch = open_channel(&conn).await;
+    // Allowed: everything named app-*.
+    within(T, ch.queue_declare("app-q".into(), QueueDeclareOptions::default(), FieldTable::default())).await.unwrap();
+    within(
+        T,
+        ch.exchange_declare(
+            "app-x".into(),
+            ExchangeKind::Direct,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    within(
+        T,
+        ch.exchange_declare(
+            "app-y".into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    within(
+        T,
+        ch.queue_bind("app-q".into(), "app-x".into(), "k".into(), QueueBindOptions::default(), FieldTable::default()),
+    )
+    .await
+    .unwrap();
+    within(
+        T,
+        ch.exchange_bind(
+            "app-y".into(),
+            "app-x".into(),
+            "k".into(),
+            ExchangeBindOptions::default(),
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    publish_then_sync(ch.clone(), "app-x", "k").await.expect("publish to app-x");
+    let got = within(T, ch.basic_get("app-q".into(), BasicGetOptions { no_ack: true })).await.unwrap();
+    assert!(got.is_some(), "the message routed to app-q");
+    within(T, ch.queue_purge("app-q".into(), QueuePurgeOptions::default())).await.unwrap();
+
+    // Refused, each with RabbitMQ's text.
+    expect_refused(&conn, "queue 'other-q2'", vhost, |ch| async move {
+        ch.queue_declare("other-q2".into(), QueueDeclareOptions::default(), FieldTable::default()).await
+    })
+    .await;
+    expect_refused(&conn, "exchange 'other-x2'", vhost, |ch| async move {
+        ch.exchange_declare(
+            "other-x2".into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+    })
+    .await;
+    expect_refused(&conn, "queue 'other-q'", vhost, |ch| async move {
+        ch.queue_delete("other-q".into(), QueueDeleteOptions::default()).await
+    })
+    .await;
+    expect_refused(&conn, "exchange 'other-x'", vhost, |ch| async move {
+        ch.exchange_delete("other-x".into(), ExchangeDeleteOptions::default()).await
+    })
+    .await;
+    expect_refused(&conn, "queue 'other-q'", vhost, |ch| async move {
+        ch.queue_bind("other-q".into(), "app-x".into(), "k".into(), QueueBindOptions::default(), FieldTable::default())
+            .await
+    })
+    .await;
+    expect_refused(&conn, "exchange 'other-x'", vhost, |ch| async move {
+        ch.queue_bind("app-q".into(), "other-x".into(), "k".into(), QueueBindOptions::default(), FieldTable::default())
+            .await
+    })
+    .await;
+    expect_refused(&conn, "exchange 'other-x'", vhost, |ch| async move {
+        ch.queue_unbind("app-q".into(), "other-x".into(), "k".into(), FieldTable::default()).await
+    })
+    .await;
+    expect_refused(&conn, "exchange 'other-x'", vhost, |ch| async move {
+        ch.exchange_bind(
+            "app-y".into(),
+            "other-x".into(),
+            "k".into(),
+            ExchangeBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+    })
+    .await;
+    expect_refused(&conn, "exchange 'other-x'", vhost, |ch| async move {
+        ch.exchange_bind(
+            "other-x".into(),
+            "app-x".into(),
+            "k".into(),
+            ExchangeBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+    })
+    .await;
+    expect_refused(&conn, "exchange 'other-x'", vhost, |ch| publish_then_sync(ch, "other-x", "k")).await;
+    expect_refused(&conn, "exchange 'amq.default'", vhost, |ch| publish_then_sync(ch, "", "app-q")).await;
+    expect_refused(&conn, "queue 'other-q'", vhost, |ch| async move {
+        ch.basic_get("other-q".into(), BasicGetOptions::default()).await
+    })
+    .await;
+    expect_refused(&conn, "queue 'other-q'", vhost, |ch| async move {
+        ch.basic_consume("other-q".into(), "".into(), BasicConsumeOptions::default(), FieldTable::default()).await
+    })
+    .await;
+    expect_refused(&conn, "queue 'other-q'", vhost, |ch| async move {
+        ch.queue_purge("other-q".into(), QueuePurgeOptions::default()).await
+    })
+    .await;
+    // A dead-letter exchange of a new queue needs write on that exchange.
+    expect_refused(&conn, "exchange 'other-x'", vhost, |ch| async move {
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("other-x".into()));
+        ch.queue_declare("app-dl".into(), QueueDeclareOptions::default(), arguments).await
+    })
+    .await;
+    // A server-named queue is checked under its generated name.
+    let ch = open_channel(&conn).await;
+    let result = within(T, ch.queue_declare("".into(), QueueDeclareOptions::default(), FieldTable::default())).await;
+    let error = expect_close(result, 403);
+    let text = reply_text(&error).unwrap_or_default();
+    assert!(text.starts_with("ACCESS_REFUSED - access to queue 'amq.gen-"), "{text}");
+    // Passive declares are not checked, as in RabbitMQ.
+    let ch = open_channel(&conn).await;
+    within(
+        T,
+        ch.queue_declare(
+            "other-q".into(),
+            QueueDeclareOptions { passive: true, ..Default::default() },
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("passive declare of another's queue");
+    // Nothing was lost by the refusals: guest's queue and exchange are still there.
+    within(
+        T,
+        ach.queue_declare(
+            "other-q".into(),
+            QueueDeclareOptions { passive: true, ..Default::default() },
+            FieldTable::default(),
+        ),
+    )
+    .await
+    .expect("other-q survives");
+    broker.stop_cleanly();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vhosts_are_separate_namespaces_and_deleting_one_closes_its_connections() {
+    if crate::common::process::external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let broker = BrokerProcess::start(data.path(), 2, &["--segment-size", "64KiB"]);
+    ctl_ok(data.path(), &["add_vhost", "blue"]);
+    ctl_ok(data.path(), &["set_permissions", "-p", "blue", "guest", ".*", ".*", ".*"]);
+    let root = try_connect(&uri_for(broker.uri(), "guest", "guest", "/")).await.expect("root vhost");
+    let blue = try_connect(&uri_for(broker.uri(), "guest", "guest", "blue")).await.expect("blue vhost");
+    let (rch, bch) = (open_channel(&root).await, open_channel(&blue).await);
+    let durable = QueueDeclareOptions { durable: true, ..Default::default() };
+    for ch in [&rch, &bch] {
+        within(T, ch.queue_declare("jobs".into(), durable, FieldTable::default())).await.unwrap();
+    }
+    within(T, bch.confirm_select(ConfirmSelectOptions::default())).await.unwrap();
+    let body = vec![7u8; 4096];
+    for _ in 0..500 {
+        let confirm = within(
+            T,
+            bch.basic_publish(
+                "".into(),
+                "jobs".into(),
+                BasicPublishOptions::default(),
+                &body,
+                BasicProperties::default().with_delivery_mode(2),
+            ),
+        )
+        .await
+        .unwrap();
+        within(T, confirm).await.unwrap();
+    }
+    within(
+        T,
+        rch.basic_publish(
+            "".into(),
+            "jobs".into(),
+            BasicPublishOptions::default(),
+            b"root",
+            BasicProperties::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    let count = |ch: Channel| async move {
+        within(
+            T,
+            ch.queue_declare(
+                "jobs".into(),
+                QueueDeclareOptions { passive: true, ..Default::default() },
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .unwrap()
+        .message_count()
+    };
+    assert_eq!(count(rch.clone()).await, 1, "the root vhost's jobs queue has only its own message");
+    assert_eq!(count(bch.clone()).await, 500, "blue's jobs queue has its 500");
+    let listed = ctl_ok(data.path(), &["list_queues", "-p", "blue", "-s", "name", "messages"]);
+    assert_eq!(listed, "jobs\t500\n");
+    let stored_before = dir_bytes(&data.path().join("messages"));
+    assert!(stored_before > 2_000_000, "500 persistent 4 KiB messages are on disk: {stored_before}");
+
+    ctl_ok(data.path(), &["delete_vhost", "blue"]);
+    // blue's connection is closed with 320, RabbitMQ's text; the root one lives on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(T);
+    while blue.status().connected() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!blue.status().connected(), "blue's connection was closed");
+    assert_eq!(count(rch.clone()).await, 1);
+    assert_eq!(ctl_ok(data.path(), &["list_vhosts", "-s"]), "/\n");
+    let refused = try_connect(&uri_for(broker.uri(), "guest", "guest", "blue")).await;
+    expect_close_text(refused.map(|_| ()), 530, "NOT_ALLOWED - vhost blue not found");
+    // The deleted queue's messages give their disk space back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let stored = dir_bytes(&data.path().join("messages"));
+        if stored < stored_before / 4 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "disk not freed: {stored} bytes of {stored_before} remain");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // And the deletion survives a crash.
+    broker.kill();
+    let broker = BrokerProcess::start(data.path(), 2, &[]);
+    let again = try_connect(&uri_for(broker.uri(), "guest", "guest", "blue")).await;
+    expect_close(again.map(|_| ()), 530);
+    ctl_ok(data.path(), &["add_vhost", "blue"]);
+    ctl_ok(data.path(), &["set_permissions", "-p", "blue", "guest", ".*", ".*", ".*"]);
+    let blue = try_connect(&uri_for(broker.uri(), "guest", "guest", "blue")).await.expect("a new blue");
+    let bch = open_channel(&blue).await;
+    let declared = within(T, bch.queue_declare("jobs".into(), durable, FieldTable::default())).await.unwrap();
+    assert_eq!(declared.message_count(), 0, "a new vhost of the same name starts empty");
+    broker.stop_cleanly();
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(metadata) if metadata.is_dir() => dir_bytes(&entry.path()),
+            Ok(metadata) => metadata.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_vhosts_and_permissions_survive_kill_9() {
+    if crate::common::process::external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let broker = BrokerProcess::start(data.path(), 2, &[]);
+    setup_app_user(data.path(), "apps");
+    ctl_ok(data.path(), &["set_user_tags", "app", "monitoring", "management"]);
+    ctl_ok(data.path(), &["delete_user", "guest"]);
+    broker.kill();
+
+    let broker = BrokerProcess::start(data.path(), 2, &[]);
+    assert_eq!(ctl_ok(data.path(), &["list_users", "-s"]), "app\t[monitoring, management]\n");
+    assert_eq!(ctl_ok(data.path(), &["list_permissions", "-p", "apps", "-s"]), "app\t^app-\t^app-\t^app-\n");
+    try_connect(&uri_for(broker.uri(), "app", "app-secret", "apps")).await.expect("app logs in after the crash");
+    let guest = try_connect(&uri_for(broker.uri(), "guest", "guest", "/")).await;
+    expect_close(guest.map(|_| ()), 403);
+    // Stored hashes, never passwords.
+    let log = std::fs::read(data.path().join("definitions.log")).expect("definitions log");
+    assert!(!log.windows(10).any(|window| window == b"app-secret"), "no plaintext password on disk");
+    broker.stop_cleanly();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_user_closes_its_connections_and_update_secret_checks_the_password() {
+    if crate::common::process::external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let broker = BrokerProcess::start(data.path(), 2, &[]);
+    setup_app_user(data.path(), "apps");
+    let conn = try_connect(&uri_for(broker.uri(), "app", "app-secret", "apps")).await.expect("app");
+    within(T, conn.update_secret("app-secret".into(), "rotation".into())).await.expect("the right secret is accepted");
+    let wrong = within(T, conn.update_secret("nope".into(), "rotation".into())).await;
+    expect_close_text(wrong, 530, "NOT_ALLOWED - New secret was refused by one of the backends");
+
+    let conn = try_connect(&uri_for(broker.uri(), "app", "app-secret", "apps")).await.expect("app again");
+    let listed = ctl_ok(data.path(), &["list_connections", "-s", "user", "vhost"]);
+    assert!(listed.contains("app\tapps\n"), "{listed}");
+    ctl_ok(data.path(), &["delete_user", "app"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(T);
+    while conn.status().connected() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!conn.status().connected(), "the deleted user's connection was closed");
+    broker.stderr_containing("user 'app' is deleted", 5).await;
+    broker.stop_cleanly();
+}
+
+#[test]
+fn ctl_reports_errors_with_an_exit_code_and_a_reason() {
+    if crate::common::process::external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let (code, _, err) = ctl(data.path(), &["list_users"]);
+    assert_eq!(code, 69, "no broker running: {err}");
+    assert!(err.contains("cannot reach the broker"), "{err}");
+    let broker = BrokerProcess::start(data.path(), 1, &[]);
+    let (code, _, err) = ctl(data.path(), &["set_permissions", "guest", "(", ".*", ".*"]);
+    assert_eq!(code, 65);
+    assert!(err.contains("invalid regular expression '('"), "{err}");
+    let (code, _, err) = ctl(data.path(), &["delete_vhost", "nope"]);
+    assert_eq!((code, err.trim()), (65, "Error:\nvhost 'nope' does not exist"));
+    let (code, _, err) = ctl(data.path(), &["add_user", "x"]);
+    assert_eq!((code, err.trim()), (64, "usage: add_user USER PASSWORD"));
+    let (code, _, _) = ctl(data.path(), &["frobnicate"]);
+    assert_eq!(code, 64);
+    let long_name = "u".repeat(70_000);
+    let (code, _, err) = ctl(data.path(), &["add_user", &long_name, "pw"]);
+    assert_eq!(code, 65, "{err}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(data.path().join("ctl.sock")).expect("control socket").permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "the control socket is the owner's only");
+    broker.stop_cleanly();
+}
