@@ -199,14 +199,14 @@ pub fn execute(args: &[String], input: Option<String>, mailboxes: &Mailboxes) ->
     let run = Run { options, mailboxes };
     let result = match command.as_str() {
         "add_user" => run.change("add_user USER PASSWORD", 2, "Adding user \"{0}\" ...", |args| {
-            Ok(AccountChange::AddUser { name: args[0].clone(), password: PasswordHash::new(&args[1]), tags: vec![] })
+            Ok(AccountChange::AddUser { name: args[0].clone(), password: hash(&args[1])?, tags: vec![] })
         }),
         "delete_user" => run.change("delete_user USER", 1, "Deleting user \"{0}\" ...", |args| {
             Ok(AccountChange::DeleteUser { name: args[0].clone() })
         }),
         "change_password" => {
             run.change("change_password USER PASSWORD", 2, "Changing password for user \"{0}\" ...", |args| {
-                Ok(AccountChange::ChangePassword { name: args[0].clone(), password: PasswordHash::new(&args[1]) })
+                Ok(AccountChange::ChangePassword { name: args[0].clone(), password: hash(&args[1])? })
             })
         }
         "set_user_tags" => run.set_user_tags(),
@@ -551,6 +551,10 @@ fn split_host_port(address: &str) -> (String, String) {
         Some((host, port)) => (host.trim_start_matches('[').trim_end_matches(']').to_string(), port.to_string()),
         None => (address.to_string(), String::new()),
     }
+}
+
+fn hash(password: &str) -> Result<PasswordHash, String> {
+    PasswordHash::new(password.as_bytes()).map_err(|error| error.to_string())
 }
 
 fn unexpected(reply: &ControlReply) -> Outcome {

@@ -306,7 +306,9 @@ fn recover_durable_state(config: &Config) -> Result<DurableState, StartError> {
     let started = Instant::now();
     let (mut log, operations) = DefinitionsLog::open(&config.data_dir)
         .map_err(|source| StartError::Storage { what: "cannot read the definitions log", source })?;
-    let definitions = Definitions::from_log(config.shards, &operations, &defaults(config));
+    let definitions = Definitions::from_log(config.shards, &operations, &defaults(config)).map_err(|problem| {
+        StartError::Storage { what: "cannot create the default user", source: std::io::Error::other(problem) }
+    })?;
     log.compact(&definitions.durable_operations())
         .map_err(|source| StartError::Storage { what: "cannot compact the definitions log", source })?;
     let live = definitions.durable_queue_sequences();

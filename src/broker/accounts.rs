@@ -40,13 +40,13 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
 
 impl Definitions {
     /// Creates the default user and vhost with full permissions.
-    pub fn seed(&mut self, defaults: &Defaults) {
+    pub fn seed(&mut self, defaults: &Defaults) -> Result<(), String> {
         if self.snapshot().vhost(&defaults.vhost).is_none() {
             self.add_vhost(&defaults.vhost);
         }
-        let user = User::new(&defaults.user, PasswordHash::new(&defaults.password), vec!["administrator".into()]);
-        self.put_user(user);
-        let _ = self.set_permissions(&defaults.user, &defaults.vhost, Permissions::all());
+        let password = PasswordHash::new(defaults.password.as_bytes()).map_err(|error| error.to_string())?;
+        self.put_user(User::new(&defaults.user, password, vec!["administrator".into()]));
+        self.set_permissions(&defaults.user, &defaults.vhost, Permissions::all())
     }
 
     pub fn add_user(&mut self, name: &str, password: PasswordHash, tags: Vec<String>) -> Result<(), String> {
@@ -149,9 +149,13 @@ mod tests {
     use super::*;
     use crate::broker::users::{check_access, Access, ResourceKind};
 
+    fn hash(password: &str) -> PasswordHash {
+        PasswordHash::new(password.as_bytes()).expect("salt")
+    }
+
     fn fresh() -> Definitions {
         let mut definitions = Definitions::empty(2);
-        definitions.seed(&Defaults::default());
+        definitions.seed(&Defaults::default()).expect("seeded");
         definitions
     }
 
@@ -169,18 +173,18 @@ mod tests {
     #[test]
     fn users_are_added_once_changed_and_deleted() {
         let mut definitions = fresh();
-        definitions.add_user("bob", PasswordHash::new("s3cret"), vec![]).expect("added");
+        definitions.add_user("bob", hash("s3cret"), vec![]).expect("added");
         assert_eq!(
-            definitions.add_user("bob", PasswordHash::new("x"), vec![]).expect_err("twice"),
+            definitions.add_user("bob", hash("x"), vec![]).expect_err("twice"),
             "user 'bob' already exists"
         );
-        definitions.change_password("bob", PasswordHash::new("new")).expect("changed");
+        definitions.change_password("bob", hash("new")).expect("changed");
         assert!(definitions.snapshot().user("bob").expect("bob").password.verify(b"new"));
         definitions.set_tags("bob", vec!["monitoring".into()]).expect("tagged");
         definitions.delete_user("bob").expect("deleted");
         assert_eq!(definitions.delete_user("bob").expect_err("gone"), "user 'bob' does not exist");
         assert_eq!(
-            definitions.add_user("", PasswordHash::new("x"), vec![]).expect_err("empty"),
+            definitions.add_user("", hash("x"), vec![]).expect_err("empty"),
             "user name must not be empty"
         );
     }
@@ -188,7 +192,7 @@ mod tests {
     #[test]
     fn permissions_need_the_user_and_the_vhost_and_go_with_the_vhost() {
         let mut definitions = fresh();
-        definitions.add_user("bob", PasswordHash::new("pw"), vec![]).expect("added");
+        definitions.add_user("bob", hash("pw"), vec![]).expect("added");
         assert_eq!(
             definitions.set_permissions("bob", "nope", Permissions::all()).expect_err("no vhost"),
             "vhost 'nope' does not exist"

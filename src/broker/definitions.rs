@@ -66,7 +66,7 @@ impl Definitions {
     #[cfg(test)]
     pub fn new(shard_count: usize) -> Definitions {
         let mut definitions = Definitions::empty(shard_count);
-        definitions.seed(&super::accounts::Defaults::default());
+        definitions.seed(&super::accounts::Defaults::default()).expect("the defaults are valid");
         definitions
     }
 

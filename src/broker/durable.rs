@@ -71,16 +71,16 @@ impl Definitions {
     /// The definitions a data directory's log holds. A log that never recorded the defaults
     /// (a fresh data directory, or one written before users and vhosts were stored) gets
     /// them first; its queues, if any, live in vhost `/`.
-    pub fn from_log(shard_count: usize, operations: &[DefinitionOp], defaults: &Defaults) -> Definitions {
+    pub fn from_log(shard_count: usize, operations: &[DefinitionOp], defaults: &Defaults) -> Result<Definitions, String> {
         let mut definitions = Definitions::empty(shard_count);
         if !operations.iter().any(|operation| matches!(operation, DefinitionOp::Seeded)) {
             if !operations.is_empty() && defaults.vhost != super::definitions::DEFAULT_VHOST {
                 definitions.add_vhost(super::definitions::DEFAULT_VHOST);
             }
-            definitions.seed(defaults);
+            definitions.seed(defaults)?;
         }
         definitions.replay(operations);
-        definitions
+        Ok(definitions)
     }
 
     /// Applies logged operations in order. An operation that no longer applies is skipped
@@ -239,7 +239,7 @@ fn replay_error(text: String) -> AmqpError {
 pub fn user_operation(user: &User) -> DefinitionOp {
     DefinitionOp::UserPut {
         name: user.name.clone(),
-        hashing_algorithm: user.password.algorithm.rabbit_name().to_string(),
+        hashing_algorithm: user.password.algorithm().rabbit_name().to_string(),
         password_hash: user.password.to_base64(),
         tags: user.tags.clone(),
     }
@@ -258,7 +258,7 @@ pub fn permission_operation(user: &str, vhost: &str, permissions: &Permissions) 
 fn user_from_log(name: &str, algorithm: &str, hash: &str, tags: &[String]) -> Result<User, String> {
     let algorithm = HashAlgorithm::from_rabbit_name(algorithm)
         .ok_or_else(|| format!("unknown password hashing algorithm '{algorithm}'"))?;
-    let password = if hash.is_empty() { PasswordHash::empty() } else { PasswordHash::from_base64(algorithm, hash)? };
+    let password = if hash.is_empty() { PasswordHash::none() } else { PasswordHash::from_base64(algorithm, hash)? };
     Ok(User::new(name, password, tags.to_vec()))
 }
 

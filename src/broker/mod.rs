@@ -1,10 +1,15 @@
 //! Broker state independent of the wire: identifiers, messages, exchanges and their routing
-//! tables, the definitions writer, and the queue state machine. Nothing here does I/O.
+//! tables, the definitions writer, RabbitMQ's definitions file and password hashes, and the queue
+//! state machine. Nothing here does I/O.
 
 pub(crate) mod accounts;
 pub(crate) mod control;
 pub(crate) mod dead_letter;
 pub(crate) mod definitions;
+// Read and written by `ctl export_definitions`/`import_definitions` and `--definitions`, and
+// `passwords` by users and login, once they are wired; until then nothing outside the tests
+// calls them.
+pub(crate) mod definitions_file;
 pub(crate) mod durable;
 mod equivalence;
 pub(crate) mod error;

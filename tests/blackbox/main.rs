@@ -17,4 +17,5 @@ mod direct_reply_to;
 mod exchange;
 mod extensions;
 mod queue;
+mod remote;
 mod storage;

@@ -6,6 +6,7 @@
 
 #[macro_use]
 pub mod process;
+pub mod netns;
 pub mod raw;
 
 use std::future::Future;
