@@ -24,6 +24,7 @@ use crate::broker::control::{AccountChange, ControlMsg, ControlReply, ControlReq
 use crate::broker::passwords::PasswordHash;
 use crate::broker::snapshot::Snapshot;
 use crate::broker::users::{parse_tags, Permissions};
+use crate::broker::{definitions_file, definitions_import};
 use crate::shard::mailbox::Mailboxes;
 
 pub const SOCKET_NAME: &str = "ctl.sock";
@@ -183,7 +184,7 @@ Monitoring:
     list_connections [COLUMN ...]         (name user vhost peer_host peer_port channels state)
     close_connection NAME EXPLANATION
 Definitions:
-    export_definitions FILE|-         import_definitions FILE
+    export_definitions FILE|-         import_definitions [-p VHOST] FILE
 Options: -p VHOST (default /), -q/--quiet (no banner), -s/--silent (no headers either)
 ";
 
@@ -490,13 +491,43 @@ impl Run<'_> {
     }
 
     fn export_definitions(&self) -> Step<Outcome> {
-        self.arguments(1, "export_definitions FILE|-")?;
-        Err(Outcome::fail(EXIT_DATA, "export_definitions: not available yet"))
+        let args = self.arguments(1, "export_definitions FILE|-")?;
+        let snapshot = self.snapshot()?;
+        let document = definitions_file::to_json(&definitions_import::export(&snapshot));
+        let banner = if args[0] == "-" {
+            String::new()
+        } else {
+            self.banner(format!("Exporting definitions in JSON to a file at \"{}\" ...", args[0]))
+        };
+        Ok(Outcome { out: banner, file: Some(document), ..Outcome::default() })
     }
 
-    fn import_definitions(&self, _input: Option<String>) -> Step<Outcome> {
-        self.arguments(1, "import_definitions FILE")?;
-        Err(Outcome::fail(EXIT_DATA, "import_definitions: not available yet"))
+    fn import_definitions(&self, input: Option<String>) -> Step<Outcome> {
+        let args = self.arguments(1, "import_definitions FILE")?;
+        let Some(input) = input else {
+            return Err(Outcome::fail(EXIT_USAGE, "import_definitions: the file's content did not arrive"));
+        };
+        // With -p: a single vhost's definitions (as the HTTP API exports them), into that vhost.
+        let parsed = match &self.options.vhost {
+            Some(vhost) => definitions_file::parse_for_vhost(input.as_bytes(), vhost),
+            None => definitions_file::parse(input.as_bytes()),
+        };
+        let parsed = parsed
+            .and_then(|parsed| definitions_file::validate(&parsed.definitions).map(|()| parsed))
+            .map_err(|error| Outcome::fail(EXIT_DATA, format!("Error: {} was not imported:\n{error}", args[0])))?;
+        let mut out = self.banner(format!("Importing definitions in JSON from a file at \"{}\" ...", args[0]));
+        let warnings = match self.ask(0, ControlRequest::Import(Box::new(parsed.definitions)))? {
+            ControlReply::Imported { warnings } => warnings,
+            other => return Err(unexpected(&other)),
+        };
+        let mut err = String::new();
+        for warning in parsed.warnings.iter().chain(&warnings) {
+            err.push_str(&format!("warning: {warning}\n"));
+        }
+        if !self.options.quiet {
+            out.push_str("Definitions imported.\n");
+        }
+        Ok(Outcome { out, err, ..Outcome::default() })
     }
 }
 

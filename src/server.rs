@@ -38,6 +38,7 @@ pub enum StartError {
     Storage { what: &'static str, source: std::io::Error },
     PortInUse { address: SocketAddr, source: std::io::Error },
     Shard { shard: usize, message: String },
+    Definitions { path: String, problem: String },
 }
 
 impl fmt::Display for StartError {
@@ -51,6 +52,7 @@ impl fmt::Display for StartError {
             StartError::Shard { shard, message } => {
                 write!(f, "shard {shard} failed to start: {message}")
             }
+            StartError::Definitions { path, problem } => write!(f, "cannot import definitions from {path}: {problem}"),
         }
     }
 }
@@ -306,9 +308,12 @@ fn recover_durable_state(config: &Config) -> Result<DurableState, StartError> {
     let started = Instant::now();
     let (mut log, operations) = DefinitionsLog::open(&config.data_dir)
         .map_err(|source| StartError::Storage { what: "cannot read the definitions log", source })?;
-    let definitions = Definitions::from_log(config.shards, &operations, &defaults(config)).map_err(|problem| {
+    let mut definitions = Definitions::from_log(config.shards, &operations, &defaults(config)).map_err(|problem| {
         StartError::Storage { what: "cannot create the default user", source: std::io::Error::other(problem) }
     })?;
+    if let Some(path) = definitions_file_of(config) {
+        import_at_boot(&mut definitions, &path)?;
+    }
     log.compact(&definitions.durable_operations())
         .map_err(|source| StartError::Storage { what: "cannot compact the definitions log", source })?;
     let live = definitions.durable_queue_sequences();
@@ -345,6 +350,25 @@ fn recover_durable_state(config: &Config) -> Result<DurableState, StartError> {
         next_segment_numbers: recovered.next_segment_numbers,
         messages: recovered.messages,
     })
+}
+
+/// RabbitMQ's `load_definitions`: a definitions file imported at every start, all of it or
+/// nothing (a file that does not import stops the start, naming the problem).
+fn import_at_boot(definitions: &mut Definitions, path: &std::path::Path) -> Result<(), StartError> {
+    let failed = |problem: String| StartError::Definitions { path: path.display().to_string(), problem };
+    let bytes = std::fs::read(path).map_err(|error| failed(error.to_string()))?;
+    let parsed = crate::broker::definitions_file::parse(&bytes).map_err(|error| failed(error.to_string()))?;
+    crate::broker::definitions_file::validate(&parsed.definitions).map_err(|error| failed(error.to_string()))?;
+    let imported = definitions.import(&parsed.definitions).map_err(failed)?;
+    for warning in parsed.warnings.iter().chain(&imported.warnings) {
+        crate::warn!("definitions file {}: {warning}", path.display());
+    }
+    crate::info!("imported definitions from {}", path.display());
+    Ok(())
+}
+
+fn definitions_file_of(_config: &Config) -> Option<std::path::PathBuf> {
+    None
 }
 
 /// The user and vhost a fresh data directory starts with.

@@ -174,19 +174,13 @@ mod tests {
     fn users_are_added_once_changed_and_deleted() {
         let mut definitions = fresh();
         definitions.add_user("bob", hash("s3cret"), vec![]).expect("added");
-        assert_eq!(
-            definitions.add_user("bob", hash("x"), vec![]).expect_err("twice"),
-            "user 'bob' already exists"
-        );
+        assert_eq!(definitions.add_user("bob", hash("x"), vec![]).expect_err("twice"), "user 'bob' already exists");
         definitions.change_password("bob", hash("new")).expect("changed");
         assert!(definitions.snapshot().user("bob").expect("bob").password.verify(b"new"));
         definitions.set_tags("bob", vec!["monitoring".into()]).expect("tagged");
         definitions.delete_user("bob").expect("deleted");
         assert_eq!(definitions.delete_user("bob").expect_err("gone"), "user 'bob' does not exist");
-        assert_eq!(
-            definitions.add_user("", hash("x"), vec![]).expect_err("empty"),
-            "user name must not be empty"
-        );
+        assert_eq!(definitions.add_user("", hash("x"), vec![]).expect_err("empty"), "user name must not be empty");
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub enum ControlRequest {
     CloseConnection { name: String, reason: String },
     /// To the writer: the users, vhosts and permissions (listings read the snapshot).
     Snapshot,
+    /// To the writer: a whole definitions file, all or nothing.
+    Import(Box<super::definitions_file::DefinitionsFile>),
 }
 
 /// A change of users, vhosts or permissions; each is logged durably before it is answered.
@@ -80,6 +82,10 @@ pub enum ControlReply {
     /// How many connections were closed.
     Closed(usize),
     Snapshot(std::sync::Arc<super::snapshot::Snapshot>),
+    /// What an import kept as it was or ignored.
+    Imported {
+        warnings: Vec<String>,
+    },
 }
 
 /// An error is a sentence for the operator.

@@ -49,6 +49,7 @@ pub enum QueueDeclared {
     Existing(Arc<QueueDef>),
 }
 
+#[derive(Clone)]
 pub struct Definitions {
     snapshot: Arc<Snapshot>,
     pub(super) shard_count: usize,

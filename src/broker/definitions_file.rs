@@ -112,7 +112,7 @@ pub struct User {
     pub limits: Limits,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Vhost {
     pub name: String,
     pub description: String,

@@ -71,7 +71,11 @@ impl Definitions {
     /// The definitions a data directory's log holds. A log that never recorded the defaults
     /// (a fresh data directory, or one written before users and vhosts were stored) gets
     /// them first; its queues, if any, live in vhost `/`.
-    pub fn from_log(shard_count: usize, operations: &[DefinitionOp], defaults: &Defaults) -> Result<Definitions, String> {
+    pub fn from_log(
+        shard_count: usize,
+        operations: &[DefinitionOp],
+        defaults: &Defaults,
+    ) -> Result<Definitions, String> {
         let mut definitions = Definitions::empty(shard_count);
         if !operations.iter().any(|operation| matches!(operation, DefinitionOp::Seeded)) {
             if !operations.is_empty() && defaults.vhost != super::definitions::DEFAULT_VHOST {

@@ -10,6 +10,7 @@ pub(crate) mod definitions;
 // `passwords` by users and login, once they are wired; until then nothing outside the tests
 // calls them.
 pub(crate) mod definitions_file;
+pub(crate) mod definitions_import;
 pub(crate) mod durable;
 mod equivalence;
 pub(crate) mod error;

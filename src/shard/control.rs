@@ -36,6 +36,7 @@ impl Shard {
                 Ok(ControlReply::Closed(connections.len()))
             }
             ControlRequest::Snapshot => Ok(ControlReply::Snapshot(self.snapshot())),
+            ControlRequest::Import(file) => self.import_definitions(&file),
         };
         // The operator may have given up waiting: nobody to tell then.
         let _ = message.reply.send(answer);
@@ -134,6 +135,29 @@ impl Shard {
             self.send(queue.id.owner(), ShardMsg::QueueOp { queue: queue.id, request, reply: None });
         }
         logged.map(|()| ControlReply::Done)
+    }
+
+    /// Imports a definitions file on the writer: all of it or nothing; then the definitions
+    /// log is rewritten in one atomic compaction and the new queues are created on their
+    /// owners.
+    fn import_definitions(&self, file: &crate::broker::definitions_file::DefinitionsFile) -> ControlAnswer {
+        let Some(writer) = &self.writer else {
+            return Err("import sent to a shard that does not write definitions".into());
+        };
+        let imported = writer.borrow_mut().import(file)?;
+        if let Some(log) = &self.definitions_log {
+            let operations = writer.borrow().durable_operations();
+            if let Err(error) = log.borrow_mut().compact(&operations) {
+                crate::error!("definitions imported but not stored: {error}");
+                return Err(format!("the definitions were applied but cannot be stored: {error}"));
+            }
+        }
+        self.publish_definitions();
+        for definition in imported.created_queues {
+            let owner = definition.id.owner();
+            self.send(owner, ShardMsg::CreateQueue { definition, reply: None });
+        }
+        Ok(ControlReply::Imported { warnings: imported.warnings })
     }
 
     /// After new definitions: connections whose vhost or user is gone are closed, as

@@ -496,3 +496,66 @@ fn ctl_reports_errors_with_an_exit_code_and_a_reason() {
     assert_eq!(mode & 0o777, 0o600, "the control socket is the owner's only");
     broker.stop_cleanly();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rabbitmq_export_imports_unchanged_and_its_users_keep_their_passwords() {
+    if crate::common::process::external_broker() {
+        return;
+    }
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rabbitmq-3.10-definitions.json");
+    let data = DataDir::new();
+    let broker = BrokerProcess::start(data.path(), 2, &[]);
+    let out = ctl_ok(data.path(), &["import_definitions", fixture.to_str().expect("utf-8 path")]);
+    assert!(out.contains("Definitions imported."), "{out}");
+    // alice's hash is SHA-256, legacy's MD5 and carol's SHA-512: all log in with the
+    // passwords they had on RabbitMQ.
+    for (user, password, vhost) in
+        [("alice", "wonderland-42", "staging"), ("legacy", "old-pass", "/"), ("carol", "c4r0l!", "/")]
+    {
+        let uri = uri_for(broker.uri(), user, password, vhost);
+        match try_connect(&uri).await {
+            Ok(conn) => conn.close(200, "bye".into()).await.expect("close"),
+            // Logged in, but the file gives no permissions on this vhost.
+            Err(error) => assert_eq!(reply_code(&error), Some(530), "{user}: {error}"),
+        }
+    }
+    let refused = try_connect(&uri_for(broker.uri(), "alice", "not-her-password", "staging")).await;
+    expect_close(refused.map(|_| ()), 403);
+    let queues = ctl_ok(data.path(), &["list_queues", "-p", "staging", "-s", "name", "durable"]);
+    assert_eq!(queues, "app.dead\ttrue\napp.lazy\ttrue\napp.orders\ttrue\n");
+
+    // Export, import into a second broker, export again: the same document.
+    let exported = data.path().join("exported.json");
+    ctl_ok(data.path(), &["export_definitions", exported.to_str().expect("utf-8")]);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&exported).expect("export").permissions());
+    assert_eq!(mode & 0o777, 0o600, "an export holds password hashes: owner only");
+    let second_data = DataDir::new();
+    let second = BrokerProcess::start(second_data.path(), 1, &[]);
+    ctl_ok(second_data.path(), &["import_definitions", exported.to_str().expect("utf-8")]);
+    let again = second_data.path().join("again.json");
+    ctl_ok(second_data.path(), &["export_definitions", again.to_str().expect("utf-8")]);
+    let first: serde_json::Value = serde_json::from_slice(&std::fs::read(&exported).expect("read")).expect("json");
+    let second_export: serde_json::Value = serde_json::from_slice(&std::fs::read(&again).expect("read")).expect("json");
+    for key in ["users", "vhosts", "permissions", "queues", "exchanges", "bindings"] {
+        assert_eq!(first[key], second_export[key], "{key} round-trips");
+    }
+    assert!(first["queues"].as_array().is_some_and(|queues| queues.len() == 5), "{}", first["queues"]);
+
+    // A file of the wrong shape is refused whole and changes nothing.
+    let bad = data.path().join("bad.json");
+    std::fs::write(&bad, br#"{"users":[{"name":"mallory","tags":5}],"vhosts":[{"name":"evil"}]}"#).expect("write");
+    let (code, _, err) = ctl(data.path(), &["import_definitions", bad.to_str().expect("utf-8")]);
+    assert_eq!(code, 65, "{err}");
+    assert!(err.contains("users[0].tags"), "{err}");
+    std::fs::write(&bad, &std::fs::read(&fixture).expect("fixture")[..300]).expect("truncate");
+    let (code, _, err) = ctl(data.path(), &["import_definitions", bad.to_str().expect("utf-8")]);
+    assert_eq!(code, 65, "a truncated file: {err}");
+    let vhosts = ctl_ok(data.path(), &["list_vhosts", "-s"]);
+    assert_eq!(vhosts, "/\nstaging\n");
+    second.stop_cleanly();
+    broker.kill();
+    // The import survives kill -9.
+    let broker = BrokerProcess::start(data.path(), 2, &[]);
+    try_connect(&uri_for(broker.uri(), "alice", "wonderland-42", "staging")).await.expect("alice after the crash");
+    broker.stop_cleanly();
+}

@@ -33,9 +33,8 @@ async fn guest_is_refused_from_another_host_and_a_ctl_user_is_not() {
     let data = DataDir::new();
     let broker = BrokerProcess::start(data.path(), 2, &["--bind", &netns.host_ip]);
     let port = broker.uri().rsplit(':').next().and_then(|tail| tail.split('/').next()).unwrap_or_default().to_string();
-    let remote_uri = |user: &str, password: &str| {
-        uri_for(&format!("amqp://x@{}:{port}/", netns.host_ip), user, password, "/")
-    };
+    let remote_uri =
+        |user: &str, password: &str| uri_for(&format!("amqp://x@{}:{port}/", netns.host_ip), user, password, "/");
 
     let refused = remote_session(&netns, remote_uri("guest", "guest")).expect_err("guest from another host");
     assert_eq!(
@@ -54,7 +53,11 @@ async fn guest_is_refused_from_another_host_and_a_ctl_user_is_not() {
     let ch = open_channel(&local).await;
     let declared = within(
         T,
-        ch.queue_declare("remote-jobs".into(), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default()),
+        ch.queue_declare(
+            "remote-jobs".into(),
+            QueueDeclareOptions { passive: true, ..Default::default() },
+            FieldTable::default(),
+        ),
     )
     .await;
     declared.expect("the remote worker's queue exists");
