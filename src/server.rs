@@ -1,27 +1,30 @@
 //! Starting and stopping the broker: the data directory, the listeners, one thread and one
 //! monoio runtime per shard, and a clean shutdown that closes connections with 320.
 //!
-//! Binding: every shard accepts on its own SO_REUSEPORT listener, so the kernel spreads
-//! connections. monoio sets SO_REUSEPORT by default, which would let a second broker share
-//! the port silently; a plain bind first (without SO_REUSEPORT) proves the port is free.
+//! Binding: every shard accepts on every `--bind` address with a SO_REUSEPORT listener of its
+//! own, so the kernel spreads connections. SO_REUSEPORT would let a second broker share the
+//! port silently; a plain bind of each address first (without it) proves the port is free
+//! (`shard/listener.rs`). With port 0 the first address picks the port and the others take
+//! the same one.
 
 use std::fmt;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use monoio::net::{ListenerOpts, TcpListener};
+use monoio::net::TcpListener;
 
 use crate::alarms::{start_monitor, total_memory_bytes, Alarms, Limits};
 use crate::broker::definitions::Definitions;
 use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::recovery::{recover, shard_dir, RestoredQueue};
 use crate::broker::snapshot::Snapshot;
-use crate::config::Config;
+use crate::config::{Bind, Config};
 use crate::limits::MAILBOX_CAPACITY;
+use crate::shard::listener;
 use crate::shard::mailbox::Mailboxes;
 use crate::shard::Shard;
 use crate::store::definitions_log::DefinitionsLog;
@@ -35,7 +38,7 @@ use std::sync::atomic::Ordering;
 pub enum StartError {
     DataDir { path: String, source: std::io::Error },
     Storage { what: &'static str, source: std::io::Error },
-    PortInUse { address: SocketAddr, source: std::io::Error },
+    Listen { address: SocketAddr, source: std::io::Error },
     Shard { shard: usize, message: String },
 }
 
@@ -44,9 +47,10 @@ impl fmt::Display for StartError {
         match self {
             StartError::DataDir { path, source } => write!(f, "cannot use data directory {path}: {source}"),
             StartError::Storage { what, source } => write!(f, "{what}: {source}"),
-            StartError::PortInUse { address, source } => {
+            StartError::Listen { address, source } if source.kind() == std::io::ErrorKind::AddrInUse => {
                 write!(f, "cannot listen on {address}: {source} (is another broker running on this port?)")
             }
+            StartError::Listen { address, source } => write!(f, "cannot listen on {address}: {source}"),
             StartError::Shard { shard, message } => {
                 write!(f, "shard {shard} failed to start: {message}")
             }
@@ -57,7 +61,8 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 pub struct Running {
-    pub address: SocketAddr,
+    /// Every address the AMQP listeners accept on, in `--bind` order (all on one port).
+    pub addresses: Vec<SocketAddr>,
     /// With `--per-shard-listeners`: the port of each shard's own listener.
     pub shard_addresses: Vec<SocketAddr>,
     pub driver: &'static str,
@@ -84,12 +89,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let data_dir_error = |source| StartError::DataDir { path: config.data_dir.display().to_string(), source };
     std::fs::create_dir_all(&config.data_dir).map_err(data_dir_error)?;
     let lock = lock_data_dir(&config.data_dir).map_err(data_dir_error)?;
-    let requested = SocketAddr::new(config.bind, config.amqp_port);
-    let address = {
-        let probe =
-            StdListener::bind(requested).map_err(|source| StartError::PortInUse { address: requested, source })?;
-        probe.local_addr().map_err(|source| StartError::PortInUse { address: requested, source })?
-    };
+    let addresses = probe_addresses(&config)?;
     let alarms = start_monitor(Limits {
         memory_high_watermark_bytes: config.memory_high_watermark.bytes(total_memory_bytes()),
         disk_free_limit_bytes: config.disk_free_limit_bytes,
@@ -112,6 +112,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         let alarms = alarms.clone();
         let ready = ready_sender.clone();
         let initial = initial.clone();
+        let addresses = addresses.clone();
         let writer = if shard_id == 0 { writer.take() } else { None };
         let restore = restored.remove(&shard_id).unwrap_or_default();
         let next_segment = next_segments.remove(&shard_id).unwrap_or(1);
@@ -119,7 +120,17 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             .name(format!("shard-{shard_id}"))
             .spawn(move || {
                 run_shard(
-                    ShardStart { shard_id, config, mailboxes, alarms, address, initial, writer, restore, next_segment },
+                    ShardStart {
+                        shard_id,
+                        config,
+                        mailboxes,
+                        alarms,
+                        addresses,
+                        initial,
+                        writer,
+                        restore,
+                        next_segment,
+                    },
                     ready,
                 )
             })
@@ -127,7 +138,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         threads.push(thread);
     }
     drop(ready_sender);
-    let mut shard_addresses = vec![address; config.shards];
+    let mut shard_addresses = vec![addresses[0]; config.shards];
     let mut driver = "io_uring";
     for _ in 0..config.shards {
         match ready_receiver.recv() {
@@ -146,7 +157,53 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             Err(_) => return Err(StartError::Shard { shard: 0, message: "a shard thread exited during start".into() }),
         }
     }
-    Ok(Running { address, shard_addresses, driver, mailboxes, threads, _lock: lock, alarms, recovered_messages })
+    Ok(Running { addresses, shard_addresses, driver, mailboxes, threads, _lock: lock, alarms, recovered_messages })
+}
+
+/// How often a port picked by the kernel (`--amqp-port 0`) is tried again when a later
+/// address of `--bind` has it taken already.
+const PICKED_PORT_ATTEMPTS: usize = 8;
+
+/// Proves every address's port free (see the module header) and returns the addresses with
+/// the port the first one got. The default dual stack drops `::` on a host without IPv6.
+fn probe_addresses(config: &Config) -> Result<Vec<SocketAddr>, StartError> {
+    let dual_stack = config.bind == Bind::DualStack;
+    let mut ips = config.bind.addresses();
+    let mut attempt = 1;
+    loop {
+        match probe_once(&ips, config.amqp_port) {
+            Ok(addresses) => return Ok(addresses),
+            Err((index, error)) if dual_stack && ips[index].is_ipv6() && listener::ipv6_unavailable(&error) => {
+                crate::warn!("IPv6 is not available on this host ({error}): listening on IPv4 only");
+                ips.remove(index);
+            }
+            Err((index, error))
+                if config.amqp_port == 0
+                    && index > 0
+                    && error.kind() == std::io::ErrorKind::AddrInUse
+                    && attempt < PICKED_PORT_ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            Err((index, source)) => {
+                return Err(StartError::Listen { address: SocketAddr::new(ips[index], config.amqp_port), source })
+            }
+        }
+    }
+}
+
+/// Binds each address in turn, holding the probes until all are bound; the index of the one
+/// that failed otherwise.
+fn probe_once(ips: &[IpAddr], port: u16) -> Result<Vec<SocketAddr>, (usize, std::io::Error)> {
+    let mut held = Vec::with_capacity(ips.len());
+    let mut port = port;
+    for (index, ip) in ips.iter().enumerate() {
+        let probe = listener::probe(SocketAddr::new(*ip, port)).map_err(|error| (index, error))?;
+        let bound = probe.local_addr().map_err(|error| (index, error))?;
+        port = bound.port();
+        held.push((bound, probe));
+    }
+    Ok(held.into_iter().map(|(bound, _)| bound).collect())
 }
 
 struct ShardReady {
@@ -162,7 +219,7 @@ struct ShardStart {
     config: Arc<Config>,
     mailboxes: Arc<Mailboxes>,
     alarms: Arc<Alarms>,
-    address: SocketAddr,
+    addresses: Vec<SocketAddr>,
     initial: Arc<Snapshot>,
     writer: Option<(Definitions, Option<DefinitionsLog>)>,
     restore: Vec<RestoredQueue>,
@@ -170,7 +227,7 @@ struct ShardStart {
 }
 
 fn run_shard(start: ShardStart, ready: ReadySender) {
-    let ShardStart { shard_id, config, mailboxes, alarms, address, initial, writer, restore, next_segment } = start;
+    let ShardStart { shard_id, config, mailboxes, alarms, addresses, initial, writer, restore, next_segment } = start;
     if config.pin_cores {
         pin_to_core(shard_id);
     }
@@ -185,14 +242,15 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
     let legacy_driver = matches!(runtime, monoio::FusionRuntime::Legacy(_));
     runtime.block_on(async move {
         let mut listeners = Vec::new();
-        match TcpListener::bind_with_config(address, &ListenerOpts::new().reuse_port(true)) {
-            Ok(listener) => listeners.push(listener),
-            Err(error) => return fail(&ready, format!("cannot listen on {address}: {error}")),
+        for address in &addresses {
+            match listener::shard_listener(*address, legacy_driver) {
+                Ok(listener) => listeners.push(listener),
+                Err(error) => return fail(&ready, format!("cannot listen on {address}: {error}")),
+            }
         }
         let mut own_address = None;
         if config.per_shard_listeners {
-            let own = SocketAddr::new(address.ip(), 0);
-            match TcpListener::bind_with_config(own, &ListenerOpts::new().reuse_port(false)) {
+            match listener::own_listener(addresses[0], legacy_driver) {
                 Ok(listener) => {
                     own_address = listener.local_addr().ok();
                     listeners.push(listener);

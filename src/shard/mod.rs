@@ -12,6 +12,7 @@ pub(crate) mod compaction;
 #[cfg(test)]
 mod conversation;
 pub(crate) mod expiry;
+pub(crate) mod listener;
 pub(crate) mod mailbox;
 mod queues;
 mod requests;
