@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use monoio::net::TcpListener;
 
 use crate::alarms::{start_monitor, total_memory_bytes, Alarms, Limits};
+use crate::amqp::admission::ConnectionSlots;
 use crate::broker::definitions::Definitions;
 use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::recovery::{recover, shard_dir, RestoredQueue};
@@ -97,6 +98,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     });
     let config = Arc::new(config);
     let mailboxes = Arc::new(Mailboxes::new(config.shards, MAILBOX_CAPACITY));
+    let connection_slots = Arc::new(ConnectionSlots::new(config.max_connections));
     let durable = recover_durable_state(&config)?;
     let recovered_messages = durable.messages;
     let mut definitions = durable.definitions;
@@ -113,6 +115,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         let ready = ready_sender.clone();
         let initial = initial.clone();
         let addresses = addresses.clone();
+        let connection_slots = connection_slots.clone();
         let writer = if shard_id == 0 { writer.take() } else { None };
         let restore = restored.remove(&shard_id).unwrap_or_default();
         let next_segment = next_segments.remove(&shard_id).unwrap_or(1);
@@ -124,6 +127,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
                         shard_id,
                         config,
                         mailboxes,
+                        connection_slots,
                         alarms,
                         addresses,
                         initial,
@@ -218,6 +222,7 @@ struct ShardStart {
     shard_id: usize,
     config: Arc<Config>,
     mailboxes: Arc<Mailboxes>,
+    connection_slots: Arc<ConnectionSlots>,
     alarms: Arc<Alarms>,
     addresses: Vec<SocketAddr>,
     initial: Arc<Snapshot>,
@@ -227,7 +232,18 @@ struct ShardStart {
 }
 
 fn run_shard(start: ShardStart, ready: ReadySender) {
-    let ShardStart { shard_id, config, mailboxes, alarms, addresses, initial, writer, restore, next_segment } = start;
+    let ShardStart {
+        shard_id,
+        config,
+        mailboxes,
+        connection_slots,
+        alarms,
+        addresses,
+        initial,
+        writer,
+        restore,
+        next_segment,
+    } = start;
     if config.pin_cores {
         pin_to_core(shard_id);
     }
@@ -268,7 +284,9 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
             Ok(store) => store,
             Err(error) => return fail(&ready, format!("cannot open message store {}: {error}", store_dir.display())),
         };
-        let shard = Rc::new(Shard::new(shard_id, config.clone(), mailboxes, initial, writer, Some(store), alarms));
+        let shard = Shard::new(shard_id, config.clone(), mailboxes, initial, writer, Some(store), alarms)
+            .sharing_connection_slots(connection_slots);
+        let shard = Rc::new(shard);
         shard.restore_queues(restore);
         monoio::spawn(crate::shard::commit::commit_loop(shard.clone()));
         monoio::spawn(crate::shard::expiry::expiry_loop(shard.clone()));

@@ -7,6 +7,7 @@
 //! socket, no runtime: the shard's socket driver does the I/O, and the unit tests drive the
 //! same code frame by frame.
 
+pub(crate) mod admission;
 mod assembly;
 mod basic;
 mod channel;
