@@ -88,7 +88,7 @@ impl Running {
 
 pub fn start(config: Config) -> Result<Running, StartError> {
     let data_dir_error = |source| StartError::DataDir { path: config.data_dir.display().to_string(), source };
-    std::fs::create_dir_all(&config.data_dir).map_err(data_dir_error)?;
+    crate::store::files::create_dirs(&config.data_dir).map_err(data_dir_error)?;
     let lock = lock_data_dir(&config.data_dir).map_err(data_dir_error)?;
     let addresses = probe_addresses(&config)?;
     let alarms = start_monitor(Limits {
