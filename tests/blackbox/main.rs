@@ -16,4 +16,5 @@ mod direct_reply_to;
 mod exchange;
 mod extensions;
 mod queue;
+mod server;
 mod storage;
