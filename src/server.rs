@@ -171,11 +171,19 @@ const PICKED_PORT_ATTEMPTS: usize = 8;
 /// Proves every address's port free (see the module header) and returns the addresses with
 /// the port the first one got. The default dual stack drops `::` on a host without IPv6.
 fn probe_addresses(config: &Config) -> Result<Vec<SocketAddr>, StartError> {
+    probe_addresses_with(config, listener::probe)
+}
+
+/// `probe_addresses` with the probe given (tests feed a host without IPv6).
+fn probe_addresses_with(
+    config: &Config,
+    probe: impl Fn(SocketAddr) -> std::io::Result<std::net::TcpListener>,
+) -> Result<Vec<SocketAddr>, StartError> {
     let dual_stack = config.bind == Bind::DualStack;
     let mut ips = config.bind.addresses();
     let mut attempt = 1;
     loop {
-        match probe_once(&ips, config.amqp_port) {
+        match probe_once(&ips, config.amqp_port, &probe) {
             Ok(addresses) => return Ok(addresses),
             Err((index, error)) if dual_stack && ips[index].is_ipv6() && listener::ipv6_unavailable(&error) => {
                 crate::warn!("IPv6 is not available on this host ({error}): listening on IPv4 only");
@@ -198,14 +206,18 @@ fn probe_addresses(config: &Config) -> Result<Vec<SocketAddr>, StartError> {
 
 /// Binds each address in turn, holding the probes until all are bound; the index of the one
 /// that failed otherwise.
-fn probe_once(ips: &[IpAddr], port: u16) -> Result<Vec<SocketAddr>, (usize, std::io::Error)> {
+fn probe_once(
+    ips: &[IpAddr],
+    port: u16,
+    probe: &impl Fn(SocketAddr) -> std::io::Result<std::net::TcpListener>,
+) -> Result<Vec<SocketAddr>, (usize, std::io::Error)> {
     let mut held = Vec::with_capacity(ips.len());
     let mut port = port;
     for (index, ip) in ips.iter().enumerate() {
-        let probe = listener::probe(SocketAddr::new(*ip, port)).map_err(|error| (index, error))?;
-        let bound = probe.local_addr().map_err(|error| (index, error))?;
+        let listener = probe(SocketAddr::new(*ip, port)).map_err(|error| (index, error))?;
+        let bound = listener.local_addr().map_err(|error| (index, error))?;
         port = bound.port();
-        held.push((bound, probe));
+        held.push((bound, listener));
     }
     Ok(held.into_iter().map(|(bound, _)| bound).collect())
 }
@@ -406,5 +418,62 @@ fn pin_to_core(shard_id: usize) {
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
             crate::warn!("shard {shard_id}: could not pin to core {}", shard_id % cores);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::io;
+    use std::net::TcpListener as StdListener;
+
+    use super::*;
+
+    fn config(bind: Bind, amqp_port: u16) -> Config {
+        Config { bind, amqp_port, ..Config::defaults() }
+    }
+
+    /// A probe on a host without IPv6: IPv6 sockets fail as socket(2) fails there; IPv4 ones
+    /// bind 127.0.0.1 (whatever IPv4 address was asked) so the test listens on loopback only.
+    fn without_ipv6(address: SocketAddr) -> io::Result<StdListener> {
+        if address.is_ipv6() {
+            return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT));
+        }
+        listener::probe(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), address.port()))
+    }
+
+    #[test]
+    fn the_default_dual_stack_falls_back_to_ipv4_on_a_host_without_ipv6() {
+        let addresses = probe_addresses_with(&config(Bind::DualStack, 0), without_ipv6).expect("IPv4 alone");
+        assert_eq!(addresses.len(), 1, "{addresses:?}");
+        assert!(addresses[0].is_ipv4() && addresses[0].port() != 0, "{addresses:?}");
+    }
+
+    #[test]
+    fn an_ipv6_address_asked_for_by_name_is_an_error_without_ipv6() {
+        let bind = Bind::Addresses(vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1])]);
+        match probe_addresses_with(&config(bind, 0), without_ipv6) {
+            Err(StartError::Listen { address, .. }) => assert!(address.is_ipv6(), "{address}"),
+            other => panic!("expected a listen error, got {:?}", other.map_err(|error| error.to_string())),
+        }
+    }
+
+    #[test]
+    fn a_picked_port_taken_on_a_later_address_is_picked_again() {
+        let attempts = Cell::new(0);
+        let bind = Bind::Addresses(vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([127, 0, 0, 2])]);
+        let probe = |address: SocketAddr| {
+            if address.ip() == IpAddr::from([127, 0, 0, 2]) {
+                attempts.set(attempts.get() + 1);
+                if attempts.get() == 1 {
+                    return Err(io::Error::from(io::ErrorKind::AddrInUse));
+                }
+            }
+            listener::probe(address)
+        };
+        let addresses = probe_addresses_with(&config(bind, 0), probe).expect("a port free on both");
+        assert_eq!(attempts.get(), 2);
+        assert_eq!(addresses.len(), 2);
+        assert_eq!(addresses[0].port(), addresses[1].port(), "one port for every address");
     }
 }
