@@ -226,3 +226,26 @@ async fn a_data_dir_open_to_others_is_warned_about_at_start() {
     assert!(stderr.contains(&expected), "{stderr}");
     broker.stop_cleanly();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_broker_on_a_port_in_use_at_any_of_its_addresses_exits_with_an_error() {
+    if skip_against_an_external_broker() {
+        return;
+    }
+    let (first_data, second_data) = (DataDir::new(), DataDir::new());
+    let first = BrokerProcess::start(first_data.path(), 1, &[]);
+    let port = first.port().to_string();
+    let second_dir = second_data.path().to_str().expect("a UTF-8 path");
+    // [::1] is free on that port; 127.0.0.1, the second address, is not.
+    let args = ["--amqp-port", &port, "--bind", "::1", "--bind", "127.0.0.1", "--data-dir", second_dir];
+    match BrokerProcess::try_start_with(&args) {
+        Ok(_) => panic!("a second broker started on a port in use"),
+        Err(exited) => {
+            assert_eq!(exited.status.code(), Some(1), "{}", exited.stderr);
+            let expected = format!("cannot listen on 127.0.0.1:{port}");
+            assert!(exited.stderr.contains(&expected), "{}", exited.stderr);
+            assert!(exited.stderr.contains("is another broker running on this port?"), "{}", exited.stderr);
+        }
+    }
+    first.stop_cleanly();
+}
