@@ -6,7 +6,15 @@
 //! taken in [`HostReadings::read`]; the decisions are pure functions of those readings so tests
 //! can feed any host. `tuning/tune.sh` reports and fixes the same settings and more.
 //!
-//! This module only reads process limits and files under `/proc`; it changes nothing.
+//! It also warns when the data directory, or something in it, is open to group or others: the
+//! broker creates them 0700 and 0600 (`store::files`), but a directory made by hand or an
+//! older version keeps its mode.
+//!
+//! This module only reads process limits, files under `/proc` and the modes of the data
+//! directory's entries; it changes nothing.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 
@@ -74,9 +82,83 @@ impl HostReadings {
     }
 }
 
+/// Entries of the data directory whose modes are read, at most: a large store holds many
+/// segment files, and a handful of named paths says enough.
+pub const DATA_DIR_ENTRIES_CHECKED_MAX: usize = 10_000;
+/// Paths named one warning each; the rest are counted in one more warning.
+pub const DATA_DIR_PATHS_NAMED_MAX: usize = 5;
+/// Mode bits that give group or others any access.
+const GROUP_OR_OTHERS: u32 = 0o077;
+
 /// The warnings for this host and configuration, one sentence each, for the start-up log.
 pub fn warnings(config: &Config) -> Vec<String> {
-    decide(&HostReadings::read(), config.shards)
+    let mut found = decide(&HostReadings::read(), config.shards);
+    found.extend(data_dir_warnings(&config.data_dir));
+    found
+}
+
+/// One warning per path of the data directory (itself included) that group or others may
+/// reach, up to `DATA_DIR_PATHS_NAMED_MAX`, then one that counts the others. Nothing when the
+/// directory does not exist yet: the broker will create it 0700.
+pub fn data_dir_warnings(data_dir: &Path) -> Vec<String> {
+    let exposed = exposed_paths(data_dir);
+    let mut found: Vec<String> = exposed
+        .iter()
+        .take(DATA_DIR_PATHS_NAMED_MAX)
+        .map(|(path, mode)| exposed_warning(data_dir, path, *mode))
+        .collect();
+    if exposed.len() > DATA_DIR_PATHS_NAMED_MAX {
+        found.push(format!(
+            "{} more paths in the data directory {} are open to group or others; fix them all with \
+             `chmod -R go-rwx {}`",
+            exposed.len() - DATA_DIR_PATHS_NAMED_MAX,
+            data_dir.display(),
+            data_dir.display()
+        ));
+    }
+    found
+}
+
+/// The data directory and its entries (not following links) whose mode lets group or others
+/// in, with that mode, in directory order, the directory first.
+fn exposed_paths(data_dir: &Path) -> Vec<(PathBuf, u32)> {
+    let mut exposed = Vec::new();
+    let mut pending = vec![data_dir.to_path_buf()];
+    let mut checked = 0;
+    while let Some(path) = pending.pop() {
+        let Ok(metadata) = std::fs::symlink_metadata(&path) else { continue };
+        checked += 1;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & GROUP_OR_OTHERS != 0 && !metadata.file_type().is_symlink() {
+            exposed.push((path.clone(), mode));
+        }
+        if metadata.is_dir() {
+            let Ok(entries) = std::fs::read_dir(&path) else { continue };
+            let mut children: Vec<PathBuf> = entries.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect();
+            children.sort_unstable_by(|a, b| b.cmp(a));
+            pending.extend(children);
+        }
+        if checked >= DATA_DIR_ENTRIES_CHECKED_MAX {
+            break;
+        }
+    }
+    exposed
+}
+
+fn exposed_warning(data_dir: &Path, path: &Path, mode: u32) -> String {
+    let what = if path == data_dir {
+        "data directory"
+    } else if path.is_dir() {
+        "directory in the data directory:"
+    } else {
+        "file in the data directory:"
+    };
+    format!(
+        "{what} {} has mode {mode:04o}: group or others can reach the broker's messages and \
+         definitions; fix with `chmod -R go-rwx {}` (the broker creates directories 0700 and files 0600)",
+        path.display(),
+        data_dir.display()
+    )
 }
 
 /// The pure decision: every warning that `readings` call for, in a fixed order.
@@ -292,6 +374,67 @@ mod tests {
         assert!(found[0].contains("RLIMIT_NOFILE"));
         assert!(found[1].contains("RLIMIT_MEMLOCK"));
         assert!(found[2].contains("vm.max_map_count"));
+    }
+
+    /// A fresh directory under the temp dir with `mode`, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str, mode: u32) -> TempDir {
+            let path = std::env::temp_dir().join(format!("spatemq-host-checks-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir(&path).expect("create the test dir");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            TempDir(path)
+        }
+
+        fn file(&self, name: &str, mode: u32) -> PathBuf {
+            let path = self.0.join(name);
+            std::fs::write(&path, b"x").expect("write a test file");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+            path
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn a_data_dir_open_to_others_is_named_with_its_mode() {
+        let dir = TempDir::new("open", 0o755);
+        let definitions = dir.file("definitions.log", 0o644);
+        dir.file("spatemq.lock", 0o600);
+        let found = data_dir_warnings(&dir.0);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].contains(&format!("data directory {} has mode 0755", dir.0.display())), "{}", found[0]);
+        assert!(
+            found[1].contains(&format!("file in the data directory: {} has mode 0644", definitions.display())),
+            "{}",
+            found[1]
+        );
+        assert!(found[0].contains("chmod -R go-rwx"), "{}", found[0]);
+    }
+
+    #[test]
+    fn a_private_data_dir_and_a_missing_one_give_no_warning() {
+        let dir = TempDir::new("private", 0o700);
+        dir.file("definitions.log", 0o600);
+        assert!(data_dir_warnings(&dir.0).is_empty());
+        assert!(data_dir_warnings(&dir.0.join("not-yet")).is_empty());
+    }
+
+    #[test]
+    fn many_open_files_are_named_up_to_the_limit_then_counted() {
+        let dir = TempDir::new("many", 0o700);
+        for index in 0..8 {
+            dir.file(&format!("{index:010}.segment"), 0o640);
+        }
+        let found = data_dir_warnings(&dir.0);
+        assert_eq!(found.len(), DATA_DIR_PATHS_NAMED_MAX + 1, "{found:?}");
+        assert!(found[DATA_DIR_PATHS_NAMED_MAX].starts_with("3 more paths"), "{}", found[DATA_DIR_PATHS_NAMED_MAX]);
     }
 
     #[test]

@@ -11,20 +11,29 @@ pub const FRAME_MAX_BYTES: u32 = 128 * 1024;
 /// The spec's floor for frame_max: a client may not negotiate below it.
 pub const FRAME_MIN_BYTES: u32 = 4096;
 
-/// Channels per connection offered in connection.tune. Opening channel > max is 504/530.
+/// Channels per connection offered in connection.tune, the default of `--channel-max`
+/// (RabbitMQ's). Opening channel > max is 504/530.
 pub const CHANNEL_MAX: u16 = 2047;
 
 /// Heartbeat interval the server proposes in connection.tune (seconds).
 pub const HEARTBEAT_SECONDS: u16 = 60;
 
-/// A client that has not finished the handshake in this time is disconnected.
+/// A client that has not finished the handshake in this time is disconnected: the default of
+/// `--handshake-timeout` (RabbitMQ's `handshake_timeout`).
 pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 
 /// After the broker sends connection.close it waits this long for close-ok, then drops the socket.
 pub const CLOSE_OK_TIMEOUT_MS: u64 = 3_000;
 
-/// Largest message body accepted (bytes). Bigger: channel error 406, as RabbitMQ's max_message_size.
+/// Largest message body accepted (bytes), the default of `--max-message-size` (RabbitMQ's
+/// `max_message_size`). Bigger: channel error 406 once the body is in, as RabbitMQ.
 pub const MESSAGE_BODY_MAX_BYTES: u64 = 128 * 1024 * 1024;
+/// The most `--max-message-size` may be: RabbitMQ's ceiling (`?MAX_MSG_SIZE`), 512 MiB.
+pub const MESSAGE_BODY_MAX_BYTES_LIMIT: u64 = 512 * 1024 * 1024;
+
+/// Connections the kernel queues on each listening socket before its shard accepts them
+/// (monoio's default). Past it the kernel drops new SYNs and clients retry.
+pub const LISTEN_BACKLOG: i32 = 1024;
 
 /// Read buffer growth step per socket read (bytes).
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;

@@ -18,7 +18,8 @@ fn main() -> ExitCode {
     if std::env::args().nth(1).as_deref() == Some("ctl") {
         return spatemq::ctl::main(std::env::args().skip(2));
     }
-    let command = match config::parse(std::env::args().skip(1), |name| std::env::var(name).ok()) {
+    // `spatemq serve [FLAGS]` and `spatemq [FLAGS]` both run the broker.
+    let command = match config::parse(std::env::args().skip(1)) {
         Ok(command) => command,
         Err(problem) => {
             eprintln!("spatemq: {problem}");
@@ -26,15 +27,11 @@ fn main() -> ExitCode {
         }
     };
     let config = match command {
-        Command::Help => {
-            print!("{}", config::HELP);
+        Command::Show(text) => {
+            print!("{text}");
             return ExitCode::SUCCESS;
         }
-        Command::Version => {
-            println!("spatemq {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
-        }
-        Command::Serve(config) => config,
+        Command::Serve(config) => *config,
     };
     logging::set_level(config.log_level);
     for warning in host_checks::warnings(&config) {
@@ -57,7 +54,9 @@ fn main() -> ExitCode {
             println!("spatemq: shard {shard} listening on {address}");
         }
     }
-    println!("spatemq: AMQP listening on {}", running.address);
+    for address in &running.addresses {
+        println!("spatemq: AMQP listening on {address}");
+    }
     info!("{shards} shard(s), {} driver", running.driver);
     let signal = wait_for_signal(&signals);
     info!("received signal {signal}, shutting down");

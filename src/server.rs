@@ -1,28 +1,32 @@
 //! Starting and stopping the broker: the data directory, the listeners, one thread and one
 //! monoio runtime per shard, and a clean shutdown that closes connections with 320.
 //!
-//! Binding: every shard accepts on its own SO_REUSEPORT listener, so the kernel spreads
-//! connections. monoio sets SO_REUSEPORT by default, which would let a second broker share
-//! the port silently; a plain bind first (without SO_REUSEPORT) proves the port is free.
+//! Binding: every shard accepts on every `--bind` address with a SO_REUSEPORT listener of its
+//! own, so the kernel spreads connections. SO_REUSEPORT would let a second broker share the
+//! port silently; a plain bind of each address first (without it) proves the port is free
+//! (`shard/listener.rs`). With port 0 the first address picks the port and the others take
+//! the same one.
 
 use std::fmt;
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use monoio::net::{ListenerOpts, TcpListener};
+use monoio::net::TcpListener;
 
 use crate::alarms::{start_monitor, total_memory_bytes, Alarms, Limits};
+use crate::amqp::admission::ConnectionSlots;
 use crate::broker::accounts::Defaults;
 use crate::broker::definitions::Definitions;
 use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::recovery::{recover, shard_dir, RestoredQueue};
 use crate::broker::snapshot::Snapshot;
-use crate::config::Config;
+use crate::config::{Bind, Config};
 use crate::limits::MAILBOX_CAPACITY;
+use crate::shard::listener;
 use crate::shard::mailbox::Mailboxes;
 use crate::shard::Shard;
 use crate::store::definitions_log::DefinitionsLog;
@@ -36,7 +40,7 @@ use std::sync::atomic::Ordering;
 pub enum StartError {
     DataDir { path: String, source: std::io::Error },
     Storage { what: &'static str, source: std::io::Error },
-    PortInUse { address: SocketAddr, source: std::io::Error },
+    Listen { address: SocketAddr, source: std::io::Error },
     Shard { shard: usize, message: String },
     Definitions { path: String, problem: String },
 }
@@ -46,9 +50,10 @@ impl fmt::Display for StartError {
         match self {
             StartError::DataDir { path, source } => write!(f, "cannot use data directory {path}: {source}"),
             StartError::Storage { what, source } => write!(f, "{what}: {source}"),
-            StartError::PortInUse { address, source } => {
+            StartError::Listen { address, source } if source.kind() == std::io::ErrorKind::AddrInUse => {
                 write!(f, "cannot listen on {address}: {source} (is another broker running on this port?)")
             }
+            StartError::Listen { address, source } => write!(f, "cannot listen on {address}: {source}"),
             StartError::Shard { shard, message } => {
                 write!(f, "shard {shard} failed to start: {message}")
             }
@@ -60,7 +65,8 @@ impl fmt::Display for StartError {
 impl std::error::Error for StartError {}
 
 pub struct Running {
-    pub address: SocketAddr,
+    /// Every address the AMQP listeners accept on, in `--bind` order (all on one port).
+    pub addresses: Vec<SocketAddr>,
     /// With `--per-shard-listeners`: the port of each shard's own listener.
     pub shard_addresses: Vec<SocketAddr>,
     pub driver: &'static str,
@@ -89,14 +95,9 @@ impl Running {
 
 pub fn start(config: Config) -> Result<Running, StartError> {
     let data_dir_error = |source| StartError::DataDir { path: config.data_dir.display().to_string(), source };
-    std::fs::create_dir_all(&config.data_dir).map_err(data_dir_error)?;
+    crate::store::files::create_dirs(&config.data_dir).map_err(data_dir_error)?;
     let lock = lock_data_dir(&config.data_dir).map_err(data_dir_error)?;
-    let requested = SocketAddr::new(config.bind, config.amqp_port);
-    let address = {
-        let probe =
-            StdListener::bind(requested).map_err(|source| StartError::PortInUse { address: requested, source })?;
-        probe.local_addr().map_err(|source| StartError::PortInUse { address: requested, source })?
-    };
+    let addresses = probe_addresses(&config)?;
     let alarms = start_monitor(Limits {
         memory_high_watermark_bytes: config.memory_high_watermark.bytes(total_memory_bytes()),
         disk_free_limit_bytes: config.disk_free_limit_bytes,
@@ -104,6 +105,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     });
     let config = Arc::new(config);
     let mailboxes = Arc::new(Mailboxes::new(config.shards, MAILBOX_CAPACITY));
+    let connection_slots = Arc::new(ConnectionSlots::new(config.max_connections));
     let durable = recover_durable_state(&config)?;
     let recovered_messages = durable.messages;
     let mut definitions = durable.definitions;
@@ -119,6 +121,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         let alarms = alarms.clone();
         let ready = ready_sender.clone();
         let initial = initial.clone();
+        let addresses = addresses.clone();
+        let connection_slots = connection_slots.clone();
         let writer = if shard_id == 0 { writer.take() } else { None };
         let restore = restored.remove(&shard_id).unwrap_or_default();
         let next_segment = next_segments.remove(&shard_id).unwrap_or(1);
@@ -126,7 +130,18 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             .name(format!("shard-{shard_id}"))
             .spawn(move || {
                 run_shard(
-                    ShardStart { shard_id, config, mailboxes, alarms, address, initial, writer, restore, next_segment },
+                    ShardStart {
+                        shard_id,
+                        config,
+                        mailboxes,
+                        connection_slots,
+                        alarms,
+                        addresses,
+                        initial,
+                        writer,
+                        restore,
+                        next_segment,
+                    },
                     ready,
                 )
             })
@@ -134,7 +149,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         threads.push(thread);
     }
     drop(ready_sender);
-    let mut shard_addresses = vec![address; config.shards];
+    let mut shard_addresses = vec![addresses[0]; config.shards];
     let mut driver = "io_uring";
     for _ in 0..config.shards {
         match ready_receiver.recv() {
@@ -156,7 +171,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let control = crate::control::start(&config.data_dir, mailboxes.clone())
         .map_err(|source| StartError::Storage { what: "cannot open the control socket", source })?;
     Ok(Running {
-        address,
+        addresses,
         shard_addresses,
         driver,
         mailboxes,
@@ -166,6 +181,64 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         control: Some(control),
         recovered_messages,
     })
+}
+
+/// How often a port picked by the kernel (`--amqp-port 0`) is tried again when a later
+/// address of `--bind` has it taken already.
+const PICKED_PORT_ATTEMPTS: usize = 8;
+
+/// Proves every address's port free (see the module header) and returns the addresses with
+/// the port the first one got. The default dual stack drops `::` on a host without IPv6.
+fn probe_addresses(config: &Config) -> Result<Vec<SocketAddr>, StartError> {
+    probe_addresses_with(config, listener::probe)
+}
+
+/// `probe_addresses` with the probe given (tests feed a host without IPv6).
+fn probe_addresses_with(
+    config: &Config,
+    probe: impl Fn(SocketAddr) -> std::io::Result<std::net::TcpListener>,
+) -> Result<Vec<SocketAddr>, StartError> {
+    let dual_stack = config.bind == Bind::DualStack;
+    let mut ips = config.bind.addresses();
+    let mut attempt = 1;
+    loop {
+        match probe_once(&ips, config.amqp_port, &probe) {
+            Ok(addresses) => return Ok(addresses),
+            Err((index, error)) if dual_stack && ips[index].is_ipv6() && listener::ipv6_unavailable(&error) => {
+                crate::warn!("IPv6 is not available on this host ({error}): listening on IPv4 only");
+                ips.remove(index);
+            }
+            Err((index, error))
+                if config.amqp_port == 0
+                    && index > 0
+                    && error.kind() == std::io::ErrorKind::AddrInUse
+                    && attempt < PICKED_PORT_ATTEMPTS =>
+            {
+                attempt += 1;
+            }
+            Err((index, source)) => {
+                return Err(StartError::Listen { address: SocketAddr::new(ips[index], config.amqp_port), source })
+            }
+        }
+    }
+}
+
+/// Binds each address in turn, holding the probes until all are bound; the index of the one
+/// that failed otherwise.
+fn probe_once(
+    ips: &[IpAddr],
+    port: u16,
+    probe: &impl Fn(SocketAddr) -> std::io::Result<std::net::TcpListener>,
+) -> Result<Vec<SocketAddr>, (usize, std::io::Error)> {
+    let mut held = Vec::with_capacity(ips.len());
+    let mut port = port;
+    for (index, ip) in ips.iter().enumerate() {
+        let listener = probe(SocketAddr::new(*ip, port)).map_err(|error| (index, error))?;
+        let bound = listener.local_addr().map_err(|error| (index, error))?;
+        port = bound.port();
+        held.push((bound, listener));
+    }
+    Ok(held.into_iter().map(|(bound, _)| bound).collect())
 }
 
 struct ShardReady {
@@ -180,8 +253,9 @@ struct ShardStart {
     shard_id: usize,
     config: Arc<Config>,
     mailboxes: Arc<Mailboxes>,
+    connection_slots: Arc<ConnectionSlots>,
     alarms: Arc<Alarms>,
-    address: SocketAddr,
+    addresses: Vec<SocketAddr>,
     initial: Arc<Snapshot>,
     writer: Option<(Definitions, Option<DefinitionsLog>)>,
     restore: Vec<RestoredQueue>,
@@ -189,7 +263,18 @@ struct ShardStart {
 }
 
 fn run_shard(start: ShardStart, ready: ReadySender) {
-    let ShardStart { shard_id, config, mailboxes, alarms, address, initial, writer, restore, next_segment } = start;
+    let ShardStart {
+        shard_id,
+        config,
+        mailboxes,
+        connection_slots,
+        alarms,
+        addresses,
+        initial,
+        writer,
+        restore,
+        next_segment,
+    } = start;
     if config.pin_cores {
         pin_to_core(shard_id);
     }
@@ -204,14 +289,15 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
     let legacy_driver = matches!(runtime, monoio::FusionRuntime::Legacy(_));
     runtime.block_on(async move {
         let mut listeners = Vec::new();
-        match TcpListener::bind_with_config(address, &ListenerOpts::new().reuse_port(true)) {
-            Ok(listener) => listeners.push(listener),
-            Err(error) => return fail(&ready, format!("cannot listen on {address}: {error}")),
+        for address in &addresses {
+            match listener::shard_listener(*address, legacy_driver) {
+                Ok(listener) => listeners.push(listener),
+                Err(error) => return fail(&ready, format!("cannot listen on {address}: {error}")),
+            }
         }
         let mut own_address = None;
         if config.per_shard_listeners {
-            let own = SocketAddr::new(address.ip(), 0);
-            match TcpListener::bind_with_config(own, &ListenerOpts::new().reuse_port(false)) {
+            match listener::own_listener(addresses[0], legacy_driver) {
                 Ok(listener) => {
                     own_address = listener.local_addr().ok();
                     listeners.push(listener);
@@ -229,7 +315,9 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
             Ok(store) => store,
             Err(error) => return fail(&ready, format!("cannot open message store {}: {error}", store_dir.display())),
         };
-        let shard = Rc::new(Shard::new(shard_id, config.clone(), mailboxes, initial, writer, Some(store), alarms));
+        let shard = Shard::new(shard_id, config.clone(), mailboxes, initial, writer, Some(store), alarms)
+            .sharing_connection_slots(connection_slots);
+        let shard = Rc::new(shard);
         shard.restore_queues(restore);
         monoio::spawn(crate::shard::commit::commit_loop(shard.clone()));
         monoio::spawn(crate::shard::expiry::expiry_loop(shard.clone()));
@@ -311,8 +399,8 @@ fn recover_durable_state(config: &Config) -> Result<DurableState, StartError> {
     let mut definitions = Definitions::from_log(config.shards, &operations, &defaults(config)).map_err(|problem| {
         StartError::Storage { what: "cannot create the default user", source: std::io::Error::other(problem) }
     })?;
-    if let Some(path) = definitions_file_of(config) {
-        import_at_boot(&mut definitions, &path)?;
+    if let Some(path) = &config.definitions {
+        import_at_boot(&mut definitions, path)?;
     }
     log.compact(&definitions.durable_operations())
         .map_err(|source| StartError::Storage { what: "cannot compact the definitions log", source })?;
@@ -367,13 +455,13 @@ fn import_at_boot(definitions: &mut Definitions, path: &std::path::Path) -> Resu
     Ok(())
 }
 
-fn definitions_file_of(_config: &Config) -> Option<std::path::PathBuf> {
-    None
-}
-
 /// The user and vhost a fresh data directory starts with.
-fn defaults(_config: &Config) -> Defaults {
-    Defaults::default()
+fn defaults(config: &Config) -> Defaults {
+    Defaults {
+        user: config.default_user.clone(),
+        password: config.default_pass.clone(),
+        vhost: config.default_vhost.clone(),
+    }
 }
 
 fn pin_to_core(shard_id: usize) {
@@ -385,5 +473,62 @@ fn pin_to_core(shard_id: usize) {
         if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
             crate::warn!("shard {shard_id}: could not pin to core {}", shard_id % cores);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::io;
+    use std::net::TcpListener as StdListener;
+
+    use super::*;
+
+    fn config(bind: Bind, amqp_port: u16) -> Config {
+        Config { bind, amqp_port, ..Config::defaults() }
+    }
+
+    /// A probe on a host without IPv6: IPv6 sockets fail as socket(2) fails there; IPv4 ones
+    /// bind 127.0.0.1 (whatever IPv4 address was asked) so the test listens on loopback only.
+    fn without_ipv6(address: SocketAddr) -> io::Result<StdListener> {
+        if address.is_ipv6() {
+            return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT));
+        }
+        listener::probe(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), address.port()))
+    }
+
+    #[test]
+    fn the_default_dual_stack_falls_back_to_ipv4_on_a_host_without_ipv6() {
+        let addresses = probe_addresses_with(&config(Bind::DualStack, 0), without_ipv6).expect("IPv4 alone");
+        assert_eq!(addresses.len(), 1, "{addresses:?}");
+        assert!(addresses[0].is_ipv4() && addresses[0].port() != 0, "{addresses:?}");
+    }
+
+    #[test]
+    fn an_ipv6_address_asked_for_by_name_is_an_error_without_ipv6() {
+        let bind = Bind::Addresses(vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1])]);
+        match probe_addresses_with(&config(bind, 0), without_ipv6) {
+            Err(StartError::Listen { address, .. }) => assert!(address.is_ipv6(), "{address}"),
+            other => panic!("expected a listen error, got {:?}", other.map_err(|error| error.to_string())),
+        }
+    }
+
+    #[test]
+    fn a_picked_port_taken_on_a_later_address_is_picked_again() {
+        let attempts = Cell::new(0);
+        let bind = Bind::Addresses(vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([127, 0, 0, 2])]);
+        let probe = |address: SocketAddr| {
+            if address.ip() == IpAddr::from([127, 0, 0, 2]) {
+                attempts.set(attempts.get() + 1);
+                if attempts.get() == 1 {
+                    return Err(io::Error::from(io::ErrorKind::AddrInUse));
+                }
+            }
+            listener::probe(address)
+        };
+        let addresses = probe_addresses_with(&config(bind, 0), probe).expect("a port free on both");
+        assert_eq!(attempts.get(), 2);
+        assert_eq!(addresses.len(), 2);
+        assert_eq!(addresses[0].port(), addresses[1].port(), "one port for every address");
     }
 }

@@ -17,7 +17,7 @@ use crate::broker::error::*;
 use crate::codec::frame::{RawFrame, FRAME_BODY, FRAME_HEADER};
 use crate::codec::hotpath::{self, ContentHeader, Publish};
 use crate::codec::message::Message;
-use crate::limits::MESSAGE_BODY_MAX_BYTES;
+use crate::limits::MESSAGE_BODY_MAX_BYTES_LIMIT;
 
 const HEADER_EXPECTED: &str = "expected content header for class 60, got non content header frame instead";
 const BODY_EXPECTED: &str = "expected content body, got non content body frame instead";
@@ -93,8 +93,8 @@ impl<P: Port> Dispatcher<P> {
         }
         // A body over the limit is refused once it is all in, as RabbitMQ does; meanwhile only
         // its length is kept.
-        let body =
-            if header.body_size > MESSAGE_BODY_MAX_BYTES { BodyParts::Dropped { length: 0 } } else { BodyParts::Empty };
+        let too_large = header.body_size > self.port.max_message_size_bytes();
+        let body = if too_large { BodyParts::Dropped { length: 0 } } else { BodyParts::Empty };
         self.set_content(channel_id, Content::AwaitingBody { publish, header, body });
         Ok(())
     }
@@ -175,12 +175,8 @@ impl<P: Port> Dispatcher<P> {
         if publish.immediate {
             return Err(AmqpError::new(NOT_IMPLEMENTED, "immediate=true"));
         }
-        if header.body_size > MESSAGE_BODY_MAX_BYTES {
-            let text = format!(
-                "message size {} is larger than configured max size {MESSAGE_BODY_MAX_BYTES}",
-                header.body_size
-            );
-            return Err(AmqpError::new(PRECONDITION_FAILED, text));
+        if let Some(error) = too_large(header.body_size, self.port.max_message_size_bytes()) {
+            return Err(error);
         }
         let snapshot = self.port.snapshot();
         super::access::publish(&self.connection, &snapshot, &publish.exchange)?;
@@ -196,6 +192,17 @@ impl<P: Port> Dispatcher<P> {
             Some(_) => Ok(()),
         }
     }
+}
+
+/// RabbitMQ's refusal of a body over `--max-message-size`, in its words: "configured" unless
+/// the limit is RabbitMQ's ceiling of 512 MiB.
+fn too_large(body_size: u64, max_size: u64) -> Option<AmqpError> {
+    if body_size <= max_size {
+        return None;
+    }
+    let configured = if max_size == MESSAGE_BODY_MAX_BYTES_LIMIT { "" } else { "configured " };
+    let text = format!("message size {body_size} is larger than {configured}max size {max_size}");
+    Some(AmqpError::new(PRECONDITION_FAILED, text))
 }
 
 fn unexpected(text: &str) -> super::dispatch::Fault {
@@ -222,5 +229,23 @@ fn check_user_id(user: &str, properties: &[u8], impersonator: impl FnOnce() -> b
             format!("user_id property set to '{user_id}' but authenticated user was '{user}'"),
         )),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_size_refusal_says_configured_unless_the_limit_is_rabbitmqs_ceiling() {
+        assert!(too_large(1000, 1000).is_none());
+        let error = too_large(1001, 1000).expect("over the limit");
+        assert_eq!(
+            (error.reply_code, error.reply_text.as_str()),
+            (406, "PRECONDITION_FAILED - message size 1001 is larger than configured max size 1000")
+        );
+        let ceiling = MESSAGE_BODY_MAX_BYTES_LIMIT;
+        let error = too_large(ceiling + 1, ceiling).expect("over the ceiling");
+        assert_eq!(error.reply_text, "PRECONDITION_FAILED - message size 536870913 is larger than max size 536870912");
     }
 }

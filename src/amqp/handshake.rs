@@ -15,6 +15,7 @@
 use amq_protocol::protocol::{connection as method, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 
+use super::admission::{ConnectionLimits, ConnectionSlot};
 use super::connection::{send_connection_close, Connection};
 use super::dispatch::{cannot_decode, Fault, NO_METHOD};
 use super::port::Port;
@@ -23,7 +24,7 @@ use crate::codec::frame::{
     describe, is_well_formed, FrameError, RawFrame, FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER,
 };
 use crate::codec::methods::{encode_method, is_known_method, parse_method};
-use crate::limits::{CHANNEL_MAX, FRAME_MAX_BYTES, FRAME_MIN_BYTES, HEARTBEAT_SECONDS};
+use crate::limits::{FRAME_MAX_BYTES, FRAME_MIN_BYTES, HEARTBEAT_SECONDS};
 
 /// Users that may log in from loopback addresses only (RabbitMQ's `loopback_users`).
 const LOOPBACK_USERS: &[&str] = &["guest"];
@@ -64,11 +65,25 @@ pub enum Step {
 pub struct Handshake {
     stage: Stage,
     loopback_peer: bool,
+    limits: ConnectionLimits,
+    /// Taken at connection.open: the connection's place under the node's connection limit.
+    slot: Option<ConnectionSlot>,
 }
 
 impl Handshake {
     pub fn new(loopback_peer: bool) -> Handshake {
-        Handshake { stage: Stage::ProtocolHeader, loopback_peer }
+        Handshake { stage: Stage::ProtocolHeader, loopback_peer, limits: ConnectionLimits::default(), slot: None }
+    }
+
+    /// The configured channel_max and connection limit (RabbitMQ's defaults otherwise).
+    pub fn with_limits(self, limits: ConnectionLimits) -> Handshake {
+        Handshake { limits, ..self }
+    }
+
+    /// After `Step::Open`: the connection's slot under the node's limit, to be held until the
+    /// connection is torn down.
+    pub fn take_slot(&mut self) -> Option<ConnectionSlot> {
+        self.slot.take()
     }
 
     /// The largest frame the handshake accepts (frame_max is not negotiated yet).
@@ -185,7 +200,7 @@ impl Handshake {
         }
         *connection.user.borrow_mut() = user;
         let tune = AMQPClass::Connection(method::AMQPMethod::Tune(method::Tune {
-            channel_max: CHANNEL_MAX,
+            channel_max: self.limits.channel_max,
             frame_max: FRAME_MAX_BYTES,
             heartbeat: HEARTBEAT_SECONDS,
         }));
@@ -227,7 +242,7 @@ impl Handshake {
     fn tune_ok(&mut self, connection: &Connection, tune_ok: &method::TuneOk) -> Step {
         let checks = [
             negotiate("frame_max", FRAME_MIN_BYTES, FRAME_MAX_BYTES, tune_ok.frame_max),
-            negotiate("channel_max", CHANNEL_MIN, u32::from(CHANNEL_MAX), u32::from(tune_ok.channel_max)),
+            negotiate("channel_max", CHANNEL_MIN, u32::from(self.limits.channel_max), u32::from(tune_ok.channel_max)),
         ];
         if let Some(error) = checks.into_iter().flatten().next() {
             // Still tuning: RabbitMQ 3.10 closes the socket without a word (checked against
@@ -241,6 +256,11 @@ impl Handshake {
     }
 
     fn open(&mut self, port: &impl Port, connection: &Connection, open: &method::Open, heartbeat: u16) -> Step {
+        // RabbitMQ checks the node's connection limit first, then the vhost.
+        let slot = match self.limits.slots.take() {
+            Ok(slot) => slot,
+            Err(error) => return self.refuse(connection, error, (10, 40)),
+        };
         let vhost = open.virtual_host.as_str().to_string();
         let snapshot = port.snapshot();
         if snapshot.vhost(&vhost).is_none() {
@@ -252,6 +272,7 @@ impl Handshake {
             return self.refuse(connection, AmqpError::new(NOT_ALLOWED, text), (10, 40));
         }
         *connection.vhost.borrow_mut() = vhost;
+        self.slot = Some(slot);
         let open_ok = AMQPClass::Connection(method::AMQPMethod::OpenOk(method::OpenOk {}));
         connection.write_with(|out| {
             let _ = encode_method(out, 0, &open_ok);

@@ -8,6 +8,7 @@
 //! same code frame by frame.
 
 mod access;
+pub(crate) mod admission;
 mod assembly;
 mod basic;
 mod channel;

@@ -48,6 +48,9 @@ pub trait Port {
     /// The broker's consumer timeout (`--consumer-timeout`); None when disabled.
     fn consumer_timeout_ms(&self) -> Option<u64>;
 
+    /// The largest message body accepted (`--max-message-size`).
+    fn max_message_size_bytes(&self) -> u64;
+
     /// An unacked delivery may time out at `overdue_at_ms`: the consumer-timeout check must
     /// run by then.
     fn schedule_ack_deadline(&self, overdue_at_ms: u64);

@@ -76,6 +76,10 @@ impl Port for FakePort {
         None
     }
 
+    fn max_message_size_bytes(&self) -> u64 {
+        crate::limits::MESSAGE_BODY_MAX_BYTES
+    }
+
     fn schedule_ack_deadline(&self, _overdue_at_ms: u64) {}
 }
 

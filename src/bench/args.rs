@@ -3,13 +3,18 @@
 //!
 //! Flag names follow RabbitMQ PerfTest and lavinmqperf (`-x`, `-y`, `-s`, `-z`, `--confirm`,
 //! `--queue-pattern`) so their users feel at home. A flag that does not apply to the chosen
-//! scenario is an error rather than silently ignored. This module opens no socket.
+//! scenario is an error rather than silently ignored. clap reads the flags (`flags.rs`); this
+//! module takes the scenario word, applies the flags over the defaults and checks the rules
+//! between them. It opens no socket.
 
 use std::fmt;
 
 use amq_protocol::types::FieldTable;
 
-use super::field_table;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
+
+use super::flags::{self, Flags};
 use super::uri::Uri;
 
 pub const DEFAULT_URI: &str = "amqp://guest:guest@localhost";
@@ -43,10 +48,6 @@ impl Scenario {
 
     pub fn name(self) -> &'static str {
         Scenario::ALL.iter().find(|(scenario, _)| *scenario == self).map_or("?", |(_, name)| name)
-    }
-
-    fn bit(self) -> u8 {
-        1 << (self as u8)
     }
 }
 
@@ -127,60 +128,6 @@ impl fmt::Display for ArgsError {
 }
 
 impl std::error::Error for ArgsError {}
-
-const THROUGHPUT: u8 = 1 << (Scenario::Throughput as u8);
-const QUEUE_COUNT: u8 = 1 << (Scenario::QueueCount as u8);
-const CONNECTION_COUNT: u8 = 1 << (Scenario::ConnectionCount as u8);
-const BIND_CHURN: u8 = 1 << (Scenario::BindChurn as u8);
-const CONNECTION_CHURN: u8 = 1 << (Scenario::ConnectionChurn as u8);
-const EVERY: u8 = THROUGHPUT | QUEUE_COUNT | CONNECTION_COUNT | BIND_CHURN | CONNECTION_CHURN;
-
-struct Flag {
-    long: &'static str,
-    short: Option<&'static str>,
-    takes_value: bool,
-    scenarios: u8,
-}
-
-const fn flag(long: &'static str, short: Option<&'static str>, scenarios: u8) -> Flag {
-    Flag { long, short, takes_value: true, scenarios }
-}
-
-const fn switch(long: &'static str, scenarios: u8) -> Flag {
-    Flag { long, short: None, takes_value: false, scenarios }
-}
-
-const FLAGS: &[Flag] = &[
-    flag("--uri", Some("-u"), EVERY),
-    switch("--json", EVERY),
-    flag("--threads", None, EVERY),
-    flag("--publishers", Some("-x"), THROUGHPUT),
-    flag("--consumers", Some("-y"), THROUGHPUT),
-    flag("--size", Some("-s"), THROUGHPUT),
-    flag("--time", Some("-z"), THROUGHPUT),
-    flag("--pmessages", None, THROUGHPUT),
-    flag("--cmessages", None, THROUGHPUT),
-    flag("--rate", Some("-r"), THROUGHPUT),
-    flag("--consumer-rate", None, THROUGHPUT),
-    switch("--persistent", THROUGHPUT),
-    flag("--confirm", Some("-c"), THROUGHPUT),
-    flag("--ack", None, THROUGHPUT),
-    flag("--prefetch", Some("-q"), THROUGHPUT),
-    flag("--exchange", Some("-e"), THROUGHPUT),
-    flag("--exchange-type", Some("-t"), THROUGHPUT),
-    flag("--routing-key", Some("-k"), THROUGHPUT),
-    flag("--queue", None, THROUGHPUT),
-    flag("--queue-pattern", None, THROUGHPUT),
-    flag("--queue-pattern-from", None, THROUGHPUT),
-    flag("--queue-pattern-to", None, THROUGHPUT),
-    flag("--queue-args", None, THROUGHPUT | QUEUE_COUNT),
-    flag("--consumer-args", None, THROUGHPUT),
-    switch("--measure-latency", THROUGHPUT),
-    flag("--queues", None, QUEUE_COUNT),
-    flag("--connections", None, CONNECTION_COUNT | CONNECTION_CHURN),
-    flag("--hold", None, CONNECTION_COUNT),
-    flag("--bindings", None, BIND_CHURN),
-];
 
 pub const HELP: &str = "\
 spatemq bench: a load generator for any AMQP 0-9-1 broker
@@ -278,46 +225,69 @@ impl BenchArgs {
         }
     }
 
-    fn apply(&mut self, flag: &'static str, value: &str) -> Result<(), ArgsError> {
-        match flag {
-            "--uri" => self.uri = Uri::parse(value).map_err(|error| bad(flag, value, error))?,
-            "--json" => self.json = true,
-            "--threads" => self.threads = positive(flag, value)?,
-            "--publishers" => self.publishers = number(flag, value)?,
-            "--consumers" => self.consumers = number(flag, value)?,
-            "--size" => self.size_bytes = number(flag, value)?,
-            "--time" => self.time_seconds = Some(positive(flag, value)?),
-            "--pmessages" => self.publisher_messages = Some(positive(flag, value)?),
-            "--cmessages" => self.consumer_messages = Some(positive(flag, value)?),
-            "--rate" => self.publisher_rate = Some(positive(flag, value)?),
-            "--consumer-rate" => self.consumer_rate = Some(positive(flag, value)?),
-            "--persistent" => self.persistent = true,
-            "--confirm" => self.confirm = number(flag, value)?,
-            "--ack" => self.ack_every = number(flag, value)?,
-            "--prefetch" => self.prefetch_count = number(flag, value)?,
-            "--exchange" => self.exchange = short_string(flag, value)?,
-            "--exchange-type" => self.exchange_type = short_string(flag, value)?,
-            "--routing-key" => self.routing_key = Some(short_string(flag, value)?),
-            "--queue" => self.queue = short_string(flag, value)?,
-            "--queue-pattern" => self.queue_pattern = Some(short_string(flag, value)?),
-            "--queue-pattern-from" => self.queue_pattern_from = number(flag, value)?,
-            "--queue-pattern-to" => self.queue_pattern_to = number(flag, value)?,
-            "--queue-args" => {
-                self.queue_arguments =
-                    field_table::from_json(value).map_err(|why| BadValue { flag, value: value.into(), why })?
-            }
-            "--consumer-args" => {
-                self.consumer_arguments =
-                    field_table::from_json(value).map_err(|why| BadValue { flag, value: value.into(), why })?
-            }
-            "--measure-latency" => self.measure_latency = true,
-            "--queues" => self.queues = positive(flag, value)?,
-            "--connections" => self.connections = positive(flag, value)?,
-            "--hold" => self.hold_seconds = number(flag, value)?,
-            "--bindings" => self.bindings = positive(flag, value)?,
-            _ => return Err(ArgsError::UnknownFlag(flag.into())),
-        }
-        Ok(())
+    /// Takes every flag that was given; the others keep their defaults.
+    fn apply(&mut self, flags: Flags) {
+        // Destructured whole: a flag added to `Flags` and forgotten here does not compile.
+        let Flags {
+            uri,
+            json,
+            threads,
+            publishers,
+            consumers,
+            size,
+            time,
+            pmessages,
+            cmessages,
+            rate,
+            consumer_rate,
+            persistent,
+            confirm,
+            ack,
+            prefetch,
+            exchange,
+            exchange_type,
+            routing_key,
+            queue,
+            queue_pattern,
+            queue_pattern_from,
+            queue_pattern_to,
+            queue_args,
+            consumer_args,
+            measure_latency,
+            queues,
+            connections,
+            hold,
+            bindings,
+        } = flags;
+        set(&mut self.uri, uri);
+        self.json |= json;
+        set(&mut self.threads, threads);
+        set(&mut self.publishers, publishers);
+        set(&mut self.consumers, consumers);
+        set(&mut self.size_bytes, size);
+        self.time_seconds = time.or(self.time_seconds);
+        self.publisher_messages = pmessages.or(self.publisher_messages);
+        self.consumer_messages = cmessages.or(self.consumer_messages);
+        self.publisher_rate = rate.or(self.publisher_rate);
+        self.consumer_rate = consumer_rate.or(self.consumer_rate);
+        self.persistent |= persistent;
+        set(&mut self.confirm, confirm);
+        set(&mut self.ack_every, ack);
+        set(&mut self.prefetch_count, prefetch);
+        set(&mut self.exchange, exchange);
+        set(&mut self.exchange_type, exchange_type);
+        self.routing_key = routing_key.or(self.routing_key.take());
+        set(&mut self.queue, queue);
+        self.queue_pattern = queue_pattern.or(self.queue_pattern.take());
+        set(&mut self.queue_pattern_from, queue_pattern_from);
+        set(&mut self.queue_pattern_to, queue_pattern_to);
+        set(&mut self.queue_arguments, queue_args);
+        set(&mut self.consumer_arguments, consumer_args);
+        self.measure_latency |= measure_latency;
+        set(&mut self.queues, queues);
+        set(&mut self.connections, connections);
+        set(&mut self.hold_seconds, hold);
+        set(&mut self.bindings, bindings);
     }
 
     /// One rule per check, each with its own message. Also resolves the default run time.
@@ -366,39 +336,13 @@ impl BenchArgs {
     }
 }
 
-use ArgsError::BadValue;
-
-fn bad(flag: &'static str, value: &str, why: impl fmt::Display) -> ArgsError {
-    BadValue { flag, value: value.into(), why: why.to_string() }
-}
-
-fn number<T: std::str::FromStr>(flag: &'static str, value: &str) -> Result<T, ArgsError>
-where
-    T::Err: fmt::Display,
-{
-    value.parse::<T>().map_err(|error| bad(flag, value, error))
-}
-
-fn positive<T: std::str::FromStr + Default + PartialEq>(flag: &'static str, value: &str) -> Result<T, ArgsError>
-where
-    T::Err: fmt::Display,
-{
-    let parsed = number::<T>(flag, value)?;
-    if parsed == T::default() {
-        return Err(bad(flag, value, "must be greater than 0"));
+fn set<T>(slot: &mut T, given: Option<T>) {
+    if let Some(value) = given {
+        *slot = value;
     }
-    Ok(parsed)
 }
 
-/// Names and keys travel as AMQP short strings (at most 255 bytes).
-fn short_string(flag: &'static str, value: &str) -> Result<String, ArgsError> {
-    if value.len() > 255 {
-        return Err(bad(flag, value, "longer than 255 bytes"));
-    }
-    Ok(value.to_string())
-}
-
-/// Parses everything after `bench`.
+/// Parses everything after `bench`: the scenario word, then its flags (clap).
 pub fn parse(arguments: impl IntoIterator<Item = String>) -> Result<Parsed, ArgsError> {
     let mut arguments = arguments.into_iter();
     let first = arguments.next().ok_or(ArgsError::MissingScenario)?;
@@ -410,32 +354,25 @@ pub fn parse(arguments: impl IntoIterator<Item = String>) -> Result<Parsed, Args
         .find(|(_, name)| *name == first)
         .map(|(scenario, _)| *scenario)
         .ok_or(ArgsError::UnknownScenario(first))?;
-    let mut args = BenchArgs::defaults(scenario);
+    let matches = match Flags::command().try_get_matches_from(arguments) {
+        Ok(matches) => matches,
+        Err(error) if error.kind() == clap::error::ErrorKind::DisplayHelp => return Ok(Parsed::Help),
+        Err(error) => return Err(flags::args_error(error)),
+    };
     let mut given = Vec::new();
-    while let Some(argument) = arguments.next() {
-        if matches!(argument.as_str(), "-h" | "--help") {
-            return Ok(Parsed::Help);
+    for id in matches.ids() {
+        if matches.value_source(id.as_str()) != Some(ValueSource::CommandLine) {
+            continue;
         }
-        let (name, inline) = match argument.split_once('=') {
-            Some((name, value)) if name.starts_with("--") => (name, Some(value.to_string())),
-            _ => (argument.as_str(), None),
-        };
-        let flag = FLAGS
-            .iter()
-            .find(|flag| flag.long == name || flag.short == Some(name))
-            .ok_or_else(|| ArgsError::UnknownFlag(name.to_string()))?;
-        if flag.scenarios & scenario.bit() == 0 {
-            return Err(ArgsError::NotForScenario { flag: flag.long, scenario: scenario.name() });
+        let Some(flag) = flags::long_name(id.as_str()) else { continue };
+        if !flags::applies(flag, scenario) {
+            return Err(ArgsError::NotForScenario { flag, scenario: scenario.name() });
         }
-        let value = match (flag.takes_value, inline) {
-            (true, Some(value)) => value,
-            (true, None) => arguments.next().ok_or(ArgsError::MissingValue(flag.long))?,
-            (false, None) => String::new(),
-            (false, Some(value)) => return Err(bad(flag.long, &value, "takes no value")),
-        };
-        args.apply(flag.long, &value)?;
-        given.push(flag.long);
+        given.push(flag);
     }
+    let flags = Flags::from_arg_matches(&matches).map_err(flags::args_error)?;
+    let mut args = BenchArgs::defaults(scenario);
+    args.apply(flags);
     args.validate(&given)?;
     Ok(Parsed::Run(Box::new(args)))
 }

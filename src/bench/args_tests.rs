@@ -141,3 +141,20 @@ fn rules_between_flags_are_checked() {
         assert!(message.contains(expected), "{line:?}: {message}");
     }
 }
+
+#[test]
+fn every_flag_has_its_scenarios_and_every_scenario_table_entry_is_a_flag() {
+    use clap::CommandFactory;
+    let command = super::flags::Flags::command();
+    let ids: Vec<&str> =
+        command.get_arguments().map(|argument| argument.get_id().as_str()).filter(|id| *id != "help").collect();
+    for id in &ids {
+        assert!(super::flags::long_name(id).is_some(), "--{id} has no entry in FLAGS");
+    }
+    for (long, _) in super::flags::FLAGS {
+        assert!(
+            ids.iter().any(|id| long[2..].replace('-', "_") == *id),
+            "FLAGS names {long}, which clap does not know"
+        );
+    }
+}

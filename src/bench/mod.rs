@@ -12,6 +12,7 @@ mod confirms;
 mod consumer;
 mod error;
 mod field_table;
+mod flags;
 mod publisher;
 mod report;
 mod runtime;

@@ -13,6 +13,7 @@ mod control;
 #[cfg(test)]
 mod conversation;
 pub(crate) mod expiry;
+pub(crate) mod listener;
 pub(crate) mod mailbox;
 mod queues;
 mod requests;
@@ -29,6 +30,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::alarms::Alarms;
+use crate::amqp::admission::{ConnectionLimits, ConnectionSlots};
 use crate::amqp::connection::Connection;
 use crate::amqp::deliveries::DeliverOutcome;
 use crate::broker::definitions::Definitions;
@@ -74,6 +76,9 @@ pub struct Shard {
     pub alarms: Arc<Alarms>,
     /// When the consumer-timeout check runs next (`ack_timeout`).
     pub ack_deadlines: ack_timeout::AckDeadlines,
+    /// What handshakes on this shard apply: `--channel-max`, and `--max-connections` through
+    /// slots shared with the other shards (`sharing_connection_slots`).
+    pub connection_limits: ConnectionLimits,
 }
 
 impl Shard {
@@ -96,7 +101,6 @@ impl Shard {
         Shard {
             id,
             count,
-            config,
             mailboxes,
             local: RefCell::new(VecDeque::new()),
             outbox: RefCell::new((0..count).map(|_| VecDeque::new()).collect()),
@@ -113,9 +117,21 @@ impl Shard {
             store: RefCell::new(store),
             sync_signal: SyncSignal::default(),
             definitions_log,
+            connection_limits: ConnectionLimits {
+                channel_max: config.channel_max,
+                slots: Arc::new(ConnectionSlots::new(config.max_connections)),
+            },
             alarms,
             ack_deadlines: ack_timeout::AckDeadlines::default(),
+            config,
         }
+    }
+
+    /// Counts this shard's connections against `slots`, the node's connection limit that
+    /// every shard shares (`Shard::new` gives a shard slots of its own).
+    pub fn sharing_connection_slots(mut self, slots: Arc<ConnectionSlots>) -> Shard {
+        self.connection_limits.slots = slots;
+        self
     }
 
     /// Runs `operation` on this shard's store; None if it has none.
@@ -441,6 +457,10 @@ impl crate::amqp::port::Port for Shard {
 
     fn consumer_timeout_ms(&self) -> Option<u64> {
         self.config.consumer_timeout_ms
+    }
+
+    fn max_message_size_bytes(&self) -> u64 {
+        u64::from(self.config.max_message_size)
     }
 
     fn schedule_ack_deadline(&self, overdue_at_ms: u64) {

@@ -16,6 +16,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf
 use monoio::net::TcpStream;
 
 use super::Shard;
+use crate::amqp::admission::ConnectionSlot;
 use crate::amqp::connection::{send_connection_close, Connection};
 use crate::amqp::dispatch::{fault, release_connection, Dispatcher, Hangup, NO_METHOD};
 use crate::amqp::handshake::{Handshake, Step};
@@ -23,7 +24,7 @@ use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::messages::ShardMsg;
 use crate::codec::frame::{split_frame, FrameError, RawFrame};
 use crate::ids::ConnId;
-use crate::limits::{CLOSE_OK_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, READ_CHUNK_BYTES};
+use crate::limits::{CLOSE_OK_TIMEOUT_MS, READ_CHUNK_BYTES};
 
 enum ReadError {
     Closed,
@@ -85,8 +86,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, loopback_peer: bool) {
     monoio::spawn(write_loop(shard.clone(), connection.clone(), write_half, fd));
     let mut reader = FrameReader { half: read_half, buffer: BytesMut::with_capacity(READ_CHUNK_BYTES) };
     let handshake = handshake(&shard, &connection, &mut reader, loopback_peer);
-    let heartbeat = match monoio::time::timeout(Duration::from_millis(HANDSHAKE_TIMEOUT_MS), handshake).await {
-        Ok(Ok(heartbeat)) => heartbeat,
+    let handshake_timeout = Duration::from_millis(shard.config.handshake_timeout_ms);
+    // `_slot`: the connection's place under --max-connections, given back when `serve` ends.
+    let (heartbeat, _slot) = match monoio::time::timeout(handshake_timeout, handshake).await {
+        Ok(Ok(opened)) => opened,
         Ok(Err(())) | Err(_) => {
             connection.close_output();
             return;
@@ -117,14 +120,14 @@ fn connection_name(stream: &TcpStream) -> String {
 }
 
 /// Feeds the handshake the protocol header, then frames, until the connection is open (Ok with
-/// the heartbeat interval the client asked for) or refused.
+/// the heartbeat interval the client asked for and its connection slot) or refused.
 async fn handshake(
     shard: &Shard,
     connection: &Connection,
     reader: &mut FrameReader,
     loopback_peer: bool,
-) -> Result<u16, ()> {
-    let mut handshake = Handshake::new(loopback_peer);
+) -> Result<(u16, Option<ConnectionSlot>), ()> {
+    let mut handshake = Handshake::new(loopback_peer).with_limits(shard.connection_limits.clone());
     loop {
         let end_of_stream = match handshake.protocol_header(connection, reader.buffered()) {
             Step::HeaderAccepted(length) => {
@@ -150,7 +153,7 @@ async fn handshake(
         };
         connection.touch_read();
         match handshake.frame(shard, connection, frame) {
-            Step::Open { heartbeat } => return Ok(heartbeat),
+            Step::Open { heartbeat } => return Ok((heartbeat, handshake.take_slot())),
             Step::Continue | Step::HeaderAccepted(_) => {}
             Step::Refused => return Err(()),
         }

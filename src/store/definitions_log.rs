@@ -135,7 +135,7 @@ impl DefinitionsLog {
                 }
             }
         }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = super::files::options().create(true).append(true).open(&path)?;
         let records = operations.len();
         Ok((DefinitionsLog { path, file, records }, operations))
     }
@@ -162,7 +162,7 @@ impl DefinitionsLog {
             encode(&mut out, operation)?;
         }
         {
-            let mut file = File::create(&temporary)?;
+            let mut file = super::files::options().write(true).create(true).truncate(true).open(&temporary)?;
             file.write_all(&out)?;
             file.sync_all()?;
         }

@@ -4,7 +4,7 @@
 //! kernel releases it when the process dies, even by SIGKILL, so a crash never leaves a stale
 //! lock behind).
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -15,7 +15,7 @@ pub struct DataDirLock {
 
 pub fn lock_data_dir(dir: &Path) -> io::Result<DataDirLock> {
     let path = dir.join("spatemq.lock");
-    let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path)?;
+    let file = super::files::options().read(true).write(true).create(true).truncate(false).open(&path)?;
     // SAFETY: flock on a descriptor we own.
     let result = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if result != 0 {

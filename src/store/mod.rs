@@ -12,6 +12,7 @@
 //! the link's reference keeps the content's segment alive).
 
 pub(crate) mod definitions_log;
+pub(crate) mod files;
 pub(crate) mod lock;
 pub(crate) mod record;
 pub(crate) mod segment;
@@ -175,7 +176,7 @@ impl Store {
         segment_bytes: u64,
         fail_after_bytes: Option<u64>,
     ) -> io::Result<Store> {
-        std::fs::create_dir_all(dir)?;
+        files::create_dirs(dir)?;
         Ok(Store {
             dir: dir.to_path_buf(),
             segment_bytes,

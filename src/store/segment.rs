@@ -51,7 +51,7 @@ impl Segment {
     /// Creates and pre-allocates a new segment of `capacity_bytes`.
     pub fn create(dir: &Path, number: u64, capacity_bytes: u64) -> io::Result<Segment> {
         let path = segment_path(dir, number);
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path)?;
+        let file = super::files::options().read(true).write(true).create_new(true).open(&path)?;
         preallocate(&file, capacity_bytes)?;
         Segment::map(dir, number, path, file, 0, false)
     }
@@ -85,7 +85,7 @@ impl Segment {
             options.map(&file)?
         };
         let marks_path = marks_path(dir, number);
-        let marks = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&marks_path)?;
+        let marks = super::files::options().read(true).write(true).create(true).truncate(false).open(&marks_path)?;
         let marks_offset = if marks_offset == u64::MAX { marks.metadata()?.len() } else { marks_offset };
         let marks_offset = marks_offset - marks_offset % super::record::MARK_RECORD_BYTES as u64;
         Ok(Segment {

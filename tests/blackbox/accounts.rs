@@ -104,18 +104,14 @@ where
 
 const T_SECS: u64 = T;
 
-/// A publish is asynchronous: the refusal closes the channel, which the next synchronous
-/// method on it reports.
+/// A publish is asynchronous: on a confirm-mode channel the refusal (a channel close) fails
+/// the publish's pending confirm with the close's code and text.
 async fn publish_then_sync(ch: Channel, exchange: &str, routing_key: &str) -> lapin::Result<()> {
-    ch.basic_publish(
-        exchange.into(),
-        routing_key.into(),
-        BasicPublishOptions::default(),
-        b"body",
-        BasicProperties::default(),
-    )
-    .await?;
-    ch.basic_qos(10, BasicQosOptions::default()).await
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    let confirm = ch
+        .basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), b"body", BasicProperties::default())
+        .await?;
+    confirm.await.map(drop)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

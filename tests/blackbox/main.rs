@@ -18,4 +18,5 @@ mod exchange;
 mod extensions;
 mod queue;
 mod remote;
+mod server;
 mod storage;

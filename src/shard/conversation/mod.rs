@@ -20,6 +20,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::Shard;
 use crate::alarms::Alarms;
+use crate::amqp::admission::ConnectionSlots;
 use crate::amqp::connection::{send_connection_close, Connection};
 use crate::amqp::dispatch::{fault, release_connection, Dispatcher, Fault, Hangup, NO_METHOD};
 use crate::amqp::handshake::{Handshake, Step};
@@ -57,18 +58,13 @@ impl Broker {
         let initial = definitions.take_changed().unwrap_or_default();
         let mut writer = Some((definitions, None));
         let alarms = Arc::new(Alarms::default());
+        let connection_slots = Arc::new(ConnectionSlots::new(config.max_connections));
         let shards = (0..shard_count)
             .map(|id| {
                 let writer = if id == 0 { writer.take() } else { None };
-                Rc::new(Shard::new(
-                    id,
-                    config.clone(),
-                    mailboxes.clone(),
-                    initial.clone(),
-                    writer,
-                    None,
-                    alarms.clone(),
-                ))
+                let shard =
+                    Shard::new(id, config.clone(), mailboxes.clone(), initial.clone(), writer, None, alarms.clone());
+                Rc::new(shard.sharing_connection_slots(connection_slots.clone()))
             })
             .collect();
         Broker { shards }
@@ -122,15 +118,8 @@ impl Broker {
         let id = ConnId { shard: shard.id as u16, local: shard.next_connection_id() };
         let connection = Rc::new(Connection::new(id));
         let dispatcher = Dispatcher::new(shard.clone(), connection.clone());
-        Client {
-            broker: self,
-            shard,
-            connection,
-            dispatcher,
-            handshake: Handshake::new(loopback_peer),
-            open: false,
-            closed: false,
-        }
+        let handshake = Handshake::new(loopback_peer).with_limits(shard.connection_limits.clone());
+        Client { broker: self, shard, connection, dispatcher, handshake, open: false, closed: false }
     }
 }
 
@@ -410,6 +399,7 @@ mod direct_reply_tests;
 mod exchange_tests;
 mod fuzz;
 mod handshake_tests;
+mod limits_tests;
 mod queue_tests;
 mod tx_confirm_tests;
 

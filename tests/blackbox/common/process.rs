@@ -75,6 +75,8 @@ pub struct Exited {
 pub struct BrokerProcess {
     child: Option<Child>,
     uri: String,
+    port: u16,
+    stdout: Captured,
     stderr: Captured,
     readers: Vec<JoinHandle<()>>,
 }
@@ -96,20 +98,31 @@ impl BrokerProcess {
 
     /// Starts a broker; `Err` if it exits before printing its listening line.
     pub fn try_start(data_dir: &Path, shards: usize, extra_args: &[&str]) -> Result<BrokerProcess, Exited> {
+        let data_dir = data_dir.to_str().expect("a UTF-8 data dir");
+        let shards = shards.to_string();
+        let mut args = vec!["--amqp-port", "0", "--bind", "127.0.0.1", "--data-dir", data_dir, "--shards", &shards];
+        args.extend_from_slice(extra_args);
+        BrokerProcess::try_start_with(&args)
+    }
+
+    /// Starts a broker with exactly `args` (the listening address among them is the test's
+    /// choice); `Err` if it exits before printing its first listening line, which must be an
+    /// IPv4 address that 127.0.0.1 reaches (127.0.0.1 or 0.0.0.0).
+    pub fn try_start_with(args: &[&str]) -> Result<BrokerProcess, Exited> {
         let mut child = Command::new(env!("CARGO_BIN_EXE_spatemq"))
-            .args(["--amqp-port", "0", "--bind", "127.0.0.1", "--data-dir"])
-            .arg(data_dir)
-            .args(["--shards", &shards.to_string()])
-            .args(extra_args)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn the broker binary");
         let (stdout_tx, stdout_rx) = mpsc::channel::<String>();
+        let stdout = Captured::default();
         let stderr = Captured::default();
         let stdout_reader = read_lines("broker stdout", child.stdout.take().expect("piped stdout"), {
+            let stdout = stdout.clone();
             move |line| {
+                stdout.push(line.clone());
                 let _ = stdout_tx.send(line);
             }
         });
@@ -120,6 +133,8 @@ impl BrokerProcess {
         let mut broker = BrokerProcess {
             child: Some(child),
             uri: String::new(),
+            port: 0,
+            stdout,
             stderr,
             readers: vec![stdout_reader, stderr_reader],
         };
@@ -130,6 +145,7 @@ impl BrokerProcess {
                 Ok(line) => {
                     if let Some(port) = port_in(&line) {
                         broker.uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+                        broker.port = port;
                         return Ok(broker);
                     }
                 }
@@ -148,6 +164,16 @@ impl BrokerProcess {
 
     pub fn uri(&self) -> &str {
         &self.uri
+    }
+
+    /// The port of the AMQP listeners.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Everything the broker wrote to stdout so far (the listening lines among it).
+    pub fn stdout(&self) -> String {
+        self.stdout.text()
     }
 
     /// Everything the broker wrote to stderr so far.
@@ -243,9 +269,10 @@ pub fn assert_no_panic(stderr: &str) {
 }
 
 fn port_in(line: &str) -> Option<u16> {
-    let marker = "AMQP listening on 127.0.0.1:";
-    let rest = &line[line.find(marker)? + marker.len()..];
-    rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+    ["AMQP listening on 127.0.0.1:", "AMQP listening on 0.0.0.0:"].iter().find_map(|marker| {
+        let rest = &line[line.find(marker)? + marker.len()..];
+        rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+    })
 }
 
 /// Reads `pipe` line by line until it closes, echoing to the test's output and handing each

@@ -1,0 +1,251 @@
+//! Running the broker on a real server: listening on IPv4 and IPv6 at once, the limits a
+//! configuration sets (connections, handshake time, message size), and the modes of the data
+//! directory. Each test starts its own broker with the flags it needs, so none runs against an
+//! external broker.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::common::process::{external_broker, BrokerProcess, DataDir};
+use crate::common::*;
+use crate::storage::{confirm_channel, declare_durable_queue, persistent, publish_confirmed};
+
+fn skip_against_an_external_broker() -> bool {
+    if external_broker() {
+        eprintln!("external broker: this test needs a broker of its own, skipped");
+    }
+    external_broker()
+}
+
+fn uri_on(host: &str, port: u16) -> String {
+    format!("amqp://guest:guest@{host}:{port}/%2f")
+}
+
+/// The broker's stdout once it holds `needle` (lines after the first are read by a thread),
+/// or as it is after 5 s.
+fn stdout_containing(broker: &BrokerProcess, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !broker.stdout().contains(needle) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    broker.stdout()
+}
+
+/// Publishes `body` on one connection and gets it back on the other.
+async fn publish_here_consume_there(from: &str, to: &str, queue: &str, body: &str) {
+    let (publisher, publishing) = connect_channel(from).await;
+    let (consumer, consuming) = connect_channel(to).await;
+    declare_queue(&consuming, queue).await;
+    publish(&publishing, "", queue, body.as_bytes()).await;
+    let mut inbox = consume(&consuming, queue, BasicConsumeOptions { no_ack: true, ..Default::default() }).await;
+    let delivery = inbox.expect(T).await;
+    assert_eq!(text(&delivery.data), body);
+    close_conn(&publisher).await;
+    close_conn(&consumer).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_over_ipv6_and_ipv4_share_one_broker() {
+    if skip_against_an_external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    // Added to the harness's `--bind 127.0.0.1`: the broker listens on both.
+    let broker = BrokerProcess::start(data.path(), 2, &["--bind", "[::1]"]);
+    let port = broker.port();
+    let stdout = stdout_containing(&broker, &format!("AMQP listening on [::1]:{port}"));
+    assert!(stdout.contains(&format!("AMQP listening on [::1]:{port}")), "{stdout}");
+    let (v6, v4) = (uri_on("[::1]", port), uri_on("127.0.0.1", port));
+    within(TEST_TIMEOUT, async {
+        publish_here_consume_there(&v6, &v4, &unique("over-v6"), "from ::1").await;
+        publish_here_consume_there(&v4, &v6, &unique("over-v4"), "from 127.0.0.1").await;
+    })
+    .await;
+    broker.stop_cleanly();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_bind_the_broker_listens_on_ipv4_and_ipv6_as_rabbitmq() {
+    if skip_against_an_external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let data_dir = data.path().to_str().expect("a UTF-8 path");
+    let broker = BrokerProcess::try_start_with(&["--amqp-port", "0", "--data-dir", data_dir, "--shards", "2"])
+        .unwrap_or_else(|exited| panic!("the broker exited: {}", exited.stderr));
+    let port = broker.port();
+    let stdout = stdout_containing(&broker, &format!("AMQP listening on [::]:{port}"));
+    let first = stdout.lines().find(|line| line.contains("AMQP listening on")).expect("a listening line");
+    assert!(first.ends_with(&format!("AMQP listening on 0.0.0.0:{port}")), "IPv4 first: {stdout}");
+    assert!(stdout.contains(&format!("AMQP listening on [::]:{port}")), "{stdout}");
+    within(
+        TEST_TIMEOUT,
+        publish_here_consume_there(&uri_on("[::1]", port), &uri_on("127.0.0.1", port), "dual", "both"),
+    )
+    .await;
+    broker.stop_cleanly();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_over_max_connections_is_refused_with_530_until_one_closes() {
+    if skip_against_an_external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let broker = BrokerProcess::start(data.path(), 2, &["--max-connections", "2"]);
+    let uri = broker.uri().to_string();
+    let first = connect(&uri).await;
+    let second = connect(&uri).await;
+    let refused = within(T, Connection::connect(&uri, ConnectionProperties::default())).await;
+    let error = refused.expect_err("a third connection is over the limit");
+    assert_eq!(reply_code(&error), Some(530), "{error}");
+    assert_eq!(
+        reply_text(&error).as_deref(),
+        Some("NOT_ALLOWED - connection refused: node connection limit (2) is reached")
+    );
+    let log = broker.stderr_containing("node connection limit (2) is reached", T).await;
+    assert!(log.contains("node connection limit (2) is reached"), "the refusal is logged: {log}");
+    close_conn(&first).await;
+    // The slot comes back when the broker has torn the connection down, just after close-ok.
+    let deadline = Instant::now() + Duration::from_secs(T);
+    let third = loop {
+        match within(T, Connection::connect(&uri, ConnectionProperties::default())).await {
+            Ok(connection) => break connection,
+            Err(error) if Instant::now() < deadline && reply_code(&error) == Some(530) => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("a connection after one closed: {error}"),
+        }
+    };
+    close_conn(&second).await;
+    close_conn(&third).await;
+    broker.stop_cleanly();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_silent_past_the_handshake_timeout_is_disconnected() {
+    if skip_against_an_external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let broker = BrokerProcess::start(data.path(), 1, &["--handshake-timeout", "300"]);
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(("127.0.0.1", broker.port())).expect("connect");
+    silent.set_read_timeout(Some(Duration::from_secs(5))).expect("read timeout");
+    let mut buffer = [0u8; 64];
+    let read = silent.read(&mut buffer);
+    assert!(matches!(read, Ok(0)), "expected the broker to close the socket, got {read:?}");
+    let elapsed = started.elapsed();
+    assert!(elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(3), "closed after {elapsed:?}");
+    // A client that completes the handshake in time stays connected past the timeout.
+    let connection = connect(broker.uri()).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(connection.status().connected(), "an open connection is not bound by the handshake timeout");
+    close_conn(&connection).await;
+    broker.stop_cleanly();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_max_message_size_closes_its_channel_with_rabbitmqs_text() {
+    if skip_against_an_external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let broker = BrokerProcess::start(data.path(), 1, &["--max-message-size", "1kB"]);
+    let (connection, channel) = connect_channel(broker.uri()).await;
+    let queue = unique("sized");
+    declare_queue(&channel, &queue).await;
+    let mut watch = watch_channel(&channel).await;
+    publish(&channel, "", &queue, &[b'x'; 1001]).await;
+    let text = watch.expect_error(406, T).await;
+    assert_eq!(text, "PRECONDITION_FAILED - message size 1001 is larger than configured max size 1000");
+    close_conn(&connection).await;
+    broker.stop_cleanly();
+}
+
+/// Every directory under `root` (itself included) and every file, with its mode.
+fn modes(root: &Path) -> Vec<(PathBuf, bool, u32)> {
+    let mut found = Vec::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(path) = pending.pop() {
+        let metadata = std::fs::symlink_metadata(&path).expect("stat");
+        found.push((path.clone(), metadata.is_dir(), metadata.permissions().mode() & 0o777));
+        if metadata.is_dir() {
+            for entry in std::fs::read_dir(&path).expect("read dir") {
+                pending.push(entry.expect("entry").path());
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_data_dir_is_0700_and_every_file_in_it_0600() {
+    if skip_against_an_external_broker() {
+        return;
+    }
+    let parent = DataDir::new();
+    // A path the broker creates itself, below one the test owns.
+    let data_dir = parent.path().join("broker-data");
+    let data_dir_text = data_dir.to_str().expect("a UTF-8 path").to_string();
+    let args = ["--amqp-port", "0", "--bind", "127.0.0.1", "--data-dir", &data_dir_text, "--shards", "2"];
+    let queue = unique("modes");
+    for round in 0..2 {
+        // The second start replays and compacts the definitions log (write new, rename).
+        let broker = BrokerProcess::try_start_with(&args).unwrap_or_else(|exited| panic!("{}", exited.stderr));
+        let (connection, channel) = confirm_channel(broker.uri()).await;
+        declare_durable_queue(&channel, &queue).await;
+        let bodies: Vec<String> = (0..50).map(|index| format!("round {round} message {index}")).collect();
+        publish_confirmed(&channel, "", &queue, &bodies, persistent()).await;
+        close_conn(&connection).await;
+        let stderr = broker.stop_cleanly();
+        assert!(!stderr.contains("has mode"), "the broker's own files need no warning:\n{stderr}");
+    }
+    let found = modes(&data_dir);
+    assert!(found.iter().any(|(path, _, _)| path.extension().is_some_and(|extension| extension == "segment")));
+    assert!(found.iter().any(|(path, _, _)| path.ends_with("spatemq.lock")), "{found:?}");
+    for (path, is_dir, mode) in found {
+        let expected = if is_dir { 0o700 } else { 0o600 };
+        assert_eq!(mode, expected, "{} has mode {mode:04o}", path.display());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_open_to_others_is_warned_about_at_start() {
+    if skip_against_an_external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod 755");
+    let broker = BrokerProcess::start(data.path(), 1, &[]);
+    let expected = format!("data directory {} has mode 0755", data.path().display());
+    let stderr = broker.stderr_containing(&expected, T).await;
+    assert!(stderr.contains(&expected), "{stderr}");
+    broker.stop_cleanly();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_broker_on_a_port_in_use_at_any_of_its_addresses_exits_with_an_error() {
+    if skip_against_an_external_broker() {
+        return;
+    }
+    let (first_data, second_data) = (DataDir::new(), DataDir::new());
+    let first = BrokerProcess::start(first_data.path(), 1, &[]);
+    let port = first.port().to_string();
+    let second_dir = second_data.path().to_str().expect("a UTF-8 path");
+    // [::1] is free on that port; 127.0.0.1, the second address, is not.
+    let args = ["--amqp-port", &port, "--bind", "::1", "--bind", "127.0.0.1", "--data-dir", second_dir];
+    match BrokerProcess::try_start_with(&args) {
+        Ok(_) => panic!("a second broker started on a port in use"),
+        Err(exited) => {
+            assert_eq!(exited.status.code(), Some(1), "{}", exited.stderr);
+            let expected = format!("cannot listen on 127.0.0.1:{port}");
+            assert!(exited.stderr.contains(&expected), "{}", exited.stderr);
+            assert!(exited.stderr.contains("is another broker running on this port?"), "{}", exited.stderr);
+        }
+    }
+    first.stop_cleanly();
+}
