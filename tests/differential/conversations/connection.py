@@ -173,6 +173,8 @@ add("connection.channel-0.tune-ok-again", _on_channel_zero(
     "connection.tune-ok", channel_max=2047, frame_max=131072, heartbeat=0))
 add("connection.channel-0.update-secret", _on_channel_zero(
     "connection.update-secret", new_secret=b"x", reason="test"))
+add("connection.channel-0.update-secret-same-password", _on_channel_zero(
+    "connection.update-secret", new_secret=b"guest", reason="rotation"))
 add("connection.channel-0.blocked-from-client", _on_channel_zero("connection.blocked", reason="x"))
 add("connection.channel-0.unblocked-from-client", _on_channel_zero("connection.unblocked"))
 add("connection.channel-0.close-ok-unsolicited", _on_channel_zero("connection.close-ok"))
