@@ -555,3 +555,32 @@ async fn a_rabbitmq_export_imports_unchanged_and_its_users_keep_their_passwords(
     try_connect(&uri_for(broker.uri(), "alice", "wonderland-42", "staging")).await.expect("alice after the crash");
     broker.stop_cleanly();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_defaults_and_a_definitions_file_given_at_start_are_used() {
+    if crate::common::process::external_broker() {
+        return;
+    }
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/rabbitmq-3.10-definitions.json");
+    let data = DataDir::new();
+    let args = ["--default-user", "admin", "--default-pass", "adm1n", "--default-vhost", "prod"];
+    let broker = BrokerProcess::start(data.path(), 1, &args);
+    try_connect(&uri_for(broker.uri(), "admin", "adm1n", "prod")).await.expect("the default user on its vhost");
+    let guest = try_connect(&uri_for(broker.uri(), "guest", "guest", "prod")).await;
+    expect_close(guest.map(|_| ()), 403);
+    assert_eq!(ctl_ok(data.path(), &["list_users", "-s"]), "admin\t[administrator]\n");
+    broker.stop_cleanly();
+
+    // Defaults are made once: changing them later does not bring guest back.
+    let fixture_arg = fixture.to_str().expect("utf-8");
+    let broker = BrokerProcess::start(data.path(), 1, &["--definitions", fixture_arg]);
+    assert!(ctl_ok(data.path(), &["list_users", "-s"]).starts_with("admin\t[administrator]\nalice\t"));
+    try_connect(&uri_for(broker.uri(), "alice", "wonderland-42", "staging")).await.expect("alice from the file");
+    broker.stop_cleanly();
+
+    let bad = data.path().join("bad.json");
+    std::fs::write(&bad, b"{\"users\": [").expect("write");
+    let refused = BrokerProcess::try_start(data.path(), 1, &["--definitions", bad.to_str().expect("utf-8")]);
+    let exited = refused.err().expect("a broken definitions file stops the start");
+    assert!(exited.stderr.contains("cannot import definitions from"), "{}", exited.stderr);
+}
