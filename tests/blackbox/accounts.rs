@@ -584,3 +584,69 @@ async fn the_defaults_and_a_definitions_file_given_at_start_are_used() {
     let exited = refused.err().expect("a broken definitions file stops the start");
     assert!(exited.stderr.contains("cannot import definitions from"), "{}", exited.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_logins_are_refused_without_harm_and_ctl_closes_a_connection() {
+    use crate::common::raw::{method, Args, RawClient};
+    if crate::common::process::external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let broker = BrokerProcess::start(data.path(), 2, &[]);
+    let address = addr_of(broker.uri());
+    // A 64 KiB user name, a malformed PLAIN response, an unknown mechanism: each client is
+    // refused (403 when it announces authentication_failure_close, as this one does not: the
+    // socket closes), the broker logs one short line, and goes on.
+    let mut capabilities = Args::new().shortstr("capabilities").u8(b'F');
+    let inner = Args::new().shortstr("authentication_failure_close").u8(b't').u8(1);
+    let inner_bytes = inner.raw(&[]).0;
+    capabilities = capabilities.u32(inner_bytes.len() as u32).raw(&inner_bytes);
+    let properties = capabilities.0;
+    let long_user = vec![b'u'; 65_536];
+    let mut response = vec![0u8];
+    response.extend_from_slice(&long_user);
+    response.extend_from_slice(b"\0pw");
+    for (mechanism, response) in [("PLAIN", response.clone()), ("PLAIN", b"no-nul-here".to_vec()), ("KERBEROS", b"x".to_vec())]
+    {
+        let mut client = RawClient::connect(&address);
+        client.send(crate::common::raw::PROTOCOL_HEADER);
+        client.expect_method(10, 10);
+        let start_ok = Args::new()
+            .u32(properties.len() as u32)
+            .raw(&properties)
+            .shortstr(mechanism)
+            .longstr(&response)
+            .shortstr("en_US");
+        client.send(&method(0, 10, 11, start_ok));
+        match mechanism {
+            "PLAIN" if response.len() > 1000 => {
+                let text = client.expect_connection_close(403);
+                assert!(text.starts_with("ACCESS_REFUSED - Login was refused"), "{text}");
+            }
+            _ => client.expect_eof(5),
+        }
+    }
+    let log = broker.stderr_containing("invalid credentials", 5).await;
+    assert!(log.lines().all(|line| line.len() < 1024), "no 64 KiB log line");
+    // The broker still serves.
+    let conn = connect(broker.uri()).await;
+    let ch = open_channel(&conn).await;
+    within(T, ch.queue_declare("still-here".into(), QueueDeclareOptions::default(), FieldTable::default()))
+        .await
+        .expect("the broker still serves");
+
+    // close_connection by the name list_connections shows: the client hears 320 and the reason.
+    let names = ctl_ok(data.path(), &["list_connections", "-s", "name"]);
+    let name = names.lines().next().expect("one connection").to_string();
+    let out = ctl_ok(data.path(), &["close_connection", &name, "maintenance window"]);
+    assert!(out.contains("Closing connection"), "{out}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(T);
+    while conn.status().connected() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!conn.status().connected(), "closed by the operator");
+    broker.stderr_containing("maintenance window", 5).await;
+    let (code, _, err) = ctl(data.path(), &["close_connection", "1.2.3.4:5 -> 6.7.8.9:10", "x"]);
+    assert_eq!(code, 65, "{err}");
+    broker.stop_cleanly();
+}
