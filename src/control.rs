@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use crate::broker::control::{AccountChange, ControlMsg, ControlReply, ControlRequest, QueueInfo};
 use crate::broker::passwords::PasswordHash;
 use crate::broker::snapshot::Snapshot;
-use crate::broker::users::{parse_tags, Permissions};
+use crate::broker::users::{parse_limits, parse_tags, Permissions, UserLimits, VhostLimits};
 use crate::broker::{definitions_file, definitions_import};
 use crate::shard::mailbox::Mailboxes;
 
@@ -177,6 +177,11 @@ Permissions:
     set_permissions [-p VHOST] USER CONFIGURE WRITE READ
     clear_permissions [-p VHOST] USER
     list_permissions [-p VHOST]       list_user_permissions USER
+Limits (JSON as rabbitmqctl takes it; a negative value is no limit):
+    set_vhost_limits [-p VHOST] '{\"max-connections\": N, \"max-queues\": N}'
+    clear_vhost_limits [-p VHOST]     list_vhost_limits [-p VHOST]
+    set_user_limits USER '{\"max-connections\": N}'
+    clear_user_limits USER max-connections|all   list_user_limits USER
 Monitoring:
     list_queues [-p VHOST] [COLUMN ...]   (name messages messages_ready messages_unacknowledged
                                            consumers durable auto_delete exclusive vhost
@@ -224,6 +229,12 @@ pub fn execute(args: &[String], input: Option<String>, mailboxes: &Mailboxes) ->
         "clear_permissions" => run.clear_permissions(),
         "list_permissions" => run.list_permissions(),
         "list_user_permissions" => run.list_user_permissions(),
+        "set_vhost_limits" => run.set_vhost_limits(),
+        "clear_vhost_limits" => run.clear_vhost_limits(),
+        "list_vhost_limits" => run.list_vhost_limits(),
+        "set_user_limits" => run.set_user_limits(),
+        "clear_user_limits" => run.clear_user_limits(),
+        "list_user_limits" => run.list_user_limits(),
         "list_queues" => run.list_queues(),
         "list_connections" => run.list_connections(),
         "close_connection" => run.close_connection(),
@@ -424,6 +435,86 @@ impl Run<'_> {
         Ok(self.table(banner, &["vhost", "configure", "write", "read"], rows))
     }
 
+    fn set_vhost_limits(&self) -> Step<Outcome> {
+        let args = self.arguments(1, "set_vhost_limits [-p VHOST] JSON")?;
+        let vhost = self.vhost();
+        let current = self.snapshot()?.vhost(&vhost).map(|found| found.limits).unwrap_or_default();
+        let mut limits = current;
+        for (key, limit) in parse_limits(&args[0], &["max-connections", "max-queues"]).map_err(data_error)? {
+            match key.as_str() {
+                "max-connections" => limits.max_connections = limit,
+                _ => limits.max_queues = limit,
+            }
+        }
+        let banner = format!("Applying limits to vhost \"{vhost}\" ...");
+        self.ask(0, ControlRequest::Change(Box::new(AccountChange::SetVhostLimits { name: vhost, limits })))?;
+        Ok(Outcome::ok(self.banner(banner)))
+    }
+
+    fn clear_vhost_limits(&self) -> Step<Outcome> {
+        self.arguments(0, "clear_vhost_limits [-p VHOST]")?;
+        let vhost = self.vhost();
+        let banner = format!("Clearing limits for vhost \"{vhost}\" ...");
+        let limits = VhostLimits::default();
+        self.ask(0, ControlRequest::Change(Box::new(AccountChange::SetVhostLimits { name: vhost, limits })))?;
+        Ok(Outcome::ok(self.banner(banner)))
+    }
+
+    fn list_vhost_limits(&self) -> Step<Outcome> {
+        self.arguments(0, "list_vhost_limits [-p VHOST]")?;
+        let vhost = self.vhost();
+        let snapshot = self.snapshot()?;
+        let Some(found) = snapshot.vhost(&vhost) else {
+            return Err(Outcome::fail(EXIT_DATA, format!("Error:\nvhost '{vhost}' does not exist")));
+        };
+        let mut object = serde_json::Map::new();
+        if let Some(max) = found.limits.max_connections {
+            object.insert("max-connections".into(), max.into());
+        }
+        if let Some(max) = found.limits.max_queues {
+            object.insert("max-queues".into(), max.into());
+        }
+        let banner = self.banner(format!("Listing limits for vhost \"{vhost}\" ..."));
+        Ok(Outcome::ok(format!("{banner}{}\n", Value::Object(object))))
+    }
+
+    fn set_user_limits(&self) -> Step<Outcome> {
+        let args = self.arguments(2, "set_user_limits USER JSON")?;
+        let mut limits = UserLimits::default();
+        for (_, limit) in parse_limits(&args[1], &["max-connections"]).map_err(data_error)? {
+            limits.max_connections = limit;
+        }
+        let banner = format!("Setting user limits to \"{}\" for user \"{}\" ...", args[1], args[0]);
+        let change = AccountChange::SetUserLimits { name: args[0].clone(), limits };
+        self.ask(0, ControlRequest::Change(Box::new(change)))?;
+        Ok(Outcome::ok(self.banner(banner)))
+    }
+
+    fn clear_user_limits(&self) -> Step<Outcome> {
+        let args = self.arguments(2, "clear_user_limits USER max-connections|all")?;
+        if !matches!(args[1].as_str(), "max-connections" | "all") {
+            return Err(Outcome::fail(EXIT_USAGE, format!("Error: unknown limit '{}'", args[1])));
+        }
+        let banner = format!("Clearing \"{}\" limit for user \"{}\" ...", args[1], args[0]);
+        let change = AccountChange::SetUserLimits { name: args[0].clone(), limits: UserLimits::default() };
+        self.ask(0, ControlRequest::Change(Box::new(change)))?;
+        Ok(Outcome::ok(self.banner(banner)))
+    }
+
+    fn list_user_limits(&self) -> Step<Outcome> {
+        let args = self.arguments(1, "list_user_limits USER")?;
+        let snapshot = self.snapshot()?;
+        let Some(user) = snapshot.user(&args[0]) else {
+            return Err(Outcome::fail(EXIT_DATA, format!("Error:\nuser '{}' does not exist", args[0])));
+        };
+        let mut object = serde_json::Map::new();
+        if let Some(max) = user.limits.max_connections {
+            object.insert("max-connections".into(), max.into());
+        }
+        let banner = self.banner(format!("Listing limits for user \"{}\" ...", args[0]));
+        Ok(Outcome::ok(format!("{banner}{}\n", Value::Object(object))))
+    }
+
     fn list_queues(&self) -> Step<Outcome> {
         let columns = columns(&self.options.positional, &["name", "messages"], QUEUE_COLUMNS)?;
         let vhost = self.vhost();
@@ -582,6 +673,10 @@ fn split_host_port(address: &str) -> (String, String) {
         Some((host, port)) => (host.trim_start_matches('[').trim_end_matches(']').to_string(), port.to_string()),
         None => (address.to_string(), String::new()),
     }
+}
+
+fn data_error(problem: String) -> Outcome {
+    Outcome::fail(EXIT_DATA, format!("Error:\n{problem}"))
 }
 
 fn hash(password: &str) -> Result<PasswordHash, String> {

@@ -15,7 +15,7 @@
 use amq_protocol::protocol::{connection as method, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable, LongString};
 
-use super::admission::{ConnectionLimits, ConnectionSlot};
+use super::admission::{ConnectionLimits, ConnectionSlot, NamedLimits};
 use super::connection::{send_connection_close, Connection};
 use super::dispatch::{cannot_decode, Fault, NO_METHOD};
 use super::port::Port;
@@ -257,7 +257,7 @@ impl Handshake {
 
     fn open(&mut self, port: &impl Port, connection: &Connection, open: &method::Open, heartbeat: u16) -> Step {
         // RabbitMQ checks the node's connection limit first, then the vhost.
-        let slot = match self.limits.slots.take() {
+        let mut slot = match self.limits.slots.take() {
             Ok(slot) => slot,
             Err(error) => return self.refuse(connection, error, (10, 40)),
         };
@@ -267,6 +267,15 @@ impl Handshake {
             return self.refuse(connection, AmqpError::new(NOT_ALLOWED, format!("vhost {vhost} not found")), (10, 40));
         }
         let user = connection.user.borrow().clone();
+        let named = NamedLimits {
+            vhost: &vhost,
+            vhost_max: snapshot.vhost(&vhost).and_then(|found| found.limits.max_connections),
+            user: &user,
+            user_max: snapshot.user(&user).and_then(|found| found.limits.max_connections),
+        };
+        if let Err(error) = self.limits.slots.admit(&mut slot, &named) {
+            return self.refuse(connection, error, (10, 40));
+        }
         if snapshot.permissions(&user, &vhost).is_none() {
             let text = format!("access to vhost '{vhost}' refused for user '{user}'");
             return self.refuse(connection, AmqpError::new(NOT_ALLOWED, text), (10, 40));

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::definitions::Definitions;
 use super::passwords::PasswordHash;
 use super::snapshot::QueueDef;
-use super::users::{Permissions, User};
+use super::users::{Permissions, User, UserLimits, VhostLimits};
 use crate::limits::NAME_MAX_BYTES;
 
 /// What a fresh data directory starts with (RabbitMQ's `default_user`, `default_pass`,
@@ -63,6 +63,7 @@ impl Definitions {
         let users = &mut self.snapshot_mut().users;
         if let Some(existing) = users.get(&user.name) {
             user.permissions = existing.permissions.clone();
+            user.limits = existing.limits;
         }
         users.insert(user.name.clone(), Arc::new(user));
     }
@@ -122,6 +123,21 @@ impl Definitions {
             }
         }
         Ok(queues)
+    }
+
+    pub fn set_user_limits(&mut self, name: &str, limits: UserLimits) -> Result<(), String> {
+        self.update_user(name, |user| user.limits = limits)
+    }
+
+    pub fn set_vhost_limits(&mut self, name: &str, limits: VhostLimits) -> Result<(), String> {
+        if self.snapshot().vhost(name).is_none() {
+            return Err(format!("vhost '{name}' does not exist"));
+        }
+        let vhosts = &mut self.snapshot_mut().vhosts;
+        if let Some(vhost) = vhosts.get_mut(name) {
+            Arc::make_mut(vhost).limits = limits;
+        }
+        Ok(())
     }
 
     pub fn set_permissions(&mut self, user: &str, vhost: &str, permissions: Permissions) -> Result<(), String> {

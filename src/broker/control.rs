@@ -49,6 +49,8 @@ pub enum AccountChange {
     DeleteVhost { name: String },
     SetPermissions { user: String, vhost: String, permissions: Box<Permissions> },
     ClearPermissions { user: String, vhost: String },
+    SetVhostLimits { name: String, limits: super::users::VhostLimits },
+    SetUserLimits { name: String, limits: super::users::UserLimits },
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -272,6 +272,15 @@ impl Definitions {
         if self.queue_count >= QUEUES_MAX {
             return Err(AmqpError::new(RESOURCE_ERROR, "queue limit reached"));
         }
+        if let Some(limit) = self.vhost(vhost_name)?.limits.max_queues {
+            if self.vhost(vhost_name)?.queues.len() >= limit as usize {
+                let text = format!(
+                    "cannot declare queue '{}': queue limit in vhost '{vhost_name}' ({limit}) is reached",
+                    request.name
+                );
+                return Err(AmqpError::new(PRECONDITION_FAILED, text));
+            }
+        }
         let name = if request.name.is_empty() { self.server_named_queue() } else { request.name.clone() };
         if let Some(grant) = &request.grant {
             if request.name.is_empty() {

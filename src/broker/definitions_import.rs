@@ -14,7 +14,7 @@ use super::definitions_file::{self as file, DefinitionsFile, DestinationType};
 use super::durable::is_predeclared;
 use super::requests::{Binding, ExchangeDeclare, QueueDeclare};
 use super::snapshot::{QueueDef, Snapshot};
-use super::users::{Permissions, User};
+use super::users::{Permissions, User, UserLimits, VhostLimits};
 use crate::ids::{ConnId, Destination};
 
 /// The connection imported definitions are attributed to (never a real client).
@@ -46,12 +46,37 @@ impl Definitions {
                 self.create_vhost(&vhost.name).map_err(|why| format!("vhost '{}': {why}", vhost.name))?;
             }
         }
+        for vhost in &file.vhosts {
+            let limits =
+                vhost_limits(vhost.limits.iter().map(|(key, value)| (key.as_str(), *value)), &mut imported.warnings);
+            if limits != VhostLimits::default() {
+                self.set_vhost_limits(&vhost.name, limits).map_err(|why| format!("vhost '{}': {why}", vhost.name))?;
+            }
+        }
+        // RabbitMQ keeps vhost limits as the parameter `vhost-limits`; its import reads them there.
+        for parameter in file.parameters.iter().filter(|parameter| parameter.component == "vhost-limits") {
+            let Some(object) = parameter.value.as_object() else { continue };
+            let pairs = object.iter().filter_map(|(key, value)| Some((key.as_str(), value.as_i64()?)));
+            let limits = vhost_limits(pairs, &mut imported.warnings);
+            self.set_vhost_limits(&parameter.vhost, limits)
+                .map_err(|why| format!("limits of vhost '{}': {why}", parameter.vhost))?;
+        }
         for user in &file.users {
             let password = user.password_hash().map_err(|why| format!("user '{}': {why}", user.name))?;
             if user.name.is_empty() {
                 return Err("a user has an empty name".into());
             }
             self.put_user(User::new(&user.name, password, user.tags.clone()));
+            let mut limits = UserLimits::default();
+            for (key, value) in &user.limits {
+                match key.as_str() {
+                    "max-connections" => limits.max_connections = u32::try_from(*value).ok(),
+                    other => {
+                        imported.warnings.push(format!("user '{}': limit '{other}' ignored: not supported", user.name))
+                    }
+                }
+            }
+            self.set_user_limits(&user.name, limits).map_err(|why| format!("user '{}': {why}", user.name))?;
         }
         for permission in &file.permissions {
             let what = format!("permissions of user '{}' in vhost '{}'", permission.user, permission.vhost);
@@ -139,9 +164,10 @@ impl Definitions {
                 Err(error) => return Err(format!("{what}: {}", error.reply_text)),
             }
         }
+        let other_parameters = file.parameters.iter().filter(|parameter| parameter.component != "vhost-limits").count();
         for (count, what) in [
             (file.policies.len(), "policies"),
-            (file.parameters.len(), "parameters"),
+            (other_parameters, "parameters"),
             (file.global_parameters.len(), "global parameters"),
             (file.topic_permissions.len(), "topic permissions"),
         ] {
@@ -153,13 +179,30 @@ impl Definitions {
     }
 }
 
+/// RabbitMQ's vhost limits from `(key, value)` pairs; a negative value is no limit.
+fn vhost_limits<'a>(pairs: impl Iterator<Item = (&'a str, i64)>, warnings: &mut Vec<String>) -> VhostLimits {
+    let mut limits = VhostLimits::default();
+    for (key, value) in pairs {
+        match key {
+            "max-connections" => limits.max_connections = u32::try_from(value).ok(),
+            "max-queues" => limits.max_queues = u32::try_from(value).ok(),
+            other => warnings.push(format!("vhost limit '{other}' ignored: not supported")),
+        }
+    }
+    limits
+}
+
 /// The definitions of `snapshot` as a RabbitMQ definitions file.
 pub fn export(snapshot: &Snapshot) -> DefinitionsFile {
     let mut out = DefinitionsFile::default();
     let mut users: Vec<_> = snapshot.users.values().collect();
     users.sort_by(|a, b| a.name.cmp(&b.name));
     for user in users {
-        out.users.push(file::User::with_hash(&user.name, &user.password, user.tags.clone(), Default::default()));
+        let mut limits = file::Limits::new();
+        if let Some(max) = user.limits.max_connections {
+            limits.insert("max-connections".into(), i64::from(max));
+        }
+        out.users.push(file::User::with_hash(&user.name, &user.password, user.tags.clone(), limits));
         let mut permissions: Vec<_> = user.permissions.iter().collect();
         permissions.sort_by(|a, b| a.0.cmp(b.0));
         for (vhost, permissions) in permissions {
@@ -175,7 +218,22 @@ pub fn export(snapshot: &Snapshot) -> DefinitionsFile {
     let mut vhosts: Vec<_> = snapshot.vhosts.values().collect();
     vhosts.sort_by(|a, b| a.name.cmp(&b.name));
     for vhost in vhosts {
-        out.vhosts.push(file::Vhost { name: vhost.name.clone(), ..Default::default() });
+        let mut limits = file::Limits::new();
+        if let Some(max) = vhost.limits.max_connections {
+            limits.insert("max-connections".into(), i64::from(max));
+        }
+        if let Some(max) = vhost.limits.max_queues {
+            limits.insert("max-queues".into(), i64::from(max));
+        }
+        if !limits.is_empty() {
+            out.parameters.push(file::Parameter {
+                vhost: vhost.name.clone(),
+                component: "vhost-limits".into(),
+                name: "limits".into(),
+                value: serde_json::to_value(&limits).unwrap_or_default(),
+            });
+        }
+        out.vhosts.push(file::Vhost { name: vhost.name.clone(), limits, ..Default::default() });
         let mut exchanges: Vec<_> =
             vhost.exchanges.values().filter(|exchange| !is_predeclared(&exchange.name)).collect();
         exchanges.sort_by(|a, b| a.name.cmp(&b.name));

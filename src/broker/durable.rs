@@ -15,7 +15,7 @@ use super::error::AmqpError;
 use super::passwords::{HashAlgorithm, PasswordHash};
 use super::requests::{Binding, ExchangeDeclare};
 use super::snapshot::{QueueDef, Vhost};
-use super::users::{Permissions, User};
+use super::users::{Permissions, User, UserLimits, VhostLimits};
 use crate::broker::placement::queue_owner;
 use crate::ids::{ConnId, Destination, QueueId};
 use crate::store::definitions_log::{BindingDefinition, DefinitionOp};
@@ -156,19 +156,36 @@ impl Definitions {
                 self.set_permissions(user, vhost, permissions).map_err(replay_error)
             }
             DefinitionOp::PermissionClear { user, vhost } => self.clear_permissions(user, vhost).map_err(replay_error),
+            DefinitionOp::VhostLimits { name, max_connections, max_queues } => {
+                let limits =
+                    VhostLimits { max_connections: limit_of(*max_connections), max_queues: limit_of(*max_queues) };
+                self.set_vhost_limits(name, limits).map_err(replay_error)
+            }
+            DefinitionOp::UserLimits { name, max_connections } => {
+                let limits = UserLimits { max_connections: limit_of(*max_connections) };
+                self.set_user_limits(name, limits).map_err(replay_error)
+            }
         }
     }
 
     /// The durable state as a minimal list of operations (for compaction).
     pub fn durable_operations(&self) -> Vec<DefinitionOp> {
         let mut accounts = vec![DefinitionOp::Seeded];
-        let mut vhost_names: Vec<&String> = self.snapshot().vhosts.keys().collect();
-        vhost_names.sort();
-        accounts.extend(vhost_names.into_iter().map(|name| DefinitionOp::VhostAdd { name: name.clone() }));
+        let mut vhosts: Vec<&Arc<Vhost>> = self.snapshot().vhosts.values().collect();
+        vhosts.sort_by(|a, b| a.name.cmp(&b.name));
+        for vhost in vhosts {
+            accounts.push(DefinitionOp::VhostAdd { name: vhost.name.clone() });
+            if vhost.limits != VhostLimits::default() {
+                accounts.push(vhost_limits_operation(&vhost.name, vhost.limits));
+            }
+        }
         let mut users: Vec<&Arc<User>> = self.snapshot().users.values().collect();
         users.sort_by(|a, b| a.name.cmp(&b.name));
         for user in &users {
             accounts.push(user_operation(user));
+            if user.limits != UserLimits::default() {
+                accounts.push(user_limits_operation(&user.name, user.limits));
+            }
         }
         for user in users {
             let mut vhosts: Vec<_> = user.permissions.iter().collect();
@@ -233,6 +250,27 @@ fn durable_bindings(vhost: &Vhost, out: &mut Vec<DefinitionOp>) {
             }
         }
     }
+}
+
+/// A stored limit: negative is none.
+fn limit_of(stored: i64) -> Option<u32> {
+    u32::try_from(stored).ok()
+}
+
+fn stored_limit(limit: Option<u32>) -> i64 {
+    limit.map_or(-1, i64::from)
+}
+
+pub fn vhost_limits_operation(name: &str, limits: VhostLimits) -> DefinitionOp {
+    DefinitionOp::VhostLimits {
+        name: name.to_string(),
+        max_connections: stored_limit(limits.max_connections),
+        max_queues: stored_limit(limits.max_queues),
+    }
+}
+
+pub fn user_limits_operation(name: &str, limits: UserLimits) -> DefinitionOp {
+    DefinitionOp::UserLimits { name: name.to_string(), max_connections: stored_limit(limits.max_connections) }
 }
 
 fn replay_error(text: String) -> AmqpError {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use amq_protocol::types::{AMQPValue, FieldTable};
 
 use super::routing::{ExchangeKind, RoutingTable};
-use super::users::{Permissions, User};
+use super::users::{Permissions, User, VhostLimits};
 use crate::ids::{ConnId, Destination, ExchangeId, QueueId};
 use crate::limits::EXCHANGE_HOPS_MAX;
 
@@ -42,6 +42,7 @@ pub struct QueueDef {
 #[derive(Clone, Debug, Default)]
 pub struct Vhost {
     pub name: String,
+    pub limits: VhostLimits,
     pub exchanges: HashMap<String, Arc<Exchange>>,
     pub exchange_names: HashMap<ExchangeId, String>,
     pub queues: HashMap<String, Arc<QueueDef>>,

@@ -20,11 +20,43 @@ pub struct User {
     pub tags: Vec<String>,
     /// vhost → permissions.
     pub permissions: HashMap<String, Arc<Permissions>>,
+    pub limits: UserLimits,
+}
+
+/// RabbitMQ's user limits that SpateMQ applies (`set_user_limits`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UserLimits {
+    pub max_connections: Option<u32>,
+}
+
+/// RabbitMQ's vhost limits (`set_vhost_limits`): None is no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VhostLimits {
+    pub max_connections: Option<u32>,
+    pub max_queues: Option<u32>,
+}
+
+/// Reads RabbitMQ's limit JSON (`{"max-connections": 10, "max-queues": -1}`): a negative value
+/// is no limit; `known` names the keys allowed. Returns (key, limit) pairs.
+pub fn parse_limits(json: &str, known: &[&str]) -> Result<Vec<(String, Option<u32>)>, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|error| format!("limits must be a JSON object: {error}"))?;
+    let object = value.as_object().ok_or("limits must be a JSON object, such as {\"max-connections\": 10}")?;
+    let mut limits = Vec::new();
+    for (key, value) in object {
+        if !known.contains(&key.as_str()) {
+            return Err(format!("unknown limit '{key}': the limits are {}", known.join(", ")));
+        }
+        let number = value.as_i64().ok_or_else(|| format!("limit '{key}' must be an integer, got {value}"))?;
+        let limit = if number < 0 { None } else { Some(u32::try_from(number).unwrap_or(u32::MAX)) };
+        limits.push((key.clone(), limit));
+    }
+    Ok(limits)
 }
 
 impl User {
     pub fn new(name: &str, password: PasswordHash, tags: Vec<String>) -> User {
-        User { name: name.to_string(), password, tags, permissions: HashMap::new() }
+        User { name: name.to_string(), password, tags, permissions: HashMap::new(), limits: UserLimits::default() }
     }
 
     pub fn has_tag(&self, tag: &str) -> bool {

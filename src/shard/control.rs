@@ -8,7 +8,7 @@
 
 use super::Shard;
 use crate::broker::control::{AccountChange, ConnectionInfo, ControlAnswer, ControlMsg, ControlReply, ControlRequest};
-use crate::broker::durable::{permission_operation, user_operation};
+use crate::broker::durable::{permission_operation, user_limits_operation, user_operation, vhost_limits_operation};
 use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::messages::ShardMsg;
 use crate::broker::requests::QueueRequest;
@@ -115,6 +115,14 @@ impl Shard {
                     let operation = permission_operation(&user, &vhost, &permissions);
                     definitions.set_permissions(&user, &vhost, *permissions)?;
                     Some(operation)
+                }
+                AccountChange::SetVhostLimits { name, limits } => {
+                    definitions.set_vhost_limits(&name, limits)?;
+                    Some(vhost_limits_operation(&name, limits))
+                }
+                AccountChange::SetUserLimits { name, limits } => {
+                    definitions.set_user_limits(&name, limits)?;
+                    Some(user_limits_operation(&name, limits))
                 }
                 AccountChange::ClearPermissions { user, vhost } => {
                     definitions.clear_permissions(&user, &vhost)?;

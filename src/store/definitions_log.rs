@@ -28,6 +28,8 @@ const KIND_USER_PUT: u8 = 23;
 const KIND_USER_DELETE: u8 = 24;
 const KIND_PERMISSION_SET: u8 = 25;
 const KIND_PERMISSION_CLEAR: u8 = 26;
+const KIND_VHOST_LIMITS: u8 = 27;
+const KIND_USER_LIMITS: u8 = 28;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct BindingDefinition {
@@ -96,6 +98,16 @@ pub enum DefinitionOp {
     PermissionClear {
         user: String,
         vhost: String,
+    },
+    /// A negative limit is no limit.
+    VhostLimits {
+        name: String,
+        max_connections: i64,
+        max_queues: i64,
+    },
+    UserLimits {
+        name: String,
+        max_connections: i64,
     },
 }
 
@@ -268,6 +280,17 @@ fn encode(out: &mut Vec<u8>, operation: &DefinitionOp) -> io::Result<()> {
             put_text(out, user);
             put_text(out, vhost);
         }
+        DefinitionOp::VhostLimits { name, max_connections, max_queues } => {
+            out.put_u8(KIND_VHOST_LIMITS);
+            put_text(out, name);
+            out.put_i64_le(*max_connections);
+            out.put_i64_le(*max_queues);
+        }
+        DefinitionOp::UserLimits { name, max_connections } => {
+            out.put_u8(KIND_USER_LIMITS);
+            put_text(out, name);
+            out.put_i64_le(*max_connections);
+        }
     }
     let body = &out[start + RECORD_HEADER_BYTES..];
     let length = body.len() as u32;
@@ -354,6 +377,12 @@ fn decode(kind: u8, payload: &[u8]) -> Option<DefinitionOp> {
             read: cursor.text()?,
         },
         KIND_PERMISSION_CLEAR => DefinitionOp::PermissionClear { user: cursor.text()?, vhost: cursor.text()? },
+        KIND_VHOST_LIMITS => DefinitionOp::VhostLimits {
+            name: cursor.text()?,
+            max_connections: cursor.u64()? as i64,
+            max_queues: cursor.u64()? as i64,
+        },
+        KIND_USER_LIMITS => DefinitionOp::UserLimits { name: cursor.text()?, max_connections: cursor.u64()? as i64 },
         _ => return None,
     };
     (cursor.position == payload.len()).then_some(operation)
@@ -411,6 +440,8 @@ mod tests {
                 read: ".*".into(),
             },
             DefinitionOp::PermissionClear { user: "bob".into(), vhost: "apps".into() },
+            DefinitionOp::VhostLimits { name: "apps".into(), max_connections: 10, max_queues: -1 },
+            DefinitionOp::UserLimits { name: "bob".into(), max_connections: 2 },
             DefinitionOp::UserDelete { name: "bob".into() },
             DefinitionOp::VhostDelete { name: "apps".into() },
         ];

@@ -109,7 +109,13 @@ const T_SECS: u64 = T;
 async fn publish_then_sync(ch: Channel, exchange: &str, routing_key: &str) -> lapin::Result<()> {
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
     let confirm = ch
-        .basic_publish(exchange.into(), routing_key.into(), BasicPublishOptions::default(), b"body", BasicProperties::default())
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            b"body",
+            BasicProperties::default(),
+        )
         .await?;
     confirm.await.map(drop)
 }
@@ -606,7 +612,8 @@ async fn bad_logins_are_refused_without_harm_and_ctl_closes_a_connection() {
     let mut response = vec![0u8];
     response.extend_from_slice(&long_user);
     response.extend_from_slice(b"\0pw");
-    for (mechanism, response) in [("PLAIN", response.clone()), ("PLAIN", b"no-nul-here".to_vec()), ("KERBEROS", b"x".to_vec())]
+    for (mechanism, response) in
+        [("PLAIN", response.clone()), ("PLAIN", b"no-nul-here".to_vec()), ("KERBEROS", b"x".to_vec())]
     {
         let mut client = RawClient::connect(&address);
         client.send(crate::common::raw::PROTOCOL_HEADER);
@@ -649,4 +656,53 @@ async fn bad_logins_are_refused_without_harm_and_ctl_closes_a_connection() {
     let (code, _, err) = ctl(data.path(), &["close_connection", "1.2.3.4:5 -> 6.7.8.9:10", "x"]);
     assert_eq!(code, 65, "{err}");
     broker.stop_cleanly();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vhost_and_user_limits_refuse_as_rabbitmq_and_survive_a_restart() {
+    if crate::common::process::external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let broker = BrokerProcess::start(data.path(), 2, &[]);
+    setup_app_user(data.path(), "apps");
+    ctl_ok(data.path(), &["set_vhost_limits", "-p", "apps", r#"{"max-connections": 2, "max-queues": 1}"#]);
+    ctl_ok(data.path(), &["set_user_limits", "app", r#"{"max-connections": 1}"#]);
+    assert_eq!(ctl_ok(data.path(), &["list_user_limits", "app", "-q"]), "{\"max-connections\":1}\n");
+
+    let app = try_connect(&uri_for(broker.uri(), "app", "app-secret", "apps")).await.expect("app's one connection");
+    let second = try_connect(&uri_for(broker.uri(), "app", "app-secret", "apps")).await;
+    expect_close_text(
+        second.map(|_| ()),
+        530,
+        "NOT_ALLOWED - connection refused for user 'app': user connection limit (1) is reached",
+    );
+    let _guest = try_connect(&uri_for(broker.uri(), "guest", "guest", "apps")).await.expect("the vhost's second");
+    let third = try_connect(&uri_for(broker.uri(), "guest", "guest", "apps")).await;
+    expect_close_text(
+        third.map(|_| ()),
+        530,
+        "NOT_ALLOWED - access to vhost 'apps' refused for user 'guest': connection limit (2) is reached",
+    );
+    let ch = open_channel(&app).await;
+    within(T, ch.queue_declare("app-1".into(), QueueDeclareOptions::default(), FieldTable::default())).await.unwrap();
+    let over = within(T, ch.queue_declare("app-2".into(), QueueDeclareOptions::default(), FieldTable::default())).await;
+    expect_close_text(
+        over,
+        406,
+        "PRECONDITION_FAILED - cannot declare queue 'app-2': queue limit in vhost 'apps' (1) is reached",
+    );
+    app.close(200, "bye".into()).await.ok();
+    // A closed connection makes room.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    try_connect(&uri_for(broker.uri(), "app", "app-secret", "apps")).await.expect("room again");
+    broker.kill();
+
+    let _broker = BrokerProcess::start(data.path(), 2, &[]);
+    let limits = ctl_ok(data.path(), &["list_vhost_limits", "-p", "apps", "-q"]);
+    assert_eq!(limits, "{\"max-connections\":2,\"max-queues\":1}\n");
+    ctl_ok(data.path(), &["clear_vhost_limits", "-p", "apps"]);
+    assert_eq!(ctl_ok(data.path(), &["list_vhost_limits", "-p", "apps", "-q"]), "{}\n");
+    let (code, _, err) = ctl(data.path(), &["set_vhost_limits", "-p", "apps", r#"{"max-bananas": 1}"#]);
+    assert_eq!(code, 65, "{err}");
 }
