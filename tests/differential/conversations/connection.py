@@ -39,6 +39,20 @@ def handshake_ok(s):
     c.read()
 
 
+@conversation("connection.close.client-writes-after-close-ok")
+def writes_after_close_ok(s):
+    """A client whose publishes were still queued behind its connection.close (amqplib sends
+    channel 0 first) goes on writing after close-ok: the broker reads and drops those bytes
+    and leaves the socket for the client to close, rather than resetting it under the
+    client's writes."""
+    c = s.connect()
+    c.open_channel()
+    c.close()
+    c.publish(1, routing_key=s.q(), body="after close-ok")
+    c.read_nothing()
+    s.note("socket still open after close-ok and a late publish: %s" % (not c.ended))
+
+
 def _login(**options):
     def run(s):
         c = s.connect(handshake=False)
