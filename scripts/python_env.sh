@@ -1,12 +1,14 @@
 # shellcheck shell=bash
-# Sourced by test.sh and crash.sh: makes sure $ROOT/.venv exists and holds the
-# Python test dependencies (tests/python/requirements.txt), installing only what
-# is missing. Sets VENV_PYTHON.
+# Sourced by test.sh, crash.sh, differential.sh and client-suites.sh: makes sure a virtualenv
+# exists and holds pinned requirements, installing only what is missing.
+#
+#   ensure_python_env ROOT     # $ROOT/.venv with tests/python/requirements.txt; sets VENV_PYTHON
+#   ensure_venv DIR REQUIREMENTS IMPORTS   # any virtualenv; prints nothing on success
+#
+# IMPORTS is a Python import statement run in the virtualenv afterwards, as a check.
 
-ensure_python_env() {
-    local root=$1
-    local venv="$root/.venv"
-    local requirements="$root/tests/python/requirements.txt"
+ensure_venv() {
+    local venv=$1 requirements=$2 imports=$3
     local python=${PYTHON:-python3}
     if ! command -v "$python" >/dev/null 2>&1; then
         echo "python3 is missing; installing it (Debian package)"
@@ -25,7 +27,7 @@ ensure_python_env() {
             "$python" -m venv "$venv"
         fi
     fi
-    # Reinstall only when requirements.txt changed since the last install.
+    # Reinstall only when the requirements file changed since the last install.
     local stamp="$venv/.requirements.sha256"
     local want
     want=$(sha256sum "$requirements" | cut -d' ' -f1)
@@ -33,7 +35,12 @@ ensure_python_env() {
         "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements"
         echo "$want" >"$stamp"
     fi
-    "$venv/bin/python" -c 'import pika, kombu, pytest, pytest_timeout'
+    "$venv/bin/python" -c "$imports"
+}
+
+ensure_python_env() {
+    local root=$1
+    ensure_venv "$root/.venv" "$root/tests/python/requirements.txt" 'import pika, kombu, pytest, pytest_timeout'
     # shellcheck disable=SC2034 # read by the scripts that source this file
-    VENV_PYTHON="$venv/bin/python"
+    VENV_PYTHON="$root/.venv/bin/python"
 }

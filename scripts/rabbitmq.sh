@@ -4,6 +4,9 @@
 #
 #   scripts/rabbitmq.sh start PORT DIR   # AMQP on 127.0.0.1:PORT, state in DIR
 #   scripts/rabbitmq.sh stop DIR         # kill the node started in DIR
+#   scripts/rabbitmq.sh install          # install the Debian package if missing, start nothing
+#
+# With RABBITMQ_SH_IPV6=1 in the environment, `start` listens on [::1]:PORT as well.
 #
 # Then e.g.: SPATEMQ_TEST_URI=amqp://guest:guest@127.0.0.1:PORT/ \
 #              .venv/bin/python -m pytest tests/python -q
@@ -12,7 +15,7 @@ set -euo pipefail
 RMQ_BIN=/usr/lib/rabbitmq/bin
 
 usage() {
-    echo "usage: $0 start PORT DIR | stop DIR" >&2
+    echo "usage: $0 start PORT DIR | stop DIR | install" >&2
     exit 2
 }
 
@@ -130,6 +133,9 @@ default_user = guest
 default_pass = guest
 default_vhost = /
 EOF
+    if [ "${RABBITMQ_SH_IPV6:-0}" = 1 ]; then
+        echo "listeners.tcp.2 = ::1:$port" >>"$dir/rabbitmq.conf"
+    fi
     echo '[].' >"$dir/enabled_plugins"
 
     local node="spatemq-cmp-$port@localhost"
@@ -207,5 +213,6 @@ shift
 case "$action" in
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
+    install) [ $# -eq 0 ] || usage; ensure_installed ;;
     *) usage ;;
 esac

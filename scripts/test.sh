@@ -4,7 +4,22 @@
 # the Python client tests (pika, kombu) against the release binary, then the differential test
 # against a real RabbitMQ.
 # Safe to rerun: installs only what is missing.
+#
+#   scripts/test.sh [--client-suites]
+#
+# --client-suites (or SPATEMQ_CLIENT_SUITES=1) also runs the client libraries' own test suites
+# against SpateMQ and RabbitMQ (scripts/client-suites.sh --rabbitmq): a few minutes more, and
+# downloads from the Python and npm registries on the first run.
 set -euo pipefail
+
+client_suites=${SPATEMQ_CLIENT_SUITES:-0}
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --client-suites) client_suites=1; shift ;;
+        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+done
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$(pwd)
@@ -47,5 +62,10 @@ section "differential test (the same AMQP conversations against SpateMQ and Rabb
 # RabbitMQ node (installing the Debian package when missing). Fails on a difference that
 # docs/differences.md does not list, and on an entry there that no longer differs.
 SPATEMQ_BIN="${SPATEMQ_BIN:-$ROOT/target/release/spatemq}" "$ROOT/scripts/differential.sh"
+
+if [ "$client_suites" = 1 ]; then
+    section "client libraries' own test suites (py-amqp, kombu, amqplib) against SpateMQ and RabbitMQ"
+    SPATEMQ_BIN="${SPATEMQ_BIN:-$ROOT/target/release/spatemq}" "$ROOT/scripts/client-suites.sh" --rabbitmq
+fi
 
 section "all tests passed"

@@ -45,6 +45,9 @@ pub struct Connection {
     /// user, or an operator's close): the reader handles no more frames and waits for
     /// close-ok.
     force_closed: Cell<bool>,
+    /// The client closed the connection: its socket stays open (and is read and dropped)
+    /// until the client closes it.
+    lingering: Cell<bool>,
     /// Permission verdicts of this connection's user in its vhost (`access`).
     pub access: RefCell<super::access::AccessCache>,
     pub channels: RefCell<HashMap<u16, Channel>>,
@@ -83,6 +86,7 @@ impl Connection {
             name: RefCell::new(String::new()),
             access: RefCell::new(super::access::AccessCache::default()),
             force_closed: Cell::new(false),
+            lingering: Cell::new(false),
             channels: RefCell::new(HashMap::new()),
             written: RefCell::new(HashMap::new()),
             next_incarnation: Cell::new(1),
@@ -260,6 +264,14 @@ impl Connection {
 
     pub fn is_force_closed(&self) -> bool {
         self.force_closed.get()
+    }
+
+    pub fn linger(&self) {
+        self.lingering.set(true);
+    }
+
+    pub fn lingers(&self) -> bool {
+        self.lingering.get()
     }
 }
 

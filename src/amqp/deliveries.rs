@@ -116,8 +116,10 @@ impl Connection {
                     ConfirmAnswer::Ack { delivery_tag, multiple } => {
                         hotpath::encode_ack(out, channel, delivery_tag, multiple)
                     }
+                    // requeue means nothing in a broker's nack; RabbitMQ leaves it at the
+                    // field's default, true, and so do we.
                     ConfirmAnswer::Nack { delivery_tag, multiple } => {
-                        hotpath::encode_nack(out, channel, delivery_tag, multiple, false)
+                        hotpath::encode_nack(out, channel, delivery_tag, multiple, true)
                     }
                 }
             }

@@ -401,7 +401,9 @@ impl Queue {
                 format!("queue '{}' in vhost '{}' in exclusive use", self.definition.name, self.definition.vhost),
             )
         };
-        if self.exclusive_consumer || (exclusive && !self.consumers.is_empty()) {
+        // A single-active-consumer queue refuses every exclusive consume, even while it has no
+        // consumer, as RabbitMQ does (exclusive_consume_unavailable).
+        if self.exclusive_consumer || (exclusive && (!self.consumers.is_empty() || self.args.single_active_consumer)) {
             return Err(in_exclusive_use());
         }
         self.exclusive_consumer = exclusive;
@@ -487,6 +489,11 @@ impl Queue {
                 Settle::Discard => self.dead(unacked.entry, DeathReason::Rejected, effects),
                 Settle::Ack => self.mark(&unacked.entry, Mark::Removed, effects),
             }
+        }
+        // Requeued messages count against the length limit again: with drop-head the oldest
+        // ready ones go until the queue fits, as RabbitMQ does after a requeue (maybe_drop_head).
+        if action == Settle::Requeue && (self.args.max_length.is_some() || self.args.max_length_bytes.is_some()) {
+            self.drop_over_limit(effects, reader);
         }
         self.dispatch(effects, reader);
     }

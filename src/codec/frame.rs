@@ -48,15 +48,13 @@ pub struct RawFrame {
 /// longer be trusted to be frame-aligned).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FrameError {
-    /// `size` is the payload size field; `frame_max` the limit it broke
-    /// (0 when the hard cap applied).
-    TooLarge {
-        size: u32,
-        frame_max: u32,
-    },
-    BadFrameEnd {
-        found: u8,
-    },
+    /// `size` is the payload size field of a frame of `frame_type`; `frame_max`
+    /// the limit it broke (0 when none was negotiated and the hard cap applied).
+    TooLarge { frame_type: u8, size: u32, frame_max: u32 },
+    /// The octet after the payload, `found`, is not frame-end. `frame` is the
+    /// frame as RabbitMQ's text shows it (`describe`: its type and its payload,
+    /// or the first 16 octets of a longer one).
+    BadFrameEnd { frame: String, found: u8 },
 }
 
 impl FrameError {
@@ -68,18 +66,20 @@ impl FrameError {
     }
 }
 
+/// RabbitMQ's texts: the frame (`describe`; an oversized one is refused before its payload is
+/// read, so it shows none) and the Erlang term of the error, whose limit is frame_max less the
+/// 8 octets of frame overhead. Without a negotiated frame_max the hard cap stands in for it
+/// (RabbitMQ has no limit there).
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FrameError::TooLarge { size, frame_max: 0 } => write!(
-                f,
-                "FRAME_ERROR - frame payload size {size} exceeds the hard limit of {FRAME_MAX_HARD_CAP} bytes"
-            ),
-            FrameError::TooLarge { size, frame_max } => {
-                write!(f, "FRAME_ERROR - frame payload size {size} exceeds negotiated frame_max {frame_max}")
+            FrameError::TooLarge { frame_type, size, frame_max } => {
+                let limit = frame_limit(*frame_max).saturating_sub(FRAME_OVERHEAD);
+                let frame = describe(*frame_type, &[]);
+                write!(f, "FRAME_ERROR - {frame}: {{frame_too_large,{size},{limit}}}")
             }
-            FrameError::BadFrameEnd { found } => {
-                write!(f, "FRAME_ERROR - expected frame end 0xCE, found {found:#04x}")
+            FrameError::BadFrameEnd { frame, found } => {
+                write!(f, "FRAME_ERROR - {frame}: {{invalid_frame_end_marker,{found}}}")
             }
         }
     }
@@ -87,7 +87,8 @@ impl fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
-/// Largest whole frame (header + payload + end) allowed under `frame_max`.
+/// Largest whole frame (header + payload + end) allowed under `frame_max`,
+/// for the frames we write.
 fn frame_limit(frame_max: u32) -> u32 {
     if frame_max == 0 {
         FRAME_MAX_HARD_CAP
@@ -104,6 +105,18 @@ pub fn max_payload_len(frame_max: u32) -> usize {
     (frame_limit(frame_max) - FRAME_OVERHEAD) as usize
 }
 
+/// Largest payload an inbound frame may carry under `frame_max`. RabbitMQ lets a
+/// payload reach frame_max itself, 8 octets over what frame_max allows, because
+/// many clients leave out the frame overhead; so do we. The hard cap applies
+/// as for outbound frames.
+fn inbound_payload_max(frame_max: u32) -> u32 {
+    if frame_max == 0 {
+        FRAME_MAX_HARD_CAP - FRAME_OVERHEAD
+    } else {
+        frame_max.min(FRAME_MAX_HARD_CAP - FRAME_OVERHEAD)
+    }
+}
+
 /// Splits one frame off the front of `buffer`, whatever its type: as RabbitMQ, a frame of an
 /// unknown type is read whole and refused afterwards (see `is_well_formed`).
 ///
@@ -115,16 +128,16 @@ pub fn split_frame(buffer: &mut BytesMut, frame_max: u32) -> Result<Option<RawFr
         return Ok(None);
     };
     let size = u32::from_be_bytes([s0, s1, s2, s3]);
-    // u64 so that a size near u32::MAX cannot wrap the comparison.
-    if u64::from(size) + u64::from(FRAME_OVERHEAD) > u64::from(frame_limit(frame_max)) {
-        return Err(FrameError::TooLarge { size, frame_max });
+    if size > inbound_payload_max(frame_max) {
+        return Err(FrameError::TooLarge { frame_type, size, frame_max });
     }
     let end_offset = FRAME_HEADER_LEN + size as usize;
     let Some(&found) = buffer.get(end_offset) else {
         return Ok(None);
     };
     if found != FRAME_END {
-        return Err(FrameError::BadFrameEnd { found });
+        let frame = describe(frame_type, &buffer[FRAME_HEADER_LEN..end_offset]);
+        return Err(FrameError::BadFrameEnd { frame, found });
     }
     let mut frame = buffer.split_to(end_offset + 1);
     frame.truncate(end_offset);
@@ -194,7 +207,7 @@ pub fn write_heartbeat(out: &mut BytesMut) {
 /// Writes a complete frame. Fails only if the payload cannot be described by
 /// the 32-bit size field (or the hard cap), in which case nothing is written.
 pub fn write_frame(out: &mut BytesMut, frame_type: u8, channel: u16, payload: &[u8]) -> Result<(), FrameError> {
-    let size = checked_size(payload.len())?;
+    let size = checked_size(frame_type, payload.len())?;
     out.reserve(payload.len() + FRAME_OVERHEAD as usize);
     out.put_u8(frame_type);
     out.put_u16(channel);
@@ -220,7 +233,7 @@ pub fn write_frame_with<E: From<FrameError>>(
     out.put_u32(0);
     let result = fill(out).and_then(|()| {
         let payload_len = out.len() - start - FRAME_HEADER_LEN;
-        let size = checked_size(payload_len)?;
+        let size = checked_size(frame_type, payload_len)?;
         if let Some(slot) = out.get_mut(start + 3..start + FRAME_HEADER_LEN) {
             slot.copy_from_slice(&size.to_be_bytes());
         }
@@ -233,10 +246,13 @@ pub fn write_frame_with<E: From<FrameError>>(
     result
 }
 
-fn checked_size(payload_len: usize) -> Result<u32, FrameError> {
+fn checked_size(frame_type: u8, payload_len: usize) -> Result<u32, FrameError> {
     match u32::try_from(payload_len) {
         Ok(size) if size <= FRAME_MAX_HARD_CAP - FRAME_OVERHEAD => Ok(size),
-        _ => Err(FrameError::TooLarge { size: u32::try_from(payload_len).unwrap_or(u32::MAX), frame_max: 0 }),
+        _ => {
+            let size = u32::try_from(payload_len).unwrap_or(u32::MAX);
+            Err(FrameError::TooLarge { frame_type, size, frame_max: 0 })
+        }
     }
 }
 
@@ -401,11 +417,13 @@ mod tests {
 
     #[test]
     fn oversized_rejected_from_header_alone() {
-        // Payload 4089 + 8 = 4097 > 4096; only the header has arrived.
-        let mut buffer = BytesMut::from(&[FRAME_BODY, 0, 1, 0, 0, 0x0F, 0xF9][..]);
-        assert_eq!(split_frame(&mut buffer, 4096), Err(FrameError::TooLarge { size: 4089, frame_max: 4096 }));
-        // Exactly frame_max is accepted (still incomplete).
-        let mut buffer = BytesMut::from(&[FRAME_BODY, 0, 1, 0, 0, 0x0F, 0xF8][..]);
+        // A payload of 4097 under frame_max 4096; only the header has arrived.
+        let mut buffer = BytesMut::from(&[FRAME_BODY, 0, 1, 0, 0, 0x10, 0x01][..]);
+        let error = split_frame(&mut buffer, 4096).expect_err("too large");
+        assert_eq!(error, FrameError::TooLarge { frame_type: FRAME_BODY, size: 4097, frame_max: 4096 });
+        assert_eq!(error.to_string(), "FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,4097,4088}");
+        // A payload of frame_max itself is accepted (still incomplete), as RabbitMQ allows.
+        let mut buffer = BytesMut::from(&[FRAME_BODY, 0, 1, 0, 0, 0x10, 0x00][..]);
         assert_eq!(split_frame(&mut buffer, 4096), Ok(None));
         // frame_max 0 still has the hard cap, even for a u32::MAX size field.
         let mut buffer = BytesMut::from(&[FRAME_BODY, 0, 1, 0xFF, 0xFF, 0xFF, 0xFF][..]);
@@ -420,8 +438,9 @@ mod tests {
         let last = buffer.len() - 1;
         buffer[last] = 0xCD;
         let err = split_frame(&mut buffer, 4096).expect_err("bad end");
-        assert_eq!(err, FrameError::BadFrameEnd { found: 0xCD });
+        assert_eq!(err, FrameError::BadFrameEnd { frame: "type 1, all octets = <<\"xyz\">>".into(), found: 0xCD });
         assert_eq!(err.reply_code(), 501);
+        assert_eq!(err.to_string(), "FRAME_ERROR - type 1, all octets = <<\"xyz\">>: {invalid_frame_end_marker,205}");
     }
 
     #[test]
@@ -482,7 +501,7 @@ mod tests {
         let before = out.clone();
         let failed = write_frame_with(&mut out, FRAME_METHOD, 5, |out| {
             out.put_slice(b"partial");
-            Err(FrameError::BadFrameEnd { found: 0 })
+            Err(FrameError::BadFrameEnd { frame: String::new(), found: 0 })
         });
         assert!(failed.is_err());
         assert_eq!(out, before);

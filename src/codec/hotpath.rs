@@ -433,6 +433,7 @@ pub fn encode_content_header(
     let header_len = 12 + property_bytes.len();
     if header_len > max_payload_len(frame_max) {
         return Err(CodecError::Frame(FrameError::TooLarge {
+            frame_type: FRAME_HEADER,
             size: u32::try_from(header_len).unwrap_or(u32::MAX),
             frame_max,
         }));

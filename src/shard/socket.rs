@@ -26,6 +26,10 @@ use crate::codec::frame::{split_frame, FrameError, RawFrame};
 use crate::ids::ConnId;
 use crate::limits::{CLOSE_OK_TIMEOUT_MS, READ_CHUNK_BYTES};
 
+/// How long a closed connection's socket is still read (and its bytes dropped) waiting for the
+/// client to close it (RabbitMQ: 30 s, or less with heartbeats).
+const DRAIN_AFTER_CLOSE: Duration = Duration::from_secs(30);
+
 enum ReadError {
     Closed,
     Frame(FrameError),
@@ -49,6 +53,19 @@ impl FrameReader {
         let (result, slice) = self.half.read(buffer.slice_mut(length..capacity)).await;
         self.buffer = slice.into_inner();
         matches!(result, Ok(read) if read > 0)
+    }
+
+    /// Reads and drops whatever arrives until end of stream, for at most `limit`.
+    async fn drain(&mut self, limit: Duration) {
+        let discard = async {
+            loop {
+                self.buffer.clear();
+                if !self.fill().await {
+                    return;
+                }
+            }
+        };
+        let _ = monoio::time::timeout(limit, discard).await;
     }
 
     fn buffered(&self) -> &[u8] {
@@ -100,7 +117,18 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, loopback_peer: bool) {
         monoio::spawn(heartbeat_loop(connection.clone(), heartbeat, fd));
     }
     match read_loop(&shard, &connection, &mut reader).await {
-        Ok(()) => {}
+        Ok(()) => {
+            // The client closed (close-ok is on its way): release everything now, then read
+            // and drop what it still sends until it closes the socket, as RabbitMQ does, so
+            // that a client with publishes queued behind its close does not meet a reset.
+            teardown(&shard, &connection);
+            let limit = match heartbeat {
+                0 => DRAIN_AFTER_CLOSE,
+                seconds => DRAIN_AFTER_CLOSE.min(Duration::from_secs(u64::from(seconds) * 2)),
+            };
+            reader.drain(limit).await;
+            return;
+        }
         Err(Hangup::Close(fault)) => {
             send_connection_close(&connection, &fault.error, fault.class_id, fault.method_id);
             await_close_ok(&connection, &mut reader).await;
@@ -275,9 +303,12 @@ async fn write_loop(shard: Rc<Shard>, connection: Rc<Connection>, mut half: Owne
         }
     }
     connection.writer_stopped();
-    // Dropping the write half shuts down the sending side; the read half closes with the reader.
     drop(half);
-    shutdown_socket(fd);
+    // After the client's own close the socket stays open for the reader to drain until the
+    // client closes it; the descriptor closes when the reader drops its half too.
+    if !connection.lingers() {
+        shutdown_socket(fd);
+    }
 }
 
 /// Stops the socket in both directions: a pending read returns at once.

@@ -480,7 +480,7 @@ fn a_frame_too_large_before_tune_ok_closes_the_socket_silently() {
     // RabbitMQ does not tell a client that is still starting or tuning why it closes.
     let broker = Broker::new(1);
     let mut client = started(&broker, true);
-    let error = FrameError::TooLarge { size: 200_000, frame_max: 131_072 };
+    let error = FrameError::TooLarge { frame_type: 1, size: 200_000, frame_max: 131_072 };
     assert_eq!(client.handshake.frame_error(&client.connection, error), Step::Refused);
     assert!(client.output().is_empty());
 }
@@ -489,7 +489,7 @@ fn a_frame_too_large_before_tune_ok_closes_the_socket_silently() {
 fn a_frame_too_large_while_opening_is_501() {
     let broker = Broker::new(1);
     let mut client = opening(&broker);
-    let error = FrameError::TooLarge { size: 200_000, frame_max: 131_072 };
+    let error = FrameError::TooLarge { frame_type: 1, size: 200_000, frame_max: 131_072 };
     assert_eq!(client.handshake.frame_error(&client.connection, error), Step::Refused);
     let (code, _, class_id, method_id) = connection_close(&client.methods()).expect("connection.close");
     assert_eq!((code, class_id, method_id), (501, 0, 0));

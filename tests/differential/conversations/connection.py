@@ -39,6 +39,20 @@ def handshake_ok(s):
     c.read()
 
 
+@conversation("connection.close.client-writes-after-close-ok")
+def writes_after_close_ok(s):
+    """A client whose publishes were still queued behind its connection.close (amqplib sends
+    channel 0 first) goes on writing after close-ok: the broker reads and drops those bytes
+    and leaves the socket for the client to close, rather than resetting it under the
+    client's writes."""
+    c = s.connect()
+    c.open_channel()
+    c.close()
+    c.publish(1, routing_key=s.q(), body="after close-ok")
+    c.read_nothing()
+    s.note("socket still open after close-ok and a late publish: %s" % (not c.ended))
+
+
 def _login(**options):
     def run(s):
         c = s.connect(handshake=False)
@@ -84,6 +98,7 @@ def frame_max_breach_method(s):
     c.open_channel(1)
     c.send(1, "queue.declare", queue=s.q(), arguments={"x-padding": "p" * 5000})
     c.read()
+    c.read_until_closed()  # RabbitMQ closes 3 s after its connection.close, close-ok or not
 
 
 @conversation("connection.tune.frame-max-breach-body")
@@ -92,6 +107,31 @@ def frame_max_breach_body(s):
     c.open_channel(1)
     c.publish(1, "", s.q(), body=b"b" * 6000, frame_body_max=6000)
     c.read()
+    c.read_until_closed()  # RabbitMQ closes 3 s after its connection.close, close-ok or not
+
+
+def _frame_max_edge(payload_size):
+    """A body frame whose payload is `payload_size` under a frame_max of 4096: RabbitMQ lets a
+    payload reach frame_max itself (8 octets over what frame_max allows, for clients that
+    count wrong) and refuses one octet more."""
+    def run(s):
+        c = s.connect(frame_max=4096)
+        c.open_channel(1)
+        c.send(1, "queue.declare", queue=s.q(), exclusive=True)
+        c.read()
+        c.publish(1, "", s.q(), body=b"b" * payload_size, frame_body_max=payload_size)
+        answer = c.read_nothing()
+        if any(frame.get("method") == "connection.close" for frame in answer):
+            c.read_until_closed()  # RabbitMQ closes 3 s after its connection.close
+        else:
+            c.send(1, "basic.get", queue=s.q(), no_ack=True)
+            c.read()
+
+    return run
+
+
+for _size in (4088, 4089, 4096, 4097):
+    add("connection.tune.frame-max-edge-body-%d" % _size, _frame_max_edge(_size))
 
 
 def _wrong_method_while(stage):

@@ -77,6 +77,24 @@ fn a_consume_on_a_queue_with_an_exclusive_consumer_closes_the_channel_with_403()
 }
 
 #[test]
+fn an_exclusive_consume_on_a_single_active_consumer_queue_closes_the_channel_with_403() {
+    let broker = Broker::new(3);
+    let mut client = client_on(&broker, 1);
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    let declare = match declare("single") {
+        AMQPClass::Queue(queue::AMQPMethod::Declare(method)) => queue::Declare { arguments, ..method },
+        other => panic!("declare() builds a queue.declare, not {other:?}"),
+    };
+    client.send(1, AMQPClass::Queue(queue::AMQPMethod::Declare(declare)));
+    client.output();
+    // No consumer yet: RabbitMQ refuses an exclusive consumer on such a queue all the same.
+    let options = ConsumeOptions { exclusive: true, ..ConsumeOptions::default() };
+    client.send(1, consume_with("single", "t", options, FieldTable::default()));
+    assert_channel_closed(&mut client, (403, "ACCESS_REFUSED - queue 'single' in vhost '/' in exclusive use", 60, 20));
+}
+
+#[test]
 fn once_the_exclusive_consumer_cancels_others_may_consume() {
     let broker = Broker::new(3);
     let mut first = client_on(&broker, 1);

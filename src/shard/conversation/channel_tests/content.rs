@@ -41,6 +41,43 @@ fn publish_with_expiration(expiration: &str) -> Vec<(u16, AMQPClass)> {
     client.methods()
 }
 
+/// A body frame whose payload is `body_bytes` long under the connection's frame_max, and what
+/// a basic.get of it then returns (None: the connection was closed).
+fn publish_one_body_frame(body_bytes: usize) -> (Option<usize>, Vec<(u16, AMQPClass)>) {
+    let broker = Broker::new(1);
+    let mut client = client_with_channel(&broker);
+    client.send(1, declare("edge"));
+    client.output();
+    client.send(1, publish_method("", "edge"));
+    client.send_bytes(&header_frame(1, body_bytes as u64));
+    client.send_bytes(&body_frame(1, &vec![b'e'; body_bytes]));
+    if client.closed {
+        return (None, client.methods());
+    }
+    client.send(1, get("edge"));
+    let output = client.output();
+    let received = output.iter().map(|out| if let Out::Body { body, .. } = out { body.len() } else { 0 }).sum();
+    (Some(received), Vec::new())
+}
+
+#[test]
+fn a_body_frame_of_frame_max_octets_is_accepted_as_rabbitmq_does() {
+    // The spec allows frame_max - 8 octets of payload; RabbitMQ lets clients that forget the
+    // frame overhead send up to frame_max.
+    let frame_max = FRAME_MAX_BYTES as usize;
+    assert_eq!(publish_one_body_frame(frame_max), (Some(frame_max), Vec::new()));
+}
+
+#[test]
+fn a_body_frame_of_frame_max_plus_one_octets_is_501() {
+    let frame_max = FRAME_MAX_BYTES;
+    let (received, methods) = publish_one_body_frame(frame_max as usize + 1);
+    assert_eq!(received, None);
+    let text =
+        format!("FRAME_ERROR - type 3, all octets = <<>>: {{frame_too_large,{},{}}}", frame_max + 1, frame_max - 8);
+    assert_eq!(connection_close(&methods), Some((501, text, 0, 0)), "{methods:?}");
+}
+
 #[test]
 fn a_publish_assembled_from_method_header_and_bodies_is_routed_whole() {
     let broker = Broker::new(1);

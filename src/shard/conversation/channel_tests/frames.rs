@@ -90,3 +90,41 @@ fn a_content_header_on_channel_0_closes_the_connection_with_505() {
         (505, "UNEXPECTED_FRAME - type 2, all octets = <<0,60,0,0,0,0,0,0,0,0,0,0,0,0>>", 0, 0),
     );
 }
+
+/// basic.qos (prefetch_count 1) as a method frame payload.
+const QOS_PAYLOAD: [u8; 11] = [0, 60, 0, 10, 0, 0, 0, 0, 0, 1, 0];
+
+#[test]
+fn a_bad_frame_end_octet_is_501_with_the_frame_and_the_octet_found() {
+    let broker = Broker::new(1);
+    let mut client = client_with_channel(&broker);
+    let mut frame = raw_frame(FRAME_METHOD, 1, &QOS_PAYLOAD);
+    *frame.last_mut().expect("a frame") = 0;
+    client.send_bytes(&frame);
+    let text = "FRAME_ERROR - type 1, all octets = <<0,60,0,10,0,0,0,0,0,1,0>>: {invalid_frame_end_marker,0}";
+    assert_connection_closed(&mut client, (501, text, 0, 0));
+}
+
+#[test]
+fn a_bad_frame_end_after_a_long_payload_shows_its_first_16_octets() {
+    let broker = Broker::new(1);
+    let mut client = client_with_channel(&broker);
+    let mut frame = raw_frame(FRAME_BODY, 1, b"a body of twenty bytes");
+    *frame.last_mut().expect("a frame") = 0xCD;
+    client.send_bytes(&frame);
+    let text = "FRAME_ERROR - type 3, first 16 octets = <<\"a body of twenty\">>: {invalid_frame_end_marker,205}";
+    assert_connection_closed(&mut client, (501, text, 0, 0));
+}
+
+#[test]
+fn a_frame_over_frame_max_is_501_with_the_size_and_frame_max_less_8() {
+    let broker = Broker::new(1);
+    let mut client = client_with_channel(&broker);
+    let frame_max = client.connection.frame_max.get();
+    // Only the header of a frame announcing 1 GiB: refused before any payload is read.
+    let mut header = vec![FRAME_METHOD, 0, 1];
+    header.extend_from_slice(&(1u32 << 30).to_be_bytes());
+    client.send_bytes(&header);
+    let text = format!("FRAME_ERROR - type 1, all octets = <<>>: {{frame_too_large,1073741824,{}}}", frame_max - 8);
+    assert_connection_closed(&mut client, (501, &text, 0, 0));
+}

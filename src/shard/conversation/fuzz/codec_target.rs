@@ -33,7 +33,7 @@ pub(super) fn run(bytes: &[u8], frame_max: u32) -> CodecOutcome {
         match split_frame(&mut buffer, frame_max) {
             Ok(Some(frame)) => {
                 assert_eq!(before - buffer.len(), frame.payload.len() + FRAME_OVERHEAD as usize, "consumed bytes");
-                assert!(frame.payload.len() as u64 + u64::from(FRAME_OVERHEAD) <= u64::from(limit(frame_max)));
+                assert!(frame.payload.len() as u64 <= u64::from(payload_limit(frame_max)));
                 outcome.frames += 1;
                 check_payload(&frame, &mut outcome);
             }
@@ -50,11 +50,14 @@ pub(super) fn run(bytes: &[u8], frame_max: u32) -> CodecOutcome {
     }
 }
 
-fn limit(frame_max: u32) -> u32 {
+/// The largest payload an inbound frame may have: frame_max itself (RabbitMQ lets clients
+/// leave out the 8 octets of frame overhead), within the hard cap.
+fn payload_limit(frame_max: u32) -> u32 {
+    let cap = FRAME_MAX_HARD_CAP - FRAME_OVERHEAD;
     if frame_max == 0 {
-        FRAME_MAX_HARD_CAP
+        cap
     } else {
-        frame_max.min(FRAME_MAX_HARD_CAP)
+        frame_max.min(cap)
     }
 }
 
@@ -73,11 +76,12 @@ fn check_frame_error(buffer: &[u8], frame_max: u32, error: &FrameError) {
     assert_eq!(error.reply_code(), 501);
     let size_field = u32::from_be_bytes(buffer[3..FRAME_HEADER_LEN].try_into().expect("a whole frame header"));
     match *error {
-        FrameError::TooLarge { size, .. } => {
+        FrameError::TooLarge { frame_type, size, .. } => {
             assert_eq!(size, size_field, "the size refused is the one the header gives");
-            assert!(u64::from(size) + u64::from(FRAME_OVERHEAD) > u64::from(limit(frame_max)));
+            assert_eq!(frame_type, buffer[0], "the frame type refused is the one the header gives");
+            assert!(size > payload_limit(frame_max));
         }
-        FrameError::BadFrameEnd { found } => {
+        FrameError::BadFrameEnd { found, .. } => {
             assert_eq!(buffer[FRAME_HEADER_LEN + size_field as usize], found, "the byte after the payload");
             assert_ne!(found, 0xCE);
         }

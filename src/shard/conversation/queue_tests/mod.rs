@@ -4,7 +4,7 @@
 //! and every queue argument refused at declare, with RabbitMQ 3.10's codes, texts and
 //! class/method ids. Exclusive queues are declared on one shard and used from another. A test
 //! marked `ignore` states where this broker still differs from RabbitMQ; it asserts RabbitMQ's
-//! behaviour.
+//! behaviour. Length limits (x-max-length) are checked where messages come back too.
 
 use amq_protocol::protocol::basic::AMQPProperties;
 use amq_protocol::protocol::{basic, queue, AMQPClass};
@@ -17,6 +17,7 @@ mod bind;
 mod declare;
 mod delete_purge;
 mod exclusive;
+mod max_length;
 mod ttl;
 mod unnamed;
 
