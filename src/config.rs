@@ -33,6 +33,19 @@ pub struct Config {
     /// `consumer_timeout`); queue and consumer `x-consumer-timeout` arguments override it.
     /// None: no broker-wide timeout.
     pub consumer_timeout_ms: Option<u64>,
+    /// amqps: the server's certificate chain (PEM). With `tls_key`, turns the TLS listener on.
+    pub tls_cert: Option<PathBuf>,
+    /// amqps: the server certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
+    /// amqps: the certificate authorities client certificates are verified against (PEM).
+    pub tls_ca_cert: Option<PathBuf>,
+    /// Port of the TLS listener; 0 disables it.
+    pub amqps_port: u16,
+    /// Ask TLS clients for a certificate and verify it against `tls_ca_cert` (RabbitMQ's
+    /// `verify_peer`); a client without one is still let in unless `tls_fail_if_no_peer_cert`.
+    pub tls_verify_peer: bool,
+    /// With `tls_verify_peer`: refuse a TLS client that sends no certificate.
+    pub tls_fail_if_no_peer_cert: bool,
 }
 
 /// RabbitMQ's default `consumer_timeout`: 30 minutes.
@@ -111,6 +124,12 @@ FLAGS (each also read from the environment as SPATEMQ_<NAME>, flag wins):
     --segment-size <size>        size of a message-log segment file, 64KiB to 1GiB [default: 64MiB]
     --consumer-timeout <ms>      close a channel whose delivery stays unacked this long; 0 disables [default: 1800000]
     --per-shard-listeners   each shard also listens on a port of its own (tests, diagnostics)
+    --tls-cert <path>       amqps: server certificate chain (PEM); with --tls-key, turns amqps on
+    --tls-key <path>        amqps: the server certificate's private key (PEM)
+    --tls-ca-cert <path>    amqps: CA certificates client certificates are checked against (PEM)
+    --amqps-port <port>     amqps (AMQP over TLS 1.2/1.3) port; 0 disables [default: 5671]
+    --tls-verify-peer       amqps: ask clients for a certificate and verify it (needs --tls-ca-cert)
+    --tls-fail-if-no-peer-cert   amqps: refuse clients without a certificate (needs --tls-verify-peer)
     -h, --help              this text
     -V, --version           the version
 ";
@@ -131,6 +150,12 @@ impl Config {
             disk_free_limit_bytes: 50_000_000,
             segment_bytes: crate::limits::SEGMENT_BYTES,
             consumer_timeout_ms: Some(CONSUMER_TIMEOUT_DEFAULT_MS),
+            tls_cert: None,
+            tls_key: None,
+            tls_ca_cert: None,
+            amqps_port: 5671,
+            tls_verify_peer: false,
+            tls_fail_if_no_peer_cert: false,
         }
     }
 
@@ -148,7 +173,25 @@ impl Config {
         if !(crate::limits::SEGMENT_BYTES_MIN..=crate::limits::SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
             return Err(ConfigError::Invalid("--segment-size must be between 64KiB and 1GiB".into()));
         }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError::Invalid("--tls-cert and --tls-key go together".into()));
+        }
+        let tls_option_given = self.tls_ca_cert.is_some() || self.tls_verify_peer || self.tls_fail_if_no_peer_cert;
+        if tls_option_given && self.tls_cert.is_none() {
+            return Err(ConfigError::Invalid("the --tls-* options need --tls-cert and --tls-key".into()));
+        }
+        if self.tls_verify_peer && self.tls_ca_cert.is_none() {
+            return Err(ConfigError::Invalid("--tls-verify-peer needs --tls-ca-cert".into()));
+        }
+        if self.tls_fail_if_no_peer_cert && !self.tls_verify_peer {
+            return Err(ConfigError::Invalid("--tls-fail-if-no-peer-cert needs --tls-verify-peer".into()));
+        }
         Ok(())
+    }
+
+    /// The amqps port to listen on: None when TLS is not configured or the port is 0.
+    pub fn amqps_listener_port(&self) -> Option<u16> {
+        (self.tls_cert.is_some() && self.amqps_port != 0).then_some(self.amqps_port)
     }
 
     fn apply<'a>(&mut self, flag: &str, value: Option<&'a str>) -> Result<(), ConfigError> {
@@ -199,6 +242,15 @@ impl Config {
                 self.inject_store_failure_after_bytes = Some(bytes);
             }
             "--per-shard-listeners" => self.per_shard_listeners = parse_bool(flag, value)?,
+            "--tls-cert" => self.tls_cert = Some(PathBuf::from(need(value)?)),
+            "--tls-key" => self.tls_key = Some(PathBuf::from(need(value)?)),
+            "--tls-ca-cert" => self.tls_ca_cert = Some(PathBuf::from(need(value)?)),
+            "--amqps-port" => {
+                let text = need(value)?;
+                self.amqps_port = text.parse().map_err(|_| bad(text, "expected a port 0-65535 (0 disables amqps)"))?;
+            }
+            "--tls-verify-peer" => self.tls_verify_peer = parse_bool(flag, value)?,
+            "--tls-fail-if-no-peer-cert" => self.tls_fail_if_no_peer_cert = parse_bool(flag, value)?,
             _ => return Err(ConfigError::UnknownFlag(flag.into())),
         }
         Ok(())
@@ -217,7 +269,7 @@ fn parse_bool(flag: &str, value: Option<&str>) -> Result<bool, ConfigError> {
     }
 }
 
-const SWITCHES: &[&str] = &["--pin-cores", "--per-shard-listeners"];
+const SWITCHES: &[&str] = &["--pin-cores", "--per-shard-listeners", "--tls-verify-peer", "--tls-fail-if-no-peer-cert"];
 const VALUED: &[&str] = &[
     "--amqp-port",
     "--bind",
@@ -229,6 +281,10 @@ const VALUED: &[&str] = &[
     "--segment-size",
     "--consumer-timeout",
     "--inject-store-failure-after-bytes",
+    "--tls-cert",
+    "--tls-key",
+    "--tls-ca-cert",
+    "--amqps-port",
 ];
 
 /// Parses the command line (without the program name) and the environment.
@@ -334,6 +390,43 @@ mod tests {
         assert_eq!(serve(&[], &[("SPATEMQ_CONSUMER_TIMEOUT", "0")]).consumer_timeout_ms, None);
         assert!(matches!(parse_args(&["--consumer-timeout", "-1"], &[]), Err(ConfigError::BadValue { .. })));
         assert!(matches!(parse_args(&["--consumer-timeout", "30m"], &[]), Err(ConfigError::BadValue { .. })));
+    }
+
+    #[test]
+    fn tls_flags_and_their_environment_twins() {
+        let config = serve(
+            &["--tls-cert", "server.pem", "--tls-key=server.key", "--tls-verify-peer", "--amqps-port", "5999"],
+            &[("SPATEMQ_TLS_CA_CERT", "ca.pem"), ("SPATEMQ_TLS_FAIL_IF_NO_PEER_CERT", "true")],
+        );
+        assert_eq!(config.tls_cert, Some(PathBuf::from("server.pem")));
+        assert_eq!(config.tls_key, Some(PathBuf::from("server.key")));
+        assert_eq!(config.tls_ca_cert, Some(PathBuf::from("ca.pem")));
+        assert!(config.tls_verify_peer && config.tls_fail_if_no_peer_cert);
+        assert_eq!(config.amqps_listener_port(), Some(5999));
+        let plain = serve(&[], &[]);
+        assert_eq!((plain.amqps_port, plain.amqps_listener_port()), (5671, None));
+        let disabled = serve(&["--tls-cert", "c", "--tls-key", "k", "--amqps-port", "0"], &[]);
+        assert_eq!(disabled.amqps_listener_port(), None);
+    }
+
+    #[test]
+    fn tls_options_that_cannot_work_are_refused() {
+        let invalid = |args: &[&str]| match parse_args(args, &[]) {
+            Err(ConfigError::Invalid(message)) => message,
+            _ => panic!("expected an invalid configuration for {args:?}"),
+        };
+        assert_eq!(invalid(&["--tls-cert", "c"]), "--tls-cert and --tls-key go together");
+        assert_eq!(invalid(&["--tls-key", "k"]), "--tls-cert and --tls-key go together");
+        assert_eq!(invalid(&["--tls-ca-cert", "ca"]), "the --tls-* options need --tls-cert and --tls-key");
+        assert_eq!(
+            invalid(&["--tls-cert", "c", "--tls-key", "k", "--tls-verify-peer"]),
+            "--tls-verify-peer needs --tls-ca-cert"
+        );
+        assert_eq!(
+            invalid(&["--tls-cert", "c", "--tls-key", "k", "--tls-ca-cert", "ca", "--tls-fail-if-no-peer-cert"]),
+            "--tls-fail-if-no-peer-cert needs --tls-verify-peer"
+        );
+        assert!(matches!(parse_args(&["--amqps-port", "70000"], &[]), Err(ConfigError::BadValue { .. })));
     }
 
     #[test]
