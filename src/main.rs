@@ -53,6 +53,10 @@ fn main() -> ExitCode {
             println!("spatemq: shard {shard} listening on {address}");
         }
     }
+    // Before the AMQP line, which tools that start the broker wait for.
+    if let Some(address) = running.amqps_address {
+        println!("spatemq: AMQPS listening on {address}");
+    }
     println!("spatemq: AMQP listening on {}", running.address);
     info!("{shards} shard(s), {} driver", running.driver);
     let signal = wait_for_signal(&signals);

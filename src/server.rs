@@ -37,6 +37,7 @@ pub enum StartError {
     Storage { what: &'static str, source: std::io::Error },
     PortInUse { address: SocketAddr, source: std::io::Error },
     Shard { shard: usize, message: String },
+    Tls(crate::shard::tls::TlsSetupError),
 }
 
 impl fmt::Display for StartError {
@@ -50,6 +51,7 @@ impl fmt::Display for StartError {
             StartError::Shard { shard, message } => {
                 write!(f, "shard {shard} failed to start: {message}")
             }
+            StartError::Tls(error) => write!(f, "cannot set up amqps: {error}"),
         }
     }
 }
@@ -60,6 +62,8 @@ pub struct Running {
     pub address: SocketAddr,
     /// With `--per-shard-listeners`: the port of each shard's own listener.
     pub shard_addresses: Vec<SocketAddr>,
+    /// The amqps listener, when TLS is configured.
+    pub amqps_address: Option<SocketAddr>,
     pub driver: &'static str,
     mailboxes: Arc<Mailboxes>,
     threads: Vec<JoinHandle<()>>,
@@ -90,6 +94,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             StdListener::bind(requested).map_err(|source| StartError::PortInUse { address: requested, source })?;
         probe.local_addr().map_err(|source| StartError::PortInUse { address: requested, source })?
     };
+    let tls = amqps_listener(&config)?;
     let alarms = start_monitor(Limits {
         memory_high_watermark_bytes: config.memory_high_watermark.bytes(total_memory_bytes()),
         disk_free_limit_bytes: config.disk_free_limit_bytes,
@@ -115,11 +120,23 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         let writer = if shard_id == 0 { writer.take() } else { None };
         let restore = restored.remove(&shard_id).unwrap_or_default();
         let next_segment = next_segments.remove(&shard_id).unwrap_or(1);
+        let tls = tls.clone();
         let thread = std::thread::Builder::new()
             .name(format!("shard-{shard_id}"))
             .spawn(move || {
                 run_shard(
-                    ShardStart { shard_id, config, mailboxes, alarms, address, initial, writer, restore, next_segment },
+                    ShardStart {
+                        shard_id,
+                        config,
+                        mailboxes,
+                        alarms,
+                        address,
+                        tls,
+                        initial,
+                        writer,
+                        restore,
+                        next_segment,
+                    },
                     ready,
                 )
             })
@@ -146,7 +163,34 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             Err(_) => return Err(StartError::Shard { shard: 0, message: "a shard thread exited during start".into() }),
         }
     }
-    Ok(Running { address, shard_addresses, driver, mailboxes, threads, _lock: lock, alarms, recovered_messages })
+    let amqps_address = tls.map(|listener| listener.address);
+    Ok(Running {
+        address,
+        shard_addresses,
+        amqps_address,
+        driver,
+        mailboxes,
+        threads,
+        _lock: lock,
+        alarms,
+        recovered_messages,
+    })
+}
+
+/// amqps: the TLS configuration every shard shares and the address its listener takes (on the
+/// first bind address), checked free as the AMQP port is.
+#[derive(Clone)]
+struct AmqpsListener {
+    address: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+fn amqps_listener(config: &Config) -> Result<Option<AmqpsListener>, StartError> {
+    let Some(tls) = crate::shard::tls::server_config(config).map_err(StartError::Tls)? else { return Ok(None) };
+    let Some(port) = config.amqps_listener_port() else { return Ok(None) };
+    let address = SocketAddr::new(config.bind, port);
+    StdListener::bind(address).map_err(|source| StartError::PortInUse { address, source })?;
+    Ok(Some(AmqpsListener { address, tls }))
 }
 
 struct ShardReady {
@@ -163,6 +207,7 @@ struct ShardStart {
     mailboxes: Arc<Mailboxes>,
     alarms: Arc<Alarms>,
     address: SocketAddr,
+    tls: Option<AmqpsListener>,
     initial: Arc<Snapshot>,
     writer: Option<(Definitions, Option<DefinitionsLog>)>,
     restore: Vec<RestoredQueue>,
@@ -170,7 +215,8 @@ struct ShardStart {
 }
 
 fn run_shard(start: ShardStart, ready: ReadySender) {
-    let ShardStart { shard_id, config, mailboxes, alarms, address, initial, writer, restore, next_segment } = start;
+    let ShardStart { shard_id, config, mailboxes, alarms, address, tls, initial, writer, restore, next_segment } =
+        start;
     if config.pin_cores {
         pin_to_core(shard_id);
     }
@@ -188,6 +234,13 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
         match TcpListener::bind_with_config(address, &ListenerOpts::new().reuse_port(true)) {
             Ok(listener) => listeners.push(listener),
             Err(error) => return fail(&ready, format!("cannot listen on {address}: {error}")),
+        }
+        let mut tls_listener = None;
+        if let Some(AmqpsListener { address, tls }) = tls {
+            match TcpListener::bind_with_config(address, &ListenerOpts::new().reuse_port(true)) {
+                Ok(listener) => tls_listener = Some((listener, tls)),
+                Err(error) => return fail(&ready, format!("cannot listen on {address} (amqps): {error}")),
+            }
         }
         let mut own_address = None;
         if config.per_shard_listeners {
@@ -219,7 +272,10 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
         let collector = shard.clone();
         monoio::spawn(crate::alarms::collect_loop(move || collector.shutdown_requested()));
         for listener in listeners {
-            monoio::spawn(accept_loop(shard.clone(), listener));
+            monoio::spawn(accept_loop(shard.clone(), listener, None));
+        }
+        if let Some((listener, tls)) = tls_listener {
+            monoio::spawn(accept_loop(shard.clone(), listener, Some(tls)));
         }
         let _ = ready.send(Ok(ShardReady { shard: shard_id, own_address, legacy_driver }));
         shard.clone().run_mailbox_loop().await;
@@ -235,14 +291,20 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
     });
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+/// Accepts AMQP sockets, or amqps ones when `tls` is given.
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) {
+    use crate::shard::socket::{serve, serve_tls};
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 if shard.shutdown_requested() {
                     return;
                 }
-                monoio::spawn(crate::shard::socket::serve(shard.clone(), stream, peer.ip().is_loopback()));
+                let loopback_peer = peer.ip().is_loopback();
+                match &tls {
+                    None => monoio::spawn(serve(shard.clone(), stream, loopback_peer)),
+                    Some(tls) => monoio::spawn(serve_tls(shard.clone(), stream, loopback_peer, tls.clone())),
+                };
             }
             Err(error) => {
                 // Usually out of file descriptors: back off instead of spinning.

@@ -17,3 +17,4 @@ mod exchange;
 mod extensions;
 mod queue;
 mod storage;
+mod tls;

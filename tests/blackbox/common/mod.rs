@@ -7,6 +7,7 @@
 #[macro_use]
 pub mod process;
 pub mod raw;
+pub mod tls;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read};

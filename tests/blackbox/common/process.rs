@@ -75,6 +75,8 @@ pub struct Exited {
 pub struct BrokerProcess {
     child: Option<Child>,
     uri: String,
+    /// The amqps port, when the broker was started with TLS (printed before the AMQP line).
+    amqps_port: Option<u16>,
     stderr: Captured,
     readers: Vec<JoinHandle<()>>,
 }
@@ -120,6 +122,7 @@ impl BrokerProcess {
         let mut broker = BrokerProcess {
             child: Some(child),
             uri: String::new(),
+            amqps_port: None,
             stderr,
             readers: vec![stdout_reader, stderr_reader],
         };
@@ -128,6 +131,9 @@ impl BrokerProcess {
             let left = deadline.saturating_duration_since(Instant::now());
             match stdout_rx.recv_timeout(left) {
                 Ok(line) => {
+                    if let Some(port) = port_after(&line, "AMQPS listening on 127.0.0.1:") {
+                        broker.amqps_port = Some(port);
+                    }
                     if let Some(port) = port_in(&line) {
                         broker.uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
                         return Ok(broker);
@@ -148,6 +154,11 @@ impl BrokerProcess {
 
     pub fn uri(&self) -> &str {
         &self.uri
+    }
+
+    /// The amqps listener's port; fails the test when the broker printed none.
+    pub fn amqps_port(&self) -> u16 {
+        self.amqps_port.expect("the broker printed no `AMQPS listening on` line")
     }
 
     /// Everything the broker wrote to stderr so far.
@@ -243,7 +254,10 @@ pub fn assert_no_panic(stderr: &str) {
 }
 
 fn port_in(line: &str) -> Option<u16> {
-    let marker = "AMQP listening on 127.0.0.1:";
+    port_after(line, "AMQP listening on 127.0.0.1:")
+}
+
+fn port_after(line: &str, marker: &str) -> Option<u16> {
     let rest = &line[line.find(marker)? + marker.len()..];
     rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
 }
