@@ -20,7 +20,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
-use super::tls::{self, TlsReader, TlsWriter};
+use super::tls;
 use super::Shard;
 use crate::amqp::connection::{send_connection_close, Connection};
 use crate::amqp::dispatch::{fault, release_connection, Dispatcher, Hangup, NO_METHOD};
@@ -30,6 +30,7 @@ use crate::broker::messages::ShardMsg;
 use crate::codec::frame::{split_frame, FrameError, RawFrame};
 use crate::ids::ConnId;
 use crate::limits::{CLOSE_OK_TIMEOUT_MS, HANDSHAKE_TIMEOUT_MS, READ_CHUNK_BYTES};
+use crate::tls::{TlsReader, TlsWriter};
 
 enum ReadError {
     Closed,
@@ -50,7 +51,14 @@ impl FrameReader {
     async fn fill(&mut self) -> bool {
         if let Some(tls) = &mut self.tls {
             let connection = &self.connection;
-            return tls.fill(&mut self.half, &mut self.buffer, || connection.wake_writer_for_transport()).await;
+            let wake_writer = || connection.wake_writer_for_transport();
+            return match tls.fill(&mut self.half, &mut self.buffer, READ_CHUNK_BYTES, wake_writer).await {
+                Ok(more) => more,
+                Err(reason) => {
+                    crate::debug!("connection {}: TLS error: {reason}", connection.id);
+                    false
+                }
+            };
         }
         let mut buffer = std::mem::take(&mut self.buffer);
         if buffer.capacity() - buffer.len() < READ_CHUNK_BYTES / 4 {
@@ -314,7 +322,7 @@ async fn write_loop(
         };
         let result = match &mut tls {
             None => half.write_all(chunk).await.0.map(drop),
-            Some(tls) => tls.write(&mut half, chunk).await,
+            Some(tls) => tls.write(&mut half, &chunk).await,
         };
         if result.is_err() {
             kill(&connection, fd);
