@@ -18,6 +18,7 @@ mod runtime;
 mod scenarios;
 mod stats;
 mod throughput;
+mod tls;
 mod uri;
 mod wire;
 
