@@ -186,6 +186,11 @@ impl Config {
         if self.tls_fail_if_no_peer_cert && !self.tls_verify_peer {
             return Err(ConfigError::Invalid("--tls-fail-if-no-peer-cert needs --tls-verify-peer".into()));
         }
+        // Both listeners set SO_REUSEPORT: on one port the kernel would split clients between
+        // plain AMQP and TLS.
+        if self.amqps_listener_port().is_some_and(|port| port == self.amqp_port) {
+            return Err(ConfigError::Invalid("--amqps-port must differ from --amqp-port".into()));
+        }
         Ok(())
     }
 
@@ -427,6 +432,11 @@ mod tests {
             "--tls-fail-if-no-peer-cert needs --tls-verify-peer"
         );
         assert!(matches!(parse_args(&["--amqps-port", "70000"], &[]), Err(ConfigError::BadValue { .. })));
+        assert_eq!(
+            invalid(&["--tls-cert", "c", "--tls-key", "k", "--amqp-port", "5999", "--amqps-port", "5999"]),
+            "--amqps-port must differ from --amqp-port"
+        );
+        assert!(matches!(parse_args(&["--amqp-port", "5671", "--amqps-port", "5671"], &[]), Ok(Command::Serve(_))));
     }
 
     #[test]

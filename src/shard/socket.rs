@@ -6,9 +6,9 @@
 //! file owns the socket halves and the waits: for bytes, for room in the output, for a resource
 //! alarm to clear, for a mailbox to drain. Both tasks live on the shard that accepted the socket.
 //!
-//! An amqps socket first completes its TLS handshake (`serve_tls`, bounded by the handshake
-//! timeout), then runs the same tasks with the TLS record layer (`super::tls`) between the
-//! socket and the buffers; a plain socket pays one branch per read and per write for that.
+//! An amqps socket first completes its TLS handshake (`serve_tls` with `super::tls`, bounded by
+//! the handshake timeout), then runs the same tasks with the TLS record layer (`crate::tls`)
+//! between the socket and the buffers; a plain socket pays one branch per read and per write.
 
 use std::os::fd::RawFd;
 use std::rc::Rc;
