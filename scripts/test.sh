@@ -35,6 +35,11 @@ source "$ROOT/scripts/python_env.sh"
 ensure_python_env "$ROOT"
 echo "virtualenv ready: $("$VENV_PYTHON" --version)"
 
+section "setup: test certificates (openssl)"
+# The amqps tests make their own certificates with this script; running it once here installs
+# openssl when it is missing (Debian package) and fails early if it cannot make them.
+"$ROOT/scripts/make-test-certs.sh" "$ROOT/target/test-certs"
+
 section "cargo build --release"
 cargo build --release
 

@@ -22,6 +22,7 @@ pub mod logging;
 pub mod server;
 mod shard;
 mod store;
+mod tls;
 
 /// Pieces of the broker that the criterion benches and the black-box tests use directly. Not
 /// an API for other programs: names here follow the code, not a compatibility promise.

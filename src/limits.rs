@@ -38,6 +38,11 @@ pub const LISTEN_BACKLOG: i32 = 1024;
 /// Read buffer growth step per socket read (bytes).
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 
+/// amqps: most encrypted bytes one socket write of a TLS connection carries; larger output is
+/// encrypted and written in batches of this size, so a TLS connection holds at most this much
+/// ciphertext besides its plaintext output.
+pub const TLS_WRITE_BATCH_BYTES: usize = 256 * 1024;
+
 /// A connection stops reading its socket while its own pending output exceeds this (bytes):
 /// a client that publishes without reading its deliveries or confirms is slowed, not buffered.
 pub const CONNECTION_OUTPUT_HIGH_BYTES: usize = 4 * 1024 * 1024;

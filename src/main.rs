@@ -54,6 +54,10 @@ fn main() -> ExitCode {
             println!("spatemq: shard {shard} listening on {address}");
         }
     }
+    // Before the AMQP lines, which tools that start the broker wait for.
+    for address in &running.amqps_addresses {
+        println!("spatemq: AMQPS listening on {address}");
+    }
     for address in &running.addresses {
         println!("spatemq: AMQP listening on {address}");
     }

@@ -43,6 +43,7 @@ pub enum StartError {
     Listen { address: SocketAddr, source: std::io::Error },
     Shard { shard: usize, message: String },
     Definitions { path: String, problem: String },
+    Tls(crate::shard::tls::TlsSetupError),
 }
 
 impl fmt::Display for StartError {
@@ -58,6 +59,7 @@ impl fmt::Display for StartError {
                 write!(f, "shard {shard} failed to start: {message}")
             }
             StartError::Definitions { path, problem } => write!(f, "cannot import definitions from {path}: {problem}"),
+            StartError::Tls(error) => write!(f, "cannot set up amqps: {error}"),
         }
     }
 }
@@ -69,6 +71,8 @@ pub struct Running {
     pub addresses: Vec<SocketAddr>,
     /// With `--per-shard-listeners`: the port of each shard's own listener.
     pub shard_addresses: Vec<SocketAddr>,
+    /// The amqps listeners' addresses, when TLS is configured.
+    pub amqps_addresses: Vec<SocketAddr>,
     pub driver: &'static str,
     mailboxes: Arc<Mailboxes>,
     threads: Vec<JoinHandle<()>>,
@@ -98,6 +102,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     crate::store::files::create_dirs(&config.data_dir).map_err(data_dir_error)?;
     let lock = lock_data_dir(&config.data_dir).map_err(data_dir_error)?;
     let addresses = probe_addresses(&config)?;
+    let tls = amqps_listener(&config, &addresses)?;
     let alarms = start_monitor(Limits {
         memory_high_watermark_bytes: config.memory_high_watermark.bytes(total_memory_bytes()),
         disk_free_limit_bytes: config.disk_free_limit_bytes,
@@ -126,6 +131,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         let writer = if shard_id == 0 { writer.take() } else { None };
         let restore = restored.remove(&shard_id).unwrap_or_default();
         let next_segment = next_segments.remove(&shard_id).unwrap_or(1);
+        let tls = tls.clone();
         let thread = std::thread::Builder::new()
             .name(format!("shard-{shard_id}"))
             .spawn(move || {
@@ -137,6 +143,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
                         connection_slots,
                         alarms,
                         addresses,
+                        tls,
                         initial,
                         writer,
                         restore,
@@ -170,9 +177,11 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     }
     let control = crate::control::start(&config.data_dir, mailboxes.clone())
         .map_err(|source| StartError::Storage { what: "cannot open the control socket", source })?;
+    let amqps_addresses = tls.map(|listener| listener.addresses).unwrap_or_default();
     Ok(Running {
         addresses,
         shard_addresses,
+        amqps_addresses,
         driver,
         mailboxes,
         threads,
@@ -241,6 +250,27 @@ fn probe_once(
     Ok(held.into_iter().map(|(bound, _)| bound).collect())
 }
 
+/// amqps: the TLS configuration every shard shares and the addresses its listeners take (the
+/// AMQP listeners' addresses, on the amqps port), checked free as the AMQP port is.
+#[derive(Clone)]
+struct AmqpsListener {
+    addresses: Vec<SocketAddr>,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+fn amqps_listener(config: &Config, amqp: &[SocketAddr]) -> Result<Option<AmqpsListener>, StartError> {
+    let Some(tls) = crate::shard::tls::server_config(config).map_err(StartError::Tls)? else { return Ok(None) };
+    let Some(port) = config.amqps_listener_port() else { return Ok(None) };
+    let mut addresses = Vec::with_capacity(amqp.len());
+    let mut probes = Vec::with_capacity(amqp.len());
+    for address in amqp {
+        let address = SocketAddr::new(address.ip(), port);
+        probes.push(listener::probe(address).map_err(|source| StartError::Listen { address, source })?);
+        addresses.push(address);
+    }
+    Ok(Some(AmqpsListener { addresses, tls }))
+}
+
 struct ShardReady {
     shard: usize,
     own_address: Option<SocketAddr>,
@@ -256,6 +286,7 @@ struct ShardStart {
     connection_slots: Arc<ConnectionSlots>,
     alarms: Arc<Alarms>,
     addresses: Vec<SocketAddr>,
+    tls: Option<AmqpsListener>,
     initial: Arc<Snapshot>,
     writer: Option<(Definitions, Option<DefinitionsLog>)>,
     restore: Vec<RestoredQueue>,
@@ -270,6 +301,7 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
         connection_slots,
         alarms,
         addresses,
+        tls,
         initial,
         writer,
         restore,
@@ -293,6 +325,15 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
             match listener::shard_listener(*address, legacy_driver) {
                 Ok(listener) => listeners.push(listener),
                 Err(error) => return fail(&ready, format!("cannot listen on {address}: {error}")),
+            }
+        }
+        let mut tls_listeners = Vec::new();
+        if let Some(AmqpsListener { addresses, tls }) = tls {
+            for address in addresses {
+                match listener::shard_listener(address, legacy_driver) {
+                    Ok(listener) => tls_listeners.push((listener, tls.clone())),
+                    Err(error) => return fail(&ready, format!("cannot listen on {address} (amqps): {error}")),
+                }
             }
         }
         let mut own_address = None;
@@ -326,7 +367,10 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
         let collector = shard.clone();
         monoio::spawn(crate::alarms::collect_loop(move || collector.shutdown_requested()));
         for listener in listeners {
-            monoio::spawn(accept_loop(shard.clone(), listener));
+            monoio::spawn(accept_loop(shard.clone(), listener, None));
+        }
+        for (listener, tls) in tls_listeners {
+            monoio::spawn(accept_loop(shard.clone(), listener, Some(tls)));
         }
         let _ = ready.send(Ok(ShardReady { shard: shard_id, own_address, legacy_driver }));
         shard.clone().run_mailbox_loop().await;
@@ -342,14 +386,20 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
     });
 }
 
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+/// Accepts AMQP sockets, or amqps ones when `tls` is given.
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) {
+    use crate::shard::socket::{serve, serve_tls};
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 if shard.shutdown_requested() {
                     return;
                 }
-                monoio::spawn(crate::shard::socket::serve(shard.clone(), stream, is_loopback(peer.ip())));
+                let loopback_peer = is_loopback(peer.ip());
+                match &tls {
+                    None => monoio::spawn(serve(shard.clone(), stream, loopback_peer)),
+                    Some(tls) => monoio::spawn(serve_tls(shard.clone(), stream, loopback_peer, tls.clone())),
+                };
             }
             Err(error) => {
                 // Usually out of file descriptors: back off instead of spinning.

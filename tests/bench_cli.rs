@@ -18,17 +18,24 @@ const BINARY: &str = env!("CARGO_BIN_EXE_spatemq");
 struct Broker {
     child: Child,
     port: u16,
+    /// With TLS flags: the amqps port the broker printed.
+    amqps_port: Option<u16>,
     data_dir: PathBuf,
 }
 
 impl Broker {
     fn start(name: &str) -> Broker {
+        Broker::start_with(name, &[])
+    }
+
+    fn start_with(name: &str, extra_args: &[&str]) -> Broker {
         let data_dir = std::env::temp_dir().join(format!("spatemq-bench-cli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         let mut child = Command::new(BINARY)
             .args(["--amqp-port", "0", "--bind", "127.0.0.1", "--shards", "2"])
             .arg("--data-dir")
             .arg(&data_dir)
+            .args(extra_args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -37,21 +44,27 @@ impl Broker {
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(address) = line.strip_prefix("spatemq: AMQP listening on ") {
-                    let _ = sender.send(address.to_string());
+                if line.starts_with("spatemq: AMQP") {
+                    let _ = sender.send(line);
                 }
             }
         });
-        let address = match receiver.recv_timeout(Duration::from_secs(30)) {
-            Ok(address) => address,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the broker did not print its listening address within 30 s");
+        let port_of = |line: &str| -> u16 {
+            line.rsplit(':').next().and_then(|port| port.parse().ok()).expect("the listening line ends with a port")
+        };
+        let mut amqps_port = None;
+        let port = loop {
+            match receiver.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) if line.starts_with("spatemq: AMQPS listening on ") => amqps_port = Some(port_of(&line)),
+                Ok(line) if line.starts_with("spatemq: AMQP listening on ") => break port_of(&line),
+                Ok(_) => {}
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("the broker did not print its listening address within 30 s");
+                }
             }
         };
-        let port =
-            address.rsplit(':').next().and_then(|port| port.parse().ok()).expect("the listening line ends with a port");
-        Broker { child, port, data_dir }
+        Broker { child, port, amqps_port, data_dir }
     }
 
     fn uri(&self) -> String {
@@ -181,4 +194,93 @@ fn bad_flags_exit_with_usage_error() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--size"), "{stderr}");
+}
+
+/// The test certificates, made by the project's script (openssl, offline) in a fresh directory.
+fn test_certificates(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("spatemq-bench-cli-certs-{name}-{}", std::process::id()));
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/make-test-certs.sh");
+    let output = Command::new("bash").arg(script).arg(&dir).output().expect("run scripts/make-test-certs.sh");
+    assert!(output.status.success(), "make-test-certs.sh failed: {}", String::from_utf8_lossy(&output.stderr));
+    dir
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe listener");
+    listener.local_addr().expect("probe address").port()
+}
+
+#[test]
+fn throughput_over_amqps_with_a_client_certificate_moves_every_message() {
+    let certs = test_certificates("amqps");
+    let file = |name: &str| certs.join(name).to_string_lossy().into_owned();
+    let port = free_port().to_string();
+    let broker = Broker::start_with(
+        "amqps",
+        &[
+            "--tls-cert",
+            &file("server.pem"),
+            "--tls-key",
+            &file("server.key"),
+            "--tls-ca-cert",
+            &file("ca.pem"),
+            "--tls-verify-peer",
+            "--tls-fail-if-no-peer-cert",
+            "--amqps-port",
+            &port,
+        ],
+    );
+    let amqps_port = broker.amqps_port.expect("the broker printed its amqps address");
+    let uri = format!(
+        "amqps://guest:guest@127.0.0.1:{amqps_port}?cacertfile={}&certfile={}&keyfile={}",
+        file("ca.pem"),
+        file("client.pem"),
+        file("client.key")
+    );
+    let output = bench(&[
+        "throughput",
+        "--uri",
+        &uri,
+        "--pmessages",
+        "20000",
+        "--cmessages",
+        "20000",
+        "--size",
+        "1024",
+        "--json",
+    ]);
+    let result = json_result(&output);
+    assert_eq!(result.get("published").and_then(Value::as_u64), Some(20000), "{result}");
+    assert_eq!(result.get("consumed").and_then(Value::as_u64), Some(20000), "{result}");
+
+    // Without the client certificate the broker refuses the handshake.
+    let anonymous = format!("amqps://guest:guest@127.0.0.1:{amqps_port}?cacertfile={}", file("ca.pem"));
+    let output = bench(&["throughput", "--uri", &anonymous, "--time", "1"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("TLS: received fatal alert: CertificateRequired"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&certs);
+}
+
+#[test]
+fn amqps_checks_the_broker_certificate_unless_told_not_to() {
+    let certs = test_certificates("verify");
+    let file = |name: &str| certs.join(name).to_string_lossy().into_owned();
+    let port = free_port().to_string();
+    let broker = Broker::start_with(
+        "verify",
+        &["--tls-cert", &file("server.pem"), "--tls-key", &file("server.key"), "--amqps-port", &port],
+    );
+    let amqps_port = broker.amqps_port.expect("the broker printed its amqps address");
+    // A CA that did not sign the broker's certificate: refused, and the error says why.
+    let wrong_ca = format!("amqps://guest:guest@127.0.0.1:{amqps_port}?cacertfile={}", file("other-ca.pem"));
+    let output = bench(&["throughput", "--uri", &wrong_ca, "--time", "1"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("TLS:") && stderr.contains("UnknownIssuer"), "{stderr}");
+    // verify_none, asked for by name, accepts it.
+    let unverified = format!("amqps://guest:guest@127.0.0.1:{amqps_port}?verify=verify_none");
+    let output = bench(&["throughput", "--uri", &unverified, "--pmessages", "1000", "--cmessages", "1000", "--json"]);
+    assert_eq!(json_result(&output).get("consumed").and_then(Value::as_u64), Some(1000));
+    let _ = std::fs::remove_dir_all(&certs);
 }

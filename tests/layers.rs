@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&str] = &[
     "limits",
     "logging",
+    "tls",
     "codec",
     "ids",
     "clock",

@@ -67,6 +67,14 @@ pub struct Connection {
     /// Writes the writer has finished: direct replies appended since the last one are still
     /// in `out` (see `direct_reply`).
     writes_completed: Cell<u64>,
+    /// The connection came in on the amqps listener (TLS established before the AMQP header).
+    pub is_tls: Cell<bool>,
+    /// The subject CN of the client certificate the TLS handshake verified (several CNs joined
+    /// with ","), for SASL EXTERNAL; None without TLS or without a client certificate.
+    pub peer_certificate_cn: RefCell<Option<String>>,
+    /// The transport below the output (TLS) has bytes of its own to send, with nothing in
+    /// `out`: a KeyUpdate answer or an alert. Wakes the writer like new output does.
+    transport_wants_write: Cell<bool>,
 }
 
 impl Connection {
@@ -96,6 +104,9 @@ impl Connection {
             supports_cancel_notify: Cell::new(false),
             wrote_since_tick: Cell::new(false),
             writes_completed: Cell::new(0),
+            is_tls: Cell::new(false),
+            peer_certificate_cn: RefCell::new(None),
+            transport_wants_write: Cell::new(false),
         }
     }
 
@@ -123,6 +134,17 @@ impl Connection {
         }
         encode(&mut self.out.borrow_mut());
         self.wake_writer();
+    }
+
+    /// The transport (TLS) has bytes of its own to send: wakes the writer.
+    pub fn wake_writer_for_transport(&self) {
+        self.transport_wants_write.set(true);
+        self.wake_writer();
+    }
+
+    /// Whether the transport asked for a write since the last call (and clears the request).
+    pub fn take_transport_write(&self) -> bool {
+        self.transport_wants_write.replace(false)
     }
 
     fn wake_writer(&self) {
@@ -244,7 +266,7 @@ impl Future for OutputReady<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
-        if !self.0.out.borrow().is_empty() || self.0.output_closed.get() {
+        if !self.0.out.borrow().is_empty() || self.0.output_closed.get() || self.0.transport_wants_write.get() {
             return Poll::Ready(());
         }
         *self.0.writer_waker.borrow_mut() = Some(context.waker().clone());
@@ -268,6 +290,10 @@ impl Connection {
 
     pub fn linger(&self) {
         self.lingering.set(true);
+    }
+
+    pub fn stop_lingering(&self) {
+        self.lingering.set(false);
     }
 
     pub fn lingers(&self) -> bool {

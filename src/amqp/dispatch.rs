@@ -167,7 +167,10 @@ impl<P: Port> Dispatcher<P> {
     fn update_secret(&self, _new_secret: &[u8]) -> Result<(), AmqpError> {
         let user = self.connection.user.borrow().clone();
         if self.port.snapshot().user(&user).is_none() {
-            crate::info!("connection {}: secret update was refused for user '{user}': no such user", self.connection.id);
+            crate::info!(
+                "connection {}: secret update was refused for user '{user}': no such user",
+                self.connection.id
+            );
             return Err(AmqpError::new(NOT_ALLOWED, "New secret was refused by one of the backends"));
         }
         crate::info!("connection {}: user '{user}' updated its secret", self.connection.id);

@@ -144,7 +144,10 @@ SCENARIOS:
     connection-churn   open and close --connections connections, report connections/s
 
 FLAGS (every scenario):
-    -u, --uri <uri>              broker [default: amqp://guest:guest@localhost]
+    -u, --uri <uri>              broker [default: amqp://guest:guest@localhost]; amqps://host[:5671]
+                                 for TLS, with ?cacertfile=FILE (else the system CAs),
+                                 &certfile=FILE&keyfile=FILE for a client certificate,
+                                 &verify=verify_none to accept any certificate (tests only)
         --json                   last stdout line is one JSON object with the results
         --threads <n>            client threads, one runtime each [default: available cores]
 

@@ -105,7 +105,8 @@ fn bad_values_say_which_flag_and_why() {
     assert!(matches!(error("throughput --time 0"), ArgsError::BadValue { flag: "--time", .. }));
     assert!(matches!(error("throughput --size -1"), ArgsError::BadValue { flag: "--size", .. }));
     assert!(matches!(error("throughput --prefetch 70000"), ArgsError::BadValue { flag: "--prefetch", .. }));
-    assert!(matches!(error("throughput --uri amqps://h"), ArgsError::BadValue { flag: "--uri", .. }));
+    assert!(matches!(error("throughput --uri http://h"), ArgsError::BadValue { flag: "--uri", .. }));
+    assert!(matches!(error("throughput --uri amqps://h?verify=maybe"), ArgsError::BadValue { flag: "--uri", .. }));
     assert!(matches!(error("throughput --queue-args [1]"), ArgsError::BadValue { flag: "--queue-args", .. }));
     assert!(matches!(error("throughput --persistent=yes"), ArgsError::BadValue { flag: "--persistent", .. }));
     let long_name = format!("throughput --queue {}", "q".repeat(256));

@@ -54,6 +54,8 @@ pub struct QueueSpec<'a> {
 
 pub struct Client {
     input: Input<TcpStream>,
+    /// `amqps://`: encrypts what `flush` writes.
+    tls_writer: Option<crate::tls::TlsWriter>,
     out: BytesMut,
     /// Seconds between heartbeats agreed in tune-ok; 0 means none.
     pub heartbeat_seconds: u16,
@@ -67,22 +69,29 @@ impl Client {
 
     async fn handshake(uri: &Uri, connection_name: &str) -> Result<Client, BenchError> {
         let address = uri.address();
-        let stream = match TcpStream::connect(address.as_str()).await {
+        let mut stream = match TcpStream::connect(address.as_str()).await {
             Ok(stream) => stream,
             Err(source) => return Err(BenchError::Connect { address, source }),
         };
         // Small frames (acks, confirms) must not wait for Nagle.
         let _ = stream.set_nodelay(true);
-        let mut client = Client {
-            input: Input::from_parts(
-                stream,
-                BytesMut::with_capacity(CONTROL_READ_CHUNK_BYTES),
-                CONTROL_READ_CHUNK_BYTES,
-                FRAME_MIN_SIZE,
-            ),
-            out: BytesMut::with_capacity(4096),
-            heartbeat_seconds: 0,
+        let (tls_reader, tls_writer) = match &uri.tls {
+            None => (None, None),
+            Some(options) => {
+                let established = super::tls::connect(&mut stream, uri, options).await?;
+                (Some(established.reader), Some(established.writer))
+            }
         };
+        let mut input = Input::from_parts(
+            stream,
+            BytesMut::with_capacity(CONTROL_READ_CHUNK_BYTES),
+            CONTROL_READ_CHUNK_BYTES,
+            FRAME_MIN_SIZE,
+        );
+        if let Some(tls_reader) = tls_reader {
+            input = input.with_tls(tls_reader);
+        }
+        let mut client = Client { input, tls_writer, out: BytesMut::with_capacity(4096), heartbeat_seconds: 0 };
         client.out.extend_from_slice(PROTOCOL_HEADER);
         client.flush().await?;
         let start = match client.next_method("connection.start").await? {
@@ -126,11 +135,18 @@ impl Client {
     }
 
     async fn flush(&mut self) -> Result<(), BenchError> {
-        let out = std::mem::take(&mut self.out);
-        let (result, mut out) = self.input.source_mut().write_all(out).await;
+        let mut out = std::mem::take(&mut self.out);
+        let result = match &mut self.tls_writer {
+            None => {
+                let (result, written) = self.input.source_mut().write_all(out).await;
+                out = written;
+                result.map(drop)
+            }
+            Some(tls) => tls.write(self.input.source_mut(), &out).await,
+        };
         out.clear();
         self.out = out;
-        result.map(drop).map_err(BenchError::io("a write"))
+        result.map_err(BenchError::io("a write"))
     }
 
     /// The next method frame, answering a broker close with close-ok and returning its error.
@@ -319,10 +335,13 @@ impl Client {
     /// Hands the socket to a hot loop: the read half keeps whatever was already buffered.
     pub fn into_split(self) -> (Input<OwnedReadHalf<TcpStream>>, WriteHalf) {
         let frame_max = self.input.frame_max;
-        let (stream, buffer) = self.input.into_parts();
+        let (stream, buffer, tls_reader) = self.input.into_parts();
         let (read_half, write_half) = stream.into_split();
-        let input = Input::from_parts(read_half, buffer, READ_CHUNK_BYTES, frame_max);
-        (input, write_half)
+        let mut input = Input::from_parts(read_half, buffer, READ_CHUNK_BYTES, frame_max);
+        if let Some(tls_reader) = tls_reader {
+            input = input.with_tls(tls_reader);
+        }
+        (input, WriteHalf::new(write_half, self.tls_writer))
     }
 
     /// Writes one heartbeat frame (connections held idle by connection-count).

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use amq_protocol::types::FieldTable;
 use bytes::{Bytes, BytesMut};
-use monoio::io::{AsyncWriteRentExt, OwnedReadHalf};
+use monoio::io::OwnedReadHalf;
 use monoio::net::TcpStream;
 
 use super::args::TIMESTAMP_BYTES;

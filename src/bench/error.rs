@@ -25,6 +25,8 @@ pub enum BenchError {
     ChannelClosed { reply_code: u16, reply_text: String },
     /// The broker refused our login mechanism or asked for something we do not speak.
     Handshake(String),
+    /// `amqps://`: the TLS settings or the TLS handshake failed.
+    Tls(String),
     /// A frame or method we cannot parse.
     Codec(CodecError),
     /// A method that makes no sense at this point.
@@ -61,6 +63,7 @@ impl fmt::Display for BenchError {
                 write!(f, "the broker closed the channel: {reply_code} {reply_text}")
             }
             BenchError::Handshake(message) => write!(f, "handshake failed: {message}"),
+            BenchError::Tls(message) => write!(f, "TLS: {message}"),
             BenchError::Codec(error) => write!(f, "bad data from the broker: {error}"),
             BenchError::Unexpected { expected, found } => {
                 write!(f, "expected {expected} from the broker, got {found}")

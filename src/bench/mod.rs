@@ -19,6 +19,7 @@ mod runtime;
 mod scenarios;
 mod stats;
 mod throughput;
+mod tls;
 mod uri;
 mod wire;
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use monoio::io::{AsyncWriteRentExt, OwnedReadHalf};
+use monoio::io::OwnedReadHalf;
 use monoio::net::TcpStream;
 
 use super::client::{Client, BROKER_WAIT_SECONDS, CHANNEL};

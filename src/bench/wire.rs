@@ -13,13 +13,14 @@ use std::time::Duration;
 use amq_protocol::protocol::{basic, channel, connection, AMQPClass};
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, OwnedWriteHalf};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedWriteHalf};
 use monoio::net::TcpStream;
 
 use super::error::BenchError;
 use crate::codec::frame::{split_frame, RawFrame};
 use crate::codec::hotpath::CodecError;
 use crate::codec::methods::parse_method;
+use crate::tls::{TlsReader, TlsWriter};
 
 /// Read buffer growth per read in hot loops: one syscall for hundreds of deliveries.
 pub const READ_CHUNK_BYTES: usize = 256 * 1024;
@@ -27,7 +28,28 @@ pub const READ_CHUNK_BYTES: usize = 256 * 1024;
 /// thousands of idle connections must not each pin a hot-loop-sized buffer.
 pub const CONTROL_READ_CHUNK_BYTES: usize = 8 * 1024;
 
-pub type WriteHalf = OwnedWriteHalf<TcpStream>;
+/// The sending half of a bench connection: plain TCP, or TLS records (`amqps://`).
+pub struct WriteHalf {
+    half: OwnedWriteHalf<TcpStream>,
+    tls: Option<TlsWriter>,
+}
+
+impl WriteHalf {
+    pub fn new(half: OwnedWriteHalf<TcpStream>, tls: Option<TlsWriter>) -> WriteHalf {
+        WriteHalf { half, tls }
+    }
+
+    /// Writes all of `buffer` (encrypted first on TLS) and gives it back for reuse.
+    pub async fn write_all(&mut self, buffer: BytesMut) -> (std::io::Result<usize>, BytesMut) {
+        match &mut self.tls {
+            None => self.half.write_all(buffer).await,
+            Some(tls) => {
+                let result = tls.write(&mut self.half, &buffer).await;
+                (result.map(|()| buffer.len()), buffer)
+            }
+        }
+    }
+}
 
 /// A read source with its buffer; hands out whole frames, reading only when none is buffered.
 pub struct Input<R> {
@@ -35,16 +57,24 @@ pub struct Input<R> {
     buffer: BytesMut,
     chunk_bytes: usize,
     pub frame_max: u32,
+    /// `amqps://`: the source carries TLS records, decrypted into `buffer`.
+    tls: Option<TlsReader>,
 }
 
 impl<R> Input<R> {
     pub fn from_parts(source: R, buffer: BytesMut, chunk_bytes: usize, frame_max: u32) -> Self {
-        Input { source, buffer, chunk_bytes, frame_max }
+        Input { source, buffer, chunk_bytes, frame_max, tls: None }
     }
 
-    /// The source and whatever was read but not yet handed out.
-    pub fn into_parts(self) -> (R, BytesMut) {
-        (self.source, self.buffer)
+    /// Reads TLS records from now on, decrypting them into the buffer.
+    pub fn with_tls(mut self, tls: TlsReader) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The source, whatever was read but not yet handed out, and the TLS state if any.
+    pub fn into_parts(self) -> (R, BytesMut, Option<TlsReader>) {
+        (self.source, self.buffer, self.tls)
     }
 
     pub fn source_mut(&mut self) -> &mut R {
@@ -56,6 +86,15 @@ impl<R: AsyncReadRent> Input<R> {
     /// One read into the spare capacity (monoio's BytesMut read would otherwise overwrite the
     /// buffer from the start, losing a partial frame).
     pub async fn fill(&mut self, during: &'static str) -> Result<(), BenchError> {
+        if let Some(tls) = &mut self.tls {
+            // The broker's TLS side never needs an answer of ours outside our own writes
+            // (it does not ask for key updates), so there is no writer to wake.
+            return match tls.fill(&mut self.source, &mut self.buffer, self.chunk_bytes, || {}).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(BenchError::Eof { during }),
+                Err(reason) => Err(BenchError::Tls(format!("{reason} (during {during})"))),
+            };
+        }
         let mut buffer = std::mem::take(&mut self.buffer);
         if buffer.capacity() - buffer.len() < self.chunk_bytes / 4 {
             buffer.reserve(self.chunk_bytes);

@@ -138,6 +138,13 @@ pub enum Command {
 }
 
 impl Config {
+    /// The amqps port to listen on: None when TLS is not configured or the port is 0.
+    pub fn amqps_listener_port(&self) -> Option<u16> {
+        (self.tls_cert.is_some() && self.amqps_port != 0).then_some(self.amqps_port)
+    }
+}
+
+impl Config {
     pub fn defaults() -> Config {
         Config::from_settings(Settings::default())
     }

@@ -18,6 +18,7 @@ pub(crate) mod mailbox;
 mod queues;
 mod requests;
 pub(crate) mod socket;
+pub(crate) mod tls;
 mod writer;
 
 use std::cell::{Cell, RefCell};

@@ -5,9 +5,15 @@
 //! The protocol itself (handshake, channels, methods) lives in `amqp` and does no I/O; this
 //! file owns the socket halves and the waits: for bytes, for room in the output, for a resource
 //! alarm to clear, for a mailbox to drain. Both tasks live on the shard that accepted the socket.
+//!
+//! An amqps socket first completes its TLS handshake (`serve_tls` with `super::tls`, bounded by
+//! the handshake timeout), then runs the same tasks with the TLS record layer (`crate::tls`)
+//! between the socket and the buffers; a plain socket pays one branch per read and per write.
 
+use std::cell::RefCell;
 use std::os::fd::RawFd;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -15,6 +21,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
+use super::tls;
 use super::Shard;
 use crate::amqp::admission::ConnectionSlot;
 use crate::amqp::connection::{send_connection_close, Connection};
@@ -25,6 +32,7 @@ use crate::broker::messages::ShardMsg;
 use crate::codec::frame::{split_frame, FrameError, RawFrame};
 use crate::ids::ConnId;
 use crate::limits::{CLOSE_OK_TIMEOUT_MS, READ_CHUNK_BYTES};
+use crate::tls::{TlsReader, TlsWriter};
 
 /// How long a closed connection's socket is still read (and its bytes dropped) waiting for the
 /// client to close it (RabbitMQ: 30 s, or less with heartbeats).
@@ -39,11 +47,25 @@ enum ReadError {
 struct FrameReader {
     half: OwnedReadHalf<TcpStream>,
     buffer: BytesMut,
+    /// amqps: the socket carries TLS records, decrypted into `buffer`.
+    tls: Option<TlsReader>,
+    connection: Rc<Connection>,
 }
 
 impl FrameReader {
     /// Reads more bytes into the buffer; false on end of stream or error.
     async fn fill(&mut self) -> bool {
+        if let Some(tls) = &mut self.tls {
+            let connection = &self.connection;
+            let wake_writer = || connection.wake_writer_for_transport();
+            return match tls.fill(&mut self.half, &mut self.buffer, READ_CHUNK_BYTES, wake_writer).await {
+                Ok(more) => more,
+                Err(reason) => {
+                    crate::debug!("connection {}: TLS error: {reason}", connection.id);
+                    false
+                }
+            };
+        }
         let mut buffer = std::mem::take(&mut self.buffer);
         if buffer.capacity() - buffer.len() < READ_CHUNK_BYTES / 4 {
             buffer.reserve(READ_CHUNK_BYTES);
@@ -92,16 +114,52 @@ impl FrameReader {
     }
 }
 
-/// Serves one accepted socket until it closes.
+/// Serves one accepted plain AMQP socket until it closes.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, loopback_peer: bool) {
+    serve_transport(shard, stream, loopback_peer, None).await;
+}
+
+/// Serves one socket accepted on the amqps listener: the TLS handshake first, bounded by the
+/// handshake timeout; anything but a completed handshake (garbage, a plain AMQP header, a
+/// stall, a refused certificate) closes the socket and touches nothing else.
+pub async fn serve_tls(
+    shard: Rc<Shard>,
+    mut stream: TcpStream,
+    loopback_peer: bool,
+    config: Arc<rustls::ServerConfig>,
+) {
+    let _ = stream.set_nodelay(true);
+    let handshake = tls::accept(&mut stream, config);
+    match monoio::time::timeout(Duration::from_millis(shard.config.handshake_timeout_ms), handshake).await {
+        Ok(Ok(accepted)) => serve_transport(shard, stream, loopback_peer, Some(accepted)).await,
+        Ok(Err(reason)) => crate::debug!("shard {}: TLS handshake failed: {reason}", shard.id),
+        Err(_) => crate::debug!("shard {}: TLS handshake timed out", shard.id),
+    }
+}
+
+async fn serve_transport(shard: Rc<Shard>, stream: TcpStream, loopback_peer: bool, tls: Option<tls::Accepted>) {
     let _ = stream.set_nodelay(true);
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let id = ConnId { shard: shard.id as u16, local: shard.next_connection_id() };
     let connection = Rc::new(Connection::new(id));
     *connection.name.borrow_mut() = connection_name(&stream);
     let (read_half, write_half) = stream.into_split();
-    monoio::spawn(write_loop(shard.clone(), connection.clone(), write_half, fd));
-    let mut reader = FrameReader { half: read_half, buffer: BytesMut::with_capacity(READ_CHUNK_BYTES) };
+    let (tls_reader, tls_writer, buffer) = match tls {
+        None => (None, None, BytesMut::with_capacity(READ_CHUNK_BYTES)),
+        Some(accepted) => {
+            crate::debug!(
+                "connection {id}: TLS {}, client certificate CN {:?}",
+                accepted.description,
+                accepted.peer_common_name
+            );
+            connection.is_tls.set(true);
+            *connection.peer_certificate_cn.borrow_mut() = accepted.peer_common_name;
+            (Some(accepted.reader), Some(accepted.writer), accepted.plaintext)
+        }
+    };
+    let parked = Rc::new(RefCell::new(None));
+    monoio::spawn(write_loop(shard.clone(), connection.clone(), write_half, fd, tls_writer, parked.clone()));
+    let mut reader = FrameReader { half: read_half, buffer, tls: tls_reader, connection: connection.clone() };
     let handshake = handshake(&shard, &connection, &mut reader, loopback_peer);
     let handshake_timeout = Duration::from_millis(shard.config.handshake_timeout_ms);
     // `_slot`: the connection's place under --max-connections, given back when `serve` ends.
@@ -121,12 +179,15 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, loopback_peer: bool) {
             // The client closed (close-ok is on its way): release everything now, then read
             // and drop what it still sends until it closes the socket, as RabbitMQ does, so
             // that a client with publishes queued behind its close does not meet a reset.
+            connection.linger();
             teardown(&shard, &connection);
             let limit = match heartbeat {
                 0 => DRAIN_AFTER_CLOSE,
                 seconds => DRAIN_AFTER_CLOSE.min(Duration::from_secs(u64::from(seconds) * 2)),
             };
             reader.drain(limit).await;
+            connection.stop_lingering();
+            drop(parked.borrow_mut().take());
             return;
         }
         Err(Hangup::Close(fault)) => {
@@ -284,16 +345,35 @@ fn teardown(shard: &Rc<Shard>, connection: &Rc<Connection>) {
     release_connection(&**shard, connection);
 }
 
-async fn write_loop(shard: Rc<Shard>, connection: Rc<Connection>, mut half: OwnedWriteHalf<TcpStream>, fd: RawFd) {
+async fn write_loop(
+    shard: Rc<Shard>,
+    connection: Rc<Connection>,
+    mut half: OwnedWriteHalf<TcpStream>,
+    fd: RawFd,
+    mut tls: Option<TlsWriter>,
+    parked: Rc<RefCell<Option<OwnedWriteHalf<TcpStream>>>>,
+) {
     loop {
         let Some(chunk) = connection.take_output() else {
+            if connection.take_transport_write() {
+                if let Some(tls) = &mut tls {
+                    if tls.flush_pending(&mut half).await.is_err() {
+                        kill(&connection, fd);
+                        break;
+                    }
+                }
+                continue;
+            }
             if connection.output_closed() {
                 break;
             }
             connection.output_ready().await;
             continue;
         };
-        let (result, _) = half.write_all(chunk).await;
+        let result = match &mut tls {
+            None => half.write_all(chunk).await.0.map(drop),
+            Some(tls) => tls.write(&mut half, &chunk).await,
+        };
         if result.is_err() {
             kill(&connection, fd);
             break;
@@ -302,13 +382,21 @@ async fn write_loop(shard: Rc<Shard>, connection: Rc<Connection>, mut half: Owne
             shard.send(queue.owner(), ShardMsg::Credit { queue, holder, consumer_tag, count });
         }
     }
-    connection.writer_stopped();
-    drop(half);
-    // After the client's own close the socket stays open for the reader to drain until the
-    // client closes it; the descriptor closes when the reader drops its half too.
-    if !connection.lingers() {
-        shutdown_socket(fd);
+    if let Some(tls) = &mut tls {
+        if !connection.is_dead() {
+            tls.close(&mut half).await;
+        }
     }
+    connection.writer_stopped();
+    if connection.lingers() {
+        // After the client's own close the socket stays open while the reader drains what
+        // the client still sends; the reader drops this half when it is done.
+        *parked.borrow_mut() = Some(half);
+        return;
+    }
+    // Shut down while this half keeps the descriptor open (never a reused number).
+    shutdown_socket(fd);
+    drop(half);
 }
 
 /// Stops the socket in both directions: a pending read returns at once.

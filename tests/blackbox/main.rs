@@ -20,3 +20,4 @@ mod queue;
 mod remote;
 mod server;
 mod storage;
+mod tls;

@@ -8,6 +8,7 @@
 pub mod process;
 pub mod netns;
 pub mod raw;
+pub mod tls;
 
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read};

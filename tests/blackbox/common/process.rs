@@ -77,6 +77,8 @@ pub struct BrokerProcess {
     uri: String,
     port: u16,
     stdout: Captured,
+    /// The amqps port, when the broker was started with TLS (printed before the AMQP line).
+    amqps_port: Option<u16>,
     stderr: Captured,
     readers: Vec<JoinHandle<()>>,
 }
@@ -135,6 +137,7 @@ impl BrokerProcess {
             uri: String::new(),
             port: 0,
             stdout,
+            amqps_port: None,
             stderr,
             readers: vec![stdout_reader, stderr_reader],
         };
@@ -143,6 +146,9 @@ impl BrokerProcess {
             let left = deadline.saturating_duration_since(Instant::now());
             match stdout_rx.recv_timeout(left) {
                 Ok(line) => {
+                    if let Some(port) = port_after(&line, "AMQPS listening on 127.0.0.1:") {
+                        broker.amqps_port = Some(port);
+                    }
                     if let Some(port) = port_in(&line) {
                         broker.uri = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
                         broker.port = port;
@@ -174,6 +180,11 @@ impl BrokerProcess {
     /// Everything the broker wrote to stdout so far (the listening lines among it).
     pub fn stdout(&self) -> String {
         self.stdout.text()
+    }
+
+    /// The amqps listener's port; fails the test when the broker printed none.
+    pub fn amqps_port(&self) -> u16 {
+        self.amqps_port.expect("the broker printed no `AMQPS listening on` line")
     }
 
     /// Everything the broker wrote to stderr so far.
@@ -269,10 +280,12 @@ pub fn assert_no_panic(stderr: &str) {
 }
 
 fn port_in(line: &str) -> Option<u16> {
-    ["AMQP listening on 127.0.0.1:", "AMQP listening on 0.0.0.0:"].iter().find_map(|marker| {
-        let rest = &line[line.find(marker)? + marker.len()..];
-        rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
-    })
+    ["AMQP listening on 127.0.0.1:", "AMQP listening on 0.0.0.0:"].iter().find_map(|marker| port_after(line, marker))
+}
+
+fn port_after(line: &str, marker: &str) -> Option<u16> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
 }
 
 /// Reads `pipe` line by line until it closes, echoing to the test's output and handing each
