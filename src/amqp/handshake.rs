@@ -107,7 +107,7 @@ impl Handshake {
             return Step::Refused;
         }
         connection.write_with(|out| {
-            let _ = encode_method(out, 0, &start_method());
+            let _ = encode_method(out, 0, &start_method(connection.peer_certificate_cn.borrow().is_some()));
         });
         self.stage = Stage::StartOk;
         Step::HeaderAccepted(length)
@@ -178,9 +178,24 @@ impl Handshake {
         connection.supports_cancel_notify.set(announces_capability(properties, "consumer_cancel_notify"));
         let told = announces_capability(properties, "authentication_failure_close");
         let mechanism = start_ok.mechanism.as_str();
-        let credentials = match mechanism {
-            "PLAIN" => parse_plain(start_ok.response.as_bytes()),
-            "AMQPLAIN" => parse_amqplain(start_ok.response.as_bytes()),
+        let external = connection.peer_certificate_cn.borrow().clone();
+        let credentials = match (mechanism, external) {
+            // SASL EXTERNAL (RabbitMQ's rabbitmq_auth_mechanism_ssl): the user is the verified
+            // client certificate's CN; no password is asked.
+            ("EXTERNAL", Some(common_name)) => {
+                if let Err(reason) = self.authenticate_external(port, &common_name) {
+                    crate::info!(
+                        "connection {} ({}) refused: {reason}, mechanism EXTERNAL",
+                        connection.id,
+                        connection.name.borrow()
+                    );
+                    return self.refuse_login(connection, mechanism, told);
+                }
+                *connection.user.borrow_mut() = common_name;
+                return self.send_tune(connection);
+            }
+            ("PLAIN", _) => parse_plain(start_ok.response.as_bytes()),
+            ("AMQPLAIN", _) => parse_amqplain(start_ok.response.as_bytes()),
             _ => {
                 let error = AmqpError::new(COMMAND_INVALID, format!("unknown authentication mechanism '{mechanism}'"));
                 return self.fail(connection, error, (10, 11));
@@ -199,6 +214,10 @@ impl Handshake {
             return self.refuse_login(connection, mechanism, told);
         }
         *connection.user.borrow_mut() = user;
+        self.send_tune(connection)
+    }
+
+    fn send_tune(&mut self, connection: &Connection) -> Step {
         let tune = AMQPClass::Connection(method::AMQPMethod::Tune(method::Tune {
             channel_max: self.limits.channel_max,
             frame_max: FRAME_MAX_BYTES,
@@ -219,6 +238,19 @@ impl Handshake {
         let verified = snapshot.user(user).is_some_and(|found| found.password.verify(password.as_bytes()));
         if !verified {
             return Err(format!("user '{shown}' - invalid credentials"));
+        }
+        if LOOPBACK_USERS.contains(&user) && !self.loopback_peer {
+            return Err(format!("user '{shown}' can only connect via localhost"));
+        }
+        Ok(())
+    }
+
+    /// EXTERNAL: the certificate's CN names an existing user (loopback-only users still only
+    /// from loopback).
+    fn authenticate_external(&self, port: &impl Port, user: &str) -> Result<(), String> {
+        let shown: String = user.chars().take(LOGGED_NAME_MAX).collect();
+        if port.snapshot().user(user).is_none() {
+            return Err(format!("user '{shown}' (certificate CN) - invalid credentials"));
         }
         if LOOPBACK_USERS.contains(&user) && !self.loopback_peer {
             return Err(format!("user '{shown}' can only connect via localhost"));
@@ -382,7 +414,8 @@ fn parse_amqplain(response: &[u8]) -> Option<(String, String)> {
     Some((user?, password?))
 }
 
-fn start_method() -> AMQPClass {
+/// connection.start; EXTERNAL is offered to a client that presented a verified certificate.
+fn start_method(external: bool) -> AMQPClass {
     let mut capabilities = FieldTable::default();
     for capability in [
         "publisher_confirms",
@@ -413,7 +446,7 @@ fn start_method() -> AMQPClass {
         version_major: 0,
         version_minor: 9,
         server_properties: properties,
-        mechanisms: LongString::from("PLAIN AMQPLAIN"),
+        mechanisms: LongString::from(if external { "EXTERNAL PLAIN AMQPLAIN" } else { "PLAIN AMQPLAIN" }),
         locales: LongString::from("en_US"),
     }))
 }

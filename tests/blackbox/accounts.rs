@@ -134,7 +134,7 @@ async fn every_method_checks_the_permission_rabbitmq_checks() {
     let ach = open_channel(&admin).await;
     within(T, ach.queue_declare("other-q".into(), QueueDeclareOptions::default(), FieldTable::default()))
         .await
-        .unwrap();
+        .expect("the broker answers");
     within(
         T,
         ach.exchange_declare(
@@ -145,12 +145,14 @@ async fn every_method_checks_the_permission_rabbitmq_checks() {
         ),
     )
     .await
-    .unwrap();
+    .expect("the broker answers");
 
     let conn = try_connect(&uri_for(broker.uri(), "app", "app-secret", vhost)).await.expect("app");
     let ch = open_channel(&conn).await;
     // Allowed: everything named app-*.
-    within(T, ch.queue_declare("app-q".into(), QueueDeclareOptions::default(), FieldTable::default())).await.unwrap();
+    within(T, ch.queue_declare("app-q".into(), QueueDeclareOptions::default(), FieldTable::default()))
+        .await
+        .expect("the broker answers");
     within(
         T,
         ch.exchange_declare(
@@ -161,7 +163,7 @@ async fn every_method_checks_the_permission_rabbitmq_checks() {
         ),
     )
     .await
-    .unwrap();
+    .expect("the broker answers");
     within(
         T,
         ch.exchange_declare(
@@ -172,13 +174,13 @@ async fn every_method_checks_the_permission_rabbitmq_checks() {
         ),
     )
     .await
-    .unwrap();
+    .expect("the broker answers");
     within(
         T,
         ch.queue_bind("app-q".into(), "app-x".into(), "k".into(), QueueBindOptions::default(), FieldTable::default()),
     )
     .await
-    .unwrap();
+    .expect("the broker answers");
     within(
         T,
         ch.exchange_bind(
@@ -190,11 +192,12 @@ async fn every_method_checks_the_permission_rabbitmq_checks() {
         ),
     )
     .await
-    .unwrap();
+    .expect("the broker answers");
     publish_then_sync(ch.clone(), "app-x", "k").await.expect("publish to app-x");
-    let got = within(T, ch.basic_get("app-q".into(), BasicGetOptions { no_ack: true })).await.unwrap();
+    let got =
+        within(T, ch.basic_get("app-q".into(), BasicGetOptions { no_ack: true })).await.expect("the broker answers");
     assert!(got.is_some(), "the message routed to app-q");
-    within(T, ch.queue_purge("app-q".into(), QueuePurgeOptions::default())).await.unwrap();
+    within(T, ch.queue_purge("app-q".into(), QueuePurgeOptions::default())).await.expect("the broker answers");
 
     // Refused, each with RabbitMQ's text.
     expect_refused(&conn, "queue 'other-q2'", vhost, |ch| async move {
@@ -322,9 +325,9 @@ async fn vhosts_are_separate_namespaces_and_deleting_one_closes_its_connections(
     let (rch, bch) = (open_channel(&root).await, open_channel(&blue).await);
     let durable = QueueDeclareOptions { durable: true, ..Default::default() };
     for ch in [&rch, &bch] {
-        within(T, ch.queue_declare("jobs".into(), durable, FieldTable::default())).await.unwrap();
+        within(T, ch.queue_declare("jobs".into(), durable, FieldTable::default())).await.expect("the broker answers");
     }
-    within(T, bch.confirm_select(ConfirmSelectOptions::default())).await.unwrap();
+    within(T, bch.confirm_select(ConfirmSelectOptions::default())).await.expect("the broker answers");
     let body = vec![7u8; 4096];
     for _ in 0..500 {
         let confirm = within(
@@ -338,8 +341,8 @@ async fn vhosts_are_separate_namespaces_and_deleting_one_closes_its_connections(
             ),
         )
         .await
-        .unwrap();
-        within(T, confirm).await.unwrap();
+        .expect("the broker answers");
+        within(T, confirm).await.expect("the broker answers");
     }
     within(
         T,
@@ -352,7 +355,7 @@ async fn vhosts_are_separate_namespaces_and_deleting_one_closes_its_connections(
         ),
     )
     .await
-    .unwrap();
+    .expect("the broker answers");
     let count = |ch: Channel| async move {
         within(
             T,
@@ -363,7 +366,7 @@ async fn vhosts_are_separate_namespaces_and_deleting_one_closes_its_connections(
             ),
         )
         .await
-        .unwrap()
+        .expect("the queue is there")
         .message_count()
     };
     assert_eq!(count(rch.clone()).await, 1, "the root vhost's jobs queue has only its own message");
@@ -403,7 +406,8 @@ async fn vhosts_are_separate_namespaces_and_deleting_one_closes_its_connections(
     ctl_ok(data.path(), &["set_permissions", "-p", "blue", "guest", ".*", ".*", ".*"]);
     let blue = try_connect(&uri_for(broker.uri(), "guest", "guest", "blue")).await.expect("a new blue");
     let bch = open_channel(&blue).await;
-    let declared = within(T, bch.queue_declare("jobs".into(), durable, FieldTable::default())).await.unwrap();
+    let declared =
+        within(T, bch.queue_declare("jobs".into(), durable, FieldTable::default())).await.expect("the broker answers");
     assert_eq!(declared.message_count(), 0, "a new vhost of the same name starts empty");
     broker.stop_cleanly();
 }
@@ -687,7 +691,9 @@ async fn vhost_and_user_limits_refuse_as_rabbitmq_and_survive_a_restart() {
         "NOT_ALLOWED - access to vhost 'apps' refused for user 'guest': connection limit (2) is reached",
     );
     let ch = open_channel(&app).await;
-    within(T, ch.queue_declare("app-1".into(), QueueDeclareOptions::default(), FieldTable::default())).await.unwrap();
+    within(T, ch.queue_declare("app-1".into(), QueueDeclareOptions::default(), FieldTable::default()))
+        .await
+        .expect("the broker answers");
     let over = within(T, ch.queue_declare("app-2".into(), QueueDeclareOptions::default(), FieldTable::default())).await;
     expect_close_text(
         over,

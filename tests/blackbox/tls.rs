@@ -200,3 +200,24 @@ fn a_certificate_file_that_cannot_be_read_stops_the_start_with_the_flag_and_the_
     };
     assert!(exited.stderr.contains(&format!("--tls-key {cert}: no usable private key")), "{}", exited.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_logs_in_the_user_named_by_the_client_certificate() {
+    use crate::accounts::{ctl, ctl_ok};
+    let broker = TlsBroker::start(&["--tls-verify-peer", "--tls-fail-if-no-peer-cert"]);
+    let external = format!("{}?auth_mechanism=external", broker.amqps_uri());
+    // No user of that name yet: refused as a failed login is.
+    let refused = connect_tls(&external, ClientCert::Trusted).await;
+    assert!(refused.is_err(), "EXTERNAL for a CN that names no user");
+    broker.process.stderr_containing("(certificate CN) - invalid credentials", 5).await;
+
+    ctl_ok(broker.data_dir(), &["add_user", CLIENT_CN, "unused-password"]);
+    ctl_ok(broker.data_dir(), &["set_permissions", CLIENT_CN, ".*", ".*", ".*"]);
+    let connection = connect_tls(&external, ClientCert::Trusted).await.expect("EXTERNAL with the client certificate");
+    round_trip(&connection).await;
+    let listed = ctl_ok(broker.data_dir(), &["list_connections", "-s", "user"]);
+    assert!(listed.lines().any(|line| line == CLIENT_CN), "logged in as the certificate's CN: {listed}");
+    close_conn(&connection).await;
+    let (code, _, _) = ctl(broker.data_dir(), &["delete_user", CLIENT_CN]);
+    assert_eq!(code, 0);
+}

@@ -49,6 +49,11 @@ pub struct TlsBroker {
 }
 
 impl TlsBroker {
+    /// The broker's data directory (for `spatemq ctl`).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._data.path()
+    }
+
     /// Starts a broker with the test server certificate and `extra_args` (for instance
     /// `--tls-verify-peer`). The amqps port must be named (0 disables amqps), so a free one is
     /// picked, and picked again if another process took it meanwhile.
