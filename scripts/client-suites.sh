@@ -105,9 +105,8 @@ inner() {
     trap 'kill_namespace_leftovers; exit 130' INT TERM
     ip link set lo up
     if [ "$broker" = spatemq ]; then
-        # 127.0.0.1 only: a client that logs in as guest over [::1] or an IPv4-mapped address
-        # is not yet seen as loopback (see docs/client-suites.md).
-        "$SPATEMQ_BIN" --amqp-port 5672 --bind 127.0.0.1 --data-dir "$out/spatemq-data" \
+        # Both loopbacks, as RabbitMQ listens (amqplib's ipv6 test connects to [::1]).
+        "$SPATEMQ_BIN" --amqp-port 5672 --bind 127.0.0.1 --bind ::1 --data-dir "$out/spatemq-data" \
             --log-level warn >"$out/spatemq.log" 2>&1 &
         pid=$!
         wait_for_port "$pid" || { log "spatemq did not start:"; cat "$out/spatemq.log" >&2; exit 1; }
