@@ -48,6 +48,8 @@ pub struct Connection {
     /// The client closed the connection: its socket stays open (and is read and dropped)
     /// until the client closes it.
     lingering: Cell<bool>,
+    /// This connection declared an exclusive queue (its close then waits for their deletion).
+    pub declared_exclusive: Cell<bool>,
     /// Permission verdicts of this connection's user in its vhost (`access`).
     pub access: RefCell<super::access::AccessCache>,
     pub channels: RefCell<HashMap<u16, Channel>>,
@@ -95,6 +97,7 @@ impl Connection {
             access: RefCell::new(super::access::AccessCache::default()),
             force_closed: Cell::new(false),
             lingering: Cell::new(false),
+            declared_exclusive: Cell::new(false),
             channels: RefCell::new(HashMap::new()),
             written: RefCell::new(HashMap::new()),
             next_incarnation: Cell::new(1),

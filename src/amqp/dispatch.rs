@@ -22,6 +22,7 @@ use crate::broker::error::*;
 use crate::broker::messages::ShardMsg;
 use crate::broker::queue::Settle;
 use crate::broker::reply_to::REPLY_NAME_PREFIX;
+use crate::broker::requests::AdminRequest;
 use crate::codec::frame::{describe, erlang_bytes, is_well_formed, RawFrame, FRAME_HEARTBEAT, FRAME_METHOD};
 use crate::codec::hotpath::{self, Ack, Publish};
 use crate::codec::message::Message;
@@ -116,7 +117,11 @@ impl<P: Port> Dispatcher<P> {
             }
         }
         if frame.channel == 0 {
-            return self.channel_zero_frame(&frame).map_err(Hangup::Close);
+            let closed = self.channel_zero_frame(&frame).map_err(Hangup::Close)?;
+            if closed {
+                self.close_ok().await;
+            }
+            return Ok(closed);
         }
         if frame.frame_type == FRAME_HEARTBEAT {
             let error = AmqpError::new(UNEXPECTED_FRAME, describe(frame.frame_type, &frame.payload));
@@ -133,6 +138,21 @@ impl<P: Port> Dispatcher<P> {
         }
     }
 
+    /// The client's connection.close: as RabbitMQ, its exclusive queues are deleted before
+    /// close-ok is sent, so a client that reconnects at once finds them gone.
+    async fn close_ok(&mut self) {
+        if self.connection.declared_exclusive.get() {
+            let conn = self.connection.id;
+            let request = AdminRequest::ReleaseExclusive { conn };
+            let released = self.port.request(0, |reply| ShardMsg::Admin { request: Box::new(request), reply }).await;
+            if let Err(error) = released {
+                crate::warn!("connection {conn}: releasing exclusive queues: {}", error.reply_text);
+            }
+        }
+        let close_ok = AMQPClass::Connection(connection_method::AMQPMethod::CloseOk(connection_method::CloseOk {}));
+        self.send_method(0, &close_ok);
+    }
+
     /// Channel 0 takes heartbeats and connection methods; content there is unexpected.
     fn channel_zero_frame(&mut self, frame: &RawFrame) -> Result<bool, Fault> {
         match frame.frame_type {
@@ -146,12 +166,8 @@ impl<P: Port> Dispatcher<P> {
         let ids = hotpath::method_ids(payload).unwrap_or_default();
         let method = parse_method(payload).map_err(|_| cannot_decode(payload, ids))?;
         match method {
-            AMQPClass::Connection(connection_method::AMQPMethod::Close(_)) => {
-                let close_ok =
-                    AMQPClass::Connection(connection_method::AMQPMethod::CloseOk(connection_method::CloseOk {}));
-                self.send_method(0, &close_ok);
-                Ok(true)
-            }
+            // close-ok is sent by `handle_frame`, once the exclusive queues are gone.
+            AMQPClass::Connection(connection_method::AMQPMethod::Close(_)) => Ok(true),
             AMQPClass::Connection(connection_method::AMQPMethod::UpdateSecret(update)) => {
                 self.update_secret(update.new_secret.as_bytes()).map_err(|error| fault(error, ids))?;
                 Ok(false)

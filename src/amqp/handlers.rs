@@ -285,6 +285,9 @@ impl<P: Port> Dispatcher<P> {
                 return self.answer_queue_declare(channel_id, declare.nowait, reply);
             }
         }
+        if declare.exclusive && !declare.passive {
+            self.connection.declared_exclusive.set(true);
+        }
         let request = AdminRequest::QueueDeclare(QueueDeclare {
             vhost: self.vhost(),
             name: name.clone(),

@@ -340,6 +340,18 @@ impl Definitions {
         self.remove_destination(vhost_name, Destination::Queue(id))
     }
 
+    /// Removes the exclusive queues of `conn` from the definitions and returns them (their
+    /// owners must drop their state).
+    pub fn release_exclusive(&mut self, conn: ConnId) -> Vec<Arc<QueueDef>> {
+        let released = self.exclusive_queues_of(conn);
+        for queue in &released {
+            if let Err(error) = self.remove_queue(&queue.vhost, queue.id) {
+                crate::warn!("releasing exclusive queue '{}': {}", queue.name, error.reply_text);
+            }
+        }
+        released
+    }
+
     pub fn exclusive_queues_of(&self, conn: ConnId) -> Vec<Arc<QueueDef>> {
         self.snapshot
             .vhosts

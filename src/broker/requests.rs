@@ -69,6 +69,10 @@ pub enum AdminRequest {
     },
     Bind(Binding),
     Unbind(Binding),
+    /// connection.close: the connection's exclusive queues go before close-ok is sent.
+    ReleaseExclusive {
+        conn: ConnId,
+    },
 }
 
 /// Operations on one queue, executed by its owner shard.

@@ -37,7 +37,9 @@ fn durable_change_before(definitions: &Definitions, request: &AdminRequest) -> O
             .then(|| DefinitionOp::ExchangeDelete { vhost: vhost.clone(), name: name.clone() }),
         AdminRequest::Bind(binding) => definitions.durable_binding(binding).map(DefinitionOp::Bind),
         AdminRequest::Unbind(binding) => definitions.durable_binding(binding).map(DefinitionOp::Unbind),
-        AdminRequest::QueueDeclare(_) | AdminRequest::QueueDelete { .. } => None,
+        AdminRequest::QueueDeclare(_) | AdminRequest::QueueDelete { .. } | AdminRequest::ReleaseExclusive { .. } => {
+            None
+        }
     }
 }
 
@@ -78,6 +80,18 @@ impl Shard {
             self.reply(reply, Err(AmqpError::new(INTERNAL_ERROR, "definitions request sent to a non-writer shard")));
             return;
         };
+        if let AdminRequest::ReleaseExclusive { conn } = request {
+            // Gone from the definitions now (the answer carries the new version, so the
+            // closing connection's shard sees it before close-ok); the owners drop the state.
+            let released = writer.borrow_mut().release_exclusive(conn);
+            self.publish_definitions();
+            for definition in released {
+                let request = QueueRequest::Delete { if_unused: false, if_empty: false, deleting: None };
+                self.send(definition.id.owner(), ShardMsg::QueueOp { queue: definition.id, request, reply: None });
+            }
+            self.reply(reply, Ok(ReplyBody::Done));
+            return;
+        }
         let (result, durable_change) = {
             let mut definitions = writer.borrow_mut();
             let before = durable_change_before(&definitions, &request);
@@ -92,6 +106,7 @@ impl Shard {
                 AdminRequest::QueueDelete { vhost, name, holder, .. } => definitions
                     .queue_for_delete(vhost, name, holder.conn)
                     .map(|found| found.map(QueueDeclared::Existing)),
+                AdminRequest::ReleaseExclusive { .. } => Ok(None),
             };
             let change = match &result {
                 Ok(Some(QueueDeclared::Created(definition))) if queue_is_durable(definition) => {

@@ -179,9 +179,6 @@ shard_tests! {
         for _ in 0..100 {
             let c = open_channel(&pconn).await;
             match within(T, c.queue_declare(q.as_str().into(), QueueDeclareOptions::default().passive(), FieldTable::default())).await {
-                // Still there, owned by the closing connection: its deletion is on its way
-                // from the writer to the queue's shard.
-                Err(e) if reply_code(&e) == Some(405) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
                 Err(e) => {
                     expect_channel_close(&e, 404);
                     gone = true;

@@ -100,3 +100,25 @@ fn an_auto_delete_queue_goes_with_its_last_consumer() {
     assert_eq!(client.methods(), vec![(1, AMQPClass::Basic(basic::AMQPMethod::CancelOk(cancelled)))]);
     assert!(!queue_exists(&mut client, 3, "work"));
 }
+
+#[test]
+fn connection_close_deletes_the_exclusive_queues_before_close_ok_as_rabbitmq() {
+    use amq_protocol::protocol::connection;
+    let broker = Broker::new(3);
+    let mut owner = connected(&broker, 2);
+    declared_exclusive(&mut owner, "private");
+    let writer_knows =
+        |broker: &Broker| broker.shards[0].snapshot().vhost("/").is_some_and(|v| v.queues.contains_key("private"));
+    assert!(writer_knows(&broker));
+    let close = connection::Close { reply_code: 200, reply_text: "bye".into(), class_id: 0, method_id: 0 };
+    owner.send(0, AMQPClass::Connection(connection::AMQPMethod::Close(close)));
+    let methods = owner.methods();
+    assert!(
+        matches!(methods.as_slice(), [(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)))]),
+        "{methods:?}"
+    );
+    // By the time close-ok was written the writer had dropped the queue, and the closing
+    // connection's own shard had caught up with it.
+    assert!(!writer_knows(&broker));
+    assert!(broker.shards[2].snapshot().vhost("/").is_some_and(|v| !v.queues.contains_key("private")));
+}
