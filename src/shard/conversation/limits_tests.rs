@@ -98,7 +98,7 @@ fn a_message_over_the_configured_size_closes_its_channel_after_its_body() {
     let broker = broker_with(1, |config| config.max_message_size = 1000);
     let mut client = broker.connect(0);
     client.open_channel(1);
-    client.send(1, channel_tests_declare("sized"));
+    client.send(1, super::channel_tests::declare("sized"));
     client.output();
     client.publish(1, "", "sized", &AMQPProperties::default(), &[b'x'; 1000]);
     assert!(client.methods().is_empty(), "a message of exactly the limit is taken");
@@ -110,15 +110,3 @@ fn a_message_over_the_configured_size_closes_its_channel_after_its_body() {
     assert!(!client.closed, "a channel error, not a connection error");
 }
 
-fn channel_tests_declare(name: &str) -> AMQPClass {
-    use amq_protocol::protocol::queue;
-    AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-        queue: name.into(),
-        passive: false,
-        durable: false,
-        exclusive: false,
-        auto_delete: false,
-        nowait: false,
-        arguments: FieldTable::default(),
-    }))
-}

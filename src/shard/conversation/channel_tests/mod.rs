@@ -35,7 +35,8 @@ fn qos(prefetch_count: u16) -> AMQPClass {
     AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos { prefetch_count, global: false }))
 }
 
-fn declare(name: &str) -> AMQPClass {
+/// queue.declare of a plain queue `name` (shared with the other conversation tests).
+pub(super) fn declare(name: &str) -> AMQPClass {
     AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
         queue: name.into(),
         passive: false,
