@@ -113,7 +113,7 @@ impl Definitions {
         };
         let queues: Vec<Arc<QueueDef>> = vhost.queues.values().cloned().collect();
         let declared_exchanges =
-            vhost.exchanges.values().filter(|exchange| !super::durable::is_predeclared(&exchange.name)).count();
+            vhost.exchanges.values().filter(|exchange| !super::definitions::is_predeclared(&exchange.name)).count();
         self.forget_counts(queues.len(), declared_exchanges);
         let snapshot = self.snapshot_mut();
         snapshot.vhosts.remove(name);

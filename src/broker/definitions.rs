@@ -32,6 +32,12 @@ const PREDECLARED: &[(&str, ExchangeKind)] = &[
     (TRACE_EXCHANGE, ExchangeKind::Topic),
 ];
 
+/// The default exchange and the `amq.*` ones: made with every vhost, never declared, stored
+/// or exported.
+pub(super) fn is_predeclared(name: &str) -> bool {
+    name.is_empty() || name.starts_with("amq.")
+}
+
 /// Declared in every vhost, as RabbitMQ does; internal, so a publish to it is refused (403).
 const TRACE_EXCHANGE: &str = "amq.rabbitmq.trace";
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::definitions::{Definitions, QueueDeclared};
 use super::definitions_file::{self as file, DefinitionsFile, DestinationType};
-use super::durable::is_predeclared;
+use super::definitions::is_predeclared;
 use super::requests::{Binding, ExchangeDeclare, QueueDeclare};
 use super::snapshot::{QueueDef, Snapshot};
 use super::users::{Permissions, User, UserLimits, VhostLimits};

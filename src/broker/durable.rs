@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::accounts::Defaults;
-use super::definitions::Definitions;
+use super::definitions::{is_predeclared, Definitions};
 use super::error::AmqpError;
 use super::passwords::{HashAlgorithm, PasswordHash};
 use super::requests::{Binding, ExchangeDeclare};
@@ -23,9 +23,6 @@ use crate::store::definitions_log::{BindingDefinition, DefinitionOp};
 /// The connection replayed definitions are attributed to (never a real client).
 const REPLAY_CONN: ConnId = ConnId { shard: 0, local: 0 };
 
-pub(super) fn is_predeclared(name: &str) -> bool {
-    name.is_empty() || name.starts_with("amq.")
-}
 
 pub fn queue_is_durable(queue: &QueueDef) -> bool {
     queue.durable && queue.exclusive_owner.is_none()
