@@ -17,9 +17,11 @@ const USAGE: &str = "\
 spatemq ctl: administer a running SpateMQ broker (rabbitmqctl's commands)
 
 USAGE:
-    spatemq ctl [--data-dir DIR] COMMAND [ARGS] [-p VHOST] [-q] [-s]
+    spatemq ctl [--data-dir DIR | --config FILE] COMMAND [ARGS] [-p VHOST] [-q] [-s]
 
     --data-dir DIR   the broker's data directory [env SPATEMQ_DATA_DIR; default: ./data]
+    --config FILE    the broker's config file: its data_dir is used [env SPATEMQ_CONFIG]
+                     (--data-dir, then SPATEMQ_DATA_DIR, win over it)
 
 ";
 
@@ -27,25 +29,45 @@ const EXIT_USAGE: u8 = 64;
 const EXIT_UNAVAILABLE: u8 = 69;
 
 pub fn main(args: impl Iterator<Item = String>) -> ExitCode {
-    let mut data_dir = std::env::var_os("SPATEMQ_DATA_DIR").map_or_else(|| PathBuf::from("data"), PathBuf::from);
+    let mut data_dir_flag: Option<PathBuf> = None;
+    let mut config_file: Option<PathBuf> = std::env::var_os("SPATEMQ_CONFIG").map(PathBuf::from);
     let mut command = Vec::new();
     let mut args = args.peekable();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--data-dir" if command.is_empty() => match args.next() {
-                Some(dir) => data_dir = PathBuf::from(dir),
+                Some(dir) => data_dir_flag = Some(PathBuf::from(dir)),
                 None => return usage_error("--data-dir needs a directory"),
+            },
+            "--config" if command.is_empty() => match args.next() {
+                Some(file) => config_file = Some(PathBuf::from(file)),
+                None => return usage_error("--config needs a file"),
             },
             "-h" | "--help" if command.is_empty() => {
                 print!("{USAGE}{}", crate::control::COMMANDS);
                 return ExitCode::SUCCESS;
             }
             _ => match arg.strip_prefix("--data-dir=") {
-                Some(dir) if command.is_empty() => data_dir = PathBuf::from(dir),
+                Some(dir) if command.is_empty() => data_dir_flag = Some(PathBuf::from(dir)),
                 _ => command.push(arg),
             },
         }
     }
+    // As the broker: the flag, then the environment, then the config file, then ./data.
+    let from_file = match (&data_dir_flag, std::env::var_os("SPATEMQ_DATA_DIR"), &config_file) {
+        (None, None, Some(file)) => match crate::config::data_dir_in_file(file) {
+            Ok(found) => found,
+            Err(problem) => {
+                eprintln!("spatemq ctl: {problem}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        _ => None,
+    };
+    let data_dir = data_dir_flag
+        .or_else(|| std::env::var_os("SPATEMQ_DATA_DIR").map(PathBuf::from))
+        .or(from_file)
+        .unwrap_or_else(|| PathBuf::from("data"));
     if command.is_empty() {
         return usage_error("no command given");
     }

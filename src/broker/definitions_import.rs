@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 
+use super::definitions::is_predeclared;
 use super::definitions::{Definitions, QueueDeclared};
 use super::definitions_file::{self as file, DefinitionsFile, DestinationType};
-use super::definitions::is_predeclared;
 use super::requests::{Binding, ExchangeDeclare, QueueDeclare};
 use super::snapshot::{QueueDef, Snapshot};
 use super::users::{Permissions, User, UserLimits, VhostLimits};

@@ -23,7 +23,6 @@ use crate::store::definitions_log::{BindingDefinition, DefinitionOp};
 /// The connection replayed definitions are attributed to (never a real client).
 const REPLAY_CONN: ConnId = ConnId { shard: 0, local: 0 };
 
-
 pub fn queue_is_durable(queue: &QueueDef) -> bool {
     queue.durable && queue.exclusive_owner.is_none()
 }

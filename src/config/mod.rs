@@ -311,6 +311,12 @@ impl Config {
 
 /// Parses the command line (without the program name; a leading `serve` is skipped) with the
 /// environment, then the config file it names, and validates the result.
+/// The `data_dir` a config file names, if any (`spatemq ctl --config FILE` finds the broker's
+/// control socket with it).
+pub fn data_dir_in_file(path: &std::path::Path) -> Result<Option<PathBuf>, ConfigError> {
+    Ok(file::read(path)?.data_dir)
+}
+
 pub fn parse<I>(args: I) -> Result<Command, ConfigError>
 where
     I: IntoIterator<Item = String>,

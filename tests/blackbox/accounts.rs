@@ -714,3 +714,32 @@ async fn vhost_and_user_limits_refuse_as_rabbitmq_and_survive_a_restart() {
     let (code, _, err) = ctl(data.path(), &["set_vhost_limits", "-p", "apps", r#"{"max-bananas": 1}"#]);
     assert_eq!(code, 65, "{err}");
 }
+
+#[test]
+fn ctl_finds_the_broker_through_its_config_file() {
+    if crate::common::process::external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let broker = BrokerProcess::start(data.path(), 1, &[]);
+    let config = data.path().join("ctl-test.toml");
+    std::fs::write(&config, format!("data_dir = {:?}\n", data.path().to_str().expect("utf-8"))).expect("write");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_spatemq"))
+            .arg("ctl")
+            .args(args)
+            .env_remove("SPATEMQ_DATA_DIR")
+            .env_remove("SPATEMQ_CONFIG")
+            .output()
+            .expect("run spatemq ctl")
+    };
+    let output = run(&["--config", config.to_str().expect("utf-8"), "list_users", "-s"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "guest\t[administrator]\n");
+    // A config file with a typo is refused with its line, not taken for the default.
+    std::fs::write(&config, "data_dri = \"/nowhere\"\n").expect("write");
+    let output = run(&["--config", config.to_str().expect("utf-8"), "list_users"]);
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("line 1"), "{}", String::from_utf8_lossy(&output.stderr));
+    broker.stop_cleanly();
+}

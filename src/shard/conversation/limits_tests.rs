@@ -109,4 +109,3 @@ fn a_message_over_the_configured_size_closes_its_channel_after_its_body() {
     );
     assert!(!client.closed, "a channel error, not a connection error");
 }
-
