@@ -115,6 +115,11 @@ impl Permissions {
         Permissions::new(".*", ".*", ".*").unwrap_or_else(|_| unreachable!(".* is a valid expression"))
     }
 
+    /// The three patterns as they were set: configure, write, read.
+    pub fn sources(&self) -> [&str; 3] {
+        [self.configure.source(), self.write.source(), self.read.source()]
+    }
+
     pub fn pattern(&self, access: Access) -> &Pattern {
         match access {
             Access::Configure => &self.configure,

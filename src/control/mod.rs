@@ -1,0 +1,165 @@
+//! The control socket: how `spatemq ctl` administers a running broker without the HTTP API.
+//!
+//! A Unix socket `ctl.sock` in the data directory (owner-only, 0600, like every file there).
+//! One request per connection: the client writes a JSON object `{"args": [...], "input": ...}`
+//! and closes its side; the broker answers `{"code": N, "out": "...", "err": "...",
+//! "file": ...}` and closes. The commands and their output follow `rabbitmqctl`, so an
+//! operator's habits and scripts carry over. The thread here only parses and formats: every
+//! request reaches the shards through their control inboxes, and the shards answer from
+//! their own state (no lock on shard data).
+
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::shard::mailbox::Mailboxes;
+
+mod commands;
+
+use commands::execute;
+pub use commands::COMMANDS;
+
+pub const SOCKET_NAME: &str = "ctl.sock";
+/// The largest request read (a definitions file travels in one).
+const REQUEST_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// How long a shard may take to answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Exit codes, as `rabbitmqctl` (sysexits) uses them.
+const EXIT_USAGE: i32 = 64;
+const EXIT_DATA: i32 = 65;
+const EXIT_UNAVAILABLE: i32 = 69;
+
+pub struct ControlServer {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ControlServer {
+    pub fn stop(mut self) {
+        self.shut();
+    }
+
+    fn shut(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wakes the blocking accept.
+        let _ = UnixStream::connect(&self.path);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.shut();
+        }
+    }
+}
+
+/// Listens on the data directory's control socket. A socket file left by a broker that died
+/// is replaced: the data directory's lock says no other broker uses it.
+pub fn start(data_dir: &Path, mailboxes: Arc<Mailboxes>) -> io::Result<ControlServer> {
+    let path = data_dir.join(SOCKET_NAME);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = stop.clone();
+    let thread = std::thread::Builder::new().name("control".into()).spawn(move || {
+        for stream in listener.incoming() {
+            if stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            match stream {
+                Ok(stream) => serve(stream, &mailboxes),
+                Err(error) => {
+                    crate::warn!("control socket: accept failed: {error}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    })?;
+    Ok(ControlServer { path, stop, thread: Some(thread) })
+}
+
+/// What a command printed and its exit code.
+#[derive(Debug, Default, PartialEq)]
+pub struct Outcome {
+    pub code: i32,
+    pub out: String,
+    pub err: String,
+    /// A file's content for the client to write (export_definitions FILE).
+    pub file: Option<String>,
+}
+
+impl Outcome {
+    fn ok(out: impl Into<String>) -> Outcome {
+        Outcome { out: out.into(), ..Outcome::default() }
+    }
+
+    fn fail(code: i32, err: impl Into<String>) -> Outcome {
+        Outcome { code, err: err.into(), ..Outcome::default() }
+    }
+}
+
+fn serve(mut stream: UnixStream, mailboxes: &Mailboxes) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut body = Vec::new();
+    let outcome = match (&mut stream).take(REQUEST_MAX_BYTES).read_to_end(&mut body) {
+        Err(error) => Outcome::fail(EXIT_DATA, format!("cannot read the request: {error}")),
+        Ok(_) => match serde_json::from_slice::<Value>(&body) {
+            Err(error) => Outcome::fail(EXIT_DATA, format!("malformed request: {error}")),
+            Ok(request) => {
+                let args: Vec<String> = request["args"]
+                    .as_array()
+                    .map(|args| args.iter().filter_map(|arg| arg.as_str().map(str::to_string)).collect())
+                    .unwrap_or_default();
+                let input = request["input"].as_str().map(str::to_string);
+                execute(&args, input, mailboxes)
+            }
+        },
+    };
+    let answer = json!({"code": outcome.code, "out": outcome.out, "err": outcome.err, "file": outcome.file});
+    let _ = stream.write_all(answer.to_string().as_bytes());
+}
+
+/// The options every command takes: `-p VHOST`, `-q`/`--quiet`, `-s`/`--silent`, `-n NODE`
+/// (accepted and ignored: there is one node).
+struct Options {
+    vhost: Option<String>,
+    quiet: bool,
+    silent: bool,
+    positional: Vec<String>,
+}
+
+fn options(args: &[String]) -> Result<Options, String> {
+    let mut parsed = Options { vhost: None, quiet: false, silent: false, positional: Vec::new() };
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "-p" | "--vhost" => parsed.vhost = Some(rest.next().ok_or("-p needs a vhost")?.clone()),
+            "-n" | "--node" => {
+                rest.next().ok_or("-n needs a node name")?;
+            }
+            "-q" | "--quiet" => parsed.quiet = true,
+            "-s" | "--silent" => {
+                parsed.quiet = true;
+                parsed.silent = true;
+            }
+            "--" => parsed.positional.extend(rest.by_ref().cloned()),
+            other => parsed.positional.push(other.to_string()),
+        }
+    }
+    Ok(parsed)
+}
