@@ -6,6 +6,7 @@
 //! which guarantees it reaches the client before the first delivery. The consumer timeout of a
 //! consumer's (or a basic.get's) deliveries is settled here, once, from the arguments.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use amq_protocol::protocol::{basic, AMQPClass};
@@ -24,14 +25,16 @@ use crate::broker::requests::{GotMessage, QueueRequest, ReplyBody};
 use crate::broker::snapshot::QueueDef;
 use crate::codec::hotpath;
 use crate::codec::methods::encode_method;
-use crate::ids::ConsumerTag;
+use crate::ids::{ConsumerTag, QueueId};
 use crate::limits::CONSUMERS_PER_CHANNEL_MAX;
 
 impl<P: Port> Dispatcher<P> {
     pub async fn basic_method(&mut self, channel_id: u16, method: basic::AMQPMethod) -> Result<(), AmqpError> {
         match method {
             basic::AMQPMethod::Qos(qos) => {
-                if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
+                if qos.global {
+                    self.set_channel_prefetch(channel_id, u32::from(qos.prefetch_count));
+                } else if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
                     channel.prefetch_count = u32::from(qos.prefetch_count);
                 }
                 self.send_method(channel_id, &AMQPClass::Basic(basic::AMQPMethod::QosOk(basic::QosOk {})));
@@ -86,10 +89,11 @@ impl<P: Port> Dispatcher<P> {
             if channel.consumers.len() >= CONSUMERS_PER_CHANNEL_MAX {
                 return Err(AmqpError::new(PRECONDITION_FAILED, "too many consumers on this channel"));
             }
-            let info = ConsumerInfo { queue, timeout_ms };
+            let own_prefetch = channel.prefetch_count;
+            let info = ConsumerInfo { queue, timeout_ms, own_prefetch, no_ack: consume.no_ack };
             channel.consumers.insert(consumer_tag.clone(), info);
             channel.touch(queue.owner());
-            channel.prefetch_count
+            channel.limit.consumer_prefetch(own_prefetch)
         };
         let hook: Option<ReplyHook> = if consume.nowait {
             None
@@ -152,8 +156,18 @@ impl<P: Port> Dispatcher<P> {
                 .request(queue.owner(), |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) })
                 .await
                 .ok();
-            if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
+            // Deliveries that waited for the channel's limit were never sent: back to the
+            // queue as they were.
+            let unsent = self.connection.channels.borrow_mut().get_mut(&channel_id).map(|channel| {
                 channel.consumers.remove(&consumer_tag);
+                channel.limit.take_held_of(&consumer_tag)
+            });
+            let mut by_queue: HashMap<QueueId, Vec<u64>> = HashMap::new();
+            for delivery in unsent.into_iter().flatten() {
+                by_queue.entry(delivery.queue).or_default().push(delivery.sequence);
+            }
+            if !by_queue.is_empty() {
+                self.settle(channel_id, by_queue, Settle::Unsent);
             }
         }
         if !cancel.nowait {
@@ -229,9 +243,36 @@ impl<P: Port> Dispatcher<P> {
             if let Some(overdue_at_ms) = unacked.overdue_at_ms() {
                 self.port.schedule_ack_deadline(overdue_at_ms);
             }
-            channel.unacked.insert(delivery_tag, unacked);
+            channel.insert_unacked(delivery_tag, unacked);
         }
         Some(delivery_tag)
+    }
+
+    /// basic.qos global=true: the channel's limit changes at once, for the consumers it has
+    /// (their queues learn their new limit) and for what waits for room.
+    fn set_channel_prefetch(&self, channel_id: u16, prefetch: u32) {
+        let updates: Vec<_> = {
+            let mut channels = self.connection.channels.borrow_mut();
+            let Some(channel) = channels.get_mut(&channel_id) else {
+                return;
+            };
+            if channel.limit.prefetch == prefetch {
+                return;
+            }
+            channel.limit.prefetch = prefetch;
+            channel
+                .consumers
+                .iter()
+                .filter(|(_, info)| !info.no_ack)
+                .map(|(tag, info)| (tag.clone(), info.queue, channel.limit.consumer_prefetch(info.own_prefetch)))
+                .collect()
+        };
+        let holder = self.connection.holder(channel_id);
+        for (consumer_tag, queue, prefetch_count) in updates {
+            let request = QueueRequest::Prefetch { holder, consumer_tag, prefetch_count };
+            self.port.send(queue.owner(), ShardMsg::QueueOp { queue, request, reply: None });
+        }
+        self.release_held(channel_id);
     }
 
     /// basic.recover(requeue=true): every unacked message of the channel goes back to its

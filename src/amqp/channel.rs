@@ -5,13 +5,14 @@
 //! Plain bookkeeping without I/O; the dispatcher, the connection's delivery path and the
 //! shard's consumer-timeout check use it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
 use super::direct_reply::ReplyConsumer;
 use crate::broker::error::{AmqpError, PRECONDITION_FAILED};
+use crate::broker::queue::Delivery;
 use crate::clock;
 use crate::codec::hotpath::{Ack, ContentHeader, Publish};
 use crate::codec::message::Message;
@@ -26,13 +27,16 @@ pub struct UnackedDelivery {
     pub delivered_at_ms: u64,
     /// The consumer timeout that applies to it; None: it may stay unacked forever.
     pub timeout_ms: Option<u64>,
+    /// A consumer's delivery, counted by the channel's prefetch limit (`ChannelLimit`);
+    /// basic.get's are not, as in RabbitMQ.
+    pub limited: bool,
 }
 
 impl UnackedDelivery {
     /// A delivery made now; the clock is read only when a timeout applies.
     pub fn new(queue: QueueId, sequence: u64, timeout_ms: Option<u64>) -> UnackedDelivery {
         let delivered_at_ms = if timeout_ms.is_some() { clock::coarse_now_ms() } else { 0 };
-        UnackedDelivery { queue, sequence, delivered_at_ms, timeout_ms }
+        UnackedDelivery { queue, sequence, delivered_at_ms, timeout_ms, limited: false }
     }
 
     /// The first instant (`clock::coarse_now_ms`) at which it has been unacked for longer than
@@ -48,6 +52,57 @@ pub struct ConsumerInfo {
     /// The consumer timeout of its deliveries: its own `x-consumer-timeout`, else its queue's,
     /// else the broker's (`--consumer-timeout`); None for none.
     pub timeout_ms: Option<u64>,
+    /// The channel's basic.qos prefetch_count (global=false) when the consumer started: its
+    /// own limit, which the channel's limit may lower (see `ChannelLimit::consumer_prefetch`).
+    pub own_prefetch: u32,
+    pub no_ack: bool,
+}
+
+/// basic.qos with global=true: one limit on the unacknowledged consumer deliveries of the
+/// whole channel, shared by its consumers whatever shard their queues live on.
+///
+/// Each queue holds a consumer of such a channel to at most the limit (so a queue never hands
+/// this channel more than it could take), and the channel writes a delivery only while its
+/// written, unsettled consumer deliveries are under the limit; the others wait here, in
+/// arrival order, until an ack, nack, reject or recover makes room. No-ack consumers and
+/// basic.get are outside the limit, as in RabbitMQ.
+#[derive(Debug, Default)]
+pub struct ChannelLimit {
+    /// 0: no limit.
+    pub prefetch: u32,
+    /// Consumer deliveries in acknowledged mode written to the client and not settled.
+    pub unacked: u32,
+    /// Deliveries from the queues that wait for room.
+    pub held: VecDeque<Delivery>,
+}
+
+impl ChannelLimit {
+    pub fn is_full(&self) -> bool {
+        self.prefetch != 0 && self.unacked >= self.prefetch
+    }
+
+    /// A new delivery in acknowledged mode waits: no room, or earlier ones wait already.
+    pub fn must_hold(&self) -> bool {
+        self.is_full() || !self.held.is_empty()
+    }
+
+    /// The limit a queue applies to one consumer of this channel: the lower of its own and
+    /// the channel's (0 is no limit).
+    pub fn consumer_prefetch(&self, own: u32) -> u32 {
+        match (own, self.prefetch) {
+            (0, channel) => channel,
+            (own, 0) => own,
+            (own, channel) => own.min(channel),
+        }
+    }
+
+    /// The waiting deliveries of one consumer, taken out (it was cancelled).
+    pub fn take_held_of(&mut self, consumer_tag: &str) -> Vec<Delivery> {
+        let (theirs, others): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.held).into_iter().partition(|delivery| &*delivery.consumer_tag == consumer_tag);
+        self.held = others.into();
+        theirs
+    }
 }
 
 /// The publish whose header and body frames are still arriving.
@@ -294,8 +349,10 @@ pub struct Channel {
     pub consumers: HashMap<ConsumerTag, ConsumerInfo>,
     /// The direct reply-to consumer (`amq.rabbitmq.reply-to`); at most one, as in RabbitMQ.
     pub reply_consumer: Option<ReplyConsumer>,
-    /// basic.qos prefetch_count for consumers created after it.
+    /// basic.qos prefetch_count (global=false) for consumers created after it.
     pub prefetch_count: u32,
+    /// basic.qos prefetch_count with global=true.
+    pub limit: ChannelLimit,
     mode: Mode,
     pub content: Content,
     /// Queue declared last on this channel: an empty queue name in later methods means it.
@@ -315,6 +372,7 @@ impl Channel {
             consumers: HashMap::new(),
             reply_consumer: None,
             prefetch_count: 0,
+            limit: ChannelLimit::default(),
             mode: Mode::Plain,
             content: Content::Idle,
             last_queue: None,
@@ -345,6 +403,9 @@ impl Channel {
         self.consumers.clear();
         self.reply_consumer = None;
         self.unacked.clear();
+        self.limit.unacked = 0;
+        // The queues take these back with the channel's other unacked messages.
+        self.limit.held.clear();
         if let Mode::Transaction(transaction) = &mut self.mode {
             *transaction = Transaction::default();
         }
@@ -420,15 +481,33 @@ impl Channel {
             let upper = if delivery_tag == 0 { u64::MAX } else { delivery_tag };
             let tags: Vec<u64> = self.unacked.range(..=upper).map(|(tag, _)| *tag).collect();
             for tag in tags {
-                if let Some(unacked) = self.unacked.remove(&tag) {
+                if let Some(unacked) = self.remove_unacked(tag) {
                     by_queue.entry(unacked.queue).or_default().push(unacked.sequence);
                 }
             }
         } else {
-            let unacked = self.unacked.remove(&delivery_tag)?;
+            let unacked = self.remove_unacked(delivery_tag)?;
             by_queue.entry(unacked.queue).or_default().push(unacked.sequence);
         }
         Some(by_queue)
+    }
+
+    /// Tracks a delivery made in acknowledged mode under its delivery tag.
+    pub fn insert_unacked(&mut self, delivery_tag: u64, unacked: UnackedDelivery) {
+        if unacked.limited {
+            self.limit.unacked += 1;
+        }
+        let earlier = self.unacked.insert(delivery_tag, unacked);
+        debug_assert!(earlier.is_none(), "delivery tag {delivery_tag} handed out twice");
+    }
+
+    pub fn remove_unacked(&mut self, delivery_tag: u64) -> Option<UnackedDelivery> {
+        let unacked = self.unacked.remove(&delivery_tag)?;
+        if unacked.limited {
+            debug_assert!(self.limit.unacked > 0, "the channel's limited count went below zero");
+            self.limit.unacked = self.limit.unacked.saturating_sub(1);
+        }
+        Some(unacked)
     }
 }
 

@@ -5,7 +5,8 @@ use amq_protocol::protocol::{basic, AMQPClass};
 
 use super::channel::{ConfirmAnswer, UnackedDelivery};
 use super::connection::Connection;
-use crate::broker::queue::Delivery;
+use crate::broker::messages::ShardMsg;
+use crate::broker::queue::{Delivery, Settle};
 use crate::codec::hotpath::{self, CodecError};
 use crate::codec::message::Message;
 use crate::codec::methods::encode_method;
@@ -17,8 +18,30 @@ pub enum DeliverOutcome {
     Written {
         overdue_at_ms: Option<u64>,
     },
+    /// Waits in its channel for room under the channel's prefetch limit (`ChannelLimit`).
+    Held,
     Bounced(Delivery),
     Unencodable(Delivery),
+}
+
+impl DeliverOutcome {
+    /// What follows a delivery's outcome: the consumer-timeout deadline to schedule, or the
+    /// settle that gives the queue its message back (requeued when the channel or consumer is
+    /// gone, discarded when it cannot be framed for this client).
+    pub fn follow_up(self) -> (Option<u64>, Option<(usize, ShardMsg)>) {
+        let (delivery, action) = match self {
+            DeliverOutcome::Written { overdue_at_ms } => return (overdue_at_ms, None),
+            DeliverOutcome::Held => return (None, None),
+            DeliverOutcome::Bounced(delivery) => (delivery, Settle::Requeue),
+            DeliverOutcome::Unencodable(delivery) => (delivery, Settle::Discard),
+        };
+        if delivery.no_ack {
+            return (None, None);
+        }
+        let settle =
+            ShardMsg::Settle { queue: delivery.queue, holder: delivery.holder, sequences: vec![delivery.sequence], action };
+        (None, Some((delivery.queue.owner(), settle)))
+    }
 }
 
 /// What a basic.deliver says about the delivery itself, beside the message.
@@ -51,8 +74,36 @@ impl Connection {
     }
 
     /// Writes a delivery; hands it back when its channel or consumer is gone (the caller
-    /// requeues it) or when it cannot be framed for this client (the caller drops it).
+    /// requeues it) or when it cannot be framed for this client (the caller drops it). A
+    /// delivery in acknowledged mode waits while the channel's prefetch limit is reached.
     pub fn deliver(&self, delivery: Delivery) -> DeliverOutcome {
+        self.deliver_checked(delivery, false)
+    }
+
+    /// Writes the deliveries that waited for the channel's prefetch limit while it has room
+    /// (after acks, a recover, or a higher limit); the outcomes are the caller's to follow up.
+    pub fn release_held(&self, channel_id: u16) -> Vec<DeliverOutcome> {
+        let mut outcomes = Vec::new();
+        loop {
+            let next = {
+                let mut channels = self.channels.borrow_mut();
+                let Some(channel) = channels.get_mut(&channel_id) else {
+                    break;
+                };
+                if channel.limit.is_full() {
+                    break;
+                }
+                channel.limit.held.pop_front()
+            };
+            let Some(delivery) = next else {
+                break;
+            };
+            outcomes.push(self.deliver_checked(delivery, true));
+        }
+        outcomes
+    }
+
+    fn deliver_checked(&self, delivery: Delivery, released: bool) -> DeliverOutcome {
         let (delivery_tag, overdue_at_ms) = {
             let mut channels = self.channels.borrow_mut();
             let Some(channel) = channels.get_mut(&delivery.holder.channel) else {
@@ -62,13 +113,17 @@ impl Connection {
                 Some(consumer) if channel.is_current(delivery.holder.incarnation) => consumer.timeout_ms,
                 _ => return DeliverOutcome::Bounced(delivery),
             };
+            if !delivery.no_ack && !released && channel.limit.must_hold() {
+                channel.limit.held.push_back(delivery);
+                return DeliverOutcome::Held;
+            }
             let delivery_tag = channel.next_delivery_tag();
             let mut overdue_at_ms = None;
             if !delivery.no_ack {
-                let unacked = UnackedDelivery::new(delivery.queue, delivery.sequence, timeout_ms);
+                let mut unacked = UnackedDelivery::new(delivery.queue, delivery.sequence, timeout_ms);
+                unacked.limited = true;
                 overdue_at_ms = unacked.overdue_at_ms();
-                let earlier = channel.unacked.insert(delivery_tag, unacked);
-                debug_assert!(earlier.is_none(), "delivery tag {delivery_tag} handed out twice");
+                channel.insert_unacked(delivery_tag, unacked);
             }
             (delivery_tag, overdue_at_ms)
         };
@@ -82,7 +137,7 @@ impl Connection {
             // send them, so the message is dropped for this consumer, loudly.
             crate::warn!("connection {}: cannot deliver a message: {error}", self.id);
             if let Some(channel) = self.channels.borrow_mut().get_mut(&delivery.holder.channel) {
-                channel.unacked.remove(&delivery_tag);
+                channel.remove_unacked(delivery_tag);
             }
             return DeliverOutcome::Unencodable(delivery);
         }
@@ -130,10 +185,14 @@ impl Connection {
     /// consumer_cancel_notify capability, as RabbitMQ does.
     pub fn consumer_cancelled(&self, holder: Holder, consumer_tag: &str) {
         let channel = holder.channel;
-        let known =
-            self.channels.borrow_mut().get_mut(&channel).is_some_and(|open| {
-                open.is_current(holder.incarnation) && open.consumers.remove(consumer_tag).is_some()
-            });
+        // Its waiting deliveries went with the queue.
+        let known = self.channels.borrow_mut().get_mut(&channel).is_some_and(|open| {
+            let known = open.is_current(holder.incarnation) && open.consumers.remove(consumer_tag).is_some();
+            if known {
+                open.limit.take_held_of(consumer_tag);
+            }
+            known
+        });
         if known && self.supports_cancel_notify.get() {
             let cancel = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {
                 consumer_tag: consumer_tag.into(),

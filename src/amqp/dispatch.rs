@@ -357,6 +357,20 @@ impl<P: Port> Dispatcher<P> {
         for (queue, sequences) in by_queue {
             self.port.send(queue.owner(), ShardMsg::Settle { queue, holder, sequences, action });
         }
+        self.release_held(channel_id);
+    }
+
+    /// Writes what waited for room under the channel's prefetch limit, if there is room now.
+    pub fn release_held(&self, channel_id: u16) {
+        for outcome in self.connection.release_held(channel_id) {
+            let (overdue_at_ms, settle) = outcome.follow_up();
+            if let Some(overdue_at_ms) = overdue_at_ms {
+                self.port.schedule_ack_deadline(overdue_at_ms);
+            }
+            if let Some((owner, settle)) = settle {
+                self.port.send(owner, settle);
+            }
+        }
     }
 }
 

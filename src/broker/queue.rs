@@ -158,6 +158,10 @@ pub enum Settle {
     /// Rejected or nacked without requeue: dropped, or dead-lettered if the queue has a
     /// dead-letter exchange.
     Discard,
+    /// Never written to the client (it waited for its channel's prefetch limit and the
+    /// consumer was cancelled): back in the queue as it was, neither redelivered nor counted
+    /// as a delivery.
+    Unsent,
 }
 
 pub struct Queue {
@@ -486,16 +490,35 @@ impl Queue {
             }
             match action {
                 Settle::Requeue => self.requeue(unacked.entry, effects),
+                Settle::Unsent => self.unsend(unacked.entry),
                 Settle::Discard => self.dead(unacked.entry, DeathReason::Rejected, effects),
                 Settle::Ack => self.mark(&unacked.entry, Mark::Removed, effects),
             }
         }
         // Requeued messages count against the length limit again: with drop-head the oldest
         // ready ones go until the queue fits, as RabbitMQ does after a requeue (maybe_drop_head).
-        if action == Settle::Requeue && (self.args.max_length.is_some() || self.args.max_length_bytes.is_some()) {
+        if matches!(action, Settle::Requeue | Settle::Unsent) && (self.args.max_length.is_some() || self.args.max_length_bytes.is_some()) {
             self.drop_over_limit(effects, reader);
         }
         self.dispatch(effects, reader);
+    }
+
+    /// A consumer's prefetch limit changes (its channel's global basic.qos did): a higher one
+    /// lets more go to it at once.
+    pub fn set_prefetch(
+        &mut self,
+        holder: Holder,
+        tag: &str,
+        prefetch_count: u32,
+        effects: &mut Vec<Effect>,
+        reader: &dyn RecordReader,
+    ) {
+        if let Some(consumer) =
+            self.consumers.iter_mut().find(|consumer| consumer.holder == holder && &*consumer.tag == tag)
+        {
+            consumer.prefetch_count = prefetch_count;
+            self.dispatch(effects, reader);
+        }
     }
 
     /// The consumer's connection wrote `count` deliveries to its socket: more may follow.

@@ -51,6 +51,13 @@ impl Queue {
         self.ready.insert_by_sequence(entry);
     }
 
+    /// A message handed to a consumer's channel that never reached the client goes back to
+    /// its place unchanged.
+    pub(super) fn unsend(&mut self, entry: Entry) {
+        self.ready_bytes += entry.payload.counted_bytes();
+        self.ready.insert_by_sequence(entry);
+    }
+
     /// A message leaves the queue for good without being delivered.
     pub(super) fn dead(&self, entry: Entry, reason: DeathReason, effects: &mut Vec<Effect>) {
         if let Some(target) = &self.args.dead_letter {

@@ -94,6 +94,12 @@ pub enum QueueRequest {
         holder: Holder,
         consumer_tag: Arc<str>,
     },
+    /// The consumer's prefetch limit changed (its channel's global basic.qos did).
+    Prefetch {
+        holder: Holder,
+        consumer_tag: Arc<str>,
+        prefetch_count: u32,
+    },
     Get {
         holder: Holder,
         no_ack: bool,

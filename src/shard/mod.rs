@@ -390,30 +390,12 @@ impl Shard {
             Some(connection) => connection.deliver(delivery),
             None => DeliverOutcome::Bounced(delivery),
         };
-        // The channel or consumer is gone: the queue takes an acknowledged-mode message back.
-        // A message that cannot be framed for this client is dropped.
-        let (delivery, action) = match outcome {
-            DeliverOutcome::Written { overdue_at_ms } => {
-                if let Some(overdue_at_ms) = overdue_at_ms {
-                    self.ack_deadlines.schedule(overdue_at_ms);
-                }
-                return;
-            }
-            DeliverOutcome::Bounced(delivery) => (delivery, crate::broker::queue::Settle::Requeue),
-            DeliverOutcome::Unencodable(delivery) => (delivery, crate::broker::queue::Settle::Discard),
-        };
-        {
-            if !delivery.no_ack {
-                self.send(
-                    delivery.queue.owner(),
-                    ShardMsg::Settle {
-                        queue: delivery.queue,
-                        holder: delivery.holder,
-                        sequences: vec![delivery.sequence],
-                        action,
-                    },
-                );
-            }
+        let (overdue_at_ms, settle) = outcome.follow_up();
+        if let Some(overdue_at_ms) = overdue_at_ms {
+            self.ack_deadlines.schedule(overdue_at_ms);
+        }
+        if let Some((owner, settle)) = settle {
+            self.send(owner, settle);
         }
     }
 }

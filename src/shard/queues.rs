@@ -345,6 +345,10 @@ fn apply_queue_request(
                 Outcome::Answer(Ok(ReplyBody::Done))
             }
         }
+        QueueRequest::Prefetch { holder, consumer_tag, prefetch_count } => {
+            queue.set_prefetch(holder, &consumer_tag, prefetch_count, effects, reader);
+            Outcome::Answer(Ok(ReplyBody::Done))
+        }
         QueueRequest::Get { holder, no_ack } => {
             Outcome::Answer(Ok(ReplyBody::Get(queue.get(holder, no_ack, effects, reader))))
         }

@@ -49,6 +49,60 @@ def qos_global(s):
     c.rpc(1, "basic.consume", queue=s.q("b"), consumer_tag="b")
 
 
+@conversation("basic.qos.global-ack-makes-room")
+def qos_global_ack(s):
+    c = opened(s)
+    _queue_with(s, c, 2)
+    c.rpc(1, "basic.qos", prefetch_count=1, **{"global": True})
+    c.rpc(1, "basic.consume", queue=s.q(), consumer_tag="a")
+    c.rpc(1, "basic.ack", delivery_tag=1)
+    c.rpc(1, "basic.ack", delivery_tag=2)
+
+
+@conversation("basic.qos.global-raised")
+def qos_global_raised(s):
+    c = opened(s)
+    _queue_with(s, c, 4)
+    c.rpc(1, "basic.qos", prefetch_count=1, **{"global": True})
+    c.rpc(1, "basic.consume", queue=s.q(), consumer_tag="a")
+    c.rpc(1, "basic.qos", prefetch_count=3, **{"global": True})
+
+
+@conversation("basic.qos.global-and-consumer-limits")
+def qos_global_and_consumer(s):
+    c = opened(s)
+    _queue_with(s, c, 5)
+    c.rpc(1, "basic.qos", prefetch_count=3, **{"global": True})
+    c.rpc(1, "basic.qos", prefetch_count=2)
+    c.rpc(1, "basic.consume", queue=s.q(), consumer_tag="a")
+    c.rpc(1, "basic.ack", delivery_tag=2, multiple=True)
+
+
+@conversation("basic.qos.global-ignores-get-and-no-ack")
+def qos_global_get(s):
+    c = opened(s)
+    _queue_with(s, c, 2)
+    declare(c, 1, s.q("b"), exclusive=True)
+    fill(c, s.q("b"), 2)
+    c.rpc(1, "basic.qos", prefetch_count=1, **{"global": True})
+    get(c, 1, s.q(), no_ack=False)
+    c.rpc(1, "basic.consume", queue=s.q("b"), consumer_tag="free", no_ack=True)
+    c.rpc(1, "basic.consume", queue=s.q(), consumer_tag="a")
+
+
+@conversation("basic.qos.global-cancel-returns-waiting")
+def qos_global_cancel(s):
+    c = opened(s)
+    _queue_with(s, c, 1)
+    declare(c, 1, s.q("b"), exclusive=True)
+    fill(c, s.q("b"), 1)
+    c.rpc(1, "basic.qos", prefetch_count=1, **{"global": True})
+    c.rpc(1, "basic.consume", queue=s.q(), consumer_tag="a")
+    c.rpc(1, "basic.consume", queue=s.q("b"), consumer_tag="b")
+    c.rpc(1, "basic.cancel", consumer_tag="b")
+    get(c, 1, s.q("b"))
+
+
 @conversation("basic.consume.server-tag-and-deliveries")
 def consume_server_tag(s):
     c = opened(s)

@@ -40,18 +40,142 @@ fn prefetch_count_does_not_limit_no_ack_consumers() {
     assert_eq!(deliveries(&client.output()).len(), 3);
 }
 
+/// Queues "left" and "right" with `count` messages each, placed on different shards.
+fn two_queues_on_two_shards(broker: &Broker, count: usize) -> (String, String) {
+    let left = "left".to_string();
+    let owner = crate::broker::placement::queue_owner("/", &left, broker.shards.len());
+    let right = (0..)
+        .map(|index| format!("right{index}"))
+        .find(|name| crate::broker::placement::queue_owner("/", name, broker.shards.len()) != owner)
+        .expect("a name on another shard");
+    queue_with_messages(broker, &left, count);
+    queue_with_messages(broker, &right, count);
+    (left, right)
+}
+
 #[test]
-#[ignore = "differs from RabbitMQ 3.10: global=true is taken as a per-consumer limit, not one shared by the channel (a channel-wide limit across queue shards needs a shared limiter)"]
 fn a_global_prefetch_count_is_shared_by_the_consumers_of_the_channel() {
     let broker = Broker::new(2);
-    queue_with_messages(&broker, "left", 2);
-    queue_with_messages(&broker, "right", 2);
+    let (left, right) = two_queues_on_two_shards(&broker, 2);
     let mut client = client_on(&broker, 1);
     client.send(1, qos(1, true));
     client.output();
-    client.send(1, consume("left", "l"));
-    client.send(1, consume("right", "r"));
+    client.send(1, consume(&left, "l"));
+    client.send(1, consume(&right, "r"));
+    let first = deliveries(&client.output());
+    assert_eq!(first.len(), 1, "{first:?}");
+    // Each ack makes room for exactly one more, from either queue, until all four are in.
+    let mut seen = vec![first[0].body.clone()];
+    let mut last_tag = first[0].delivery_tag;
+    for _ in 0..3 {
+        client.send(1, ack(last_tag, false));
+        let next = deliveries(&client.output());
+        assert_eq!(next.len(), 1, "{next:?}");
+        assert!(!next[0].redelivered);
+        seen.push(next[0].body.clone());
+        last_tag = next[0].delivery_tag;
+    }
+    seen.sort();
+    assert_eq!(seen, vec![b"m1".to_vec(), b"m1".to_vec(), b"m2".to_vec(), b"m2".to_vec()]);
+    client.send(1, ack(last_tag, false));
+    assert!(deliveries(&client.output()).is_empty());
+}
+
+#[test]
+fn the_lower_of_the_consumer_and_channel_limits_applies() {
+    let broker = Broker::new(2);
+    queue_with_messages(&broker, "both", 6);
+    let mut client = client_on(&broker, 0);
+    client.send(1, qos(2, false));
+    client.send(1, qos(4, true));
+    client.output();
+    assert_eq!(start_consumer(&mut client, "both", "c").len(), 2);
+    client.send(1, qos(1, true));
+    client.send(1, ack(2, true));
+    // Two acked, nothing unacked, channel limit 1 now: one more.
     assert_eq!(deliveries(&client.output()).len(), 1);
+}
+
+#[test]
+fn raising_the_global_prefetch_count_delivers_more_at_once() {
+    let broker = Broker::new(2);
+    let (left, _) = two_queues_on_two_shards(&broker, 5);
+    let mut client = client_on(&broker, 1);
+    client.send(1, qos(1, true));
+    client.output();
+    assert_eq!(start_consumer(&mut client, &left, "c").len(), 1);
+    client.send(1, qos(3, true));
+    let output = client.output();
+    assert!(matches!(output.first(), Some(Out::Method { method: AMQPClass::Basic(basic::AMQPMethod::QosOk(_)), .. })));
+    assert_eq!(bodies(&deliveries(&output)), vec![b"m2" as &[u8], b"m3"]);
+    client.send(1, qos(0, true));
+    assert_eq!(bodies(&deliveries(&client.output())), vec![b"m4" as &[u8], b"m5"]);
+}
+
+#[test]
+fn a_global_prefetch_count_leaves_no_ack_consumers_and_basic_get_alone() {
+    let broker = Broker::new(2);
+    let (left, right) = two_queues_on_two_shards(&broker, 3);
+    let mut client = client_on(&broker, 1);
+    client.send(1, qos(1, true));
+    client.output();
+    client.send(1, get(&right, false));
+    assert!(got(&client.output()).is_some());
+    let options = ConsumeOptions { no_ack: true, ..ConsumeOptions::default() };
+    client.send(1, consume_with(&left, "free", options, FieldTable::default()));
+    assert_eq!(deliveries(&client.output()).len(), 3);
+    // The unacked basic.get does not count: one consumer delivery still fits.
+    assert_eq!(start_consumer(&mut client, &right, "limited").len(), 1);
+}
+
+#[test]
+fn a_cancelled_consumer_gives_back_what_waited_for_the_channel_limit_unchanged() {
+    let broker = Broker::new(2);
+    let (left, right) = two_queues_on_two_shards(&broker, 2);
+    let mut client = client_on(&broker, 1);
+    client.send(1, qos(1, true));
+    client.output();
+    client.send(1, consume(&left, "l"));
+    client.send(1, consume(&right, "r"));
+    let first = deliveries(&client.output());
+    assert_eq!(first.len(), 1);
+    // The consumer whose message waits is cancelled: its message goes back, never sent.
+    let waiting = if first[0].consumer_tag == "l" { (&right, "r") } else { (&left, "l") };
+    client.send(1, cancel(waiting.1, false));
+    let output = client.output();
+    assert!(deliveries(&output).is_empty(), "{output:?}");
+    let mut other = client_on(&broker, 0);
+    other.send(1, get(waiting.0, true));
+    let (ok, body) = got(&other.output()).expect("the message is back in its queue");
+    assert_eq!(body, b"m1");
+    assert!(!ok.redelivered, "a message that never reached the client is not redelivered");
+}
+
+#[test]
+fn closing_a_channel_with_deliveries_waiting_for_its_limit_requeues_them() {
+    let broker = Broker::new(2);
+    let (left, right) = two_queues_on_two_shards(&broker, 2);
+    let mut client = client_on(&broker, 1);
+    client.send(1, qos(1, true));
+    client.output();
+    client.send(1, consume(&left, "l"));
+    client.send(1, consume(&right, "r"));
+    assert_eq!(deliveries(&client.output()).len(), 1);
+    client.send(1, AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+        reply_code: 200,
+        reply_text: "bye".into(),
+        class_id: 0,
+        method_id: 0,
+    })));
+    client.output();
+    let mut other = client_on(&broker, 0);
+    for queue in [&left, &right] {
+        for expected in [b"m1", b"m2"] {
+            other.send(1, get(queue, true));
+            let (_, body) = got(&other.output()).expect("every message is back");
+            assert_eq!(body, expected);
+        }
+    }
 }
 
 #[test]
