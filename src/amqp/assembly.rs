@@ -171,7 +171,7 @@ impl<P: Port> Dispatcher<P> {
     }
 
     /// immediate, the size limit, then the exchange: RabbitMQ's order.
-    fn check_publish(&self, publish: &Publish, header: &ContentHeader) -> Result<(), AmqpError> {
+    fn check_publish(&mut self, publish: &Publish, header: &ContentHeader) -> Result<(), AmqpError> {
         if publish.immediate {
             return Err(AmqpError::new(NOT_IMPLEMENTED, "immediate=true"));
         }
@@ -180,6 +180,9 @@ impl<P: Port> Dispatcher<P> {
         }
         let snapshot = self.port.snapshot();
         super::access::publish(&self.connection, &snapshot, &publish.exchange)?;
+        if self.route_cache.exchange_ok(snapshot.version, &publish.exchange) {
+            return Ok(());
+        }
         let exchange = String::from_utf8_lossy(&publish.exchange);
         let vhost_name = self.connection.vhost.borrow().clone();
         let found = snapshot.vhost(&vhost_name).and_then(|vhost| vhost.exchanges.get(exchange.as_ref()).cloned());
@@ -189,7 +192,10 @@ impl<P: Port> Dispatcher<P> {
                 ACCESS_REFUSED,
                 format!("cannot publish to internal exchange '{exchange}' in vhost '{vhost_name}'"),
             )),
-            Some(_) => Ok(()),
+            Some(_) => {
+                self.route_cache.note_exchange_ok(snapshot.version, &publish.exchange);
+                Ok(())
+            }
         }
     }
 }

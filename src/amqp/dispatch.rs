@@ -44,6 +44,7 @@ pub struct Dispatcher<P: Port> {
     pub port: Rc<P>,
     pub connection: Rc<Connection>,
     pub(super) routes: Vec<QueueId>,
+    pub(super) route_cache: super::routes::RouteCache,
 }
 
 /// A failure while handling a frame, with the method it answers (0/0 for none).
@@ -84,7 +85,7 @@ pub(super) fn method_frame_expected() -> Fault {
 
 impl<P: Port> Dispatcher<P> {
     pub fn new(port: Rc<P>, connection: Rc<Connection>) -> Dispatcher<P> {
-        Dispatcher { port, connection, routes: Vec::new() }
+        Dispatcher { port, connection, routes: Vec::new(), route_cache: Default::default() }
     }
 
     pub fn send_method(&self, channel: u16, method: &AMQPClass) {
@@ -444,15 +445,25 @@ impl<P: Port> Dispatcher<P> {
             return self.send_direct_reply(channel_id, publish, message);
         }
         let snapshot = self.port.snapshot();
-        let vhost_name = self.connection.vhost.borrow().clone();
-        let exchange_name = String::from_utf8_lossy(&publish.exchange);
         self.routes.clear();
-        if let Some(vhost) = snapshot.vhost(&vhost_name) {
-            if let Some(exchange) = vhost.exchanges.get(exchange_name.as_ref()) {
-                let properties = message.properties.clone();
-                let mut headers =
-                    move || -> Option<FieldTable> { hotpath::parse_properties(&properties).ok()?.headers().clone() };
-                vhost.route_with_alternates(exchange, &publish.routing_key, &mut headers, &mut self.routes);
+        let cached =
+            self.route_cache.routes(snapshot.version, &publish.exchange, &publish.routing_key, &mut self.routes);
+        if !cached {
+            let vhost_name = self.connection.vhost.borrow().clone();
+            let exchange_name = String::from_utf8_lossy(&publish.exchange);
+            let mut used_headers = false;
+            if let Some(vhost) = snapshot.vhost(&vhost_name) {
+                if let Some(exchange) = vhost.exchanges.get(exchange_name.as_ref()) {
+                    let properties = message.properties.clone();
+                    let mut headers = || -> Option<FieldTable> {
+                        used_headers = true;
+                        hotpath::parse_properties(&properties).ok()?.headers().clone()
+                    };
+                    vhost.route_with_alternates(exchange, &publish.routing_key, &mut headers, &mut self.routes);
+                }
+            }
+            if !used_headers {
+                self.route_cache.store(snapshot.version, &publish.exchange, &publish.routing_key, &self.routes);
             }
         }
         let publish_sequence = self.start_confirm(channel_id, self.routes.len() as u32);

@@ -21,3 +21,4 @@ pub(crate) mod handshake;
 pub(crate) mod port;
 #[cfg(test)]
 mod port_tests;
+mod routes;
