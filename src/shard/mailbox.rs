@@ -58,6 +58,12 @@ impl Mailboxes {
         Ok(())
     }
 
+    /// Pushes without waking the receiver: the sender wakes it later with `wake_if_parked`,
+    /// once for a batch. A full mailbox hands the message back.
+    pub fn push(&self, from: usize, to: usize, message: ShardMsg) -> Result<(), ShardMsg> {
+        self.queue(from, to).push(message)
+    }
+
     /// Wakes shard `to` if it is parked (also used for shard-local work).
     pub fn wake_if_parked(&self, to: usize) {
         let inbox = &self.inboxes[to];

@@ -55,6 +55,10 @@ pub struct Shard {
     mailboxes: Arc<Mailboxes>,
     local: RefCell<VecDeque<ShardMsg>>,
     outbox: RefCell<Vec<VecDeque<ShardMsg>>>,
+    /// Bit i set: a message was pushed to shard i's mailbox and shard i was not yet woken
+    /// for it. The wake-ups wait for the end of this shard's turn (`flush_wakes`), so a
+    /// batch of messages costs one wake-up, not one each.
+    wakes_pending: Cell<u64>,
     snapshot: RefCell<Arc<Snapshot>>,
     /// Present on shard 0 only: the single writer of definitions.
     writer: Option<RefCell<Definitions>>,
@@ -105,6 +109,7 @@ impl Shard {
             mailboxes,
             local: RefCell::new(VecDeque::new()),
             outbox: RefCell::new((0..count).map(|_| VecDeque::new()).collect()),
+            wakes_pending: Cell::new(0),
             snapshot: RefCell::new(snapshot),
             writer,
             queues: RefCell::new(HashMap::new()),
@@ -198,8 +203,12 @@ impl Shard {
         let mut outbox = self.outbox.borrow_mut();
         let spill = &mut outbox[to];
         if spill.is_empty() {
-            match self.mailboxes.try_send(self.id, to, message) {
-                Ok(()) => return,
+            match self.mailboxes.push(self.id, to, message) {
+                Ok(()) => {
+                    drop(outbox);
+                    self.defer_wake(to);
+                    return;
+                }
                 Err(message) => spill.push_back(message),
             }
         } else {
@@ -207,6 +216,26 @@ impl Shard {
         }
         drop(outbox);
         self.mailboxes.wake_if_parked(self.id);
+    }
+
+    /// Shard `to` has new mail: it is woken when this shard's current task yields and the
+    /// mailbox loop turns (the first deferred wake-up of a turn makes sure the loop runs).
+    fn defer_wake(&self, to: usize) {
+        let before = self.wakes_pending.get();
+        self.wakes_pending.set(before | 1 << to);
+        if before == 0 {
+            self.mailboxes.wake_if_parked(self.id);
+        }
+    }
+
+    /// Wakes the shards this one sent mail to since the last flush.
+    fn flush_wakes(&self) {
+        let mut pending = self.wakes_pending.take();
+        while pending != 0 {
+            let to = pending.trailing_zeros() as usize;
+            pending &= pending - 1;
+            self.mailboxes.wake_if_parked(to);
+        }
     }
 
     fn flush_outboxes(&self) -> bool {
@@ -247,7 +276,11 @@ impl Shard {
             } else if spilled {
                 monoio::time::sleep(Duration::from_micros(50)).await;
             } else {
-                let local = || !self.local.borrow().is_empty() || self.outbox.borrow().iter().any(|s| !s.is_empty());
+                let local = || {
+                    !self.local.borrow().is_empty()
+                        || self.outbox.borrow().iter().any(|s| !s.is_empty())
+                        || self.wakes_pending.get() != 0
+                };
                 self.mailboxes.park(self.id, &local).await;
             }
         }
@@ -261,6 +294,7 @@ impl Shard {
         self.write_store();
         let spilled = self.flush_outboxes();
         self.flush_dirty_connections();
+        self.flush_wakes();
         (handled, spilled)
     }
 
