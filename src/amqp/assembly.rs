@@ -179,10 +179,11 @@ impl<P: Port> Dispatcher<P> {
             return Err(error);
         }
         let snapshot = self.port.snapshot();
-        super::access::publish(&self.connection, &snapshot, &publish.exchange)?;
+        // Checked under this definitions version already: permission, existence, not internal.
         if self.route_cache.exchange_ok(snapshot.version, &publish.exchange) {
             return Ok(());
         }
+        super::access::publish(&self.connection, &snapshot, &publish.exchange)?;
         let exchange = String::from_utf8_lossy(&publish.exchange);
         let vhost_name = self.connection.vhost.borrow().clone();
         let found = snapshot.vhost(&vhost_name).and_then(|vhost| vhost.exchanges.get(exchange.as_ref()).cloned());

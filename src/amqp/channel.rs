@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use rustc_hash::FxHashMap;
 
 use super::direct_reply::ReplyConsumer;
 use crate::broker::error::{AmqpError, PRECONDITION_FAILED};
@@ -346,7 +347,7 @@ pub struct Channel {
     lifecycle: Lifecycle,
     next_delivery_tag: u64,
     pub unacked: BTreeMap<u64, UnackedDelivery>,
-    pub consumers: HashMap<ConsumerTag, ConsumerInfo>,
+    pub consumers: FxHashMap<ConsumerTag, ConsumerInfo>,
     /// The direct reply-to consumer (`amq.rabbitmq.reply-to`); at most one, as in RabbitMQ.
     pub reply_consumer: Option<ReplyConsumer>,
     /// basic.qos prefetch_count (global=false) for consumers created after it.
@@ -369,7 +370,7 @@ impl Channel {
             lifecycle: Lifecycle::Open,
             next_delivery_tag: 1,
             unacked: BTreeMap::new(),
-            consumers: HashMap::new(),
+            consumers: FxHashMap::default(),
             reply_consumer: None,
             prefetch_count: 0,
             limit: ChannelLimit::default(),

@@ -9,13 +9,14 @@
 //! written.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
+use rustc_hash::FxHashMap;
 
 use super::channel::Channel;
 use crate::broker::error::AmqpError;
@@ -52,10 +53,10 @@ pub struct Connection {
     pub declared_exclusive: Cell<bool>,
     /// Permission verdicts of this connection's user in its vhost (`access`).
     pub access: RefCell<super::access::AccessCache>,
-    pub channels: RefCell<HashMap<u16, Channel>>,
+    pub channels: RefCell<FxHashMap<u16, Channel>>,
     /// Deliveries appended to `out` per consumer, returned to the queues as flow credit once
     /// the writer has sent them.
-    written: RefCell<HashMap<(QueueId, Holder, ConsumerTag), u32>>,
+    written: RefCell<Credits>,
     next_incarnation: Cell<u32>,
     last_read: Cell<Instant>,
     /// Set by the first basic.publish: only publishing connections are blocked by alarms.
@@ -79,6 +80,43 @@ pub struct Connection {
     transport_wants_write: Cell<bool>,
 }
 
+/// The consumer a delivery was written for: (its queue, its channel, its tag).
+pub type CreditKey = (QueueId, Holder, ConsumerTag);
+
+/// Deliveries written per consumer since the writer last sent a chunk: the flow credit the
+/// queues get back. Runs of deliveries to one consumer (the usual case) are counted without
+/// hashing its key each time.
+#[derive(Default)]
+struct Credits {
+    counted: FxHashMap<CreditKey, u32>,
+    run: Option<(CreditKey, u32)>,
+}
+
+impl Credits {
+    fn note(&mut self, queue: QueueId, holder: Holder, consumer_tag: &ConsumerTag) {
+        if let Some(((run_queue, run_holder, run_tag), count)) = &mut self.run {
+            if *run_queue == queue && *run_holder == holder && (Arc::ptr_eq(run_tag, consumer_tag) || run_tag == consumer_tag)
+            {
+                *count += 1;
+                return;
+            }
+        }
+        self.end_run();
+        self.run = Some(((queue, holder, consumer_tag.clone()), 1));
+    }
+
+    fn end_run(&mut self) {
+        if let Some((key, count)) = self.run.take() {
+            *self.counted.entry(key).or_insert(0) += count;
+        }
+    }
+
+    fn take(&mut self) -> FxHashMap<CreditKey, u32> {
+        self.end_run();
+        std::mem::take(&mut self.counted)
+    }
+}
+
 impl Connection {
     pub fn new(id: ConnId) -> Connection {
         Connection {
@@ -98,8 +136,8 @@ impl Connection {
             force_closed: Cell::new(false),
             lingering: Cell::new(false),
             declared_exclusive: Cell::new(false),
-            channels: RefCell::new(HashMap::new()),
-            written: RefCell::new(HashMap::new()),
+            channels: RefCell::new(FxHashMap::default()),
+            written: RefCell::new(Credits::default()),
             next_incarnation: Cell::new(1),
             last_read: Cell::new(Instant::now()),
             published: Cell::new(false),
@@ -157,7 +195,7 @@ impl Connection {
     }
 
     pub fn note_written(&self, queue: QueueId, holder: Holder, consumer_tag: &ConsumerTag) {
-        *self.written.borrow_mut().entry((queue, holder, consumer_tag.clone())).or_insert(0) += 1;
+        self.written.borrow_mut().note(queue, holder, consumer_tag);
     }
 
     /// Ends output after what is queued; the writer then closes the socket.
@@ -202,10 +240,10 @@ impl Connection {
 
     /// The writer sent a chunk: the deliveries in it become flow credit (returned to the
     /// caller, per consumer), and a reader waiting for room may go on.
-    pub fn write_completed(&self) -> HashMap<(QueueId, Holder, ConsumerTag), u32> {
+    pub fn write_completed(&self) -> FxHashMap<CreditKey, u32> {
         self.wrote_since_tick.set(true);
         self.writes_completed.set(self.writes_completed.get().wrapping_add(1));
-        let written = std::mem::take(&mut *self.written.borrow_mut());
+        let written = self.written.borrow_mut().take();
         self.wake_reader();
         written
     }
@@ -213,7 +251,7 @@ impl Connection {
     /// The writer stopped for good: nothing written from now on is credited.
     pub fn writer_stopped(&self) {
         self.dead.set(true);
-        self.written.borrow_mut().clear();
+        self.written.borrow_mut().take();
         self.wake_reader();
     }
 
@@ -328,4 +366,34 @@ pub fn truncate_text(text: &str) -> String {
         end -= 1;
     }
     format!("{}...", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::ConnId;
+
+    fn holder(channel: u16) -> Holder {
+        Holder { conn: ConnId { shard: 0, local: 1 }, channel, incarnation: 1 }
+    }
+
+    #[test]
+    fn credits_count_runs_and_interleavings_per_consumer() {
+        let mut credits = Credits::default();
+        let (a, b): (ConsumerTag, ConsumerTag) = ("a".into(), "b".into());
+        let same_text: ConsumerTag = "a".into();
+        credits.note(QueueId(1), holder(1), &a);
+        credits.note(QueueId(1), holder(1), &a);
+        credits.note(QueueId(1), holder(1), &b);
+        credits.note(QueueId(1), holder(1), &same_text);
+        credits.note(QueueId(2), holder(1), &a);
+        credits.note(QueueId(1), holder(2), &a);
+        let taken = credits.take();
+        assert_eq!(taken.len(), 4);
+        assert_eq!(taken[&(QueueId(1), holder(1), a.clone())], 3);
+        assert_eq!(taken[&(QueueId(1), holder(1), b)], 1);
+        assert_eq!(taken[&(QueueId(2), holder(1), a.clone())], 1);
+        assert_eq!(taken[&(QueueId(1), holder(2), a)], 1);
+        assert!(credits.take().is_empty());
+    }
 }
