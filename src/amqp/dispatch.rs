@@ -23,7 +23,9 @@ use crate::broker::messages::ShardMsg;
 use crate::broker::queue::Settle;
 use crate::broker::reply_to::REPLY_NAME_PREFIX;
 use crate::broker::requests::AdminRequest;
-use crate::codec::frame::{describe, erlang_bytes, is_well_formed, RawFrame, FRAME_HEARTBEAT, FRAME_METHOD};
+use crate::codec::frame::{
+    describe, erlang_bytes, is_well_formed, RawFrame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD,
+};
 use crate::codec::hotpath::{self, Ack, Publish};
 use crate::codec::message::Message;
 use crate::codec::methods::{encode_method, is_known_method, parse_method};
@@ -99,6 +101,59 @@ impl<P: Port> Dispatcher<P> {
         self.connection.flush_confirms();
     }
 
+    /// The frames of the publish and ack path, handled at once: content headers and bodies,
+    /// basic.publish and basic.ack/nack/reject on an open channel. They need no await, and
+    /// skipping `handle_frame` spares building (and moving) its future, a large state machine
+    /// sized for every method. Any other frame is handed back for `handle_frame`, which
+    /// treats these the same way.
+    pub fn handle_hot_frame(&mut self, frame: RawFrame) -> Result<Option<RawFrame>, Hangup> {
+        let channel_id = frame.channel;
+        let hot = channel_id != 0
+            && is_well_formed(frame.frame_type, &frame.payload)
+            && match frame.frame_type {
+                FRAME_METHOD => is_hot_method(hotpath::method_ids(&frame.payload).unwrap_or_default()),
+                FRAME_HEADER | FRAME_BODY => true,
+                _ => false,
+            }
+            && self.connection.channels.borrow().get(&channel_id).is_some_and(|channel| channel.is_open());
+        if !hot {
+            return Ok(Some(frame));
+        }
+        let result = if frame.frame_type == FRAME_METHOD {
+            let ids = hotpath::method_ids(&frame.payload).unwrap_or_default();
+            self.expect_no_content(channel_id).and_then(|()| self.hot_method(channel_id, ids, &frame.payload))
+        } else {
+            self.content_frame(channel_id, frame)
+        };
+        self.end_of_frame(channel_id, result).map(|_| None)
+    }
+
+    /// A frame's outcome: a connection error ends the connection, a channel error closes the
+    /// channel.
+    fn end_of_frame(&mut self, channel_id: u16, result: MethodResult) -> Result<bool, Hangup> {
+        match result {
+            Ok(()) => Ok(false),
+            Err(fault) if fault.error.is_connection_error() => Err(Hangup::Close(fault)),
+            Err(fault) => {
+                self.close_channel_with(channel_id, fault);
+                Ok(false)
+            }
+        }
+    }
+
+    /// basic.publish and basic.ack/nack/reject on an open channel.
+    fn hot_method(&mut self, channel_id: u16, ids: (u16, u16), payload: &Bytes) -> MethodResult {
+        if ids == BASIC_PUBLISH {
+            let publish = hotpath::parse_publish(payload).map_err(|_| cannot_decode(payload, ids))?;
+            self.connection.published.set(true);
+            return self.start_content(channel_id, publish);
+        }
+        match hotpath::parse_ack(payload).map_err(|_| cannot_decode(payload, ids))? {
+            Some(ack) => self.acknowledge(channel_id, ack, ids),
+            None => Err(cannot_decode(payload, ids)),
+        }
+    }
+
     /// Handles one frame. Ok(true) when the connection closed cleanly.
     pub async fn handle_frame(&mut self, frame: RawFrame) -> Result<bool, Hangup> {
         if !is_well_formed(frame.frame_type, &frame.payload) {
@@ -129,14 +184,8 @@ impl<P: Port> Dispatcher<P> {
             return Err(Hangup::Close(fault(error, NO_METHOD)));
         }
         let channel = frame.channel;
-        match self.channel_frame(frame).await {
-            Ok(()) => Ok(false),
-            Err(fault) if fault.error.is_connection_error() => Err(Hangup::Close(fault)),
-            Err(fault) => {
-                self.close_channel_with(channel, fault);
-                Ok(false)
-            }
-        }
+        let result = self.channel_frame(frame).await;
+        self.end_of_frame(channel, result)
     }
 
     /// The client's connection.close: as RabbitMQ, its exclusive queues are deleted before
@@ -274,13 +323,8 @@ impl<P: Port> Dispatcher<P> {
     }
 
     async fn channel_method(&mut self, channel_id: u16, ids: (u16, u16), payload: &Bytes) -> MethodResult {
-        if ids == BASIC_PUBLISH {
-            let publish = hotpath::parse_publish(payload).map_err(|_| cannot_decode(payload, ids))?;
-            self.connection.published.set(true);
-            return self.start_content(channel_id, publish);
-        }
-        if let Some(ack) = hotpath::parse_ack(payload).map_err(|_| cannot_decode(payload, ids))? {
-            return self.acknowledge(channel_id, ack, ids);
+        if is_hot_method(ids) {
+            return self.hot_method(channel_id, ids, payload);
         }
         if ids == BASIC_QOS {
             check_prefetch_size(payload, ids)?;
@@ -429,6 +473,11 @@ fn is_client_method(method: &AMQPClass) -> bool {
         }
         _ => false,
     }
+}
+
+/// basic.publish, basic.ack, basic.reject, basic.nack.
+fn is_hot_method(ids: (u16, u16)) -> bool {
+    ids == BASIC_PUBLISH || (ids.0 == CLASS_BASIC && matches!(ids.1, 80 | 90 | 120))
 }
 
 fn ack_action(ack: Ack) -> (u64, bool, Settle) {

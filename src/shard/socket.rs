@@ -263,8 +263,10 @@ async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut 
                     return Err(Hangup::Close(fault(AmqpError::from_codec(error.reply_code(), error), NO_METHOD)))
                 }
             };
-            if dispatcher.handle_frame(frame).await? {
-                return Ok(());
+            if let Some(frame) = dispatcher.handle_hot_frame(frame)? {
+                if dispatcher.handle_frame(frame).await? {
+                    return Ok(());
+                }
             }
             if shard.shutdown_requested() {
                 let error =
