@@ -38,8 +38,12 @@ impl DeliverOutcome {
         if delivery.no_ack {
             return (None, None);
         }
-        let settle =
-            ShardMsg::Settle { queue: delivery.queue, holder: delivery.holder, sequences: vec![delivery.sequence], action };
+        let settle = ShardMsg::Settle {
+            queue: delivery.queue,
+            holder: delivery.holder,
+            sequences: vec![delivery.sequence],
+            action,
+        };
         (None, Some((delivery.queue.owner(), settle)))
     }
 }

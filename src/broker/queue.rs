@@ -11,8 +11,9 @@
 //! `Effect::DeadLetter` the shard routes), the delivery limit (each message counts its returns
 //! to the queue) and the unused-queue timer of `x-expires`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use super::dead_letter::DeathReason;
 use super::error::{AmqpError, ACCESS_REFUSED, PRECONDITION_FAILED};
@@ -167,7 +168,7 @@ pub enum Settle {
 pub struct Queue {
     pub definition: Arc<QueueDef>,
     ready: Levels,
-    unacked: HashMap<u64, Unacked>,
+    unacked: FxHashMap<u64, Unacked>,
     consumers: Vec<Consumer>,
     next_consumer: usize,
     next_sequence: u64,
@@ -192,7 +193,7 @@ impl Queue {
     pub fn new(definition: Arc<QueueDef>) -> Queue {
         Queue {
             ready: Levels::new(QueueArgs::from_table(&definition.arguments).max_priority),
-            unacked: HashMap::new(),
+            unacked: FxHashMap::default(),
             consumers: Vec::new(),
             next_consumer: 0,
             next_sequence: 1,
@@ -497,7 +498,9 @@ impl Queue {
         }
         // Requeued messages count against the length limit again: with drop-head the oldest
         // ready ones go until the queue fits, as RabbitMQ does after a requeue (maybe_drop_head).
-        if matches!(action, Settle::Requeue | Settle::Unsent) && (self.args.max_length.is_some() || self.args.max_length_bytes.is_some()) {
+        if matches!(action, Settle::Requeue | Settle::Unsent)
+            && (self.args.max_length.is_some() || self.args.max_length_bytes.is_some())
+        {
             self.drop_over_limit(effects, reader);
         }
         self.dispatch(effects, reader);

@@ -22,13 +22,15 @@ pub(crate) mod tls;
 mod writer;
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
+
+use rustc_hash::FxHashMap;
 
 use crate::alarms::Alarms;
 use crate::amqp::admission::{ConnectionLimits, ConnectionSlots};
@@ -62,14 +64,14 @@ pub struct Shard {
     snapshot: RefCell<Arc<Snapshot>>,
     /// Present on shard 0 only: the single writer of definitions.
     writer: Option<RefCell<Definitions>>,
-    queues: RefCell<HashMap<crate::ids::QueueId, Queue>>,
+    queues: RefCell<FxHashMap<crate::ids::QueueId, Queue>>,
     /// Highest queue sequence created on this shard: an unknown id above it is a queue whose
     /// creation message has not been read yet; at or below it, a deleted queue.
     highest_created_queue: Cell<u64>,
-    pub connections: RefCell<HashMap<u64, Rc<Connection>>>,
+    pub connections: RefCell<FxHashMap<u64, Rc<Connection>>>,
     /// Connections with confirms or credit to flush at the end of the loop turn.
     dirty_connections: RefCell<Vec<Rc<Connection>>>,
-    pending: RefCell<HashMap<u64, Rc<PendingReply>>>,
+    pending: RefCell<FxHashMap<u64, Rc<PendingReply>>>,
     next_request: Cell<u64>,
     next_connection: Cell<u64>,
     effects: RefCell<Vec<Effect>>,
@@ -112,11 +114,11 @@ impl Shard {
             wakes_pending: Cell::new(0),
             snapshot: RefCell::new(snapshot),
             writer,
-            queues: RefCell::new(HashMap::new()),
+            queues: RefCell::new(FxHashMap::default()),
             highest_created_queue: Cell::new(0),
-            connections: RefCell::new(HashMap::new()),
+            connections: RefCell::new(FxHashMap::default()),
             dirty_connections: RefCell::new(Vec::new()),
-            pending: RefCell::new(HashMap::new()),
+            pending: RefCell::new(FxHashMap::default()),
             next_request: Cell::new(1),
             next_connection: Cell::new(1),
             effects: RefCell::new(Vec::new()),

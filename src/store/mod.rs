@@ -17,7 +17,7 @@ pub(crate) mod lock;
 pub(crate) mod record;
 pub(crate) mod segment;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
 
 use crate::codec::message::Message;
 use crate::ids::ConfirmTo;
@@ -152,7 +153,7 @@ pub struct Store {
     /// last; emptied when that segment changes.
     recent: VecDeque<Recent>,
     copies: Stream,
-    marks: HashMap<u64, (Arc<Segment>, Vec<u8>)>,
+    marks: FxHashMap<u64, (Arc<Segment>, Vec<u8>)>,
     next_segment_number: u64,
     /// Written but not yet fdatasync'ed, with the confirms that wait for it.
     unsynced: Vec<Arc<Segment>>,
@@ -183,7 +184,7 @@ impl Store {
             publishes: Stream::default(),
             recent: VecDeque::new(),
             copies: Stream::default(),
-            marks: HashMap::new(),
+            marks: FxHashMap::default(),
             next_segment_number,
             unsynced: Vec::new(),
             confirms_unwritten: Vec::new(),

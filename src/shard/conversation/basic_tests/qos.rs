@@ -161,12 +161,15 @@ fn closing_a_channel_with_deliveries_waiting_for_its_limit_requeues_them() {
     client.send(1, consume(&left, "l"));
     client.send(1, consume(&right, "r"));
     assert_eq!(deliveries(&client.output()).len(), 1);
-    client.send(1, AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
-        reply_code: 200,
-        reply_text: "bye".into(),
-        class_id: 0,
-        method_id: 0,
-    })));
+    client.send(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+            reply_code: 200,
+            reply_text: "bye".into(),
+            class_id: 0,
+            method_id: 0,
+        })),
+    );
     client.output();
     let mut other = client_on(&broker, 0);
     for queue in [&left, &right] {
