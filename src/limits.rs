@@ -35,8 +35,17 @@ pub const MESSAGE_BODY_MAX_BYTES_LIMIT: u64 = 512 * 1024 * 1024;
 /// (monoio's default). Past it the kernel drops new SYNs and clients retry.
 pub const LISTEN_BACKLOG: i32 = 1024;
 
-/// Read buffer growth step per socket read (bytes).
+/// The most a connection asks of its socket in one read (bytes): the read size doubles from
+/// `READ_CHUNK_MIN_BYTES` up to this while reads come back full.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// The read size of a connection that sends little (and of a new one): an idle connection
+/// holds a buffer of this size, not `READ_CHUNK_BYTES`.
+pub const READ_CHUNK_MIN_BYTES: usize = 2 * 1024;
+
+/// A connection whose last socket write was smaller than this gives its output buffer back
+/// when the output is empty: an idle connection holds none.
+pub const OUTPUT_KEEP_BYTES: usize = 4 * 1024;
 
 /// amqps: most encrypted bytes one socket write of a TLS connection carries; larger output is
 /// encrypted and written in batches of this size, so a TLS connection holds at most this much

@@ -21,7 +21,7 @@ use rustc_hash::FxHashMap;
 use super::channel::Channel;
 use crate::broker::error::AmqpError;
 use crate::ids::{ConnId, ConsumerTag, Holder, QueueId};
-use crate::limits::{CONNECTION_OUTPUT_HIGH_BYTES, READ_CHUNK_BYTES};
+use crate::limits::{CONNECTION_OUTPUT_HIGH_BYTES, OUTPUT_KEEP_BYTES};
 
 pub struct Connection {
     pub id: ConnId,
@@ -123,7 +123,7 @@ impl Connection {
     pub fn new(id: ConnId) -> Connection {
         Connection {
             id,
-            out: RefCell::new(BytesMut::with_capacity(READ_CHUNK_BYTES)),
+            out: RefCell::new(BytesMut::new()),
             writer_waker: RefCell::new(None),
             reader_waker: RefCell::new(None),
             dirty: Cell::new(false),
@@ -238,6 +238,15 @@ impl Connection {
     pub fn take_output(&self) -> Option<Bytes> {
         let mut out = self.out.borrow_mut();
         (!out.is_empty()).then(|| out.split().freeze())
+    }
+
+    /// The connection writes little: an empty output buffer larger than that is given back
+    /// (the next output takes a new one), so an idle connection holds none.
+    pub fn release_idle_output(&self) {
+        let mut out = self.out.borrow_mut();
+        if out.is_empty() && out.capacity() > OUTPUT_KEEP_BYTES {
+            *out = BytesMut::new();
+        }
     }
 
     /// The writer sent a chunk: the deliveries in it become flow credit (returned to the

@@ -31,7 +31,7 @@ use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::messages::ShardMsg;
 use crate::codec::frame::{split_frame, FrameError, RawFrame};
 use crate::ids::ConnId;
-use crate::limits::{CLOSE_OK_TIMEOUT_MS, READ_CHUNK_BYTES};
+use crate::limits::{CLOSE_OK_TIMEOUT_MS, OUTPUT_KEEP_BYTES, READ_CHUNK_BYTES, READ_CHUNK_MIN_BYTES};
 use crate::tls::{TlsReader, TlsWriter};
 
 /// How long a closed connection's socket is still read (and its bytes dropped) waiting for the
@@ -50,6 +50,9 @@ struct FrameReader {
     /// amqps: the socket carries TLS records, decrypted into `buffer`.
     tls: Option<TlsReader>,
     connection: Rc<Connection>,
+    /// Bytes asked of the socket per read: doubles while reads fill what was asked, halves
+    /// while they bring back little (`READ_CHUNK_MIN_BYTES`..=`READ_CHUNK_BYTES`).
+    read_size: usize,
 }
 
 impl FrameReader {
@@ -67,14 +70,26 @@ impl FrameReader {
             };
         }
         let mut buffer = std::mem::take(&mut self.buffer);
-        if buffer.capacity() - buffer.len() < READ_CHUNK_BYTES / 4 {
-            buffer.reserve(READ_CHUNK_BYTES);
+        if buffer.is_empty() && buffer.capacity() > 2 * self.read_size {
+            // Quiet again after a burst: the large buffer goes (once the message bodies
+            // that point into it are gone) and the wait for the next bytes holds a small one.
+            buffer = BytesMut::new();
+        }
+        if buffer.capacity() - buffer.len() < self.read_size / 2 {
+            buffer.reserve(self.read_size);
         }
         let length = buffer.len();
         let capacity = buffer.capacity();
+        let asked = capacity - length;
         let (result, slice) = self.half.read(buffer.slice_mut(length..capacity)).await;
         self.buffer = slice.into_inner();
-        matches!(result, Ok(read) if read > 0)
+        match result {
+            Ok(read) if read > 0 => {
+                self.read_size = next_read_size(self.read_size, asked, read);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Reads and drops whatever arrives until end of stream, for at most `limit`.
@@ -114,6 +129,18 @@ impl FrameReader {
     }
 }
 
+/// The next read size: twice as large after a read that filled all it was given, half as
+/// large after one that brought back less than an eighth of the read size.
+fn next_read_size(read_size: usize, asked: usize, read: usize) -> usize {
+    if read >= asked {
+        (read_size * 2).min(READ_CHUNK_BYTES)
+    } else if read < read_size / 8 {
+        (read_size / 2).max(READ_CHUNK_MIN_BYTES)
+    } else {
+        read_size
+    }
+}
+
 /// Serves one accepted plain AMQP socket until it closes.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, loopback_peer: bool) {
     serve_transport(shard, stream, loopback_peer, None).await;
@@ -145,7 +172,7 @@ async fn serve_transport(shard: Rc<Shard>, stream: TcpStream, loopback_peer: boo
     *connection.name.borrow_mut() = connection_name(&stream);
     let (read_half, write_half) = stream.into_split();
     let (tls_reader, tls_writer, buffer) = match tls {
-        None => (None, None, BytesMut::with_capacity(READ_CHUNK_BYTES)),
+        None => (None, None, BytesMut::new()),
         Some(accepted) => {
             crate::debug!(
                 "connection {id}: TLS {}, client certificate CN {:?}",
@@ -159,7 +186,13 @@ async fn serve_transport(shard: Rc<Shard>, stream: TcpStream, loopback_peer: boo
     };
     let parked = Rc::new(RefCell::new(None));
     monoio::spawn(write_loop(shard.clone(), connection.clone(), write_half, fd, tls_writer, parked.clone()));
-    let mut reader = FrameReader { half: read_half, buffer, tls: tls_reader, connection: connection.clone() };
+    let mut reader = FrameReader {
+        half: read_half,
+        buffer,
+        tls: tls_reader,
+        connection: connection.clone(),
+        read_size: READ_CHUNK_MIN_BYTES,
+    };
     let handshake = handshake(&shard, &connection, &mut reader, loopback_peer);
     let handshake_timeout = Duration::from_millis(shard.config.handshake_timeout_ms);
     // `_slot`: the connection's place under --max-connections, given back when `serve` ends.
@@ -372,6 +405,7 @@ async fn write_loop(
             connection.output_ready().await;
             continue;
         };
+        let written = chunk.len();
         let result = match &mut tls {
             None => half.write_all(chunk).await.0.map(drop),
             Some(tls) => tls.write(&mut half, &chunk).await,
@@ -382,6 +416,9 @@ async fn write_loop(
         }
         for ((queue, holder, consumer_tag), count) in connection.write_completed() {
             shard.send(queue.owner(), ShardMsg::Credit { queue, holder, consumer_tag, count });
+        }
+        if written < OUTPUT_KEEP_BYTES {
+            connection.release_idle_output();
         }
     }
     if let Some(tls) = &mut tls {
@@ -431,5 +468,24 @@ async fn heartbeat_loop(connection: Rc<Connection>, interval_seconds: u16, fd: R
         if !connection.take_wrote_since_tick() {
             connection.write_with(crate::codec::frame::write_heartbeat);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_size_doubles_on_full_reads_and_halves_on_small_ones_within_bounds() {
+        let mut size = READ_CHUNK_MIN_BYTES;
+        while size < READ_CHUNK_BYTES {
+            let next = next_read_size(size, size, size);
+            assert_eq!(next, size * 2);
+            size = next;
+        }
+        assert_eq!(next_read_size(size, size, size), READ_CHUNK_BYTES, "never past the largest");
+        assert_eq!(next_read_size(size, size, size / 2), size, "a half-full read keeps the size");
+        assert_eq!(next_read_size(size, size, 8), size / 2);
+        assert_eq!(next_read_size(READ_CHUNK_MIN_BYTES, READ_CHUNK_MIN_BYTES, 8), READ_CHUNK_MIN_BYTES);
     }
 }
