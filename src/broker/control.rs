@@ -1,7 +1,7 @@
 //! What an operator asks a running broker through its control socket (`spatemq ctl`), as
 //! plain data: the requests each shard answers and their answers.
 //!
-//! Changes of users, vhosts and permissions go to the definitions writer (shard 0); listings
+//! Changes of users, vhosts, permissions and policies go to the definitions writer (shard 0); listings
 //! go to every shard, each answering for what it holds (the queues it owns, the connections
 //! it serves). The answer travels back on a channel the asking thread waits on.
 
@@ -38,19 +38,57 @@ pub enum ControlRequest {
     Import(Box<super::definitions_file::DefinitionsFile>),
 }
 
-/// A change of users, vhosts or permissions; each is logged durably before it is answered.
+/// A change of users, vhosts, permissions, limits or policies; each is logged durably before
+/// it is answered. The HTTP API sends the same changes.
 #[derive(Debug)]
 pub enum AccountChange {
-    AddUser { name: String, password: PasswordHash, tags: Vec<String> },
-    DeleteUser { name: String },
-    ChangePassword { name: String, password: PasswordHash },
-    SetTags { name: String, tags: Vec<String> },
-    AddVhost { name: String },
-    DeleteVhost { name: String },
-    SetPermissions { user: String, vhost: String, permissions: Box<Permissions> },
-    ClearPermissions { user: String, vhost: String },
-    SetVhostLimits { name: String, limits: super::users::VhostLimits },
-    SetUserLimits { name: String, limits: super::users::UserLimits },
+    AddUser {
+        name: String,
+        password: PasswordHash,
+        tags: Vec<String>,
+    },
+    DeleteUser {
+        name: String,
+    },
+    ChangePassword {
+        name: String,
+        password: PasswordHash,
+    },
+    SetTags {
+        name: String,
+        tags: Vec<String>,
+    },
+    AddVhost {
+        name: String,
+    },
+    DeleteVhost {
+        name: String,
+    },
+    SetPermissions {
+        user: String,
+        vhost: String,
+        permissions: Box<Permissions>,
+    },
+    ClearPermissions {
+        user: String,
+        vhost: String,
+    },
+    SetVhostLimits {
+        name: String,
+        limits: super::users::VhostLimits,
+    },
+    SetUserLimits {
+        name: String,
+        limits: super::users::UserLimits,
+    },
+    /// Adds or replaces a policy or operator policy (validated by `Policy::parse`).
+    SetPolicy(Box<super::policy::Policy>),
+    /// "Parameter does not exist" when there is none of that name.
+    ClearPolicy {
+        kind: super::policy::PolicyKind,
+        vhost: String,
+        name: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -64,6 +102,11 @@ pub struct QueueInfo {
     pub messages_unacknowledged: u64,
     pub consumers: u64,
     pub ready_bytes: u64,
+    /// The names of its policy and operator policy ("" for none).
+    pub policy: String,
+    pub operator_policy: String,
+    /// The two merged, as compact JSON ("" without either).
+    pub effective_policy_definition: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]

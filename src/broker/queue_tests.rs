@@ -19,6 +19,7 @@ fn queue_with(arguments: FieldTable) -> Queue {
         exclusive_owner: None,
         auto_delete: false,
         arguments,
+        policies: Default::default(),
     }))
 }
 

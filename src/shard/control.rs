@@ -1,16 +1,19 @@
 //! A shard's side of the control socket: operator requests read from the shard's control
 //! inbox, answered on the asking thread's channel.
 //!
-//! Changes of users, vhosts and permissions are applied by the definitions writer (shard 0),
+//! Changes of users, vhosts, permissions and policies are applied by the definitions writer (shard 0),
 //! logged and fsynced before they are answered, then published to every shard like any
 //! definitions change. A shard that receives definitions closes the connections whose vhost
 //! or user is gone (320, RabbitMQ's texts).
 
 use super::Shard;
 use crate::broker::control::{AccountChange, ConnectionInfo, ControlAnswer, ControlMsg, ControlReply, ControlRequest};
-use crate::broker::durable::{permission_operation, user_limits_operation, user_operation, vhost_limits_operation};
+use crate::broker::durable::{
+    permission_operation, policy_operation, user_limits_operation, user_operation, vhost_limits_operation,
+};
 use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::messages::ShardMsg;
+use crate::broker::policy::PolicyKind;
 use crate::broker::requests::QueueRequest;
 use crate::store::definitions_log::DefinitionOp;
 
@@ -57,6 +60,9 @@ impl Shard {
                 messages_unacknowledged: u64::from(queue.unacked_count()),
                 consumers: u64::from(queue.consumer_count()),
                 ready_bytes: queue.ready_bytes(),
+                policy: queue.definition.policies.policy_name().to_string(),
+                operator_policy: queue.definition.policies.operator_policy_name().to_string(),
+                effective_policy_definition: effective_definition(&queue.definition.policies),
             })
             .collect();
         infos.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
@@ -128,6 +134,15 @@ impl Shard {
                     definitions.clear_permissions(&user, &vhost)?;
                     Some(DefinitionOp::PermissionClear { user, vhost })
                 }
+                AccountChange::SetPolicy(policy) => {
+                    let operation = policy_operation(&policy);
+                    definitions.set_policy(*policy)?;
+                    Some(operation)
+                }
+                AccountChange::ClearPolicy { kind, vhost, name } => {
+                    definitions.clear_policy(kind, &vhost, &name)?;
+                    Some(DefinitionOp::PolicyClear { operator: kind == PolicyKind::Operator, vhost, name })
+                }
             };
             (operation, dropped)
         };
@@ -187,4 +202,12 @@ impl Shard {
             connection.force_close(&AmqpError::new(CONNECTION_FORCED, reason));
         }
     }
+}
+
+/// The merged definition as `list_queues` shows it: compact JSON, or nothing without policies.
+fn effective_definition(policies: &crate::broker::policy::AppliedPolicies) -> String {
+    if policies.policy.is_none() && policies.operator.is_none() {
+        return String::new();
+    }
+    serde_json::Value::Object(policies.effective_definition()).to_string()
 }
