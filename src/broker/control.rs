@@ -34,6 +34,9 @@ pub enum ControlRequest {
     CloseConnection { name: String, reason: String },
     /// To the writer: the users, vhosts and permissions (listings read the snapshot).
     Snapshot,
+    /// To the writer: the policies (or operator policies) of a vhost, or of every vhost
+    /// when None, in the order objects choose from them (highest priority first).
+    ListPolicies { kind: super::policy::PolicyKind, vhost: Option<String> },
     /// To the writer: a whole definitions file, all or nothing.
     Import(Box<super::definitions_file::DefinitionsFile>),
 }
@@ -127,6 +130,7 @@ pub enum ControlReply {
     /// How many connections were closed.
     Closed(usize),
     Snapshot(std::sync::Arc<super::snapshot::Snapshot>),
+    Policies(Vec<std::sync::Arc<super::policy::Policy>>),
     /// What an import kept as it was or ignored.
     Imported {
         warnings: Vec<String>,

@@ -156,6 +156,18 @@ impl Policy {
     pub fn definition_json(&self) -> String {
         Value::Object(self.definition.clone()).to_string()
     }
+
+    /// The policy as RabbitMQ's management API and definitions files show one.
+    pub fn to_json(&self) -> Value {
+        serde_json::json!({
+            "vhost": self.vhost,
+            "name": self.name,
+            "pattern": self.pattern,
+            "apply-to": self.apply_to.as_str(),
+            "definition": self.definition,
+            "priority": self.priority,
+        })
+    }
 }
 
 /// Parses the JSON text of a definition (`set_policy`'s third argument).

@@ -179,3 +179,14 @@ fn operator_policies_cap_policies_and_arguments() {
     assert!(operator_only.same_as(&AppliedPolicies { policy: None, operator: applied.operator.clone() }));
     assert!(!operator_only.same_as(&applied));
 }
+
+#[test]
+fn a_policy_shows_as_rabbitmq_shows_it() {
+    let limit = policy(PolicyKind::Policy, "limit", "^q", "queues", 3, json!({"max-length": 5, "message-ttl": 1000}));
+    assert_eq!(limit.definition_json(), r#"{"max-length":5,"message-ttl":1000}"#);
+    assert_eq!(
+        limit.to_json(),
+        json!({"vhost": "/", "name": "limit", "pattern": "^q", "apply-to": "queues",
+               "definition": {"max-length": 5, "message-ttl": 1000}, "priority": 3})
+    );
+}

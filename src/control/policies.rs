@@ -9,7 +9,7 @@
 
 use super::commands::{Run, Step};
 use super::{Outcome, EXIT_DATA, EXIT_UNAVAILABLE, EXIT_USAGE};
-use crate::broker::control::{AccountChange, ControlRequest};
+use crate::broker::control::{AccountChange, ControlReply, ControlRequest};
 use crate::broker::policy::{parse_definition, validation_failed, Policy, PolicyInput, PolicyKind};
 
 const SET_USAGE: &str =
@@ -97,16 +97,21 @@ impl Run<'_> {
             PolicyKind::Policy => format!("Listing policies for vhost \"{vhost}\" ..."),
             PolicyKind::Operator => format!("Listing operator policy overrides for vhost \"{vhost}\" ..."),
         };
-        let snapshot = self.snapshot()?;
-        let Some(found) = snapshot.vhost(&vhost) else {
-            return Err(Outcome {
-                code: EXIT_DATA,
-                out: self.banner(banner),
-                err: format!("Virtual host '{vhost}' does not exist\n"),
-                file: None,
-            });
+        let request = ControlRequest::ListPolicies { kind, vhost: Some(vhost.clone()) };
+        let mut policies = match self.ask(0, request) {
+            Ok(ControlReply::Policies(policies)) => policies,
+            Ok(other) => return Err(Outcome::fail(EXIT_DATA, format!("unexpected answer from the broker: {other:?}"))),
+            // The writer's only refusal: the vhost is missing (rabbitmqctl prints it bare).
+            Err(refused) if refused.code == EXIT_DATA => {
+                return Err(Outcome {
+                    code: EXIT_DATA,
+                    out: self.banner(banner),
+                    err: format!("Virtual host '{vhost}' does not exist\n"),
+                    file: None,
+                })
+            }
+            Err(other) => return Err(other),
         };
-        let mut policies: Vec<_> = found.policies.list(kind).iter().collect();
         policies.sort_by(|a, b| a.priority.cmp(&b.priority).then_with(|| a.name.cmp(&b.name)));
         let rows = policies
             .iter()

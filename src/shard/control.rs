@@ -39,6 +39,7 @@ impl Shard {
                 Ok(ControlReply::Closed(connections.len()))
             }
             ControlRequest::Snapshot => Ok(ControlReply::Snapshot(self.snapshot())),
+            ControlRequest::ListPolicies { kind, vhost } => self.list_policies(kind, vhost.as_deref()),
             ControlRequest::Import(file) => self.import_definitions(&file),
         };
         // The operator may have given up waiting: nobody to tell then.
@@ -67,6 +68,22 @@ impl Shard {
             .collect();
         infos.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
         infos
+    }
+
+    fn list_policies(&self, kind: PolicyKind, vhost: Option<&str>) -> ControlAnswer {
+        let snapshot = self.snapshot();
+        let policies = match vhost {
+            Some(name) => match snapshot.vhost(name) {
+                Some(found) => found.policies.list(kind).to_vec(),
+                None => return Err(format!("Virtual host '{name}' does not exist")),
+            },
+            None => {
+                let mut vhosts: Vec<_> = snapshot.vhosts.values().collect();
+                vhosts.sort_by(|a, b| a.name.cmp(&b.name));
+                vhosts.iter().flat_map(|found| found.policies.list(kind).iter().cloned()).collect()
+            }
+        };
+        Ok(ControlReply::Policies(policies))
     }
 
     fn connection_infos(&self) -> Vec<ConnectionInfo> {

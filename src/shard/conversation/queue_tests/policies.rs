@@ -71,6 +71,19 @@ fn a_max_length_policy_trims_existing_queues_and_clearing_it_lifts_the_limit() {
     }
     assert_eq!(counts(&mut client, "other"), (5, 0), "a queue the pattern does not match keeps its messages");
     assert_eq!(get_body(&mut client, "orders-a"), b"m4", "drop-head drops the oldest");
+    let listed = |vhost: Option<&str>| {
+        let (reply, answer) = std::sync::mpsc::channel();
+        let request = ControlRequest::ListPolicies { kind: PolicyKind::Policy, vhost: vhost.map(str::to_string) };
+        broker.shards[0].handle_control(ControlMsg { request, reply });
+        match answer.recv().expect("answered") {
+            Ok(ControlReply::Policies(policies)) => Ok(policies.iter().map(|policy| policy.name.clone()).collect()),
+            Ok(other) => panic!("policies expected, got {other:?}"),
+            Err(problem) => Err(problem),
+        }
+    };
+    assert_eq!(listed(None), Ok(vec!["cap-orders".to_string()]));
+    assert_eq!(listed(Some("/")), Ok(vec!["cap-orders".to_string()]));
+    assert_eq!(listed(Some("nope")), Err("Virtual host 'nope' does not exist".to_string()));
     clear_policy(&broker, PolicyKind::Policy, "cap-orders");
     publish_numbered(&mut client, "orders-b", 3);
     assert_eq!(counts(&mut client, "orders-b"), (5, 0), "no limit once the policy is gone");
