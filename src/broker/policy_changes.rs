@@ -22,7 +22,11 @@ impl Definitions {
     }
 
     /// Removes a policy; one that does not exist is RabbitMQ's "Parameter does not exist".
+    /// As RabbitMQ, a missing vhost is that too.
     pub fn clear_policy(&mut self, kind: PolicyKind, vhost: &str, name: &str) -> Result<(), String> {
+        if self.snapshot().vhost(vhost).is_none() {
+            return Err("Parameter does not exist".into());
+        }
         self.update_policies(vhost, |policies| {
             if policies.remove(kind, name) {
                 Ok(())
@@ -136,11 +140,38 @@ mod tests {
             "Parameter does not exist"
         );
         assert_eq!(
+            definitions.clear_policy(PolicyKind::Policy, "nope", "limit").expect_err("no vhost"),
+            "Parameter does not exist"
+        );
+        assert_eq!(
             definitions
                 .set_policy(policy(PolicyKind::Policy, "nope", "p", ".*", json!({"max-length": 1})))
                 .expect_err("no vhost"),
             "Virtual host 'nope' does not exist"
         );
+    }
+
+    #[test]
+    fn policies_survive_the_compacted_log() {
+        let mut definitions = Definitions::new(2);
+        declare(&mut definitions, "orders");
+        definitions
+            .set_policy(policy(PolicyKind::Policy, "/", "limit", "^ord", json!({"max-length": 1})))
+            .expect("set");
+        definitions
+            .set_policy(policy(PolicyKind::Operator, "/", "cap", ".*", json!({"message-ttl": 5})))
+            .expect("set operator policy");
+        let operations = definitions.durable_operations();
+        let defaults = crate::broker::accounts::Defaults::default();
+        let replayed = Definitions::from_log(2, &operations, &defaults).expect("replayed");
+        let queue = replayed.snapshot().vhost("/").expect("vhost").queues.get("orders").expect("queue").clone();
+        assert_eq!((queue.policies.policy_name(), queue.policies.operator_policy_name()), ("limit", "cap"));
+        let vhost = replayed.snapshot().vhost("/").expect("vhost").clone();
+        assert_eq!(
+            vhost.policies.get(PolicyKind::Operator, "cap").expect("kept").definition_json(),
+            r#"{"message-ttl":5}"#
+        );
+        assert_eq!(replayed.durable_operations(), operations, "compaction is stable");
     }
 
     #[test]

@@ -126,6 +126,10 @@ fn ctl_refuses_bad_policies_as_rabbitmqctl() {
         (65, "Virtual host 'nope' does not exist\n".into())
     );
     assert_eq!(refused(&["clear_policy", "missing"]), (69, "Error:\nParameter does not exist".into()));
+    assert_eq!(
+        refused(&["clear_operator_policy", "-p", "nope", "missing"]),
+        (69, "Error:\nParameter does not exist".into())
+    );
     assert_eq!(refused(&["list_policies", "-p", "nope"]), (65, "Virtual host 'nope' does not exist\n".into()));
     assert_eq!(ctl_ok(data.path(), &["list_policies", "-s"]), "", "nothing was set");
     broker.stop_cleanly();
