@@ -108,8 +108,8 @@ pub struct QueueInfo {
     /// The names of its policy and operator policy ("" for none).
     pub policy: String,
     pub operator_policy: String,
-    /// The two merged, as compact JSON ("" without either).
-    pub effective_policy_definition: String,
+    /// The two merged (empty without either).
+    pub effective_policy_definition: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

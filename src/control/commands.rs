@@ -526,7 +526,9 @@ fn queue_column(queue: &QueueInfo, column: &str) -> String {
         "message_bytes_ready" => queue.ready_bytes.to_string(),
         "policy" => queue.policy.clone(),
         "operator_policy" => queue.operator_policy.clone(),
-        "effective_policy_definition" => queue.effective_policy_definition.clone(),
+        // Compact JSON, as list_policies prints definitions; nothing without a policy.
+        "effective_policy_definition" if queue.effective_policy_definition.is_empty() => String::new(),
+        "effective_policy_definition" => Value::Object(queue.effective_policy_definition.clone()).to_string(),
         _ => String::new(),
     }
 }

@@ -63,7 +63,7 @@ impl Shard {
                 ready_bytes: queue.ready_bytes(),
                 policy: queue.definition.policies.policy_name().to_string(),
                 operator_policy: queue.definition.policies.operator_policy_name().to_string(),
-                effective_policy_definition: effective_definition(&queue.definition.policies),
+                effective_policy_definition: queue.definition.policies.effective_definition(),
             })
             .collect();
         infos.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
@@ -219,12 +219,4 @@ impl Shard {
             connection.force_close(&AmqpError::new(CONNECTION_FORCED, reason));
         }
     }
-}
-
-/// The merged definition as `list_queues` shows it: compact JSON, or nothing without policies.
-fn effective_definition(policies: &crate::broker::policy::AppliedPolicies) -> String {
-    if policies.policy.is_none() && policies.operator.is_none() {
-        return String::new();
-    }
-    serde_json::Value::Object(policies.effective_definition()).to_string()
 }
