@@ -37,6 +37,11 @@ pub enum ControlRequest {
     /// To the writer: the policies (or operator policies) of a vhost, or of every vhost
     /// when None, in the order objects choose from them (highest priority first).
     ListPolicies { kind: super::policy::PolicyKind, vhost: Option<String> },
+    /// To every shard: read the writer's mail up to definitions `version` (what a change
+    /// just answered published), and say which version the shard now has. A change's effect
+    /// on queues (a policy trimming them) is done on a shard once it has that version; the
+    /// writer's message may still be on its way, so the asker repeats until every shard has it.
+    CatchUp { version: u64 },
     /// To the writer: a whole definitions file, all or nothing.
     Import(Box<super::definitions_file::DefinitionsFile>),
 }
@@ -131,6 +136,8 @@ pub enum ControlReply {
     Closed(usize),
     Snapshot(std::sync::Arc<super::snapshot::Snapshot>),
     Policies(Vec<std::sync::Arc<super::policy::Policy>>),
+    /// The definitions version a shard has.
+    Version(u64),
     /// What an import kept as it was or ignored.
     Imported {
         warnings: Vec<String>,

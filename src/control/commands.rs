@@ -150,6 +150,10 @@ impl Run<'_> {
         }
     }
 
+    pub(super) fn shard_count(&self) -> usize {
+        self.mailboxes.shards()
+    }
+
     fn ask_all(&self, request: impl Fn() -> ControlRequest) -> Step<Vec<ControlReply>> {
         (0..self.mailboxes.shards()).map(|shard| self.ask(shard, request())).collect()
     }

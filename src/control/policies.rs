@@ -8,9 +8,14 @@
 //! answers.
 
 use super::commands::{Run, Step};
-use super::{Outcome, EXIT_DATA, EXIT_UNAVAILABLE, EXIT_USAGE};
+use std::time::{Duration, Instant};
+
+use super::{Outcome, ANSWER_TIMEOUT, EXIT_DATA, EXIT_UNAVAILABLE, EXIT_USAGE};
 use crate::broker::control::{AccountChange, ControlReply, ControlRequest};
 use crate::broker::policy::{parse_definition, validation_failed, Policy, PolicyInput, PolicyKind};
+
+/// How long to wait before asking a shard again whether it has the new definitions.
+const CATCH_UP_RETRY: Duration = Duration::from_millis(1);
 
 const SET_USAGE: &str =
     "[--vhost <vhost>] [--priority <priority>] [--apply-to <apply-to>] <name> <pattern> <definition>";
@@ -60,6 +65,7 @@ impl Run<'_> {
         let change = AccountChange::SetPolicy(Box::new(policy));
         self.ask_failing_with(0, ControlRequest::Change(Box::new(change)), EXIT_UNAVAILABLE)
             .map_err(|outcome| Outcome { out: banner.clone(), ..outcome })?;
+        self.wait_for_every_shard()?;
         Ok(Outcome::ok(banner))
     }
 
@@ -80,7 +86,30 @@ impl Run<'_> {
         let change = AccountChange::ClearPolicy { kind, vhost, name: name.clone() };
         self.ask_failing_with(0, ControlRequest::Change(Box::new(change)), EXIT_UNAVAILABLE)
             .map_err(|outcome| Outcome { out: banner.clone(), ..outcome })?;
+        self.wait_for_every_shard()?;
         Ok(Outcome::ok(banner))
+    }
+
+    /// Returns once every shard has the definitions the writer has now, so the change is in
+    /// effect on every queue when the command ends, as when rabbitmqctl returns (a client
+    /// publishing next finds the new limits).
+    fn wait_for_every_shard(&self) -> Step<()> {
+        let ControlReply::Snapshot(snapshot) = self.ask(0, ControlRequest::Snapshot)? else {
+            return Err(Outcome::fail(EXIT_DATA, "unexpected answer from the broker"));
+        };
+        let deadline = Instant::now() + ANSWER_TIMEOUT;
+        for shard in 1..self.shard_count() {
+            loop {
+                match self.ask(shard, ControlRequest::CatchUp { version: snapshot.version })? {
+                    ControlReply::Version(version) if version >= snapshot.version => break,
+                    _ if Instant::now() >= deadline => {
+                        return Err(Outcome::fail(EXIT_UNAVAILABLE, "the broker did not apply the change in time"))
+                    }
+                    _ => std::thread::sleep(CATCH_UP_RETRY),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Lowest priority first, as `rabbit_policy:list_formatted` sorts them.

@@ -40,6 +40,10 @@ impl Shard {
             }
             ControlRequest::Snapshot => Ok(ControlReply::Snapshot(self.snapshot())),
             ControlRequest::ListPolicies { kind, vhost } => self.list_policies(kind, vhost.as_deref()),
+            ControlRequest::CatchUp { version } => {
+                self.catch_up(version);
+                Ok(ControlReply::Version(self.version()))
+            }
             ControlRequest::Import(file) => self.import_definitions(&file),
         };
         // The operator may have given up waiting: nobody to tell then.
