@@ -1,7 +1,7 @@
 //! What an operator asks a running broker through its control socket (`spatemq ctl`), as
 //! plain data: the requests each shard answers and their answers.
 //!
-//! Changes of users, vhosts and permissions go to the definitions writer (shard 0); listings
+//! Changes of users, vhosts, permissions and policies go to the definitions writer (shard 0); listings
 //! go to every shard, each answering for what it holds (the queues it owns, the connections
 //! it serves). The answer travels back on a channel the asking thread waits on.
 
@@ -34,23 +34,69 @@ pub enum ControlRequest {
     CloseConnection { name: String, reason: String },
     /// To the writer: the users, vhosts and permissions (listings read the snapshot).
     Snapshot,
+    /// To the writer: the policies (or operator policies) of a vhost, or of every vhost
+    /// when None, in the order objects choose from them (highest priority first).
+    ListPolicies { kind: super::policy::PolicyKind, vhost: Option<String> },
+    /// To every shard: read the writer's mail up to definitions `version` (what a change
+    /// just answered published), and say which version the shard now has. A change's effect
+    /// on queues (a policy trimming them) is done on a shard once it has that version; the
+    /// writer's message may still be on its way, so the asker repeats until every shard has it.
+    CatchUp { version: u64 },
     /// To the writer: a whole definitions file, all or nothing.
     Import(Box<super::definitions_file::DefinitionsFile>),
 }
 
-/// A change of users, vhosts or permissions; each is logged durably before it is answered.
+/// A change of users, vhosts, permissions, limits or policies; each is logged durably before
+/// it is answered. The HTTP API sends the same changes.
 #[derive(Debug)]
 pub enum AccountChange {
-    AddUser { name: String, password: PasswordHash, tags: Vec<String> },
-    DeleteUser { name: String },
-    ChangePassword { name: String, password: PasswordHash },
-    SetTags { name: String, tags: Vec<String> },
-    AddVhost { name: String },
-    DeleteVhost { name: String },
-    SetPermissions { user: String, vhost: String, permissions: Box<Permissions> },
-    ClearPermissions { user: String, vhost: String },
-    SetVhostLimits { name: String, limits: super::users::VhostLimits },
-    SetUserLimits { name: String, limits: super::users::UserLimits },
+    AddUser {
+        name: String,
+        password: PasswordHash,
+        tags: Vec<String>,
+    },
+    DeleteUser {
+        name: String,
+    },
+    ChangePassword {
+        name: String,
+        password: PasswordHash,
+    },
+    SetTags {
+        name: String,
+        tags: Vec<String>,
+    },
+    AddVhost {
+        name: String,
+    },
+    DeleteVhost {
+        name: String,
+    },
+    SetPermissions {
+        user: String,
+        vhost: String,
+        permissions: Box<Permissions>,
+    },
+    ClearPermissions {
+        user: String,
+        vhost: String,
+    },
+    SetVhostLimits {
+        name: String,
+        limits: super::users::VhostLimits,
+    },
+    SetUserLimits {
+        name: String,
+        limits: super::users::UserLimits,
+    },
+    /// Adds or replaces a policy or operator policy (validated by `Policy::parse`).
+    SetPolicy(Box<super::policy::Policy>),
+    /// "Parameter does not exist" when there is none of that name.
+    ClearPolicy {
+        kind: super::policy::PolicyKind,
+        vhost: String,
+        name: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -64,6 +110,11 @@ pub struct QueueInfo {
     pub messages_unacknowledged: u64,
     pub consumers: u64,
     pub ready_bytes: u64,
+    /// The names of its policy and operator policy ("" for none).
+    pub policy: String,
+    pub operator_policy: String,
+    /// The two merged (empty without either).
+    pub effective_policy_definition: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -84,6 +135,9 @@ pub enum ControlReply {
     /// How many connections were closed.
     Closed(usize),
     Snapshot(std::sync::Arc<super::snapshot::Snapshot>),
+    Policies(Vec<std::sync::Arc<super::policy::Policy>>),
+    /// The definitions version a shard has.
+    Version(u64),
     /// What an import kept as it was or ignored.
     Imported {
         warnings: Vec<String>,

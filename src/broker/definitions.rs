@@ -197,6 +197,7 @@ impl Definitions {
             request.arguments.clone(),
         );
         let vhost = self.vhost_mut(vhost_name)?;
+        let exchange = Exchange { policy: vhost.policies.for_exchange(&request.name), ..exchange };
         vhost.exchange_names.insert(id, request.name.clone());
         vhost.exchanges.insert(request.name.clone(), Arc::new(exchange));
         self.exchange_count += 1;
@@ -311,6 +312,7 @@ impl Definitions {
             exclusive_owner: request.exclusive.then_some(request.conn),
             auto_delete: request.auto_delete,
             arguments: request.arguments.clone(),
+            policies: self.vhost(vhost_name)?.policies.for_queue(&name),
         });
         self.next_queue_sequence += 1;
         self.queue_count += 1;
@@ -476,6 +478,7 @@ fn new_exchange(
         internal,
         arguments,
         table: RoutingTable::new(kind),
+        policy: None,
     }
 }
 

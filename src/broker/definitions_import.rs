@@ -4,14 +4,17 @@
 //! An import is all or nothing: it is applied to a copy of the definitions, and only a copy
 //! that took every item replaces the live one (the caller then rewrites the definitions log in
 //! one atomic compaction). Items that already exist are kept as they are, as RabbitMQ's import
-//! keeps them; users are created or updated (hash and tags). The export holds what RabbitMQ's
-//! holds: users, vhosts, permissions, exchanges, queues other than exclusive ones, bindings.
+//! keeps them; users are created or updated (hash and tags), policies set (replacing one of
+//! the same name). The export holds what RabbitMQ's holds: users, vhosts, permissions,
+//! policies, operator policies (as `operator_policy` parameters), exchanges, queues other than
+//! exclusive ones, bindings.
 
 use std::sync::Arc;
 
 use super::definitions::is_predeclared;
 use super::definitions::{Definitions, QueueDeclared};
 use super::definitions_file::{self as file, DefinitionsFile, DestinationType};
+use super::policy::{Policy, PolicyInput, PolicyKind};
 use super::requests::{Binding, ExchangeDeclare, QueueDeclare};
 use super::snapshot::{QueueDef, Snapshot};
 use super::users::{Permissions, User, UserLimits, VhostLimits};
@@ -85,6 +88,7 @@ impl Definitions {
             self.set_permissions(&permission.user, &permission.vhost, permissions)
                 .map_err(|why| format!("{what}: {why}"))?;
         }
+        self.import_policies(file)?;
         for exchange in &file.exchanges {
             let exists = self
                 .snapshot()
@@ -164,9 +168,12 @@ impl Definitions {
                 Err(error) => return Err(format!("{what}: {}", error.reply_text)),
             }
         }
-        let other_parameters = file.parameters.iter().filter(|parameter| parameter.component != "vhost-limits").count();
+        let other_parameters = file
+            .parameters
+            .iter()
+            .filter(|parameter| !matches!(parameter.component.as_str(), "vhost-limits" | OPERATOR_POLICY_COMPONENT))
+            .count();
         for (count, what) in [
-            (file.policies.len(), "policies"),
             (other_parameters, "parameters"),
             (file.global_parameters.len(), "global parameters"),
             (file.topic_permissions.len(), "topic permissions"),
@@ -176,6 +183,77 @@ impl Definitions {
             }
         }
         Ok(imported)
+    }
+}
+
+/// RabbitMQ keeps operator policies as runtime parameters of this component; its exports
+/// carry them in `parameters`.
+const OPERATOR_POLICY_COMPONENT: &str = "operator_policy";
+
+impl Definitions {
+    /// The file's policies, and its operator policies (parameters of component
+    /// `operator_policy`): each is created or replaces the one of its name, as RabbitMQ's
+    /// import sets them.
+    fn import_policies(&mut self, file: &DefinitionsFile) -> Result<(), String> {
+        for policy in &file.policies {
+            let input = PolicyInput {
+                kind: PolicyKind::Policy,
+                vhost: &policy.vhost,
+                name: &policy.name,
+                pattern: &policy.pattern,
+                apply_to: &policy.apply_to,
+                definition: &policy.definition,
+                priority: policy.priority,
+            };
+            let what = format!("policy '{}' in vhost '{}'", policy.name, policy.vhost);
+            let parsed = Policy::parse(&input).map_err(|why| format!("{what}: {why}"))?;
+            self.set_policy(parsed).map_err(|why| format!("{what}: {why}"))?;
+        }
+        for parameter in file.parameters.iter().filter(|parameter| parameter.component == OPERATOR_POLICY_COMPONENT) {
+            let what = format!("operator policy '{}' in vhost '{}'", parameter.name, parameter.vhost);
+            let value = &parameter.value;
+            let empty = serde_json::Map::new();
+            let input = PolicyInput {
+                kind: PolicyKind::Operator,
+                vhost: &parameter.vhost,
+                name: &parameter.name,
+                pattern: value["pattern"].as_str().ok_or_else(|| format!("{what}: pattern is missing"))?,
+                apply_to: value["apply-to"].as_str().unwrap_or("all"),
+                definition: value["definition"].as_object().unwrap_or(&empty),
+                priority: value["priority"].as_i64().unwrap_or(0),
+            };
+            let parsed = Policy::parse(&input).map_err(|why| format!("{what}: {why}"))?;
+            self.set_policy(parsed).map_err(|why| format!("{what}: {why}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// A vhost's policies as the file holds them: policies in `policies`, operator policies as
+/// parameters.
+fn export_policies(vhost: &super::snapshot::Vhost, out: &mut DefinitionsFile) {
+    for policy in vhost.policies.list(PolicyKind::Policy) {
+        out.policies.push(file::Policy {
+            vhost: vhost.name.clone(),
+            name: policy.name.clone(),
+            pattern: policy.pattern.clone(),
+            apply_to: policy.apply_to.as_str().to_string(),
+            definition: policy.definition.clone(),
+            priority: policy.priority,
+        });
+    }
+    for policy in vhost.policies.list(PolicyKind::Operator) {
+        out.parameters.push(file::Parameter {
+            vhost: vhost.name.clone(),
+            component: OPERATOR_POLICY_COMPONENT.into(),
+            name: policy.name.clone(),
+            value: serde_json::json!({
+                "pattern": policy.pattern,
+                "definition": policy.definition,
+                "priority": policy.priority,
+                "apply-to": policy.apply_to.as_str(),
+            }),
+        });
     }
 }
 
@@ -234,6 +312,7 @@ pub fn export(snapshot: &Snapshot) -> DefinitionsFile {
             });
         }
         out.vhosts.push(file::Vhost { name: vhost.name.clone(), limits, ..Default::default() });
+        export_policies(vhost, &mut out);
         let mut exchanges: Vec<_> =
             vhost.exchanges.values().filter(|exchange| !is_predeclared(&exchange.name)).collect();
         exchanges.sort_by(|a, b| a.name.cmp(&b.name));
@@ -322,6 +401,32 @@ mod tests {
         };
         assert_eq!(names(second.snapshot()), names(&snapshot));
         assert_eq!(export(second.snapshot()).bindings.len(), exported.bindings.len());
+    }
+
+    #[test]
+    fn policies_and_operator_policies_are_imported_and_exported() {
+        let document = br#"{"vhosts":[{"name":"/"}],
+            "policies":[{"vhost":"/","name":"limit","pattern":"^q","apply-to":"queues",
+                         "definition":{"max-length":5},"priority":2}],
+            "parameters":[{"vhost":"/","component":"operator_policy","name":"cap",
+                           "value":{"pattern":".*","definition":{"message-ttl":1000},"priority":0,"apply-to":"all"}}],
+            "queues":[{"name":"q1","vhost":"/","durable":true,"auto_delete":false,"arguments":{}}]}"#;
+        let parsed = file::parse(document).expect("parses");
+        let mut definitions = Definitions::new(2);
+        let imported = definitions.import(&parsed.definitions).expect("imports");
+        assert!(imported.warnings.iter().all(|warning| !warning.contains("ignored")), "{:?}", imported.warnings);
+        let queue = definitions.snapshot().vhost("/").expect("vhost").queues.get("q1").expect("queue").clone();
+        assert_eq!((queue.policies.policy_name(), queue.policies.operator_policy_name()), ("limit", "cap"));
+        let exported = export(definitions.snapshot());
+        assert_eq!(exported.policies.len(), 1);
+        assert_eq!(exported.policies[0].definition["max-length"], 5);
+        let operator = exported.parameters.iter().find(|parameter| parameter.component == "operator_policy");
+        assert_eq!(operator.expect("exported").value["definition"]["message-ttl"], 1000);
+
+        let bad = br#"{"policies":[{"vhost":"/","name":"bad","pattern":".*","definition":{"max-priority":5}}]}"#;
+        let parsed = file::parse(bad).expect("parses");
+        let error = definitions.import(&parsed.definitions).expect_err("refused");
+        assert_eq!(error, "policy 'bad' in vhost '/': [{<<\"max-priority\">>,5}] are not recognised policy settings");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use super::accounts::Defaults;
 use super::definitions::{is_predeclared, Definitions};
 use super::error::AmqpError;
 use super::passwords::{HashAlgorithm, PasswordHash};
+use super::policy::{Policy, PolicyInput, PolicyKind};
 use super::requests::{Binding, ExchangeDeclare};
 use super::snapshot::{QueueDef, Vhost};
 use super::users::{Permissions, User, UserLimits, VhostLimits};
@@ -118,6 +119,7 @@ impl Definitions {
                     exclusive_owner: None,
                     auto_delete: *auto_delete,
                     arguments: arguments.clone(),
+                    policies: self.vhost(vhost)?.policies.for_queue(name),
                 };
                 self.next_queue_sequence = self.next_queue_sequence.max(sequence + 1);
                 self.queue_count += 1;
@@ -161,6 +163,23 @@ impl Definitions {
                 let limits = UserLimits { max_connections: limit_of(*max_connections) };
                 self.set_user_limits(name, limits).map_err(replay_error)
             }
+            DefinitionOp::PolicySet { operator, vhost, name, pattern, apply_to, definition, priority } => {
+                let definition = super::policy::parse_definition(definition).map_err(replay_error)?;
+                let policy = Policy::parse(&PolicyInput {
+                    kind: policy_kind(*operator),
+                    vhost,
+                    name,
+                    pattern,
+                    apply_to,
+                    definition: &definition,
+                    priority: *priority,
+                })
+                .map_err(replay_error)?;
+                self.set_policy(policy).map_err(replay_error)
+            }
+            DefinitionOp::PolicyClear { operator, vhost, name } => {
+                self.clear_policy(policy_kind(*operator), vhost, name).map_err(replay_error)
+            }
         }
     }
 
@@ -188,6 +207,13 @@ impl Definitions {
             vhosts.sort_by(|a, b| a.0.cmp(b.0));
             for (vhost, permissions) in vhosts {
                 accounts.push(permission_operation(&user.name, vhost, permissions));
+            }
+        }
+        let mut vhosts: Vec<&Arc<Vhost>> = self.snapshot().vhosts.values().collect();
+        vhosts.sort_by(|a, b| a.name.cmp(&b.name));
+        for vhost in vhosts {
+            for kind in [PolicyKind::Policy, PolicyKind::Operator] {
+                accounts.extend(vhost.policies.list(kind).iter().map(|policy| policy_operation(policy)));
             }
         }
         let mut exchanges = Vec::new();
@@ -267,6 +293,27 @@ pub fn vhost_limits_operation(name: &str, limits: VhostLimits) -> DefinitionOp {
 
 pub fn user_limits_operation(name: &str, limits: UserLimits) -> DefinitionOp {
     DefinitionOp::UserLimits { name: name.to_string(), max_connections: stored_limit(limits.max_connections) }
+}
+
+/// The log entry that creates or replaces `policy`.
+pub fn policy_operation(policy: &Policy) -> DefinitionOp {
+    DefinitionOp::PolicySet {
+        operator: policy.kind == PolicyKind::Operator,
+        vhost: policy.vhost.clone(),
+        name: policy.name.clone(),
+        pattern: policy.pattern.clone(),
+        apply_to: policy.apply_to.as_str().to_string(),
+        definition: policy.definition_json(),
+        priority: policy.priority,
+    }
+}
+
+fn policy_kind(operator: bool) -> PolicyKind {
+    if operator {
+        PolicyKind::Operator
+    } else {
+        PolicyKind::Policy
+    }
 }
 
 fn replay_error(text: String) -> AmqpError {

@@ -18,6 +18,8 @@ mod headers_match;
 pub(crate) mod messages;
 pub(crate) mod passwords;
 pub(crate) mod placement;
+pub(crate) mod policy;
+mod policy_changes;
 mod priority;
 pub(crate) mod queue;
 pub(crate) mod queue_args;

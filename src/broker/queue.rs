@@ -191,15 +191,17 @@ pub struct Queue {
 
 impl Queue {
     pub fn new(definition: Arc<QueueDef>) -> Queue {
+        // The priority levels are fixed at creation: no policy sets `max-priority`.
+        let args = definition.policies.queue_args(&definition.arguments);
         Queue {
-            ready: Levels::new(QueueArgs::from_table(&definition.arguments).max_priority),
+            ready: Levels::new(args.max_priority),
             unacked: FxHashMap::default(),
             consumers: Vec::new(),
             next_consumer: 0,
             next_sequence: 1,
             exclusive_consumer: false,
             had_consumers: false,
-            args: QueueArgs::from_table(&definition.arguments),
+            args,
             definition,
             ready_bytes: 0,
             last_used_ms: clock::now_ms(),

@@ -129,7 +129,7 @@ pub fn integer(value: &AMQPValue) -> Option<i64> {
     }
 }
 
-fn text(value: &AMQPValue) -> Option<String> {
+pub(super) fn text(value: &AMQPValue) -> Option<String> {
     match value {
         AMQPValue::LongString(text) => Some(String::from_utf8_lossy(text.as_bytes()).into_owned()),
         AMQPValue::ShortString(text) => Some(text.as_str().to_string()),

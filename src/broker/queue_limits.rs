@@ -128,6 +128,32 @@ impl Queue {
         expired
     }
 
+    /// New policies for this queue (the writer chose them; `definition` carries them): the
+    /// queue acts on the merged settings from now on, as RabbitMQ's queue process re-reads
+    /// its policy. A lower length limit drops (or dead-letters) the oldest ready messages at
+    /// once in drop-head mode; a changed `expires` starts its lease again; a message TTL
+    /// applies to messages enqueued from now on (those already there keep the deadline they
+    /// arrived with, as in RabbitMQ 3.10); a dead-letter exchange is used by the next death.
+    pub fn apply_policies(
+        &mut self,
+        definition: Arc<crate::broker::snapshot::QueueDef>,
+        effects: &mut Vec<Effect>,
+        reader: &dyn RecordReader,
+    ) {
+        debug_assert_eq!(definition.id, self.definition.id, "policies for another queue");
+        let args = definition.policies.queue_args(&definition.arguments);
+        let expires_changed = args.expires_ms != self.args.expires_ms;
+        // Levels are fixed when the queue is created; no policy can change them.
+        self.args = crate::broker::queue_args::QueueArgs { max_priority: self.args.max_priority, ..args };
+        self.definition = definition;
+        if expires_changed {
+            self.last_used_ms = clock::now_ms();
+            self.expiry_requested = false;
+        }
+        self.drop_over_limit(effects, reader);
+        self.dispatch(effects, reader);
+    }
+
     /// The queue was used (consume, cancel, get, redeclare): `x-expires` starts again.
     pub fn touch(&mut self) {
         if self.args.expires_ms.is_some() {

@@ -19,6 +19,7 @@ fn queue_with(arguments: FieldTable) -> Queue {
         exclusive_owner: None,
         auto_delete: false,
         arguments,
+        policies: Default::default(),
     }))
 }
 
@@ -287,4 +288,34 @@ fn delivery_limit_zero_drops_at_the_first_return_without_dead_letter_exchange() 
     assert!(dead_reasons(&mut effects).is_empty(), "no dead-letter exchange: dropped");
     assert_eq!(queue.message_count(), 0);
     assert!(queue.get(holder(1), true, &mut effects, &NoRecords).is_none());
+}
+
+#[test]
+fn an_expires_policy_starts_its_lease_when_it_is_applied_and_clearing_it_ends_it() {
+    let mut queue = queue();
+    let mut effects = Vec::new();
+    let definition: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(r#"{"expires": 1000}"#).expect("json");
+    let input = crate::broker::policy::PolicyInput {
+        kind: crate::broker::policy::PolicyKind::Policy,
+        vhost: "/",
+        name: "lease",
+        pattern: ".*",
+        apply_to: "queues",
+        definition: &definition,
+        priority: 0,
+    };
+    let policy = Arc::new(crate::broker::policy::Policy::parse(&input).expect("valid"));
+    let with_policy = QueueDef {
+        policies: crate::broker::policy::AppliedPolicies { policy: Some(policy), operator: None },
+        ..QueueDef::clone(&queue.definition)
+    };
+    let applied_at_ms = clock::now_ms();
+    queue.apply_policies(Arc::new(with_policy), &mut effects, &NoRecords);
+    assert!(!queue.unused_for_too_long(applied_at_ms + 500));
+    assert!(queue.unused_for_too_long(applied_at_ms + 5_000));
+    let plain = QueueDef { policies: Default::default(), ..QueueDef::clone(&queue.definition) };
+    queue.apply_policies(Arc::new(plain), &mut effects, &NoRecords);
+    assert!(!queue.unused_for_too_long(applied_at_ms + 50_000), "no lease without the policy");
+    assert!(effects.is_empty());
 }

@@ -1,5 +1,5 @@
 //! The immutable definitions every shard routes with: vhosts, exchanges (with their binding
-//! tables) and queue definitions.
+//! tables), queue definitions and policies.
 //!
 //! The single writer (shard 0, `definitions.rs`) builds a new `Snapshot` per change by
 //! copy-on-write (`Arc::make_mut`), so an unchanged exchange or vhost is shared between
@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use amq_protocol::types::{AMQPValue, FieldTable};
 
+use super::policy::{AppliedPolicies, Policy, VhostPolicies};
 use super::routing::{ExchangeKind, RoutingTable};
 use super::users::{Permissions, User, VhostLimits};
 use crate::ids::{ConnId, Destination, ExchangeId, QueueId};
@@ -26,6 +27,8 @@ pub struct Exchange {
     pub internal: bool,
     pub arguments: FieldTable,
     pub table: RoutingTable<Destination>,
+    /// The policy chosen for it (`policy.rs`); kept current by the writer.
+    pub policy: Option<Arc<Policy>>,
 }
 
 #[derive(Clone, Debug)]
@@ -37,6 +40,9 @@ pub struct QueueDef {
     pub exclusive_owner: Option<ConnId>,
     pub auto_delete: bool,
     pub arguments: FieldTable,
+    /// The policy and operator policy chosen for it; kept current by the writer, acted on
+    /// by the owner shard.
+    pub policies: AppliedPolicies,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -46,6 +52,7 @@ pub struct Vhost {
     pub exchanges: HashMap<String, Arc<Exchange>>,
     pub exchange_names: HashMap<ExchangeId, String>,
     pub queues: HashMap<String, Arc<QueueDef>>,
+    pub policies: VhostPolicies,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -54,6 +61,9 @@ pub struct Snapshot {
     pub vhosts: HashMap<String, Arc<Vhost>>,
     /// Users with their tags and permissions (`users.rs`).
     pub users: HashMap<String, Arc<User>>,
+    /// Bumped whenever some queue's chosen policies changed: owner shards then look for
+    /// their queues' new settings.
+    pub policy_epoch: u64,
 }
 
 impl Vhost {
@@ -126,10 +136,11 @@ impl Vhost {
             if !out.is_empty() || visited.len() > EXCHANGE_HOPS_MAX {
                 return;
             }
+            // The argument wins over a policy's `alternate-exchange` (`rabbit_policy:get_arg`).
             let alternate = match current.arguments.inner().get("alternate-exchange") {
                 Some(AMQPValue::LongString(name)) => std::str::from_utf8(name.as_bytes()).ok(),
                 Some(AMQPValue::ShortString(name)) => Some(name.as_str()),
-                _ => None,
+                _ => current.policy.as_ref().and_then(|policy| policy.settings.alternate_exchange.as_deref()),
             };
             match alternate.and_then(|name| self.exchanges.get(name)) {
                 Some(next) if !visited.contains(&next.id) => {

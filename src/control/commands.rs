@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::{Options, Outcome, ANSWER_TIMEOUT, EXIT_DATA, EXIT_UNAVAILABLE, EXIT_USAGE};
 use crate::broker::control::{AccountChange, ControlMsg, ControlReply, ControlRequest, QueueInfo};
 use crate::broker::passwords::PasswordHash;
+use crate::broker::policy::PolicyKind;
 use crate::broker::snapshot::Snapshot;
 use crate::broker::users::{parse_limits, parse_tags, Permissions, UserLimits, VhostLimits};
 use crate::broker::{definitions_file, definitions_import};
@@ -35,9 +36,15 @@ Limits (JSON as rabbitmqctl takes it; a negative value is no limit):
 Monitoring:
     list_queues [-p VHOST] [COLUMN ...]   (name messages messages_ready messages_unacknowledged
                                            consumers durable auto_delete exclusive vhost
-                                           message_bytes_ready)
+                                           message_bytes_ready policy operator_policy
+                                           effective_policy_definition)
     list_connections [COLUMN ...]         (name user vhost peer_host peer_port channels state)
     close_connection NAME EXPLANATION
+Policies (JSON definitions as rabbitmqctl takes them; --priority default 0, --apply-to default all):
+    set_policy [-p VHOST] [--priority N] [--apply-to queues|exchanges|all] NAME PATTERN DEFINITION
+    clear_policy [-p VHOST] NAME      list_policies [-p VHOST]
+    set_operator_policy [-p VHOST] [--priority N] [--apply-to queues|exchanges|all] NAME PATTERN DEFINITION
+    clear_operator_policy [-p VHOST] NAME   list_operator_policies [-p VHOST]
 Definitions:
     export_definitions FILE|-         import_definitions [-p VHOST] FILE
 Options: -p VHOST (default /), -q/--quiet (no banner), -s/--silent (no headers either)
@@ -88,6 +95,12 @@ pub fn execute(args: &[String], input: Option<String>, mailboxes: &Mailboxes) ->
         "list_queues" => run.list_queues(),
         "list_connections" => run.list_connections(),
         "close_connection" => run.close_connection(),
+        "set_policy" => run.set_policy(PolicyKind::Policy),
+        "clear_policy" => run.clear_policy(PolicyKind::Policy),
+        "list_policies" => run.list_policies(PolicyKind::Policy),
+        "set_operator_policy" => run.set_policy(PolicyKind::Operator),
+        "clear_operator_policy" => run.clear_policy(PolicyKind::Operator),
+        "list_operator_policies" => run.list_policies(PolicyKind::Operator),
         "export_definitions" => run.export_definitions(),
         "import_definitions" => run.import_definitions(input),
         other => Err(Outcome::fail(EXIT_USAGE, format!("unknown command '{other}'\n\n{COMMANDS}"))),
@@ -95,15 +108,15 @@ pub fn execute(args: &[String], input: Option<String>, mailboxes: &Mailboxes) ->
     result.unwrap_or_else(|failure| failure)
 }
 
-struct Run<'a> {
-    options: Options,
+pub(super) struct Run<'a> {
+    pub(super) options: Options,
     mailboxes: &'a Mailboxes,
 }
 
-type Step<T> = Result<T, Outcome>;
+pub(super) type Step<T> = Result<T, Outcome>;
 
 impl Run<'_> {
-    fn vhost(&self) -> String {
+    pub(super) fn vhost(&self) -> String {
         self.options.vhost.clone().unwrap_or_else(|| "/".to_string())
     }
 
@@ -115,30 +128,44 @@ impl Run<'_> {
     }
 
     /// Asks shard `shard` and waits for its answer.
-    fn ask(&self, shard: usize, request: ControlRequest) -> Step<ControlReply> {
+    pub(super) fn ask(&self, shard: usize, request: ControlRequest) -> Step<ControlReply> {
+        self.ask_failing_with(shard, request, EXIT_DATA)
+    }
+
+    /// Asks like `ask`; a refusal exits with `failure_code`.
+    pub(super) fn ask_failing_with(
+        &self,
+        shard: usize,
+        request: ControlRequest,
+        failure_code: i32,
+    ) -> Step<ControlReply> {
         let (reply, answer) = mpsc::channel();
         if self.mailboxes.send_control(shard, ControlMsg { request, reply }).is_err() {
             return Err(Outcome::fail(EXIT_UNAVAILABLE, "the broker is busy: too many control requests waiting"));
         }
         match answer.recv_timeout(ANSWER_TIMEOUT) {
             Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(problem)) => Err(Outcome::fail(EXIT_DATA, format!("Error:\n{problem}"))),
+            Ok(Err(problem)) => Err(Outcome::fail(failure_code, format!("Error:\n{problem}"))),
             Err(_) => Err(Outcome::fail(EXIT_UNAVAILABLE, "the broker did not answer (is it shutting down?)")),
         }
+    }
+
+    pub(super) fn shard_count(&self) -> usize {
+        self.mailboxes.shards()
     }
 
     fn ask_all(&self, request: impl Fn() -> ControlRequest) -> Step<Vec<ControlReply>> {
         (0..self.mailboxes.shards()).map(|shard| self.ask(shard, request())).collect()
     }
 
-    fn snapshot(&self) -> Step<Arc<Snapshot>> {
+    pub(super) fn snapshot(&self) -> Step<Arc<Snapshot>> {
         match self.ask(0, ControlRequest::Snapshot)? {
             ControlReply::Snapshot(snapshot) => Ok(snapshot),
             other => Err(unexpected(&other)),
         }
     }
 
-    fn banner(&self, text: String) -> String {
+    pub(super) fn banner(&self, text: String) -> String {
         if self.options.quiet {
             String::new()
         } else {
@@ -147,7 +174,7 @@ impl Run<'_> {
     }
 
     /// A table: header line (unless silent) and tab-separated rows.
-    fn table(&self, banner: String, header: &[&str], rows: Vec<Vec<String>>) -> Outcome {
+    pub(super) fn table(&self, banner: String, header: &[&str], rows: Vec<Vec<String>>) -> Outcome {
         let mut out = self.banner(banner);
         if !self.options.silent {
             out.push_str(&header.join("\t"));
@@ -468,6 +495,9 @@ const QUEUE_COLUMNS: &[&str] = &[
     "exclusive",
     "vhost",
     "message_bytes_ready",
+    "policy",
+    "operator_policy",
+    "effective_policy_definition",
 ];
 const CONNECTION_COLUMNS: &[&str] = &["name", "user", "vhost", "peer_host", "peer_port", "channels", "state"];
 
@@ -498,6 +528,11 @@ fn queue_column(queue: &QueueInfo, column: &str) -> String {
         "exclusive" => queue.exclusive.to_string(),
         "vhost" => queue.vhost.clone(),
         "message_bytes_ready" => queue.ready_bytes.to_string(),
+        "policy" => queue.policy.clone(),
+        "operator_policy" => queue.operator_policy.clone(),
+        // Compact JSON, as list_policies prints definitions; nothing without a policy.
+        "effective_policy_definition" if queue.effective_policy_definition.is_empty() => String::new(),
+        "effective_policy_definition" => Value::Object(queue.effective_policy_definition.clone()).to_string(),
         _ => String::new(),
     }
 }
@@ -515,7 +550,7 @@ fn permission_row(first: &str, permissions: &Permissions) -> Vec<String> {
     std::iter::once(first).chain(permissions.sources()).map(str::to_string).collect()
 }
 
-fn data_error(problem: String) -> Outcome {
+pub(super) fn data_error(problem: String) -> Outcome {
     Outcome::fail(EXIT_DATA, format!("Error:\n{problem}"))
 }
 

@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 use crate::shard::mailbox::Mailboxes;
 
 mod commands;
+mod policies;
 
 use commands::execute;
 pub use commands::COMMANDS;
@@ -135,19 +136,36 @@ fn serve(mut stream: UnixStream, mailboxes: &Mailboxes) {
 }
 
 /// The options every command takes: `-p VHOST`, `-q`/`--quiet`, `-s`/`--silent`, `-n NODE`
-/// (accepted and ignored: there is one node).
+/// (accepted and ignored: there is one node); `--priority` and `--apply-to` for policies.
 struct Options {
     vhost: Option<String>,
     quiet: bool,
     silent: bool,
+    /// `--priority N` and `--apply-to WHAT` of set_policy and set_operator_policy.
+    priority: Option<String>,
+    apply_to: Option<String>,
     positional: Vec<String>,
 }
 
 fn options(args: &[String]) -> Result<Options, String> {
-    let mut parsed = Options { vhost: None, quiet: false, silent: false, positional: Vec::new() };
+    let mut parsed =
+        Options { vhost: None, quiet: false, silent: false, priority: None, apply_to: None, positional: Vec::new() };
     let mut rest = args.iter();
     while let Some(arg) = rest.next() {
+        if let Some((flag, value)) = arg.split_once('=').filter(|(flag, _)| flag.starts_with("--")) {
+            match flag {
+                "--vhost" => parsed.vhost = Some(value.to_string()),
+                "--priority" => parsed.priority = Some(value.to_string()),
+                "--apply-to" => parsed.apply_to = Some(value.to_string()),
+                _ => parsed.positional.push(arg.clone()),
+            }
+            continue;
+        }
         match arg.as_str() {
+            "--priority" => parsed.priority = Some(rest.next().ok_or("--priority needs a number")?.clone()),
+            "--apply-to" => {
+                parsed.apply_to = Some(rest.next().ok_or("--apply-to needs queues, exchanges or all")?.clone())
+            }
             "-p" | "--vhost" => parsed.vhost = Some(rest.next().ok_or("-p needs a vhost")?.clone()),
             "-n" | "--node" => {
                 rest.next().ok_or("-n needs a node name")?;

@@ -1,16 +1,19 @@
 //! A shard's side of the control socket: operator requests read from the shard's control
 //! inbox, answered on the asking thread's channel.
 //!
-//! Changes of users, vhosts and permissions are applied by the definitions writer (shard 0),
+//! Changes of users, vhosts, permissions and policies are applied by the definitions writer (shard 0),
 //! logged and fsynced before they are answered, then published to every shard like any
 //! definitions change. A shard that receives definitions closes the connections whose vhost
 //! or user is gone (320, RabbitMQ's texts).
 
 use super::Shard;
 use crate::broker::control::{AccountChange, ConnectionInfo, ControlAnswer, ControlMsg, ControlReply, ControlRequest};
-use crate::broker::durable::{permission_operation, user_limits_operation, user_operation, vhost_limits_operation};
+use crate::broker::durable::{
+    permission_operation, policy_operation, user_limits_operation, user_operation, vhost_limits_operation,
+};
 use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::messages::ShardMsg;
+use crate::broker::policy::PolicyKind;
 use crate::broker::requests::QueueRequest;
 use crate::store::definitions_log::DefinitionOp;
 
@@ -36,6 +39,11 @@ impl Shard {
                 Ok(ControlReply::Closed(connections.len()))
             }
             ControlRequest::Snapshot => Ok(ControlReply::Snapshot(self.snapshot())),
+            ControlRequest::ListPolicies { kind, vhost } => self.list_policies(kind, vhost.as_deref()),
+            ControlRequest::CatchUp { version } => {
+                self.catch_up(version);
+                Ok(ControlReply::Version(self.version()))
+            }
             ControlRequest::Import(file) => self.import_definitions(&file),
         };
         // The operator may have given up waiting: nobody to tell then.
@@ -57,10 +65,29 @@ impl Shard {
                 messages_unacknowledged: u64::from(queue.unacked_count()),
                 consumers: u64::from(queue.consumer_count()),
                 ready_bytes: queue.ready_bytes(),
+                policy: queue.definition.policies.policy_name().to_string(),
+                operator_policy: queue.definition.policies.operator_policy_name().to_string(),
+                effective_policy_definition: queue.definition.policies.effective_definition(),
             })
             .collect();
         infos.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
         infos
+    }
+
+    fn list_policies(&self, kind: PolicyKind, vhost: Option<&str>) -> ControlAnswer {
+        let snapshot = self.snapshot();
+        let policies = match vhost {
+            Some(name) => match snapshot.vhost(name) {
+                Some(found) => found.policies.list(kind).to_vec(),
+                None => return Err(format!("Virtual host '{name}' does not exist")),
+            },
+            None => {
+                let mut vhosts: Vec<_> = snapshot.vhosts.values().collect();
+                vhosts.sort_by(|a, b| a.name.cmp(&b.name));
+                vhosts.iter().flat_map(|found| found.policies.list(kind).iter().cloned()).collect()
+            }
+        };
+        Ok(ControlReply::Policies(policies))
     }
 
     fn connection_infos(&self) -> Vec<ConnectionInfo> {
@@ -127,6 +154,15 @@ impl Shard {
                 AccountChange::ClearPermissions { user, vhost } => {
                     definitions.clear_permissions(&user, &vhost)?;
                     Some(DefinitionOp::PermissionClear { user, vhost })
+                }
+                AccountChange::SetPolicy(policy) => {
+                    let operation = policy_operation(&policy);
+                    definitions.set_policy(*policy)?;
+                    Some(operation)
+                }
+                AccountChange::ClearPolicy { kind, vhost, name } => {
+                    definitions.clear_policy(kind, &vhost, &name)?;
+                    Some(DefinitionOp::PolicyClear { operator: kind == PolicyKind::Operator, vhost, name })
                 }
             };
             (operation, dropped)

@@ -365,8 +365,10 @@ impl Shard {
         match message {
             ShardMsg::Definitions(snapshot) => {
                 if snapshot.version > self.version() {
+                    let policy_epoch = self.snapshot.borrow().policy_epoch;
                     *self.snapshot.borrow_mut() = snapshot;
                     self.close_orphaned_connections();
+                    self.apply_new_policies(policy_epoch);
                 }
             }
             ShardMsg::Admin { request, reply } => self.handle_admin(*request, reply),

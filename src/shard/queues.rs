@@ -55,6 +55,30 @@ impl Shard {
         }
     }
 
+    /// After new definitions: if some queue's policies changed since `previous_epoch`, each
+    /// owned queue whose definition now carries other policies acts on them. Read from the
+    /// published snapshot, so no shard touches another's queues.
+    pub(super) fn apply_new_policies(&self, previous_epoch: u64) {
+        let snapshot = self.snapshot();
+        if snapshot.policy_epoch == previous_epoch {
+            return;
+        }
+        let changed: Vec<Arc<QueueDef>> = self
+            .queues
+            .borrow()
+            .values()
+            .filter_map(|queue| {
+                let current = snapshot.vhost(&queue.definition.vhost)?.queues.get(&queue.definition.name)?;
+                let changed =
+                    current.id == queue.definition.id && !current.policies.same_as(&queue.definition.policies);
+                changed.then(|| current.clone())
+            })
+            .collect();
+        for definition in changed {
+            self.with_queue(definition.id, |queue, effects, reader| queue.apply_policies(definition, effects, reader));
+        }
+    }
+
     fn create_queue(&self, definition: Arc<QueueDef>, reply: Option<ReplyTo>) {
         let id = definition.id;
         let name = definition.name.clone();

@@ -70,8 +70,10 @@ impl Shard {
             for shard in 1..self.count {
                 self.send(shard, ShardMsg::Definitions(snapshot.clone()));
             }
+            let policy_epoch = self.snapshot.borrow().policy_epoch;
             *self.snapshot.borrow_mut() = snapshot;
             self.close_orphaned_connections();
+            self.apply_new_policies(policy_epoch);
         }
     }
 

@@ -1,5 +1,6 @@
-//! The definitions log: durable exchanges, queues and bindings, one checksummed record per
-//! change, fsynced before the client is answered.
+//! The definitions log: durable exchanges, queues and bindings, users, vhosts, permissions,
+//! limits and policies, one checksummed record per change, fsynced before the client is
+//! answered.
 //!
 //! At start the log is replayed through the same `Definitions` methods clients use, then
 //! compacted: the current state is written to a new file, fsynced, and renamed over the old
@@ -30,6 +31,8 @@ const KIND_PERMISSION_SET: u8 = 25;
 const KIND_PERMISSION_CLEAR: u8 = 26;
 const KIND_VHOST_LIMITS: u8 = 27;
 const KIND_USER_LIMITS: u8 = 28;
+const KIND_POLICY_SET: u8 = 29;
+const KIND_POLICY_CLEAR: u8 = 30;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct BindingDefinition {
@@ -108,6 +111,22 @@ pub enum DefinitionOp {
     UserLimits {
         name: String,
         max_connections: i64,
+    },
+    /// Creates or replaces a policy (`operator`: an operator policy). The definition is its
+    /// JSON text.
+    PolicySet {
+        operator: bool,
+        vhost: String,
+        name: String,
+        pattern: String,
+        apply_to: String,
+        definition: String,
+        priority: i64,
+    },
+    PolicyClear {
+        operator: bool,
+        vhost: String,
+        name: String,
     },
 }
 
@@ -192,6 +211,12 @@ fn put_text(out: &mut Vec<u8>, text: &str) {
     let bytes = &text.as_bytes()[..text.len().min(u16::MAX as usize)];
     out.put_u16_le(bytes.len() as u16);
     out.put_slice(bytes);
+}
+
+/// A text that may pass 64 KiB (a policy's definition).
+fn put_long_text(out: &mut Vec<u8>, text: &str) {
+    out.put_u32_le(text.len() as u32);
+    out.put_slice(text.as_bytes());
 }
 
 fn put_table(out: &mut Vec<u8>, table: &FieldTable) -> io::Result<()> {
@@ -291,6 +316,22 @@ fn encode(out: &mut Vec<u8>, operation: &DefinitionOp) -> io::Result<()> {
             put_text(out, name);
             out.put_i64_le(*max_connections);
         }
+        DefinitionOp::PolicySet { operator, vhost, name, pattern, apply_to, definition, priority } => {
+            out.put_u8(KIND_POLICY_SET);
+            out.put_u8(u8::from(*operator));
+            put_text(out, vhost);
+            put_text(out, name);
+            put_long_text(out, pattern);
+            put_text(out, apply_to);
+            put_long_text(out, definition);
+            out.put_i64_le(*priority);
+        }
+        DefinitionOp::PolicyClear { operator, vhost, name } => {
+            out.put_u8(KIND_POLICY_CLEAR);
+            out.put_u8(u8::from(*operator));
+            put_text(out, vhost);
+            put_text(out, name);
+        }
     }
     let body = &out[start + RECORD_HEADER_BYTES..];
     let length = body.len() as u32;
@@ -320,6 +361,10 @@ impl<'a> Cursor<'a> {
     fn text(&mut self) -> Option<String> {
         let length = u16::from_le_bytes(self.take(2)?.try_into().ok()?);
         String::from_utf8(self.take(usize::from(length))?.to_vec()).ok()
+    }
+    fn long_text(&mut self) -> Option<String> {
+        let length = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
+        String::from_utf8(self.take(length as usize)?.to_vec()).ok()
     }
     fn table(&mut self) -> Option<FieldTable> {
         let length = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
@@ -383,6 +428,18 @@ fn decode(kind: u8, payload: &[u8]) -> Option<DefinitionOp> {
             max_queues: cursor.u64()? as i64,
         },
         KIND_USER_LIMITS => DefinitionOp::UserLimits { name: cursor.text()?, max_connections: cursor.u64()? as i64 },
+        KIND_POLICY_SET => DefinitionOp::PolicySet {
+            operator: cursor.flag()?,
+            vhost: cursor.text()?,
+            name: cursor.text()?,
+            pattern: cursor.long_text()?,
+            apply_to: cursor.text()?,
+            definition: cursor.long_text()?,
+            priority: cursor.u64()? as i64,
+        },
+        KIND_POLICY_CLEAR => {
+            DefinitionOp::PolicyClear { operator: cursor.flag()?, vhost: cursor.text()?, name: cursor.text()? }
+        }
         _ => return None,
     };
     (cursor.position == payload.len()).then_some(operation)
@@ -442,6 +499,16 @@ mod tests {
             DefinitionOp::PermissionClear { user: "bob".into(), vhost: "apps".into() },
             DefinitionOp::VhostLimits { name: "apps".into(), max_connections: 10, max_queues: -1 },
             DefinitionOp::UserLimits { name: "bob".into(), max_connections: 2 },
+            DefinitionOp::PolicySet {
+                operator: false,
+                vhost: "apps".into(),
+                name: "limit".into(),
+                pattern: "^orders\\.".into(),
+                apply_to: "queues".into(),
+                definition: r#"{"max-length":5}"#.into(),
+                priority: -3,
+            },
+            DefinitionOp::PolicyClear { operator: true, vhost: "apps".into(), name: "cap".into() },
             DefinitionOp::UserDelete { name: "bob".into() },
             DefinitionOp::VhostDelete { name: "apps".into() },
         ];

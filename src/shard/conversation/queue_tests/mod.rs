@@ -18,6 +18,7 @@ mod declare;
 mod delete_purge;
 mod exclusive;
 mod max_length;
+mod policies;
 mod ttl;
 mod unnamed;
 
