@@ -223,6 +223,23 @@ impl Queue {
         u32::try_from(self.consumers.len()).unwrap_or(u32::MAX)
     }
 
+    /// The queue's consumers as an operator lists them (`/api/consumers`).
+    pub fn consumer_infos(&self) -> Vec<super::control::ConsumerInfo> {
+        self.consumers
+            .iter()
+            .map(|consumer| super::control::ConsumerInfo {
+                vhost: self.definition.vhost.clone(),
+                queue: self.definition.name.clone(),
+                tag: consumer.tag.to_string(),
+                holder: consumer.holder,
+                no_ack: consumer.no_ack,
+                prefetch_count: consumer.prefetch_count,
+                exclusive: self.exclusive_consumer,
+                priority: consumer.priority,
+            })
+            .collect()
+    }
+
     /// The position the next enqueued message will get (stored with persistent messages).
     pub fn next_sequence(&self) -> u64 {
         self.next_sequence

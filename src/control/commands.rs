@@ -2,13 +2,12 @@
 //! each parses its arguments, asks the shards through their control inboxes, and formats the
 //! answer as a table or a banner line.
 
-use std::sync::mpsc;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Options, Outcome, ANSWER_TIMEOUT, EXIT_DATA, EXIT_UNAVAILABLE, EXIT_USAGE};
-use crate::broker::control::{AccountChange, ControlMsg, ControlReply, ControlRequest, QueueInfo};
+use super::{AskError, Options, Outcome, EXIT_DATA, EXIT_UNAVAILABLE, EXIT_USAGE};
+use crate::broker::control::{AccountChange, ControlReply, ControlRequest, QueueInfo};
 use crate::broker::passwords::PasswordHash;
 use crate::broker::snapshot::Snapshot;
 use crate::broker::users::{parse_limits, parse_tags, Permissions, UserLimits, VhostLimits};
@@ -116,19 +115,11 @@ impl Run<'_> {
 
     /// Asks shard `shard` and waits for its answer.
     fn ask(&self, shard: usize, request: ControlRequest) -> Step<ControlReply> {
-        let (reply, answer) = mpsc::channel();
-        if self.mailboxes.send_control(shard, ControlMsg { request, reply }).is_err() {
-            return Err(Outcome::fail(EXIT_UNAVAILABLE, "the broker is busy: too many control requests waiting"));
-        }
-        match answer.recv_timeout(ANSWER_TIMEOUT) {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(problem)) => Err(Outcome::fail(EXIT_DATA, format!("Error:\n{problem}"))),
-            Err(_) => Err(Outcome::fail(EXIT_UNAVAILABLE, "the broker did not answer (is it shutting down?)")),
-        }
+        super::ask(self.mailboxes, shard, request).map_err(failure)
     }
 
     fn ask_all(&self, request: impl Fn() -> ControlRequest) -> Step<Vec<ControlReply>> {
-        (0..self.mailboxes.shards()).map(|shard| self.ask(shard, request())).collect()
+        super::ask_all(self.mailboxes, request).map_err(failure)
     }
 
     fn snapshot(&self) -> Step<Arc<Snapshot>> {
@@ -513,6 +504,13 @@ fn split_host_port(address: &str) -> (String, String) {
 /// A row of list_permissions / list_user_permissions: who or where, then the three patterns.
 fn permission_row(first: &str, permissions: &Permissions) -> Vec<String> {
     std::iter::once(first).chain(permissions.sources()).map(str::to_string).collect()
+}
+
+fn failure(error: AskError) -> Outcome {
+    match error {
+        AskError::Refused(problem) => Outcome::fail(EXIT_DATA, format!("Error:\n{problem}")),
+        other => Outcome::fail(EXIT_UNAVAILABLE, other.to_string()),
+    }
 }
 
 fn data_error(problem: String) -> Outcome {
