@@ -12,6 +12,11 @@ use crate::broker::error::{AmqpError, ACCESS_REFUSED, NOT_FOUND};
 /// What RabbitMQ's management realm is called in `WWW-Authenticate`.
 pub const REALM: &str = "Basic realm=\"RabbitMQ Management\"";
 
+/// The status of a refusal by tag or permission. RabbitMQ 3.10 answers 401 (with
+/// `"error": "not_authorised"` and no `WWW-Authenticate`), and `rabbitmqadmin` 3.x prints
+/// "Access refused" for it but fails with a traceback on a 403; RabbitMQ plans 403 for 4.0.
+pub const NOT_AUTHORISED_STATUS: u16 = 401;
+
 /// A refusal: the HTTP status and RabbitMQ's body.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -42,7 +47,7 @@ impl ApiError {
 
     /// A user whose tags or permissions do not allow the request.
     pub fn not_authorised(reason: impl Into<String>) -> ApiError {
-        ApiError::new(403, "not_authorised", reason)
+        ApiError::new(NOT_AUTHORISED_STATUS, "not_authorised", reason)
     }
 
     pub fn method_not_allowed() -> ApiError {
@@ -119,7 +124,8 @@ impl Call<'_> {
         if self.request.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(json!({}));
         }
-        serde_json::from_slice(&self.request.body).map_err(|error| ApiError::bad_request(error.to_string()))
+        // RabbitMQ's reason for a body that is not JSON.
+        serde_json::from_slice(&self.request.body).map_err(|_| ApiError::bad_request("not_json"))
     }
 
     /// A query parameter, decoded (`+` is a space there).
@@ -192,6 +198,6 @@ mod tests {
         assert_eq!((missing.status, missing.reason), (404, json!("no queue 'q' in vhost '/'")));
         let inequivalent = ApiError::from_amqp(AmqpError::new(406, "inequivalent arg 'durable'"));
         assert_eq!((inequivalent.status, inequivalent.reason), (400, json!("inequivalent arg 'durable'")));
-        assert_eq!(ApiError::from_amqp(AmqpError::new(403, "no")).status, 403);
+        assert_eq!(ApiError::from_amqp(AmqpError::new(403, "no")).status, NOT_AUTHORISED_STATUS);
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 
-use super::api::{error_response, ApiError, REALM};
+use super::api::{error_response, ApiError, NOT_AUTHORISED_STATUS, REALM};
 use super::http::{Request, Response};
 use super::Context;
 use crate::broker::snapshot::Snapshot;
@@ -77,7 +77,8 @@ impl Caller {
 }
 
 /// The caller, or the response that refuses the request: 401 with `WWW-Authenticate` for
-/// missing or wrong credentials, 403 for a user without a management tag.
+/// missing or wrong credentials, `NOT_AUTHORISED_STATUS` for a user without a management tag
+/// or a loopback-only user from elsewhere.
 pub fn authenticate(context: &Context, request: &Request) -> Result<Caller, Response> {
     let login_failed = || error_response(401, "not_authorized", "Login failed").with_header("www-authenticate", REALM);
     let Some((name, password)) = request.header("authorization").and_then(basic_credentials) else {
@@ -93,7 +94,7 @@ pub fn authenticate(context: &Context, request: &Request) -> Result<Caller, Resp
     };
     let refuse = |reason: &str| {
         crate::warn!("HTTP access denied: user '{}' - {reason}", shown(&name));
-        error_response(403, "not_authorised", reason)
+        error_response(NOT_AUTHORISED_STATUS, "not_authorised", reason)
     };
     if LOOPBACK_USERS.contains(&name.as_str()) && !request.peer.ip().is_loopback() && !is_mapped_loopback(request) {
         return Err(refuse("User can only log in via localhost"));

@@ -24,7 +24,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 /// The largest request body read (a definitions import travels in one).
 pub const BODY_MAX_BYTES: usize = 32 * 1024 * 1024;
 /// A request's headers and body must arrive within this time; the connection is closed after.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more are closed at accept.
 const CONNECTIONS_MAX: usize = 512;
 /// Threads that run handlers (they wait on the shards).
