@@ -63,8 +63,9 @@ pub fn vhosts(call: &Call) -> ApiResult {
 
 fn vhost_json(call: &Call, name: &str, queues: &[QueueInfo]) -> Value {
     let in_vhost = queues.iter().filter(|queue| queue.vhost == name);
-    let (ready, unacked) =
-        in_vhost.fold((0, 0), |(ready, unacked), queue| (ready + queue.messages_ready, unacked + queue.messages_unacknowledged));
+    let (ready, unacked) = in_vhost.fold((0, 0), |(ready, unacked), queue| {
+        (ready + queue.messages_ready, unacked + queue.messages_unacknowledged)
+    });
     let description = if name == "/" { "Default virtual host" } else { "" };
     json!({
         "name": name,
@@ -140,9 +141,8 @@ fn put_user(call: &Call, name: &str) -> ApiResult {
     let tags = body.words("tags")?;
     let password = body.string("password")?;
     let password_hash = body.string("password_hash")?;
-    let algorithm = body
-        .string("hashing_algorithm")?
-        .unwrap_or_else(|| HashAlgorithm::for_unnamed(None).rabbit_name().to_string());
+    let algorithm =
+        body.string("hashing_algorithm")?.unwrap_or_else(|| HashAlgorithm::for_unnamed(None).rabbit_name().to_string());
     let given = password.is_some() || password_hash.is_some();
     let file_user = definitions_file::User {
         name: name.to_string(),

@@ -142,8 +142,7 @@ pub fn handle(context: &Context, request: Request) -> Response {
     let Some(rest) = path.strip_prefix("/api/").or_else(|| (path == "/api").then_some("")) else {
         return error_response(404, "Object Not Found", "Not Found");
     };
-    let segments: Vec<String> =
-        rest.split('/').filter(|segment| !segment.is_empty()).map(percent_decode).collect();
+    let segments: Vec<String> = rest.split('/').filter(|segment| !segment.is_empty()).map(percent_decode).collect();
     let caller = match authenticate(context, &request) {
         Ok(caller) => caller,
         Err(refusal) => return refusal,

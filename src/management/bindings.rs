@@ -12,10 +12,10 @@ use serde_json::{json, Value};
 
 use super::api::{json_response, ApiError, ApiResult, Call};
 use super::exchanges::from_path;
+use super::http::Response;
 use super::input::Body;
 use super::listing;
 use super::queues::check;
-use super::http::Response;
 use crate::broker::definitions_file::field_table_to_json;
 use crate::broker::requests::{AdminRequest, Binding};
 use crate::broker::snapshot::Vhost;

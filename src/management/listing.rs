@@ -26,9 +26,10 @@ pub fn reply(call: &Call, mut items: Vec<Value>, default_sort: &[&str]) -> ApiRe
     if call.query("sort_reverse").as_deref() == Some("true") {
         items.reverse();
     }
-    let columns: Option<Vec<Vec<String>>> = call.query("columns").filter(|columns| !columns.is_empty()).map(|columns| {
-        columns.split(',').map(|column| column.split('.').map(str::to_string).collect()).collect()
-    });
+    let columns: Option<Vec<Vec<String>>> = call
+        .query("columns")
+        .filter(|columns| !columns.is_empty())
+        .map(|columns| columns.split(',').map(|column| column.split('.').map(str::to_string).collect()).collect());
     let pick = |item: Value| match &columns {
         Some(columns) => select(&item, columns),
         None => item,

@@ -44,11 +44,17 @@ pub fn publish(call: &Call, vhost: &str, exchange: &str) -> ApiResult {
             .map_err(|error| ApiError::bad_request(format!("payload is not base64: {error}")))?,
         other => return Err(ApiError::bad_value(json!(["invalid_payload_encoding", other]))),
     };
-    if payload.len() as u64 > MESSAGE_BODY_MAX_BYTES || payload.len() as u64 > u64::from(call.context.config.max_message_size) {
-        return Err(ApiError::bad_request(format!("payload of {} bytes is over the message size limit", payload.len())));
+    if payload.len() as u64 > MESSAGE_BODY_MAX_BYTES
+        || payload.len() as u64 > u64::from(call.context.config.max_message_size)
+    {
+        return Err(ApiError::bad_request(format!(
+            "payload of {} bytes is over the message size limit",
+            payload.len()
+        )));
     }
     let properties = properties_from_json(body.0.get("properties"))?;
-    let properties = hotpath::encode_properties(&properties).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let properties =
+        hotpath::encode_properties(&properties).map_err(|error| ApiError::bad_request(error.to_string()))?;
     let message = Arc::new(Message {
         exchange: Bytes::from(exchange.to_string()),
         routing_key: Bytes::from(routing_key),
@@ -57,7 +63,12 @@ pub fn publish(call: &Call, vhost: &str, exchange: &str) -> ApiResult {
     });
     let broker = &call.context.broker;
     let publisher = broker.holder();
-    let routed = broker.publish(PublishRequest { vhost: vhost.to_string(), exchange: exchange.to_string(), message, publisher })?;
+    let routed = broker.publish(PublishRequest {
+        vhost: vhost.to_string(),
+        exchange: exchange.to_string(),
+        message,
+        publisher,
+    })?;
     Ok(json_response(&json!({"routed": routed})))
 }
 
@@ -109,13 +120,20 @@ pub fn get(call: &Call, vhost: &str, name: &str) -> ApiResult {
         got.push(message_json(&content, message.redelivered, message.message_count, &encoding, truncate));
     }
     if !sequences.is_empty() {
-        let settle = crate::broker::control::ControlRequest::Settle { queue: definition.id, holder, sequences, requeue: true };
+        let settle =
+            crate::broker::control::ControlRequest::Settle { queue: definition.id, holder, sequences, requeue: true };
         broker.ask(0, settle)?;
     }
     Ok(json_response(&Value::Array(got)))
 }
 
-fn message_json(message: &Message, redelivered: bool, remaining: u32, encoding: &str, truncate: Option<usize>) -> Value {
+fn message_json(
+    message: &Message,
+    redelivered: bool,
+    remaining: u32,
+    encoding: &str,
+    truncate: Option<usize>,
+) -> Value {
     let body = &message.body[..truncate.map_or(message.body.len(), |limit| limit.min(message.body.len()))];
     let (payload, payload_encoding) = match std::str::from_utf8(body) {
         Ok(text) if encoding == "auto" => (text.to_string(), "string"),
@@ -178,9 +196,7 @@ fn properties_from_json(value: Option<&Value>) -> Result<BasicProperties, ApiErr
         Some(other) => return Err(ApiError::bad_value(json!(["not_object", other]))),
     };
     let mut properties = BasicProperties::default();
-    let text = |key: &str| -> Result<Option<ShortString>, ApiError> {
-        Ok(object.string(key)?.map(|value| ShortString::from(value)))
-    };
+    let text = |key: &str| -> Result<Option<ShortString>, ApiError> { Ok(object.string(key)?.map(ShortString::from)) };
     if let Some(value) = text("content_type")? {
         properties = properties.with_content_type(value);
     }
@@ -210,7 +226,8 @@ fn properties_from_json(value: Option<&Value>) -> Result<BasicProperties, ApiErr
     }
     if object.0.contains_key("delivery_mode") {
         let mode = object.integer("delivery_mode", 1)?;
-        properties = properties.with_delivery_mode(u8::try_from(mode).map_err(|_| out_of_range("delivery_mode", mode))?);
+        properties =
+            properties.with_delivery_mode(u8::try_from(mode).map_err(|_| out_of_range("delivery_mode", mode))?);
     }
     if object.0.contains_key("priority") {
         let priority = object.integer("priority", 0)?;

@@ -42,7 +42,8 @@ pub fn overview(call: &Call) -> ApiResult {
     let context = call.context;
     let snapshot = &call.caller.snapshot;
     let broker = &context.broker;
-    let queues: Vec<_> = broker.queues(None)?.into_iter().filter(|queue| call.caller.sees_vhost(&queue.vhost)).collect();
+    let queues: Vec<_> =
+        broker.queues(None)?.into_iter().filter(|queue| call.caller.sees_vhost(&queue.vhost)).collect();
     let connections = broker.connections()?;
     let channels = broker.channels()?;
     let consumers = broker.consumers()?;
@@ -203,7 +204,14 @@ pub fn aliveness(call: &Call) -> ApiResult {
     });
     let queue = match broker.admin(declare)? {
         ReplyBody::ExistingQueue(queue) => queue,
-        _ => broker.snapshot()?.vhost(vhost).and_then(|found| found.queues.get("aliveness-test")).ok_or_else(ApiError::not_found)?.id,
+        _ => {
+            broker
+                .snapshot()?
+                .vhost(vhost)
+                .and_then(|found| found.queues.get("aliveness-test"))
+                .ok_or_else(ApiError::not_found)?
+                .id
+        }
     };
     let message = Arc::new(Message {
         exchange: Bytes::new(),

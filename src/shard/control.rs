@@ -8,8 +8,8 @@
 
 use super::Shard;
 use crate::broker::control::{
-    AccountChange, ChannelInfo, ConnectionInfo, ControlAnswer, ControlMsg, ControlReply, ControlRequest, PublishRequest,
-    ShardAsk,
+    AccountChange, ChannelInfo, ConnectionInfo, ControlAnswer, ControlMsg, ControlReply, ControlRequest,
+    PublishRequest, ShardAsk,
 };
 use crate::broker::durable::{permission_operation, user_limits_operation, user_operation, vhost_limits_operation};
 use crate::broker::error::{AmqpError, CONNECTION_FORCED};

@@ -142,7 +142,13 @@ fn bad_bodies_are_400_with_the_reason_and_a_huge_one_is_413() {
     assert_eq!(wrong_type.json()["reason"], json!(["not_boolean", "maybe"]));
     let huge = vec![b' '; 33 * 1024 * 1024];
     let credentials = base64::engine::general_purpose::STANDARD.encode("guest:guest");
-    let reply = http(managed.http_port, "POST", "/api/definitions", &[("Authorization", format!("Basic {credentials}"))], &huge);
+    let reply = http(
+        managed.http_port,
+        "POST",
+        "/api/definitions",
+        &[("Authorization", format!("Basic {credentials}"))],
+        &huge,
+    );
     assert_eq!(reply.status, 413, "{}", reply.body);
     // Still serving.
     assert_eq!(managed.call("GET", "/api/overview", None).status, 200);
@@ -205,13 +211,18 @@ async fn queues_made_over_http_are_the_ones_amqp_clients_see() {
     assert_eq!(unroutable.json(), json!({"routed": false}));
     let queue = wait_for_messages(&managed, "/api/queues/%2F/jobs", 2);
     assert_eq!((queue["durable"].clone(), queue["messages_ready"].clone()), (json!(true), json!(2)));
-    let got = managed.call("POST", "/api/queues/%2F/jobs/get", Some(r#"{"count":"5","ackmode":"ack_requeue_true","encoding":"auto"}"#));
+    let got = managed.call(
+        "POST",
+        "/api/queues/%2F/jobs/get",
+        Some(r#"{"count":"5","ackmode":"ack_requeue_true","encoding":"auto"}"#),
+    );
     let got = got.json();
     assert_eq!(got.as_array().map(Vec::len), Some(2), "{got}");
     assert_eq!((got[0]["payload"].clone(), got[1]["payload"].clone()), (json!("from amqp"), json!("from http")));
     assert_eq!(got[1]["properties"]["delivery_mode"], json!(2));
     // Requeued: an AMQP basic.get sees the first again, redelivered.
-    let again = channel.basic_get("jobs".into(), BasicGetOptions { no_ack: true }).await.expect("get").expect("a message");
+    let again =
+        channel.basic_get("jobs".into(), BasicGetOptions { no_ack: true }).await.expect("get").expect("a message");
     assert!(again.delivery.redelivered);
     assert_eq!(again.delivery.data, b"from amqp");
     assert_eq!(managed.call("DELETE", "/api/queues/%2F/jobs/contents", None).status, 204);
@@ -238,14 +249,18 @@ fn wait_for_messages(managed: &Managed, path: &str, messages: u64) -> Value {
 #[test]
 fn exchanges_and_bindings_use_properties_keys_and_amq_default() {
     let Some(managed) = Managed::start() else { return };
-    assert_eq!(managed.call("PUT", "/api/exchanges/%2F/logs", Some(r#"{"type":"topic","durable":"true"}"#)).status, 201);
+    assert_eq!(
+        managed.call("PUT", "/api/exchanges/%2F/logs", Some(r#"{"type":"topic","durable":"true"}"#)).status,
+        201
+    );
     assert_eq!(managed.call("PUT", "/api/queues/%2F/errors", Some("{}")).status, 201);
     let bound = managed.call("POST", "/api/bindings/%2F/e/logs/q/errors", Some(r#"{"routing_key":"*.error"}"#));
     assert_eq!(bound.status, 201, "{bound:?}");
     let unkeyed = managed.call("POST", "/api/bindings/%2F/e/logs/q/errors", Some("{}"));
     assert_eq!(unkeyed.status, 201);
     let between = managed.call("GET", "/api/bindings/%2F/e/logs/q/errors", None).json();
-    let keys: Vec<&str> = between.as_array().expect("a list").iter().filter_map(|row| row["properties_key"].as_str()).collect();
+    let keys: Vec<&str> =
+        between.as_array().expect("a list").iter().filter_map(|row| row["properties_key"].as_str()).collect();
     assert_eq!(keys, vec!["~", "*.error"]);
     let routed = managed.call(
         "POST",
@@ -269,13 +284,17 @@ fn vhosts_users_and_permissions_with_percent_encoded_names() {
     assert_eq!(managed.call("PUT", "/api/vhosts/a%2Fb", None).status, 204);
     assert_eq!(managed.call("GET", "/api/vhosts/a%2Fb", None).json()["name"], json!("a/b"));
     assert_eq!(managed.call("PUT", "/api/users/ann", Some(r#"{"password":"pw","tags":["management"]}"#)).status, 201);
-    let granted = managed.call("PUT", "/api/permissions/a%2Fb/ann", Some(r#"{"configure":".*","write":".*","read":".*"}"#));
+    let granted =
+        managed.call("PUT", "/api/permissions/a%2Fb/ann", Some(r#"{"configure":".*","write":".*","read":".*"}"#));
     assert_eq!(granted.status, 201);
     let permissions = managed.call("GET", "/api/users/ann/permissions", None).json();
     assert_eq!(permissions, json!([{"user": "ann", "vhost": "a/b", "configure": ".*", "write": ".*", "read": ".*"}]));
     // ann sees her vhost only, and may declare there.
     let vhosts = managed.call_as("ann", "pw", "GET", "/api/vhosts", None).json();
-    assert_eq!(vhosts.as_array().map(|list| list.iter().map(|vhost| vhost["name"].clone()).collect::<Vec<_>>()), Some(vec![json!("a/b")]));
+    assert_eq!(
+        vhosts.as_array().map(|list| list.iter().map(|vhost| vhost["name"].clone()).collect::<Vec<_>>()),
+        Some(vec![json!("a/b")])
+    );
     assert_eq!(managed.call_as("ann", "pw", "PUT", "/api/queues/a%2Fb/mine", Some("{}")).status, 201);
     assert_eq!(managed.call_as("ann", "pw", "GET", "/api/queues/%2F", None).status, 401);
     assert_eq!(managed.call("DELETE", "/api/vhosts/a%2Fb", None).status, 204);
@@ -298,7 +317,8 @@ fn lists_page_sort_filter_and_pick_columns() {
         json!({"total_count": 4, "item_count": 1, "filtered_count": 3, "page": 2, "page_size": 2, "page_count": 2,
                "items": [{"name": "q-c"}]})
     );
-    let regex = managed.call("GET", "/api/queues?page=1&name=%5EQ-%5Bab%5D%24&use_regex=true&columns=name", None).json();
+    let regex =
+        managed.call("GET", "/api/queues?page=1&name=%5EQ-%5Bab%5D%24&use_regex=true&columns=name", None).json();
     assert_eq!(regex["items"], json!([{"name": "q-a"}, {"name": "q-b"}]));
     assert_eq!(managed.call("GET", "/api/queues?page=1&page_size=501", None).status, 400);
     assert_eq!(managed.call("GET", "/api/queues?page=0", None).status, 400);
