@@ -142,6 +142,7 @@ EOF
         cat >>"$dir/rabbitmq.conf" <<EOF
 management.tcp.port = $RABBITMQ_SH_MANAGEMENT_PORT
 management.tcp.ip = 127.0.0.1
+collect_statistics_interval = 500
 EOF
     else
         echo '[].' >"$dir/enabled_plugins"

@@ -35,7 +35,14 @@ pub fn vhosts(call: &Call) -> ApiResult {
                 if snapshot.vhost(name).is_some() {
                     return Ok(created(false));
                 }
-                call.context.broker.change(AccountChange::AddVhost { name: name.clone() })?;
+                let broker = &call.context.broker;
+                broker.change(AccountChange::AddVhost { name: name.clone() })?;
+                // RabbitMQ's management gives the user who made the vhost full permissions in it.
+                broker.change(AccountChange::SetPermissions {
+                    user: call.caller.name().to_string(),
+                    vhost: name.clone(),
+                    permissions: Box::new(Permissions::all()),
+                })?;
                 Ok(created(true))
             }
             "DELETE" => {

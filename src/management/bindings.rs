@@ -22,6 +22,9 @@ use crate::broker::snapshot::Vhost;
 use crate::broker::users::{Access, ResourceKind};
 use crate::ids::{ConnId, Destination};
 
+/// RabbitMQ's order of bindings: by source, then destination (exchanges before queues).
+const ORDER: &[&str] = &["vhost", "source", "destination_type", "destination", "routing_key", "properties_key"];
+
 /// One binding as the API shows it.
 struct Row {
     source: String,
@@ -49,13 +52,38 @@ impl Row {
     }
 }
 
+/// RabbitMQ's binding name in URLs: the routing key quoted as `quote_plus` quotes it (`*` is
+/// `%2A`), or `~` when it is empty, and with arguments `~` and a hash of them. The hash is
+/// this broker's own (RabbitMQ's is `erlang:phash2`); it only has to name the same binding
+/// in a later request.
 pub fn properties_key(routing_key: &str, arguments: &FieldTable) -> String {
+    let key = quote_plus(routing_key);
     if arguments.inner().is_empty() {
-        return if routing_key.is_empty() { "~".to_string() } else { routing_key.to_string() };
+        return if key.is_empty() { "~".to_string() } else { key };
     }
     let encoded = field_table_to_json(arguments).to_string();
     let hash = crc32c::crc32c(encoded.as_bytes()).to_be_bytes();
-    format!("{routing_key}~{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash))
+    format!("{key}~{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hash))
+}
+
+/// Percent-encodes all but letters, digits and `.-~_`; a space becomes `+`.
+fn quote_plus(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'~' | b'_' => out.push(byte as char),
+            b' ' => out.push('+'),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+/// Whether a key from a URL (decoded once by the router) names this binding: clients send the
+/// listed key quoted once more, or as it was before quoting.
+fn key_matches(row: &Row, given: &str) -> bool {
+    let own = row.properties_key();
+    own == given || super::api::percent_decode(&own.replace('+', " ")) == given
 }
 
 /// Every binding of a vhost, the default exchange's implicit ones first.
@@ -121,12 +149,12 @@ pub fn bindings(call: &Call) -> ApiResult {
                     items.extend(rows(vhost).iter().map(|row| row.to_json(name)));
                 }
             }
-            listing::reply(call, items, &[])
+            listing::reply(call, items, ORDER)
         }
         [_, vhost] => {
             only_get(call)?;
             let (_, rows) = vhost_rows(call, vhost)?;
-            listing::reply(call, rows.iter().map(|row| row.to_json(vhost)).collect(), &[])
+            listing::reply(call, rows.iter().map(|row| row.to_json(vhost)).collect(), ORDER)
         }
         [_, vhost, e, source, kind, destination, rest @ ..] if e == "e" && (kind == "q" || kind == "e") => {
             let pair = Pair {
@@ -155,7 +183,7 @@ pub fn of_queue(call: &Call, vhost: &str, name: &str) -> ApiResult {
         return Err(ApiError::not_found());
     }
     let items = rows.iter().filter(|row| row.destination_is_queue && row.destination == name);
-    listing::reply(call, items.map(|row| row.to_json(vhost)).collect(), &[])
+    listing::reply(call, items.map(|row| row.to_json(vhost)).collect(), ORDER)
 }
 
 /// GET /api/exchanges/{vhost}/{name}/bindings/source (or destination).
@@ -168,7 +196,7 @@ pub fn of_exchange(call: &Call, vhost: &str, name: &str, as_source: bool) -> Api
         true => row.source == name,
         false => !row.destination_is_queue && row.destination == name,
     });
-    listing::reply(call, items.map(|row| row.to_json(vhost)).collect(), &[])
+    listing::reply(call, items.map(|row| row.to_json(vhost)).collect(), ORDER)
 }
 
 /// The two ends named in a binding URL.
@@ -201,12 +229,12 @@ impl Pair<'_> {
 
     fn list(&self, call: &Call) -> ApiResult {
         let rows = self.matching(call)?;
-        listing::reply(call, rows.iter().map(|row| row.to_json(self.vhost)).collect(), &[])
+        listing::reply(call, rows.iter().map(|row| row.to_json(self.vhost)).collect(), ORDER)
     }
 
     fn show(&self, call: &Call, key: &str) -> ApiResult {
         let rows = self.matching(call)?;
-        let row = rows.iter().find(|row| row.properties_key() == key).ok_or_else(ApiError::not_found)?;
+        let row = rows.iter().find(|row| key_matches(row, key)).ok_or_else(ApiError::not_found)?;
         Ok(json_response(&row.to_json(self.vhost)))
     }
 
@@ -247,7 +275,7 @@ impl Pair<'_> {
 
     fn delete(&self, call: &Call, key: &str) -> ApiResult {
         let rows = self.matching(call)?;
-        let row = rows.into_iter().find(|row| row.properties_key() == key).ok_or_else(ApiError::not_found)?;
+        let row = rows.into_iter().find(|row| key_matches(row, key)).ok_or_else(ApiError::not_found)?;
         // The default exchange's implicit bindings cannot be removed: the writer refuses them.
         self.check(call)?;
         let binding = self.binding(call, row.routing_key, row.arguments);
@@ -269,6 +297,7 @@ mod tests {
     fn properties_key_is_the_routing_key_or_a_tilde_without_arguments() {
         assert_eq!(properties_key("", &FieldTable::default()), "~");
         assert_eq!(properties_key("a.b", &FieldTable::default()), "a.b");
+        assert_eq!(properties_key("a.* b#", &FieldTable::default()), "a.%2A+b%23");
         let mut arguments = FieldTable::default();
         arguments.insert("x-match".into(), AMQPValue::LongString("all".into()));
         let key = properties_key("k", &arguments);

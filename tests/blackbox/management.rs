@@ -261,7 +261,7 @@ fn exchanges_and_bindings_use_properties_keys_and_amq_default() {
     let between = managed.call("GET", "/api/bindings/%2F/e/logs/q/errors", None).json();
     let keys: Vec<&str> =
         between.as_array().expect("a list").iter().filter_map(|row| row["properties_key"].as_str()).collect();
-    assert_eq!(keys, vec!["~", "*.error"]);
+    assert_eq!(keys, vec!["~", "%2A.error"]);
     let routed = managed.call(
         "POST",
         "/api/exchanges/%2F/logs/publish",
