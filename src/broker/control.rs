@@ -102,6 +102,29 @@ pub struct QueueInfo {
     pub messages_unacknowledged: u64,
     pub consumers: u64,
     pub ready_bytes: u64,
+    pub stats: MessageStats,
+}
+
+/// A queue's message counts, kept by its owner shard in plain fields (no atomics on the hot
+/// path) and summed by whoever asks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MessageStats {
+    /// Messages enqueued.
+    pub publish: u64,
+    /// Deliveries to consumers and basic.get answers.
+    pub deliver_get: u64,
+    pub ack: u64,
+    /// Deliveries and gets of messages delivered before.
+    pub redeliver: u64,
+}
+
+impl MessageStats {
+    pub fn add(&mut self, other: &MessageStats) {
+        self.publish += other.publish;
+        self.deliver_get += other.deliver_get;
+        self.ack += other.ack;
+        self.redeliver += other.redeliver;
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

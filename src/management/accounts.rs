@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use super::api::{created, json_response, ApiError, ApiResult, Call};
 use super::input::Body;
 use super::listing;
-use crate::broker::control::{AccountChange, QueueInfo};
+use crate::broker::control::{AccountChange, MessageStats, QueueInfo};
 use crate::broker::definitions_file;
 use crate::broker::passwords::HashAlgorithm;
 use crate::broker::users::{Permissions, User};
@@ -69,10 +69,12 @@ pub fn vhosts(call: &Call) -> ApiResult {
 }
 
 fn vhost_json(call: &Call, name: &str, queues: &[QueueInfo]) -> Value {
-    let in_vhost = queues.iter().filter(|queue| queue.vhost == name);
-    let (ready, unacked) = in_vhost.fold((0, 0), |(ready, unacked), queue| {
-        (ready + queue.messages_ready, unacked + queue.messages_unacknowledged)
-    });
+    let (mut ready, mut unacked, mut stats) = (0, 0, MessageStats::default());
+    for queue in queues.iter().filter(|queue| queue.vhost == name) {
+        ready += queue.messages_ready;
+        unacked += queue.messages_unacknowledged;
+        stats.add(&queue.stats);
+    }
     let description = if name == "/" { "Default virtual host" } else { "" };
     json!({
         "name": name,
@@ -88,6 +90,7 @@ fn vhost_json(call: &Call, name: &str, queues: &[QueueInfo]) -> Value {
         "messages_ready_details": {"rate": 0.0},
         "messages_unacknowledged": unacked,
         "messages_unacknowledged_details": {"rate": 0.0},
+        "message_stats": call.context.rates.message_stats(&format!("vhost\u{0}{name}"), &stats),
     })
 }
 

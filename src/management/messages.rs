@@ -123,6 +123,9 @@ pub fn get(call: &Call, vhost: &str, name: &str) -> ApiResult {
         let settle =
             crate::broker::control::ControlRequest::Settle { queue: definition.id, holder, sequences, requeue: true };
         broker.ask(0, settle)?;
+        // Answered by the owner after the settle it reads first (the same mailbox): the
+        // messages are back in the queue before this request is answered, as in RabbitMQ.
+        broker.queue_op(definition.id, QueueRequest::DeclareOk)?;
     }
     Ok(json_response(&Value::Array(got)))
 }

@@ -32,6 +32,7 @@ mod listing;
 mod messages;
 mod overview;
 mod queues;
+mod stats;
 
 pub use http::HttpServer;
 
@@ -46,6 +47,7 @@ pub struct Context {
     management_address: SocketAddr,
     amqp_addresses: Vec<SocketAddr>,
     amqps_addresses: Vec<SocketAddr>,
+    rates: stats::Rates,
 }
 
 impl Context {
@@ -98,6 +100,7 @@ pub fn start(start: Start) -> std::io::Result<Option<HttpServer>> {
         amqps_addresses: start.amqps_addresses,
         alarms: start.alarms,
         config,
+        rates: stats::Rates::default(),
     });
     let handler: http::Handler = Arc::new(move |request| api::handle(&context, request));
     http::serve("management", listener, handler).map(Some)

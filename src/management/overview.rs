@@ -47,6 +47,17 @@ pub fn overview(call: &Call) -> ApiResult {
     let connections = broker.connections()?;
     let channels = broker.channels()?;
     let consumers = broker.consumers()?;
+    let mut stats = crate::broker::control::MessageStats::default();
+    for queue in &queues {
+        stats.add(&queue.stats);
+    }
+    // What a user sees depends on the vhosts it may see: rates are kept per view.
+    let view = if call.caller.is_monitor() {
+        String::from("overview")
+    } else {
+        format!("overview\u{0}{}", call.caller.name())
+    };
+    let message_stats = context.rates.message_stats(&view, &stats);
     let ready: u64 = queues.iter().map(|queue| queue.messages_ready).sum();
     let unacked: u64 = queues.iter().map(|queue| queue.messages_unacknowledged).sum();
     let exchanges: usize = snapshot
@@ -68,7 +79,7 @@ pub fn overview(call: &Call) -> ApiResult {
         "erlang_full_version": "",
         "disable_stats": false,
         "enable_queue_totals": false,
-        "message_stats": {},
+        "message_stats": message_stats,
         "churn_rates": {},
         "queue_totals": {
             "messages": ready + unacked,

@@ -86,6 +86,7 @@ fn queue_json(call: &Call, snapshot: &Snapshot, queue: &QueueInfo) -> Value {
         "messages_unacknowledged": queue.messages_unacknowledged,
         "messages_unacknowledged_details": {"rate": 0.0},
         "message_bytes_ready": queue.ready_bytes,
+        "message_stats": call.context.rates.message_stats(&format!("queue\u{0}{}\u{0}{}", queue.vhost, queue.name), &queue.stats),
     })
 }
 

@@ -132,6 +132,7 @@ impl Shard {
                 messages_unacknowledged: u64::from(queue.unacked_count()),
                 consumers: u64::from(queue.consumer_count()),
                 ready_bytes: queue.ready_bytes(),
+                stats: queue.stats(),
             })
             .collect();
         infos.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));

@@ -352,7 +352,13 @@ async fn connections_channels_and_consumers_are_listed_and_closed_with_the_reaso
     }
     assert!(!connection.status().connected(), "closed over HTTP");
     managed.broker.stderr_containing("maintenance", 5).await;
-    assert!(managed.call("GET", "/api/connections", None).json().as_array().is_some_and(Vec::is_empty));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut listed = managed.call("GET", "/api/connections", None).json();
+    while listed != json!([]) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        listed = managed.call("GET", "/api/connections", None).json();
+    }
+    assert_eq!(listed, json!([]));
 }
 
 #[test]
@@ -374,4 +380,42 @@ fn definitions_export_and_import_round_trip_and_health_checks_pass() {
         let reply = managed.call("GET", path, None);
         assert_eq!((reply.status, reply.json()), (200, json!({"status": "ok"})), "{path}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_stats_count_publishes_deliveries_acks_and_redeliveries() {
+    let Some(managed) = Managed::start() else { return };
+    let (connection, channel) = connect_channel(&managed.uri()).await;
+    declare_queue(&channel, "counted").await;
+    for body in [b"1", b"2", b"3"] {
+        publish(&channel, "", "counted", body).await;
+    }
+    wait_for_messages(&managed, "/api/queues/%2F/counted", 3);
+    let first =
+        channel.basic_get("counted".into(), BasicGetOptions { no_ack: false }).await.expect("get").expect("one");
+    first.delivery.acker.ack(BasicAckOptions::default()).await.expect("ack");
+    let second =
+        channel.basic_get("counted".into(), BasicGetOptions { no_ack: false }).await.expect("get").expect("one");
+    second.delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await.expect("nack");
+    let again = channel.basic_get("counted".into(), BasicGetOptions { no_ack: true }).await.expect("get").expect("one");
+    assert!(again.delivery.redelivered);
+    let expected = json!({"publish": 3, "deliver_get": 3, "ack": 1, "redeliver": 1});
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stats = loop {
+        let queue = managed.call("GET", "/api/queues/%2F/counted", None).json();
+        let stats = &queue["message_stats"];
+        let counts = json!({"publish": stats["publish"], "deliver_get": stats["deliver_get"],
+                            "ack": stats["ack"], "redeliver": stats["redeliver"]});
+        if counts == expected || Instant::now() > deadline {
+            break counts;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(stats, expected);
+    let overview = managed.call("GET", "/api/overview", None).json();
+    assert_eq!(overview["message_stats"]["publish"], json!(3), "{overview}");
+    assert!(overview["message_stats"]["publish_details"]["rate"].is_number());
+    let vhost = managed.call("GET", "/api/vhosts/%2F", None).json();
+    assert_eq!(vhost["message_stats"]["ack"], json!(1));
+    close_conn(&connection).await;
 }
