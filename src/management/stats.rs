@@ -48,10 +48,9 @@ impl Rates {
                 let elapsed = now.duration_since(sample.at);
                 if elapsed >= SAMPLE_INTERVAL {
                     let seconds = elapsed.as_secs_f64();
-                    for index in 0..4 {
+                    for ((rate, now), before) in sample.rates.iter_mut().zip(counts).zip(sample.counts) {
                         // A count that went down belongs to a queue made again: no rate.
-                        let delta = counts[index].saturating_sub(sample.counts[index]);
-                        sample.rates[index] = delta as f64 / seconds;
+                        *rate = now.saturating_sub(before) as f64 / seconds;
                     }
                     sample.at = now;
                     sample.counts = counts;
