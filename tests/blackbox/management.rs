@@ -70,7 +70,11 @@ impl Reply {
 
 /// One HTTP/1.1 request on a fresh connection (`Connection: close`), read to the end.
 fn http(port: u16, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> Reply {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the management port");
+    http_to("127.0.0.1", port, method, path, headers, body)
+}
+
+fn http_to(host: &str, port: u16, method: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect((host, port)).expect("connect to the management port");
     stream.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     for (name, value) in headers {
@@ -418,4 +422,37 @@ async fn message_stats_count_publishes_deliveries_acks_and_redeliveries() {
     let vhost = managed.call("GET", "/api/vhosts/%2F", None).json();
     assert_eq!(vhost["message_stats"]["ack"], json!(1));
     close_conn(&connection).await;
+}
+
+#[test]
+fn guest_is_refused_from_another_host_and_an_administrator_is_not() {
+    if external_broker() {
+        return;
+    }
+    let netns = crate::common::netns::NetNs::create();
+    let data = DataDir::new();
+    let http_port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("address").port();
+    let port = http_port.to_string();
+    let _broker = BrokerProcess::start(data.path(), 1, &["--management-port", &port, "--management-bind", "0.0.0.0"]);
+    let basic = |user: &str, password: &str| {
+        let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        vec![("Authorization", format!("Basic {credentials}"))]
+    };
+    let made = http(
+        http_port,
+        "PUT",
+        "/api/users/ops",
+        &basic("guest", "guest"),
+        br#"{"password":"ops-pass","tags":"administrator"}"#,
+    );
+    assert_eq!(made.status, 201, "{made:?}");
+    let host = netns.host_ip.clone();
+    let (guest, ops) = netns.run(move || {
+        let guest = http_to(&host, http_port, "GET", "/api/whoami", &basic("guest", "guest"), b"");
+        let ops = http_to(&host, http_port, "GET", "/api/whoami", &basic("ops", "ops-pass"), b"");
+        (guest, ops)
+    });
+    assert_eq!(guest.status, 401);
+    assert_eq!(guest.json(), json!({"error": "not_authorised", "reason": "User can only log in via localhost"}));
+    assert_eq!((ops.status, ops.json()["name"].clone()), (200, json!("ops")));
 }
