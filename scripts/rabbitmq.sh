@@ -7,6 +7,7 @@
 #   scripts/rabbitmq.sh install          # install the Debian package if missing, start nothing
 #
 # With RABBITMQ_SH_IPV6=1 in the environment, `start` listens on [::1]:PORT as well.
+# With RABBITMQ_SH_MANAGEMENT_PORT=N, the management plugin is enabled on 127.0.0.1:N.
 #
 # Then e.g.: SPATEMQ_TEST_URI=amqp://guest:guest@127.0.0.1:PORT/ \
 #              .venv/bin/python -m pytest tests/python -q
@@ -136,7 +137,16 @@ EOF
     if [ "${RABBITMQ_SH_IPV6:-0}" = 1 ]; then
         echo "listeners.tcp.2 = ::1:$port" >>"$dir/rabbitmq.conf"
     fi
-    echo '[].' >"$dir/enabled_plugins"
+    if [ -n "${RABBITMQ_SH_MANAGEMENT_PORT:-}" ]; then
+        echo '[rabbitmq_management].' >"$dir/enabled_plugins"
+        cat >>"$dir/rabbitmq.conf" <<EOF
+management.tcp.port = $RABBITMQ_SH_MANAGEMENT_PORT
+management.tcp.ip = 127.0.0.1
+collect_statistics_interval = 500
+EOF
+    else
+        echo '[].' >"$dir/enabled_plugins"
+    fi
 
     local node="spatemq-cmp-$port@localhost"
     log "starting $node on 127.0.0.1:$port (state in $dir)"

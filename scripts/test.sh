@@ -50,6 +50,9 @@ section "cargo test --profile checked (Rust unit + black-box tests, invariant ch
 cargo test --profile checked
 
 section "pytest tests/python (pika/kombu against target/release/spatemq)"
+# RabbitMQ's Debian package: its rabbitmqadmin drives the management API tests, which also
+# compare its answers with a throw-away RabbitMQ node's (installed when missing).
+"$ROOT/scripts/rabbitmq.sh" install
 status=0
 SPATEMQ_BIN="${SPATEMQ_BIN:-$ROOT/target/release/spatemq}" \
     "$VENV_PYTHON" -m pytest tests/python -q || status=$?

@@ -37,6 +37,16 @@ impl Alarms {
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
     }
+
+    /// Resident memory is above the high watermark.
+    pub fn memory_alarm(&self) -> bool {
+        self.memory.load(Ordering::Relaxed)
+    }
+
+    /// Free disk space is below the limit.
+    pub fn disk_alarm(&self) -> bool {
+        self.disk.load(Ordering::Relaxed)
+    }
 }
 
 /// What the monitor compares against.

@@ -19,6 +19,7 @@ pub mod host_checks;
 mod ids;
 mod limits;
 pub mod logging;
+mod management;
 pub mod server;
 mod shard;
 mod store;

@@ -58,6 +58,9 @@ fn main() -> ExitCode {
     for address in &running.amqps_addresses {
         println!("spatemq: AMQPS listening on {address}");
     }
+    if let Some(address) = running.management_address {
+        println!("spatemq: management HTTP API listening on {address}");
+    }
     for address in &running.addresses {
         println!("spatemq: AMQP listening on {address}");
     }

@@ -79,6 +79,9 @@ pub struct Running {
     _lock: DataDirLock,
     alarms: Arc<Alarms>,
     control: Option<crate::control::ControlServer>,
+    management: Option<crate::management::HttpServer>,
+    /// The management HTTP API's address (None when disabled).
+    pub management_address: Option<SocketAddr>,
     pub recovered_messages: u64,
 }
 
@@ -86,6 +89,9 @@ impl Running {
     /// Asks every shard to close its connections (320 CONNECTION_FORCED) and waits for them.
     pub fn shutdown(self) {
         SHUTTING_DOWN.store(true, Ordering::SeqCst);
+        if let Some(management) = self.management {
+            management.stop();
+        }
         if let Some(control) = self.control {
             control.stop();
         }
@@ -178,6 +184,22 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let control = crate::control::start(&config.data_dir, mailboxes.clone())
         .map_err(|source| StartError::Storage { what: "cannot open the control socket", source })?;
     let amqps_addresses = tls.map(|listener| listener.addresses).unwrap_or_default();
+    let management = crate::management::start(crate::management::Start {
+        config: config.clone(),
+        mailboxes: mailboxes.clone(),
+        alarms: alarms.clone(),
+        amqp_addresses: addresses.clone(),
+        amqps_addresses: amqps_addresses.clone(),
+    });
+    let management = match management {
+        Ok(management) => management,
+        Err(source) => {
+            mailboxes.request_shutdown();
+            let address = SocketAddr::new(config.management_bind, config.management_port);
+            return Err(StartError::Listen { address, source });
+        }
+    };
+    let management_address = management.as_ref().map(|server| server.address);
     Ok(Running {
         addresses,
         shard_addresses,
@@ -188,6 +210,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         _lock: lock,
         alarms,
         control: Some(control),
+        management,
+        management_address,
         recovered_messages,
     })
 }

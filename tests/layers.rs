@@ -24,6 +24,7 @@ const LAYERS: &[&str] = &[
     "amqp",
     "shard",
     "control",
+    "management",
     "server",
     "host_checks",
     "bench",

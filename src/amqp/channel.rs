@@ -434,6 +434,11 @@ impl Channel {
     }
 
     /// The publisher confirms of a channel in confirm mode.
+    /// In confirm mode (confirm.select).
+    pub fn is_confirming(&self) -> bool {
+        matches!(self.mode, Mode::Confirm(_))
+    }
+
     pub fn confirms_mut(&mut self) -> Option<&mut Confirms> {
         match &mut self.mode {
             Mode::Confirm(confirms) => Some(confirms),

@@ -20,14 +20,13 @@ use super::connection::{send_connection_close, Connection};
 use super::dispatch::{cannot_decode, Fault, NO_METHOD};
 use super::port::Port;
 use crate::broker::error::*;
+use crate::broker::users::LOOPBACK_USERS;
 use crate::codec::frame::{
     describe, is_well_formed, FrameError, RawFrame, FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER,
 };
 use crate::codec::methods::{encode_method, is_known_method, parse_method};
 use crate::limits::{FRAME_MAX_BYTES, FRAME_MIN_BYTES, HEARTBEAT_SECONDS};
 
-/// Users that may log in from loopback addresses only (RabbitMQ's `loopback_users`).
-const LOOPBACK_USERS: &[&str] = &["guest"];
 /// A user name is logged up to this many bytes.
 const LOGGED_NAME_MAX: usize = 128;
 /// The AMQP 0-9 protocol header, which RabbitMQ answers as 0-9-1.

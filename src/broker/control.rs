@@ -7,8 +7,14 @@
 
 use std::sync::mpsc::Sender;
 
+use std::sync::Arc;
+
+use super::error::AmqpError;
 use super::passwords::PasswordHash;
+use super::requests::{AdminRequest, QueueRequest, ReplyBody};
 use super::users::Permissions;
+use crate::codec::message::Message;
+use crate::ids::{Holder, QueueId};
 
 /// A request and where its answer goes.
 pub struct ControlMsg {
@@ -44,6 +50,38 @@ pub enum ControlRequest {
     CatchUp { version: u64 },
     /// To the writer: a whole definitions file, all or nothing.
     Import(Box<super::definitions_file::DefinitionsFile>),
+    /// To any shard: the same request a connection of that shard would send (a declare to
+    /// the writer, an operation to a queue's owner); its answer comes back as
+    /// `ControlReply::Answer`, with the AMQP error a client would get.
+    Ask(Box<ShardAsk>),
+    /// To any shard: route a message with that shard's snapshot and send it to its queues, as
+    /// basic.publish without confirms does; answered with `ControlReply::Routed`.
+    Publish(Box<PublishRequest>),
+    /// To any shard: settle messages taken with `ShardAsk::Queue` + `QueueRequest::Get` on the
+    /// queue's owner (requeue or discard), as a channel's ack/reject would.
+    Settle { queue: QueueId, holder: Holder, sequences: Vec<u64>, requeue: bool },
+    /// To every shard: the consumers of the queues it owns.
+    ListConsumers,
+    /// To every shard: the channels of the connections it serves.
+    ListChannels,
+}
+
+/// A request of a connection's kind, sent on by the shard that reads it.
+#[derive(Debug)]
+pub enum ShardAsk {
+    /// To the definitions writer (shard 0).
+    Admin(AdminRequest),
+    /// To the queue's owner.
+    Queue { queue: QueueId, request: QueueRequest },
+}
+
+#[derive(Debug)]
+pub struct PublishRequest {
+    pub vhost: String,
+    /// "" for the default exchange.
+    pub exchange: String,
+    pub message: Arc<Message>,
+    pub publisher: Holder,
 }
 
 /// A change of users, vhosts, permissions, limits or policies; each is logged durably before
@@ -115,16 +153,68 @@ pub struct QueueInfo {
     pub operator_policy: String,
     /// The two merged (empty without either).
     pub effective_policy_definition: serde_json::Map<String, serde_json::Value>,
+    pub stats: MessageStats,
+}
+
+/// A queue's message counts, kept by its owner shard in plain fields (no atomics on the hot
+/// path) and summed by whoever asks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MessageStats {
+    /// Messages enqueued.
+    pub publish: u64,
+    /// Deliveries to consumers and basic.get answers.
+    pub deliver_get: u64,
+    pub ack: u64,
+    /// Deliveries and gets of messages delivered before.
+    pub redeliver: u64,
+}
+
+impl MessageStats {
+    pub fn add(&mut self, other: &MessageStats) {
+        self.publish += other.publish;
+        self.deliver_get += other.deliver_get;
+        self.ack += other.ack;
+        self.redeliver += other.redeliver;
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConnectionInfo {
+    pub id: crate::ids::ConnId,
     pub name: String,
     pub user: String,
     pub vhost: String,
     pub peer: String,
     pub channels: u64,
     pub shard: usize,
+    pub tls: bool,
+    pub frame_max: u32,
+    pub channel_max: u16,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelInfo {
+    /// The connection's name.
+    pub connection: String,
+    pub number: u16,
+    pub user: String,
+    pub vhost: String,
+    pub consumers: u64,
+    pub unacked: u64,
+    pub prefetch_count: u32,
+    pub confirm: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConsumerInfo {
+    pub vhost: String,
+    pub queue: String,
+    pub tag: String,
+    pub holder: Holder,
+    pub no_ack: bool,
+    pub prefetch_count: u32,
+    pub exclusive: bool,
+    pub priority: i32,
 }
 
 #[derive(Debug)]
@@ -142,6 +232,12 @@ pub enum ControlReply {
     Imported {
         warnings: Vec<String>,
     },
+    /// The answer to a `ShardAsk`.
+    Answer(Result<ReplyBody, AmqpError>),
+    /// Whether a published message reached a queue.
+    Routed(bool),
+    Consumers(Vec<ConsumerInfo>),
+    Channels(Vec<ChannelInfo>),
 }
 
 /// An error is a sentence for the operator.

@@ -187,6 +187,8 @@ pub struct Queue {
     consumer_priorities: bool,
     /// The message `enqueue` is handing to a consumer: not expired yet, whatever its TTL.
     arriving_sequence: Option<u64>,
+    /// Counts since the queue was made on this shard (the management API's `message_stats`).
+    stats: super::control::MessageStats,
 }
 
 impl Queue {
@@ -209,7 +211,14 @@ impl Queue {
             had_message_deadlines: false,
             consumer_priorities: false,
             arriving_sequence: None,
+            stats: super::control::MessageStats::default(),
         }
+    }
+
+    /// Messages published to, delivered or got from, acknowledged in and redelivered by this
+    /// queue since it was made on this shard.
+    pub fn stats(&self) -> super::control::MessageStats {
+        self.stats
     }
 
     pub fn message_count(&self) -> u32 {
@@ -228,6 +237,23 @@ impl Queue {
 
     pub fn consumer_count(&self) -> u32 {
         u32::try_from(self.consumers.len()).unwrap_or(u32::MAX)
+    }
+
+    /// The queue's consumers as an operator lists them (`/api/consumers`).
+    pub fn consumer_infos(&self) -> Vec<super::control::ConsumerInfo> {
+        self.consumers
+            .iter()
+            .map(|consumer| super::control::ConsumerInfo {
+                vhost: self.definition.vhost.clone(),
+                queue: self.definition.name.clone(),
+                tag: consumer.tag.to_string(),
+                holder: consumer.holder,
+                no_ack: consumer.no_ack,
+                prefetch_count: consumer.prefetch_count,
+                exclusive: self.exclusive_consumer,
+                priority: consumer.priority,
+            })
+            .collect()
     }
 
     /// The position the next enqueued message will get (stored with persistent messages).
@@ -250,6 +276,7 @@ impl Queue {
         let priority = self.ready.level_of(arrival.priority);
         let sequence = self.next_sequence;
         self.next_sequence += 1;
+        self.stats.publish += 1;
         self.ready_bytes += payload.counted_bytes();
         self.had_message_deadlines |= arrival.expiration_ms.is_some();
         let expires_at_ms = self.ttl_ms(arrival).map(|ttl| clock::now_ms().saturating_add(ttl));
@@ -344,6 +371,8 @@ impl Queue {
             };
             let mark = if self.consumers[index].no_ack { Mark::Removed } else { Mark::Delivered };
             self.mark(&entry, mark, effects);
+            self.stats.deliver_get += 1;
+            self.stats.redeliver += u64::from(entry.redelivered);
             let consumer = &mut self.consumers[index];
             debug_assert!(consumer.flow_credit > 0, "a delivery to a consumer without flow credit");
             consumer.flow_credit -= 1;
@@ -495,7 +524,10 @@ impl Queue {
                 Settle::Requeue => self.requeue(unacked.entry, effects),
                 Settle::Unsent => self.unsend(unacked.entry),
                 Settle::Discard => self.dead(unacked.entry, DeathReason::Rejected, effects),
-                Settle::Ack => self.mark(&unacked.entry, Mark::Removed, effects),
+                Settle::Ack => {
+                    self.stats.ack += 1;
+                    self.mark(&unacked.entry, Mark::Removed, effects)
+                }
             }
         }
         // Requeued messages count against the length limit again: with drop-head the oldest
@@ -554,6 +586,8 @@ impl Queue {
         self.touch();
         let entry = self.pop_ready(effects, reader)?;
         self.mark(&entry, if no_ack { Mark::Removed } else { Mark::Delivered }, effects);
+        self.stats.deliver_get += 1;
+        self.stats.redeliver += u64::from(entry.redelivered);
         let got = GotMessage {
             queue: self.definition.id,
             sequence: entry.sequence,

@@ -174,6 +174,10 @@ pub fn check_access(
     }
 }
 
+/// Users that may log in from loopback addresses only (RabbitMQ's `loopback_users`), over
+/// AMQP and the management API alike.
+pub const LOOPBACK_USERS: &[&str] = &["guest"];
+
 /// A client's rights, carried with a declare to the definitions writer for the checks that
 /// depend on what only the writer knows: the name of a server-named queue, and whether the
 /// queue or exchange is new (then its dead-letter or alternate exchange is checked too).

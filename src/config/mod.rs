@@ -69,6 +69,9 @@ pub struct Config {
     pub amqps_port: u16,
     pub tls_verify_peer: bool,
     pub tls_fail_if_no_peer_cert: bool,
+    /// The management HTTP API's port (0: none) and address.
+    pub management_port: u16,
+    pub management_bind: IpAddr,
 }
 
 /// Where the AMQP listeners are.
@@ -94,6 +97,8 @@ impl Bind {
 
 /// RabbitMQ's default `consumer_timeout`: 30 minutes.
 pub const CONSUMER_TIMEOUT_DEFAULT_MS: u64 = 30 * 60 * 1000;
+/// RabbitMQ's management HTTP port.
+pub const MANAGEMENT_PORT_DEFAULT: u16 = 15672;
 /// RabbitMQ's AMQPS port.
 pub const AMQPS_PORT_DEFAULT: u16 = 5671;
 /// The longest user or vhost name: both travel as AMQP short strings.
@@ -186,6 +191,8 @@ impl Config {
             amqps_port: settings.amqps_port.unwrap_or(AMQPS_PORT_DEFAULT),
             tls_verify_peer: settings.tls_verify_peer.unwrap_or(false),
             tls_fail_if_no_peer_cert: settings.tls_fail_if_no_peer_cert.unwrap_or(false),
+            management_port: settings.management_port.unwrap_or(MANAGEMENT_PORT_DEFAULT),
+            management_bind: settings.management_bind.unwrap_or(IpAddr::from([0, 0, 0, 0])),
         }
     }
 
@@ -196,7 +203,7 @@ impl Config {
 
     /// Checks each rule separately so the message names the one that failed.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let rules: [Rule; 8] = [
+        let rules: [Rule; 9] = [
             Config::check_shards,
             Config::check_data_dir,
             Config::check_segment_size,
@@ -205,6 +212,7 @@ impl Config {
             Config::check_max_message_size,
             Config::check_defaults,
             Config::check_tls,
+            Config::check_management,
         ];
         rules.iter().try_for_each(|rule| rule(self).map_err(ConfigError::Invalid))
     }
@@ -281,6 +289,16 @@ impl Config {
             }
             if name.len() > SHORT_STRING_MAX_BYTES {
                 return Err(format!("{flag} must be at most {SHORT_STRING_MAX_BYTES} bytes"));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_management(&self) -> Result<(), String> {
+        let taken = [("--amqp-port", self.amqp_port), ("--amqps-port", self.amqps_listener_port().unwrap_or(0))];
+        for (flag, port) in taken {
+            if self.management_port != 0 && self.management_port == port {
+                return Err(format!("--management-port and {flag} are both {port}: they need ports of their own"));
             }
         }
         Ok(())

@@ -191,6 +191,14 @@ pub struct Settings {
     )]
     pub tls_fail_if_no_peer_cert: Option<bool>,
 
+    /// Management HTTP API port (rabbitmqadmin, curl); 0 disables it [default: 15672]
+    #[arg(long, env = "SPATEMQ_MANAGEMENT_PORT", value_name = "PORT")]
+    pub management_port: Option<u16>,
+
+    /// Address the management HTTP API listens on [default: 0.0.0.0]
+    #[arg(long, env = "SPATEMQ_MANAGEMENT_BIND", value_name = "ADDRESS", value_parser = values::ip_address)]
+    pub management_bind: Option<IpAddr>,
+
     /// Test hook: the message store fails every write after this many bytes.
     #[arg(long, env = "SPATEMQ_INJECT_STORE_FAILURE_AFTER_BYTES", value_name = "BYTES", hide = true)]
     pub inject_store_failure_after_bytes: Option<u64>,
@@ -232,6 +240,8 @@ impl Settings {
             amqps_port,
             tls_verify_peer,
             tls_fail_if_no_peer_cert,
+            management_port,
+            management_bind,
             inject_store_failure_after_bytes,
         )
     }

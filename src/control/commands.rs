@@ -2,13 +2,12 @@
 //! each parses its arguments, asks the shards through their control inboxes, and formats the
 //! answer as a table or a banner line.
 
-use std::sync::mpsc;
 use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::{Options, Outcome, ANSWER_TIMEOUT, EXIT_DATA, EXIT_UNAVAILABLE, EXIT_USAGE};
-use crate::broker::control::{AccountChange, ControlMsg, ControlReply, ControlRequest, QueueInfo};
+use super::{AskError, Options, Outcome, EXIT_DATA, EXIT_UNAVAILABLE, EXIT_USAGE};
+use crate::broker::control::{AccountChange, ControlReply, ControlRequest, QueueInfo};
 use crate::broker::passwords::PasswordHash;
 use crate::broker::policy::PolicyKind;
 use crate::broker::snapshot::Snapshot;
@@ -139,15 +138,7 @@ impl Run<'_> {
         request: ControlRequest,
         failure_code: i32,
     ) -> Step<ControlReply> {
-        let (reply, answer) = mpsc::channel();
-        if self.mailboxes.send_control(shard, ControlMsg { request, reply }).is_err() {
-            return Err(Outcome::fail(EXIT_UNAVAILABLE, "the broker is busy: too many control requests waiting"));
-        }
-        match answer.recv_timeout(ANSWER_TIMEOUT) {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(problem)) => Err(Outcome::fail(failure_code, format!("Error:\n{problem}"))),
-            Err(_) => Err(Outcome::fail(EXIT_UNAVAILABLE, "the broker did not answer (is it shutting down?)")),
-        }
+        super::ask(self.mailboxes, shard, request).map_err(|error| failure_with(error, failure_code))
     }
 
     pub(super) fn shard_count(&self) -> usize {
@@ -155,7 +146,7 @@ impl Run<'_> {
     }
 
     fn ask_all(&self, request: impl Fn() -> ControlRequest) -> Step<Vec<ControlReply>> {
-        (0..self.mailboxes.shards()).map(|shard| self.ask(shard, request())).collect()
+        super::ask_all(self.mailboxes, request).map_err(failure)
     }
 
     pub(super) fn snapshot(&self) -> Step<Arc<Snapshot>> {
@@ -548,6 +539,18 @@ fn split_host_port(address: &str) -> (String, String) {
 /// A row of list_permissions / list_user_permissions: who or where, then the three patterns.
 fn permission_row(first: &str, permissions: &Permissions) -> Vec<String> {
     std::iter::once(first).chain(permissions.sources()).map(str::to_string).collect()
+}
+
+fn failure(error: AskError) -> Outcome {
+    failure_with(error, EXIT_DATA)
+}
+
+/// A refusal exits with `code` and the broker's reason; a broker that cannot answer with 69.
+fn failure_with(error: AskError, code: i32) -> Outcome {
+    match error {
+        AskError::Refused(problem) => Outcome::fail(code, format!("Error:\n{problem}")),
+        other => Outcome::fail(EXIT_UNAVAILABLE, other.to_string()),
+    }
 }
 
 pub(super) fn data_error(problem: String) -> Outcome {

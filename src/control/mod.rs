@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::broker::control::{ControlMsg, ControlReply, ControlRequest};
 use crate::shard::mailbox::Mailboxes;
 
 mod commands;
@@ -92,6 +93,46 @@ pub fn start(data_dir: &Path, mailboxes: Arc<Mailboxes>) -> io::Result<ControlSe
         }
     })?;
     Ok(ControlServer { path, stop, thread: Some(thread) })
+}
+
+/// Why a shard gave no answer to an operator's request.
+#[derive(Debug, PartialEq)]
+pub enum AskError {
+    /// The shard's control inbox is full.
+    Busy,
+    /// The shard refused, with a sentence for the operator.
+    Refused(String),
+    /// No answer in time (shutting down, or stuck).
+    NoAnswer,
+}
+
+impl std::fmt::Display for AskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AskError::Busy => f.write_str("the broker is busy: too many control requests waiting"),
+            AskError::Refused(problem) => f.write_str(problem),
+            AskError::NoAnswer => f.write_str("the broker did not answer (is it shutting down?)"),
+        }
+    }
+}
+
+/// Asks shard `shard` through its control inbox and waits for its answer. The control socket
+/// and the management API both reach the shards this way.
+pub fn ask(mailboxes: &Mailboxes, shard: usize, request: ControlRequest) -> Result<ControlReply, AskError> {
+    let (reply, answer) = std::sync::mpsc::channel();
+    if mailboxes.send_control(shard, ControlMsg { request, reply }).is_err() {
+        return Err(AskError::Busy);
+    }
+    match answer.recv_timeout(ANSWER_TIMEOUT) {
+        Ok(Ok(reply)) => Ok(reply),
+        Ok(Err(problem)) => Err(AskError::Refused(problem)),
+        Err(_) => Err(AskError::NoAnswer),
+    }
+}
+
+/// Asks every shard (`request` makes each one's copy); the answers in shard order.
+pub fn ask_all(mailboxes: &Mailboxes, request: impl Fn() -> ControlRequest) -> Result<Vec<ControlReply>, AskError> {
+    (0..mailboxes.shards()).map(|shard| ask(mailboxes, shard, request())).collect()
 }
 
 /// What a command printed and its exit code.

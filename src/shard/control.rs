@@ -7,19 +7,51 @@
 //! or user is gone (320, RabbitMQ's texts).
 
 use super::Shard;
-use crate::broker::control::{AccountChange, ConnectionInfo, ControlAnswer, ControlMsg, ControlReply, ControlRequest};
+use crate::broker::control::{
+    AccountChange, ChannelInfo, ConnectionInfo, ControlAnswer, ControlMsg, ControlReply, ControlRequest,
+    PublishRequest, ShardAsk,
+};
 use crate::broker::durable::{
     permission_operation, policy_operation, user_limits_operation, user_operation, vhost_limits_operation,
 };
 use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::messages::ShardMsg;
 use crate::broker::policy::PolicyKind;
+use crate::broker::queue::Settle;
 use crate::broker::requests::QueueRequest;
 use crate::store::definitions_log::DefinitionOp;
 
 impl Shard {
     pub(super) fn handle_control(&self, message: ControlMsg) {
+        let reply = message.reply;
         let answer = match message.request {
+            ControlRequest::Ask(ask) => {
+                // Answered when the shard asked answers, from the mailbox loop.
+                let forward = Box::new(move |result| {
+                    let _ = reply.send(Ok(ControlReply::Answer(result)));
+                });
+                match *ask {
+                    ShardAsk::Admin(request) => {
+                        let request = Box::new(request);
+                        self.request_then(0, |reply| ShardMsg::Admin { request, reply }, forward);
+                    }
+                    ShardAsk::Queue { queue, request } => {
+                        let make = |reply| ShardMsg::QueueOp { queue, request, reply: Some(reply) };
+                        self.request_then(queue.owner(), make, forward);
+                    }
+                }
+                return;
+            }
+            ControlRequest::Publish(publish) => Ok(ControlReply::Routed(self.publish_for_operator(*publish))),
+            ControlRequest::Settle { queue, holder, sequences, requeue } => {
+                let action = if requeue { Settle::Requeue } else { Settle::Discard };
+                self.send(queue.owner(), ShardMsg::Settle { queue, holder, sequences, action });
+                Ok(ControlReply::Done)
+            }
+            ControlRequest::ListConsumers => Ok(ControlReply::Consumers(
+                self.queues.borrow().values().flat_map(|queue| queue.consumer_infos()).collect(),
+            )),
+            ControlRequest::ListChannels => Ok(ControlReply::Channels(self.channel_infos())),
             ControlRequest::Change(change) => self.apply_account_change(*change),
             ControlRequest::ListQueues { vhost } => Ok(ControlReply::Queues(self.queue_infos(vhost.as_deref()))),
             ControlRequest::ListConnections => Ok(ControlReply::Connections(self.connection_infos())),
@@ -47,7 +79,50 @@ impl Shard {
             ControlRequest::Import(file) => self.import_definitions(&file),
         };
         // The operator may have given up waiting: nobody to tell then.
-        let _ = message.reply.send(answer);
+        let _ = reply.send(answer);
+    }
+
+    /// Routes with this shard's snapshot and sends the message to every queue it reaches, as
+    /// a channel without confirms does. Whether any queue took it.
+    fn publish_for_operator(&self, publish: PublishRequest) -> bool {
+        let snapshot = self.snapshot();
+        let mut routes = Vec::new();
+        if let Some(vhost) = snapshot.vhost(&publish.vhost) {
+            if let Some(exchange) = vhost.exchanges.get(&publish.exchange) {
+                let properties = publish.message.properties.clone();
+                let mut headers = move || crate::codec::hotpath::parse_properties(&properties).ok()?.headers().clone();
+                vhost.route_with_alternates(exchange, &publish.message.routing_key, &mut headers, &mut routes);
+            }
+        }
+        for queue in &routes {
+            let message = ShardMsg::Publish {
+                queue: *queue,
+                message: publish.message.clone(),
+                publisher: publish.publisher,
+                publish_sequence: None,
+            };
+            self.send(queue.owner(), message);
+        }
+        !routes.is_empty()
+    }
+
+    fn channel_infos(&self) -> Vec<ChannelInfo> {
+        let mut infos = Vec::new();
+        for connection in self.connections.borrow().values() {
+            for channel in connection.channels.borrow().values() {
+                infos.push(ChannelInfo {
+                    connection: connection.name.borrow().clone(),
+                    number: channel.id,
+                    user: connection.user.borrow().clone(),
+                    vhost: connection.vhost.borrow().clone(),
+                    consumers: channel.consumers.len() as u64,
+                    unacked: channel.unacked.len() as u64,
+                    prefetch_count: channel.prefetch_count,
+                    confirm: channel.is_confirming(),
+                });
+            }
+        }
+        infos
     }
 
     fn queue_infos(&self, vhost: Option<&str>) -> Vec<crate::broker::control::QueueInfo> {
@@ -68,6 +143,7 @@ impl Shard {
                 policy: queue.definition.policies.policy_name().to_string(),
                 operator_policy: queue.definition.policies.operator_policy_name().to_string(),
                 effective_policy_definition: queue.definition.policies.effective_definition(),
+                stats: queue.stats(),
             })
             .collect();
         infos.sort_by(|a, b| (&a.vhost, &a.name).cmp(&(&b.vhost, &b.name)));
@@ -95,12 +171,16 @@ impl Shard {
             .borrow()
             .values()
             .map(|connection| ConnectionInfo {
+                id: connection.id,
                 name: connection.name.borrow().clone(),
                 user: connection.user.borrow().clone(),
                 vhost: connection.vhost.borrow().clone(),
                 peer: connection.name.borrow().split(" -> ").next().unwrap_or_default().to_string(),
                 channels: connection.channels.borrow().len() as u64,
                 shard: self.id,
+                tls: connection.is_tls.get(),
+                frame_max: connection.frame_max.get(),
+                channel_max: connection.channel_max.get(),
             })
             .collect()
     }

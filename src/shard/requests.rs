@@ -21,7 +21,13 @@ pub struct PendingReply {
     /// Runs in the mailbox loop the moment the reply arrives, before any later message is
     /// handled: basic.consume-ok is written there so it precedes the first delivery.
     hook: RefCell<Option<ReplyHook>>,
+    /// Takes the answer instead of a waiting task (`request_then`).
+    forward: RefCell<Option<Forward>>,
 }
+
+/// Where the answer of a request nobody awaits goes: the operator's requests (control socket,
+/// management API) are answered on another thread's channel.
+pub type Forward = Box<dyn FnOnce(Result<ReplyBody, AmqpError>)>;
 
 struct AwaitReply(Rc<PendingReply>);
 
@@ -53,12 +59,28 @@ impl Shard {
         AwaitReply(slot).await
     }
 
+    /// Sends a request like `request_with_hook` without a task to wait: `forward` gets the
+    /// answer in the mailbox loop the moment it arrives.
+    pub(super) fn request_then(&self, to: usize, make: impl FnOnce(ReplyTo) -> ShardMsg, forward: Forward) {
+        let request_id = self.next_request.get();
+        self.next_request.set(request_id + 1);
+        let slot = Rc::new(PendingReply::default());
+        *slot.forward.borrow_mut() = Some(forward);
+        self.pending.borrow_mut().insert(request_id, slot);
+        self.send(to, make(ReplyTo { shard: self.id, request_id }));
+    }
+
     pub(super) fn complete_request(&self, request_id: u64, result: Result<ReplyBody, AmqpError>) {
         let slot = self.pending.borrow_mut().remove(&request_id);
         if let Some(slot) = slot {
             let hook = slot.hook.borrow_mut().take();
             if let Some(hook) = hook {
                 hook(&result);
+            }
+            let forward = slot.forward.borrow_mut().take();
+            if let Some(forward) = forward {
+                forward(result);
+                return;
             }
             *slot.result.borrow_mut() = Some(result);
             if let Some(waker) = slot.waker.borrow_mut().take() {

@@ -16,6 +16,7 @@ mod delivery_limit;
 mod direct_reply_to;
 mod exchange;
 mod extensions;
+mod management;
 mod policies;
 mod queue;
 mod remote;

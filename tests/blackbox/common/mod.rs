@@ -105,6 +105,8 @@ impl Broker {
             .arg("--shards")
             .arg(shards.to_string())
             .arg("--per-shard-listeners")
+            .arg("--management-port")
+            .arg("0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
