@@ -212,7 +212,7 @@ async fn metrics_parse_and_count_what_amqp_clients_do() {
         assert!(depth >= 0.0);
     }
 
-    let (connection, channel) = connect_channel(&scraped.broker.uri()).await;
+    let (connection, channel) = connect_channel(scraped.broker.uri()).await;
     declare_queue(&channel, "scraped \"q\"").await;
     for body in [b"1", b"2", b"3", b"4", b"5"] {
         publish(&channel, "", "scraped \"q\"", body).await;
