@@ -165,14 +165,14 @@ fn render(context: &Context, shards: &[ShardMetrics], per_queue: bool) -> String
     let memory_alarm = u64::from(context.alarms.memory_alarm());
     out.single(
         "rabbitmq_alarms_memory_used_watermark",
-        "gauge",
+        "untyped",
         "is 1 if VM memory watermark alarm is in effect",
         memory_alarm,
     );
     let disk_alarm = u64::from(context.alarms.disk_alarm());
     out.single(
         "rabbitmq_alarms_free_disk_space_watermark",
-        "gauge",
+        "untyped",
         "is 1 if disk free space watermark alarm is in effect",
         disk_alarm,
     );
@@ -183,8 +183,9 @@ fn render(context: &Context, shards: &[ShardMetrics], per_queue: bool) -> String
     out.text
 }
 
-/// The `rabbitmq_queue_*` families: one sample per queue (labels `vhost`, `queue`), or one
-/// without labels for the sums.
+/// The `rabbitmq_queue_*` families (and SpateMQ's per-queue counters RabbitMQ keeps per
+/// channel instead): one sample per queue (labels `vhost`, `queue`), or one without labels
+/// for the sums.
 fn queue_families<'a>(out: &mut Exposition, queues: impl Iterator<Item = &'a QueueMetrics> + Clone) {
     type Read = fn(&QueueMetrics) -> u64;
     let families: [(&str, &str, &str, Read); 9] = [
@@ -201,16 +202,16 @@ fn queue_families<'a>(out: &mut Exposition, queues: impl Iterator<Item = &'a Que
             q.stats.publish
         }),
         (
-            "rabbitmq_queue_messages_delivered_total",
+            "spatemq_queue_messages_delivered_total",
             "counter",
             "Total number of messages delivered or got from queues",
             |q| q.stats.deliver_get,
         ),
-        ("rabbitmq_queue_messages_acknowledged_total", "counter", "Total number of messages acknowledged", |q| {
+        ("spatemq_queue_messages_acknowledged_total", "counter", "Total number of messages acknowledged", |q| {
             q.stats.ack
         }),
         (
-            "rabbitmq_queue_messages_redelivered_total",
+            "spatemq_queue_messages_redelivered_total",
             "counter",
             "Total number of messages redelivered from queues",
             |q| q.stats.redeliver,

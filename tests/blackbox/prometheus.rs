@@ -192,8 +192,8 @@ async fn metrics_parse_and_count_what_amqp_clients_do() {
         ("rabbitmq_resident_memory_limit_bytes", "gauge"),
         ("rabbitmq_process_resident_memory_bytes", "gauge"),
         ("rabbitmq_disk_space_available_bytes", "gauge"),
-        ("rabbitmq_alarms_memory_used_watermark", "gauge"),
-        ("rabbitmq_alarms_free_disk_space_watermark", "gauge"),
+        ("rabbitmq_alarms_memory_used_watermark", "untyped"),
+        ("rabbitmq_alarms_free_disk_space_watermark", "untyped"),
         ("rabbitmq_process_open_fds", "gauge"),
         ("spatemq_shard_mailbox_depth", "gauge"),
         ("spatemq_shard_connections", "gauge"),
@@ -256,7 +256,7 @@ async fn metrics_parse_and_count_what_amqp_clients_do() {
     assert_eq!(per_object.value(&series("rabbitmq_queue_messages_unacked")), 1.0);
     assert_eq!(per_object.value(&series("rabbitmq_queue_messages")), 3.0);
     assert_eq!(per_object.value(&series("rabbitmq_queue_messages_published_total")), 5.0);
-    assert_eq!(per_object.value(&series("rabbitmq_queue_messages_acknowledged_total")), 2.0);
+    assert_eq!(per_object.value(&series("spatemq_queue_messages_acknowledged_total")), 2.0);
     assert!(!scraped.get("/metrics").2.contains("queue=\""), "the aggregated view names no queue");
 
     close_conn(&connection).await;
