@@ -47,7 +47,7 @@ trap cleanup EXIT INT TERM
 # run_once BINARY SCENARIO → prints the consumed msgs/s of one run
 run_once() {
     local binary="$1" scenario="$2" data="$WORK/data-$RANDOM$RANDOM"
-    "$binary" --amqp-port "$PORT" --bind 127.0.0.1 --management-port 0 --data-dir "$data" --shards 2 >"$WORK/broker.log" 2>&1 &
+    "$binary" --amqp-port "$PORT" --bind 127.0.0.1 --management-port 0 --prometheus-port 0 --data-dir "$data" --shards 2 >"$WORK/broker.log" 2>&1 &
     BROKER_PID=$!
     for _ in $(seq 1 300); do
         grep -q "AMQP listening" "$WORK/broker.log" && break

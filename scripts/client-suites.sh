@@ -106,7 +106,7 @@ inner() {
     ip link set lo up
     if [ "$broker" = spatemq ]; then
         # Both loopbacks, as RabbitMQ listens (amqplib's ipv6 test connects to [::1]).
-        "$SPATEMQ_BIN" --amqp-port 5672 --bind 127.0.0.1 --bind ::1 --management-port 0 --data-dir "$out/spatemq-data" \
+        "$SPATEMQ_BIN" --amqp-port 5672 --bind 127.0.0.1 --bind ::1 --management-port 0 --prometheus-port 0 --data-dir "$out/spatemq-data" \
             --log-level warn >"$out/spatemq.log" 2>&1 &
         pid=$!
         wait_for_port "$pid" || { log "spatemq did not start:"; cat "$out/spatemq.log" >&2; exit 1; }

@@ -48,7 +48,7 @@ trap cleanup EXIT
 # An older binary may not know --segment-size: only pass it when it is not the default.
 EXTRA=()
 [ "$SEGMENT_SIZE" != "64MiB" ] && EXTRA=(--segment-size "$SEGMENT_SIZE")
-"$SPATEMQ_BIN" --amqp-port "$PORT" --bind 127.0.0.1 --management-port 0 --data-dir "$DATA/broker" --shards 1 \
+"$SPATEMQ_BIN" --amqp-port "$PORT" --bind 127.0.0.1 --management-port 0 --prometheus-port 0 --data-dir "$DATA/broker" --shards 1 \
     "${EXTRA[@]}" >"$DATA/broker.log" 2>&1 &
 BROKER_PID=$!
 for _ in $(seq 100); do

@@ -296,7 +296,7 @@ start_spatemq() { # DIR
         log "port $SPATEMQ_PORT is already in use; pick another with --spatemq-port"
         return 1
     fi
-    "$BIN" --amqp-port "$SPATEMQ_PORT" --bind 127.0.0.1 --management-port 0 --data-dir "$dir/data" \
+    "$BIN" --amqp-port "$SPATEMQ_PORT" --bind 127.0.0.1 --management-port 0 --prometheus-port 0 --data-dir "$dir/data" \
         </dev/null >"$dir/spatemq.log" 2>&1 &
     SPATEMQ_PID=$!
     local deadline=$((SECONDS + BROKER_START_TIMEOUT))

@@ -97,7 +97,7 @@ fi
 if [ "$sides" != rabbitmq ]; then
     spatemq_port=$(spare_port)
     while [ "${rabbitmq_port:-}" = "$spatemq_port" ]; do spatemq_port=$(spare_port); done
-    "$SPATEMQ_BIN" --amqp-port "$spatemq_port" --bind 127.0.0.1 --management-port 0 --data-dir "$work/spatemq-data" \
+    "$SPATEMQ_BIN" --amqp-port "$spatemq_port" --bind 127.0.0.1 --management-port 0 --prometheus-port 0 --data-dir "$work/spatemq-data" \
         --log-level warn >"$work/spatemq.log" 2>&1 &
     spatemq_pid=$!
     args+=(--spatemq-port "$spatemq_port")

@@ -61,6 +61,9 @@ fn main() -> ExitCode {
     if let Some(address) = running.management_address {
         println!("spatemq: management HTTP API listening on {address}");
     }
+    if let Some(address) = running.prometheus_address {
+        println!("spatemq: Prometheus metrics listening on {address}");
+    }
     for address in &running.addresses {
         println!("spatemq: AMQP listening on {address}");
     }

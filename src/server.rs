@@ -82,6 +82,9 @@ pub struct Running {
     management: Option<crate::management::HttpServer>,
     /// The management HTTP API's address (None when disabled).
     pub management_address: Option<SocketAddr>,
+    prometheus: Option<crate::management::HttpServer>,
+    /// The Prometheus endpoint's address (None when disabled).
+    pub prometheus_address: Option<SocketAddr>,
     pub recovered_messages: u64,
 }
 
@@ -91,6 +94,9 @@ impl Running {
         SHUTTING_DOWN.store(true, Ordering::SeqCst);
         if let Some(management) = self.management {
             management.stop();
+        }
+        if let Some(prometheus) = self.prometheus {
+            prometheus.stop();
         }
         if let Some(control) = self.control {
             control.stop();
@@ -199,7 +205,24 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             return Err(StartError::Listen { address, source });
         }
     };
+    let prometheus = crate::management::prometheus::start(crate::management::prometheus::Start {
+        config: config.clone(),
+        mailboxes: mailboxes.clone(),
+        alarms: alarms.clone(),
+    });
+    let prometheus = match prometheus {
+        Ok(prometheus) => prometheus,
+        Err(source) => {
+            if let Some(management) = management {
+                management.stop();
+            }
+            mailboxes.request_shutdown();
+            let address = SocketAddr::new(config.prometheus_bind, config.prometheus_port);
+            return Err(StartError::Listen { address, source });
+        }
+    };
     let management_address = management.as_ref().map(|server| server.address);
+    let prometheus_address = prometheus.as_ref().map(|server| server.address);
     Ok(Running {
         addresses,
         shard_addresses,
@@ -212,6 +235,8 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         control: Some(control),
         management,
         management_address,
+        prometheus,
+        prometheus_address,
         recovered_messages,
     })
 }

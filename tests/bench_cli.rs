@@ -32,7 +32,10 @@ impl Broker {
         let data_dir = std::env::temp_dir().join(format!("spatemq-bench-cli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data_dir);
         let mut child = Command::new(BINARY)
-            .args(["--amqp-port", "0", "--bind", "127.0.0.1", "--shards", "2", "--management-port", "0"])
+            // No HTTP listeners: their default ports would clash between the tests' brokers.
+            .env("SPATEMQ_MANAGEMENT_PORT", "0")
+            .env("SPATEMQ_PROMETHEUS_PORT", "0")
+            .args(["--amqp-port", "0", "--bind", "127.0.0.1", "--shards", "2"])
             .arg("--data-dir")
             .arg(&data_dir)
             .args(extra_args)

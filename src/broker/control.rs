@@ -64,6 +64,9 @@ pub enum ControlRequest {
     ListConsumers,
     /// To every shard: the channels of the connections it serves.
     ListChannels,
+    /// To every shard: its counts for a Prometheus scrape, with one entry per queue it owns
+    /// when `per_queue` (else only their sums).
+    Metrics { per_queue: bool },
 }
 
 /// A request of a connection's kind, sent on by the shard that reads it.
@@ -238,6 +241,51 @@ pub enum ControlReply {
     Routed(bool),
     Consumers(Vec<ConsumerInfo>),
     Channels(Vec<ChannelInfo>),
+    Metrics(Box<ShardMetrics>),
+}
+
+/// One shard's counts for a Prometheus scrape, read from its own state when asked.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ShardMetrics {
+    pub shard: usize,
+    /// Messages waiting in the shard's mailboxes (from every shard, and operator requests).
+    pub mailbox_depth: u64,
+    pub connections: u64,
+    pub channels: u64,
+    /// Consumers of the queues it owns.
+    pub consumers: u64,
+    /// Connections that completed the handshake on this shard / of those, ended.
+    pub connections_opened: u64,
+    pub connections_closed: u64,
+    /// Group-commit fdatasyncs and the time they took, summed.
+    pub fsyncs: u64,
+    pub fsync_micros: u64,
+    /// Over the queues it owns.
+    pub queues: u64,
+    pub totals: QueueMetrics,
+    /// One per queue it owns, when asked for them (`totals` has empty names).
+    pub per_queue: Vec<QueueMetrics>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct QueueMetrics {
+    pub vhost: String,
+    pub name: String,
+    pub messages_ready: u64,
+    pub messages_unacked: u64,
+    pub ready_bytes: u64,
+    pub consumers: u64,
+    pub stats: MessageStats,
+}
+
+impl QueueMetrics {
+    pub fn add(&mut self, other: &QueueMetrics) {
+        self.messages_ready += other.messages_ready;
+        self.messages_unacked += other.messages_unacked;
+        self.ready_bytes += other.ready_bytes;
+        self.consumers += other.consumers;
+        self.stats.add(&other.stats);
+    }
 }
 
 /// An error is a sentence for the operator.

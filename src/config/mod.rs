@@ -72,6 +72,9 @@ pub struct Config {
     /// The management HTTP API's port (0: none) and address.
     pub management_port: u16,
     pub management_bind: IpAddr,
+    /// The Prometheus metrics endpoint's port (0: none) and address.
+    pub prometheus_port: u16,
+    pub prometheus_bind: IpAddr,
 }
 
 /// Where the AMQP listeners are.
@@ -99,6 +102,8 @@ impl Bind {
 pub const CONSUMER_TIMEOUT_DEFAULT_MS: u64 = 30 * 60 * 1000;
 /// RabbitMQ's management HTTP port.
 pub const MANAGEMENT_PORT_DEFAULT: u16 = 15672;
+/// rabbitmq_prometheus's port.
+pub const PROMETHEUS_PORT_DEFAULT: u16 = 15692;
 /// RabbitMQ's AMQPS port.
 pub const AMQPS_PORT_DEFAULT: u16 = 5671;
 /// The longest user or vhost name: both travel as AMQP short strings.
@@ -193,6 +198,8 @@ impl Config {
             tls_fail_if_no_peer_cert: settings.tls_fail_if_no_peer_cert.unwrap_or(false),
             management_port: settings.management_port.unwrap_or(MANAGEMENT_PORT_DEFAULT),
             management_bind: settings.management_bind.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            prometheus_port: settings.prometheus_port.unwrap_or(PROMETHEUS_PORT_DEFAULT),
+            prometheus_bind: settings.prometheus_bind.unwrap_or(IpAddr::from([0, 0, 0, 0])),
         }
     }
 
@@ -299,6 +306,16 @@ impl Config {
         for (flag, port) in taken {
             if self.management_port != 0 && self.management_port == port {
                 return Err(format!("--management-port and {flag} are both {port}: they need ports of their own"));
+            }
+        }
+        let taken = [
+            ("--amqp-port", self.amqp_port),
+            ("--amqps-port", self.amqps_listener_port().unwrap_or(0)),
+            ("--management-port", self.management_port),
+        ];
+        for (flag, port) in taken {
+            if self.prometheus_port != 0 && self.prometheus_port == port {
+                return Err(format!("--prometheus-port and {flag} are both {port}: they need ports of their own"));
             }
         }
         Ok(())

@@ -199,6 +199,14 @@ pub struct Settings {
     #[arg(long, env = "SPATEMQ_MANAGEMENT_BIND", value_name = "ADDRESS", value_parser = values::ip_address)]
     pub management_bind: Option<IpAddr>,
 
+    /// Prometheus metrics port (/metrics, /metrics/per-object); 0 disables it [default: 15692]
+    #[arg(long, env = "SPATEMQ_PROMETHEUS_PORT", value_name = "PORT")]
+    pub prometheus_port: Option<u16>,
+
+    /// Address the Prometheus metrics endpoint listens on [default: 0.0.0.0]
+    #[arg(long, env = "SPATEMQ_PROMETHEUS_BIND", value_name = "ADDRESS", value_parser = values::ip_address)]
+    pub prometheus_bind: Option<IpAddr>,
+
     /// Test hook: the message store fails every write after this many bytes.
     #[arg(long, env = "SPATEMQ_INJECT_STORE_FAILURE_AFTER_BYTES", value_name = "BYTES", hide = true)]
     pub inject_store_failure_after_bytes: Option<u64>,
@@ -242,6 +250,8 @@ impl Settings {
             tls_fail_if_no_peer_cert,
             management_port,
             management_bind,
+            prometheus_port,
+            prometheus_bind,
             inject_store_failure_after_bytes,
         )
     }

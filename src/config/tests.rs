@@ -427,3 +427,15 @@ fn tls_settings_go_together() {
     assert_eq!(config.tls_ca_cert, Some(PathBuf::from("ca.pem")));
     assert_eq!(serve(&["--amqps-port", "0"], &[]).amqps_port, 0);
 }
+
+#[test]
+fn the_prometheus_port_is_15692_set_by_flag_or_environment_and_needs_a_port_of_its_own() {
+    let config = serve(&[], &[]);
+    assert_eq!((config.prometheus_port, config.prometheus_bind), (15692, IpAddr::from([0, 0, 0, 0])));
+    let config = serve(&["--prometheus-port", "0"], &[("SPATEMQ_PROMETHEUS_BIND", "127.0.0.1")]);
+    assert_eq!((config.prometheus_port, config.prometheus_bind), (0, IpAddr::from([127, 0, 0, 1])));
+    let message = refused(&["--prometheus-port", "15672"], &[]).to_string();
+    assert!(message.contains("--prometheus-port and --management-port are both 15672"), "{message}");
+    let message = refused(&["--prometheus-port", "5672"], &[]).to_string();
+    assert!(message.contains("--prometheus-port and --amqp-port"), "{message}");
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::broker::control::{
     AccountChange, ChannelInfo, ConnectionInfo, ConsumerInfo, ControlReply, ControlRequest, PublishRequest, QueueInfo,
-    ShardAsk,
+    ShardAsk, ShardMetrics,
 };
 use crate::broker::error::{AmqpError, INTERNAL_ERROR};
 use crate::broker::requests::{AdminRequest, QueueRequest, ReplyBody};
@@ -123,6 +123,18 @@ impl Broker {
             }
         }
         Ok(consumers)
+    }
+
+    /// Every shard's counts for a Prometheus scrape, in shard order.
+    pub fn metrics(&self, per_queue: bool) -> Result<Vec<ShardMetrics>, ApiError> {
+        let mut shards = Vec::new();
+        for reply in self.ask_all(|| ControlRequest::Metrics { per_queue })? {
+            match reply {
+                ControlReply::Metrics(found) => shards.push(*found),
+                other => return Err(unexpected(&other)),
+            }
+        }
+        Ok(shards)
     }
 
     /// Closes every connection named `name`; how many there were.

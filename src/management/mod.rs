@@ -5,8 +5,8 @@
 //! reaches the shards only through their control inboxes (`broker.rs`), as `spatemq ctl`
 //! does: declares and deletes go to the definitions writer, queue work to the queue's owner,
 //! listings to every shard. It never locks or borrows shard state, so a slow or hostile HTTP
-//! client cannot stall AMQP traffic. Policies, Prometheus and the web UI are later parts of
-//! the same machinery (`http::serve` takes any handler).
+//! client cannot stall AMQP traffic. The Prometheus endpoint (`prometheus.rs`) is a second
+//! listener on the same machinery (`http::serve` takes any handler).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +31,7 @@ mod input;
 mod listing;
 mod messages;
 mod overview;
+pub mod prometheus;
 mod queues;
 mod stats;
 
@@ -106,7 +107,7 @@ pub fn start(start: Start) -> std::io::Result<Option<HttpServer>> {
     http::serve("management", listener, handler).map(Some)
 }
 
-fn host_name() -> String {
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|name| name.trim().to_string())
         .ok()

@@ -25,6 +25,8 @@ pub struct SyncSignal {
     /// A commit (fdatasync and what follows it) is running.
     in_flight: Cell<bool>,
     pub fsyncs: Cell<u64>,
+    /// The time those fdatasyncs took, summed (a scrape's counter).
+    pub fsync_micros: Cell<u64>,
     pub confirmed_messages: Cell<u64>,
 }
 
@@ -93,11 +95,15 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
                 }
             },
         };
+        let started = std::time::Instant::now();
         if let Err(error) = file.sync_data().await {
             failure = Some(format!("fdatasync of segment {} failed: {error}", segment.number));
             break;
         }
-        shard.sync_signal.fsyncs.set(shard.sync_signal.fsyncs.get() + 1);
+        let signal = &shard.sync_signal;
+        signal.fsyncs.set(signal.fsyncs.get() + 1);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        signal.fsync_micros.set(signal.fsync_micros.get().saturating_add(micros));
     }
     // Keep descriptors only for segments still being written.
     let active = shard.with_store(|store| store.active_numbers()).unwrap_or_default();

@@ -9,7 +9,7 @@
 use super::Shard;
 use crate::broker::control::{
     AccountChange, ChannelInfo, ConnectionInfo, ControlAnswer, ControlMsg, ControlReply, ControlRequest,
-    PublishRequest, ShardAsk,
+    PublishRequest, QueueMetrics, ShardAsk, ShardMetrics,
 };
 use crate::broker::durable::{
     permission_operation, policy_operation, user_limits_operation, user_operation, vhost_limits_operation,
@@ -52,6 +52,7 @@ impl Shard {
                 self.queues.borrow().values().flat_map(|queue| queue.consumer_infos()).collect(),
             )),
             ControlRequest::ListChannels => Ok(ControlReply::Channels(self.channel_infos())),
+            ControlRequest::Metrics { per_queue } => Ok(ControlReply::Metrics(Box::new(self.metrics(per_queue)))),
             ControlRequest::Change(change) => self.apply_account_change(*change),
             ControlRequest::ListQueues { vhost } => Ok(ControlReply::Queues(self.queue_infos(vhost.as_deref()))),
             ControlRequest::ListConnections => Ok(ControlReply::Connections(self.connection_infos())),
@@ -123,6 +124,43 @@ impl Shard {
             }
         }
         infos
+    }
+
+    /// Counts for a Prometheus scrape, all from this shard's own fields.
+    fn metrics(&self, per_queue: bool) -> ShardMetrics {
+        let connections = self.connections.borrow();
+        let channels = connections.values().map(|connection| connection.channels.borrow().len() as u64).sum();
+        let queues = self.queues.borrow();
+        let mut metrics = ShardMetrics {
+            shard: self.id,
+            mailbox_depth: self.mailboxes.depth(self.id) as u64,
+            connections: connections.len() as u64,
+            channels,
+            connections_opened: self.connection_counts.opened.get(),
+            connections_closed: self.connection_counts.closed.get(),
+            fsyncs: self.sync_signal.fsyncs.get(),
+            fsync_micros: self.sync_signal.fsync_micros.get(),
+            queues: queues.len() as u64,
+            ..ShardMetrics::default()
+        };
+        for queue in queues.values() {
+            let counts = QueueMetrics {
+                vhost: String::new(),
+                name: String::new(),
+                messages_ready: u64::from(queue.message_count()),
+                messages_unacked: u64::from(queue.unacked_count()),
+                ready_bytes: queue.ready_bytes(),
+                consumers: u64::from(queue.consumer_count()),
+                stats: queue.stats(),
+            };
+            metrics.totals.add(&counts);
+            if per_queue {
+                let vhost = queue.definition.vhost.clone();
+                metrics.per_queue.push(QueueMetrics { vhost, name: queue.definition.name.clone(), ..counts });
+            }
+        }
+        metrics.consumers = metrics.totals.consumers;
+        metrics
     }
 
     fn queue_infos(&self, vhost: Option<&str>) -> Vec<crate::broker::control::QueueInfo> {

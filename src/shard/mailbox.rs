@@ -95,6 +95,11 @@ impl Mailboxes {
         (0..self.shards).any(|from| !self.queue(from, to).is_empty()) || !self.control[to].is_empty()
     }
 
+    /// Messages waiting for shard `to`, from every shard and the operator (a scrape's gauge).
+    pub fn depth(&self, to: usize) -> usize {
+        (0..self.shards).map(|from| self.queue(from, to).len()).sum::<usize>() + self.control[to].len()
+    }
+
     pub fn request_shutdown(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
         for shard in 0..self.shards {

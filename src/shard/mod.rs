@@ -86,6 +86,15 @@ pub struct Shard {
     /// What handshakes on this shard apply: `--channel-max`, and `--max-connections` through
     /// slots shared with the other shards (`sharing_connection_slots`).
     pub connection_limits: ConnectionLimits,
+    /// Connections opened and closed on this shard (a scrape's counters).
+    pub connection_counts: ConnectionCounts,
+}
+
+/// Plain per-shard counts, read only by this shard's control inbox.
+#[derive(Default)]
+pub struct ConnectionCounts {
+    pub opened: Cell<u64>,
+    pub closed: Cell<u64>,
 }
 
 impl Shard {
@@ -131,6 +140,7 @@ impl Shard {
             },
             alarms,
             ack_deadlines: ack_timeout::AckDeadlines::default(),
+            connection_counts: ConnectionCounts::default(),
             config,
         }
     }

@@ -204,6 +204,8 @@ async fn serve_transport(shard: Rc<Shard>, stream: TcpStream, loopback_peer: boo
         }
     };
     shard.connections.borrow_mut().insert(id.local, connection.clone());
+    let counts = &shard.connection_counts;
+    counts.opened.set(counts.opened.get() + 1);
     if heartbeat > 0 {
         monoio::spawn(heartbeat_loop(connection.clone(), heartbeat, fd));
     }
@@ -376,7 +378,10 @@ async fn await_close_ok(connection: &Connection, reader: &mut FrameReader) {
 
 /// Forgets the connection on this shard and releases everything it held.
 fn teardown(shard: &Rc<Shard>, connection: &Rc<Connection>) {
-    shard.connections.borrow_mut().remove(&connection.id.local);
+    if shard.connections.borrow_mut().remove(&connection.id.local).is_some() {
+        let counts = &shard.connection_counts;
+        counts.closed.set(counts.closed.get() + 1);
+    }
     release_connection(&**shard, connection);
 }
 

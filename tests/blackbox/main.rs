@@ -18,6 +18,7 @@ mod exchange;
 mod extensions;
 mod management;
 mod policies;
+mod prometheus;
 mod queue;
 mod remote;
 mod server;

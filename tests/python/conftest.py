@@ -120,9 +120,9 @@ def _start_spatemq(shards, data_dir, extra_args=()):
                     pytrace=False)
     cmd = [binary, "--amqp-port", "0", "--bind", "127.0.0.1",
            "--data-dir", str(data_dir), "--shards", str(shards), *extra_args]
-    # No management listener unless a test asks for one (--management-port in extra_args
-    # wins over the environment): the default port would collide between brokers.
-    env = dict(os.environ, SPATEMQ_MANAGEMENT_PORT="0")
+    # No management or Prometheus listener unless a test asks for one (a flag in extra_args
+    # wins over the environment): the default ports would collide between brokers.
+    env = dict(os.environ, SPATEMQ_MANAGEMENT_PORT="0", SPATEMQ_PROMETHEUS_PORT="0")
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True, env=env)

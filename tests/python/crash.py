@@ -172,7 +172,7 @@ class BrokerRun:
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
             [binary, "--amqp-port", "0", "--bind", "127.0.0.1",
-             "--management-port", "0",
+             "--management-port", "0", "--prometheus-port", "0",
              "--data-dir", data_dir, "--shards", str(SHARDS)],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, start_new_session=True)

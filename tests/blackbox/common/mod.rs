@@ -107,6 +107,8 @@ impl Broker {
             .arg("--per-shard-listeners")
             .arg("--management-port")
             .arg("0")
+            .arg("--prometheus-port")
+            .arg("0")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -111,10 +111,11 @@ impl BrokerProcess {
     /// choice); `Err` if it exits before printing its first listening line, which must be an
     /// IPv4 address that 127.0.0.1 reaches (127.0.0.1 or 0.0.0.0).
     pub fn try_start_with(args: &[&str]) -> Result<BrokerProcess, Exited> {
-        // No management listener unless the test asks for one (a flag wins over this): the
+        // No management or Prometheus listener unless the test asks for one (a flag wins over this): the
         // default port would collide between the brokers tests run side by side.
         let mut child = Command::new(env!("CARGO_BIN_EXE_spatemq"))
             .env("SPATEMQ_MANAGEMENT_PORT", "0")
+            .env("SPATEMQ_PROMETHEUS_PORT", "0")
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
