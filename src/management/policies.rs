@@ -195,3 +195,37 @@ pub fn shown_name(name: &str) -> Value {
         Value::String(name.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn body(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().expect("an object")
+    }
+
+    #[test]
+    fn every_invalid_field_is_a_reason_in_rabbitmqs_order() {
+        let given = body(json!({"pattern": 5, "definition": {"max-length": -1}, "apply-to": "x", "priority": 1.5}));
+        let reasons = parse(PolicyKind::Policy, "/", "p", &given).expect_err("invalid");
+        assert_eq!(
+            reasons,
+            [
+                "-1 is not a valid maximum length",
+                "apply-to 'x' unrecognised; should be 'queues', 'exchanges' or 'all'",
+                "pattern should be a binary but was 5",
+                "priority should be a number, actually was 1.5",
+            ]
+        );
+    }
+
+    #[test]
+    fn priority_and_apply_to_have_rabbitmqs_defaults() {
+        let given = body(json!({"pattern": "^q", "definition": {"max-length": 3}}));
+        let policy = parse(PolicyKind::Operator, "/", "cap", &given).expect("valid");
+        assert_eq!((policy.priority, policy.apply_to.as_str()), (0, "all"));
+        assert_eq!((shown_name(""), shown_name("cap")), (Value::Null, json!("cap")));
+    }
+}
