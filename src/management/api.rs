@@ -6,8 +6,9 @@ use serde_json::{json, Value};
 
 use super::auth::{authenticate, Caller};
 use super::http::{Request, Response};
-use super::{accounts, bindings, connections, definitions, exchanges, overview, queues, Context};
+use super::{accounts, bindings, connections, definitions, exchanges, overview, policies, queues, Context};
 use crate::broker::error::{AmqpError, ACCESS_REFUSED, NOT_FOUND};
+use crate::broker::policy::PolicyKind;
 
 /// What RabbitMQ's management realm is called in `WWW-Authenticate`.
 pub const REALM: &str = "Basic realm=\"RabbitMQ Management\"";
@@ -174,6 +175,8 @@ fn route(call: &Call) -> ApiResult {
         "connections" => connections::connections(call),
         "channels" => connections::channels(call),
         "consumers" => connections::consumers(call),
+        "policies" => policies::policies(call, PolicyKind::Policy),
+        "operator-policies" => policies::policies(call, PolicyKind::Operator),
         _ => Err(ApiError::not_found()),
     }
 }

@@ -76,8 +76,9 @@ pub fn exchanges(call: &Call) -> ApiResult {
     }
 }
 
+/// RabbitMQ shows `policy` only for an exchange that has one.
 fn exchange_json(vhost: &str, exchange: &Exchange) -> Value {
-    json!({
+    let mut shown = json!({
         "name": exchange.name,
         "vhost": vhost,
         "type": exchange.kind.as_str(),
@@ -86,8 +87,11 @@ fn exchange_json(vhost: &str, exchange: &Exchange) -> Value {
         "internal": exchange.internal,
         "arguments": field_table_to_json(&exchange.arguments),
         "user_who_performed_action": "rmq-internal",
-        "policy": null,
-    })
+    });
+    if let Some(policy) = &exchange.policy {
+        shown["policy"] = json!(policy.name);
+    }
+    shown
 }
 
 fn declare(call: &Call, vhost: &str, name: &str) -> ApiResult {

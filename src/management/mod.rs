@@ -31,6 +31,7 @@ mod input;
 mod listing;
 mod messages;
 mod overview;
+mod policies;
 pub mod prometheus;
 mod queues;
 mod stats;

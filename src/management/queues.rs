@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::api::{created, json_response, ApiError, ApiResult, Call};
 use super::input::Body;
-use super::{bindings, listing, messages};
+use super::{bindings, listing, messages, policies};
 use crate::broker::control::QueueInfo;
 use crate::broker::definitions_file::field_table_to_json;
 use crate::broker::requests::{AdminRequest, QueueDeclare, QueueRequest};
@@ -75,8 +75,9 @@ fn queue_json(call: &Call, snapshot: &Snapshot, queue: &QueueInfo) -> Value {
         "type": "classic",
         "node": call.context.node,
         "state": "running",
-        "policy": null,
-        "effective_policy_definition": {},
+        "policy": policies::shown_name(&queue.policy),
+        "operator_policy": policies::shown_name(&queue.operator_policy),
+        "effective_policy_definition": queue.effective_policy_definition,
         "exclusive_consumer_tag": null,
         "consumers": queue.consumers,
         "messages": messages,

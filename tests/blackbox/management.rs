@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 use crate::common::process::{external_broker, BrokerProcess, DataDir};
 use crate::common::*;
 
+#[path = "management_policies.rs"]
+mod policies;
+
 /// A broker of its own with the management API on a free loopback port.
 struct Managed {
     broker: BrokerProcess,

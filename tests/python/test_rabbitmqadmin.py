@@ -1,7 +1,7 @@
 """RabbitMQ's own rabbitmqadmin (the Debian package's /usr/bin/rabbitmqadmin, unchanged)
 against SpateMQ's management API: list/declare/delete of queues, exchanges, bindings,
-users, vhosts and permissions; list connections, channels, consumers and nodes; show
-overview; publish and get; purge; close connection; export and import.
+users, vhosts, permissions, policies and operator policies; list connections, channels,
+consumers and nodes; show overview; publish and get; purge; close connection; export and import.
 
 The same scenario runs against a throw-away RabbitMQ 3.10 node (scripts/rabbitmq.sh with
 its management plugin) when the package is installed, and every step's output must be the
@@ -169,6 +169,29 @@ def scenario(admin, tmp_path):
     step("counts after purge", admin.wait_rows(
         [{"name": "q1", "messages": "0"}, {"name": "q2", "messages": "0"}],
         "list", "queues", "name", "messages"))
+    step("declare policy", admin.out("declare", "policy", "name=limit", "pattern=^q2$",
+                                     'definition={"max-length": 1}', "priority=1", "apply-to=queues"))
+    step("declare operator policy", admin.out("declare", "operator_policy", "name=cap", "pattern=^q",
+                                              'definition={"message-ttl": 600000}'))
+    step("list policies", admin.rows("list", "policies", "vhost", "name", "pattern", "apply-to",
+                                     "definition", "priority"))
+    step("list operator policies", admin.rows("list", "operator_policies", "vhost", "name", "pattern",
+                                              "apply-to", "definition", "priority"))
+    for _ in range(3):
+        admin.out("publish", "routing_key=q2", "payload=x")
+    step("trimmed by the policy", admin.wait_rows(
+        [{"name": "q1", "messages": "0"}, {"name": "q2", "messages": "1"}],
+        "list", "queues", "name", "messages"))
+    bad = admin.run("declare", "policy", "name=bad", "pattern=^q", 'definition={"max-length": "x"}',
+                    check=False)
+    step("declare bad policy", (bad.returncode, bad.stdout + bad.stderr))
+    step("delete policy", admin.out("delete", "policy", "name=limit"))
+    step("delete operator policy", admin.out("delete", "operator_policy", "name=cap"))
+    missing = admin.run("delete", "policy", "name=limit", check=False)
+    step("delete missing policy", (missing.returncode, missing.stdout + missing.stderr))
+    step("no policies", (admin.rows("list", "policies", "name"),
+                         admin.rows("list", "operator_policies", "name")))
+    step("purge trimmed", admin.out("purge", "queue", "name=q2"))
     step("list nodes", admin.rows("list", "nodes", "type", "running"))
     step("show overview", [sorted(row) for row in admin.rows("show", "overview")])
 
@@ -234,6 +257,16 @@ def test_rabbitmqadmin_drives_spatemq(spatemq, tmp_path):
     assert steps["message counts"] == [{"name": "q1", "messages": "1"}, {"name": "q2", "messages": "1"}]
     assert "hello" in steps["get requeue"] and "True" in steps["get"].splitlines()[1]
     assert steps["get empty"] == "No items\n"
+    assert steps["declare policy"] == "policy declared\n"
+    assert steps["list policies"] == [{"vhost": "/", "name": "limit", "pattern": "^q2$", "apply-to": "queues",
+                                       "definition": '{"max-length": 1}', "priority": "1"}]
+    assert steps["list operator policies"] == [{"vhost": "/", "name": "cap", "pattern": "^q", "apply-to": "all",
+                                                "definition": '{"message-ttl": 600000}', "priority": "0"}]
+    assert steps["trimmed by the policy"] == [{"name": "q1", "messages": "0"}, {"name": "q2", "messages": "1"}]
+    assert steps["declare bad policy"][0] != 0 and "is not a valid maximum length" in steps["declare bad policy"][1]
+    assert steps["delete policy"] == "policy deleted\n"
+    assert steps["delete missing policy"][0] != 0 and "Not found" in steps["delete missing policy"][1]
+    assert steps["no policies"] == ([], [])
     assert steps["list consumers"] == [{"consumer_tag": "ctag-1", "ack_required": "True",
                                         "prefetch_count": "7", "exclusive": "False"}]
     assert steps["close connection"] == "connection closed\n"
