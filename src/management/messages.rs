@@ -76,13 +76,7 @@ pub fn publish(call: &Call, vhost: &str, exchange: &str) -> ApiResult {
 /// `ack_requeue_false` / `reject_requeue_false` removes them, `reject_requeue_true` puts them
 /// back. `truncate` cuts the payload shown.
 pub fn get(call: &Call, vhost: &str, name: &str) -> ApiResult {
-    call.caller.require_vhost(vhost)?;
-    let definition = call
-        .caller
-        .snapshot
-        .vhost(vhost)
-        .and_then(|found| found.queues.get(name).cloned())
-        .ok_or_else(ApiError::not_found)?;
+    let definition = super::queues::existing(call, vhost, name)?;
     let permissions = call.caller.user.permissions.get(vhost).map(|found| &**found);
     check_access(permissions, Access::Read, ResourceKind::Queue, name, vhost, call.caller.name())
         .map_err(ApiError::from_amqp)?;

@@ -10,7 +10,7 @@ use super::{bindings, listing, messages, policies};
 use crate::broker::control::QueueInfo;
 use crate::broker::definitions_file::field_table_to_json;
 use crate::broker::requests::{AdminRequest, QueueDeclare, QueueRequest};
-use crate::broker::snapshot::Snapshot;
+use crate::broker::snapshot::{QueueDef, Snapshot};
 use crate::broker::users::{check_access, Access, Grant, ResourceKind};
 use crate::ids::ConnId;
 
@@ -148,14 +148,15 @@ fn delete(call: &Call, vhost: &str, name: &str) -> ApiResult {
     Ok(created(false))
 }
 
-fn purge(call: &Call, vhost: &str, name: &str) -> ApiResult {
+/// The queue `name` of `vhost` as the caller's snapshot has it: 404 without it, or without
+/// access to the vhost.
+pub fn existing(call: &Call, vhost: &str, name: &str) -> Result<std::sync::Arc<QueueDef>, ApiError> {
     call.caller.require_vhost(vhost)?;
-    let definition = call
-        .caller
-        .snapshot
-        .vhost(vhost)
-        .and_then(|found| found.queues.get(name).cloned())
-        .ok_or_else(ApiError::not_found)?;
+    call.caller.snapshot.vhost(vhost).and_then(|found| found.queues.get(name).cloned()).ok_or_else(ApiError::not_found)
+}
+
+fn purge(call: &Call, vhost: &str, name: &str) -> ApiResult {
+    let definition = existing(call, vhost, name)?;
     check(call, vhost, Access::Read, ResourceKind::Queue, name)?;
     call.context.broker.queue_op(definition.id, QueueRequest::Purge)?;
     Ok(created(false))

@@ -53,15 +53,22 @@ fn two_queues_on_two_shards(broker: &Broker, count: usize) -> (String, String) {
     (left, right)
 }
 
-#[test]
-fn a_global_prefetch_count_is_shared_by_the_consumers_of_the_channel() {
-    let broker = Broker::new(2);
-    let (left, right) = two_queues_on_two_shards(&broker, 2);
-    let mut client = client_on(&broker, 1);
+/// A client on shard 1 with a global prefetch of 1, consuming "l" from "left" and "r" from the
+/// queue on the other shard, both holding "m1" and "m2".
+fn consuming_both_with_a_channel_limit_of_one(broker: &Broker) -> (Client<'_>, String, String) {
+    let (left, right) = two_queues_on_two_shards(broker, 2);
+    let mut client = client_on(broker, 1);
     client.send(1, qos(1, true));
     client.output();
     client.send(1, consume(&left, "l"));
     client.send(1, consume(&right, "r"));
+    (client, left, right)
+}
+
+#[test]
+fn a_global_prefetch_count_is_shared_by_the_consumers_of_the_channel() {
+    let broker = Broker::new(2);
+    let (mut client, left, right) = consuming_both_with_a_channel_limit_of_one(&broker);
     let first = deliveries(&client.output());
     assert_eq!(first.len(), 1, "{first:?}");
     // Each ack makes room for exactly one more, from either queue, until all four are in.
@@ -131,12 +138,7 @@ fn a_global_prefetch_count_leaves_no_ack_consumers_and_basic_get_alone() {
 #[test]
 fn a_cancelled_consumer_gives_back_what_waited_for_the_channel_limit_unchanged() {
     let broker = Broker::new(2);
-    let (left, right) = two_queues_on_two_shards(&broker, 2);
-    let mut client = client_on(&broker, 1);
-    client.send(1, qos(1, true));
-    client.output();
-    client.send(1, consume(&left, "l"));
-    client.send(1, consume(&right, "r"));
+    let (mut client, left, right) = consuming_both_with_a_channel_limit_of_one(&broker);
     let first = deliveries(&client.output());
     assert_eq!(first.len(), 1);
     // The consumer whose message waits is cancelled: its message goes back, never sent.
@@ -154,12 +156,7 @@ fn a_cancelled_consumer_gives_back_what_waited_for_the_channel_limit_unchanged()
 #[test]
 fn closing_a_channel_with_deliveries_waiting_for_its_limit_requeues_them() {
     let broker = Broker::new(2);
-    let (left, right) = two_queues_on_two_shards(&broker, 2);
-    let mut client = client_on(&broker, 1);
-    client.send(1, qos(1, true));
-    client.output();
-    client.send(1, consume(&left, "l"));
-    client.send(1, consume(&right, "r"));
+    let (mut client, left, right) = consuming_both_with_a_channel_limit_of_one(&broker);
     assert_eq!(deliveries(&client.output()).len(), 1);
     client.send(
         1,
