@@ -68,7 +68,7 @@ fn consuming_both_with_a_channel_limit_of_one(broker: &Broker) -> (Client<'_>, S
 #[test]
 fn a_global_prefetch_count_is_shared_by_the_consumers_of_the_channel() {
     let broker = Broker::new(2);
-    let (mut client, left, right) = consuming_both_with_a_channel_limit_of_one(&broker);
+    let (mut client, _, _) = consuming_both_with_a_channel_limit_of_one(&broker);
     let first = deliveries(&client.output());
     assert_eq!(first.len(), 1, "{first:?}");
     // Each ack makes room for exactly one more, from either queue, until all four are in.
