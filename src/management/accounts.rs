@@ -76,7 +76,7 @@ fn vhost_json(call: &Call, name: &str, queues: &[QueueInfo]) -> Value {
         stats.add(&queue.stats);
     }
     let description = if name == "/" { "Default virtual host" } else { "" };
-    json!({
+    let object = json!({
         "name": name,
         "description": description,
         "tags": [],
@@ -84,14 +84,9 @@ fn vhost_json(call: &Call, name: &str, queues: &[QueueInfo]) -> Value {
         "metadata": {"description": description, "tags": []},
         "tracing": false,
         "cluster_state": {call.context.node.clone(): "running"},
-        "messages": ready + unacked,
-        "messages_details": {"rate": 0.0},
-        "messages_ready": ready,
-        "messages_ready_details": {"rate": 0.0},
-        "messages_unacknowledged": unacked,
-        "messages_unacknowledged_details": {"rate": 0.0},
         "message_stats": call.context.rates.message_stats(&format!("vhost\u{0}{name}"), &stats),
-    })
+    });
+    super::stats::with_message_counts(object, ready, unacked)
 }
 
 pub fn users(call: &Call) -> ApiResult {

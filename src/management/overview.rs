@@ -81,14 +81,7 @@ pub fn overview(call: &Call) -> ApiResult {
         "enable_queue_totals": false,
         "message_stats": message_stats,
         "churn_rates": {},
-        "queue_totals": {
-            "messages": ready + unacked,
-            "messages_details": {"rate": 0.0},
-            "messages_ready": ready,
-            "messages_ready_details": {"rate": 0.0},
-            "messages_unacknowledged": unacked,
-            "messages_unacknowledged_details": {"rate": 0.0},
-        },
+        "queue_totals": super::stats::with_message_counts(json!({}), ready, unacked),
         "object_totals": {
             "channels": channels.iter().filter(|channel| call.caller.sees_user(&channel.user)).count(),
             "connections": connections.iter().filter(|connection| call.caller.sees_user(&connection.user)).count(),

@@ -64,8 +64,7 @@ fn queue_json(call: &Call, snapshot: &Snapshot, queue: &QueueInfo) -> Value {
         .vhost(&queue.vhost)
         .and_then(|vhost| vhost.queues.get(&queue.name))
         .map_or_else(|| json!({}), |definition| field_table_to_json(&definition.arguments));
-    let messages = queue.messages_ready + queue.messages_unacknowledged;
-    json!({
+    let object = json!({
         "name": queue.name,
         "vhost": queue.vhost,
         "durable": queue.durable,
@@ -80,15 +79,10 @@ fn queue_json(call: &Call, snapshot: &Snapshot, queue: &QueueInfo) -> Value {
         "effective_policy_definition": queue.effective_policy_definition,
         "exclusive_consumer_tag": null,
         "consumers": queue.consumers,
-        "messages": messages,
-        "messages_details": {"rate": 0.0},
-        "messages_ready": queue.messages_ready,
-        "messages_ready_details": {"rate": 0.0},
-        "messages_unacknowledged": queue.messages_unacknowledged,
-        "messages_unacknowledged_details": {"rate": 0.0},
         "message_bytes_ready": queue.ready_bytes,
         "message_stats": call.context.rates.message_stats(&format!("queue\u{0}{}\u{0}{}", queue.vhost, queue.name), &queue.stats),
-    })
+    });
+    super::stats::with_message_counts(object, queue.messages_ready, queue.messages_unacknowledged)
 }
 
 /// The caller's rights in `vhost`, for the writer's checks.

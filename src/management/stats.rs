@@ -33,6 +33,21 @@ fn counts(stats: &MessageStats) -> [u64; 4] {
     [stats.publish, stats.deliver_get, stats.ack, stats.redeliver]
 }
 
+/// Adds RabbitMQ's queue depth fields (`messages`, `messages_ready`,
+/// `messages_unacknowledged`, each with a `*_details.rate` of 0: depth rates are not sampled)
+/// to a queue, vhost or overview object.
+pub fn with_message_counts(mut object: Value, ready: u64, unacked: u64) -> Value {
+    if let Value::Object(fields) = &mut object {
+        for (name, count) in
+            [("messages", ready + unacked), ("messages_ready", ready), ("messages_unacknowledged", unacked)]
+        {
+            fields.insert(name.to_string(), json!(count));
+            fields.insert(format!("{name}_details"), json!({"rate": 0.0}));
+        }
+    }
+    object
+}
+
 impl Rates {
     /// The `message_stats` object of `object` (a key naming it) with these counts.
     pub fn message_stats(&self, object: &str, stats: &MessageStats) -> Value {
