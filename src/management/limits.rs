@@ -137,7 +137,7 @@ pub fn user_limits(call: &Call) -> ApiResult {
                 return Err(ApiError::bad_request(reason));
             }
             let limit = if method == "PUT" { limit_value(call, key)? } else { None };
-            let limits = UserLimits { max_connections: limit, ..user.limits };
+            let limits = UserLimits { max_connections: limit };
             call.context.broker.change(AccountChange::SetUserLimits { name: name.clone(), limits })?;
             Ok(super::http::Response::empty(204))
         }

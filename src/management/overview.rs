@@ -227,7 +227,7 @@ pub fn health(call: &Call) -> ApiResult {
         ["protocol-listener", protocol] => {
             let wanted = normalise_protocol(protocol);
             let protocols = listener_protocols(call.context);
-            if protocols.iter().any(|known| *known == wanted) {
+            if protocols.contains(&wanted) {
                 ok(json!({"protocol": wanted}))
             } else {
                 let body = json!({"status": "failed", "reason": "No active listener", "missing": wanted,
