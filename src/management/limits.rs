@@ -125,9 +125,9 @@ pub fn user_limits(call: &Call) -> ApiResult {
         }
         (method @ ("PUT" | "DELETE"), [_, name, key]) => {
             call.caller.require_admin()?;
-            let Some(user) = snapshot.user(name) else {
+            if snapshot.user(name).is_none() {
                 return Err(ApiError::bad_value(json!(["no_such_user", name])));
-            };
+            }
             if !USER_KEYS.contains(&key.as_str()) {
                 let reason = if key == "max-channels" {
                     "the user limit max-channels is not supported by SpateMQ (max-connections is)".to_string()
