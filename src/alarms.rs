@@ -18,6 +18,9 @@ pub const SAMPLE_INTERVAL_MS: u64 = 200;
 #[derive(Default)]
 pub struct Alarms {
     memory: AtomicBool,
+    /// Resident memory is above `PAGING_WATERMARK_PERCENT` of the high watermark: queues
+    /// page transient messages out early (no alarm: nobody is blocked).
+    paging: AtomicBool,
     disk: AtomicBool,
     stop: AtomicBool,
 }
@@ -36,6 +39,11 @@ impl Alarms {
 
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Resident memory is above `PAGING_WATERMARK_PERCENT` of the high watermark.
+    pub fn paging(&self) -> bool {
+        self.paging.load(Ordering::Relaxed)
     }
 
     /// Resident memory is above the high watermark.
@@ -91,6 +99,16 @@ fn sample(alarms: &Alarms, limits: &Limits) {
             limits.memory_high_watermark_bytes >> 20
         );
         update(&alarms.memory, raised, "memory", detail);
+        let paging = resident > limits.memory_high_watermark_bytes / 100 * crate::limits::PAGING_WATERMARK_PERCENT;
+        if alarms.paging.swap(paging, Ordering::Relaxed) != paging {
+            let state = if paging { "above" } else { "back below" };
+            crate::info!(
+                "resident memory {} MB is {state} {}% of the high watermark: queues {} transient messages out early",
+                resident >> 20,
+                crate::limits::PAGING_WATERMARK_PERCENT,
+                if paging { "page" } else { "no longer page" }
+            );
+        }
     }
     if let Some(free) = free_disk_bytes(&limits.data_dir) {
         let raised = free < limits.disk_free_limit_bytes;

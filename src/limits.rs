@@ -61,6 +61,18 @@ pub const CONNECTION_OUTPUT_HIGH_BYTES: usize = 4 * 1024 * 1024;
 /// page cache, so broker memory does not grow with the number of queued messages.
 pub const STORED_CACHE_MESSAGES: usize = 1024;
 
+/// A transient message (or any message of a queue that does not survive a restart) that
+/// arrives while its queue holds this many ready messages is paged out to the shard's segment
+/// log instead of kept in memory (about 300 bytes each there), as RabbitMQ's classic queues
+/// and LavinMQ do: a backlog costs memory only up to here, then about a byte per message. A
+/// lazy queue (`x-queue-mode: lazy`) pages from its first message. Paged messages are read
+/// back from the page cache for delivery and never survive a restart.
+pub const PAGE_OUT_READY_MESSAGES: usize = 65_536;
+
+/// Past this share of the memory high watermark, every queue pages out transient messages
+/// once it holds `STORED_CACHE_MESSAGES` ready ones (RabbitMQ's paging ratio is 50%).
+pub const PAGING_WATERMARK_PERCENT: u64 = 50;
+
 /// Messages the store remembers as appended to the active publishes segment, so the same
 /// message routed to more durable queues of the shard is stored once and linked to. A fanout
 /// hands its queues one message after the other within a loop turn, so a short list finds

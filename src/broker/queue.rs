@@ -315,6 +315,13 @@ impl Queue {
         (expires_at_unix_ms, self.ready.level_of(arrival.priority))
     }
 
+    /// Whether a message that will not be stored for durability should be paged out to the
+    /// log rather than kept in memory: the queue is lazy, or holds `threshold` ready
+    /// messages already.
+    pub fn pages_out(&self, threshold: usize) -> bool {
+        self.args.lazy || self.ready_count() >= threshold
+    }
+
     /// Adds the stored bytes of the ready messages per segment (compaction's census).
     pub fn stored_bytes(&self, totals: &mut super::ready::StoredBytes) {
         self.ready.stored_bytes(totals);
@@ -349,8 +356,11 @@ impl Queue {
         self.ready_bytes = stored.values().map(|(_, bytes)| bytes).sum();
     }
 
+    /// Marks a stored message's record (acked, delivered) for recovery; a paged one is never
+    /// recovered, so it needs none.
     fn mark(&self, entry: &Entry, mark: Mark, effects: &mut Vec<Effect>) {
-        if let Some(reference) = entry.payload.stored() {
+        let stored = entry.payload.stored().filter(|reference| reference.kind != crate::store::record::KIND_PAGED);
+        if let Some(reference) = stored {
             effects.push(Effect::Mark {
                 reference: reference.clone(),
                 queue_sequence: self.definition.id.sequence(),

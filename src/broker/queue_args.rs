@@ -55,6 +55,8 @@ pub struct QueueArgs {
     /// `x-delivery-limit`: a message returned to the queue more often than this is
     /// dead-lettered (or dropped); its deliveries carry `x-delivery-count`.
     pub delivery_limit: Option<u64>,
+    /// `x-queue-mode: lazy`: transient messages are paged out from the first one.
+    pub lazy: bool,
 }
 
 /// Queue types this broker refuses rather than silently declaring a classic queue.
@@ -331,6 +333,7 @@ impl QueueArgs {
             single_active_consumer: matches!(table.get("x-single-active-consumer"), Some(AMQPValue::Boolean(true))),
             max_priority: non_negative("x-max-priority").and_then(|max| u8::try_from(max).ok()),
             delivery_limit: non_negative("x-delivery-limit"),
+            lazy: table.get("x-queue-mode").and_then(text).as_deref() == Some("lazy"),
         }
     }
 

@@ -13,6 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use super::queue::Payload;
+use crate::store::record::KIND_PAGED;
 use crate::store::segment::Segment;
 use crate::store::{FoundRecord, StoredRef};
 
@@ -237,14 +238,16 @@ impl ReadyList {
     }
 
     /// Adds the stored bytes of every ready message, per segment.
+    /// Paged messages are left out: compaction does not move them.
     pub fn stored_bytes(&self, totals: &mut StoredBytes) {
         for slot in &self.slots {
             let (segment, bytes) = match slot {
-                Slot::Run(run) => (&run.segment, run.remaining_bytes),
-                Slot::One(entry) => match entry.payload.stored() {
+                Slot::Run(run) if run.kind != KIND_PAGED => (&run.segment, run.remaining_bytes),
+                Slot::One(entry) => match entry.payload.stored().filter(|reference| reference.kind != KIND_PAGED) {
                     Some(reference) => (&reference.segment, u64::from(reference.content_bytes)),
                     None => continue,
                 },
+                Slot::Run(_) => continue,
             };
             let total = totals.entry(Arc::as_ptr(segment) as usize).or_insert_with(|| (segment.clone(), 0));
             total.1 += bytes;
@@ -268,7 +271,7 @@ impl ReadyList {
             match slot {
                 Slot::One(mut entry) if done => {
                     if let Payload::Stored { reference, .. } = &mut entry.payload {
-                        if Arc::ptr_eq(&reference.segment, victim) {
+                        if Arc::ptr_eq(&reference.segment, victim) && reference.kind != KIND_PAGED {
                             match (*budget_bytes > 0).then(|| copy(reference, entry.sequence)).flatten() {
                                 Some(moved) => {
                                     *budget_bytes = budget_bytes.saturating_sub(u64::from(reference.content_bytes));
@@ -280,7 +283,7 @@ impl ReadyList {
                     }
                     slots.push_back(Slot::One(entry));
                 }
-                Slot::Run(mut run) if done && Arc::ptr_eq(&run.segment, victim) => {
+                Slot::Run(mut run) if done && Arc::ptr_eq(&run.segment, victim) && run.kind != KIND_PAGED => {
                     done = relocate_run(&mut run, reader, queue_sequence, budget_bytes, copy, &mut slots);
                     if run.remaining > 0 {
                         slots.push_back(Slot::Run(run));

@@ -11,6 +11,9 @@
 //! original otherwise (the crash came before the copy was known to be on disk, or the mark was
 //! lost with the page cache).
 //!
+//! Paged records (`KIND_PAGED`: transient messages a long queue kept on disk instead of in
+//! memory) are dropped: like every transient message, they do not survive a restart.
+//!
 //! Link records (`KIND_LINK`, a fanout's message stored once for several queues) load like
 //! message records, under the same marks: the record they name is earlier in their segment,
 //! so it was read if they were, and stays on disk with the segment whatever its own queue did
@@ -26,6 +29,7 @@ use crate::broker::ready::{Entry, ReadyList};
 use crate::clock;
 use crate::store::record::{
     decode_marks, message_payload, read_record, record_place, Mark, Origin, ReadOutcome, KIND_COPY, KIND_LINK,
+    KIND_PAGED,
 };
 use crate::store::segment::{marks_path, parse_segment_name, Segment};
 use crate::store::StoredRef;
@@ -323,6 +327,10 @@ struct RecordPosition {
 }
 
 fn record_position(kind: u8, payload: &[u8]) -> Option<RecordPosition> {
+    // A paged message did not outlive the process that wrote it.
+    if kind == KIND_PAGED {
+        return None;
+    }
     let place = record_place(kind, payload)?;
     let origin = match kind {
         KIND_LINK => None,
@@ -478,6 +486,47 @@ mod tests {
             .map(|(sequence, redelivered)| (sequence, redelivered, format!("fanout {sequence}")));
         assert_eq!(found, expected);
         drop(entries);
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+
+    /// Paged messages (transient ones a long queue kept on disk) read back like stored ones,
+    /// are never moved by compaction, and are gone after a restart; the stored messages
+    /// between them stay, in order.
+    #[test]
+    fn paged_messages_read_back_but_do_not_survive_a_restart() {
+        let data_dir = std::env::temp_dir().join(format!("spatemq-recovery-paged-{}", std::process::id()));
+        let dir = shard_dir(&data_dir, 0);
+        let mut store = Store::open(&dir, 1, 1 << 20, None).expect("open");
+        let mut paged = Vec::new();
+        for sequence in 1..=6u64 {
+            let body = format!("message {sequence}");
+            let record = crate::store::record::MessageRecord::plain(QUEUE, sequence, body.as_bytes());
+            if sequence % 2 == 0 {
+                let reference = store.append_paged(&record).expect("page out");
+                assert_eq!(reference.kind, crate::store::record::KIND_PAGED);
+                let read = store.read(&reference).expect("read back before the write");
+                assert_eq!(&read.body[..], body.as_bytes());
+                paged.push(reference);
+            } else {
+                store.append(&record).expect("append");
+            }
+        }
+        store.write_pending().expect("write");
+        for reference in &paged {
+            let end = (reference.offset + reference.length) as usize;
+            let read = crate::store::read_mapped(&reference.segment, reference.offset as usize, end).expect("read");
+            assert!(String::from_utf8_lossy(&read.body).starts_with("message "), "read back from the file");
+        }
+        let mut second = Store::open(&dir, 2, 1 << 20, None).expect("open");
+        assert!(second.relocate(&paged[0]).is_err(), "compaction does not move a paged message");
+        drop((store, second, paged));
+        let live: HashSet<u64> = [QUEUE].into();
+        let mut recovered = recover(&data_dir, &live).expect("recover");
+        assert_eq!(recovered.messages, 3);
+        let mut queue = recovered.queues.remove(&QUEUE).expect("the queue");
+        let sequences: Vec<u64> =
+            std::iter::from_fn(|| queue.ready.pop_front(&Files, QUEUE)).map(|entry| entry.sequence).collect();
+        assert_eq!(sequences, [1, 3, 5]);
         let _ = std::fs::remove_dir_all(&data_dir);
     }
 

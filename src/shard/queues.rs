@@ -17,7 +17,7 @@ use crate::broker::snapshot::QueueDef;
 use crate::codec::message::Message;
 use crate::ids::Holder;
 use crate::ids::QueueId;
-use crate::limits::STORED_CACHE_MESSAGES;
+use crate::limits::{PAGE_OUT_READY_MESSAGES, STORED_CACHE_MESSAGES};
 use crate::store::record::MessageRecord;
 use crate::store::StoredRef;
 
@@ -131,6 +131,10 @@ impl Shard {
                 queue.enqueue(Payload::Memory(message.clone()), arrival, effects, reader);
                 PublishOutcome::InMemory
             }),
+            Admission::Paged(reference) => self.with_queue(id, |queue, effects, reader| {
+                queue.enqueue(Payload::Stored { reference, cached: None }, arrival, effects, reader);
+                PublishOutcome::InMemory
+            }),
             Admission::Stored(Ok((reference, cache))) => self.with_queue(id, |queue, effects, reader| {
                 let cached = cache.then(|| message.clone());
                 queue.enqueue(Payload::Stored { reference, cached }, arrival, effects, reader);
@@ -175,7 +179,8 @@ impl Shard {
     /// several durable queues of this shard is stored once (`Store::append_shared`).
     fn admit(&self, id: QueueId, message: &Arc<Message>, arrival: Arrival) -> Admission {
         self.ensure_queue_known(id);
-        let (durable, sequence, ready, (expires_at_unix_ms, priority)) = {
+        let paging_threshold = if self.alarms.paging() { STORED_CACHE_MESSAGES } else { PAGE_OUT_READY_MESSAGES };
+        let (durable, sequence, ready, pages_out, (expires_at_unix_ms, priority)) = {
             let queues = self.queues.borrow();
             let Some(queue) = queues.get(&id) else {
                 return Admission::Memory;
@@ -183,9 +188,12 @@ impl Shard {
             if queue.refuses(message.body_bytes() as u64) {
                 return Admission::Refused;
             }
-            (queue.definition.durable, queue.next_sequence(), queue.ready_count(), queue.stored_attributes(arrival))
+            let pages_out = queue.pages_out(paging_threshold);
+            let attributes = queue.stored_attributes(arrival);
+            (queue.definition.durable, queue.next_sequence(), queue.ready_count(), pages_out, attributes)
         };
-        if !(durable && message.persistent()) {
+        let kept = durable && message.persistent();
+        if !kept && !pages_out {
             return Admission::Memory;
         }
         let record = MessageRecord {
@@ -198,6 +206,14 @@ impl Shard {
             properties: &message.properties,
             body: &message.body,
         };
+        if !kept {
+            // Paged out: confirmed at once like any message that is not kept for a restart.
+            return match self.with_store(|store| store.append_paged(&record)) {
+                Some(Ok(reference)) => Admission::Paged(reference),
+                // No usable store: the message stays in memory, as it would without paging.
+                Some(Err(_)) | None => Admission::Memory,
+            };
+        }
         Admission::Stored(match self.with_store(|store| store.append_shared(&record, message)) {
             Some(Ok(reference)) => Ok((reference, ready < STORED_CACHE_MESSAGES)),
             Some(Err(error)) => Err(error.to_string()),
@@ -327,6 +343,8 @@ enum PublishOutcome {
 
 enum Admission {
     Memory,
+    /// Paged out to the log (`KIND_PAGED`), without an in-memory copy.
+    Paged(StoredRef),
     Stored(Result<(StoredRef, bool), String>),
     Refused,
 }

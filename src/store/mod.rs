@@ -31,7 +31,7 @@ use crate::codec::message::Message;
 use crate::ids::ConfirmTo;
 use crate::limits::STORE_RECENT_MESSAGES;
 use record::{
-    decode_link, decode_message, encode_copy, encode_link, encode_mark, encode_message, read_record, record_length,
+    decode_link, decode_message, encode_copy, encode_link, encode_mark, encode_message_as, read_record, record_length,
     Link, Mark, MessageRecord, Origin, ReadOutcome, KIND_LINK, LINK_RECORD_BYTES, ORIGIN_BYTES, PLACE_BYTES,
     RECORD_HEADER_BYTES,
 };
@@ -256,16 +256,26 @@ impl Store {
 
     /// Appends a message record; it reaches the file at the end of the turn.
     pub fn append(&mut self, record: &MessageRecord<'_>) -> Result<StoredRef, StoreError> {
+        self.append_as(record, record::KIND_MESSAGE)
+    }
+
+    /// Appends a message paged out of memory (`KIND_PAGED`): read back like a stored one,
+    /// never recovered, never moved by compaction, and confirmed without waiting for a sync.
+    pub fn append_paged(&mut self, record: &MessageRecord<'_>) -> Result<StoredRef, StoreError> {
+        self.append_as(record, record::KIND_PAGED)
+    }
+
+    fn append_as(&mut self, record: &MessageRecord<'_>, kind: u8) -> Result<StoredRef, StoreError> {
         let length = record.encoded_bytes() as u64;
         let (segment, offset) = self.reserve(StreamKind::Publishes, length)?;
         let pending_before = self.publishes.pending.len();
-        encode_message(&mut self.publishes.pending, record);
+        encode_message_as(&mut self.publishes.pending, record, kind);
         // The record must take exactly the place reserved for it, or every later offset in
         // the segment (and every reference to it) would point into the wrong record.
         debug_assert_eq!((self.publishes.pending.len() - pending_before) as u64, length, "record size");
         debug_assert_eq!(self.publishes.written_offset + self.publishes.pending.len() as u64, offset + length);
         let (offset, length) = (offset as u32, length as u32);
-        Ok(StoredRef { segment, offset, length, content_bytes: length, kind: record::KIND_MESSAGE })
+        Ok(StoredRef { segment, offset, length, content_bytes: length, kind })
     }
 
     /// Appends `message` for one queue (`record`): a link record when the same message (the
@@ -323,6 +333,9 @@ impl Store {
         let ReadOutcome::Record { kind, payload, .. } = read_record(own, 0) else {
             return Err(unreadable("unreadable record"));
         };
+        if kind == record::KIND_PAGED {
+            return Err(unreadable("a paged message is not moved"));
+        }
         let Some(place) = record::record_place(kind, payload) else { return Err(unreadable("not a message")) };
         // Each record is checksummed once: the link, then its target (always earlier).
         let content = match kind {

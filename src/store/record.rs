@@ -17,6 +17,10 @@ pub const RECORD_HEADER_BYTES: usize = 8;
 pub const KIND_MESSAGE: u8 = 1;
 pub const KIND_COPY: u8 = 2;
 pub const KIND_LINK: u8 = 3;
+/// A message paged out of memory that must not outlive the broker process (transient, or in a
+/// queue that does not survive a restart): a message record's payload under its own kind, so
+/// recovery drops it and compaction leaves it where it is.
+pub const KIND_PAGED: u8 = 4;
 /// Bytes of the `Origin` that prefixes a copy record's payload.
 pub const ORIGIN_BYTES: usize = 12;
 pub const MARK_RECORD_BYTES: usize = 24;
@@ -117,11 +121,17 @@ impl MessageRecord<'_> {
 }
 
 /// Appends a message record. Exchange and routing key are AMQP short strings (≤ 255 bytes).
+#[cfg(test)]
 pub fn encode_message(out: &mut Vec<u8>, record: &MessageRecord<'_>) {
+    encode_message_as(out, record, KIND_MESSAGE);
+}
+
+/// Appends a message record of `kind` (`KIND_MESSAGE` or `KIND_PAGED`).
+pub fn encode_message_as(out: &mut Vec<u8>, record: &MessageRecord<'_>, kind: u8) {
     let start = out.len();
     out.put_u32_le(0);
     out.put_u32_le(0);
-    out.put_u8(KIND_MESSAGE);
+    out.put_u8(kind);
     record.place().encode(out);
     let exchange = &record.exchange[..record.exchange.len().min(255)];
     out.put_u8(exchange.len() as u8);
@@ -195,7 +205,7 @@ pub fn decode_link(payload: &[u8]) -> Option<Link> {
 /// link's payload). None for other kinds or a short record.
 pub fn record_place(kind: u8, payload: &[u8]) -> Option<Place> {
     let start = match kind {
-        KIND_MESSAGE | KIND_LINK => 0,
+        KIND_MESSAGE | KIND_LINK | KIND_PAGED => 0,
         KIND_COPY => ORIGIN_BYTES,
         _ => return None,
     };
@@ -217,7 +227,7 @@ pub fn record_length(data: &[u8]) -> Option<usize> {
 /// record's payload, and the origin of a copy. None for other kinds or a short copy.
 pub fn message_payload(kind: u8, payload: &[u8]) -> Option<(&[u8], usize, Option<Origin>)> {
     match kind {
-        KIND_MESSAGE => Some((payload, 0, None)),
+        KIND_MESSAGE | KIND_PAGED => Some((payload, 0, None)),
         KIND_COPY => {
             let segment = u64::from_le_bytes(payload.get(..8)?.try_into().ok()?);
             let offset = u32::from_le_bytes(payload.get(8..ORIGIN_BYTES)?.try_into().ok()?);

@@ -1,0 +1,105 @@
+//! Paging: transient messages of a lazy queue (`x-queue-mode: lazy`), and those arriving at a
+//! queue already holding the in-memory bound of ready messages, are written to the segment log
+//! and read back for delivery, in order and intact, yet, like every transient message, they do
+//! not come back after a restart or a crash; the persistent messages between them do.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+
+use super::*;
+use crate::common::process::{BrokerProcess, DataDir};
+
+fn lazy() -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-mode".into(), AMQPValue::LongString("lazy".into()));
+    arguments
+}
+
+/// The sum over the shards of the bytes written to their segment files, from `/metrics`.
+fn store_written_bytes(prometheus_port: u16) -> f64 {
+    let mut stream = TcpStream::connect(("127.0.0.1", prometheus_port)).expect("connect to the Prometheus port");
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    answer
+        .lines()
+        .filter(|line| line.starts_with("spatemq_shard_store_written_bytes_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+restart_tests! {
+    async fn a_lazy_queue_pages_transient_messages_that_still_do_not_survive_a_restart(shards: usize) {
+        let data = DataDir::new();
+        let queue = unique("q-lazy");
+        for how in ["terminate", "kill"] {
+            let broker = BrokerProcess::start(data.path(), shards, &[]);
+            let (conn, ch) = confirm_channel(broker.uri()).await;
+            let durable = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+            within(T, ch.queue_declare(queue.as_str().into(), durable, lazy())).await.expect("declare lazy");
+            // Read back from the log while the broker runs: everything, in order.
+            let bodies = numbered_bodies(&format!("{how}-read"), 40);
+            for (index, body) in bodies.iter().enumerate() {
+                let properties = if index % 2 == 0 { persistent() } else { transient() };
+                publish_confirmed(&ch, "", &queue, std::slice::from_ref(body), properties).await;
+            }
+            assert_eq!(get_all(&ch, &queue).await, flagged(&bodies, false), "{how}: paged messages read back");
+            // Then a restart keeps only the persistent ones.
+            let bodies = numbered_bodies(&format!("{how}-kept"), 40);
+            let mut kept = Vec::new();
+            for (index, body) in bodies.iter().enumerate() {
+                let properties = if index % 2 == 0 { persistent() } else { transient() };
+                publish_confirmed(&ch, "", &queue, std::slice::from_ref(body), properties).await;
+                if index % 2 == 0 {
+                    kept.push(body.clone());
+                }
+            }
+            close_conn(&conn).await;
+            if how == "kill" {
+                broker.kill();
+            } else {
+                broker.stop_cleanly();
+            }
+            let broker = BrokerProcess::start(data.path(), shards, &[]);
+            let (conn, ch) = connect_channel(broker.uri()).await;
+            assert_eq!(get_all(&ch, &queue).await, flagged(&kept, false), "after {how}: the persistent ones, in order");
+            close_conn(&conn).await;
+            broker.stop_cleanly();
+        }
+    }
+
+    async fn a_deep_queue_pages_out_past_its_memory_bound_and_drains_in_order(shards: usize) {
+        let data = DataDir::new();
+        let prometheus_port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("address").port();
+        let port = prometheus_port.to_string();
+        let broker = BrokerProcess::start(data.path(), shards, &["--prometheus-port", &port, "--prometheus-bind", "127.0.0.1"]);
+        let (conn, ch) = confirm_channel(broker.uri()).await;
+        let queue = unique("q-deep");
+        declare_queue(&ch, &queue).await;
+        // Past the in-memory bound (65,536 ready messages) transient messages go to the log.
+        let count = 80_000usize;
+        let written_before = store_written_bytes(prometheus_port);
+        let bodies: Vec<String> = (0..count).map(|index| format!("deep-{index:06}")).collect();
+        for chunk in bodies.chunks(5_000) {
+            publish_confirmed(&ch, "", &queue, chunk, transient()).await;
+        }
+        assert_eq!(message_count(&ch, &queue).await as usize, count);
+        let paged_bytes = store_written_bytes(prometheus_port) - written_before;
+        let paged = (count - 65_536) as f64;
+        assert!(paged_bytes >= paged * 11.0, "about {paged} messages paged out, {paged_bytes} bytes written");
+        assert!(paged_bytes < count as f64 * 100.0, "the first 65,536 stayed in memory: {paged_bytes} bytes written");
+        let mut inbox = consume(&ch, &queue, BasicConsumeOptions { no_ack: true, ..Default::default() }).await;
+        let mut expected = bodies.iter();
+        let mut received = 0;
+        while received < count {
+            let batch = inbox.take((count - received).min(10_000), T).await;
+            for delivery in batch {
+                assert_eq!(Some(&text(&delivery.data)), expected.next(), "in order, intact");
+                received += 1;
+            }
+        }
+        assert_eq!(message_count(&ch, &queue).await, 0);
+        close_conn(&conn).await;
+        broker.stop_cleanly();
+    }
+}
