@@ -131,8 +131,10 @@ async fn declare_topology(args: &BenchArgs) -> Result<(), BenchError> {
         let spec = QueueSpec {
             name: &queue,
             durable: args.persistent,
-            // With consumers the queue goes away with them, leaving no backlog for the next run.
-            auto_delete: args.consumers > 0,
+            // With consumers the queue goes away with them, leaving no backlog for the next run;
+            // a run with consumers only drains a backlog a run without consumers left (the
+            // same declaration, so it is not refused as inequivalent).
+            auto_delete: args.consumers > 0 && args.publishers > 0,
             arguments: &args.queue_arguments,
         };
         client.declare_queue(&spec).await?;
