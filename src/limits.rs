@@ -25,6 +25,10 @@ pub const HANDSHAKE_TIMEOUT_MS: u64 = 10_000;
 /// After the broker sends connection.close it waits this long for close-ok, then drops the socket.
 pub const CLOSE_OK_TIMEOUT_MS: u64 = 3_000;
 
+/// At shutdown, how long a shard keeps handling the mail other shards' closing connections
+/// still send it (acks, requeues) before its final commit.
+pub const SHUTDOWN_DRAIN_MS: u64 = 2_000;
+
 /// Largest message body accepted (bytes), the default of `--max-message-size` (RabbitMQ's
 /// `max_message_size`). Bigger: channel error 406 once the body is in, as RabbitMQ.
 pub const MESSAGE_BODY_MAX_BYTES: u64 = 128 * 1024 * 1024;

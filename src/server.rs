@@ -424,6 +424,7 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
         let _ = ready.send(Ok(ShardReady { shard: shard_id, own_address, legacy_driver }));
         shard.clone().run_mailbox_loop().await;
         close_all_connections(&shard).await;
+        shard.drain_at_shutdown().await;
         crate::shard::commit::final_commit(&shard).await;
         let (fsyncs, confirmed) = (shard.sync_signal.fsyncs.get(), shard.sync_signal.confirmed_messages.get());
         if fsyncs > 0 {

@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
@@ -33,6 +33,8 @@ pub struct Mailboxes {
     control: Vec<ArrayQueue<ControlMsg>>,
     inboxes: Vec<Inbox>,
     shutdown: AtomicBool,
+    /// Shards that closed their connections at shutdown (`Shard::drain_at_shutdown`).
+    closed_shards: AtomicUsize,
 }
 
 impl Mailboxes {
@@ -40,7 +42,14 @@ impl Mailboxes {
         let queues = (0..shards * shards).map(|_| ArrayQueue::new(capacity.max(1))).collect();
         let inboxes = (0..shards).map(|_| Inbox { parked: AtomicBool::new(false), waker: Mutex::new(None) }).collect();
         let control = (0..shards).map(|_| ArrayQueue::new(CONTROL_CAPACITY)).collect();
-        Mailboxes { shards, queues, control, inboxes, shutdown: AtomicBool::new(false) }
+        Mailboxes {
+            shards,
+            queues,
+            control,
+            inboxes,
+            shutdown: AtomicBool::new(false),
+            closed_shards: AtomicUsize::new(0),
+        }
     }
 
     pub fn shards(&self) -> usize {
@@ -110,6 +119,16 @@ impl Mailboxes {
 
     pub fn shutdown_requested(&self) -> bool {
         self.shutdown.load(Ordering::SeqCst)
+    }
+
+    /// At shutdown: this shard closed its connections (they send nothing more).
+    pub fn note_connections_closed(&self) {
+        self.closed_shards.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Every shard closed its connections and no mailbox holds a message.
+    pub fn quiet(&self) -> bool {
+        self.closed_shards.load(Ordering::SeqCst) >= self.shards && (0..self.shards).all(|to| self.depth(to) == 0)
     }
 
     /// Resolves when shard `me` has mail, `has_local_work()` is true, or shutdown began.

@@ -43,7 +43,7 @@ use crate::broker::queue::{Effect, Queue};
 use crate::broker::requests::ReplyBody;
 use crate::broker::snapshot::Snapshot;
 use crate::config::Config;
-use crate::limits::{MAILBOX_BATCH, OUTBOX_HIGH_MESSAGES};
+use crate::limits::{MAILBOX_BATCH, OUTBOX_HIGH_MESSAGES, SHUTDOWN_DRAIN_MS};
 use crate::shard::commit::SyncSignal;
 use crate::store::definitions_log::DefinitionsLog;
 use crate::store::Store;
@@ -320,6 +320,27 @@ impl Shard {
                 self.mailboxes.park(self.id, &local).await;
             }
         }
+    }
+
+    /// At shutdown, once this shard's connections are closed: handles the mail still on its way
+    /// (the acks and requeues other shards' connections sent before they closed, whose marks
+    /// must reach the store before the final commit) until every shard has closed its
+    /// connections and every mailbox stayed empty for a few turns; at most
+    /// `SHUTDOWN_DRAIN_MS`.
+    pub async fn drain_at_shutdown(&self) {
+        self.mailboxes.note_connections_closed();
+        let deadline = std::time::Instant::now() + Duration::from_millis(SHUTDOWN_DRAIN_MS);
+        let mut quiet_turns = 0;
+        while std::time::Instant::now() < deadline {
+            let (handled, spilled) = self.turn();
+            let quiet = handled == 0 && !spilled && self.mailboxes.quiet();
+            quiet_turns = if quiet { quiet_turns + 1 } else { 0 };
+            if quiet_turns >= 3 {
+                return;
+            }
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+        crate::warn!("shard {}: stopping while other shards still send mail", self.id);
     }
 
     /// One turn of the mailbox loop without its waits: handles what is in the mailboxes, writes
