@@ -15,6 +15,8 @@ use crate::common::*;
 
 #[path = "management_policies.rs"]
 mod policies;
+#[path = "management_ui.rs"]
+mod ui;
 
 /// A broker of its own with the management API on a free loopback port.
 struct Managed {
