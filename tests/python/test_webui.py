@@ -1,9 +1,9 @@
 """The management web UI in a real browser: headless Chromium driven over WebDriver
 (chromedriver, the Debian packages `chromium` and `chromium-driver` that scripts/test.sh
 installs). Logs in (a wrong password shows the broker's reason), creates a queue, publishes to
-it and sees its count change, sets a policy and sees it on the queue, deletes the queue; sees
-the overview's charts move while messages flow (and saves a screenshot of it); pages through
-10,000 queues a hundred at a time.
+it and sees its count change, sets a policy (after one the broker refuses, whose reason is
+shown) and sees it on the queue, deletes the queue; sees the overview's charts move while
+messages flow (and saves a screenshot of it); pages through 10,000 queues a hundred at a time.
 
 Every wait is for a condition, with a timeout; nothing is timed.
 """
@@ -139,6 +139,10 @@ def test_a_queue_made_published_to_given_a_policy_and_deleted_from_the_ui(logged
     apply_to = browser.find("form[data-form=policy] select[name=apply-to] option[value=queues]")
     browser.click(apply_to)
     browser.click_button("max-length", within="//form[@data-form='policy']")
+    browser.fill("form[data-form=policy] .kv-row:first-child .kv-value", "-1")
+    browser.click_button("Save policy")
+    browser.wait_for_text("#messages .message.error", "-1 is not a valid maximum length")
+    assert managed.api("GET", "/policies/%2F/" + policy)[0] == 404
     browser.fill("form[data-form=policy] .kv-row:first-child .kv-value", "10")
     browser.click_button("Save policy")
     browser.wait_for_text("table[data-list=policies]", policy)

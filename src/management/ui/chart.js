@@ -21,12 +21,14 @@ function niceCeiling(value) {
 }
 
 /// `series`: [{key, label, color}]; `unit` follows values in the legend ("/s" or "").
-export function lineChart({ title, series, unit = "", windowSeconds = 300, gapSeconds = 15 }) {
+export function lineChart({ title, series, unit = "", windowSeconds = 60, gapSeconds = 15 }) {
   const svg = s("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, class: "chart", role: "img", "aria-label": title });
   const legend = h("div", { class: "legend" });
   const element = h("div", { class: "chart-box" }, h("h3", {}, title), svg, legend);
 
-  function update(samples, now = Date.now()) {
+  /// `options.windowSeconds` changes the time shown.
+  function update(samples, now = Date.now(), options = {}) {
+    if (options.windowSeconds) windowSeconds = options.windowSeconds;
     const start = now - windowSeconds * 1000;
     const visible = samples.filter((sample) => sample.at >= start);
     const highest = Math.max(0, ...visible.flatMap((sample) => series.map((line) => sample.values[line.key] || 0)));
@@ -41,10 +43,11 @@ export function lineChart({ title, series, unit = "", windowSeconds = 300, gapSe
       grid.push(s("line", { x1: LEFT, x2: WIDTH - RIGHT, y1: y(value), y2: y(value), class: "grid" }));
       grid.push(s("text", { x: LEFT - 6, y: y(value) + 4, class: "axis", "text-anchor": "end" }, number(value)));
     }
-    for (let minute = 0; minute * 60 <= windowSeconds; minute += 1) {
-      const at = now - minute * 60000;
-      const label = minute === 0 ? "now" : `-${minute}m`;
-      grid.push(s("text", { x: x(at), y: HEIGHT - 6, class: "axis", "text-anchor": minute === 0 ? "end" : "middle" }, label));
+    // Five time labels at most: every 15 s for a minute, every minute for five, and so on.
+    const tick = windowSeconds <= 60 ? 15 : Math.ceil(windowSeconds / 300) * 60;
+    for (let back = 0; back <= windowSeconds; back += tick) {
+      const label = back === 0 ? "now" : back < 60 ? `-${back}s` : `-${back / 60}m`;
+      grid.push(s("text", { x: x(now - back * 1000), y: HEIGHT - 6, class: "axis", "text-anchor": back === 0 ? "end" : back === windowSeconds ? "start" : "middle" }, label));
     }
     const lines = series.map((line) => {
       // A gap in the samples (the page was elsewhere) breaks the line.

@@ -1,11 +1,12 @@
 // The overview: object totals, alarms and the node's memory and disk, live charts of message
 // rates and queued messages (polled every 5 s; the samples stay in the page for 10 minutes, so
-// coming back to the tab shows the recent past), and the per-shard load when the broker
-// reports it.
+// coming back to the tab shows the recent past; the charts show the last 1, 5 or 10 minutes),
+// and the per-shard load when the broker reports it.
 
 import { get, api } from "/ui/api.js";
 import { h, clear, number, bytes, duration, section, facts } from "/ui/dom.js";
 import { lineChart, fractionBar } from "/ui/chart.js";
+import { select } from "/ui/forms.js";
 
 const POLL_MS = 5000;
 const KEEP_MS = 10 * 60 * 1000;
@@ -26,7 +27,7 @@ const QUEUED_SERIES = [
 ];
 
 /// Kept across visits to the tab.
-const history = { rates: [], queued: [], shardTurns: null };
+const history = { rates: [], queued: [], shardTurns: null, windowSeconds: 60 };
 
 function remember(list, sample) {
   list.push(sample);
@@ -100,8 +101,13 @@ export function render(container, _params, whoami) {
   const shardSection = section("Shards", shards);
   shardSection.hidden = true;
   const status = h("p", { class: "updated", id: "overview-status" });
+  const range = select("chart-range", [["60", "Last minute"], ["300", "Last 5 minutes"], ["600", "Last 10 minutes"]], String(history.windowSeconds));
+  range.addEventListener("change", () => {
+    history.windowSeconds = Number(range.value);
+    redraw(Date.now());
+  });
   clear(container,
-    h("div", { class: "page-title" }, h("h1", {}, "Overview"), status),
+    h("div", { class: "page-title" }, h("h1", {}, "Overview"), status, h("label", { class: "inline range" }, "Charts: ", range)),
     totals,
     h("div", { class: "charts" }, queuedChart.element, rateChart.element),
     h("div", { class: "columns" }, section("Alarms and node", node)),
@@ -110,6 +116,11 @@ export function render(container, _params, whoami) {
   const monitor = tags.includes("administrator") || tags.includes("monitoring");
   let rateKeys = RATE_SERIES;
   let busy = false;
+
+  function redraw(at) {
+    rateChart.update(history.rates, at, { windowSeconds: history.windowSeconds });
+    queuedChart.update(history.queued, at, { windowSeconds: history.windowSeconds });
+  }
 
   async function poll() {
     if (busy) return;
@@ -143,8 +154,7 @@ export function render(container, _params, whoami) {
         messages_unacknowledged: queueTotals.messages_unacknowledged || 0,
         messages: queueTotals.messages || 0,
       } });
-      rateChart.update(history.rates, at);
-      queuedChart.update(history.queued, at);
+      redraw(at);
       clear(totals, totalsView(overview.object_totals || {}));
       clear(node, alarmView(nodes && nodes[0], health));
       if (Array.isArray(overview.shards)) {
