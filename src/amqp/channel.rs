@@ -237,8 +237,9 @@ impl Confirms {
         }
     }
 
-    /// Answers everything settled since the last call (RabbitMQ's send_confirms_and_nacks).
-    pub fn take_answers(&mut self, mut answer: impl FnMut(ConfirmAnswer)) {
+    /// Answers everything settled since the last call (RabbitMQ's send_confirms_and_nacks);
+    /// returns how many publishes it acknowledged.
+    pub fn take_answers(&mut self, mut answer: impl FnMut(ConfirmAnswer)) -> usize {
         let mut acked = std::mem::take(&mut self.acked);
         let mut nacked = std::mem::take(&mut self.nacked);
         for sequences in [&mut acked, &mut nacked] {
@@ -257,6 +258,7 @@ impl Confirms {
                 answer(ConfirmAnswer::Nack { delivery_tag, multiple })
             });
         }
+        acked.len()
     }
 
     /// RabbitMQ's coalesce_and_send: of the `sequences` (sorted, without repeats), those below

@@ -78,6 +78,10 @@ pub struct Connection {
     /// The transport below the output (TLS) has bytes of its own to send, with nothing in
     /// `out`: a KeyUpdate answer or an alert. Wakes the writer like new output does.
     transport_wants_write: Cell<bool>,
+    /// Publishes confirmed (basic.ack) to its confirm-mode channels, and mandatory ones
+    /// returned unroutable: the management API's channel-side `message_stats`.
+    pub confirmed: Cell<u64>,
+    pub returned_unroutable: Cell<u64>,
 }
 
 /// The consumer a delivery was written for: (its queue, its channel, its tag).
@@ -120,6 +124,15 @@ impl Credits {
 }
 
 impl Connection {
+    /// Its channel-side message counts (`confirm`, `return_unroutable`).
+    pub fn channel_stats(&self) -> crate::broker::control::MessageStats {
+        crate::broker::control::MessageStats {
+            confirm: self.confirmed.get(),
+            return_unroutable: self.returned_unroutable.get(),
+            ..Default::default()
+        }
+    }
+
     pub fn new(id: ConnId) -> Connection {
         Connection {
             id,
@@ -150,6 +163,8 @@ impl Connection {
             is_tls: Cell::new(false),
             peer_certificate_cn: RefCell::new(None),
             transport_wants_write: Cell::new(false),
+            confirmed: Cell::new(0),
+            returned_unroutable: Cell::new(0),
         }
     }
 

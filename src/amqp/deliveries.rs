@@ -163,7 +163,8 @@ impl Connection {
         for channel in self.channels.borrow_mut().values_mut().filter(|channel| channel.is_open()) {
             let id = channel.id;
             if let Some(confirms) = channel.confirms_mut() {
-                confirms.take_answers(|answer| answers.push((id, answer)));
+                let acked = confirms.take_answers(|answer| answers.push((id, answer)));
+                self.confirmed.set(self.confirmed.get() + acked as u64);
             }
         }
         if answers.is_empty() {

@@ -538,6 +538,8 @@ impl<P: Port> Dispatcher<P> {
 
     /// basic.return 312 NO_ROUTE for a mandatory publish that reached no queue.
     pub(super) fn return_unroutable(&self, channel_id: u16, message: &Message) {
+        let returned = &self.connection.returned_unroutable;
+        returned.set(returned.get() + 1);
         let frame_max = self.connection.frame_max.get();
         self.connection.write_with(|out| {
             // A return too large for the client's frame_max is dropped: the publish itself

@@ -170,6 +170,10 @@ pub struct MessageStats {
     pub ack: u64,
     /// Deliveries and gets of messages delivered before.
     pub redeliver: u64,
+    /// Publishes confirmed to confirm-mode channels (channel side: 0 for a queue).
+    pub confirm: u64,
+    /// Mandatory publishes returned with 312 NO_ROUTE (channel side: 0 for a queue).
+    pub return_unroutable: u64,
 }
 
 impl MessageStats {
@@ -178,6 +182,8 @@ impl MessageStats {
         self.deliver_get += other.deliver_get;
         self.ack += other.ack;
         self.redeliver += other.redeliver;
+        self.confirm += other.confirm;
+        self.return_unroutable += other.return_unroutable;
     }
 }
 
@@ -244,6 +250,17 @@ pub enum ControlReply {
     Metrics(Box<ShardMetrics>),
 }
 
+/// Upper bounds (seconds) of the fdatasync latency histogram.
+pub const FSYNC_SECONDS_BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0];
+/// Upper bounds of the confirms-per-group-commit histogram.
+pub const COMMIT_BATCH_BUCKETS: &[u64] = &[1, 4, 16, 64, 256, 1024, 4096, 16384];
+
+/// The slot of `value` in a histogram with these upper bounds (the last slot is past them).
+pub fn bucket_of<T: PartialOrd>(bounds: &[T], value: &T) -> usize {
+    bounds.iter().position(|bound| value <= bound).unwrap_or(bounds.len())
+}
+
 /// One shard's counts for a Prometheus scrape, read from its own state when asked.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ShardMetrics {
@@ -260,6 +277,25 @@ pub struct ShardMetrics {
     /// Group-commit fdatasyncs and the time they took, summed.
     pub fsyncs: u64,
     pub fsync_micros: u64,
+    /// How many fdatasyncs took at most each of `FSYNC_SECONDS_BUCKETS` (not cumulative; one
+    /// more slot for the slower ones).
+    pub fsync_buckets: Vec<u64>,
+    /// How many group commits released at most each of `COMMIT_BATCH_BUCKETS` confirms (as
+    /// `fsync_buckets`).
+    pub commit_batch_buckets: Vec<u64>,
+    /// Confirms released by group commits (the batch histogram's sum).
+    pub commit_batch_sum: u64,
+    /// Turns of the shard's mailbox loop, and the CPU time its thread has used.
+    pub loop_turns: u64,
+    pub cpu_micros: u64,
+    /// Bytes written to the shard's segment files since it started.
+    pub store_written_bytes: u64,
+    /// Compaction: segments emptied of their ready messages, and the messages copied out.
+    pub compacted_segments: u64,
+    pub compacted_messages: u64,
+    /// Channel-side counts (`confirm`, `return_unroutable`) of the shard's connections, per
+    /// vhost, closed connections included.
+    pub vhost_stats: Vec<(String, MessageStats)>,
     /// Over the queues it owns.
     pub queues: u64,
     pub totals: QueueMetrics,

@@ -1,11 +1,14 @@
 //! `/api/vhosts`, `/api/users` and `/api/permissions`: the same account changes as
 //! `spatemq ctl add_user`/`add_vhost`/`set_permissions` make, through the definitions writer.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
 
 use super::api::{created, json_response, ApiError, ApiResult, Call};
 use super::input::Body;
 use super::listing;
+use super::stats::Counted;
 use crate::broker::control::{AccountChange, MessageStats, QueueInfo};
 use crate::broker::definitions_file;
 use crate::broker::passwords::HashAlgorithm;
@@ -19,16 +22,18 @@ pub fn vhosts(call: &Call) -> ApiResult {
                 return Err(ApiError::method_not_allowed());
             }
             let queues = call.context.broker.queues(None)?;
+            let channel_side = call.context.broker.channel_stats()?;
             let mut names: Vec<&String> = snapshot.vhosts.keys().filter(|name| call.caller.sees_vhost(name)).collect();
             names.sort();
-            let items = names.into_iter().map(|name| vhost_json(call, name, &queues)).collect();
+            let items = names.into_iter().map(|name| vhost_json(call, name, &queues, &channel_side)).collect();
             listing::reply(call, items, &["name"])
         }
         [_, name] => match call.method() {
             "GET" => {
                 call.caller.require_vhost(name)?;
                 let queues = call.context.broker.queues(Some(name))?;
-                Ok(json_response(&vhost_json(call, name, &queues)))
+                let channel_side = call.context.broker.channel_stats()?;
+                Ok(json_response(&vhost_json(call, name, &queues, &channel_side)))
             }
             "PUT" => {
                 call.caller.require_admin()?;
@@ -68,14 +73,16 @@ pub fn vhosts(call: &Call) -> ApiResult {
     }
 }
 
-fn vhost_json(call: &Call, name: &str, queues: &[QueueInfo]) -> Value {
-    let (mut ready, mut unacked, mut stats) = (0, 0, MessageStats::default());
+/// `channel_side`: the confirms and returns of each vhost's channels.
+fn vhost_json(call: &Call, name: &str, queues: &[QueueInfo], channel_side: &HashMap<String, MessageStats>) -> Value {
+    let (mut ready, mut unacked, mut stats) = (0, 0, channel_side.get(name).copied().unwrap_or_default());
     for queue in queues.iter().filter(|queue| queue.vhost == name) {
         ready += queue.messages_ready;
         unacked += queue.messages_unacknowledged;
         stats.add(&queue.stats);
     }
     let description = if name == "/" { "Default virtual host" } else { "" };
+    let key = format!("vhost\u{0}{name}");
     let object = json!({
         "name": name,
         "description": description,
@@ -84,9 +91,9 @@ fn vhost_json(call: &Call, name: &str, queues: &[QueueInfo]) -> Value {
         "metadata": {"description": description, "tags": []},
         "tracing": false,
         "cluster_state": {call.context.node.clone(): "running"},
-        "message_stats": call.context.rates.message_stats(&format!("vhost\u{0}{name}"), &stats),
+        "message_stats": call.context.rates.message_stats(&key, &stats, Counted::WithChannels),
     });
-    super::stats::with_message_counts(object, ready, unacked)
+    call.context.rates.with_message_counts(&key, object, ready, unacked)
 }
 
 pub fn users(call: &Call) -> ApiResult {

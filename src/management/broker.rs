@@ -2,12 +2,13 @@
 //! `spatemq ctl` uses them. Definitions changes go to the writer (shard 0), queue work to the
 //! queue's owner, listings to every shard; reads of definitions use the writer's snapshot.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::broker::control::{
-    AccountChange, ChannelInfo, ConnectionInfo, ConsumerInfo, ControlReply, ControlRequest, PublishRequest, QueueInfo,
-    ShardAsk, ShardMetrics,
+    AccountChange, ChannelInfo, ConnectionInfo, ConsumerInfo, ControlReply, ControlRequest, MessageStats,
+    PublishRequest, QueueInfo, ShardAsk, ShardMetrics,
 };
 use crate::broker::error::{AmqpError, INTERNAL_ERROR};
 use crate::broker::requests::{AdminRequest, QueueRequest, ReplyBody};
@@ -135,6 +136,18 @@ impl Broker {
             }
         }
         Ok(shards)
+    }
+
+    /// The channel-side counts (confirms, unroutable returns) of every shard's connections,
+    /// per vhost.
+    pub fn channel_stats(&self) -> Result<HashMap<String, MessageStats>, ApiError> {
+        let mut per_vhost: HashMap<String, MessageStats> = HashMap::new();
+        for shard in self.metrics(false)? {
+            for (vhost, stats) in shard.vhost_stats {
+                per_vhost.entry(vhost).or_default().add(&stats);
+            }
+        }
+        Ok(per_vhost)
     }
 
     /// Closes every connection named `name`; how many there were.

@@ -7,8 +7,9 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::api::{json_response, ApiError, ApiResult, Call};
+use super::stats::{Counted, Kind};
 use super::Context;
-use crate::broker::control::PublishRequest;
+use crate::broker::control::{PublishRequest, ShardMetrics};
 use crate::broker::definitions_file::EXPORT_RABBITMQ_VERSION;
 use crate::broker::requests::{AdminRequest, QueueDeclare, QueueRequest, ReplyBody};
 use crate::codec::message::Message;
@@ -47,9 +48,15 @@ pub fn overview(call: &Call) -> ApiResult {
     let connections = broker.connections()?;
     let channels = broker.channels()?;
     let consumers = broker.consumers()?;
+    let shards = broker.metrics(false)?;
     let mut stats = crate::broker::control::MessageStats::default();
     for queue in &queues {
         stats.add(&queue.stats);
+    }
+    for shard in &shards {
+        for (_, channel_side) in shard.vhost_stats.iter().filter(|(vhost, _)| call.caller.sees_vhost(vhost)) {
+            stats.add(channel_side);
+        }
     }
     // What a user sees depends on the vhosts it may see: rates are kept per view.
     let view = if call.caller.is_monitor() {
@@ -57,7 +64,7 @@ pub fn overview(call: &Call) -> ApiResult {
     } else {
         format!("overview\u{0}{}", call.caller.name())
     };
-    let message_stats = context.rates.message_stats(&view, &stats);
+    let message_stats = context.rates.message_stats(&view, &stats, Counted::WithChannels);
     let ready: u64 = queues.iter().map(|queue| queue.messages_ready).sum();
     let unacked: u64 = queues.iter().map(|queue| queue.messages_unacknowledged).sum();
     let exchanges: usize = snapshot
@@ -66,7 +73,7 @@ pub fn overview(call: &Call) -> ApiResult {
         .filter(|vhost| call.caller.sees_vhost(&vhost.name))
         .map(|vhost| vhost.exchanges.len())
         .sum();
-    Ok(json_response(&json!({
+    let mut object = json!({
         "management_version": EXPORT_RABBITMQ_VERSION,
         "rates_mode": "basic",
         "sample_retention_policies": {"global": [600, 3600, 28800, 86400], "basic": [600, 3600], "detailed": [600]},
@@ -81,7 +88,7 @@ pub fn overview(call: &Call) -> ApiResult {
         "enable_queue_totals": false,
         "message_stats": message_stats,
         "churn_rates": {},
-        "queue_totals": super::stats::with_message_counts(json!({}), ready, unacked),
+        "queue_totals": context.rates.with_message_counts(&view, json!({}), ready, unacked),
         "object_totals": {
             "channels": channels.iter().filter(|channel| call.caller.sees_user(&channel.user)).count(),
             "connections": connections.iter().filter(|connection| call.caller.sees_user(&connection.user)).count(),
@@ -99,7 +106,35 @@ pub fn overview(call: &Call) -> ApiResult {
             "ip": context.management_address.ip().to_string(),
             "port": context.management_address.port().to_string(),
         }],
-    })))
+    });
+    // SpateMQ's own: the load of each shard (a node-wide view, for monitoring users).
+    if call.caller.is_monitor() {
+        object["shards"] = Value::Array(shards.iter().map(|shard| shard_load(context, shard)).collect());
+    }
+    Ok(json_response(&object))
+}
+
+/// One shard's load: its objects, its mailbox depth, its loop turns (and their rate), and
+/// `busy`, the share of the last seconds its thread spent on the CPU (0 to 1).
+fn shard_load(context: &super::Context, shard: &ShardMetrics) -> Value {
+    let key = format!("shard\u{0}{}", shard.shard);
+    let rates = context.rates.rates(&key, &[shard.loop_turns as f64, shard.cpu_micros as f64], Kind::Counter);
+    let busy = (rates[1] / 1_000_000.0).clamp(0.0, 1.0);
+    json!({
+        "shard": shard.shard,
+        "connections": shard.connections,
+        "channels": shard.channels,
+        "consumers": shard.consumers,
+        "queues": shard.queues,
+        "messages_ready": shard.totals.messages_ready,
+        "messages_unacknowledged": shard.totals.messages_unacked,
+        "mailbox_depth": shard.mailbox_depth,
+        "loop_turns": shard.loop_turns,
+        "loop_turns_details": {"rate": (rates[0] * 10.0).round() / 10.0},
+        "busy": (busy * 1000.0).round() / 1000.0,
+        "fsyncs": shard.fsyncs,
+        "store_written_bytes": shard.store_written_bytes,
+    })
 }
 
 pub fn whoami(call: &Call) -> ApiResult {

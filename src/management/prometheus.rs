@@ -15,7 +15,7 @@ use std::time::Instant;
 use super::broker::Broker;
 use super::http::{self, HttpServer, Request, Response};
 use crate::alarms::Alarms;
-use crate::broker::control::{MessageStats, QueueMetrics, ShardMetrics};
+use crate::broker::control::{MessageStats, QueueMetrics, ShardMetrics, COMMIT_BATCH_BUCKETS, FSYNC_SECONDS_BUCKETS};
 use crate::broker::definitions_file::EXPORT_RABBITMQ_VERSION;
 use crate::config::Config;
 use crate::shard::mailbox::Mailboxes;
@@ -144,7 +144,11 @@ fn render(context: &Context, shards: &[ShardMetrics], per_queue: bool) -> String
         queue_families(&mut out, std::iter::once(&totals));
     }
 
-    global_counters(&mut out, &totals.stats);
+    let mut global = totals.stats;
+    for (_, channel_side) in shards.iter().flat_map(|shard| &shard.vhost_stats) {
+        global.add(channel_side);
+    }
+    global_counters(&mut out, &global);
 
     let config = &context.config;
     let memory_limit = config.memory_high_watermark.bytes(crate::alarms::total_memory_bytes());
@@ -248,6 +252,12 @@ fn global_counters(out: &mut Exposition, stats: &MessageStats) {
             "Total number of messages redelivered to consumers",
             stats.redeliver,
         ),
+        ("rabbitmq_global_messages_confirmed_total", "Total number of messages confirmed to publishers", stats.confirm),
+        (
+            "rabbitmq_global_messages_unroutable_returned_total",
+            "Total number of messages published as mandatory into an exchange and returned to the publisher as unroutable",
+            stats.return_unroutable,
+        ),
     ];
     for (name, help, value) in counters {
         out.family(name, "counter", help);
@@ -258,11 +268,33 @@ fn global_counters(out: &mut Exposition, stats: &MessageStats) {
 /// SpateMQ's own: per shard (label `shard`) and the store's group commits.
 fn spatemq_families(out: &mut Exposition, shards: &[ShardMetrics], sum: &ShardMetrics) {
     type Read = fn(&ShardMetrics) -> u64;
-    let per_shard: [(&str, &str, &str, Read); 4] = [
+    let per_shard: [(&str, &str, &str, Read); 9] = [
         ("spatemq_shard_mailbox_depth", "gauge", "Messages waiting in the shard's mailboxes", |s| s.mailbox_depth),
         ("spatemq_shard_connections", "gauge", "Connections served by the shard", |s| s.connections),
         ("spatemq_shard_queues", "gauge", "Queues owned by the shard", |s| s.queues),
         ("spatemq_shard_fsyncs_total", "counter", "Group-commit fdatasyncs of the shard's message store", |s| s.fsyncs),
+        ("spatemq_shard_loop_turns_total", "counter", "Turns of the shard's mailbox loop", |s| s.loop_turns),
+        ("spatemq_shard_store_written_bytes_total", "counter", "Bytes written to the shard's segment files", |s| {
+            s.store_written_bytes
+        }),
+        (
+            "spatemq_shard_compacted_segments_total",
+            "counter",
+            "Segments compaction emptied of their ready messages",
+            |s| s.compacted_segments,
+        ),
+        (
+            "spatemq_shard_compacted_messages_total",
+            "counter",
+            "Ready messages compaction copied out of old segments",
+            |s| s.compacted_messages,
+        ),
+        (
+            "spatemq_shard_queued_messages",
+            "gauge",
+            "Messages in the queues the shard owns, ready or unacknowledged",
+            |s| s.totals.messages_ready + s.totals.messages_unacked,
+        ),
     ];
     for (name, kind, help, read) in per_shard {
         out.family(name, kind, help);
@@ -275,7 +307,28 @@ fn spatemq_families(out: &mut Exposition, shards: &[ShardMetrics], sum: &ShardMe
         let seconds = format_seconds(shard.fsync_micros);
         out.sample_text("spatemq_shard_fsync_seconds_total", &[("shard", &shard.shard.to_string())], &seconds);
     }
+    out.family("spatemq_shard_cpu_seconds_total", "counter", "CPU time used by the shard's thread");
+    for shard in shards {
+        let seconds = format_seconds(shard.cpu_micros);
+        out.sample_text("spatemq_shard_cpu_seconds_total", &[("shard", &shard.shard.to_string())], &seconds);
+    }
     out.single("spatemq_fsyncs_total", "counter", "Group-commit fdatasyncs of every shard", sum.fsyncs);
+    let seconds_bounds: Vec<String> = FSYNC_SECONDS_BUCKETS.iter().map(|bound| bound.to_string()).collect();
+    out.histogram(
+        "spatemq_shard_fsync_duration_seconds",
+        "Latency of the shard's group-commit fdatasyncs",
+        shards,
+        &seconds_bounds,
+        |shard| (&shard.fsync_buckets, format_seconds(shard.fsync_micros)),
+    );
+    let batch_bounds: Vec<String> = COMMIT_BATCH_BUCKETS.iter().map(|bound| bound.to_string()).collect();
+    out.histogram(
+        "spatemq_shard_commit_batch_messages",
+        "Publisher confirms released per group commit",
+        shards,
+        &batch_bounds,
+        |shard| (&shard.commit_batch_buckets, shard.commit_batch_sum.to_string()),
+    );
 }
 
 fn format_seconds(micros: u64) -> String {
@@ -303,6 +356,31 @@ struct Exposition {
 
 impl Exposition {
     /// `# HELP` and `# TYPE` lines, before the family's samples.
+    /// A histogram per shard: cumulative `_bucket`s with `le` labels, `_sum` and `_count`.
+    /// `read` gives a shard's counts per slot (the last one past every bound) and its sum.
+    fn histogram(
+        &mut self,
+        name: &str,
+        help: &str,
+        shards: &[ShardMetrics],
+        bounds: &[String],
+        read: impl Fn(&ShardMetrics) -> (&Vec<u64>, String),
+    ) {
+        self.family(name, "histogram", help);
+        let bucket = format!("{name}_bucket");
+        for shard in shards {
+            let label = shard.shard.to_string();
+            let (counts, sum) = read(shard);
+            let mut cumulative = 0;
+            for (index, le) in bounds.iter().map(String::as_str).chain(["+Inf"]).enumerate() {
+                cumulative += counts.get(index).copied().unwrap_or(0);
+                self.sample(&bucket, &[("shard", &label), ("le", le)], cumulative);
+            }
+            self.sample_text(&format!("{name}_sum"), &[("shard", &label)], &sum);
+            self.sample(&format!("{name}_count"), &[("shard", &label)], cumulative);
+        }
+    }
+
     fn family(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.text, "# TYPE {name} {kind}");
         let _ = writeln!(self.text, "# HELP {name} {}", escape_help(help));

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::api::{created, json_response, ApiError, ApiResult, Call};
 use super::input::Body;
+use super::stats::Counted;
 use super::{bindings, listing, messages, policies};
 use crate::broker::control::QueueInfo;
 use crate::broker::definitions_file::field_table_to_json;
@@ -64,6 +65,7 @@ fn queue_json(call: &Call, snapshot: &Snapshot, queue: &QueueInfo) -> Value {
         .vhost(&queue.vhost)
         .and_then(|vhost| vhost.queues.get(&queue.name))
         .map_or_else(|| json!({}), |definition| field_table_to_json(&definition.arguments));
+    let key = format!("queue\u{0}{}\u{0}{}", queue.vhost, queue.name);
     let object = json!({
         "name": queue.name,
         "vhost": queue.vhost,
@@ -80,9 +82,9 @@ fn queue_json(call: &Call, snapshot: &Snapshot, queue: &QueueInfo) -> Value {
         "exclusive_consumer_tag": null,
         "consumers": queue.consumers,
         "message_bytes_ready": queue.ready_bytes,
-        "message_stats": call.context.rates.message_stats(&format!("queue\u{0}{}\u{0}{}", queue.vhost, queue.name), &queue.stats),
+        "message_stats": call.context.rates.message_stats(&key, &queue.stats, Counted::Queue),
     });
-    super::stats::with_message_counts(object, queue.messages_ready, queue.messages_unacknowledged)
+    call.context.rates.with_message_counts(&key, object, queue.messages_ready, queue.messages_unacknowledged)
 }
 
 /// The caller's rights in `vhost`, for the writer's checks.

@@ -13,6 +13,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
+use crate::broker::control::{bucket_of, COMMIT_BATCH_BUCKETS, FSYNC_SECONDS_BUCKETS};
 use crate::limits::FINAL_COMMIT_WAIT_MS;
 use crate::shard::Shard;
 use crate::store::segment::Segment;
@@ -28,6 +29,30 @@ pub struct SyncSignal {
     /// The time those fdatasyncs took, summed (a scrape's counter).
     pub fsync_micros: Cell<u64>,
     pub confirmed_messages: Cell<u64>,
+    /// Histograms of fdatasync latency and of confirms per commit (`ShardMetrics`).
+    pub fsync_latency: Histogram,
+    pub commit_batch: Histogram,
+}
+
+/// Counts per slot of a histogram whose bounds the reader knows (plain, read by its shard).
+#[derive(Default)]
+pub struct Histogram(RefCell<Vec<u64>>);
+
+impl Histogram {
+    pub fn note(&self, slot: usize) {
+        let mut counts = self.0.borrow_mut();
+        if counts.len() <= slot {
+            counts.resize(slot + 1, 0);
+        }
+        counts[slot] += 1;
+    }
+
+    /// The counts of `slots` slots.
+    pub fn counts(&self, slots: usize) -> Vec<u64> {
+        let mut counts = self.0.borrow().clone();
+        counts.resize(slots, 0);
+        counts
+    }
 }
 
 impl SyncSignal {
@@ -102,8 +127,10 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
         }
         let signal = &shard.sync_signal;
         signal.fsyncs.set(signal.fsyncs.get() + 1);
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let elapsed = started.elapsed();
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         signal.fsync_micros.set(signal.fsync_micros.get().saturating_add(micros));
+        signal.fsync_latency.note(bucket_of(FSYNC_SECONDS_BUCKETS, &elapsed.as_secs_f64()));
     }
     // Keep descriptors only for segments still being written.
     let active = shard.with_store(|store| store.active_numbers()).unwrap_or_default();
@@ -119,6 +146,9 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
         release_moved(batch.retired);
     }
     shard.sync_signal.confirmed_messages.set(shard.sync_signal.confirmed_messages.get() + batch.confirms.len() as u64);
+    if !batch.confirms.is_empty() {
+        shard.sync_signal.commit_batch.note(bucket_of(COMMIT_BATCH_BUCKETS, &(batch.confirms.len() as u64)));
+    }
     shard.release_confirms(batch.confirms, ok);
     shard.sync_signal.in_flight.set(false);
     Commit::Done

@@ -54,6 +54,11 @@ impl Shard {
         let mut more = false;
         for victim in victims {
             let moved = self.empty_segment(&victim, &mut budget_bytes);
+            let work = &self.work_counts;
+            work.compacted_messages.set(work.compacted_messages.get() + moved);
+            if budget_bytes > 0 {
+                work.compacted_segments.set(work.compacted_segments.get() + 1);
+            }
             crate::debug!(
                 "shard {}: compaction copied {moved} ready message(s) out of segment {} ({} bytes were live)",
                 self.id,

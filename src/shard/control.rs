@@ -6,10 +6,15 @@
 //! definitions change. A shard that receives definitions closes the connections whose vhost
 //! or user is gone (320, RabbitMQ's texts).
 
+use std::rc::Rc;
+
+use rustc_hash::FxHashMap;
+
 use super::Shard;
+use crate::amqp::connection::Connection;
 use crate::broker::control::{
     AccountChange, ChannelInfo, ConnectionInfo, ControlAnswer, ControlMsg, ControlReply, ControlRequest,
-    PublishRequest, QueueMetrics, ShardAsk, ShardMetrics,
+    PublishRequest, QueueMetrics, ShardAsk, ShardMetrics, COMMIT_BATCH_BUCKETS, FSYNC_SECONDS_BUCKETS,
 };
 use crate::broker::durable::{
     permission_operation, policy_operation, user_limits_operation, user_operation, vhost_limits_operation,
@@ -140,6 +145,15 @@ impl Shard {
             connections_closed: self.connection_counts.closed.get(),
             fsyncs: self.sync_signal.fsyncs.get(),
             fsync_micros: self.sync_signal.fsync_micros.get(),
+            fsync_buckets: self.sync_signal.fsync_latency.counts(FSYNC_SECONDS_BUCKETS.len() + 1),
+            commit_batch_buckets: self.sync_signal.commit_batch.counts(COMMIT_BATCH_BUCKETS.len() + 1),
+            commit_batch_sum: self.sync_signal.confirmed_messages.get(),
+            loop_turns: self.work_counts.loop_turns.get(),
+            cpu_micros: thread_cpu_micros(),
+            store_written_bytes: self.with_store(|store| store.written_total_bytes()).unwrap_or(0),
+            compacted_segments: self.work_counts.compacted_segments.get(),
+            compacted_messages: self.work_counts.compacted_messages.get(),
+            vhost_stats: self.channel_stats_per_vhost(&connections),
             queues: queues.len() as u64,
             ..ShardMetrics::default()
         };
@@ -161,6 +175,23 @@ impl Shard {
         }
         metrics.consumers = metrics.totals.consumers;
         metrics
+    }
+
+    /// The channel-side counts of its connections, open and closed, per vhost.
+    fn channel_stats_per_vhost(
+        &self,
+        connections: &FxHashMap<u64, Rc<Connection>>,
+    ) -> Vec<(String, crate::broker::control::MessageStats)> {
+        let mut per_vhost = self.connection_counts.closed_stats.borrow().clone();
+        for connection in connections.values() {
+            let stats = connection.channel_stats();
+            if stats != crate::broker::control::MessageStats::default() {
+                per_vhost.entry(connection.vhost.borrow().clone()).or_default().add(&stats);
+            }
+        }
+        let mut list: Vec<_> = per_vhost.into_iter().collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
     }
 
     fn queue_infos(&self, vhost: Option<&str>) -> Vec<crate::broker::control::QueueInfo> {
@@ -341,4 +372,15 @@ impl Shard {
             connection.force_close(&AmqpError::new(CONNECTION_FORCED, reason));
         }
     }
+}
+
+/// The CPU time the calling thread has used (0 if the clock cannot be read).
+fn thread_cpu_micros() -> u64 {
+    let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `time` is a valid, writable timespec for the duration of the call.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time) };
+    if status != 0 {
+        return 0;
+    }
+    u64::try_from(time.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(time.tv_nsec).unwrap_or(0) / 1_000
 }

@@ -88,6 +88,8 @@ pub struct Shard {
     pub connection_limits: ConnectionLimits,
     /// Connections opened and closed on this shard (a scrape's counters).
     pub connection_counts: ConnectionCounts,
+    /// Loop turns and compaction work (a scrape's counters).
+    pub work_counts: WorkCounts,
 }
 
 /// Plain per-shard counts, read only by this shard's control inbox.
@@ -95,6 +97,26 @@ pub struct Shard {
 pub struct ConnectionCounts {
     pub opened: Cell<u64>,
     pub closed: Cell<u64>,
+    /// The channel-side message counts of closed connections, per vhost.
+    pub closed_stats: RefCell<FxHashMap<String, crate::broker::control::MessageStats>>,
+}
+
+impl ConnectionCounts {
+    /// Keeps the counts of a connection that ends.
+    pub fn keep_stats_of(&self, connection: &Connection) {
+        let stats = connection.channel_stats();
+        if stats != crate::broker::control::MessageStats::default() {
+            let vhost = connection.vhost.borrow().clone();
+            self.closed_stats.borrow_mut().entry(vhost).or_default().add(&stats);
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct WorkCounts {
+    pub loop_turns: Cell<u64>,
+    pub compacted_segments: Cell<u64>,
+    pub compacted_messages: Cell<u64>,
 }
 
 impl Shard {
@@ -141,6 +163,7 @@ impl Shard {
             alarms,
             ack_deadlines: ack_timeout::AckDeadlines::default(),
             connection_counts: ConnectionCounts::default(),
+            work_counts: WorkCounts::default(),
             config,
         }
     }
@@ -280,6 +303,7 @@ impl Shard {
     pub async fn run_mailbox_loop(self: Rc<Self>) {
         loop {
             let (handled, spilled) = self.turn();
+            self.work_counts.loop_turns.set(self.work_counts.loop_turns.get() + 1);
             if self.shutdown_requested() {
                 return;
             }

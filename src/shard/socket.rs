@@ -381,6 +381,7 @@ fn teardown(shard: &Rc<Shard>, connection: &Rc<Connection>) {
     if shard.connections.borrow_mut().remove(&connection.id.local).is_some() {
         let counts = &shard.connection_counts;
         counts.closed.set(counts.closed.get() + 1);
+        counts.keep_stats_of(connection);
     }
     release_connection(&**shard, connection);
 }

@@ -198,6 +198,11 @@ impl Store {
         })
     }
 
+    /// Bytes written to segment files since the store was opened.
+    pub fn written_total_bytes(&self) -> u64 {
+        self.written_total_bytes
+    }
+
     /// The segments still being written (their file descriptors are worth keeping).
     pub fn active_numbers(&self) -> [Option<u64>; 2] {
         [&self.publishes, &self.copies].map(|stream| stream.active.as_ref().map(|segment| segment.number))

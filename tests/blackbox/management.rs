@@ -15,6 +15,8 @@ use crate::common::*;
 
 #[path = "management_policies.rs"]
 mod policies;
+#[path = "management_stats.rs"]
+mod stats;
 #[path = "management_ui.rs"]
 mod ui;
 

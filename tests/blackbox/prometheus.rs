@@ -79,7 +79,7 @@ fn is_name(name: &str) -> bool {
 }
 
 /// Parses the text format 0.0.4 strictly: `# HELP` and `# TYPE` of a family come before its
-/// samples, each sample line is `name{label="value",...} value` with valid names and escapes.
+/// samples (a histogram's `_bucket`, `_sum` and `_count`), each sample line is `name{label="value",...} value` with valid names and escapes.
 fn parse(text: &str) -> Exposition {
     let mut samples = HashMap::new();
     let mut types = HashMap::new();
@@ -107,8 +107,14 @@ fn parse(text: &str) -> Exposition {
         let name_end = line.find(['{', ' ']).unwrap_or_else(|| panic!("no value: {line}"));
         let name = &line[..name_end];
         assert!(is_name(name), "bad metric name in {line}");
-        assert!(types.contains_key(name) && helped.contains(name), "{name} sampled before its TYPE and HELP");
-        sampled.insert(name.to_string());
+        // A histogram's samples are its family name with `_bucket`, `_sum` or `_count`.
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .filter_map(|suffix| name.strip_suffix(suffix))
+            .find(|base| types.get(*base).is_some_and(|kind| kind == "histogram"))
+            .unwrap_or(name);
+        assert!(types.contains_key(family) && helped.contains(family), "{name} sampled before its TYPE and HELP");
+        sampled.insert(family.to_string());
         let mut rest = &line[name_end..];
         let mut series = name.to_string();
         if let Some(labels) = rest.strip_prefix('{') {
@@ -272,4 +278,90 @@ fn other_paths_are_404() {
     for path in ["/", "/api/overview", "/metrics/detailed", "/metricsx", "/favicon.ico"] {
         assert_eq!(scraped.get(path).0, 404, "{path}");
     }
+}
+
+const CONFIRMED: &str = "rabbitmq_global_messages_confirmed_total{protocol=\"amqp091\"}";
+const RETURNED: &str = "rabbitmq_global_messages_unroutable_returned_total{protocol=\"amqp091\"}";
+
+/// The sum over both shards of a per-shard series (`{shard="N"}` or `{shard="N",...}`).
+fn per_shard_sum(exposition: &Exposition, name: &str, extra_labels: &str) -> f64 {
+    ["0", "1"].iter().map(|shard| exposition.value(&format!("{name}{{shard=\"{shard}\"{extra_labels}}}"))).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirms_returns_fsync_histograms_and_shard_work_are_counted() {
+    let Some(scraped) = Scraped::start() else { return };
+    let before = scraped.scrape("/metrics");
+    for (name, kind) in [
+        ("rabbitmq_global_messages_confirmed_total", "counter"),
+        ("rabbitmq_global_messages_unroutable_returned_total", "counter"),
+        ("spatemq_shard_loop_turns_total", "counter"),
+        ("spatemq_shard_cpu_seconds_total", "counter"),
+        ("spatemq_shard_store_written_bytes_total", "counter"),
+        ("spatemq_shard_compacted_segments_total", "counter"),
+        ("spatemq_shard_compacted_messages_total", "counter"),
+        ("spatemq_shard_queued_messages", "gauge"),
+        ("spatemq_shard_fsync_duration_seconds", "histogram"),
+        ("spatemq_shard_commit_batch_messages", "histogram"),
+    ] {
+        assert_eq!(before.kind(name), kind, "{name}");
+    }
+
+    let (connection, channel) = connect_channel(scraped.broker.uri()).await;
+    let queue = "scraped durable";
+    declare_queue_with(&channel, queue, QueueDeclareOptions { durable: true, ..Default::default() }).await;
+    channel.confirm_select(ConfirmSelectOptions::default()).await.expect("confirm.select");
+    let persistent = BasicProperties::default().with_delivery_mode(2);
+    let mut confirms = Vec::new();
+    for _ in 0..20 {
+        let confirm = channel
+            .basic_publish("".into(), queue.into(), BasicPublishOptions::default(), b"kept", persistent.clone())
+            .await
+            .expect("publish");
+        confirms.push(confirm);
+    }
+    for confirm in confirms {
+        assert!(confirm.await.expect("confirm").is_ack());
+    }
+    // A mandatory publish nothing routes, on a channel without confirms: one return.
+    let plain = open_channel(&connection).await;
+    let mandatory = BasicPublishOptions { mandatory: true, ..Default::default() };
+    plain
+        .basic_publish("".into(), "no such queue".into(), mandatory, b"lost", BasicProperties::default())
+        .await
+        .expect("publish");
+
+    let after = scrape_until(&scraped, "/metrics", |now| {
+        now.value(CONFIRMED) - before.value(CONFIRMED) == 20.0 && now.value(RETURNED) - before.value(RETURNED) == 1.0
+    });
+    // Every persistent message was fsynced before its confirm: the commits released 20
+    // confirms, and each histogram's count is its fsyncs (or commits), bucket by bucket.
+    let fsyncs = per_shard_sum(&after, "spatemq_shard_fsyncs_total", "");
+    assert!(fsyncs - per_shard_sum(&before, "spatemq_shard_fsyncs_total", "") >= 1.0);
+    assert_eq!(per_shard_sum(&after, "spatemq_shard_fsync_duration_seconds_count", ""), fsyncs);
+    assert_eq!(per_shard_sum(&after, "spatemq_shard_fsync_duration_seconds_bucket", ",le=\"+Inf\""), fsyncs);
+    let batch_sum = per_shard_sum(&after, "spatemq_shard_commit_batch_messages_sum", "");
+    assert_eq!(batch_sum - per_shard_sum(&before, "spatemq_shard_commit_batch_messages_sum", ""), 20.0);
+    for shard in ["0", "1"] {
+        let mut previous = 0.0;
+        for le in ["0.0001", "0.001", "0.01", "0.1", "1", "+Inf"] {
+            let series = format!("spatemq_shard_fsync_duration_seconds_bucket{{shard=\"{shard}\",le=\"{le}\"}}");
+            let cumulative = after.value(&series);
+            assert!(cumulative >= previous, "{series}: buckets are cumulative");
+            previous = cumulative;
+        }
+    }
+    let written = per_shard_sum(&after, "spatemq_shard_store_written_bytes_total", "");
+    assert!(written - per_shard_sum(&before, "spatemq_shard_store_written_bytes_total", "") >= 20.0 * 4.0);
+    assert!(
+        per_shard_sum(&after, "spatemq_shard_loop_turns_total", "")
+            > per_shard_sum(&before, "spatemq_shard_loop_turns_total", "")
+    );
+    assert!(per_shard_sum(&after, "spatemq_shard_cpu_seconds_total", "") > 0.0);
+    assert_eq!(per_shard_sum(&after, "spatemq_shard_queued_messages", ""), 20.0);
+    close_conn(&connection).await;
+    // Closed connections keep their counts.
+    let closed = scrape_until(&scraped, "/metrics", |now| now.value("rabbitmq_connections") == 0.0);
+    assert_eq!(closed.value(CONFIRMED) - before.value(CONFIRMED), 20.0);
+    assert_eq!(closed.value(RETURNED) - before.value(RETURNED), 1.0);
 }
