@@ -3,7 +3,7 @@
 installs). Logs in (a wrong password shows the broker's reason), creates a queue, publishes to
 it and sees its count change, sets a policy (after one the broker refuses, whose reason is
 shown) and sees it on the queue, deletes the queue; sees the overview's charts move while
-messages flow (and saves a screenshot of it); pages through 10,000 queues a hundred at a time.
+messages flow, and the per-shard load (and saves a screenshot of it); pages through 10,000 queues a hundred at a time.
 
 Every wait is for a condition, with a timeout; nothing is timed.
 """
@@ -162,7 +162,8 @@ def test_a_queue_made_published_to_given_a_policy_and_deleted_from_the_ui(logged
 
 
 class Traffic:
-    """Publishes to two queues (one consumed, one left to fill) until stopped."""
+    """Publishes to two queues until stopped: one left to fill, one consumed (and published to
+    with confirms)."""
 
     def __init__(self, managed):
         self.managed = managed
@@ -186,10 +187,12 @@ class Traffic:
     def _publish(self):
         connection = self.managed.connect()
         channel = connection.channel()
+        confirmed = connection.channel()
+        confirmed.confirm_delivery()
         while not self.stop.is_set():
             for _ in range(20):
                 channel.basic_publish("", self.filled, b"x" * 64)
-                channel.basic_publish("", self.consumed, b"y" * 64)
+                confirmed.basic_publish("", self.consumed, b"y" * 64)
             connection.process_data_events(time_limit=0.01)
         connection.close()
 
@@ -232,7 +235,8 @@ def test_the_overview_charts_move_while_messages_flow(logged_in, managed, tmp_pa
     with Traffic(managed) as traffic:
         rates = browser.wait(
             lambda: (lambda state: state if state["latest"].get("publish", 0) > 0
-                     and state["latest"].get("deliver_get", 0) > 0 and state["samples"] >= 3 else None)(
+                     and state["latest"].get("deliver_get", 0) > 0 and state["latest"].get("confirm", 0) > 0
+                     and state["samples"] >= 3 else None)(
                 chart_state(browser, "#rates-chart")),
             timeout=60, what="publish and deliver rates above 0 in the chart")
         assert rates["lines"] != before["lines"], "the chart's lines changed"
@@ -244,9 +248,22 @@ def test_the_overview_charts_move_while_messages_flow(logged_in, managed, tmp_pa
         total = browser.text(browser.find("[data-total=queues] .card-value"))
         assert int(total.replace(",", "")) >= 2
         browser.wait_for_text("#node", "No alarms")
-        # One more sample, so the screenshot shows lines rather than a point or two.
-        browser.wait(lambda: chart_state(browser, "#rates-chart")["samples"] >= rates["samples"] + 1,
-                     timeout=20, what="another sample")
+        shards = browser.wait(lambda: browser.execute(
+            "return [...document.querySelectorAll('#shards tbody tr')].map(row =>"
+            " ({queues: Number(row.cells[5].textContent.replace(/,/g, '')),"
+            "   busy: Number(row.querySelector('.bar-fill').getAttribute('width'))}))"),
+            what="the per-shard table")
+        assert len(shards) == 2, shards
+        assert sum(shard["queues"] for shard in shards) >= 2, shards
+        browser.wait(lambda: any(float(width) > 0 for width in browser.execute(
+            "return [...document.querySelectorAll('#shards .bar-fill')].map(bar => bar.getAttribute('width'))")),
+            timeout=30, what="a shard's busy bar above 0 while messages flow")
+        assert rates["latest"].get("confirm", 0) > 0, rates
+        # More samples, so the screenshot shows lines rather than a point or two; a longer
+        # run for the README's picture.
+        wanted = 7 if os.environ.get("SPATEMQ_UI_SCREENSHOT") else rates["samples"] + 1
+        browser.wait(lambda: chart_state(browser, "#rates-chart")["samples"] >= wanted,
+                     timeout=60, what="%d samples" % wanted)
         shot = browser.screenshot(str(tmp_path / "overview.png"))
         if os.environ.get("SPATEMQ_UI_SCREENSHOT"):
             shutil.copyfile(shot, os.environ["SPATEMQ_UI_SCREENSHOT"])

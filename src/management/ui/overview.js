@@ -27,7 +27,7 @@ const QUEUED_SERIES = [
 ];
 
 /// Kept across visits to the tab.
-const history = { rates: [], queued: [], shardTurns: null, windowSeconds: 60 };
+const history = { rates: [], queued: [], windowSeconds: 60 };
 
 function remember(list, sample) {
   list.push(sample);
@@ -62,17 +62,16 @@ function alarmView(node, health) {
   const memoryShare = node.mem_limit ? node.mem_used / node.mem_limit : 0;
   return h("div", {}, state, facts([
     ["Node", node.name],
-    ["Memory", h("span", {}, fractionBar(memoryShare), ` ${bytes(node.mem_used)} of ${bytes(node.mem_limit)} high watermark`)],
+    ["Memory", h("span", { title: "used of the high watermark" }, fractionBar(memoryShare), ` ${bytes(node.mem_used)} of ${bytes(node.mem_limit)}`)],
     ["Disk free", `${bytes(node.disk_free)} (limit ${bytes(node.disk_free_limit)})`],
     ["Uptime", duration(node.uptime)],
     ["Shards", node.shards === undefined ? "–" : String(node.shards)],
   ]));
 }
 
-function shardView(shards, elapsedSeconds, previousTurns) {
+function shardView(shards) {
   const rows = shards.map((shard) => {
-    const before = previousTurns && previousTurns.get(shard.shard);
-    const turnsRate = before !== undefined && elapsedSeconds > 0 ? (shard.loop_turns - before) / elapsedSeconds : null;
+    const turns = shard.loop_turns_details ? `${number(shard.loop_turns_details.rate)}/s` : number(shard.loop_turns);
     return h("tr", { dataset: { shard: shard.shard } },
       h("td", {}, String(shard.shard)),
       h("td", { class: "busy" }, fractionBar(shard.busy)),
@@ -83,7 +82,7 @@ function shardView(shards, elapsedSeconds, previousTurns) {
       h("td", { class: "num" }, number(shard.messages_ready)),
       h("td", { class: "num" }, number(shard.messages_unacknowledged)),
       h("td", { class: "num" }, number(shard.mailbox_depth)),
-      h("td", { class: "num" }, turnsRate === null ? number(shard.loop_turns) : `${number(shard.loop_turns)} (${number(turnsRate)}/s)`));
+      h("td", { class: "num" }, turns));
   });
   return h("table", { class: "list shards", id: "shards" },
     h("thead", {}, h("tr", {}, ["Shard", "Busy", "Connections", "Channels", "Consumers", "Queues", "Ready", "Unacked", "Mailbox", "Loop turns"].map((label) => h("th", {}, label)))),
@@ -110,8 +109,7 @@ export function render(container, _params, whoami) {
     h("div", { class: "page-title" }, h("h1", {}, "Overview"), status, h("label", { class: "inline range" }, "Charts: ", range)),
     totals,
     h("div", { class: "charts" }, queuedChart.element, rateChart.element),
-    h("div", { class: "columns" }, section("Alarms and node", node)),
-    shardSection);
+    h("div", { class: "columns" }, section("Alarms and node", node), shardSection));
   const tags = [].concat(whoami.tags || []);
   const monitor = tags.includes("administrator") || tags.includes("monitoring");
   let rateKeys = RATE_SERIES;
@@ -158,10 +156,7 @@ export function render(container, _params, whoami) {
       clear(totals, totalsView(overview.object_totals || {}));
       clear(node, alarmView(nodes && nodes[0], health));
       if (Array.isArray(overview.shards)) {
-        const previous = history.shardTurns;
-        const elapsed = previous ? (at - previous.at) / 1000 : 0;
-        clear(shards, shardView(overview.shards, elapsed, previous && previous.turns));
-        history.shardTurns = { at, turns: new Map(overview.shards.map((shard) => [shard.shard, shard.loop_turns])) };
+        clear(shards, shardView(overview.shards));
         shardSection.hidden = false;
       }
       clear(status, `${overview.product_name || "SpateMQ"} ${overview.product_version || ""} · ${overview.node || ""} · updated ${new Date(at).toLocaleTimeString()}`);
