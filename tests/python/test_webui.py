@@ -161,6 +161,73 @@ def test_a_queue_made_published_to_given_a_policy_and_deleted_from_the_ui(logged
     assert managed.api("DELETE", "/policies/%2F/" + policy)[0] == 204
 
 
+def test_users_vhosts_and_permissions_are_managed_from_the_ui(logged_in, managed):
+    browser = logged_in
+    vhost, user = uniq("ui-vhost"), uniq("ui-user")
+    go(browser, managed, "#/vhosts")
+    browser.fill("form[data-form=add-vhost] input[name=name]", vhost)
+    browser.click_button("Add virtual host")
+    browser.wait_for_text("table[data-list=vhosts]", vhost)
+
+    go(browser, managed, "#/users")
+    browser.fill("form[data-form=add-user] input[name=name]", user)
+    browser.fill("form[data-form=add-user] input[name=password]", "secret")
+    browser.click_button("monitoring", within="//form[@data-form='add-user']")
+    browser.click_button("Add / update user")
+    browser.wait_for_text("table[data-list=users]", user)
+    assert managed.api("GET", "/users/" + user)[1]["tags"] == ["monitoring"]
+
+    go(browser, managed, "#/permissions")
+    browser.wait_for_element("form[data-form=set-permissions] select[name=user] option[value='%s']" % user)
+    browser.click(browser.find("form[data-form=set-permissions] select[name=user] option[value='%s']" % user))
+    browser.click(browser.wait_for_element(
+        "form[data-form=set-permissions] select[name=vhost] option[value='%s']" % vhost))
+    browser.fill("form[data-form=set-permissions] input[name=write]", "^$")
+    browser.click_button("Set permission")
+    browser.wait(lambda: managed.api("GET", "/permissions/%s/%s" % (vhost, user))[0] == 200,
+                 what="the permissions set")
+    assert managed.api("GET", "/permissions/%s/%s" % (vhost, user))[1]["write"] == "^$"
+    row = "//table[@data-list='permissions']//tr[td[1]='%s']" % user
+    browser.click_button("Clear", within=row)
+    browser.click_button("Yes, clear", within=row)
+    browser.wait(lambda: managed.api("GET", "/permissions/%s/%s" % (vhost, user))[0] == 404,
+                 what="the permissions cleared")
+
+    go(browser, managed, "#/users")
+    row = "//table[@data-list='users']//tr[td[1]='%s']" % user
+    browser.click_button("Delete", within=row)
+    browser.click_button("Yes, delete", within=row)
+    browser.wait(lambda: managed.api("GET", "/users/" + user)[0] == 404, what="the user deleted")
+    go(browser, managed, "#/vhosts")
+    row = "//table[@data-list='vhosts']//tr[td[1]='%s']" % vhost
+    browser.click_button("Delete", within=row)
+    browser.click_button("Yes, delete", within=row)
+    browser.wait(lambda: managed.api("GET", "/vhosts/" + vhost)[0] == 404, what="the vhost deleted")
+
+
+def test_a_connection_is_listed_and_closed_from_the_ui(logged_in, managed):
+    browser = logged_in
+    connection = managed.connect()
+    connection.channel()
+    try:
+        go(browser, managed, "#/channels")
+        browser.wait(lambda: len(browser.find_all("table[data-list=channels] tbody tr td:nth-child(2)")) >= 1,
+                     what="the channel listed")
+        go(browser, managed, "#/connections")
+        row = "//table[@data-list='connections']//tr[td[2]='guest']"
+        browser.click_button("Close", within=row)
+        browser.click_button("Yes, close", within=row)
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+            for _ in range(200):
+                connection.process_data_events(time_limit=0.1)
+        assert closed.value.reply_code == 320, closed.value
+        assert "Closed via management UI" in closed.value.reply_text
+        browser.wait(lambda: managed.api("GET", "/connections")[1] == [], what="the connection gone")
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
 class Traffic:
     """Publishes to two queues until stopped: one left to fill, one consumed (and published to
     with confirms)."""

@@ -91,6 +91,8 @@ function route() {
   const tab = PAGES[parts[0]] ? parts[0] : "overview";
   for (const link of document.querySelectorAll("nav.tabs a")) link.classList.toggle("active", link.dataset.tab === tab);
   if (leave) leave();
+  // An error belongs to the page it happened on.
+  for (const message of document.querySelectorAll("#messages .message.error")) message.remove();
   const main = document.getElementById("page");
   clear(main);
   main.dataset.page = tab;
