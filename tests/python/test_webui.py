@@ -114,6 +114,12 @@ def test_a_wrong_password_shows_the_reason_and_the_right_one_logs_in(browser, ma
     assert not browser.find_all("nav.tabs")
     log_in(browser, managed.url, "guest", "guest")
     assert "guest" in browser.text(browser.find("header .who"))
+    # Credentials the broker stops taking (a password changed meanwhile) bring the login form
+    # back at the overview's next poll, with the broker's reason.
+    browser.execute("sessionStorage.setItem('spatemq.credentials',"
+                    " JSON.stringify({user: 'guest', password: 'changed'})); return true")
+    browser.wait_for_text("#login-error", "Login failed")
+    log_in(browser, managed.url, "guest", "guest")
 
 
 def test_a_queue_made_published_to_given_a_policy_and_deleted_from_the_ui(logged_in, managed):

@@ -11,17 +11,24 @@ import * as queues from "/ui/queues.js";
 import * as admin from "/ui/admin.js";
 import * as policies from "/ui/policies.js";
 
+/// [page, label, the tags that may use it (any management user when absent)], as RabbitMQ's
+/// UI shows its Admin tab to administrators and policies to policymakers too.
 const TABS = [
   ["overview", "Overview"],
   ["connections", "Connections"],
   ["channels", "Channels"],
   ["exchanges", "Exchanges"],
   ["queues", "Queues"],
-  ["users", "Users"],
-  ["vhosts", "Virtual hosts"],
-  ["permissions", "Permissions"],
-  ["policies", "Policies"],
+  ["users", "Users", ["administrator"]],
+  ["vhosts", "Virtual hosts", ["administrator"]],
+  ["permissions", "Permissions", ["administrator"]],
+  ["policies", "Policies", ["administrator", "policymaker"]],
 ];
+
+function tabsFor(user) {
+  const tags = [].concat(user.tags || []);
+  return TABS.filter(([, , allowed]) => !allowed || allowed.some((tag) => tags.includes(tag)));
+}
 
 const PAGES = {
   overview: overview.render,
@@ -72,7 +79,7 @@ function showLogin(error) {
 }
 
 function showApp() {
-  const nav = h("nav", { class: "tabs" }, TABS.map(([key, label]) => h("a", { href: `#/${key}`, dataset: { tab: key } }, label)));
+  const nav = h("nav", { class: "tabs" }, tabsFor(whoami).map(([key, label]) => h("a", { href: `#/${key}`, dataset: { tab: key } }, label)));
   const logout = h("button", { type: "button", class: "secondary small", id: "logout", onclick: () => {
     clearCredentials();
     location.hash = "";
