@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use super::auth::{authenticate, Caller};
 use super::http::{Request, Response};
-use super::{accounts, bindings, connections, definitions, exchanges, overview, policies, queues, Context};
+use super::{accounts, bindings, connections, definitions, exchanges, limits, overview, policies, queues, Context};
 use crate::broker::error::{AmqpError, ACCESS_REFUSED, NOT_FOUND};
 use crate::broker::policy::PolicyKind;
 
@@ -177,6 +177,8 @@ fn route(call: &Call) -> ApiResult {
         "consumers" => connections::consumers(call),
         "policies" => policies::policies(call, PolicyKind::Policy),
         "operator-policies" => policies::policies(call, PolicyKind::Operator),
+        "vhost-limits" => limits::vhost_limits(call),
+        "user-limits" => limits::user_limits(call),
         _ => Err(ApiError::not_found()),
     }
 }

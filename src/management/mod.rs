@@ -29,6 +29,7 @@ mod definitions;
 mod exchanges;
 pub mod http;
 mod input;
+mod limits;
 mod listing;
 mod messages;
 mod overview;
@@ -74,6 +75,9 @@ impl Context {
             add("amqp/ssl", address);
         }
         add("http", &self.management_address);
+        if self.config.prometheus_port != 0 {
+            add("http/prometheus", &SocketAddr::new(self.config.prometheus_bind, self.config.prometheus_port));
+        }
         Value::Array(listeners)
     }
 }

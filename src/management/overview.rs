@@ -198,12 +198,44 @@ fn node(context: &Context) -> Value {
 /// alarms raised, as RabbitMQ answers.
 pub fn health(call: &Call) -> ApiResult {
     only_get(call)?;
-    let check = call.segments.get(2).map(String::as_str);
-    if call.segments.get(1).map(String::as_str) != Some("checks") || call.segments.len() != 3 {
-        return Err(ApiError::not_found());
-    }
+    let segments: Vec<&str> = call.segments.iter().map(String::as_str).collect();
+    let check = match segments.as_slice() {
+        [_, "checks", rest @ ..] if !rest.is_empty() => rest,
+        _ => return Err(ApiError::not_found()),
+    };
+    let ok = |extra: Value| {
+        let mut body = json!({"status": "ok"});
+        if let (Value::Object(fields), Value::Object(more)) = (&mut body, extra) {
+            fields.extend(more);
+        }
+        Ok(json_response(&body))
+    };
+    let failed = |body: Value| Ok(super::http::Response::new(503, "application/json", body.to_string()));
     match check {
-        Some("alarms") | Some("local-alarms") => {
+        // One node, every vhost running; no replicas to lose.
+        ["virtual-hosts"] => ok(json!({})),
+        ["node-is-quorum-critical"] | ["node-is-mirror-sync-critical"] => ok(json!({"reason": "single node cluster"})),
+        ["port-listener", port] => {
+            let port: u16 = port.parse().map_err(|_| ApiError::bad_request(format!("invalid port: {port}")))?;
+            let ports = listener_ports(call.context);
+            if ports.contains(&port) {
+                ok(json!({"port": port}))
+            } else {
+                failed(json!({"status": "failed", "reason": "No active listener", "missing": port, "ports": ports}))
+            }
+        }
+        ["protocol-listener", protocol] => {
+            let wanted = normalise_protocol(protocol);
+            let protocols = listener_protocols(call.context);
+            if protocols.contains(&wanted) {
+                ok(json!({"protocol": wanted}))
+            } else {
+                let body = json!({"status": "failed", "reason": "No active listener", "missing": wanted,
+                                  "protocols": protocols});
+                failed(body)
+            }
+        }
+        ["alarms"] | ["local-alarms"] => {
             let alarms = &call.context.alarms;
             let mut raised = Vec::new();
             if alarms.memory_alarm() {
@@ -215,10 +247,50 @@ pub fn health(call: &Call) -> ApiResult {
             if raised.is_empty() {
                 return Ok(json_response(&json!({"status": "ok"})));
             }
-            let body = json!({"status": "failed", "reason": "resource alarm(s) in effect", "alarms": raised});
-            Ok(super::http::Response::new(503, "application/json", body.to_string()))
+            failed(json!({"status": "failed", "reason": "resource alarm(s) in effect", "alarms": raised}))
         }
         _ => Err(ApiError::not_found()),
+    }
+}
+
+/// The ports this node listens on (AMQP, AMQPS, management, Prometheus), sorted.
+fn listener_ports(context: &super::Context) -> Vec<u16> {
+    let mut ports: Vec<u16> = context
+        .listeners()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["port"].as_u64())
+        .map(|p| p as u16)
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
+}
+
+fn listener_protocols(context: &super::Context) -> Vec<String> {
+    let mut protocols: Vec<String> = context
+        .listeners()
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|listener| listener["protocol"].as_str().map(str::to_string))
+        .collect();
+    protocols.sort();
+    protocols.dedup();
+    protocols
+}
+
+/// RabbitMQ's spellings of a protocol in the listener check (`amqp091` is `amqp`, `amqps` is
+/// `amqp/ssl`, ...).
+fn normalise_protocol(protocol: &str) -> String {
+    let lower = protocol.to_ascii_lowercase();
+    match lower.as_str() {
+        "amqp091" | "amqp0.9.1" | "amqp0-9-1" | "amqp0_9_1" | "amqp" => "amqp".into(),
+        "amqps" | "amqp/ssl" | "amqp091/ssl" => "amqp/ssl".into(),
+        "prometheus" | "http/prometheus" => "http/prometheus".into(),
+        "management" | "http" => "http".into(),
+        _ => lower,
     }
 }
 

@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 use crate::common::process::{external_broker, BrokerProcess, DataDir};
 use crate::common::*;
 
+#[path = "management_limits.rs"]
+mod limits;
 #[path = "management_policies.rs"]
 mod policies;
 #[path = "management_stats.rs"]
