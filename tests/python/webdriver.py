@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -250,6 +251,9 @@ def main(argv):
     hold.add_argument("--password", default="guest")
     hold.add_argument("--seconds", type=float, default=60.0)
     options = parser.parse_args(argv)
+    # Stopped by a script (SIGTERM): leave through the `with`, which ends chromedriver and
+    # Chromium (they run in a session of their own, so no signal reaches them otherwise).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     samples, status = hold_overview(options.url, options.user, options.password, options.seconds)
     print("overview open for %.0f s: %d samples in the charts (%s)" % (options.seconds, samples, status))
     return 0
