@@ -49,10 +49,17 @@ section "cargo test --profile checked (Rust unit + black-box tests, invariant ch
 # are checked under every black-box test.
 cargo test --profile checked
 
-section "pytest tests/python (pika/kombu against target/release/spatemq)"
+section "pytest tests/python (pika/kombu, rabbitmqadmin, the web UI in Chromium against target/release/spatemq)"
 # RabbitMQ's Debian package: its rabbitmqadmin drives the management API tests, which also
 # compare its answers with a throw-away RabbitMQ node's (installed when missing).
 "$ROOT/scripts/rabbitmq.sh" install
+# Headless Chromium and its WebDriver (Debian packages) drive the web UI test.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    echo "chromium or chromedriver is missing: installing the Debian packages"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q -o DPkg::Lock::Timeout=600 chromium chromium-driver >/dev/null
+fi
 status=0
 SPATEMQ_BIN="${SPATEMQ_BIN:-$ROOT/target/release/spatemq}" \
     "$VENV_PYTHON" -m pytest tests/python -q || status=$?

@@ -141,7 +141,7 @@ impl Call<'_> {
 pub fn handle(context: &Context, request: Request) -> Response {
     let path = request.path.clone();
     let Some(rest) = path.strip_prefix("/api/").or_else(|| (path == "/api").then_some("")) else {
-        return error_response(404, "Object Not Found", "Not Found");
+        return super::ui::serve(&request);
     };
     let segments: Vec<String> = rest.split('/').filter(|segment| !segment.is_empty()).map(percent_decode).collect();
     let caller = match authenticate(context, &request) {

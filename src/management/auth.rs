@@ -77,10 +77,19 @@ impl Caller {
 }
 
 /// The caller, or the response that refuses the request: 401 with `WWW-Authenticate` for
-/// missing or wrong credentials, `NOT_AUTHORISED_STATUS` for a user without a management tag
-/// or a loopback-only user from elsewhere.
+/// missing or wrong credentials (without it for the web UI's calls), `NOT_AUTHORISED_STATUS`
+/// for a user without a management tag or a loopback-only user from elsewhere.
 pub fn authenticate(context: &Context, request: &Request) -> Result<Caller, Response> {
-    let login_failed = || error_response(401, "not_authorized", "Login failed").with_header("www-authenticate", REALM);
+    // The web UI's own calls (marked `X-Requested-With`) get no `WWW-Authenticate`: with it,
+    // the browser would open its own login dialog over the UI's login form.
+    let from_script = request.header("x-requested-with").is_some();
+    let login_failed = || {
+        let refusal = error_response(401, "not_authorized", "Login failed");
+        if from_script {
+            return refusal;
+        }
+        refusal.with_header("www-authenticate", REALM)
+    };
     let Some((name, password)) = request.header("authorization").and_then(basic_credentials) else {
         return Err(login_failed());
     };

@@ -6,7 +6,8 @@
 //! does: declares and deletes go to the definitions writer, queue work to the queue's owner,
 //! listings to every shard. It never locks or borrows shard state, so a slow or hostile HTTP
 //! client cannot stall AMQP traffic. The Prometheus endpoint (`prometheus.rs`) is a second
-//! listener on the same machinery (`http::serve` takes any handler).
+//! listener on the same machinery (`http::serve` takes any handler). The web UI's files
+//! (`ui.rs`, embedded) are served on the management port beside `/api`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ mod policies;
 pub mod prometheus;
 mod queues;
 mod stats;
+mod ui;
 
 pub use http::HttpServer;
 

@@ -19,6 +19,8 @@ mod limits;
 mod policies;
 #[path = "management_stats.rs"]
 mod stats;
+#[path = "management_ui.rs"]
+mod ui;
 
 /// A broker of its own with the management API on a free loopback port.
 struct Managed {
