@@ -33,7 +33,8 @@ pub enum ControlRequest {
     /// To the writer.
     Change(Box<AccountChange>),
     /// To every shard: the queues it owns (all vhosts when None).
-    ListQueues { vhost: Option<String> },
+    /// The queues of a vhost (of every vhost without one); with a name, only that queue.
+    ListQueues { vhost: Option<String>, name: Option<String> },
     /// To every shard: the connections it serves.
     ListConnections,
     /// To every shard: close the connection with this name, if it serves it.

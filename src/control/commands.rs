@@ -372,7 +372,7 @@ impl Run<'_> {
         let columns = columns(&self.options.positional, &["name", "messages"], QUEUE_COLUMNS)?;
         let vhost = self.vhost();
         let mut queues: Vec<QueueInfo> = Vec::new();
-        for reply in self.ask_all(|| ControlRequest::ListQueues { vhost: Some(vhost.clone()) })? {
+        for reply in self.ask_all(|| ControlRequest::ListQueues { vhost: Some(vhost.clone()), name: None })? {
             match reply {
                 ControlReply::Queues(found) => queues.extend(found),
                 other => return Err(unexpected(&other)),

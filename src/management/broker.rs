@@ -83,8 +83,19 @@ impl Broker {
     }
 
     pub fn queues(&self, vhost: Option<&str>) -> Result<Vec<QueueInfo>, ApiError> {
+        self.queues_named(vhost, None)
+    }
+
+    /// One queue, if it exists: each shard looks only for that name.
+    pub fn queue(&self, vhost: &str, name: &str) -> Result<Option<QueueInfo>, ApiError> {
+        Ok(self.queues_named(Some(vhost), Some(name))?.into_iter().next())
+    }
+
+    fn queues_named(&self, vhost: Option<&str>, name: Option<&str>) -> Result<Vec<QueueInfo>, ApiError> {
         let mut queues = Vec::new();
-        for reply in self.ask_all(|| ControlRequest::ListQueues { vhost: vhost.map(str::to_string) })? {
+        let request =
+            || ControlRequest::ListQueues { vhost: vhost.map(str::to_string), name: name.map(str::to_string) };
+        for reply in self.ask_all(request)? {
             match reply {
                 ControlReply::Queues(found) => queues.extend(found),
                 other => return Err(unexpected(&other)),

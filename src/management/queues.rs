@@ -31,9 +31,8 @@ pub fn queues(call: &Call) -> ApiResult {
         [_, vhost, name] => match call.method() {
             "GET" => {
                 call.caller.require_vhost(vhost)?;
-                let queues = call.context.broker.queues(Some(vhost))?;
-                let queue = queues.iter().find(|queue| queue.name == *name).ok_or_else(ApiError::not_found)?;
-                Ok(json_response(&queue_json(call, &call.caller.snapshot, queue)))
+                let queue = call.context.broker.queue(vhost, name)?.ok_or_else(ApiError::not_found)?;
+                Ok(json_response(&queue_json(call, &call.caller.snapshot, &queue)))
             }
             "PUT" => declare(call, vhost, name),
             "DELETE" => delete(call, vhost, name),

@@ -59,7 +59,9 @@ impl Shard {
             ControlRequest::ListChannels => Ok(ControlReply::Channels(self.channel_infos())),
             ControlRequest::Metrics { per_queue } => Ok(ControlReply::Metrics(Box::new(self.metrics(per_queue)))),
             ControlRequest::Change(change) => self.apply_account_change(*change),
-            ControlRequest::ListQueues { vhost } => Ok(ControlReply::Queues(self.queue_infos(vhost.as_deref()))),
+            ControlRequest::ListQueues { vhost, name } => {
+                Ok(ControlReply::Queues(self.queue_infos(vhost.as_deref(), name.as_deref())))
+            }
             ControlRequest::ListConnections => Ok(ControlReply::Connections(self.connection_infos())),
             ControlRequest::CloseConnection { name, reason } => {
                 let connections: Vec<_> = self
@@ -194,11 +196,12 @@ impl Shard {
         list
     }
 
-    fn queue_infos(&self, vhost: Option<&str>) -> Vec<crate::broker::control::QueueInfo> {
+    fn queue_infos(&self, vhost: Option<&str>, name: Option<&str>) -> Vec<crate::broker::control::QueueInfo> {
         let queues = self.queues.borrow();
         let mut infos: Vec<_> = queues
             .values()
             .filter(|queue| vhost.is_none_or(|vhost| queue.definition.vhost == vhost))
+            .filter(|queue| name.is_none_or(|name| queue.definition.name == name))
             .map(|queue| crate::broker::control::QueueInfo {
                 vhost: queue.definition.vhost.clone(),
                 name: queue.definition.name.clone(),

@@ -164,7 +164,8 @@ fn an_operator_policy_caps_the_queue_argument_and_a_lower_argument_wins() {
 
     let (reply, answer) = std::sync::mpsc::channel();
     let owner = crate::broker::placement::queue_owner("/", "roomy", 2);
-    broker.shards[owner].handle_control(ControlMsg { request: ControlRequest::ListQueues { vhost: None }, reply });
+    broker.shards[owner]
+        .handle_control(ControlMsg { request: ControlRequest::ListQueues { vhost: None, name: None }, reply });
     let Ok(ControlReply::Queues(queues)) = answer.recv().expect("answered") else { panic!("queues expected") };
     let roomy = queues.iter().find(|queue| queue.name == "roomy").expect("listed by its owner");
     assert_eq!((roomy.policy.as_str(), roomy.operator_policy.as_str()), ("generous", "cap"));
