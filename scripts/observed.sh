@@ -11,7 +11,8 @@
 # both cases, so the only difference is being watched) from target/release/spatemq; quiet and
 # watched runs take turns (Q W Q W ...), so a drift of the shared machine hits both alike.
 # Prints every run, then per scenario both medians and the median of the per-pair ratios
-# (watched / quiet). The UI needs `chromium` and `chromium-driver` (scripts/test.sh installs
+# (watched / quiet), and the broker's CPU time per consumed message (steadier than the rate on a
+# shared machine). The UI needs `chromium` and `chromium-driver` (scripts/test.sh installs
 # them); without them, or with --no-ui, only the scrape runs. Everything started is stopped by
 # PID on exit.
 set -euo pipefail
@@ -99,13 +100,25 @@ run_once() {
         fi
     fi
     # shellcheck disable=SC2046
-    local json
+    local json cpu_before cpu_after
+    cpu_before=$(broker_cpu_ticks)
     json=$(timeout $((TIME_SECONDS + 60)) "$BIN" bench throughput --uri "amqp://guest:guest@127.0.0.1:$PORT" \
         --time "$TIME_SECONDS" --json $(scenario_args "$scenario") 2>"$WORK/bench.log" | tail -1)
+    cpu_after=$(broker_cpu_ticks)
     stop_watchers
     kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true; BROKER_PID=""
     rm -rf "$data"
-    python3 -c 'import json,sys; print(round(json.loads(sys.argv[1])["avg_consume_rate"]))' "$json"
+    # "rate broker-CPU-ns-per-message"
+    python3 -c 'import json,sys,os
+result = json.loads(sys.argv[1]); ticks = int(sys.argv[3]) - int(sys.argv[2])
+consumed = max(1, result["consumed"])
+print(round(result["avg_consume_rate"]), round(ticks / os.sysconf("SC_CLK_TCK") * 1e9 / consumed))' \
+        "$json" "$cpu_before" "$cpu_after"
+}
+
+# The broker's user + system CPU time so far, in clock ticks.
+broker_cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$BROKER_PID/stat"
 }
 
 watching="a Prometheus scrape every second"
@@ -113,20 +126,23 @@ watching="a Prometheus scrape every second"
 echo "# $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); quiet vs watched ($watching); $RUNS runs of ${TIME_SECONDS}s"
 IFS=',' read -r -a SCENARIOS <<<"$ONLY"
 for scenario in "${SCENARIOS[@]}"; do
-    quiet_rates=(); watched_rates=()
+    quiet_rates=(); watched_rates=(); quiet_cpus=(); watched_cpus=()
     for run in $(seq 1 "$RUNS"); do
-        quiet=$(run_once "$scenario" 0); watched=$(run_once "$scenario" 1)
-        echo "scenario $scenario run $run: quiet $quiet msgs/s, watched $watched msgs/s"
-        quiet_rates+=("$quiet"); watched_rates+=("$watched")
+        read -r quiet quiet_cpu <<<"$(run_once "$scenario" 0)"
+        read -r watched watched_cpu <<<"$(run_once "$scenario" 1)"
+        echo "scenario $scenario run $run: quiet $quiet msgs/s ($quiet_cpu ns broker CPU per message)," \
+            "watched $watched msgs/s ($watched_cpu ns)"
+        quiet_rates+=("$quiet"); watched_rates+=("$watched"); quiet_cpus+=("$quiet_cpu"); watched_cpus+=("$watched_cpu")
     done
-    python3 - "$scenario" "${quiet_rates[*]}" "${watched_rates[*]}" <<'PY'
+    python3 - "$scenario" "${quiet_rates[*]}" "${watched_rates[*]}" "${quiet_cpus[*]}" "${watched_cpus[*]}" <<'PY'
 import statistics, sys
 scenario = sys.argv[1]
-quiet, watched = [int(x) for x in sys.argv[2].split()], [int(x) for x in sys.argv[3].split()]
+quiet, watched, quiet_cpu, watched_cpu = ([int(x) for x in arg.split()] for arg in sys.argv[2:6])
 ratios = [w / q for q, w in zip(quiet, watched) if q > 0]
 print(f"scenario {scenario}: median quiet {statistics.median(quiet):,.0f} msgs/s, median watched "
       f"{statistics.median(watched):,.0f} msgs/s, median ratio watched/quiet {statistics.median(ratios):.3f} "
-      f"(pairs: {', '.join(f'{r:.3f}' for r in ratios)})")
+      f"(pairs: {', '.join(f'{r:.3f}' for r in ratios)}); broker CPU per message, median: quiet "
+      f"{statistics.median(quiet_cpu):,.0f} ns, watched {statistics.median(watched_cpu):,.0f} ns")
 PY
 done
 if [ -s "$WORK/watch.log" ] && grep -qi "error\|traceback" "$WORK/watch.log"; then
