@@ -10,6 +10,7 @@ use std::sync::Arc;
 use amq_protocol::types::FieldTable;
 
 use super::equivalence::{check_exchange_equivalence, check_queue_equivalence};
+use super::queue_args::QueueFlags;
 use super::error::{AmqpError, ACCESS_REFUSED, COMMAND_INVALID, PRECONDITION_FAILED, RESOURCE_ERROR};
 use super::requests::{Binding, ExchangeDeclare, QueueDeclare};
 use super::routing::{validate_x_match, ExchangeKind, RoutingTable};
@@ -264,7 +265,9 @@ impl Definitions {
             check_exclusive_access(&queue, request.conn)?;
             return Ok(QueueDeclared::Existing(queue));
         }
-        if !request.name.is_empty() {
+        if request.name.is_empty() {
+            super::queue_args::check_server_named(&request.arguments)?;
+        } else {
             check_name("queue", &request.name)?;
         }
         let durable = request.durable && !request.exclusive;
@@ -299,6 +302,8 @@ impl Definitions {
             }
         }
         super::queue_args::validate(&request.arguments, &name, vhost_name)?;
+        let flags = QueueFlags { durable, exclusive: request.exclusive, auto_delete: request.auto_delete };
+        super::queue_args::check_flags(&request.arguments, flags, &name, vhost_name)?;
         let owner = if request.exclusive || request.name.is_empty() {
             request.conn.shard()
         } else {

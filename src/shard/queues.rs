@@ -170,12 +170,12 @@ impl Shard {
     }
 
     /// Decides how a message enters the queue: refused by its length limit, kept in memory,
-    /// or appended to the store when it is persistent and the queue durable (with whether to
+    /// or appended to the store when the queue keeps it on disk (`Queue::stores`; with whether to
     /// keep an in-memory copy, only while the queue is short). The same message routed to
     /// several durable queues of this shard is stored once (`Store::append_shared`).
     fn admit(&self, id: QueueId, message: &Arc<Message>, arrival: Arrival) -> Admission {
         self.ensure_queue_known(id);
-        let (durable, sequence, ready, (expires_at_unix_ms, priority)) = {
+        let (stored, sequence, ready, (expires_at_unix_ms, priority)) = {
             let queues = self.queues.borrow();
             let Some(queue) = queues.get(&id) else {
                 return Admission::Memory;
@@ -183,9 +183,9 @@ impl Shard {
             if queue.refuses(message.body_bytes() as u64) {
                 return Admission::Refused;
             }
-            (queue.definition.durable, queue.next_sequence(), queue.ready_count(), queue.stored_attributes(arrival))
+            (queue.stores(message), queue.next_sequence(), queue.ready_count(), queue.stored_attributes(arrival))
         };
-        if !(durable && message.persistent()) {
+        if !stored {
             return Admission::Memory;
         }
         let record = MessageRecord {
@@ -300,13 +300,11 @@ impl Shard {
     }
 }
 
-/// Gives a returned message of an `x-delivery-limit` queue its `x-delivery-count` header
-/// (`count` 0: none, the common path, which stays zero-copy). The queue keeps the original
-/// properties, so the next return writes the next count, never a second header.
-fn add_delivery_count(payload: &mut Payload, count: u32) {
-    if count == 0 {
-        return;
-    }
+/// Gives a returned message of an `x-delivery-limit` or quorum queue its `x-delivery-count`
+/// header (`count` None: none, the common path, which stays zero-copy). The queue keeps the
+/// original properties, so the next return writes the next count, never a second header.
+fn add_delivery_count(payload: &mut Payload, count: Option<u32>) {
+    let Some(count) = count else { return };
     let Some(message) = payload.message() else { return };
     match message.with_delivery_count(count) {
         Ok(counted) => *payload = Payload::Memory(Arc::new(counted)),
