@@ -51,9 +51,7 @@ impl Message {
     pub fn with_delivery_count(&self, count: u32) -> Result<Message, CodecError> {
         let properties = hotpath::parse_properties(&self.properties)?;
         let mut headers = properties.headers().clone().unwrap_or_default();
-        // A signed 32-bit integer, as RabbitMQ 3.10 writes it (`long`).
-        let count = i32::try_from(count).unwrap_or(i32::MAX);
-        headers.insert("x-delivery-count".into(), AMQPValue::LongInt(count));
+        headers.insert("x-delivery-count".into(), AMQPValue::LongLongInt(i64::from(count)));
         let properties = hotpath::encode_properties(&properties.with_headers(headers))?;
         Ok(Message {
             exchange: self.exchange.clone(),
@@ -142,7 +140,7 @@ mod tests {
         let counted = original.with_delivery_count(3).expect("re-encode");
         let parsed = hotpath::parse_properties(&counted.properties).expect("parse");
         let headers = parsed.headers().clone().expect("headers");
-        assert_eq!(headers.inner().get("x-delivery-count"), Some(&AMQPValue::LongInt(3)));
+        assert_eq!(headers.inner().get("x-delivery-count"), Some(&AMQPValue::LongLongInt(3)));
         assert_eq!(headers.inner().get("app"), Some(&AMQPValue::LongInt(7)));
         assert_eq!(parsed.delivery_mode(), &Some(2));
         assert_eq!(counted.body.as_ptr(), original.body.as_ptr(), "the body is shared, not copied");

@@ -10,7 +10,7 @@ use crate::extensions::{args, declare_with, long, text_of, with_dead_letter_queu
 fn delivery_count(delivery: &Delivery) -> Option<i64> {
     let headers = delivery.properties.headers().clone()?;
     match headers.inner().get("x-delivery-count")? {
-        AMQPValue::LongInt(count) => Some(i64::from(*count)),
+        AMQPValue::LongLongInt(count) => Some(*count),
         other => panic!("x-delivery-count of an unexpected type: {other:?}"),
     }
 }
