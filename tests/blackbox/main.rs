@@ -20,6 +20,7 @@ mod management;
 mod policies;
 mod prometheus;
 mod queue;
+mod quorum;
 mod remote;
 mod server;
 mod storage;
