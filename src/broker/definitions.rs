@@ -184,6 +184,9 @@ impl Definitions {
             grant.check(Access::Write, ResourceKind::Exchange, &alternate, vhost_name)?;
         }
         super::queue_args::validate_exchange(&request.arguments, &request.name, vhost_name)?;
+        if kind == ExchangeKind::ConsistentHash {
+            super::consistent_hash::validate_arguments(&request.arguments)?;
+        }
         if self.exchange_count >= EXCHANGES_MAX {
             return Err(AmqpError::new(RESOURCE_ERROR, "exchange limit reached"));
         }
@@ -384,6 +387,10 @@ impl Definitions {
         if source.kind == ExchangeKind::Headers {
             validate_x_match(&binding.arguments).map_err(|text| AmqpError::new(PRECONDITION_FAILED, text))?;
         }
+        if source.kind == ExchangeKind::ConsistentHash {
+            super::consistent_hash::weight(&binding.routing_key)
+                .map_err(|text| AmqpError::new(PRECONDITION_FAILED, text))?;
+        }
         self.check_exclusive_destination(binding)?;
         if source.table.bindings().count() >= BINDINGS_PER_EXCHANGE_MAX {
             return Err(AmqpError::new(RESOURCE_ERROR, "binding limit reached"));
@@ -481,8 +488,8 @@ fn new_exchange(
         durable,
         auto_delete,
         internal,
+        table: RoutingTable::with_arguments(kind, &arguments),
         arguments,
-        table: RoutingTable::new(kind),
         policy: None,
     }
 }
