@@ -125,6 +125,9 @@ pub fn weight(routing_key: &str) -> Result<u32, String> {
 
 /// A binding key as Erlang's `~p` prints a binary: `<<"abc">>`.
 fn erlang_binary(text: &str) -> String {
+    if text.is_empty() {
+        return "<<>>".into();
+    }
     format!("<<\"{}\">>", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
@@ -317,6 +320,7 @@ mod tests {
         assert_eq!(weight("10"), Ok(10));
         assert_eq!(weight("abc"), Err("The binding key must be an integer: <<\"abc\">>".into()));
         assert_eq!(weight("0"), Err("The binding key must be greater than 0".into()));
+        assert_eq!(weight(""), Err("The binding key must be an integer: <<>>".into()));
         assert_eq!(weight("-3"), Err("The binding key must be greater than 0".into()));
         assert!(weight("100001").is_err());
     }

@@ -74,7 +74,7 @@ pub fn check_exchange_equivalence(
 ) -> Result<(), AmqpError> {
     let resource = Resource { kind: "exchange", name: &exchange.name, vhost: &request.vhost };
     if exchange.kind != kind {
-        let (received, current) = (format!("'{}'", kind.as_str()), format!("'{}'", exchange.kind.as_str()));
+        let (received, current) = (format!("'{}'", kind.erlang_atom()), format!("'{}'", exchange.kind.erlang_atom()));
         return Err(resource.inequivalent("type", &received, &current));
     }
     resource.check_flag("durable", exchange.durable, request.durable)?;

@@ -53,6 +53,14 @@ impl ExchangeKind {
             Self::ConsistentHash => "x-consistent-hash",
         }
     }
+
+    /// The type as RabbitMQ prints the atom with `~p`: quoted when it is not a plain word.
+    pub fn erlang_atom(self) -> &'static str {
+        match self {
+            Self::ConsistentHash => "'x-consistent-hash'",
+            other => other.as_str(),
+        }
+    }
 }
 
 /// Bindings of one destination: routing_key -> argument tables. Several

@@ -10,6 +10,7 @@ mod bad_input;
 mod basic;
 mod confirm_tx;
 mod connection;
+mod consistent_hash;
 mod consumer_timeout;
 mod cross_shard;
 mod delivery_limit;

@@ -72,7 +72,7 @@ shard_tests! {
     /// RabbitMQ 3.10 refuses a consumer of a quorum queue on a channel with a global prefetch
     /// (540, a connection error).
     async fn quorum_consumer_with_global_qos_is_540(broker: &Broker) {
-        let (conn, ch) = connect_channel(&broker.uri()).await;
+        let (_refused_conn, ch) = connect_channel(&broker.uri()).await;
         let q = unique("q-quorum-global");
         declare_durable(&ch, &q, quorum(&[])).await.expect("declare");
         within(T, ch.basic_qos(10, BasicQosOptions { global: true })).await.expect("qos");
@@ -107,8 +107,8 @@ restart_tests! {
 
         let broker = BrokerProcess::start(data.path(), shards, &[]);
         let (conn, ch) = connect_channel(broker.uri()).await;
-        let text = format!("PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue '{q}' in vhost '/': received 'classic' but current is 'quorum'");
-        expect_close_text(declare_durable(&ch, &q, args(&[("x-queue-type", string("classic"))])).await, 406, &text);
+        let refusal = format!("PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue '{q}' in vhost '/': received 'classic' but current is 'quorum'");
+        expect_close_text(declare_durable(&ch, &q, args(&[("x-queue-type", string("classic"))])).await, 406, &refusal);
         let ch = open_channel(&conn).await;
         let got = get(&ch, &q, true).await.expect("the transient message survived");
         assert_eq!(text(&got.delivery.data), "kept");
