@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use amq_protocol::protocol::{access, channel as channel_method, connection as connection_method, AMQPClass};
 use amq_protocol::protocol::BasicProperties;
+use amq_protocol::protocol::{access, channel as channel_method, connection as connection_method, AMQPClass};
 use bytes::Bytes;
 
 use super::connection::{truncate_text, Connection};

@@ -13,11 +13,11 @@ use super::port::Port;
 use crate::broker::definitions::DEFAULT_VHOST;
 use crate::broker::error::*;
 use crate::broker::messages::ShardMsg;
+use crate::broker::queue_args::QueueType;
 use crate::broker::reply_to::REPLY_QUEUE;
 use crate::broker::requests::{AdminRequest, Binding, ExchangeDeclare, QueueDeclare, QueueRequest, ReplyBody};
-use crate::broker::queue_args::QueueType;
-use crate::broker::snapshot::QueueDef;
 use crate::broker::routing::ExchangeKind;
+use crate::broker::snapshot::QueueDef;
 use crate::broker::users::{Access, Grant, ResourceKind};
 use crate::limits::TX_PENDING_MAX;
 

@@ -67,17 +67,23 @@ impl HashOn {
         match self {
             HashOn::RoutingKey => hash_bytes(routing_key),
             HashOn::Header(name) => {
-                let value = properties.and_then(|found| found.headers().as_ref()).and_then(|headers| headers.inner().get(name.as_str()));
+                let value = properties
+                    .and_then(|found| found.headers().as_ref())
+                    .and_then(|headers| headers.inner().get(name.as_str()));
                 value.map_or(UNDEFINED_HASH, hash_value)
             }
             HashOn::Property(property) => {
                 let Some(properties) = properties else { return UNDEFINED_HASH };
                 match property {
-                    HashProperty::MessageId => properties.message_id().as_ref().map(|id| hash_bytes(id.as_str().as_bytes())),
+                    HashProperty::MessageId => {
+                        properties.message_id().as_ref().map(|id| hash_bytes(id.as_str().as_bytes()))
+                    }
                     HashProperty::CorrelationId => {
                         properties.correlation_id().as_ref().map(|id| hash_bytes(id.as_str().as_bytes()))
                     }
-                    HashProperty::Timestamp => properties.timestamp().map(|stamp| hash_bytes(stamp.to_string().as_bytes())),
+                    HashProperty::Timestamp => {
+                        properties.timestamp().map(|stamp| hash_bytes(stamp.to_string().as_bytes()))
+                    }
                 }
                 .unwrap_or(UNDEFINED_HASH)
             }
@@ -283,14 +289,17 @@ mod tests {
         for queue in 0..4_u32 {
             ring.add(queue, 1);
         }
-        let before: Vec<u32> = (0..10_000).map(|n: u32| ring.route(hash_bytes(&n.to_le_bytes())).expect("routed")).collect();
+        let before: Vec<u32> =
+            (0..10_000).map(|n: u32| ring.route(hash_bytes(&n.to_le_bytes())).expect("routed")).collect();
         ring.add(4, 1);
-        let after: Vec<u32> = (0..10_000).map(|n: u32| ring.route(hash_bytes(&n.to_le_bytes())).expect("routed")).collect();
+        let after: Vec<u32> =
+            (0..10_000).map(|n: u32| ring.route(hash_bytes(&n.to_le_bytes())).expect("routed")).collect();
         for (old, new) in before.iter().zip(&after) {
             assert!(old == new || *new == 4, "a key moved from {old} to {new}, not to the new queue");
         }
         ring.remove(4);
-        let again: Vec<u32> = (0..10_000).map(|n: u32| ring.route(hash_bytes(&n.to_le_bytes())).expect("routed")).collect();
+        let again: Vec<u32> =
+            (0..10_000).map(|n: u32| ring.route(hash_bytes(&n.to_le_bytes())).expect("routed")).collect();
         assert_eq!(before, again, "removing the new queue gives every key its old queue back");
         ring.remove(0);
         assert!(ring.members().all(|member| member != 0));

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use amq_protocol::types::FieldTable;
 
 use super::equivalence::{check_exchange_equivalence, check_queue_equivalence};
-use super::queue_args::QueueFlags;
 use super::error::{AmqpError, ACCESS_REFUSED, COMMAND_INVALID, PRECONDITION_FAILED, RESOURCE_ERROR};
+use super::queue_args::QueueFlags;
 use super::requests::{Binding, ExchangeDeclare, QueueDeclare};
 use super::routing::{validate_x_match, ExchangeKind, RoutingTable};
 use super::snapshot::{Exchange, QueueDef, Snapshot, Vhost};

@@ -162,7 +162,9 @@ mod tests {
 
     fn compare(current: &[(&str, AMQPValue)], received: &[(&str, AMQPValue)]) -> Result<(), String> {
         let resource = Resource { kind: "queue", name: "q", vhost: "/" };
-        resource.check_arguments(&table(current), &table(received), QueueType::Classic.equivalence_keys()).map_err(|error| error.reply_text)
+        resource
+            .check_arguments(&table(current), &table(received), QueueType::Classic.equivalence_keys())
+            .map_err(|error| error.reply_text)
     }
 
     #[test]

@@ -198,7 +198,10 @@ fn a_quorum_queue_takes_the_policy_overflow_and_expires_over_its_arguments() {
     arguments.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
     arguments.insert("x-expires".into(), AMQPValue::LongInt(1000));
     arguments.insert("x-delivery-limit".into(), AMQPValue::LongInt(9));
-    let applied_policy = |value| AppliedPolicies { policy: Some(policy(PolicyKind::Policy, "p", ".*", "all", 0, value)), operator: None };
+    let applied_policy = |value| AppliedPolicies {
+        policy: Some(policy(PolicyKind::Policy, "p", ".*", "all", 0, value)),
+        operator: None,
+    };
     let applied = applied_policy(json!({"overflow": "drop-head", "expires": 60000, "delivery-limit": 2}));
     let args = applied.queue_args(&arguments);
     assert_eq!(args.overflow, Overflow::DropHead);

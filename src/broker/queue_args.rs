@@ -229,7 +229,6 @@ const DECLARE_CHECKS: &[(&str, Check)] = &[
     ("x-consumer-timeout", check_non_negative),
 ];
 
-
 /// Any AMQP integer as i64; None for every other type (RabbitMQ accepts integers only).
 pub fn integer(value: &AMQPValue) -> Option<i64> {
     match value {
@@ -413,12 +412,15 @@ pub fn validate(arguments: &FieldTable, queue: &str, vhost: &str) -> Result<(), 
             return Err(AmqpError::new(PRECONDITION_FAILED, text));
         }
     }
-    let foreign = table.keys().map(|name| name.as_str()).find(|name| {
-        TYPED_ARGUMENTS.contains(name) && !queue_type.arguments().contains(name)
-    });
+    let foreign = table
+        .keys()
+        .map(|name| name.as_str())
+        .find(|name| TYPED_ARGUMENTS.contains(name) && !queue_type.arguments().contains(name));
     if let Some(name) = foreign {
-        let text =
-            format!("invalid arg '{name}' for queue '{queue}' in vhost '{vhost}' of queue type {}", queue_type.module());
+        let text = format!(
+            "invalid arg '{name}' for queue '{queue}' in vhost '{vhost}' of queue type {}",
+            queue_type.module()
+        );
         return Err(AmqpError::new(PRECONDITION_FAILED, text));
     }
     Ok(())
@@ -526,8 +528,10 @@ pub fn check_consumer_arguments_of_type(
     match foreign {
         None => Ok(()),
         Some(name) => {
-            let text =
-                format!("invalid arg '{name}' for queue '{queue}' in vhost '{vhost}' of queue type {}", queue_type.module());
+            let text = format!(
+                "invalid arg '{name}' for queue '{queue}' in vhost '{vhost}' of queue type {}",
+                queue_type.module()
+            );
             Err(AmqpError::new(PRECONDITION_FAILED, text))
         }
     }
@@ -747,11 +751,23 @@ mod quorum_tests {
         let flags = |durable, exclusive, auto_delete| QueueFlags { durable, exclusive, auto_delete };
         let refusal = |flags| check_flags(&quorum(&[]), flags, "q", "/").map_err(|error| error.reply_text);
         assert_eq!(refusal(flags(true, false, false)), Ok(()));
-        assert_eq!(refusal(flags(false, true, true)), Err("PRECONDITION_FAILED - invalid property 'auto-delete' for queue 'q' in vhost '/'".into()));
-        assert_eq!(refusal(flags(false, true, false)), Err("PRECONDITION_FAILED - invalid property 'exclusive-owner' for queue 'q' in vhost '/'".into()));
-        assert_eq!(refusal(flags(false, false, false)), Err("PRECONDITION_FAILED - invalid property 'non-durable' for queue 'q' in vhost '/'".into()));
+        assert_eq!(
+            refusal(flags(false, true, true)),
+            Err("PRECONDITION_FAILED - invalid property 'auto-delete' for queue 'q' in vhost '/'".into())
+        );
+        assert_eq!(
+            refusal(flags(false, true, false)),
+            Err("PRECONDITION_FAILED - invalid property 'exclusive-owner' for queue 'q' in vhost '/'".into())
+        );
+        assert_eq!(
+            refusal(flags(false, false, false)),
+            Err("PRECONDITION_FAILED - invalid property 'non-durable' for queue 'q' in vhost '/'".into())
+        );
         assert_eq!(check_flags(&FieldTable::default(), flags(false, true, true), "q", "/"), Ok(()));
         let server_named = check_server_named(&quorum(&[])).expect_err("refused").reply_text;
-        assert_eq!(server_named, "PRECONDITION_FAILED - Cannot declare a server-named queue for type rabbit_quorum_queue");
+        assert_eq!(
+            server_named,
+            "PRECONDITION_FAILED - Cannot declare a server-named queue for type rabbit_quorum_queue"
+        );
     }
 }

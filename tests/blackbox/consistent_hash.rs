@@ -16,15 +16,28 @@ async fn declare_chx(ch: &Channel, name: &str, durable: bool, arguments: FieldTa
 }
 
 async fn bind(ch: &Channel, queue: &str, exchange: &str, weight: &str) -> lapin::Result<()> {
-    within(T, ch.queue_bind(queue.into(), exchange.into(), weight.into(), QueueBindOptions::default(), FieldTable::default())).await
+    within(
+        T,
+        ch.queue_bind(queue.into(), exchange.into(), weight.into(), QueueBindOptions::default(), FieldTable::default()),
+    )
+    .await
 }
 
 /// Publishes `keys` (confirmed) and returns how many messages each of `queues` holds.
 async fn spread(ch: &Channel, exchange: &str, keys: &[String], queues: &[String]) -> Vec<u32> {
     for key in keys {
-        let confirm = within(T, ch.basic_publish(exchange.into(), key.as_str().into(), BasicPublishOptions::default(), b"m", BasicProperties::default()))
-            .await
-            .expect("publish");
+        let confirm = within(
+            T,
+            ch.basic_publish(
+                exchange.into(),
+                key.as_str().into(),
+                BasicPublishOptions::default(),
+                b"m",
+                BasicProperties::default(),
+            ),
+        )
+        .await
+        .expect("publish");
         within(T, confirm).await.expect("confirmed");
     }
     let mut counts = Vec::new();

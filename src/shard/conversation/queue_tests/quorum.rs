@@ -59,7 +59,11 @@ fn x_max_priority_on_a_quorum_queue_is_406_naming_the_queue_type() {
 fn a_classic_queue_redeclared_as_quorum_is_inequivalent() {
     let broker = Broker::new(1);
     let mut client = connected(&broker, 0);
-    assert_answer(&mut client, declare_method(queue::Declare { durable: true, ..declare("work") }), declare_ok("work", 0, 0));
+    assert_answer(
+        &mut client,
+        declare_method(queue::Declare { durable: true, ..declare("work") }),
+        declare_ok("work", 0, 0),
+    );
     let text = "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'work' in vhost '/': received the value 'quorum' of type 'longstr' but current is none";
     assert_channel_closed(&mut client, quorum_declare("work", true, &[]), 406, text, DECLARE);
 }
