@@ -102,6 +102,15 @@ impl Consumer {
     }
 }
 
+/// Why a delivered message goes back to its queue: a client's nack, reject or recover, or its
+/// channel closing with it unacked. Classic queues treat both alike; a quorum queue appends the
+/// first behind its ready messages (`Queue::requeue_settled`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Requeue {
+    Settled,
+    Returned,
+}
+
 /// A message on its way to a consumer's connection.
 #[derive(Debug)]
 pub struct Delivery {
@@ -496,7 +505,8 @@ impl Queue {
             .filter(|(_, unacked)| unacked.holder == holder)
             .map(|(sequence, _)| *sequence)
             .collect();
-        self.settle(holder, &sequences, Settle::Requeue, effects, reader);
+        // Returned, not requeued: a quorum queue puts them back in front too.
+        self.settle_as(holder, &sequences, Settle::Requeue, Requeue::Returned, effects, reader);
         self.should_auto_delete()
     }
 
@@ -507,6 +517,18 @@ impl Queue {
         holder: Holder,
         sequences: &[u64],
         action: Settle,
+        effects: &mut Vec<Effect>,
+        reader: &dyn RecordReader,
+    ) {
+        self.settle_as(holder, sequences, action, Requeue::Settled, effects, reader);
+    }
+
+    fn settle_as(
+        &mut self,
+        holder: Holder,
+        sequences: &[u64],
+        action: Settle,
+        requeue: Requeue,
         effects: &mut Vec<Effect>,
         reader: &dyn RecordReader,
     ) {
@@ -527,7 +549,8 @@ impl Queue {
                 }
             }
             match action {
-                Settle::Requeue => self.requeue(unacked.entry, effects),
+                Settle::Requeue if requeue == Requeue::Returned => self.requeue(unacked.entry, effects),
+                Settle::Requeue => self.requeue_settled(unacked.entry, effects),
                 Settle::Unsent => self.unsend(unacked.entry),
                 Settle::Discard => self.dead(unacked.entry, DeathReason::Rejected, effects),
                 Settle::Ack => {

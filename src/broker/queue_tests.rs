@@ -373,3 +373,32 @@ fn a_negative_quorum_delivery_limit_drops_at_the_first_return_as_rabbitmq_does()
     queue.settle(holder(1), &[got.sequence], Settle::Requeue, &mut effects, &NoRecords);
     assert_eq!(queue.message_count(), 0);
 }
+
+#[test]
+fn a_quorum_queue_appends_a_nacked_message_behind_the_others() {
+    let mut queue = queue_with(quorum(&[]));
+    let mut effects = Vec::new();
+    for body in [b"a", b"b", b"c"] {
+        queue.enqueue(message(body), Arrival::default(), &mut effects, &NoRecords);
+    }
+    let first = queue.get(holder(1), false, &mut effects, &NoRecords).expect("a");
+    queue.settle(holder(1), &[first.sequence], Settle::Requeue, &mut effects, &NoRecords);
+    let order: Vec<(u64, bool)> = (0..3)
+        .map(|_| queue.get(holder(1), true, &mut effects, &NoRecords).expect("ready"))
+        .map(|got| (got.sequence, got.redelivered))
+        .collect();
+    assert_eq!(order, vec![(2, false), (3, false), (1, true)]);
+}
+
+#[test]
+fn a_quorum_queue_puts_a_message_of_a_closed_channel_back_in_front() {
+    let mut queue = queue_with(quorum(&[]));
+    let mut effects = Vec::new();
+    for body in [b"a", b"b"] {
+        queue.enqueue(message(body), Arrival::default(), &mut effects, &NoRecords);
+    }
+    queue.get(holder(1), false, &mut effects, &NoRecords).expect("a");
+    queue.channel_gone(holder(1), &mut effects, &NoRecords);
+    let got = queue.get(holder(2), true, &mut effects, &NoRecords).expect("a again");
+    assert_eq!((got.sequence, got.redelivered), (1, true));
+}

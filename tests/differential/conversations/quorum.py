@@ -293,3 +293,25 @@ def transient_message(s):
     _quorum_queue(s, c, 0)
     fill(c, s.q(), 1, properties={"delivery_mode": 1})
     get(c, 1, s.q(), no_ack=True)
+
+
+@conversation("queue.quorum.get.closed-channel-returns-in-front")
+def closed_channel_returns(s):
+    c = opened(s, channels=(1, 2))
+    _quorum_queue(s, c, 3)
+    get(c, 2, s.q(), no_ack=False)
+    c.rpc(2, "channel.close", reply_code=200, reply_text="bye", class_id=0, method_id=0)
+    c.read_nothing()
+    get(c, 1, s.q(), no_ack=True)
+    get(c, 1, s.q(), no_ack=True)
+
+
+@conversation("queue.quorum.consume.recover-requeues-behind")
+def recover_requeues(s):
+    c = opened(s)
+    _quorum_queue(s, c, 2)
+    get(c, 1, s.q(), no_ack=False)
+    c.rpc(1, "basic.recover", requeue=True)
+    c.read_nothing()
+    get(c, 1, s.q(), no_ack=True)
+    get(c, 1, s.q(), no_ack=True)
