@@ -90,7 +90,9 @@ args=(--differences "$ROOT/docs/differences.md" --jobs "$jobs" --out "$work/tran
 if [ "$sides" != spatemq ]; then
     rabbitmq_port=$(spare_port)
     rabbitmq_started=1
-    "$ROOT/scripts/rabbitmq.sh" start "$rabbitmq_port" "$work/rabbitmq" >"$work/rabbitmq-start.log" 2>&1 &
+    # The consistent-hash exchange is a plugin in RabbitMQ and built in here.
+    RABBITMQ_SH_PLUGINS=rabbitmq_consistent_hash_exchange \
+        "$ROOT/scripts/rabbitmq.sh" start "$rabbitmq_port" "$work/rabbitmq" >"$work/rabbitmq-start.log" 2>&1 &
     rabbitmq_starter=$!
     args+=(--rabbitmq-port "$rabbitmq_port")
 fi

@@ -8,6 +8,8 @@
 #
 # With RABBITMQ_SH_IPV6=1 in the environment, `start` listens on [::1]:PORT as well.
 # With RABBITMQ_SH_MANAGEMENT_PORT=N, the management plugin is enabled on 127.0.0.1:N.
+# With RABBITMQ_SH_PLUGINS=a,b, those plugins (shipped with the package) are enabled too,
+# e.g. rabbitmq_consistent_hash_exchange.
 #
 # Then e.g.: SPATEMQ_TEST_URI=amqp://guest:guest@127.0.0.1:PORT/ \
 #              .venv/bin/python -m pytest tests/python -q
@@ -137,16 +139,16 @@ EOF
     if [ "${RABBITMQ_SH_IPV6:-0}" = 1 ]; then
         echo "listeners.tcp.2 = ::1:$port" >>"$dir/rabbitmq.conf"
     fi
+    local plugins=${RABBITMQ_SH_PLUGINS:-}
     if [ -n "${RABBITMQ_SH_MANAGEMENT_PORT:-}" ]; then
-        echo '[rabbitmq_management].' >"$dir/enabled_plugins"
+        plugins=rabbitmq_management${plugins:+,$plugins}
         cat >>"$dir/rabbitmq.conf" <<EOF
 management.tcp.port = $RABBITMQ_SH_MANAGEMENT_PORT
 management.tcp.ip = 127.0.0.1
 collect_statistics_interval = 500
 EOF
-    else
-        echo '[].' >"$dir/enabled_plugins"
     fi
+    echo "[$plugins]." >"$dir/enabled_plugins"
 
     local node="spatemq-cmp-$port@localhost"
     log "starting $node on 127.0.0.1:$port (state in $dir)"

@@ -19,7 +19,10 @@ use super::port::ReplyHook;
 use crate::broker::error::*;
 use crate::broker::messages::ShardMsg;
 use crate::broker::queue::Settle;
-use crate::broker::queue_args::{consumer_timeout_argument, queue_consumer_timeout};
+use crate::broker::queue_args::{
+    check_consumer_arguments_of_type, consumer_timeout_argument, queue_consumer_timeout, QueueType,
+    QUORUM_DEFAULT_PREFETCH,
+};
 use crate::broker::reply_to::REPLY_QUEUE;
 use crate::broker::requests::{GotMessage, QueueRequest, ReplyBody};
 use crate::broker::snapshot::QueueDef;
@@ -77,8 +80,12 @@ impl<P: Port> Dispatcher<P> {
         super::access::read_queue(&self.connection, &self.port.snapshot(), &name)?;
         let definition = self.resolve_queue(&name)?;
         let queue = definition.id;
+        let queue_type = QueueType::of(&definition.arguments);
         let priority = consumer_priority(&consume.arguments, &name, &self.vhost())?;
-        check_cancel_on_ha_failover(&consume.arguments, &name, &self.vhost())?;
+        if queue_type == QueueType::Classic {
+            check_cancel_on_ha_failover(&consume.arguments, &name, &self.vhost())?;
+        }
+        check_consumer_arguments_of_type(queue_type, &consume.arguments, &name, &self.vhost())?;
         let own_timeout_ms = consumer_timeout_argument(&consume.arguments, &name, &self.vhost())?;
         let timeout_ms = own_timeout_ms.or_else(|| self.queue_timeout_ms(&definition));
         let prefetch_count = {
@@ -89,11 +96,20 @@ impl<P: Port> Dispatcher<P> {
             if channel.consumers.len() >= CONSUMERS_PER_CHANNEL_MAX {
                 return Err(AmqpError::new(PRECONDITION_FAILED, "too many consumers on this channel"));
             }
+            // RabbitMQ 3.10's quorum queues refuse a consumer on a channel with a global
+            // prefetch (a connection error), and give a consumer without any prefetch 2000.
+            if queue_type == QueueType::Quorum && channel.limit.prefetch > 0 {
+                let text = format!("queue '{name}' in vhost '{}' does not support global qos", self.vhost());
+                return Err(AmqpError::new(NOT_IMPLEMENTED, text));
+            }
             let own_prefetch = channel.prefetch_count;
             let info = ConsumerInfo { queue, timeout_ms, own_prefetch, no_ack: consume.no_ack };
             channel.consumers.insert(consumer_tag.clone(), info);
             channel.touch(queue.owner());
-            channel.limit.consumer_prefetch(own_prefetch)
+            match (channel.limit.consumer_prefetch(own_prefetch), queue_type) {
+                (0, QueueType::Quorum) => QUORUM_DEFAULT_PREFETCH,
+                (prefetch_count, _) => prefetch_count,
+            }
         };
         let hook: Option<ReplyHook> = if consume.nowait {
             None

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use amq_protocol::protocol::BasicProperties;
 use amq_protocol::protocol::{access, channel as channel_method, connection as connection_method, AMQPClass};
-use amq_protocol::types::FieldTable;
 use bytes::Bytes;
 
 use super::connection::{truncate_text, Connection};
@@ -504,9 +504,9 @@ impl<P: Port> Dispatcher<P> {
             if let Some(vhost) = snapshot.vhost(&vhost_name) {
                 if let Some(exchange) = vhost.exchanges.get(exchange_name.as_ref()) {
                     let properties = message.properties.clone();
-                    let mut headers = || -> Option<FieldTable> {
+                    let mut headers = || -> Option<BasicProperties> {
                         used_headers = true;
-                        hotpath::parse_properties(&properties).ok()?.headers().clone()
+                        hotpath::parse_properties(&properties).ok()
                     };
                     vhost.route_with_alternates(exchange, &publish.routing_key, &mut headers, &mut self.routes);
                 }

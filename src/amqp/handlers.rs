@@ -13,9 +13,11 @@ use super::port::Port;
 use crate::broker::definitions::DEFAULT_VHOST;
 use crate::broker::error::*;
 use crate::broker::messages::ShardMsg;
+use crate::broker::queue_args::QueueType;
 use crate::broker::reply_to::REPLY_QUEUE;
 use crate::broker::requests::{AdminRequest, Binding, ExchangeDeclare, QueueDeclare, QueueRequest, ReplyBody};
 use crate::broker::routing::ExchangeKind;
+use crate::broker::snapshot::QueueDef;
 use crate::broker::users::{Access, Grant, ResourceKind};
 use crate::limits::TX_PENDING_MAX;
 
@@ -238,6 +240,10 @@ impl<P: Port> Dispatcher<P> {
             queue::AMQPMethod::Delete(delete) => {
                 let name = self.queue_name(channel_id, delete.queue.as_str())?;
                 access::configure_queue(&self.connection, &self.port.snapshot(), &name)?;
+                let queue_type = self.port.snapshot().vhost(&vhost).and_then(|found| found.queues.get(&name).cloned());
+                if let Some(definition) = queue_type {
+                    check_quorum_delete(&definition, delete.if_unused, delete.if_empty)?;
+                }
                 let holder = self.connection.holder(channel_id);
                 let request = AdminRequest::QueueDelete {
                     vhost,
@@ -414,4 +420,22 @@ fn routing_key_shortcut(queue_name: &str, routing_key: &str, resolved_queue: &st
     } else {
         routing_key.to_string()
     }
+}
+
+/// RabbitMQ 3.10's quorum queues refuse queue.delete with if-unused or if-empty (540, a
+/// connection error).
+fn check_quorum_delete(definition: &QueueDef, if_unused: bool, if_empty: bool) -> Result<(), AmqpError> {
+    if QueueType::of(&definition.arguments) != QueueType::Quorum {
+        return Ok(());
+    }
+    let flag = match (if_unused, if_empty) {
+        (true, _) => "if-unused",
+        (false, true) => "if-empty",
+        (false, false) => return Ok(()),
+    };
+    let text = format!(
+        "cannot delete queue '{}' in vhost '{}'. queue.delete operations with {flag} flag set are not supported by quorum queues",
+        definition.name, definition.vhost
+    );
+    Err(AmqpError::new(NOT_IMPLEMENTED, text))
 }

@@ -209,7 +209,7 @@ impl Harness {
             payload: Payload::Memory(Arc::new(message(name))),
             redelivered: false,
             message_count: 0,
-            delivery_count: 0,
+            delivery_count: None,
         }))));
         let get = AMQPClass::Basic(basic::AMQPMethod::Get(basic::Get { queue: name.into(), no_ack: false }));
         assert_eq!(self.method(channel_id, get), Ok(false));

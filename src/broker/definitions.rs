@@ -11,6 +11,7 @@ use amq_protocol::types::FieldTable;
 
 use super::equivalence::{check_exchange_equivalence, check_queue_equivalence};
 use super::error::{AmqpError, ACCESS_REFUSED, COMMAND_INVALID, PRECONDITION_FAILED, RESOURCE_ERROR};
+use super::queue_args::QueueFlags;
 use super::requests::{Binding, ExchangeDeclare, QueueDeclare};
 use super::routing::{validate_x_match, ExchangeKind, RoutingTable};
 use super::snapshot::{Exchange, QueueDef, Snapshot, Vhost};
@@ -183,6 +184,9 @@ impl Definitions {
             grant.check(Access::Write, ResourceKind::Exchange, &alternate, vhost_name)?;
         }
         super::queue_args::validate_exchange(&request.arguments, &request.name, vhost_name)?;
+        if kind == ExchangeKind::ConsistentHash {
+            super::consistent_hash::validate_arguments(&request.arguments)?;
+        }
         if self.exchange_count >= EXCHANGES_MAX {
             return Err(AmqpError::new(RESOURCE_ERROR, "exchange limit reached"));
         }
@@ -264,7 +268,9 @@ impl Definitions {
             check_exclusive_access(&queue, request.conn)?;
             return Ok(QueueDeclared::Existing(queue));
         }
-        if !request.name.is_empty() {
+        if request.name.is_empty() {
+            super::queue_args::check_server_named(&request.arguments)?;
+        } else {
             check_name("queue", &request.name)?;
         }
         let durable = request.durable && !request.exclusive;
@@ -299,6 +305,8 @@ impl Definitions {
             }
         }
         super::queue_args::validate(&request.arguments, &name, vhost_name)?;
+        let flags = QueueFlags { durable, exclusive: request.exclusive, auto_delete: request.auto_delete };
+        super::queue_args::check_flags(&request.arguments, flags, &name, vhost_name)?;
         let owner = if request.exclusive || request.name.is_empty() {
             request.conn.shard()
         } else {
@@ -378,6 +386,10 @@ impl Definitions {
         let (source, destination) = self.resolve_binding(binding)?.map_err(|missing| missing.error(binding))?;
         if source.kind == ExchangeKind::Headers {
             validate_x_match(&binding.arguments).map_err(|text| AmqpError::new(PRECONDITION_FAILED, text))?;
+        }
+        if source.kind == ExchangeKind::ConsistentHash {
+            super::consistent_hash::weight(&binding.routing_key)
+                .map_err(|text| AmqpError::new(PRECONDITION_FAILED, text))?;
         }
         self.check_exclusive_destination(binding)?;
         if source.table.bindings().count() >= BINDINGS_PER_EXCHANGE_MAX {
@@ -476,8 +488,8 @@ fn new_exchange(
         durable,
         auto_delete,
         internal,
+        table: RoutingTable::with_arguments(kind, &arguments),
         arguments,
-        table: RoutingTable::new(kind),
         policy: None,
     }
 }

@@ -15,6 +15,7 @@ use super::definitions::is_predeclared;
 use super::definitions::{Definitions, QueueDeclared};
 use super::definitions_file::{self as file, DefinitionsFile, DestinationType};
 use super::policy::{Policy, PolicyInput, PolicyKind};
+use super::queue_args::QueueType;
 use super::requests::{Binding, ExchangeDeclare, QueueDeclare};
 use super::snapshot::{QueueDef, Snapshot};
 use super::users::{Permissions, User, UserLimits, VhostLimits};
@@ -336,7 +337,7 @@ pub fn export(snapshot: &Snapshot) -> DefinitionsFile {
                 durable: queue.durable,
                 auto_delete: queue.auto_delete,
                 arguments: queue.arguments.clone(),
-                queue_type: "classic".into(),
+                queue_type: QueueType::of(&queue.arguments).as_str().into(),
             });
         }
         let mut sources: Vec<_> = vhost.exchanges.values().filter(|exchange| !exchange.name.is_empty()).collect();

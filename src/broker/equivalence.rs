@@ -3,8 +3,9 @@
 //! `rabbit_amqqueue:assert_equivalence`, `rabbit_misc:assert_args_equivalence`).
 //!
 //! Flags are compared one by one, in RabbitMQ's order; of the arguments only those that change
-//! behaviour are compared (`alternate-exchange` for an exchange, `queue_args::EQUIVALENCE_KEYS`
-//! for a queue), as Erlang terms: an integer is equivalent to the same integer of another width.
+//! behaviour are compared (`alternate-exchange` for an exchange, those of the existing queue's
+//! type for a queue: `QueueType::equivalence_keys`), as Erlang terms: an integer is equivalent
+//! to the same integer of another width.
 //! Arguments are compared as stored, so definitions written by any earlier version compare the
 //! same way. Pure functions; the definitions writer calls them.
 
@@ -12,7 +13,7 @@ use amq_protocol::types::{AMQPValue, FieldTable};
 
 use super::error::{AmqpError, PRECONDITION_FAILED};
 use super::headers_match::type_name;
-use super::queue_args::{integer, EQUIVALENCE_KEYS};
+use super::queue_args::{integer, QueueType};
 use super::requests::{ExchangeDeclare, QueueDeclare};
 use super::routing::ExchangeKind;
 use super::snapshot::{Exchange, QueueDef};
@@ -73,7 +74,7 @@ pub fn check_exchange_equivalence(
 ) -> Result<(), AmqpError> {
     let resource = Resource { kind: "exchange", name: &exchange.name, vhost: &request.vhost };
     if exchange.kind != kind {
-        let (received, current) = (format!("'{}'", kind.as_str()), format!("'{}'", exchange.kind.as_str()));
+        let (received, current) = (format!("'{}'", kind.erlang_atom()), format!("'{}'", exchange.kind.erlang_atom()));
         return Err(resource.inequivalent("type", &received, &current));
     }
     resource.check_flag("durable", exchange.durable, request.durable)?;
@@ -88,7 +89,8 @@ pub fn check_queue_equivalence(queue: &QueueDef, request: &QueueDeclare, durable
     let resource = Resource { kind: "queue", name: &queue.name, vhost: &queue.vhost };
     resource.check_flag("durable", queue.durable, durable)?;
     resource.check_flag("auto_delete", queue.auto_delete, request.auto_delete)?;
-    resource.check_arguments(&queue.arguments, &request.arguments, EQUIVALENCE_KEYS)
+    let keys = QueueType::of(&queue.arguments).equivalence_keys();
+    resource.check_arguments(&queue.arguments, &request.arguments, keys)
 }
 
 fn is_classic(value: &AMQPValue) -> bool {
@@ -160,7 +162,9 @@ mod tests {
 
     fn compare(current: &[(&str, AMQPValue)], received: &[(&str, AMQPValue)]) -> Result<(), String> {
         let resource = Resource { kind: "queue", name: "q", vhost: "/" };
-        resource.check_arguments(&table(current), &table(received), EQUIVALENCE_KEYS).map_err(|error| error.reply_text)
+        resource
+            .check_arguments(&table(current), &table(received), QueueType::Classic.equivalence_keys())
+            .map_err(|error| error.reply_text)
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! state machine. Nothing here does I/O.
 
 pub(crate) mod accounts;
+pub(crate) mod consistent_hash;
 pub(crate) mod control;
 pub(crate) mod dead_letter;
 pub(crate) mod definitions;

@@ -17,14 +17,17 @@
 //!   `delivery-limit` take the lower value;
 //! - a queue's own argument wins over the policies for `dead-letter-exchange`,
 //!   `dead-letter-routing-key` and `overflow`; for the numeric keys above the lower of
-//!   argument and policy value applies (`rabbit_amqqueue_process`'s `res_min`).
+//!   argument and policy value applies (`rabbit_amqqueue_process`'s `res_min`);
+//! - a quorum queue (`rabbit_quorum_queue:ra_machine_config`) differs in two keys: the
+//!   policy's `overflow` and `expires` win over its arguments, and overflow
+//!   `reject-publish-dlx` acts as `drop-head`.
 
 use std::sync::Arc;
 
 use amq_protocol::types::FieldTable;
 use serde_json::{Map, Value};
 
-use super::queue_args::{DeadLetterTarget, Overflow, QueueArgs};
+use super::queue_args::{DeadLetterTarget, Overflow, QueueArgs, QueueType};
 
 /// Which of the two kinds of policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -465,15 +468,25 @@ impl AppliedPolicies {
             return args;
         }
         args.message_ttl_ms = lower(args.message_ttl_ms, self.numeric(|settings| settings.message_ttl_ms));
-        args.expires_ms = lower(args.expires_ms, self.numeric(|settings| settings.expires_ms));
+        let policy_expires = self.numeric(|settings| settings.expires_ms);
+        args.expires_ms = match args.queue_type {
+            // `rabbit_quorum_queue:ra_machine_config`: the policy's expiry wins over the argument.
+            QueueType::Quorum => policy_expires.or(args.expires_ms),
+            QueueType::Classic => lower(args.expires_ms, policy_expires),
+        };
         args.max_length = lower(args.max_length, self.numeric(|settings| settings.max_length));
         args.max_length_bytes = lower(args.max_length_bytes, self.numeric(|settings| settings.max_length_bytes));
         args.delivery_limit = lower(args.delivery_limit, self.numeric(|settings| settings.delivery_limit));
         let Some(policy) = &self.policy else { return args };
         let table = arguments.inner();
-        if !table.contains_key("x-overflow") {
-            if let Some(overflow) = policy.settings.overflow {
-                args.overflow = overflow;
+        // A classic queue's own x-overflow wins; a quorum queue's policy wins, and takes
+        // reject-publish-dlx as drop-head (RabbitMQ 3.10 logs a warning and does the same).
+        if let Some(overflow) = policy.settings.overflow {
+            match args.queue_type {
+                QueueType::Classic if table.contains_key("x-overflow") => {}
+                QueueType::Classic => args.overflow = overflow,
+                QueueType::Quorum if overflow == Overflow::RejectPublishDlx => args.overflow = Overflow::DropHead,
+                QueueType::Quorum => args.overflow = overflow,
             }
         }
         // The exchange and the routing key are looked up apart: an argument's routing key

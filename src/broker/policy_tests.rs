@@ -190,3 +190,23 @@ fn a_policy_shows_as_rabbitmq_shows_it() {
                "definition": {"max-length": 5, "message-ttl": 1000}, "priority": 3})
     );
 }
+
+#[test]
+fn a_quorum_queue_takes_the_policy_overflow_and_expires_over_its_arguments() {
+    let mut arguments = FieldTable::default();
+    arguments.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    arguments.insert("x-overflow".into(), AMQPValue::LongString("reject-publish".into()));
+    arguments.insert("x-expires".into(), AMQPValue::LongInt(1000));
+    arguments.insert("x-delivery-limit".into(), AMQPValue::LongInt(9));
+    let applied_policy = |value| AppliedPolicies {
+        policy: Some(policy(PolicyKind::Policy, "p", ".*", "all", 0, value)),
+        operator: None,
+    };
+    let applied = applied_policy(json!({"overflow": "drop-head", "expires": 60000, "delivery-limit": 2}));
+    let args = applied.queue_args(&arguments);
+    assert_eq!(args.overflow, Overflow::DropHead);
+    assert_eq!(args.expires_ms, Some(60000));
+    assert_eq!(args.delivery_limit, Some(2), "the lower delivery limit applies");
+    let dlx = applied_policy(json!({"overflow": "reject-publish-dlx"}));
+    assert_eq!(dlx.queue_args(&arguments).overflow, Overflow::DropHead);
+}

@@ -18,7 +18,7 @@ use rustc_hash::FxHashMap;
 use super::dead_letter::DeathReason;
 use super::error::{AmqpError, ACCESS_REFUSED, PRECONDITION_FAILED};
 use super::priority::Levels;
-use super::queue_args::{DeadLetterTarget, QueueArgs};
+use super::queue_args::{DeadLetterTarget, QueueArgs, QueueType};
 use super::ready::{Entry, RecordReader};
 use super::requests::GotMessage;
 use super::snapshot::QueueDef;
@@ -102,6 +102,15 @@ impl Consumer {
     }
 }
 
+/// Why a delivered message goes back to its queue: a client's nack, reject or recover, or its
+/// channel closing with it unacked. Classic queues treat both alike; a quorum queue appends the
+/// first behind its ready messages (`Queue::requeue_settled`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Requeue {
+    Settled,
+    Returned,
+}
+
 /// A message on its way to a consumer's connection.
 #[derive(Debug)]
 pub struct Delivery {
@@ -112,9 +121,9 @@ pub struct Delivery {
     pub payload: Payload,
     pub redelivered: bool,
     pub no_ack: bool,
-    /// The `x-delivery-count` header the delivery must carry; 0 for none (a first delivery,
-    /// or a queue without `x-delivery-limit`).
-    pub delivery_count: u32,
+    /// The `x-delivery-count` header the delivery must carry (`QueueArgs::delivery_count_header`);
+    /// None for none, the common case.
+    pub delivery_count: Option<u32>,
 }
 
 /// Something the queue wants the shard to tell another party.
@@ -308,6 +317,12 @@ impl Queue {
         }
     }
 
+    /// Whether this queue keeps `message` in the store: a durable queue keeps persistent
+    /// messages, a quorum queue every message (as RabbitMQ's quorum queues do).
+    pub fn stores(&self, message: &Message) -> bool {
+        self.definition.durable && (self.args.queue_type == QueueType::Quorum || message.persistent())
+    }
+
     /// What the store keeps of a message's place in this queue, so a restart restores it:
     /// its wall-clock deadline (Unix milliseconds, 0 without one) and its priority level.
     pub fn stored_attributes(&self, arrival: Arrival) -> (u64, u8) {
@@ -394,7 +409,7 @@ impl Queue {
                 payload: entry.payload.clone(),
                 redelivered: entry.redelivered,
                 no_ack: consumer.no_ack,
-                delivery_count: self.args.delivery_limit.map_or(0, |_| entry.delivery_count),
+                delivery_count: self.args.delivery_count_header(entry.delivery_count, false),
             };
             if !consumer.no_ack {
                 consumer.unacked += 1;
@@ -500,7 +515,8 @@ impl Queue {
             .filter(|(_, unacked)| unacked.holder == holder)
             .map(|(sequence, _)| *sequence)
             .collect();
-        self.settle(holder, &sequences, Settle::Requeue, effects, reader);
+        // Returned, not requeued: a quorum queue puts them back in front too.
+        self.settle_as(holder, &sequences, Settle::Requeue, Requeue::Returned, effects, reader);
         self.should_auto_delete()
     }
 
@@ -511,6 +527,18 @@ impl Queue {
         holder: Holder,
         sequences: &[u64],
         action: Settle,
+        effects: &mut Vec<Effect>,
+        reader: &dyn RecordReader,
+    ) {
+        self.settle_as(holder, sequences, action, Requeue::Settled, effects, reader);
+    }
+
+    fn settle_as(
+        &mut self,
+        holder: Holder,
+        sequences: &[u64],
+        action: Settle,
+        requeue: Requeue,
         effects: &mut Vec<Effect>,
         reader: &dyn RecordReader,
     ) {
@@ -531,7 +559,8 @@ impl Queue {
                 }
             }
             match action {
-                Settle::Requeue => self.requeue(unacked.entry, effects),
+                Settle::Requeue if requeue == Requeue::Returned => self.requeue(unacked.entry, effects),
+                Settle::Requeue => self.requeue_settled(unacked.entry, effects),
                 Settle::Unsent => self.unsend(unacked.entry),
                 Settle::Discard => self.dead(unacked.entry, DeathReason::Rejected, effects),
                 Settle::Ack => {
@@ -604,7 +633,7 @@ impl Queue {
             payload: entry.payload.clone(),
             redelivered: entry.redelivered,
             message_count: self.message_count(),
-            delivery_count: self.args.delivery_limit.map_or(0, |_| entry.delivery_count),
+            delivery_count: self.args.delivery_count_header(entry.delivery_count, true),
         };
         if !no_ack {
             self.unacked.insert(entry.sequence, Unacked { entry, holder, consumer_tag: None });

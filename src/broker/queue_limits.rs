@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{Effect, Payload, Queue};
 use crate::broker::dead_letter::DeathReason;
-use crate::broker::queue_args::Overflow;
+use crate::broker::queue_args::{Overflow, QueueType};
 use crate::broker::ready::{Entry, RecordReader};
 use crate::clock;
 use crate::codec::message::Message;
@@ -49,6 +49,25 @@ impl Queue {
         entry.redelivered = true;
         self.ready_bytes += entry.payload.counted_bytes();
         self.ready.insert_by_sequence(entry);
+    }
+
+    /// A message nacked or rejected with requeue (or recovered): as `requeue`, except that a
+    /// quorum queue appends it behind its other ready messages, as RabbitMQ 3.10's quorum
+    /// queues do (`rabbit_fifo`'s `requeue` command); a message returned by a closed channel
+    /// or a cancelled consumer goes back to its place in both types (`rabbit_fifo`'s returns
+    /// come first).
+    pub(super) fn requeue_settled(&mut self, mut entry: Entry, effects: &mut Vec<Effect>) {
+        if self.args.queue_type != QueueType::Quorum {
+            return self.requeue(entry, effects);
+        }
+        entry.delivery_count = entry.delivery_count.saturating_add(1);
+        if self.args.delivery_limit.is_some_and(|limit| u64::from(entry.delivery_count) > limit) {
+            self.dead(entry, DeathReason::DeliveryLimit, effects);
+            return;
+        }
+        entry.redelivered = true;
+        self.ready_bytes += entry.payload.counted_bytes();
+        self.ready.push_back(entry);
     }
 
     /// A message handed to a consumer's channel that never reached the client goes back to

@@ -226,7 +226,7 @@ fn higher_priority_consumer_gets_messages_first() {
 }
 
 /// (sequence, x-delivery-count to send) of each delivery in `effects`.
-fn delivery_counts(effects: &mut Vec<Effect>) -> Vec<(u64, u32)> {
+fn delivery_counts(effects: &mut Vec<Effect>) -> Vec<(u64, Option<u32>)> {
     effects
         .drain(..)
         .filter_map(|effect| match effect {
@@ -242,12 +242,12 @@ fn each_return_counts_in_x_delivery_count_with_a_delivery_limit() {
     let mut effects = Vec::new();
     queue.add_consumer(holder(1), "a".into(), settings(false, false, 1)).expect("consume");
     queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
-    assert_eq!(delivery_counts(&mut effects), vec![(1, 0)], "a first delivery carries no count");
+    assert_eq!(delivery_counts(&mut effects), vec![(1, None)], "a first delivery carries no count");
     queue.settle(holder(1), &[1], Settle::Requeue, &mut effects, &NoRecords);
-    assert_eq!(delivery_counts(&mut effects), vec![(1, 1)]);
+    assert_eq!(delivery_counts(&mut effects), vec![(1, Some(1))]);
     queue.channel_gone(holder(1), &mut effects, &NoRecords);
     let got = queue.get(holder(2), false, &mut effects, &NoRecords).expect("returned by the closed channel");
-    assert_eq!((got.delivery_count, got.redelivered), (2, true));
+    assert_eq!((got.delivery_count, got.redelivered), (Some(2), true));
 }
 
 #[test]
@@ -257,7 +257,7 @@ fn without_a_delivery_limit_no_count_is_sent() {
     queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
     for _ in 0..3 {
         let got = queue.get(holder(1), false, &mut effects, &NoRecords).expect("get");
-        assert_eq!(got.delivery_count, 0);
+        assert_eq!(got.delivery_count, None);
         queue.settle(holder(1), &[got.sequence], Settle::Requeue, &mut effects, &NoRecords);
     }
     assert_eq!(queue.message_count(), 1, "no limit: the message always comes back");
@@ -272,7 +272,7 @@ fn one_return_beyond_the_delivery_limit_dead_letters_with_reason_delivery_limit(
     queue.settle(holder(1), &[first.sequence], Settle::Requeue, &mut effects, &NoRecords);
     assert!(dead_reasons(&mut effects).is_empty(), "one return is within a limit of 1");
     let second = queue.get(holder(1), false, &mut effects, &NoRecords).expect("second");
-    assert_eq!(second.delivery_count, 1);
+    assert_eq!(second.delivery_count, Some(1));
     queue.settle(holder(1), &[second.sequence], Settle::Requeue, &mut effects, &NoRecords);
     assert_eq!(dead_reasons(&mut effects), vec![DeathReason::DeliveryLimit]);
     assert_eq!(queue.message_count(), 0);
@@ -318,4 +318,87 @@ fn an_expires_policy_starts_its_lease_when_it_is_applied_and_clearing_it_ends_it
     queue.apply_policies(Arc::new(plain), &mut effects, &NoRecords);
     assert!(!queue.unused_for_too_long(applied_at_ms + 50_000), "no lease without the policy");
     assert!(effects.is_empty());
+}
+
+fn quorum(entries: &[(&str, i64)]) -> FieldTable {
+    let mut table = arguments(entries, false);
+    table.insert("x-queue-type".into(), amq_protocol::types::AMQPValue::LongString("quorum".into()));
+    table
+}
+
+#[test]
+fn a_quorum_queue_counts_returns_in_x_delivery_count_without_a_limit() {
+    let mut queue = queue_with(quorum(&[]));
+    let mut effects = Vec::new();
+    queue.add_consumer(holder(1), "a".into(), settings(false, false, 1)).expect("consume");
+    queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    assert_eq!(delivery_counts(&mut effects), vec![(1, None)], "a first delivery carries no count");
+    queue.settle(holder(1), &[1], Settle::Requeue, &mut effects, &NoRecords);
+    assert_eq!(delivery_counts(&mut effects), vec![(1, Some(1))]);
+    queue.settle(holder(1), &[1], Settle::Requeue, &mut effects, &NoRecords);
+    assert_eq!(delivery_counts(&mut effects), vec![(1, Some(2))]);
+    assert_eq!(queue.message_count(), 0, "no limit: the message keeps coming back");
+}
+
+#[test]
+fn a_quorum_queue_basic_get_always_carries_x_delivery_count() {
+    let mut queue = queue_with(quorum(&[]));
+    let mut effects = Vec::new();
+    queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    let first = queue.get(holder(1), false, &mut effects, &NoRecords).expect("first");
+    assert_eq!((first.delivery_count, first.redelivered), (Some(0), false));
+    queue.settle(holder(1), &[first.sequence], Settle::Requeue, &mut effects, &NoRecords);
+    let second = queue.get(holder(1), false, &mut effects, &NoRecords).expect("second");
+    assert_eq!((second.delivery_count, second.redelivered), (Some(1), true));
+}
+
+#[test]
+fn a_quorum_queue_delivery_limit_drops_one_return_beyond_it() {
+    let mut queue = queue_with(quorum(&[("x-delivery-limit", 1)]));
+    let mut effects = Vec::new();
+    queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    for _ in 0..2 {
+        let got = queue.get(holder(1), false, &mut effects, &NoRecords).expect("within the limit");
+        queue.settle(holder(1), &[got.sequence], Settle::Requeue, &mut effects, &NoRecords);
+    }
+    assert_eq!(queue.message_count(), 0, "the second return is one more than the limit");
+}
+
+#[test]
+fn a_negative_quorum_delivery_limit_drops_at_the_first_return_as_rabbitmq_does() {
+    let mut queue = queue_with(quorum(&[("x-delivery-limit", -1)]));
+    let mut effects = Vec::new();
+    queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    let got = queue.get(holder(1), false, &mut effects, &NoRecords).expect("get");
+    queue.settle(holder(1), &[got.sequence], Settle::Requeue, &mut effects, &NoRecords);
+    assert_eq!(queue.message_count(), 0);
+}
+
+#[test]
+fn a_quorum_queue_appends_a_nacked_message_behind_the_others() {
+    let mut queue = queue_with(quorum(&[]));
+    let mut effects = Vec::new();
+    for body in [b"a", b"b", b"c"] {
+        queue.enqueue(message(body), Arrival::default(), &mut effects, &NoRecords);
+    }
+    let first = queue.get(holder(1), false, &mut effects, &NoRecords).expect("a");
+    queue.settle(holder(1), &[first.sequence], Settle::Requeue, &mut effects, &NoRecords);
+    let order: Vec<(u64, bool)> = (0..3)
+        .map(|_| queue.get(holder(1), true, &mut effects, &NoRecords).expect("ready"))
+        .map(|got| (got.sequence, got.redelivered))
+        .collect();
+    assert_eq!(order, vec![(2, false), (3, false), (1, true)]);
+}
+
+#[test]
+fn a_quorum_queue_puts_a_message_of_a_closed_channel_back_in_front() {
+    let mut queue = queue_with(quorum(&[]));
+    let mut effects = Vec::new();
+    for body in [b"a", b"b"] {
+        queue.enqueue(message(body), Arrival::default(), &mut effects, &NoRecords);
+    }
+    queue.get(holder(1), false, &mut effects, &NoRecords).expect("a");
+    queue.channel_gone(holder(1), &mut effects, &NoRecords);
+    let got = queue.get(holder(2), true, &mut effects, &NoRecords).expect("a again");
+    assert_eq!((got.sequence, got.redelivered), (1, true));
 }

@@ -121,8 +121,8 @@ pub struct GotMessage {
     pub payload: Payload,
     pub redelivered: bool,
     pub message_count: u32,
-    /// The `x-delivery-count` header to add; 0 for none (see `Delivery`).
-    pub delivery_count: u32,
+    /// The `x-delivery-count` header to add; None for none (see `Delivery`).
+    pub delivery_count: Option<u32>,
 }
 
 #[derive(Debug)]

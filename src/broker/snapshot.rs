@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use amq_protocol::protocol::BasicProperties;
 use amq_protocol::types::{AMQPValue, FieldTable};
 
 use super::policy::{AppliedPolicies, Policy, VhostPolicies};
@@ -73,17 +74,18 @@ impl Vhost {
 
     /// Appends every queue the message reaches from `exchange`, each once, following
     /// exchange-to-exchange bindings. The default exchange ("") routes to the queue named by
-    /// the routing key. `headers` is asked for only when a headers exchange is on the path.
+    /// the routing key. `properties` is asked for only when a headers exchange, or a
+    /// consistent-hash exchange hashing a header or a property, is on the path.
     pub fn route(
         &self,
         exchange: &Exchange,
         routing_key: &[u8],
-        headers: &mut dyn FnMut() -> Option<FieldTable>,
+        properties: &mut dyn FnMut() -> Option<BasicProperties>,
         out: &mut Vec<QueueId>,
     ) {
         let mut pending: Vec<Destination> = Vec::new();
         let mut visited: Vec<ExchangeId> = vec![exchange.id];
-        let mut parsed_headers: Option<Option<FieldTable>> = None;
+        let mut parsed: Option<Option<BasicProperties>> = None;
         let mut current = Some(exchange);
         let mut hops = 0;
         while let Some(source) = current {
@@ -92,8 +94,12 @@ impl Vhost {
                     pending.push(Destination::Queue(queue.id));
                 }
             } else if source.kind == ExchangeKind::Headers {
-                let table = parsed_headers.get_or_insert_with(&mut *headers);
-                source.table.route(routing_key, table.as_ref(), &mut pending);
+                let found = parsed.get_or_insert_with(&mut *properties);
+                let headers = found.as_ref().and_then(|found| found.headers().as_ref());
+                source.table.route(routing_key, headers, &mut pending);
+            } else if let Some(ring) = source.table.hash_ring().filter(|ring| ring.hash_on.reads_properties()) {
+                let found = parsed.get_or_insert_with(&mut *properties);
+                pending.extend(ring.route(ring.hash_on.hash(routing_key, found.as_ref())));
             } else {
                 source.table.route(routing_key, None, &mut pending);
             }
@@ -126,13 +132,13 @@ impl Vhost {
         &self,
         exchange: &Exchange,
         routing_key: &[u8],
-        headers: &mut dyn FnMut() -> Option<FieldTable>,
+        properties: &mut dyn FnMut() -> Option<BasicProperties>,
         out: &mut Vec<QueueId>,
     ) {
         let mut current = exchange;
         let mut visited = vec![exchange.id];
         loop {
-            self.route(current, routing_key, headers, out);
+            self.route(current, routing_key, properties, out);
             if !out.is_empty() || visited.len() > EXCHANGE_HOPS_MAX {
                 return;
             }

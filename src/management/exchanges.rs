@@ -13,7 +13,7 @@ use crate::broker::requests::{AdminRequest, ExchangeDeclare};
 use crate::broker::snapshot::Exchange;
 use crate::broker::users::{Access, ResourceKind};
 
-const KNOWN_TYPES: &[&str] = &["direct", "fanout", "topic", "headers"];
+const KNOWN_TYPES: &[&str] = &["direct", "fanout", "topic", "headers", "x-consistent-hash"];
 
 /// The name in a path: `amq.default` is the default exchange ("").
 pub fn from_path(name: &str) -> &str {

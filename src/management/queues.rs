@@ -10,6 +10,7 @@ use super::stats::Counted;
 use super::{bindings, listing, messages, policies};
 use crate::broker::control::QueueInfo;
 use crate::broker::definitions_file::field_table_to_json;
+use crate::broker::queue_args::QueueType;
 use crate::broker::requests::{AdminRequest, QueueDeclare, QueueRequest};
 use crate::broker::snapshot::{QueueDef, Snapshot};
 use crate::broker::users::{check_access, Access, Grant, ResourceKind};
@@ -60,10 +61,9 @@ fn list(call: &Call, queues: Vec<QueueInfo>) -> ApiResult {
 }
 
 fn queue_json(call: &Call, snapshot: &Snapshot, queue: &QueueInfo) -> Value {
-    let arguments = snapshot
-        .vhost(&queue.vhost)
-        .and_then(|vhost| vhost.queues.get(&queue.name))
-        .map_or_else(|| json!({}), |definition| field_table_to_json(&definition.arguments));
+    let definition = snapshot.vhost(&queue.vhost).and_then(|vhost| vhost.queues.get(&queue.name));
+    let arguments = definition.map_or_else(|| json!({}), |definition| field_table_to_json(&definition.arguments));
+    let queue_type = definition.map_or(QueueType::Classic, |definition| QueueType::of(&definition.arguments));
     let key = format!("queue\u{0}{}\u{0}{}", queue.vhost, queue.name);
     let object = json!({
         "name": queue.name,
@@ -72,7 +72,7 @@ fn queue_json(call: &Call, snapshot: &Snapshot, queue: &QueueInfo) -> Value {
         "auto_delete": queue.auto_delete,
         "exclusive": queue.exclusive,
         "arguments": arguments,
-        "type": "classic",
+        "type": queue_type.as_str(),
         "node": call.context.node,
         "state": "running",
         "policy": policies::shown_name(&queue.policy),

@@ -98,7 +98,7 @@ impl Shard {
         if let Some(vhost) = snapshot.vhost(&publish.vhost) {
             if let Some(exchange) = vhost.exchanges.get(&publish.exchange) {
                 let properties = publish.message.properties.clone();
-                let mut headers = move || crate::codec::hotpath::parse_properties(&properties).ok()?.headers().clone();
+                let mut headers = move || crate::codec::hotpath::parse_properties(&properties).ok();
                 vhost.route_with_alternates(exchange, &publish.message.routing_key, &mut headers, &mut routes);
             }
         }

@@ -87,7 +87,7 @@ impl Shard {
             body: message.body.clone(),
         });
         let properties = dead_message.properties.clone();
-        let mut headers = move || crate::codec::hotpath::parse_properties(&properties).ok()?.headers().clone();
+        let mut headers = move || crate::codec::hotpath::parse_properties(&properties).ok();
         let mut routes = Vec::new();
         vhost.route_with_alternates(exchange, &dead_message.routing_key, &mut headers, &mut routes);
         let cycles: Vec<QueueId> = dead

@@ -174,13 +174,13 @@ impl Shard {
     }
 
     /// Decides how a message enters the queue: refused by its length limit, kept in memory,
-    /// or appended to the store when it is persistent and the queue durable (with whether to
+    /// or appended to the store when the queue keeps it on disk (`Queue::stores`; with whether to
     /// keep an in-memory copy, only while the queue is short). The same message routed to
     /// several durable queues of this shard is stored once (`Store::append_shared`).
     fn admit(&self, id: QueueId, message: &Arc<Message>, arrival: Arrival) -> Admission {
         self.ensure_queue_known(id);
         let paging_threshold = if self.alarms.paging() { STORED_CACHE_MESSAGES } else { PAGE_OUT_READY_MESSAGES };
-        let (durable, sequence, ready, pages_out, (expires_at_unix_ms, priority)) = {
+        let (stored, sequence, ready, pages_out, (expires_at_unix_ms, priority)) = {
             let queues = self.queues.borrow();
             let Some(queue) = queues.get(&id) else {
                 return Admission::Memory;
@@ -190,10 +190,9 @@ impl Shard {
             }
             let pages_out = queue.pages_out(paging_threshold);
             let attributes = queue.stored_attributes(arrival);
-            (queue.definition.durable, queue.next_sequence(), queue.ready_count(), pages_out, attributes)
+            (queue.stores(message), queue.next_sequence(), queue.ready_count(), pages_out, attributes)
         };
-        let kept = durable && message.persistent();
-        if !kept && !pages_out {
+        if !stored && !pages_out {
             return Admission::Memory;
         }
         let record = MessageRecord {
@@ -206,7 +205,7 @@ impl Shard {
             properties: &message.properties,
             body: &message.body,
         };
-        if !kept {
+        if !stored {
             // Paged out: confirmed at once like any message that is not kept for a restart.
             return match self.with_store(|store| store.append_paged(&record)) {
                 Some(Ok(reference)) => Admission::Paged(reference),
@@ -316,13 +315,11 @@ impl Shard {
     }
 }
 
-/// Gives a returned message of an `x-delivery-limit` queue its `x-delivery-count` header
-/// (`count` 0: none, the common path, which stays zero-copy). The queue keeps the original
-/// properties, so the next return writes the next count, never a second header.
-fn add_delivery_count(payload: &mut Payload, count: u32) {
-    if count == 0 {
-        return;
-    }
+/// Gives a returned message of an `x-delivery-limit` or quorum queue its `x-delivery-count`
+/// header (`count` None: none, the common path, which stays zero-copy). The queue keeps the
+/// original properties, so the next return writes the next count, never a second header.
+fn add_delivery_count(payload: &mut Payload, count: Option<u32>) {
+    let Some(count) = count else { return };
     let Some(message) = payload.message() else { return };
     match message.with_delivery_count(count) {
         Ok(counted) => *payload = Payload::Memory(Arc::new(counted)),

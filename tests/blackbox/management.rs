@@ -194,6 +194,20 @@ fn a_half_sent_request_is_closed_and_nothing_else_waits_for_it() {
     assert!(started.elapsed() < Duration::from_secs(25), "closed after {:?}", started.elapsed());
 }
 
+/// RabbitMQ's queue objects name the queue type: `quorum` for `x-queue-type: quorum`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_objects_show_the_queue_type() {
+    let Some(managed) = Managed::start() else { return };
+    let quorum = r#"{"durable":true,"arguments":{"x-queue-type":"quorum"}}"#;
+    assert_eq!(managed.call("PUT", "/api/queues/%2F/votes", Some(quorum)).status, 201);
+    assert_eq!(managed.call("PUT", "/api/queues/%2F/plain", Some(r#"{"durable":true}"#)).status, 201);
+    assert_eq!(managed.call("GET", "/api/queues/%2F/votes", None).json()["type"], json!("quorum"));
+    assert_eq!(managed.call("GET", "/api/queues/%2F/plain", None).json()["type"], json!("classic"));
+    let transient = managed.call("PUT", "/api/queues/%2F/fleeting", Some(r#"{"arguments":{"x-queue-type":"quorum"}}"#));
+    assert_eq!(transient.status, 400);
+    assert_eq!(transient.json()["reason"], json!("invalid property 'non-durable' for queue 'fleeting' in vhost '/'"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queues_made_over_http_are_the_ones_amqp_clients_see() {
     let Some(managed) = Managed::start() else { return };

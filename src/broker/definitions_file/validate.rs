@@ -13,7 +13,8 @@
 //! - policies: `apply-to` is `all`, `queues` or `exchanges`; the definition is not empty. The
 //!   definition's keys are not checked here.
 //! - queues: arguments pass the same checks as queue.declare (`queue_args::validate`, with
-//!   RabbitMQ's texts), and the type is classic; exchanges: a type this broker routes, and an
+//!   RabbitMQ's texts), the type is classic or quorum, and a quorum queue (by `x-queue-type`, as
+//!   RabbitMQ's import reads it) is durable and not auto-delete; exchanges: a type this broker routes, and an
 //!   `alternate-exchange` that is a string.
 //!
 //! Not checked: whether a permission's user or vhost, or a binding's source and destination,
@@ -33,7 +34,7 @@ use std::collections::HashMap;
 
 use super::{DefinitionsFile, DefinitionsFileError, Problem, User};
 use crate::broker::passwords::{HashAlgorithm, PasswordHash};
-use crate::broker::queue_args;
+use crate::broker::queue_args::{self, QueueFlags};
 use crate::broker::routing::ExchangeKind;
 
 const USER_LIMITS: &[&str] = &["max-connections", "max-channels"];
@@ -227,9 +228,15 @@ fn check_queues_and_exchanges(check: &mut Checker, definitions: &DefinitionsFile
         check.unique("queue", format!("'{}' in vhost '{}'", queue.name, queue.vhost), path.clone());
         if let Err(error) = queue_args::validate(&queue.arguments, &queue.name, &queue.vhost) {
             check.problem(format!("{path}.arguments"), error.reply_text);
-        } else if queue.queue_type != "classic" {
-            let message = format!("{} queues are not supported by this broker (only 'classic')", queue.queue_type);
+        } else if !matches!(queue.queue_type.as_str(), "classic" | "quorum") {
+            let message =
+                format!("{} queues are not supported by this broker (only 'classic' and 'quorum')", queue.queue_type);
             check.problem(format!("{path}.type"), message);
+        } else {
+            let flags = QueueFlags { durable: queue.durable, exclusive: false, auto_delete: queue.auto_delete };
+            if let Err(error) = queue_args::check_flags(&queue.arguments, flags, &queue.name, &queue.vhost) {
+                check.problem(path.clone(), error.reply_text);
+            }
         }
     }
     for (index, exchange) in definitions.exchanges.iter().enumerate() {
