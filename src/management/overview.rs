@@ -20,6 +20,7 @@ const EXCHANGE_TYPES: &[(&str, &str)] = &[
     ("fanout", "AMQP fanout exchange, as per the AMQP specification"),
     ("headers", "AMQP headers exchange, as per the AMQP specification"),
     ("topic", "AMQP topic exchange, as per the AMQP specification"),
+    ("x-consistent-hash", "Consistent Hashing Exchange"),
 ];
 
 fn exchange_types() -> Value {
