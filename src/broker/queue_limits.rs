@@ -40,15 +40,8 @@ impl Queue {
     /// delivery bounced): to its original position, marked redelivered, its return counted.
     /// With `x-delivery-limit`, one return more than the limit dead-letters (or drops) it
     /// instead, as RabbitMQ 4.0-4.2 quorum queues count every return.
-    pub(super) fn requeue(&mut self, mut entry: Entry, effects: &mut Vec<Effect>) {
-        entry.delivery_count = entry.delivery_count.saturating_add(1);
-        if self.args.delivery_limit.is_some_and(|limit| u64::from(entry.delivery_count) > limit) {
-            self.dead(entry, DeathReason::DeliveryLimit, effects);
-            return;
-        }
-        entry.redelivered = true;
-        self.ready_bytes += entry.payload.counted_bytes();
-        self.ready.insert_by_sequence(entry);
+    pub(super) fn requeue(&mut self, entry: Entry, effects: &mut Vec<Effect>) {
+        self.return_to_ready(entry, effects, false);
     }
 
     /// A message nacked or rejected with requeue (or recovered): as `requeue`, except that a
@@ -56,10 +49,14 @@ impl Queue {
     /// queues do (`rabbit_fifo`'s `requeue` command); a message returned by a closed channel
     /// or a cancelled consumer goes back to its place in both types (`rabbit_fifo`'s returns
     /// come first).
-    pub(super) fn requeue_settled(&mut self, mut entry: Entry, effects: &mut Vec<Effect>) {
-        if self.args.queue_type != QueueType::Quorum {
-            return self.requeue(entry, effects);
-        }
+    pub(super) fn requeue_settled(&mut self, entry: Entry, effects: &mut Vec<Effect>) {
+        let behind = self.args.queue_type == QueueType::Quorum;
+        self.return_to_ready(entry, effects, behind);
+    }
+
+    /// Counts the return; past `x-delivery-limit` dead-letters (or drops) the message, else
+    /// puts it back redelivered: `behind` the other ready messages, or at its place.
+    fn return_to_ready(&mut self, mut entry: Entry, effects: &mut Vec<Effect>, behind: bool) {
         entry.delivery_count = entry.delivery_count.saturating_add(1);
         if self.args.delivery_limit.is_some_and(|limit| u64::from(entry.delivery_count) > limit) {
             self.dead(entry, DeathReason::DeliveryLimit, effects);
@@ -67,7 +64,11 @@ impl Queue {
         }
         entry.redelivered = true;
         self.ready_bytes += entry.payload.counted_bytes();
-        self.ready.push_back(entry);
+        if behind {
+            self.ready.push_back(entry);
+        } else {
+            self.ready.insert_by_sequence(entry);
+        }
     }
 
     /// A message handed to a consumer's channel that never reached the client goes back to

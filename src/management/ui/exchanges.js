@@ -62,13 +62,8 @@ function addForm(onAdded) {
       h("label", { class: "inline" }, checkbox("internal"), " Internal")),
     field("Arguments", argumentsEditor.element),
   ], async (element) => {
-    let argumentValues;
-    try {
-      argumentValues = argumentsEditor.value();
-    } catch (error) {
-      notify(error.message, "error");
-      return;
-    }
+    const argumentValues = argumentsEditor.valueOrNotify();
+    if (argumentValues === null) return;
     const name = valueOf(element, "name");
     const vhost = valueOf(element, "vhost");
     const done = await attempt(() => api("PUT", `/exchanges/${enc(vhost)}/${enc(name)}`, {

@@ -2,7 +2,7 @@
 // arguments, headers and policy definitions (each value typed: string, number, boolean, JSON).
 
 import { get } from "/ui/api.js";
-import { h, clear } from "/ui/dom.js";
+import { h, clear, notify } from "/ui/dom.js";
 
 /// A labelled field.
 export const field = (label, input, hint) => h("label", { class: "field" }, h("span", {}, label), input, hint ? h("small", {}, hint) : null);
@@ -101,7 +101,17 @@ export function keyValueEditor({ name, suggestions = [], numericKeys = [], initi
     if (!rows.children.length) addRow();
   }
 
-  return { element, value, set };
+  // The value, or null once the user was told what is wrong with it.
+  function valueOrNotify() {
+    try {
+      return value();
+    } catch (error) {
+      notify(error.message, "error");
+      return null;
+    }
+  }
+
+  return { element, value, valueOrNotify, set };
 }
 
 /// A form whose submit runs `action(form)`; the button is disabled while it runs.

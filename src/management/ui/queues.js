@@ -2,7 +2,7 @@
 // its counts (refreshed), policy, bindings, publishing to it, getting messages, purge, delete.
 
 import { api, get, enc } from "/ui/api.js";
-import { h, clear, link, number, rate, bytes, notify, attempt, confirmButton, section, facts } from "/ui/dom.js";
+import { h, clear, link, number, rate, bytes, attempt, confirmButton, section, facts } from "/ui/dom.js";
 import { pagedTable } from "/ui/table.js";
 import { field, input, select, checkbox, vhostSelect, keyValueEditor, form, valueOf, checked } from "/ui/forms.js";
 import { publishForm, exchangeHref } from "/ui/exchanges.js";
@@ -26,13 +26,8 @@ function addForm(onAdded) {
     h("label", { class: "inline" }, checkbox("auto_delete"), " Auto delete"),
     field("Arguments", argumentsEditor.element),
   ], async (element) => {
-    let argumentValues;
-    try {
-      argumentValues = argumentsEditor.value();
-    } catch (error) {
-      notify(error.message, "error");
-      return;
-    }
+    const argumentValues = argumentsEditor.valueOrNotify();
+    if (argumentValues === null) return;
     const name = valueOf(element, "name");
     const vhost = valueOf(element, "vhost");
     const done = await attempt(() => api("PUT", `/queues/${enc(vhost)}/${enc(name)}`, {
