@@ -127,6 +127,14 @@ impl Run<'_> {
     }
 
     /// Asks shard `shard` and waits for its answer.
+    /// Applies a definitions change through the writer and returns once every shard has it,
+    /// so it is in effect everywhere when the command ends, as when rabbitmqctl returns (a
+    /// login next sees a new password).
+    fn apply(&self, change: AccountChange) -> Step<()> {
+        self.ask(0, ControlRequest::Change(Box::new(change)))?;
+        self.wait_for_every_shard()
+    }
+
     pub(super) fn ask(&self, shard: usize, request: ControlRequest) -> Step<ControlReply> {
         self.ask_failing_with(shard, request, EXIT_DATA)
     }
@@ -189,7 +197,7 @@ impl Run<'_> {
     ) -> Step<Outcome> {
         let args = self.arguments(count, usage)?;
         let change = make(args).map_err(|problem| Outcome::fail(EXIT_DATA, format!("Error:\n{problem}")))?;
-        self.ask(0, ControlRequest::Change(Box::new(change)))?;
+        self.apply(change)?;
         Ok(Outcome::ok(self.banner(banner.replace("{0}", &args[0]))))
     }
 
@@ -199,7 +207,7 @@ impl Run<'_> {
         };
         let tags = parse_tags(tags.iter().map(String::as_str));
         let banner = format!("Setting tags for user \"{user}\" to [{}] ...", tags.join(", "));
-        self.ask(0, ControlRequest::Change(Box::new(AccountChange::SetTags { name: user.clone(), tags })))?;
+        self.apply(AccountChange::SetTags { name: user.clone(), tags })?;
         Ok(Outcome::ok(self.banner(banner)))
     }
 
@@ -236,14 +244,7 @@ impl Run<'_> {
             .map_err(|problem| Outcome::fail(EXIT_DATA, format!("Error:\n{problem}")))?;
         let (user, vhost) = (args[0].clone(), self.vhost());
         let banner = format!("Setting permissions for user \"{user}\" in vhost \"{vhost}\" ...");
-        self.ask(
-            0,
-            ControlRequest::Change(Box::new(AccountChange::SetPermissions {
-                user,
-                vhost,
-                permissions: Box::new(permissions),
-            })),
-        )?;
+        self.apply(AccountChange::SetPermissions { user, vhost, permissions: Box::new(permissions) })?;
         Ok(Outcome::ok(self.banner(banner)))
     }
 
@@ -251,7 +252,7 @@ impl Run<'_> {
         let args = self.arguments(1, "clear_permissions [-p VHOST] USER")?;
         let (user, vhost) = (args[0].clone(), self.vhost());
         let banner = format!("Clearing permissions for user \"{user}\" in vhost \"{vhost}\" ...");
-        self.ask(0, ControlRequest::Change(Box::new(AccountChange::ClearPermissions { user, vhost })))?;
+        self.apply(AccountChange::ClearPermissions { user, vhost })?;
         Ok(Outcome::ok(self.banner(banner)))
     }
 
@@ -300,7 +301,7 @@ impl Run<'_> {
             }
         }
         let banner = format!("Applying limits to vhost \"{vhost}\" ...");
-        self.ask(0, ControlRequest::Change(Box::new(AccountChange::SetVhostLimits { name: vhost, limits })))?;
+        self.apply(AccountChange::SetVhostLimits { name: vhost, limits })?;
         Ok(Outcome::ok(self.banner(banner)))
     }
 
@@ -309,7 +310,7 @@ impl Run<'_> {
         let vhost = self.vhost();
         let banner = format!("Clearing limits for vhost \"{vhost}\" ...");
         let limits = VhostLimits::default();
-        self.ask(0, ControlRequest::Change(Box::new(AccountChange::SetVhostLimits { name: vhost, limits })))?;
+        self.apply(AccountChange::SetVhostLimits { name: vhost, limits })?;
         Ok(Outcome::ok(self.banner(banner)))
     }
 
@@ -339,7 +340,7 @@ impl Run<'_> {
         }
         let banner = format!("Setting user limits to \"{}\" for user \"{}\" ...", args[1], args[0]);
         let change = AccountChange::SetUserLimits { name: args[0].clone(), limits };
-        self.ask(0, ControlRequest::Change(Box::new(change)))?;
+        self.apply(change)?;
         Ok(Outcome::ok(self.banner(banner)))
     }
 
@@ -350,7 +351,7 @@ impl Run<'_> {
         }
         let banner = format!("Clearing \"{}\" limit for user \"{}\" ...", args[1], args[0]);
         let change = AccountChange::SetUserLimits { name: args[0].clone(), limits: UserLimits::default() };
-        self.ask(0, ControlRequest::Change(Box::new(change)))?;
+        self.apply(change)?;
         Ok(Outcome::ok(self.banner(banner)))
     }
 

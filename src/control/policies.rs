@@ -93,7 +93,7 @@ impl Run<'_> {
     /// Returns once every shard has the definitions the writer has now, so the change is in
     /// effect on every queue when the command ends, as when rabbitmqctl returns (a client
     /// publishing next finds the new limits).
-    fn wait_for_every_shard(&self) -> Step<()> {
+    pub(super) fn wait_for_every_shard(&self) -> Step<()> {
         let ControlReply::Snapshot(snapshot) = self.ask(0, ControlRequest::Snapshot)? else {
             return Err(Outcome::fail(EXIT_DATA, "unexpected answer from the broker"));
         };

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::broker::control::{
     AccountChange, ChannelInfo, ConnectionInfo, ConsumerInfo, ControlReply, ControlRequest, MessageStats,
@@ -18,6 +19,10 @@ use crate::ids::{ConnId, Holder, QueueId};
 use crate::shard::mailbox::Mailboxes;
 
 use super::api::ApiError;
+
+/// How often, and how long, a change waits for the other shards to apply it.
+const CATCH_UP_RETRY: Duration = Duration::from_millis(1);
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connection numbers the API uses for its own holders (basic.get, publish): far above any
 /// a shard gives its connections, so a late message for one reaches no connection.
@@ -49,8 +54,30 @@ impl Broker {
         }
     }
 
+    /// Applies a definitions change through the writer, and returns once every shard has it,
+    /// so it is in effect everywhere when the request is answered (a login next sees a new
+    /// password, a queue a new policy), as when RabbitMQ answers.
     pub fn change(&self, change: AccountChange) -> Result<(), ApiError> {
-        self.ask(0, ControlRequest::Change(Box::new(change))).map(|_| ())
+        self.ask(0, ControlRequest::Change(Box::new(change)))?;
+        self.wait_for_every_shard()
+    }
+
+    fn wait_for_every_shard(&self) -> Result<(), ApiError> {
+        let version = self.snapshot()?.version;
+        let deadline = Instant::now() + CATCH_UP_TIMEOUT;
+        for shard in 1..self.mailboxes.shards() {
+            loop {
+                match self.ask(shard, ControlRequest::CatchUp { version })? {
+                    ControlReply::Version(applied) if applied >= version => break,
+                    _ if Instant::now() >= deadline => {
+                        let reason = "the broker did not apply the change in time";
+                        return Err(ApiError::new(503, "service_unavailable", reason));
+                    }
+                    _ => std::thread::sleep(CATCH_UP_RETRY),
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A request of a connection's kind; the AMQP error is kept for the caller to map.

@@ -13,21 +13,14 @@
 //! has applied it (`CatchUp`), as `spatemq ctl set_policy` does: a client publishing next finds
 //! the new limits.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Map, Value};
 
 use super::api::{created, json_response, ApiError, ApiResult, Call};
 use super::listing;
-use crate::broker::control::{AccountChange, ControlReply, ControlRequest};
+use crate::broker::control::AccountChange;
 use crate::broker::policy::{
     erlang_term, validate_definition, validation_failed, ApplyTo, Policy, PolicyInput, PolicyKind,
 };
-
-/// How long to wait before asking a shard again whether it has the new definitions.
-const CATCH_UP_RETRY: Duration = Duration::from_millis(1);
-/// How long every shard gets to apply a change before the request fails.
-const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn policies(call: &Call, kind: PolicyKind) -> ApiResult {
     let snapshot = &call.caller.snapshot;
@@ -59,7 +52,6 @@ pub fn policies(call: &Call, kind: PolicyKind) -> ApiResult {
                     }
                     let change = AccountChange::ClearPolicy { kind, vhost: vhost.clone(), name: name.clone() };
                     call.context.broker.change(change)?;
-                    wait_for_every_shard(call)?;
                     Ok(created(false))
                 }
                 _ => Err(ApiError::method_not_allowed()),
@@ -110,7 +102,6 @@ fn put(call: &Call, kind: PolicyKind, vhost: &str, name: &str, new: bool) -> Api
         }
     })?;
     call.context.broker.change(AccountChange::SetPolicy(Box::new(policy)))?;
-    wait_for_every_shard(call)?;
     Ok(created(new))
 }
 
@@ -161,30 +152,6 @@ fn pattern_problem(pattern: &str) -> Option<String> {
         priority: 0,
     };
     Policy::parse(&input).err()
-}
-
-/// Returns once every shard has the definitions the writer has now, so the change is in
-/// effect on every queue when the request is answered.
-fn wait_for_every_shard(call: &Call) -> Result<(), ApiError> {
-    let broker = &call.context.broker;
-    let version = broker.snapshot()?.version;
-    let deadline = Instant::now() + CATCH_UP_TIMEOUT;
-    for shard in 1..broker.mailboxes.shards() {
-        loop {
-            match broker.ask(shard, ControlRequest::CatchUp { version })? {
-                ControlReply::Version(applied) if applied >= version => break,
-                _ if Instant::now() >= deadline => {
-                    return Err(ApiError::new(
-                        503,
-                        "service_unavailable",
-                        "the broker did not apply the change in time",
-                    ))
-                }
-                _ => std::thread::sleep(CATCH_UP_RETRY),
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The names a queue's JSON shows for its policies: RabbitMQ shows none as `null`.
