@@ -23,6 +23,9 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 
 /// The largest request body read (a definitions import travels in one).
 pub const BODY_MAX_BYTES: usize = 32 * 1024 * 1024;
+/// A body declared larger than `BODY_MAX_BYTES` but at most this is read and dropped before
+/// the 413, so the client sees the answer; a larger one is answered at once.
+const DRAIN_MAX_BYTES: u64 = 2 * BODY_MAX_BYTES as u64;
 /// A request's headers and body must arrive within this time; the connection is closed after.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections served at once; more are closed at accept.
@@ -182,15 +185,30 @@ async fn respond(
     peer: SocketAddr,
     handler: Handler,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
-    let (parts, body) = request.into_parts();
+    let (parts, mut body) = request.into_parts();
+    let too_large = || {
+        to_hyper(super::api::error_response(
+            413,
+            "payload_too_large",
+            format!("the request body is over {BODY_MAX_BYTES} bytes"),
+        ))
+    };
+    let declared = parts.headers.get(hyper::header::CONTENT_LENGTH).and_then(|value| value.to_str().ok());
+    if let Some(length) =
+        declared.and_then(|value| value.parse::<u64>().ok()).filter(|length| *length > BODY_MAX_BYTES as u64)
+    {
+        // Read the body (within bounds) before answering: closing a socket with unread bytes
+        // resets it, and a client still sending would lose the 413 with the reset.
+        if length <= DRAIN_MAX_BYTES {
+            let drain = async { while let Some(Ok(_)) = body.frame().await {} };
+            let _ = tokio::time::timeout(REQUEST_TIMEOUT, drain).await;
+        }
+        return Ok(too_large());
+    }
     let body = match tokio::time::timeout(REQUEST_TIMEOUT, Limited::new(body, BODY_MAX_BYTES).collect()).await {
         Ok(Ok(collected)) => collected.to_bytes(),
         Ok(Err(error)) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            return Ok(to_hyper(super::api::error_response(
-                413,
-                "payload_too_large",
-                format!("the request body is over {BODY_MAX_BYTES} bytes"),
-            )));
+            return Ok(too_large());
         }
         // A body cut short or too slow: nothing sensible to answer, the connection goes.
         _ => return Ok(close_now()),
