@@ -95,6 +95,31 @@ pub fn start(data_dir: &Path, mailboxes: Arc<Mailboxes>) -> io::Result<ControlSe
     Ok(ControlServer { path, stop, thread: Some(thread) })
 }
 
+/// How long to wait before asking a shard again whether it has the new definitions.
+const CATCH_UP_RETRY: Duration = Duration::from_millis(1);
+
+/// Returns once shards 1.. (shard 0 writes the definitions) have applied definitions
+/// `version`, asking each through `ask`; `Ok(false)` if one has not within `timeout`. Shared by
+/// `spatemq ctl` and the management API, which ask in their own ways.
+pub fn wait_for_every_shard<E>(
+    shards: usize,
+    version: u64,
+    timeout: Duration,
+    ask: impl Fn(usize, ControlRequest) -> Result<ControlReply, E>,
+) -> Result<bool, E> {
+    let deadline = std::time::Instant::now() + timeout;
+    for shard in 1..shards {
+        loop {
+            match ask(shard, ControlRequest::CatchUp { version })? {
+                ControlReply::Version(applied) if applied >= version => break,
+                _ if std::time::Instant::now() >= deadline => return Ok(false),
+                _ => std::thread::sleep(CATCH_UP_RETRY),
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// Why a shard gave no answer to an operator's request.
 #[derive(Debug, PartialEq)]
 pub enum AskError {

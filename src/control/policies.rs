@@ -8,14 +8,10 @@
 //! answers.
 
 use super::commands::{Run, Step};
-use std::time::{Duration, Instant};
 
 use super::{Outcome, ANSWER_TIMEOUT, EXIT_DATA, EXIT_UNAVAILABLE, EXIT_USAGE};
 use crate::broker::control::{AccountChange, ControlReply, ControlRequest};
 use crate::broker::policy::{parse_definition, validation_failed, Policy, PolicyInput, PolicyKind};
-
-/// How long to wait before asking a shard again whether it has the new definitions.
-const CATCH_UP_RETRY: Duration = Duration::from_millis(1);
 
 const SET_USAGE: &str =
     "[--vhost <vhost>] [--priority <priority>] [--apply-to <apply-to>] <name> <pattern> <definition>";
@@ -97,17 +93,9 @@ impl Run<'_> {
         let ControlReply::Snapshot(snapshot) = self.ask(0, ControlRequest::Snapshot)? else {
             return Err(Outcome::fail(EXIT_DATA, "unexpected answer from the broker"));
         };
-        let deadline = Instant::now() + ANSWER_TIMEOUT;
-        for shard in 1..self.shard_count() {
-            loop {
-                match self.ask(shard, ControlRequest::CatchUp { version: snapshot.version })? {
-                    ControlReply::Version(version) if version >= snapshot.version => break,
-                    _ if Instant::now() >= deadline => {
-                        return Err(Outcome::fail(EXIT_UNAVAILABLE, "the broker did not apply the change in time"))
-                    }
-                    _ => std::thread::sleep(CATCH_UP_RETRY),
-                }
-            }
+        let ask = |shard, request| self.ask(shard, request);
+        if !super::wait_for_every_shard(self.shard_count(), snapshot.version, ANSWER_TIMEOUT, ask)? {
+            return Err(Outcome::fail(EXIT_UNAVAILABLE, "the broker did not apply the change in time"));
         }
         Ok(())
     }

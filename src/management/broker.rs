@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::broker::control::{
     AccountChange, ChannelInfo, ConnectionInfo, ConsumerInfo, ControlReply, ControlRequest, MessageStats,
@@ -14,14 +14,13 @@ use crate::broker::control::{
 use crate::broker::error::{AmqpError, INTERNAL_ERROR};
 use crate::broker::requests::{AdminRequest, QueueRequest, ReplyBody};
 use crate::broker::snapshot::Snapshot;
-use crate::control::{ask, ask_all, AskError};
+use crate::control::{ask, ask_all, wait_for_every_shard, AskError};
 use crate::ids::{ConnId, Holder, QueueId};
 use crate::shard::mailbox::Mailboxes;
 
 use super::api::ApiError;
 
-/// How often, and how long, a change waits for the other shards to apply it.
-const CATCH_UP_RETRY: Duration = Duration::from_millis(1);
+/// How long a change waits for the other shards to apply it.
 const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Connection numbers the API uses for its own holders (basic.get, publish): far above any
@@ -64,18 +63,10 @@ impl Broker {
 
     fn wait_for_every_shard(&self) -> Result<(), ApiError> {
         let version = self.snapshot()?.version;
-        let deadline = Instant::now() + CATCH_UP_TIMEOUT;
-        for shard in 1..self.mailboxes.shards() {
-            loop {
-                match self.ask(shard, ControlRequest::CatchUp { version })? {
-                    ControlReply::Version(applied) if applied >= version => break,
-                    _ if Instant::now() >= deadline => {
-                        let reason = "the broker did not apply the change in time";
-                        return Err(ApiError::new(503, "service_unavailable", reason));
-                    }
-                    _ => std::thread::sleep(CATCH_UP_RETRY),
-                }
-            }
+        let shards = self.mailboxes.shards();
+        if !wait_for_every_shard(shards, version, CATCH_UP_TIMEOUT, |shard, request| self.ask(shard, request))? {
+            let reason = "the broker did not apply the change in time";
+            return Err(ApiError::new(503, "service_unavailable", reason));
         }
         Ok(())
     }
