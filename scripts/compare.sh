@@ -12,6 +12,7 @@
 #
 #   scripts/compare.sh                     every scenario, 10 s each, both brokers
 #   scripts/compare.sh --only a,c --time 30
+#   scripts/compare.sh --runs 3            every scenario three times in turn; medians and per-run ratios
 #   scripts/compare.sh --spatemq-only --json results.json
 #   scripts/compare.sh --dry-run           print what would run, start nothing
 #   scripts/compare.sh --brokers-only      start, check and stop each broker, run no bench
@@ -28,6 +29,8 @@ BENCH_BIN=""
 RABBITMQ_SH="$ROOT/scripts/rabbitmq.sh"
 
 TIME_SECONDS=10
+RUNS=1
+ROUND=1
 ONLY=""
 SPATEMQ_ONLY=0
 JSON_OUT=""
@@ -48,7 +51,9 @@ usage() {
 
 Options:
   --time S              seconds per throughput/latency run [default: $TIME_SECONDS]
-  --only LIST           scenarios to run, e.g. a,c,f [default: all of a-g]
+  --only LIST           scenarios to run, e.g. a,c,f [default: all of a-i]
+  --runs N              run the selected scenarios N times in turn; the table gives each
+                        cell's median and every run's figure and ratio [default: 1]
   --spatemq-only        skip RabbitMQ
   --json FILE           also write the raw results (every bench JSON line) to FILE
   --dry-run             print the commands that would run; start and build nothing
@@ -79,15 +84,17 @@ log() { echo "[compare] $*" >&2; }
 # The scenario matrix. A scenario is one or more runs; each run is one row of the table.
 # Throughput and latency runs get "-z <time> --json" appended, count runs "--json".
 
-SCENARIOS=(a b c d e f g)
+SCENARIOS=(a b c d e f g h i)
 declare -A SCENARIO_TITLE=(
     [a]="1 publisher → 1 consumer, 16 B, transient, no-ack"
     [b]="1 publisher → 1 consumer, 1024 B, transient, no-ack"
     [c]="1 → 1, 16 B, persistent, confirms every 1000, acks every 100"
     [d]="fanout: 1 publisher → amq.fanout → 4 queues, 4 consumers, 16 B, no-ack"
     [e]="8 publishers → 8 consumers over 8 queues, 16 B, no-ack"
-    [f]="latency at a fixed 10k and 100k msg/s, 16 B (p50/p99/p99.9)"
+    [f]="latency at a fixed 10k and 100k msg/s, 16 B (p50/p99/p99.9); and persistent with confirms at 100k"
     [g]="declare 1000 queues; open 1000 connections"
+    [h]="1 publisher → 1000 queues → 1 consumer (one basic.consume per queue), 16 B, no-ack"
+    [i]="1000 connections: 500 publishers → 500 queues → 500 consumers, 16 B, no-ack"
 )
 
 # scenario_runs ID: lines "row_id|row_label|subcommand|arguments". Queue names differ per row so
@@ -104,11 +111,14 @@ scenario_runs() {
         f)
             echo "f1|f: latency at 10k msg/s, 16 B|throughput|-x 1 -y 1 -s 16 --ack 0 --rate 10000 --measure-latency --queue cmp-f1"
             echo "f2|f: latency at 100k msg/s, 16 B|throughput|-x 1 -y 1 -s 16 --ack 0 --rate 100000 --measure-latency --queue cmp-f2"
+            echo "f3|f: latency at 100k msg/s, 16 B, persistent, confirm 1000, ack 100|throughput|-x 1 -y 1 -s 16 --persistent --confirm 1000 --ack 100 --prefetch 1000 --rate 100000 --measure-latency --queue cmp-f3"
             ;;
         g)
             echo "g1|g: declare 1000 queues|queue-count|--queues 1000"
             echo "g2|g: open 1000 connections|connection-count|--connections 1000"
             ;;
+        h) echo "h|h: 1→1000 queues→1, 16 B, no-ack|throughput|-x 1 -y 1 -s 16 --ack 0 --queue-pattern cmp-h-% --queue-pattern-from 1 --queue-pattern-to 1000" ;;
+        i) echo "i|i: 500→500 over 500 queues (1000 connections), 16 B, no-ack|throughput|-x 500 -y 500 -s 16 --ack 0 --queue-pattern cmp-i-% --queue-pattern-from 1 --queue-pattern-to 500" ;;
         *) return 1 ;;
     esac
 }
@@ -126,6 +136,11 @@ while [ $# -gt 0 ]; do
         --only)
             [ $# -ge 2 ] || die "--only needs a list such as a,c"
             ONLY=$2
+            shift
+            ;;
+        --runs)
+            [ $# -ge 2 ] || die "--runs needs a count"
+            RUNS=$2
             shift
             ;;
         --spatemq-only) SPATEMQ_ONLY=1 ;;
@@ -167,6 +182,9 @@ while [ $# -gt 0 ]; do
 done
 
 is_count() { case "$1" in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac }
+if ! is_count "$RUNS" || [ "$RUNS" -lt 1 ] || [ "$RUNS" -gt 20 ]; then
+    die "--runs must be a whole number from 1 to 20"
+fi
 if ! is_count "$TIME_SECONDS" || [ "$TIME_SECONDS" -lt 1 ]; then
     die "--time must be a whole number of seconds ≥ 1"
 fi
@@ -416,7 +434,7 @@ show_command() {
 # run_bench BROKER ROW_ID LABEL SUBCOMMAND ARGUMENTS: one bench run, appended to results.jsonl.
 run_bench() {
     local broker=$1 row=$2 label=$3 subcommand=$4 arguments=$5
-    local dir="$WORK_DIR/$row-$broker" rc=0
+    local dir="$WORK_DIR/$row-$broker-r$ROUND" rc=0
     bench_command "$subcommand" "$arguments" "$(broker_port "$broker")"
     local shown
     shown=$(show_command "${BENCH_COMMAND[@]}")
@@ -439,9 +457,9 @@ run_bench() {
         tail -n 10 "$dir/bench.err" >&2 || true
     fi
     python3 - "$WORK_DIR/results.jsonl" "$dir/bench.out" "$row" "$label" "$broker" "$shown" \
-        "$rc" "$cpu_before" "$cpu_after" "$started" "$ended" "$dir/bench.err" <<'EOF'
+        "$rc" "$cpu_before" "$cpu_after" "$started" "$ended" "$dir/bench.err" "$ROUND" <<'EOF'
 import json, sys
-results, out, row, label, broker, command, rc, cpu_before, cpu_after, started, ended, log = sys.argv[1:]
+results, out, row, label, broker, command, rc, cpu_before, cpu_after, started, ended, log, round_ = sys.argv[1:]
 result, problem = None, None
 try:
     with open(out) as file:
@@ -458,7 +476,7 @@ record = {
     "row": row, "label": label, "broker": broker, "command": command, "exit_code": int(rc),
     "result": result, "problem": problem,
     "broker_cpu_seconds": round(float(cpu_after) - float(cpu_before), 2),
-    "wall_seconds": round(float(ended) - float(started), 2), "log": log,
+    "wall_seconds": round(float(ended) - float(started), 2), "log": log, "round": int(round_),
 }
 with open(results, "a") as file:
     file.write(json.dumps(record) + "\n")
@@ -468,11 +486,11 @@ EOF
 # run_scenario_on BROKER ID: a fresh broker, every row of the scenario, the broker stopped.
 run_scenario_on() {
     local broker=$1 id=$2 row label subcommand arguments
-    local dir="$WORK_DIR/$id-$broker"
+    local dir="$WORK_DIR/$id-$broker-r$ROUND"
     start_broker "$broker" "$dir" || return 1
     sleep "$SETTLE_SECONDS"
     while IFS='|' read -r row label subcommand arguments; do
-        mkdir -p "$WORK_DIR/$row-$broker"
+        mkdir -p "$WORK_DIR/$row-$broker-r$ROUND"
         run_bench "$broker" "$row" "$label" "$subcommand" "$arguments"
     done < <(scenario_runs "$id")
     stop_broker "$broker"
@@ -545,15 +563,16 @@ def number(result, key):
     return float(value) if isinstance(value, (int, float)) else None
 
 def cell(run):
-    """The table text for one run and the number its ratio uses (higher is better)."""
+    """The table text for one run, the number its ratio uses (higher is better), and a short
+    form of that number for the list of runs."""
     if run is None:
-        return "—", None
+        return "—", None, "—"
     result = run["result"]
     if run["exit_code"] != 0 or result is None:
         why = "timed out" if run["exit_code"] == 124 else f"exit {run['exit_code']}"
         if run["problem"] and run["exit_code"] == 0:
             why = run["problem"]
-        return f"failed ({why}; see {run['log']})", None
+        return f"failed ({why}; see {run['log']})", None, "failed"
     latency = result.get("latency_ms")
     if isinstance(latency, dict):
         p50, p99, p999 = (latency.get(key) for key in ("p50", "p99", "p999"))
@@ -561,23 +580,54 @@ def cell(run):
         published = number(result, "avg_pub_rate")
         if published is not None:
             text += f" at {rate(published)}/s"
-        return text, (1.0 / p99 if isinstance(p99, (int, float)) and p99 > 0 else None)
+        value = 1.0 / p99 if isinstance(p99, (int, float)) and p99 > 0 else None
+        return text, value, f"p99 {p99}"
     if "declares_per_second" in result:
         value = number(result, "declares_per_second")
-        return f"{rate(value)} declares/s", value
+        return f"{rate(value)} declares/s", value, rate(value)
     if "connections_per_second" in result:
         value = number(result, "connections_per_second")
-        return f"{rate(value)} connections/s", value
+        return f"{rate(value)} connections/s", value, rate(value)
     consumed = number(result, "avg_consume_rate")
     published = number(result, "avg_pub_rate")
-    return f"{rate(consumed)} msg/s out ({rate(published)}/s in)", consumed
+    return f"{rate(consumed)} msg/s out ({rate(published)}/s in)", consumed, rate(consumed)
+
+def median(values):
+    """The middle value (the lower of the two middle ones for an even count)."""
+    ordered = sorted(values)
+    return ordered[(len(ordered) - 1) // 2] if ordered else None
+
+def cells(runs_of_cell):
+    """One cell over every run of it: the median run's text, then each run's short figure."""
+    if not runs_of_cell:
+        return "—", None
+    each = [cell(run) for run in runs_of_cell]
+    if len(each) == 1:
+        return each[0][0], each[0][1]
+    listed = ", ".join(short for _, _, short in each)
+    measured = [(value, text) for text, value, _ in each if value is not None]
+    if not measured:
+        return f"{each[0][0]} (runs: {listed})", None
+    middle = median([value for value, _ in measured])
+    text = next(text for value, text in measured if value == middle)
+    return f"median {text} (runs: {listed})", middle
 
 rows, by_key = [], {}
 for run in runs:
     if run["row"] not in rows:
         rows.append((run["row"]))
-    by_key[(run["row"], run["broker"])] = run
+    by_key.setdefault((run["row"], run["broker"]), []).append(run)
 labels = {run["row"]: run["label"] for run in runs}
+rounds = max([run.get("round", 1) for run in runs], default=1)
+
+def ratios(row):
+    """SpateMQ ÷ RabbitMQ of each round where both measured, in round order."""
+    by_round = {}
+    for broker in ("spatemq", "rabbitmq"):
+        for run in by_key.get((row, broker), []):
+            by_round.setdefault(run.get("round", 1), {})[broker] = cell(run)[1]
+    return [pair["spatemq"] / pair["rabbitmq"] for _, pair in sorted(by_round.items())
+            if pair.get("spatemq") and pair.get("rabbitmq")]
 
 print(f"## SpateMQ vs RabbitMQ, {time.strftime('%Y-%m-%d %H:%M %Z')}")
 print()
@@ -587,7 +637,7 @@ print(f"- brokers: {machine['spatemq']} (revision {machine['spatemq_revision']})
       + ("" if spatemq_only else f"; {machine['rabbitmq']}"))
 print(f"- each run: {time_seconds} s (throughput and latency rows), a freshly started broker "
       "with empty data, one broker running at a time, client and broker on the same machine "
-      "over loopback")
+      "over loopback" + (f"; {rounds} runs of every scenario, taken in turn" if rounds > 1 else ""))
 print()
 if spatemq_only:
     print("| scenario | SpateMQ |")
@@ -596,14 +646,17 @@ else:
     print("| scenario | SpateMQ | RabbitMQ | ratio |")
     print("|---|---|---|---|")
 for row in rows:
-    spatemq_text, spatemq_value = cell(by_key.get((row, "spatemq")))
+    spatemq_text, spatemq_value = cells(by_key.get((row, "spatemq"), []))
     if spatemq_only:
         print(f"| {labels[row]} | {spatemq_text} |")
         continue
-    rabbitmq_text, rabbitmq_value = cell(by_key.get((row, "rabbitmq")))
+    rabbitmq_text, rabbitmq_value = cells(by_key.get((row, "rabbitmq"), []))
+    each = ratios(row)
     ratio = "—"
-    if spatemq_value and rabbitmq_value:
-        ratio = f"{spatemq_value / rabbitmq_value:.2f}×"
+    if len(each) == 1:
+        ratio = f"{each[0]:.2f}×"
+    elif each:
+        ratio = f"median {median(each):.2f}× (" + ", ".join(f"{value:.2f}×" for value in each) + ")"
     print(f"| {labels[row]} | {spatemq_text} | {rabbitmq_text} | {ratio} |")
 if not spatemq_only:
     print()
@@ -613,14 +666,15 @@ if not spatemq_only:
 print()
 print("### CPU and counts")
 print()
-print("| scenario | broker | wall s | bench CPU s | broker CPU s | published | consumed |")
-print("|---|---|---|---|---|---|---|")
+print("| scenario | broker | run | wall s | bench CPU s | broker CPU s | published | consumed |")
+print("|---|---|---|---|---|---|---|---|")
 order = {"spatemq": 0, "rabbitmq": 1}
-for run in sorted(runs, key=lambda run: (rows.index(run["row"]), order.get(run["broker"], 2))):
+for run in sorted(runs, key=lambda run: (rows.index(run["row"]), order.get(run["broker"], 2),
+                                         run.get("round", 1))):
     result = run["result"] or {}
     fields = [result.get(key, "") for key in ("bench_cpu_seconds", "published", "consumed")]
-    print(f"| {run['label']} | {run['broker']} | {run['wall_seconds']} | {fields[0]} | "
-          f"{run['broker_cpu_seconds']} | {fields[1]} | {fields[2]} |")
+    print(f"| {run['label']} | {run['broker']} | {run.get('round', 1)} | {run['wall_seconds']} | "
+          f"{fields[0]} | {run['broker_cpu_seconds']} | {fields[1]} | {fields[2]} |")
 print()
 print("### Commands")
 print()
@@ -629,8 +683,8 @@ print(f"# brokers (one at a time, fresh for each scenario; <dir> is a new direct
 for line in broker_commands.split("\n"):
     print(line)
 print("# load")
-for run in runs:
-    print(run["command"])
+for command in dict.fromkeys(run["command"] for run in runs):
+    print(command)
 print("```")
 if json_out:
     with open(json_out, "w") as file:
@@ -739,10 +793,12 @@ main() {
     fi
     machine_json >"$WORK_DIR/machine.json"
     local id broker
-    for id in "${SELECTED[@]}"; do
-        log "scenario $id: ${SCENARIO_TITLE[$id]}"
-        for broker in "${BROKERS[@]}"; do
-            run_scenario_on "$broker" "$id" || die "$broker did not start for scenario $id"
+    for ((ROUND = 1; ROUND <= RUNS; ROUND++)); do
+        for id in "${SELECTED[@]}"; do
+            log "scenario $id (run $ROUND of $RUNS): ${SCENARIO_TITLE[$id]}"
+            for broker in "${BROKERS[@]}"; do
+                run_scenario_on "$broker" "$id" || die "$broker did not start for scenario $id"
+            done
         done
     done
     render_report

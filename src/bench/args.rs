@@ -168,7 +168,9 @@ FLAGS (throughput):
     -t, --exchange-type <type>   type when --exchange is declared [default: direct]
     -k, --routing-key <key>      [default: the queue name]
         --queue <name>           [default: perf-test]
-        --queue-pattern <p>      many queues: '%' is replaced by each number of the range
+        --queue-pattern <p>      many queues: '%' is replaced by each number of the range;
+                                 fewer publishers (consumers) than queues take turns over
+                                 them, so every queue gets messages (and a consumer)
         --queue-pattern-from <n> [default: 1]
         --queue-pattern-to <n>   [required with --queue-pattern]
         --queue-args <json>      queue.declare arguments, e.g. '{\"x-max-length\": 1000}'

@@ -31,7 +31,8 @@ const IDLE_CHECK: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Debug)]
 pub struct ConsumerPlan {
-    pub queue: String,
+    /// One consumer (basic.consume) per queue, all on the connection's one channel.
+    pub queues: Vec<String>,
     pub ack_every: u32,
     pub prefetch_count: u16,
     pub rate: Option<u64>,
@@ -69,7 +70,10 @@ pub async fn setup(client: &mut Client, plan: &ConsumerPlan) -> Result<(), Bench
     if plan.prefetch_count > 0 {
         client.qos(plan.prefetch_count).await?;
     }
-    client.consume(&plan.queue, plan.ack_every == 0, &plan.arguments).await
+    for queue in &plan.queues {
+        client.consume(queue, plan.ack_every == 0, &plan.arguments).await?;
+    }
+    Ok(())
 }
 
 pub async fn run(client: Client, plan: Arc<ConsumerPlan>, shared: Arc<Shared>) -> Result<(), BenchError> {

@@ -37,7 +37,9 @@ const METHOD_RETURN: u16 = 50;
 #[derive(Clone, Debug)]
 pub struct PublisherPlan {
     pub exchange: String,
-    pub routing_key: String,
+    /// Publishes go to these routing keys in turn (one key unless a `--queue-pattern` has more
+    /// queues than there are publishers).
+    pub routing_keys: Vec<String>,
     /// Raw basic properties (empty: none; delivery_mode 2 with `--persistent`).
     pub properties: Vec<u8>,
     pub size_bytes: usize,
@@ -65,10 +67,10 @@ struct Template {
 }
 
 impl Template {
-    fn new(plan: &PublisherPlan, frame_max: u32) -> Result<Template, CodecError> {
+    fn new(plan: &PublisherPlan, routing_key: &str, frame_max: u32) -> Result<Template, CodecError> {
         let encode = |body: &[u8]| {
             let mut out = BytesMut::new();
-            let (exchange, routing_key) = (plan.exchange.as_bytes(), plan.routing_key.as_bytes());
+            let (exchange, routing_key) = (plan.exchange.as_bytes(), routing_key.as_bytes());
             encode_publish(&mut out, CHANNEL, exchange, routing_key, false, &plan.properties, body, frame_max)
                 .map(|()| out)
         };
@@ -80,6 +82,42 @@ impl Template {
     }
 }
 
+/// One template per routing key, used in turn, so one publisher can spread its messages
+/// evenly over many queues.
+struct Templates {
+    each: Vec<Template>,
+    next: usize,
+}
+
+impl Templates {
+    fn new(plan: &PublisherPlan, frame_max: u32) -> Result<Templates, CodecError> {
+        let each = plan
+            .routing_keys
+            .iter()
+            .map(|routing_key| Template::new(plan, routing_key, frame_max))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Templates { each, next: 0 })
+    }
+
+    fn longest_bytes(&self) -> usize {
+        self.each.iter().map(|template| template.bytes.len()).max().unwrap_or(1).max(1)
+    }
+
+    /// Appends the next message (with `stamp` in its body when latency is measured).
+    fn write_next(&mut self, out: &mut BytesMut, stamp: &[u8]) {
+        let Some(template) = self.each.get(self.next) else { return };
+        self.next = if self.next + 1 == self.each.len() { 0 } else { self.next + 1 };
+        let start = out.len();
+        out.extend_from_slice(&template.bytes);
+        if let Some(offset) = template.stamp_offset {
+            let at = start + offset;
+            if let Some(slot) = out.get_mut(at..at + stamp.len()) {
+                slot.copy_from_slice(stamp);
+            }
+        }
+    }
+}
+
 enum Step {
     Send(u64),
     Wait(Duration),
@@ -88,7 +126,7 @@ enum Step {
 
 pub async fn run(client: Client, plan: Arc<PublisherPlan>, shared: Arc<Shared>) -> Result<(), BenchError> {
     let heartbeat = heartbeat_interval(client.heartbeat_seconds);
-    let template = Template::new(&plan, client.frame_max())?;
+    let mut templates = Templates::new(&plan, client.frame_max())?;
     let (input, output) = client.into_split();
     let flow = Rc::new(Flow {
         tracker: RefCell::new(ConfirmTracker::default()),
@@ -100,11 +138,11 @@ pub async fn run(client: Client, plan: Arc<PublisherPlan>, shared: Arc<Shared>) 
     monoio::spawn(read_loop(input, flow.clone(), shared.clone()));
     let mut writer = Writer {
         output,
-        out: BytesMut::with_capacity(WRITE_BATCH_BYTES + template.bytes.len()),
+        out: BytesMut::with_capacity(WRITE_BATCH_BYTES + templates.longest_bytes()),
         last_write: Instant::now(),
         heartbeat,
     };
-    publish(&mut writer, &template, &plan, &flow, &shared).await?;
+    publish(&mut writer, &mut templates, &plan, &flow, &shared).await?;
     if plan.confirm > 0 {
         await_confirms(&mut writer, &flow, &shared).await?;
     }
@@ -150,12 +188,12 @@ impl Writer {
 
 async fn publish(
     writer: &mut Writer,
-    template: &Template,
+    templates: &mut Templates,
     plan: &PublisherPlan,
     flow: &Flow,
     shared: &Shared,
 ) -> Result<(), BenchError> {
-    let batch_max = (WRITE_BATCH_BYTES / template.bytes.len().max(1)).max(1) as u64;
+    let batch_max = (WRITE_BATCH_BYTES / templates.longest_bytes()).max(1) as u64;
     let started = Instant::now();
     let mut sent = 0u64;
     loop {
@@ -171,14 +209,7 @@ async fn publish(
             Step::Send(count) => {
                 let stamp = now_nanos().to_be_bytes();
                 for _ in 0..count {
-                    let start = writer.out.len();
-                    writer.out.extend_from_slice(&template.bytes);
-                    if let Some(offset) = template.stamp_offset {
-                        let at = start + offset;
-                        if let Some(slot) = writer.out.get_mut(at..at + stamp.len()) {
-                            slot.copy_from_slice(&stamp);
-                        }
-                    }
+                    templates.write_next(&mut writer.out, &stamp);
                 }
                 flow.tracker.borrow_mut().published(count);
                 writer.flush().await?;
@@ -348,7 +379,7 @@ mod tests {
     fn plan(size_bytes: usize, measure_latency: bool) -> PublisherPlan {
         PublisherPlan {
             exchange: "ex".into(),
-            routing_key: "perf-test".into(),
+            routing_keys: vec!["perf-test".into()],
             properties: vec![0x10, 0, 2],
             size_bytes,
             confirm: 0,
@@ -360,7 +391,7 @@ mod tests {
 
     #[test]
     fn template_is_a_valid_triple_with_the_stamp_at_the_body() {
-        let template = Template::new(&plan(100, true), 4096).expect("encodes");
+        let template = Template::new(&plan(100, true), "perf-test", 4096).expect("encodes");
         let mut buffer = BytesMut::from(&template.bytes[..]);
         let offset = template.stamp_offset.expect("measured");
         buffer[offset] = 0xAB;
@@ -372,7 +403,28 @@ mod tests {
         let body = split_frame(&mut buffer, 4096).expect("ok").expect("body");
         assert_eq!((body.payload.len(), body.payload[0]), (100, 0xAB));
         assert!(buffer.is_empty());
-        assert_eq!(Template::new(&plan(100, false), 4096).expect("ok").stamp_offset, None);
+        assert_eq!(Template::new(&plan(100, false), "perf-test", 4096).expect("ok").stamp_offset, None);
+    }
+
+    #[test]
+    fn templates_take_the_routing_keys_in_turn() {
+        let mut spread = plan(16, true);
+        spread.routing_keys = vec!["q-1".into(), "q-22".into(), "q-333".into()];
+        let mut templates = Templates::new(&spread, 4096).expect("encodes");
+        let mut buffer = BytesMut::new();
+        for _ in 0..4 {
+            templates.write_next(&mut buffer, &[0xCD; 8]);
+        }
+        let mut keys = Vec::new();
+        while !buffer.is_empty() {
+            let method = split_frame(&mut buffer, 4096).expect("ok").expect("method");
+            keys.push(parse_publish(&method.payload).expect("publish").routing_key.to_vec());
+            split_frame(&mut buffer, 4096).expect("ok").expect("header");
+            let body = split_frame(&mut buffer, 4096).expect("ok").expect("body");
+            assert_eq!(&body.payload[..8], &[0xCD; 8], "each key's template stamps its own body");
+        }
+        assert_eq!(keys, [&b"q-1"[..], b"q-22", b"q-333", b"q-1"]);
+        assert_eq!(templates.longest_bytes(), Template::new(&spread, "q-333", 4096).expect("ok").bytes.len());
     }
 
     #[test]

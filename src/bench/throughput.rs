@@ -164,9 +164,9 @@ fn plan_roles(args: &BenchArgs) -> Result<Vec<Role>, BenchError> {
         Vec::new()
     };
     let mut roles = Vec::new();
-    for (index, queue) in queues.iter().cycle().take(args.consumers as usize).enumerate() {
+    for (index, queues) in share_out(&queues, args.consumers).into_iter().enumerate() {
         let plan = ConsumerPlan {
-            queue: queue.clone(),
+            queues,
             ack_every: args.ack_every,
             prefetch_count: args.prefetch_count,
             rate: args.consumer_rate,
@@ -176,10 +176,13 @@ fn plan_roles(args: &BenchArgs) -> Result<Vec<Role>, BenchError> {
         };
         roles.push(Role::Consumer(index, Arc::new(plan)));
     }
-    for (index, queue) in queues.iter().cycle().take(args.publishers as usize).enumerate() {
+    for (index, queues) in share_out(&queues, args.publishers).into_iter().enumerate() {
         let plan = PublisherPlan {
             exchange: args.exchange.clone(),
-            routing_key: args.routing_key.clone().unwrap_or_else(|| queue.clone()),
+            routing_keys: match &args.routing_key {
+                Some(routing_key) => vec![routing_key.clone()],
+                None => queues,
+            },
             properties: properties.clone(),
             size_bytes: args.size_bytes,
             confirm: args.confirm,
@@ -190,6 +193,17 @@ fn plan_roles(args: &BenchArgs) -> Result<Vec<Role>, BenchError> {
         roles.push(Role::Publisher(index, Arc::new(plan)));
     }
     Ok(roles)
+}
+
+/// The queues of each of `clients` publishers (or consumers): with at least as many clients as
+/// queues, client i takes queue i mod N (several clients share a queue); with fewer, client i
+/// takes queues i, i + clients, i + 2·clients, ..., so every queue of a pattern is used.
+fn share_out(queues: &[String], clients: u32) -> Vec<Vec<String>> {
+    let clients = clients as usize;
+    if clients >= queues.len() {
+        return queues.iter().cycle().take(clients).map(|queue| vec![queue.clone()]).collect();
+    }
+    (0..clients).map(|client| queues.iter().skip(client).step_by(clients).cloned().collect()).collect()
 }
 
 /// Runs until a stop condition holds; returns the latency of the whole run.
@@ -247,5 +261,33 @@ fn should_stop(args: &BenchArgs, shared: &Shared, elapsed: Duration, idle: Durat
             Some(Some(BenchError::Stalled { seconds: BROKER_WAIT_SECONDS }))
         }
         None => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_out;
+
+    fn names(count: usize) -> Vec<String> {
+        (1..=count).map(|number| format!("q-{number}")).collect()
+    }
+
+    #[test]
+    fn more_clients_than_queues_share_queues_in_turn() {
+        let shared = share_out(&names(2), 5);
+        let firsts: Vec<&str> = shared.iter().map(|queues| queues[0].as_str()).collect();
+        assert_eq!(firsts, ["q-1", "q-2", "q-1", "q-2", "q-1"]);
+        assert!(shared.iter().all(|queues| queues.len() == 1));
+    }
+
+    #[test]
+    fn fewer_clients_than_queues_cover_every_queue_once() {
+        let shared = share_out(&names(1000), 3);
+        assert_eq!(shared.iter().map(Vec::len).collect::<Vec<_>>(), [334, 333, 333]);
+        let mut all: Vec<String> = shared.into_iter().flatten().collect();
+        all.sort();
+        let mut expected = names(1000);
+        expected.sort();
+        assert_eq!(all, expected);
     }
 }
