@@ -32,7 +32,8 @@ pub mod internals {
     pub use crate::broker::placement::queue_owner;
     pub use crate::broker::routing::{ExchangeKind, RoutingTable};
     pub use crate::codec::frame::split_frame;
-    pub use crate::ids::ConnId;
+    pub use crate::codec::message::Message;
+    pub use crate::ids::{ConnId, Holder, QueueId};
     pub use crate::shard::mailbox::Mailboxes;
     pub use crate::store::record::MessageRecord;
     pub use crate::store::Store;
