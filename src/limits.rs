@@ -73,6 +73,14 @@ pub const STORED_CACHE_MESSAGES: usize = 1024;
 /// back from the page cache for delivery and never survive a restart.
 pub const PAGE_OUT_READY_MESSAGES: usize = 65_536;
 
+/// Paged-out bytes a shard may have written that no finished fdatasync covers yet. Above it,
+/// connections that published to the shard stop reading their sockets (at a message
+/// boundary) until its syncs catch up, so a publisher runs at the disk's pace instead of
+/// filling the page cache until the kernel stalls the whole shard; consumers and connections
+/// that publish elsewhere are not held. `connection.blocked` stays for the memory and disk
+/// alarms, as in RabbitMQ, whose credit flow slows such publishers the same quiet way.
+pub const PAGED_UNSYNCED_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
 /// Past this share of the memory high watermark, every queue pages out transient messages
 /// once it holds `STORED_CACHE_MESSAGES` ready ones (RabbitMQ's paging ratio is 50%).
 pub const PAGING_WATERMARK_PERCENT: u64 = 50;

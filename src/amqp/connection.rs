@@ -82,6 +82,9 @@ pub struct Connection {
     /// returned unroutable: the management API's channel-side `message_stats`.
     pub confirmed: Cell<u64>,
     pub returned_unroutable: Cell<u64>,
+    /// Bit s: this connection published to a queue of shard s since its reader last looked
+    /// (`take_published_to`), so it waits while shard s's paging runs ahead of its disk.
+    published_to: Cell<u64>,
 }
 
 /// The consumer a delivery was written for: (its queue, its channel, its tag).
@@ -165,7 +168,18 @@ impl Connection {
             transport_wants_write: Cell::new(false),
             confirmed: Cell::new(0),
             returned_unroutable: Cell::new(0),
+            published_to: Cell::new(0),
         }
+    }
+
+    /// A publish of this connection went to a queue owned by `shard`.
+    pub fn note_published_to(&self, shard: usize) {
+        self.published_to.set(self.published_to.get() | 1u64 << (shard % 64));
+    }
+
+    /// The shards published to since the last call (bit s for shard s), forgotten.
+    pub fn take_published_to(&self) -> u64 {
+        self.published_to.replace(0)
     }
 
     pub fn holder(&self, channel: u16) -> Holder {

@@ -521,6 +521,7 @@ impl<P: Port> Dispatcher<P> {
         }
         let publisher = self.connection.holder(channel_id);
         for queue in self.routes.drain(..) {
+            self.connection.note_published_to(queue.owner());
             self.port.send(
                 queue.owner(),
                 ShardMsg::Publish { queue, message: message.clone(), publisher, publish_sequence },

@@ -294,6 +294,8 @@ pub struct ShardMetrics {
     /// Compaction: segments emptied of their ready messages, and the messages copied out.
     pub compacted_segments: u64,
     pub compacted_messages: u64,
+    /// Times a connection of the shard waited for a shard's paged-out writes to reach disk.
+    pub paging_pauses: u64,
     /// Channel-side counts (`confirm`, `return_unroutable`) of the shard's connections, per
     /// vhost, closed connections included.
     pub vhost_stats: Vec<(String, MessageStats)>,

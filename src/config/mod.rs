@@ -41,6 +41,8 @@ pub struct Config {
     pub segment_bytes: u64,
     /// Test hook: the message store fails every write after this many bytes.
     pub inject_store_failure_after_bytes: Option<u64>,
+    /// Test hook: every group-commit fdatasync is followed by this long a pause.
+    pub inject_sync_delay_ms: Option<u64>,
     /// How long a delivery may stay unacknowledged before its channel is closed (RabbitMQ's
     /// `consumer_timeout`); queue and consumer `x-consumer-timeout` arguments override it.
     /// None: no broker-wide timeout.
@@ -174,6 +176,7 @@ impl Config {
             disk_free_limit_bytes: settings.disk_free_limit.unwrap_or(50_000_000),
             segment_bytes: settings.segment_size.unwrap_or(crate::limits::SEGMENT_BYTES),
             inject_store_failure_after_bytes: settings.inject_store_failure_after_bytes,
+            inject_sync_delay_ms: settings.inject_sync_delay_ms,
             consumer_timeout_ms: match settings.consumer_timeout {
                 Some(0) => None,
                 Some(timeout_ms) => Some(timeout_ms),

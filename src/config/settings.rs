@@ -210,6 +210,10 @@ pub struct Settings {
     /// Test hook: the message store fails every write after this many bytes.
     #[arg(long, env = "SPATEMQ_INJECT_STORE_FAILURE_AFTER_BYTES", value_name = "BYTES", hide = true)]
     pub inject_store_failure_after_bytes: Option<u64>,
+
+    /// Test hook: every group-commit fdatasync takes this much longer (a slow disk).
+    #[arg(long, env = "SPATEMQ_INJECT_SYNC_DELAY_MS", value_name = "MS", hide = true)]
+    pub inject_sync_delay_ms: Option<u64>,
 }
 
 impl Settings {
@@ -253,6 +257,7 @@ impl Settings {
             prometheus_port,
             prometheus_bind,
             inject_store_failure_after_bytes,
+            inject_sync_delay_ms,
         )
     }
 }

@@ -268,12 +268,18 @@ fn global_counters(out: &mut Exposition, stats: &MessageStats) {
 /// SpateMQ's own: per shard (label `shard`) and the store's group commits.
 fn spatemq_families(out: &mut Exposition, shards: &[ShardMetrics], sum: &ShardMetrics) {
     type Read = fn(&ShardMetrics) -> u64;
-    let per_shard: [(&str, &str, &str, Read); 9] = [
+    let per_shard: [(&str, &str, &str, Read); 10] = [
         ("spatemq_shard_mailbox_depth", "gauge", "Messages waiting in the shard's mailboxes", |s| s.mailbox_depth),
         ("spatemq_shard_connections", "gauge", "Connections served by the shard", |s| s.connections),
         ("spatemq_shard_queues", "gauge", "Queues owned by the shard", |s| s.queues),
         ("spatemq_shard_fsyncs_total", "counter", "Group-commit fdatasyncs of the shard's message store", |s| s.fsyncs),
         ("spatemq_shard_loop_turns_total", "counter", "Turns of the shard's mailbox loop", |s| s.loop_turns),
+        (
+            "spatemq_shard_paging_pauses_total",
+            "counter",
+            "Times a connection of the shard waited for paged-out messages to reach the disk",
+            |s| s.paging_pauses,
+        ),
         ("spatemq_shard_store_written_bytes_total", "counter", "Bytes written to the shard's segment files", |s| {
             s.store_written_bytes
         }),

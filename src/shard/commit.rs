@@ -105,6 +105,8 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
     }
     let Some(batch) = shard.with_store(|store| store.take_sync_batch()) else { return Commit::NoStore };
     if batch.segments.is_empty() && batch.confirms.is_empty() && batch.retired.is_empty() {
+        shard.with_store(|store| store.sync_finished());
+        shard.note_paging_backlog();
         return Commit::Nothing;
     }
     shard.sync_signal.in_flight.set(true);
@@ -124,6 +126,9 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
         if let Err(error) = file.sync_data().await {
             failure = Some(format!("fdatasync of segment {} failed: {error}", segment.number));
             break;
+        }
+        if let Some(delay_ms) = shard.config.inject_sync_delay_ms {
+            monoio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
         }
         let signal = &shard.sync_signal;
         signal.fsyncs.set(signal.fsyncs.get() + 1);
@@ -149,6 +154,8 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
     if !batch.confirms.is_empty() {
         shard.sync_signal.commit_batch.note(bucket_of(COMMIT_BATCH_BUCKETS, &(batch.confirms.len() as u64)));
     }
+    shard.with_store(|store| store.sync_finished());
+    shard.note_paging_backlog();
     shard.release_confirms(batch.confirms, ok);
     shard.sync_signal.in_flight.set(false);
     Commit::Done

@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
@@ -35,6 +35,9 @@ pub struct Mailboxes {
     shutdown: AtomicBool,
     /// Shards that closed their connections at shutdown (`Shard::drain_at_shutdown`).
     closed_shards: AtomicUsize,
+    /// Bit s: shard s has more paged-out bytes waiting for its disk than it allows
+    /// (`limits::SHARDS_MAX` is 64, so one word holds every shard).
+    paging_backlogged: AtomicU64,
 }
 
 impl Mailboxes {
@@ -49,6 +52,7 @@ impl Mailboxes {
             inboxes,
             shutdown: AtomicBool::new(false),
             closed_shards: AtomicUsize::new(0),
+            paging_backlogged: AtomicU64::new(0),
         }
     }
 
@@ -83,6 +87,25 @@ impl Mailboxes {
                 }
             }
         }
+    }
+
+    /// Shard `shard` says whether its paging runs ahead of its disk. Relaxed: a publisher
+    /// that reads a stale flag pauses one check too many or too few, nothing more.
+    pub fn set_paging_backlogged(&self, shard: usize, backlogged: bool) {
+        let bit = 1u64 << (shard % 64);
+        let before = self.paging_backlogged.load(Ordering::Relaxed);
+        if (before & bit != 0) != backlogged {
+            if backlogged {
+                self.paging_backlogged.fetch_or(bit, Ordering::Relaxed);
+            } else {
+                self.paging_backlogged.fetch_and(!bit, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// True if one of the shards in `shards` (bit s for shard s) is backlogged with paging.
+    pub fn paging_backlogged(&self, shards: u64) -> bool {
+        shards != 0 && self.paging_backlogged.load(Ordering::Relaxed) & shards != 0
     }
 
     pub fn pop(&self, from: usize, to: usize) -> Option<ShardMsg> {
@@ -169,5 +192,26 @@ impl Future for Park<'_> {
 impl Drop for Park<'_> {
     fn drop(&mut self) {
         self.mailboxes.inboxes[self.me].parked.store(false, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mailboxes;
+
+    #[test]
+    fn a_publisher_waits_only_for_the_backlogged_shards_it_published_to() {
+        let mailboxes = Mailboxes::new(3, 4);
+        assert!(!mailboxes.paging_backlogged(0b111), "nothing backlogged at first");
+        mailboxes.set_paging_backlogged(1, true);
+        mailboxes.set_paging_backlogged(1, true);
+        assert!(mailboxes.paging_backlogged(0b010));
+        assert!(mailboxes.paging_backlogged(0b011));
+        assert!(!mailboxes.paging_backlogged(0b101), "publishing to shards 0 and 2 only");
+        assert!(!mailboxes.paging_backlogged(0), "a consumer that published nothing never waits");
+        mailboxes.set_paging_backlogged(2, true);
+        mailboxes.set_paging_backlogged(1, false);
+        assert!(!mailboxes.paging_backlogged(0b010), "shard 1 caught up");
+        assert!(mailboxes.paging_backlogged(0b100), "shard 2 still behind");
     }
 }

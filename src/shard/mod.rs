@@ -43,7 +43,7 @@ use crate::broker::queue::{Effect, Queue};
 use crate::broker::requests::ReplyBody;
 use crate::broker::snapshot::Snapshot;
 use crate::config::Config;
-use crate::limits::{MAILBOX_BATCH, OUTBOX_HIGH_MESSAGES, SHUTDOWN_DRAIN_MS};
+use crate::limits::{MAILBOX_BATCH, OUTBOX_HIGH_MESSAGES, PAGED_UNSYNCED_BYTES_MAX, SHUTDOWN_DRAIN_MS};
 use crate::shard::commit::SyncSignal;
 use crate::store::definitions_log::DefinitionsLog;
 use crate::store::Store;
@@ -99,6 +99,8 @@ pub struct ConnectionCounts {
     pub closed: Cell<u64>,
     /// The channel-side message counts of closed connections, per vhost.
     pub closed_stats: RefCell<FxHashMap<String, crate::broker::control::MessageStats>>,
+    /// Times a connection of the shard waited for another shard's paging to reach its disk.
+    pub paging_pauses: Cell<u64>,
 }
 
 impl ConnectionCounts {
@@ -191,12 +193,14 @@ impl Shard {
     /// Writes what the store gathered this turn and wakes the commit task if a sync is due.
     pub(crate) fn write_store(&self) {
         let outcome = self.with_store(|store| store.write_pending());
+        self.note_paging_backlog();
         match outcome {
             Some(Ok(true)) => self.sync_signal.request(),
             Some(Err(_)) => {
                 // Poisoned: whatever waited for this write is refused.
                 let batch = self.with_store(|store| {
                     let batch = store.take_sync_batch();
+                    store.sync_finished();
                     store.keep(batch.retired.into_iter().map(|(segment, _)| segment));
                     batch.confirms
                 });
@@ -206,6 +210,13 @@ impl Shard {
             }
             _ => {}
         }
+    }
+
+    /// Tells every shard whether this one's paged-out writes run ahead of its disk
+    /// (`limits::PAGED_UNSYNCED_BYTES_MAX`): connections that publish here wait while they do.
+    pub(crate) fn note_paging_backlog(&self) {
+        let outstanding = self.with_store(|store| store.paged_outstanding_bytes()).unwrap_or(0);
+        self.mailboxes.set_paging_backlogged(self.id, outstanding > PAGED_UNSYNCED_BYTES_MAX);
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {

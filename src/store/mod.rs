@@ -14,6 +14,7 @@
 pub(crate) mod definitions_log;
 pub(crate) mod files;
 pub(crate) mod lock;
+pub(crate) mod paging;
 pub(crate) mod record;
 pub(crate) mod segment;
 
@@ -168,6 +169,7 @@ pub struct Store {
     /// Test hook: fail every write once this many bytes were written.
     fail_after_bytes: Option<u64>,
     written_total_bytes: u64,
+    paged: paging::PagedBytes,
 }
 
 impl Store {
@@ -195,6 +197,7 @@ impl Store {
             poisoned: None,
             fail_after_bytes,
             written_total_bytes: 0,
+            paged: paging::PagedBytes::default(),
         })
     }
 
@@ -262,7 +265,19 @@ impl Store {
     /// Appends a message paged out of memory (`KIND_PAGED`): read back like a stored one,
     /// never recovered, never moved by compaction, and confirmed without waiting for a sync.
     pub fn append_paged(&mut self, record: &MessageRecord<'_>) -> Result<StoredRef, StoreError> {
-        self.append_as(record, record::KIND_PAGED)
+        let stored = self.append_as(record, record::KIND_PAGED)?;
+        self.paged.appended(u64::from(stored.length));
+        Ok(stored)
+    }
+
+    /// Paged bytes that no finished fdatasync covers yet (`paging::PagedBytes`).
+    pub fn paged_outstanding_bytes(&self) -> u64 {
+        self.paged.outstanding()
+    }
+
+    /// The sync that `take_sync_batch` started has finished (or failed).
+    pub fn sync_finished(&mut self) {
+        self.paged.sync_finished();
     }
 
     fn append_as(&mut self, record: &MessageRecord<'_>, kind: u8) -> Result<StoredRef, StoreError> {
@@ -485,6 +500,7 @@ impl Store {
     /// Takes what the next fdatasync must cover, the confirms it releases and the segments
     /// it frees.
     pub fn take_sync_batch(&mut self) -> SyncBatch {
+        self.paged.sync_started();
         SyncBatch {
             segments: std::mem::take(&mut self.unsynced),
             confirms: std::mem::take(&mut self.confirms_unsynced),

@@ -15,17 +15,102 @@ fn lazy() -> FieldTable {
     arguments
 }
 
-/// The sum over the shards of the bytes written to their segment files, from `/metrics`.
-fn store_written_bytes(prometheus_port: u16) -> f64 {
+/// The sum over the shards of a per-shard metric (`name{shard=...} value`), from `/metrics`.
+fn shard_metric_sum(prometheus_port: u16, name: &str) -> f64 {
     let mut stream = TcpStream::connect(("127.0.0.1", prometheus_port)).expect("connect to the Prometheus port");
     stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").expect("send");
     let mut answer = String::new();
     stream.read_to_string(&mut answer).expect("read");
+    let prefix = format!("{name}{{");
     answer
         .lines()
-        .filter(|line| line.starts_with("spatemq_shard_store_written_bytes_total{"))
+        .filter(|line| line.starts_with(&prefix))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// The sum over the shards of the bytes written to their segment files.
+fn store_written_bytes(prometheus_port: u16) -> f64 {
+    shard_metric_sum(prometheus_port, "spatemq_shard_store_written_bytes_total")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("address").port()
+}
+
+/// A publisher that pages out faster than the disk syncs (a test hook makes every fdatasync
+/// 400 ms slower) is held at a message boundary until the syncs catch up, without
+/// `connection.blocked` and without losing a message, while a consumer of the same shard keeps
+/// receiving: the publisher goes at the disk's pace, not the page cache's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_paging_faster_than_the_disk_waits_and_a_consumer_goes_on() {
+    if crate::common::process::external_broker() {
+        return;
+    }
+    within(TEST_TIMEOUT, async {
+        let data = DataDir::new();
+        let prometheus_port = free_port();
+        let port = prometheus_port.to_string();
+        let arguments = ["--prometheus-port", &port, "--prometheus-bind", "127.0.0.1", "--inject-sync-delay-ms", "400"];
+        let broker = BrokerProcess::start(data.path(), 1, &arguments);
+        let (consumer_conn, consumer_ch) = confirm_channel(broker.uri()).await;
+        let other = unique("q-other");
+        declare_queue(&consumer_ch, &other).await;
+        let waiting: Vec<String> = (0..200).map(|index| format!("other-{index:03}")).collect();
+        publish_confirmed(&consumer_ch, "", &other, &waiting, transient()).await;
+
+        // 64 KiB bodies: 64 MiB of unsynced paged bytes, the bound, after about 1,000 of them.
+        let (publisher_conn, publisher_ch) = connect_channel(broker.uri()).await;
+        let lazy_queue = unique("q-lazy-fast");
+        within(T, publisher_ch.queue_declare(lazy_queue.as_str().into(), QueueDeclareOptions::default(), lazy()))
+            .await
+            .expect("declare lazy");
+        let sent = 4_000usize;
+        let publisher = tokio::spawn(async move {
+            let body = vec![0x42u8; 64 * 1024];
+            for _ in 0..sent {
+                let publish = publisher_ch.basic_publish(
+                    "".into(),
+                    lazy_queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    transient(),
+                );
+                publish.await.expect("basic.publish");
+            }
+            (publisher_conn, publisher_ch, lazy_queue)
+        });
+        let mut paused = 0.0;
+        for _ in 0..200 {
+            paused = shard_metric_sum(prometheus_port, "spatemq_shard_paging_pauses_total");
+            if paused > 0.0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(paused > 0.0, "the publisher was never held while its paging outran the slowed syncs");
+
+        // The consumer of the same shard published nothing since: it is not held.
+        let mut inbox = consume(&consumer_ch, &other, BasicConsumeOptions { no_ack: true, ..Default::default() }).await;
+        let received: Vec<String> =
+            inbox.take(waiting.len(), T).await.iter().map(|delivery| text(&delivery.data)).collect();
+        assert_eq!(received, waiting, "the consumer got every message while the publisher waited");
+
+        let (publisher_conn, publisher_ch, lazy_queue) = within(60, publisher).await.expect("the publisher ends");
+        let mut counted = 0;
+        for _ in 0..200 {
+            counted = message_count(&publisher_ch, &lazy_queue).await as usize;
+            if counted == sent {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(counted, sent, "every paged message is queued: the publisher was slowed, not dropped");
+        close_conn(&publisher_conn).await;
+        close_conn(&consumer_conn).await;
+        broker.stop_cleanly();
+    })
+    .await;
 }
 
 restart_tests! {
@@ -70,7 +155,7 @@ restart_tests! {
 
     async fn a_deep_queue_pages_out_past_its_memory_bound_and_drains_in_order(shards: usize) {
         let data = DataDir::new();
-        let prometheus_port = TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("address").port();
+        let prometheus_port = free_port();
         let port = prometheus_port.to_string();
         let broker = BrokerProcess::start(data.path(), shards, &["--prometheus-port", &port, "--prometheus-bind", "127.0.0.1"]);
         let (conn, ch) = confirm_channel(broker.uri()).await;
