@@ -95,7 +95,21 @@ perf script -i "$WORK/perf.data" 2>/dev/null | inferno-collapse-perf >"$WORK/fol
 RESULT=$(tail -n 1 "$WORK/bench.json")
 RATE=$(python3 -c 'import json, sys; print("%.0fk msg/s consumed" % (json.loads(sys.argv[1])["avg_consume_rate"] / 1e3))' "$RESULT")
 mkdir -p "$(dirname "$OUT")"
-inferno-flamegraph --title "SpateMQ $("$BIN" --version 2>/dev/null | tail -n 1), scenario $TITLE, $RATE" \
+inferno-flamegraph --minwidth 0.5 --title "SpateMQ $("$BIN" --version 2>/dev/null | tail -n 1), scenario $TITLE, $RATE" \
     --subtitle "perf record -F $FREQUENCY --call-graph dwarf, broker threads only, $SECONDS_SAMPLED s" \
     <"$WORK/folded" >"$OUT"
 echo "$OUT: $(wc -l <"$WORK/folded") distinct stacks; bench: $RESULT"
+# The functions with the most samples of their own (leaf frames), for a text summary.
+python3 - "$WORK/folded" <<'EOF_SUMMARY'
+import collections, re, sys
+own, total = collections.Counter(), 0
+with open(sys.argv[1]) as folded:
+    for line in folded:
+        stack, _, count = line.rstrip("\n").rpartition(" ")
+        leaf = re.sub(r"::h[0-9a-f]{16}$", "", stack.rsplit(";", 1)[-1])
+        own[leaf] += int(count)
+        total += int(count)
+print(f"top frames by own samples (of {total}):")
+for leaf, count in own.most_common(15):
+    print(f"{100 * count / total:5.1f}%  {leaf[:110]}")
+EOF_SUMMARY

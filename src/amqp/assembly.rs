@@ -178,11 +178,11 @@ impl<P: Port> Dispatcher<P> {
         if let Some(error) = too_large(header.body_size, self.port.max_message_size_bytes()) {
             return Err(error);
         }
-        let snapshot = self.port.snapshot();
         // Checked under this definitions version already: permission, existence, not internal.
-        if self.route_cache.exchange_ok(snapshot.version, &publish.exchange) {
+        if self.route_cache.exchange_ok(self.port.snapshot_version(), &publish.exchange) {
             return Ok(());
         }
+        let snapshot = self.port.snapshot();
         super::access::publish(&self.connection, &snapshot, &publish.exchange)?;
         let exchange = String::from_utf8_lossy(&publish.exchange);
         let vhost_name = self.connection.vhost.borrow().clone();

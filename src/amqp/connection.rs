@@ -11,7 +11,6 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -102,10 +101,7 @@ struct Credits {
 impl Credits {
     fn note(&mut self, queue: QueueId, holder: Holder, consumer_tag: &ConsumerTag) {
         if let Some(((run_queue, run_holder, run_tag), count)) = &mut self.run {
-            if *run_queue == queue
-                && *run_holder == holder
-                && (Arc::ptr_eq(run_tag, consumer_tag) || run_tag == consumer_tag)
-            {
+            if *run_queue == queue && *run_holder == holder && run_tag == consumer_tag {
                 *count += 1;
                 return;
             }

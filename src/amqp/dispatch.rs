@@ -493,11 +493,11 @@ impl<P: Port> Dispatcher<P> {
         if publish.exchange.is_empty() && publish.routing_key.starts_with(REPLY_NAME_PREFIX.as_bytes()) {
             return self.send_direct_reply(channel_id, publish, message);
         }
-        let snapshot = self.port.snapshot();
         self.routes.clear();
-        let cached =
-            self.route_cache.routes(snapshot.version, &publish.exchange, &publish.routing_key, &mut self.routes);
+        let version = self.port.snapshot_version();
+        let cached = self.route_cache.routes(version, &publish.exchange, &publish.routing_key, &mut self.routes);
         if !cached {
+            let snapshot = self.port.snapshot();
             let vhost_name = self.connection.vhost.borrow().clone();
             let exchange_name = String::from_utf8_lossy(&publish.exchange);
             let mut used_headers = false;
@@ -520,12 +520,14 @@ impl<P: Port> Dispatcher<P> {
             self.return_unroutable(channel_id, &message);
         }
         let publisher = self.connection.holder(channel_id);
-        for queue in self.routes.drain(..) {
+        // The last destination takes the message itself: one reference count change less per
+        // publish, on a count that the receiving shard touches too.
+        let mut message = Some(message);
+        let last = self.routes.len().saturating_sub(1);
+        for (index, queue) in self.routes.drain(..).enumerate() {
+            let Some(shared) = (if index == last { message.take() } else { message.clone() }) else { break };
             self.connection.note_published_to(queue.owner());
-            self.port.send(
-                queue.owner(),
-                ShardMsg::Publish { queue, message: message.clone(), publisher, publish_sequence },
-            );
+            self.port.send(queue.owner(), ShardMsg::Publish { queue, message: shared, publisher, publish_sequence });
         }
     }
 

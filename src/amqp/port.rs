@@ -25,6 +25,13 @@ pub trait Port {
     /// The current definitions, as this shard last received them.
     fn snapshot(&self) -> Arc<Snapshot>;
 
+    /// The version of `snapshot()`, without taking a reference to it: the per-publish checks
+    /// only compare versions, and the snapshot's reference count is shared by every shard, so
+    /// cloning it per message would pull its cache line between cores.
+    fn snapshot_version(&self) -> u64 {
+        self.snapshot().version
+    }
+
     /// Sends a message to a shard (this one included) without blocking.
     fn send(&self, to: usize, message: ShardMsg);
 

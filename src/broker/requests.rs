@@ -8,7 +8,6 @@ use amq_protocol::types::FieldTable;
 use super::queue::Payload;
 use super::users::Grant;
 use crate::ids::{ConnId, Holder, QueueId};
-use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct ExchangeDeclare {
@@ -82,7 +81,7 @@ pub enum QueueRequest {
     DeclareOk,
     Consume {
         holder: Holder,
-        consumer_tag: Arc<str>,
+        consumer_tag: crate::ids::ConsumerTag,
         no_ack: bool,
         exclusive: bool,
         prefetch_count: u32,
@@ -92,12 +91,12 @@ pub enum QueueRequest {
     },
     Cancel {
         holder: Holder,
-        consumer_tag: Arc<str>,
+        consumer_tag: crate::ids::ConsumerTag,
     },
     /// The consumer's prefetch limit changed (its channel's global basic.qos did).
     Prefetch {
         holder: Holder,
-        consumer_tag: Arc<str>,
+        consumer_tag: crate::ids::ConsumerTag,
         prefetch_count: u32,
     },
     Get {

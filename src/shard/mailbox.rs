@@ -78,9 +78,18 @@ impl Mailboxes {
     }
 
     /// Wakes shard `to` if it is parked (also used for shard-local work).
+    ///
+    /// Called for every shard-local send and once per turn per destination, mostly while the
+    /// receiver is busy: the flag is read first and swapped only when it is set, so a busy
+    /// receiver's flag is not written (and its cache line not pulled between cores) per call.
+    /// The fence keeps the park handshake: the mail pushed before this call is visible to a
+    /// receiver that set `parked` and re-checks its queues, or this load sees `parked` set
+    /// (both sides order their write before their read, as `Park::poll` does with its
+    /// sequentially consistent store).
     pub fn wake_if_parked(&self, to: usize) {
         let inbox = &self.inboxes[to];
-        if inbox.parked.swap(false, Ordering::SeqCst) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if inbox.parked.load(Ordering::Relaxed) && inbox.parked.swap(false, Ordering::SeqCst) {
             if let Ok(mut slot) = inbox.waker.lock() {
                 if let Some(waker) = slot.take() {
                     waker.wake();
@@ -180,6 +189,9 @@ impl Future for Park<'_> {
             *slot = Some(context.waker().clone());
         }
         inbox.parked.store(true, Ordering::SeqCst);
+        // Pairs with the fence in `wake_if_parked`: either a sender's load sees `parked`, or
+        // the re-check below sees its mail.
+        std::sync::atomic::fence(Ordering::SeqCst);
         self.registered = true;
         if mailboxes.has_mail(self.me) || (self.has_local_work)() || mailboxes.shutdown_requested() {
             inbox.parked.store(false, Ordering::SeqCst);

@@ -529,6 +529,10 @@ impl crate::amqp::port::Port for Shard {
         Shard::snapshot(self)
     }
 
+    fn snapshot_version(&self) -> u64 {
+        Shard::version(self)
+    }
+
     fn send(&self, to: usize, message: ShardMsg) {
         Shard::send(self, to, message);
     }
