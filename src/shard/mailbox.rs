@@ -25,6 +25,20 @@ struct Inbox {
     waker: Mutex<Option<Waker>>,
 }
 
+impl Inbox {
+    /// Reads the flag first and swaps it only when set, so a busy shard's flag is not written
+    /// (nor its cache line pulled between cores) on every call.
+    fn wake_if_parked(&self) {
+        if self.parked.load(Ordering::Relaxed) && self.parked.swap(false, Ordering::SeqCst) {
+            if let Ok(mut slot) = self.waker.lock() {
+                if let Some(waker) = slot.take() {
+                    waker.wake();
+                }
+            }
+        }
+    }
+}
+
 /// All mailboxes of the broker: `queues[from * shards + to]`, and one control inbox per shard
 /// that threads outside the shards (the control socket) push to.
 pub struct Mailboxes {
@@ -81,25 +95,20 @@ impl Mailboxes {
         self.queue(from, to).push(message)
     }
 
-    /// Wakes shard `to` if it is parked (also used for shard-local work).
-    ///
-    /// Called for every shard-local send and once per turn per destination, mostly while the
-    /// receiver is busy: the flag is read first and swapped only when it is set, so a busy
-    /// receiver's flag is not written (and its cache line not pulled between cores) per call.
-    /// The fence keeps the park handshake: the mail pushed before this call is visible to a
-    /// receiver that set `parked` and re-checks its queues, or this load sees `parked` set
-    /// (both sides order their write before their read, as `Park::poll` does with its
-    /// sequentially consistent store).
+    /// Wakes this shard's own mailbox loop if it is parked, for shard-local work. Same thread
+    /// as the loop's `Park`, so program order is all the handshake needs: no fence.
+    pub fn wake_own_loop(&self, me: usize) {
+        self.inboxes[me].wake_if_parked();
+    }
+
+    /// Wakes shard `to` if it is parked: once per turn per destination, mostly while the
+    /// receiver is busy (see `Inbox::wake_if_parked`). The fence keeps the park handshake: the
+    /// mail pushed before this call is visible to a receiver that set `parked` and re-checks
+    /// its queues, or this load sees `parked` set (both sides order their write before their
+    /// read: `Park::poll` fences after its store).
     pub fn wake_if_parked(&self, to: usize) {
-        let inbox = &self.inboxes[to];
         std::sync::atomic::fence(Ordering::SeqCst);
-        if inbox.parked.load(Ordering::Relaxed) && inbox.parked.swap(false, Ordering::SeqCst) {
-            if let Ok(mut slot) = inbox.waker.lock() {
-                if let Some(waker) = slot.take() {
-                    waker.wake();
-                }
-            }
-        }
+        self.inboxes[to].wake_if_parked();
     }
 
     /// Shard `shard` says whether its paging runs ahead of its disk. Relaxed: a publisher

@@ -243,7 +243,7 @@ impl Shard {
     pub fn send(&self, to: usize, message: ShardMsg) {
         if to == self.id {
             self.local.borrow_mut().push_back(message);
-            self.mailboxes.wake_if_parked(self.id);
+            self.mailboxes.wake_own_loop(self.id);
             return;
         }
         let mut outbox = self.outbox.borrow_mut();
@@ -261,7 +261,7 @@ impl Shard {
             spill.push_back(message);
         }
         drop(outbox);
-        self.mailboxes.wake_if_parked(self.id);
+        self.mailboxes.wake_own_loop(self.id);
     }
 
     /// Shard `to` has new mail: it is woken when this shard's current task yields and the
@@ -270,7 +270,7 @@ impl Shard {
         let before = self.wakes_pending.get();
         self.wakes_pending.set(before | 1 << to);
         if before == 0 {
-            self.mailboxes.wake_if_parked(self.id);
+            self.mailboxes.wake_own_loop(self.id);
         }
     }
 
