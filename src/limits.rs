@@ -115,6 +115,20 @@ pub const COMPACTION_IDLE_INTERVAL_MS: u64 = 1000;
 /// outbox; a connection stops reading its socket while its shard's outbox is above
 /// `OUTBOX_HIGH_MESSAGES`.
 pub const MAILBOX_CAPACITY: usize = 64 * 1024;
+/// The smallest a mailbox gets on a host with many shards (`mailbox_capacity`): a few loop
+/// turns' worth of `MAILBOX_BATCH`, so batches still flow whole.
+pub const MAILBOX_CAPACITY_MIN: usize = 4 * 1024;
+/// All cross-shard mailboxes of a broker together, in messages: every slot is allocated and
+/// written when the broker starts (about 128 bytes each), and there are N·(N-1) mailboxes for
+/// N shards, so a fixed size per mailbox would cost 32 MiB at 2 shards but 2 GiB at 16.
+pub const MAILBOX_SLOTS_TOTAL: usize = 256 * 1024;
+
+/// The capacity of each cross-shard mailbox for `shards` shards: `MAILBOX_SLOTS_TOTAL` shared
+/// out, between `MAILBOX_CAPACITY_MIN` and `MAILBOX_CAPACITY`.
+pub fn mailbox_capacity(shards: usize) -> usize {
+    let pairs = shards.saturating_mul(shards.saturating_sub(1)).max(1);
+    (MAILBOX_SLOTS_TOTAL / pairs).clamp(MAILBOX_CAPACITY_MIN, MAILBOX_CAPACITY)
+}
 
 /// Per-destination spill length above which connections on the sending shard stop reading.
 pub const OUTBOX_HIGH_MESSAGES: usize = 16 * 1024;
@@ -181,3 +195,20 @@ pub const FINAL_COMMIT_WAIT_MS: u32 = 5_000;
 /// what the client has sent so far, toward the size its content header announces: at most
 /// this many times the received bytes are held, and a large body takes a few allocations.
 pub const BODY_GROWTH_FACTOR: usize = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::{mailbox_capacity, MAILBOX_CAPACITY, MAILBOX_CAPACITY_MIN, MAILBOX_SLOTS_TOTAL};
+
+    #[test]
+    fn mailboxes_share_a_total_that_does_not_grow_with_the_square_of_the_shards() {
+        assert_eq!(mailbox_capacity(1), MAILBOX_CAPACITY, "one shard has no cross-shard mailbox to size");
+        assert_eq!(mailbox_capacity(2), MAILBOX_CAPACITY, "two mailboxes of the full size fit the total");
+        assert_eq!(mailbox_capacity(4), MAILBOX_SLOTS_TOTAL / 12);
+        for shards in [8, 16, 64] {
+            let capacity = mailbox_capacity(shards);
+            assert!((MAILBOX_CAPACITY_MIN..=MAILBOX_CAPACITY).contains(&capacity), "{shards}: {capacity}");
+        }
+        assert_eq!(mailbox_capacity(64), MAILBOX_CAPACITY_MIN);
+    }
+}

@@ -25,7 +25,7 @@ use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::recovery::{recover, shard_dir, RestoredQueue};
 use crate::broker::snapshot::Snapshot;
 use crate::config::{Bind, Config};
-use crate::limits::MAILBOX_CAPACITY;
+use crate::limits::mailbox_capacity;
 use crate::shard::listener;
 use crate::shard::mailbox::Mailboxes;
 use crate::shard::Shard;
@@ -121,7 +121,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         data_dir: config.data_dir.clone(),
     });
     let config = Arc::new(config);
-    let mailboxes = Arc::new(Mailboxes::new(config.shards, MAILBOX_CAPACITY));
+    let mailboxes = Arc::new(Mailboxes::new(config.shards, mailbox_capacity(config.shards)));
     let connection_slots = Arc::new(ConnectionSlots::new(config.max_connections));
     let durable = recover_durable_state(&config)?;
     let recovered_messages = durable.messages;

@@ -56,7 +56,11 @@ pub struct Mailboxes {
 
 impl Mailboxes {
     pub fn new(shards: usize, capacity: usize) -> Mailboxes {
-        let queues = (0..shards * shards).map(|_| ArrayQueue::new(capacity.max(1))).collect();
+        // A shard's mail to itself goes through its own `local` list, never its diagonal
+        // mailbox: that one gets a single slot instead of a full allocation.
+        let queues = (0..shards * shards)
+            .map(|index| ArrayQueue::new(if index / shards == index % shards { 1 } else { capacity.max(1) }))
+            .collect();
         let inboxes = (0..shards).map(|_| Inbox { parked: AtomicBool::new(false), waker: Mutex::new(None) }).collect();
         let control = (0..shards).map(|_| ArrayQueue::new(CONTROL_CAPACITY)).collect();
         Mailboxes {
