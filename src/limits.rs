@@ -173,3 +173,12 @@ pub const FINAL_COMMIT_WAIT_MS: u32 = 5_000;
 /// what the client has sent so far, toward the size its content header announces: at most
 /// this many times the received bytes are held, and a large body takes a few allocations.
 pub const BODY_GROWTH_FACTOR: usize = 8;
+
+/// Deduplication (`x-message-deduplication`): the values a queue's or exchange's cache holds
+/// when `x-cache-size` is not given, and the most `x-cache-size` may be (a larger value is
+/// refused with 406 at declare). A full cache forgets its oldest value for each new one.
+pub const DEDUP_CACHE_ENTRIES_DEFAULT: usize = 10_000;
+pub const DEDUP_CACHE_ENTRIES_MAX: usize = 1_000_000;
+/// Bytes of header values one deduplication cache holds (values are client-sized): past it
+/// the oldest values are forgotten, as when the cache is full.
+pub const DEDUP_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;

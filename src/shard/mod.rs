@@ -15,6 +15,7 @@ mod conversation;
 pub(crate) mod expiry;
 pub(crate) mod listener;
 pub(crate) mod mailbox;
+mod owned_exchanges;
 mod queues;
 mod requests;
 pub(crate) mod socket;
@@ -65,6 +66,8 @@ pub struct Shard {
     /// Present on shard 0 only: the single writer of definitions.
     writer: Option<RefCell<Definitions>>,
     queues: RefCell<FxHashMap<crate::ids::QueueId, Queue>>,
+    /// State of the exchanges that this shard routes for every shard (`owned_exchanges.rs`).
+    owned_exchanges: RefCell<owned_exchanges::OwnedExchanges>,
     /// Highest queue sequence created on this shard: an unknown id above it is a queue whose
     /// creation message has not been read yet; at or below it, a deleted queue.
     highest_created_queue: Cell<u64>,
@@ -146,6 +149,7 @@ impl Shard {
             snapshot: RefCell::new(snapshot),
             writer,
             queues: RefCell::new(FxHashMap::default()),
+            owned_exchanges: RefCell::default(),
             highest_created_queue: Cell::new(0),
             connections: RefCell::new(FxHashMap::default()),
             dirty_connections: RefCell::new(Vec::new()),
@@ -437,6 +441,8 @@ impl Shard {
                 self.complete_request(reply.request_id, result);
             }
             ShardMsg::Deliver(delivery) => self.deliver(delivery),
+            ShardMsg::OwnerPublish(publish) => self.owner_publish(*publish),
+            ShardMsg::OwnerRouted(routed) => self.owner_routed(&routed),
             ShardMsg::Confirmed { confirm, ok } => {
                 let connection = self.connections.borrow().get(&confirm.holder.conn.local).cloned();
                 if let Some(connection) = connection {
