@@ -12,6 +12,7 @@ pub(crate) mod compaction;
 mod control;
 #[cfg(test)]
 mod conversation;
+pub(crate) mod delayed;
 pub(crate) mod expiry;
 pub(crate) mod listener;
 pub(crate) mod mailbox;
@@ -68,6 +69,8 @@ pub struct Shard {
     queues: RefCell<FxHashMap<crate::ids::QueueId, Queue>>,
     /// State of the exchanges that this shard routes for every shard (`owned_exchanges.rs`).
     owned_exchanges: RefCell<owned_exchanges::OwnedExchanges>,
+    /// Messages held by delayed exchanges, and their timer (`delayed.rs`).
+    pub delayed: delayed::Delayed,
     /// Highest queue sequence created on this shard: an unknown id above it is a queue whose
     /// creation message has not been read yet; at or below it, a deleted queue.
     highest_created_queue: Cell<u64>,
@@ -150,6 +153,7 @@ impl Shard {
             writer,
             queues: RefCell::new(FxHashMap::default()),
             owned_exchanges: RefCell::default(),
+            delayed: delayed::Delayed::default(),
             highest_created_queue: Cell::new(0),
             connections: RefCell::new(FxHashMap::default()),
             dirty_connections: RefCell::new(Vec::new()),
@@ -443,6 +447,9 @@ impl Shard {
             ShardMsg::Deliver(delivery) => self.deliver(delivery),
             ShardMsg::OwnerPublish(publish) => self.owner_publish(*publish),
             ShardMsg::OwnerRouted(routed) => self.owner_routed(&routed),
+            ShardMsg::Confirmed { confirm, ok } if confirm.holder.conn.local == delayed::HANDOVER_CONNECTION => {
+                self.handover_confirmed(confirm.publish_sequence, ok)
+            }
             ShardMsg::Confirmed { confirm, ok } => {
                 let connection = self.connections.borrow().get(&confirm.holder.conn.local).cloned();
                 if let Some(connection) = connection {

@@ -1,6 +1,6 @@
 //! The owner side of exchanges that keep state (`broker::owned_exchange`): the deduplication
-//! caches of the exchanges this shard owns, and routing the publishes sent to it; and, on the
-//! publisher's shard, the owner's answer.
+//! caches of the exchanges this shard owns, and routing the publishes sent to it (a delayed
+//! message is held by `delayed.rs` instead); and, on the publisher's shard, the owner's answer.
 //!
 //! A cache belongs to one exchange id: an exchange deleted and declared again starts empty.
 //! Caches of exchanges gone from the definitions are dropped when a new cache is made, so their
@@ -70,6 +70,11 @@ impl Shard {
                 returned: None,
             };
             return self.send(publish.publisher.conn.shard(), ShardMsg::OwnerRouted(Box::new(answer)));
+        }
+        if crate::broker::delayed::is_delayed(exchange) {
+            if let Some(delay_ms) = crate::broker::delayed::delay_ms(&publish.message) {
+                return self.hold_delayed(&publish.vhost, exchange, &publish, delay_ms);
+            }
         }
         self.route_as_owner(vhost, exchange, &publish);
     }
