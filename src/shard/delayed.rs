@@ -38,7 +38,7 @@ use crate::codec::hotpath;
 use crate::codec::message::Message;
 use crate::ids::{ConnId, Holder};
 use crate::limits::{DELAYED_IDLE_CHECK_MS, DELAYED_MEMORY_BYTES_MAX, DELAYED_PENDING_MAX, DELAYED_ROUTE_BATCH};
-use crate::store::record::{Mark, MessageRecord};
+use crate::store::record::{encode_mark, Mark, MessageRecord};
 use crate::store::StoredRef;
 
 /// The connection number of the hand-over confirms: real connections start at 1.
@@ -312,7 +312,22 @@ impl Shard {
     /// A held message is gone for good: a stored one is marked removed.
     fn release_held(&self, held: Held) {
         if let Held::Stored { reference, queue_sequence, sequence } = held {
-            self.with_store(|store| store.mark(&reference, queue_sequence, sequence, Mark::Removed));
+            self.mark_removed(&reference, queue_sequence, sequence);
+        }
+    }
+
+    fn mark_removed(&self, reference: &StoredRef, queue_sequence: u64, sequence: u64) {
+        if queue_sequence == pending_queue_sequence(self.id) {
+            self.with_store(|store| store.mark(reference, queue_sequence, sequence, Mark::Removed));
+            return;
+        }
+        // Recovered from another shard's directory (the broker runs fewer shards now): this
+        // store gathers marks by segment number, which that directory's numbers collide with,
+        // so the mark goes straight to its own segment's marks file (no fsync, as every mark).
+        let mut record = Vec::new();
+        encode_mark(&mut record, queue_sequence, sequence, Mark::Removed);
+        if let Err(error) = reference.segment.append_marks(&record) {
+            crate::warn!("shard {}: cannot mark a delivered delayed message removed: {error}", self.id);
         }
     }
 
@@ -332,7 +347,7 @@ impl Shard {
             index.handovers.remove(&local_sequence)
         };
         if let Some(Handover { reference, queue_sequence, sequence, .. }) = done {
-            self.with_store(|store| store.mark(&reference, queue_sequence, sequence, Mark::Removed));
+            self.mark_removed(&reference, queue_sequence, sequence);
         }
     }
 
