@@ -3,7 +3,8 @@
 //!
 //! Held messages sit in one ordered index per shard, keyed by (due time, sequence): the timer
 //! task sleeps until the earliest due time (woken early when an earlier one arrives), routes
-//! every due message with the definitions of that moment, and sleeps again. A million held
+//! every due message with the definitions of that moment, and sleeps again; every turn of the
+//! mailbox loop also routes what is due (`route_due_in_turn`), as a busy runtime fires timers late. A million held
 //! messages cost a million index entries and one timer. A persistent message of a durable
 //! delayed exchange is stored (`broker::delayed`'s reserved queue sequence) and confirmed after
 //! the fsync that covers it; the index keeps only its stored reference, not its body. Others
@@ -151,6 +152,23 @@ pub async fn delayed_loop(shard: Rc<Shard>) {
 }
 
 impl Shard {
+    /// Called every mailbox-loop turn: routes what is due. A busy shard's runtime may not fire
+    /// timers for a long time (monoio checks them only when it runs out of ready tasks), so
+    /// the timer task alone would leave due messages held while the shard is saturated.
+    pub(super) fn route_due_in_turn(&self) {
+        let due_ms = self.delayed.next_due_ms.get();
+        if due_ms == u64::MAX {
+            return;
+        }
+        let now_ms = clock::now_ms();
+        if due_ms > now_ms {
+            return;
+        }
+        self.delayed.next_due_ms.set(u64::MAX);
+        let next_ms = self.route_due(now_ms);
+        self.delayed.schedule(next_ms);
+    }
+
     /// The pseudo-publisher of hand-over copies: their confirms come back to this shard.
     fn handover_holder(&self) -> Holder {
         Holder { conn: ConnId { shard: self.id as u16, local: HANDOVER_CONNECTION }, channel: 0, incarnation: 0 }

@@ -356,6 +356,7 @@ impl Shard {
     /// messages handled and whether an outbox still holds messages a full mailbox refused.
     pub(crate) fn turn(&self) -> (usize, bool) {
         let handled = self.drain_once();
+        self.route_due_in_turn();
         self.write_store();
         let spilled = self.flush_outboxes();
         self.flush_dirty_connections();
