@@ -196,6 +196,30 @@ pub const FINAL_COMMIT_WAIT_MS: u32 = 5_000;
 /// this many times the received bytes are held, and a large body takes a few allocations.
 pub const BODY_GROWTH_FACTOR: usize = 8;
 
+/// Deduplication (`x-message-deduplication`): the values a queue's or exchange's cache holds
+/// when `x-cache-size` is not given, and the most `x-cache-size` may be (a larger value is
+/// refused with 406 at declare). A full cache forgets its oldest value for each new one.
+pub const DEDUP_CACHE_ENTRIES_DEFAULT: usize = 10_000;
+pub const DEDUP_CACHE_ENTRIES_MAX: usize = 1_000_000;
+/// Bytes of header values one deduplication cache holds (values are client-sized): past it
+/// the oldest values are forgotten, as when the cache is full.
+pub const DEDUP_CACHE_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Delayed messages (`x-delayed-message` exchanges): the most a shard holds. Past it a publish
+/// that would be held is refused (basic.nack in confirm mode, dropped with a log line
+/// otherwise). Each held message costs an index entry (about 100 bytes); a stored one keeps
+/// its segment file on disk until it is due.
+pub const DELAYED_PENDING_MAX: usize = 4_000_000;
+/// Bytes of message bodies a shard holds in memory for delayed exchanges (transient messages,
+/// or any message of a non-durable delayed exchange); past it such a publish is refused as
+/// above. Persistent messages of durable delayed exchanges are held on disk and not counted.
+pub const DELAYED_MEMORY_BYTES_MAX: usize = 256 * 1024 * 1024;
+/// Held messages routed per timer turn; more due wait for the next turn, after the shard's
+/// connections had theirs.
+pub const DELAYED_ROUTE_BATCH: usize = 4096;
+/// Longest sleep of a shard's delayed-message timer (a new earlier due time wakes it sooner).
+pub const DELAYED_IDLE_CHECK_MS: u64 = 1000;
+
 #[cfg(test)]
 mod tests {
     use super::{mailbox_capacity, MAILBOX_CAPACITY, MAILBOX_CAPACITY_MIN, MAILBOX_SLOTS_TOTAL};

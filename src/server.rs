@@ -22,7 +22,7 @@ use crate::amqp::admission::ConnectionSlots;
 use crate::broker::accounts::Defaults;
 use crate::broker::definitions::Definitions;
 use crate::broker::error::{AmqpError, CONNECTION_FORCED};
-use crate::broker::recovery::{recover, shard_dir, RestoredQueue};
+use crate::broker::recovery::{recover, shard_dir, RecoveredQueue, RestoredQueue};
 use crate::broker::snapshot::Snapshot;
 use crate::config::{Bind, Config};
 use crate::limits::mailbox_capacity;
@@ -129,6 +129,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let initial = definitions.take_changed().unwrap_or_default();
     let mut writer = Some((definitions, Some(durable.log)));
     let mut restored = durable.queues_by_shard;
+    let mut delayed_held = durable.delayed_by_shard;
     let mut next_segments = durable.next_segment_numbers;
     let (ready_sender, ready_receiver) = mpsc::channel();
     let mut threads = Vec::with_capacity(config.shards);
@@ -142,6 +143,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
         let connection_slots = connection_slots.clone();
         let writer = if shard_id == 0 { writer.take() } else { None };
         let restore = restored.remove(&shard_id).unwrap_or_default();
+        let delayed = delayed_held.remove(&shard_id).unwrap_or_default();
         let next_segment = next_segments.remove(&shard_id).unwrap_or(1);
         let tls = tls.clone();
         let thread = std::thread::Builder::new()
@@ -159,6 +161,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
                         initial,
                         writer,
                         restore,
+                        delayed,
                         next_segment,
                     },
                     ready,
@@ -339,6 +342,8 @@ struct ShardStart {
     initial: Arc<Snapshot>,
     writer: Option<(Definitions, Option<DefinitionsLog>)>,
     restore: Vec<RestoredQueue>,
+    /// Held delayed messages recovered from the shard directories given to this shard.
+    delayed: Vec<(u64, RecoveredQueue)>,
     next_segment: u64,
 }
 
@@ -354,6 +359,7 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
         initial,
         writer,
         restore,
+        delayed,
         next_segment,
     } = start;
     if config.pin_cores {
@@ -409,10 +415,14 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
             .sharing_connection_slots(connection_slots);
         let shard = Rc::new(shard);
         shard.restore_queues(restore);
+        for (queue_sequence, held) in delayed {
+            shard.restore_delayed(queue_sequence, held);
+        }
         monoio::spawn(crate::shard::commit::commit_loop(shard.clone()));
         monoio::spawn(crate::shard::expiry::expiry_loop(shard.clone()));
         monoio::spawn(crate::shard::compaction::compaction_loop(shard.clone()));
         monoio::spawn(crate::shard::ack_timeout::ack_timeout_loop(shard.clone()));
+        monoio::spawn(crate::shard::delayed::delayed_loop(shard.clone()));
         let collector = shard.clone();
         monoio::spawn(crate::alarms::collect_loop(move || collector.shutdown_requested()));
         for listener in listeners {
@@ -488,6 +498,8 @@ struct DurableState {
     definitions: Definitions,
     log: DefinitionsLog,
     queues_by_shard: HashMap<usize, Vec<RestoredQueue>>,
+    /// Held delayed messages per shard, with the reserved queue sequence they are stored under.
+    delayed_by_shard: HashMap<usize, Vec<(u64, RecoveredQueue)>>,
     next_segment_numbers: HashMap<usize, u64>,
     messages: u64,
 }
@@ -504,13 +516,22 @@ fn recover_durable_state(config: &Config) -> Result<DurableState, StartError> {
     }
     log.compact(&definitions.durable_operations())
         .map_err(|source| StartError::Storage { what: "cannot compact the definitions log", source })?;
-    let live = definitions.durable_queue_sequences();
+    let mut live = definitions.durable_queue_sequences();
+    live.extend((0..crate::limits::SHARDS_MAX).map(crate::broker::delayed::pending_queue_sequence));
     let mut recovered = recover(&config.data_dir, &live)
         .map_err(|source| StartError::Storage { what: "cannot recover stored messages", source })?;
     let mut queues_by_shard: HashMap<usize, Vec<_>> = HashMap::new();
     for queue in definitions.all_queues() {
         let entries = recovered.queues.remove(&queue.id.sequence()).unwrap_or_default();
         queues_by_shard.entry(queue.id.owner()).or_default().push((queue.clone(), entries));
+    }
+    // Held delayed messages go to the shard that stored them (or, with fewer shards now, to
+    // one of the remaining shards), which routes them when due.
+    let mut delayed_by_shard: HashMap<usize, Vec<(u64, RecoveredQueue)>> = HashMap::new();
+    for (queue_sequence, held) in recovered.queues.drain() {
+        if let Some(shard) = crate::broker::delayed::pending_shard(queue_sequence) {
+            delayed_by_shard.entry(shard % config.shards.max(1)).or_default().push((queue_sequence, held));
+        }
     }
     if recovered.messages > 0 || !operations.is_empty() {
         crate::info!(
@@ -535,6 +556,7 @@ fn recover_durable_state(config: &Config) -> Result<DurableState, StartError> {
         definitions,
         log,
         queues_by_shard,
+        delayed_by_shard,
         next_segment_numbers: recovered.next_segment_numbers,
         messages: recovered.messages,
     })

@@ -180,6 +180,11 @@ impl BodyParts {
     }
 }
 
+/// The destinations a publish routed by its exchange's owner shard counts until the owner says
+/// how many queues it reached (`Confirms::routed`): more than any real count, so the queues'
+/// confirms, which may arrive first, cannot settle it early.
+pub const ROUTED_BY_OWNER: u32 = 1 << 31;
+
 /// Publisher confirms of a channel in confirm mode, answered as RabbitMQ 3.10 answers them:
 /// what was settled since the last answer goes out at once, whatever is still outstanding
 /// before it; a run below every outstanding (and every opposite) sequence is coalesced into
@@ -232,6 +237,21 @@ impl Confirms {
             self.outstanding.remove(&sequence);
             self.nacked.push(sequence);
         } else if *remaining == 0 {
+            self.outstanding.remove(&sequence);
+            self.acked.push(sequence);
+        }
+    }
+
+    /// The owner shard of the exchange routed publish `sequence` (started with
+    /// `ROUTED_BY_OWNER` destinations) to `destinations` queues; their confirms may have
+    /// arrived already, on another mailbox.
+    pub fn routed(&mut self, sequence: u64, destinations: u32) {
+        let Some(remaining) = self.outstanding.get_mut(&sequence) else {
+            return;
+        };
+        let left = (u64::from(*remaining) + u64::from(destinations)).saturating_sub(u64::from(ROUTED_BY_OWNER));
+        *remaining = u32::try_from(left).unwrap_or(u32::MAX);
+        if *remaining == 0 {
             self.outstanding.remove(&sequence);
             self.acked.push(sequence);
         }
@@ -536,6 +556,21 @@ mod tests {
         assert_eq!(confirms.take_all(), [], "second waits for its other queue");
         confirms.confirmed(second, true);
         assert_eq!(confirms.take_all(), [ConfirmAnswer::Ack { delivery_tag: second, multiple: false }]);
+    }
+
+    #[test]
+    fn a_publish_routed_by_an_owner_shard_waits_for_its_count_and_its_queues_in_any_order() {
+        let mut confirms = Confirms::new();
+        let early = confirms.start(ROUTED_BY_OWNER);
+        confirms.confirmed(early, true);
+        assert_eq!(confirms.take_all(), [], "a queue's confirm came before the owner's count");
+        confirms.routed(early, 2);
+        assert_eq!(confirms.take_all(), [], "one of two queues still to confirm");
+        confirms.confirmed(early, true);
+        assert_eq!(confirms.take_all(), [ConfirmAnswer::Ack { delivery_tag: early, multiple: false }]);
+        let dropped = confirms.start(ROUTED_BY_OWNER);
+        confirms.routed(dropped, 0);
+        assert_eq!(confirms.take_all(), [ConfirmAnswer::Ack { delivery_tag: dropped, multiple: false }]);
     }
 
     #[test]

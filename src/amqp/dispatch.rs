@@ -503,6 +503,10 @@ impl<P: Port> Dispatcher<P> {
             let mut used_headers = false;
             if let Some(vhost) = snapshot.vhost(&vhost_name) {
                 if let Some(exchange) = vhost.exchanges.get(exchange_name.as_ref()) {
+                    if crate::broker::owned_exchange::routed_by_owner(exchange) {
+                        let version = snapshot.version;
+                        return self.send_to_exchange_owner(channel_id, publish, message, (version, exchange));
+                    }
                     let properties = message.properties.clone();
                     let mut headers = || -> Option<BasicProperties> {
                         used_headers = true;
@@ -541,24 +545,7 @@ impl<P: Port> Dispatcher<P> {
 
     /// basic.return 312 NO_ROUTE for a mandatory publish that reached no queue.
     pub(super) fn return_unroutable(&self, channel_id: u16, message: &Message) {
-        let returned = &self.connection.returned_unroutable;
-        returned.set(returned.get() + 1);
-        let frame_max = self.connection.frame_max.get();
-        self.connection.write_with(|out| {
-            // A return too large for the client's frame_max is dropped: the publish itself
-            // was valid, and the confirm still tells the publisher.
-            let _ = hotpath::encode_return(
-                out,
-                channel_id,
-                NO_ROUTE,
-                b"NO_ROUTE",
-                &message.exchange,
-                &message.routing_key,
-                &message.properties,
-                &message.body,
-                frame_max,
-            );
-        });
+        self.connection.return_unroutable(channel_id, message);
     }
 }
 

@@ -18,6 +18,7 @@ mod direct_reply;
 pub(crate) mod dispatch;
 mod handlers;
 pub(crate) mod handshake;
+mod owner_routed;
 pub(crate) mod port;
 #[cfg(test)]
 mod port_tests;

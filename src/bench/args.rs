@@ -84,6 +84,9 @@ pub struct BenchArgs {
     pub queue_arguments: FieldTable,
     pub consumer_arguments: FieldTable,
     pub measure_latency: bool,
+    /// `--delay-ms`: the exchange is declared `x-delayed-message` (routing as
+    /// `--exchange-type`) and every message carries this `x-delay`.
+    pub delay_ms: Option<u64>,
     pub queues: u32,
     pub connections: u32,
     pub hold_seconds: u64,
@@ -176,6 +179,8 @@ FLAGS (throughput):
         --queue-args <json>      queue.declare arguments, e.g. '{\"x-max-length\": 1000}'
         --consumer-args <json>   basic.consume arguments
         --measure-latency        publish timestamps; report consumer latency percentiles
+        --delay-ms <ms>          declare --exchange as x-delayed-message (routing as
+                                 --exchange-type) and publish with this x-delay header
 
 FLAGS (other scenarios):
         --queues <n>             queue-count [default: 1000]
@@ -213,6 +218,7 @@ impl BenchArgs {
             queue_arguments: FieldTable::default(),
             consumer_arguments: FieldTable::default(),
             measure_latency: false,
+            delay_ms: None,
             queues: 1000,
             connections: 1000,
             hold_seconds: 0,
@@ -259,6 +265,7 @@ impl BenchArgs {
             queue_args,
             consumer_args,
             measure_latency,
+            delay_ms,
             queues,
             connections,
             hold,
@@ -289,6 +296,7 @@ impl BenchArgs {
         set(&mut self.queue_arguments, queue_args);
         set(&mut self.consumer_arguments, consumer_args);
         self.measure_latency |= measure_latency;
+        self.delay_ms = delay_ms.or(self.delay_ms);
         set(&mut self.queues, queues);
         set(&mut self.connections, connections);
         set(&mut self.hold_seconds, hold);
@@ -309,6 +317,9 @@ impl BenchArgs {
         }
         if self.measure_latency && self.size_bytes < TIMESTAMP_BYTES {
             return invalid("--measure-latency needs --size of at least 8 (the timestamp)");
+        }
+        if self.delay_ms.is_some() && (self.exchange.is_empty() || self.exchange.starts_with("amq.")) {
+            return invalid("--delay-ms needs --exchange naming the delayed exchange to declare");
         }
         if self.prefetch_count != 0 && self.ack_every > u32::from(self.prefetch_count) {
             return invalid("--ack must not exceed --prefetch, or consumers would wait forever");

@@ -159,3 +159,14 @@ fn every_flag_has_its_scenarios_and_every_scenario_table_entry_is_a_flag() {
         );
     }
 }
+
+#[test]
+fn delay_ms_declares_a_delayed_exchange_and_needs_one() {
+    let args = run("throughput --delay-ms 250 -e later -t topic");
+    assert_eq!(args.delay_ms, Some(250));
+    assert_eq!((args.exchange.as_str(), args.exchange_type.as_str()), ("later", "topic"));
+    assert_eq!(run("throughput").delay_ms, None);
+    let message = error("throughput --delay-ms 250").to_string();
+    assert!(message.contains("--delay-ms needs --exchange"), "{message}");
+    assert!(matches!(error("queue-count --delay-ms 5"), ArgsError::NotForScenario { .. }));
+}

@@ -233,7 +233,18 @@ impl Client {
     }
 
     pub async fn declare_exchange(&mut self, name: &str, kind: &str, durable: bool) -> Result<(), BenchError> {
-        let declare = exchange::Declare { exchange: name.into(), kind: kind.into(), durable, ..Default::default() };
+        self.declare_exchange_with(name, kind, durable, FieldTable::default()).await
+    }
+
+    pub async fn declare_exchange_with(
+        &mut self,
+        name: &str,
+        kind: &str,
+        durable: bool,
+        arguments: FieldTable,
+    ) -> Result<(), BenchError> {
+        let declare =
+            exchange::Declare { exchange: name.into(), kind: kind.into(), durable, arguments, ..Default::default() };
         let method = AMQPClass::Exchange(exchange::AMQPMethod::Declare(declare));
         self.rpc(method, "exchange.declare-ok", |reply| {
             matches!(reply, AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(_)))

@@ -75,6 +75,8 @@ pub(super) struct Flags {
     pub consumer_args: Option<FieldTable>,
     #[arg(long)]
     pub measure_latency: bool,
+    #[arg(long, value_parser = positive::<u64>)]
+    pub delay_ms: Option<u64>,
     #[arg(long, value_parser = positive::<u32>)]
     pub queues: Option<u32>,
     #[arg(long, value_parser = positive::<u32>)]
@@ -120,6 +122,7 @@ pub(super) const FLAGS: &[(&str, u8)] = &[
     ("--queue-args", THROUGHPUT | QUEUE_COUNT),
     ("--consumer-args", THROUGHPUT),
     ("--measure-latency", THROUGHPUT),
+    ("--delay-ms", THROUGHPUT),
     ("--queues", QUEUE_COUNT),
     ("--connections", CONNECTION_COUNT | CONNECTION_CHURN),
     ("--hold", CONNECTION_COUNT),

@@ -11,6 +11,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use amq_protocol::protocol::BasicProperties;
+use amq_protocol::types::{AMQPValue, FieldTable};
 
 use super::args::BenchArgs;
 use super::client::{Client, QueueSpec, BROKER_WAIT_SECONDS};
@@ -125,7 +126,15 @@ async fn declare_topology(args: &BenchArgs) -> Result<(), BenchError> {
     // Predeclared exchanges (amq.*) exist on every broker with fixed properties: declaring
     // them with other flags would be refused, so they are used as they are.
     if !args.exchange.is_empty() && !args.exchange.starts_with("amq.") {
-        client.declare_exchange(&args.exchange, &args.exchange_type, args.persistent).await?;
+        match args.delay_ms {
+            None => client.declare_exchange(&args.exchange, &args.exchange_type, args.persistent).await?,
+            Some(_) => {
+                let mut arguments = FieldTable::default();
+                let routes_as = AMQPValue::LongString(args.exchange_type.as_str().into());
+                arguments.insert("x-delayed-type".into(), routes_as);
+                client.declare_exchange_with(&args.exchange, "x-delayed-message", args.persistent, arguments).await?
+            }
+        }
     }
     for queue in args.queue_names() {
         let spec = QueueSpec {
@@ -155,14 +164,28 @@ async fn delete_queues(args: &BenchArgs) -> Result<(), BenchError> {
     client.close().await
 }
 
+/// The properties every publish carries: delivery_mode 2 with `--persistent`, an `x-delay`
+/// header with `--delay-ms`; none otherwise.
+fn publish_properties(args: &BenchArgs) -> Result<Vec<u8>, BenchError> {
+    let mut properties = BasicProperties::default();
+    if args.persistent {
+        properties = properties.with_delivery_mode(2);
+    }
+    if let Some(delay_ms) = args.delay_ms {
+        let mut headers = FieldTable::default();
+        headers.insert("x-delay".into(), AMQPValue::LongLongInt(i64::try_from(delay_ms).unwrap_or(i64::MAX)));
+        properties = properties.with_headers(headers);
+    }
+    if !args.persistent && args.delay_ms.is_none() {
+        return Ok(Vec::new());
+    }
+    Ok(encode_properties(&properties)?)
+}
+
 /// Consumers first, so that with two threads one publisher and one consumer land apart.
 fn plan_roles(args: &BenchArgs) -> Result<Vec<Role>, BenchError> {
     let queues = args.queue_names();
-    let properties = if args.persistent {
-        encode_properties(&BasicProperties::default().with_delivery_mode(2))?
-    } else {
-        Vec::new()
-    };
+    let properties = publish_properties(args)?;
     let mut roles = Vec::new();
     for (index, queues) in share_out(&queues, args.consumers).into_iter().enumerate() {
         let plan = ConsumerPlan {

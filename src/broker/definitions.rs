@@ -187,6 +187,9 @@ impl Definitions {
         if kind == ExchangeKind::ConsistentHash {
             super::consistent_hash::validate_arguments(&request.arguments)?;
         }
+        if kind == ExchangeKind::DelayedMessage {
+            super::delayed::validate_arguments(&request.arguments)?;
+        }
         if self.exchange_count >= EXCHANGES_MAX {
             return Err(AmqpError::new(RESOURCE_ERROR, "exchange limit reached"));
         }
@@ -384,10 +387,10 @@ impl Definitions {
     pub fn bind(&mut self, binding: &Binding) -> Result<(), AmqpError> {
         check_binding_ends(binding)?;
         let (source, destination) = self.resolve_binding(binding)?.map_err(|missing| missing.error(binding))?;
-        if source.kind == ExchangeKind::Headers {
+        if source.table.is_headers() {
             validate_x_match(&binding.arguments).map_err(|text| AmqpError::new(PRECONDITION_FAILED, text))?;
         }
-        if source.kind == ExchangeKind::ConsistentHash {
+        if source.table.hash_ring().is_some() {
             super::consistent_hash::weight(&binding.routing_key)
                 .map_err(|text| AmqpError::new(PRECONDITION_FAILED, text))?;
         }

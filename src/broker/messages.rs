@@ -62,6 +62,11 @@ pub enum ShardMsg {
         publisher: Holder,
         publish_sequence: Option<u64>,
     },
+    /// Connection shard → an exchange's owner shard: a publish to an exchange that
+    /// deduplicates or delays (`owned_exchange.rs`).
+    OwnerPublish(Box<crate::broker::owned_exchange::OwnerPublish>),
+    /// Exchange owner → publisher's shard: how many queues that publish reached.
+    OwnerRouted(Box<crate::broker::owned_exchange::OwnerRouted>),
     QueueOp {
         queue: QueueId,
         request: QueueRequest,

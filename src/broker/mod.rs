@@ -6,7 +6,9 @@ pub(crate) mod accounts;
 pub(crate) mod consistent_hash;
 pub(crate) mod control;
 pub(crate) mod dead_letter;
+pub(crate) mod dedup;
 pub(crate) mod definitions;
+pub(crate) mod delayed;
 // Read and written by `ctl export_definitions`/`import_definitions` and `--definitions`, and
 // `passwords` by users and login, once they are wired; until then nothing outside the tests
 // calls them.
@@ -17,6 +19,7 @@ mod equivalence;
 pub(crate) mod error;
 mod headers_match;
 pub(crate) mod messages;
+pub(crate) mod owned_exchange;
 pub(crate) mod passwords;
 pub(crate) mod placement;
 pub(crate) mod policy;

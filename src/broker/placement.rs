@@ -1,4 +1,4 @@
-//! Which shard owns a queue.
+//! Which shard owns a queue, and which routes an exchange that keeps state (`owned_exchange.rs`).
 //!
 //! Named queues go to a stable hash of (vhost, name), so every shard computes the same owner
 //! without asking anyone and a restart puts a durable queue back where it was for the same
@@ -15,6 +15,13 @@ pub fn queue_owner(vhost: &str, queue: &str, shard_count: usize) -> usize {
         hash = hash.wrapping_mul(PRIME);
     }
     (hash % shard_count.max(1) as u64) as usize
+}
+
+/// The shard that routes publishes to an exchange that deduplicates or delays
+/// (`owned_exchange.rs`): placed as a queue of the same name would be, so every shard finds it
+/// without asking and a restart keeps it where it was for the same shard count.
+pub fn exchange_owner(vhost: &str, exchange: &str, shard_count: usize) -> usize {
+    queue_owner(vhost, exchange, shard_count)
 }
 
 #[cfg(test)]

@@ -198,6 +198,8 @@ pub struct Queue {
     arriving_sequence: Option<u64>,
     /// Counts since the queue was made on this shard (the management API's `message_stats`).
     stats: super::control::MessageStats,
+    /// `x-message-deduplication`: the header values this queue took lately.
+    dedup: Option<super::dedup::DedupCache>,
 }
 
 impl Queue {
@@ -213,7 +215,6 @@ impl Queue {
             exclusive_consumer: false,
             had_consumers: false,
             args,
-            definition,
             ready_bytes: 0,
             last_used_ms: clock::now_ms(),
             expiry_requested: false,
@@ -221,7 +222,16 @@ impl Queue {
             consumer_priorities: false,
             arriving_sequence: None,
             stats: super::control::MessageStats::default(),
+            dedup: super::dedup::DedupSettings::from_arguments(&definition.arguments)
+                .map(super::dedup::DedupCache::new),
+            definition,
         }
+    }
+
+    /// Whether a deduplicating queue drops `message` as a repeat of one it took lately (see
+    /// `dedup.rs`); a message it takes is remembered.
+    pub fn is_duplicate(&mut self, message: &Message) -> bool {
+        self.dedup.as_mut().is_some_and(|cache| cache.is_duplicate(message, clock::now_ms()))
     }
 
     /// Messages published to, delivered or got from, acknowledged in and redelivered by this

@@ -425,7 +425,7 @@ pub fn validate(arguments: &FieldTable, queue: &str, vhost: &str) -> Result<(), 
         );
         return Err(AmqpError::new(PRECONDITION_FAILED, text));
     }
-    Ok(())
+    super::dedup::validate(arguments, "queue", queue, vhost)
 }
 
 /// The declare flags a queue type refuses, checked after the arguments, in RabbitMQ 3.10's
@@ -479,7 +479,7 @@ pub fn validate_exchange(arguments: &FieldTable, exchange: &str, vhost: &str) ->
             );
             Err(AmqpError::new(PRECONDITION_FAILED, text))
         }
-        _ => Ok(()),
+        _ => super::dedup::validate(arguments, "exchange", exchange, vhost),
     }
 }
 

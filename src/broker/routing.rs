@@ -28,6 +28,9 @@ pub enum ExchangeKind {
     Topic,
     Headers,
     ConsistentHash,
+    /// `x-delayed-message` (`delayed.rs`): holds messages with `x-delay`, and routes as its
+    /// `x-delayed-type`.
+    DelayedMessage,
 }
 
 impl ExchangeKind {
@@ -40,6 +43,7 @@ impl ExchangeKind {
             "topic" => Some(Self::Topic),
             "headers" => Some(Self::Headers),
             "x-consistent-hash" => Some(Self::ConsistentHash),
+            "x-delayed-message" => Some(Self::DelayedMessage),
             _ => None,
         }
     }
@@ -51,6 +55,7 @@ impl ExchangeKind {
             Self::Topic => "topic",
             Self::Headers => "headers",
             Self::ConsistentHash => "x-consistent-hash",
+            Self::DelayedMessage => "x-delayed-message",
         }
     }
 
@@ -58,6 +63,7 @@ impl ExchangeKind {
     pub fn erlang_atom(self) -> &'static str {
         match self {
             Self::ConsistentHash => "'x-consistent-hash'",
+            Self::DelayedMessage => "'x-delayed-message'",
             other => other.as_str(),
         }
     }
@@ -116,8 +122,18 @@ impl<D: Copy + Eq + Hash + Ord + Debug> RoutingTable<D> {
             ExchangeKind::Topic => Index::Topic(TopicTrie::new()),
             ExchangeKind::Headers => Index::Headers(Vec::new()),
             ExchangeKind::ConsistentHash => Index::ConsistentHash(HashRing::new(HashOn::of(arguments))),
+            // Routes as its `x-delayed-type` (validated when declared; never itself).
+            ExchangeKind::DelayedMessage => match super::delayed::delayed_type(arguments) {
+                ExchangeKind::DelayedMessage => Index::Direct(HashMap::new()),
+                inner => return Self::with_arguments(inner, arguments),
+            },
         };
         Self { bindings: BTreeMap::new(), index }
+    }
+
+    /// Whether it routes on headers (a headers exchange, or a delayed one of that type).
+    pub fn is_headers(&self) -> bool {
+        matches!(self.index, Index::Headers(_))
     }
 
     /// The buckets of a consistent-hash exchange.
@@ -392,7 +408,11 @@ mod tests {
         assert_eq!(ExchangeKind::parse("Direct"), None);
         assert_eq!(ExchangeKind::parse("x-consistent-hash"), Some(ExchangeKind::ConsistentHash));
         assert_eq!(ExchangeKind::ConsistentHash.as_str(), "x-consistent-hash");
-        assert_eq!(ExchangeKind::parse("x-delayed-message"), None);
+        assert_eq!(ExchangeKind::parse("x-delayed-message"), Some(ExchangeKind::DelayedMessage));
+        let mut delayed_topic = FieldTable::default();
+        delayed_topic.insert("x-delayed-type".into(), AMQPValue::LongString("topic".into()));
+        let table = RoutingTable::<Dest>::with_arguments(ExchangeKind::DelayedMessage, &delayed_topic);
+        assert_eq!(table.kind(), ExchangeKind::Topic, "a delayed exchange routes as its x-delayed-type");
     }
 
     #[test]
@@ -565,7 +585,9 @@ mod tests {
             let after_b = match kind {
                 ExchangeKind::Direct | ExchangeKind::Topic => vec![],
                 ExchangeKind::Fanout | ExchangeKind::Headers => vec![Exchange(1)],
-                ExchangeKind::ConsistentHash => unreachable!("not in ALL_KINDS: its keys are weights"),
+                ExchangeKind::ConsistentHash | ExchangeKind::DelayedMessage => {
+                    unreachable!("not in ALL_KINDS: its keys are weights, or it routes as another type")
+                }
             };
             assert_eq!(routed(&t, "b", None), after_b, "{kind:?}");
             assert_eq!(t.remove_destination(Exchange(1)), 1);

@@ -93,7 +93,7 @@ impl Vhost {
                 if let Some(queue) = std::str::from_utf8(routing_key).ok().and_then(|name| self.queues.get(name)) {
                     pending.push(Destination::Queue(queue.id));
                 }
-            } else if source.kind == ExchangeKind::Headers {
+            } else if source.table.is_headers() {
                 let found = parsed.get_or_insert_with(&mut *properties);
                 let headers = found.as_ref().and_then(|found| found.headers().as_ref());
                 source.table.route(routing_key, headers, &mut pending);

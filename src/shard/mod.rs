@@ -12,9 +12,11 @@ pub(crate) mod compaction;
 mod control;
 #[cfg(test)]
 mod conversation;
+pub(crate) mod delayed;
 pub(crate) mod expiry;
 pub(crate) mod listener;
 pub(crate) mod mailbox;
+mod owned_exchanges;
 mod queues;
 mod requests;
 pub(crate) mod socket;
@@ -65,6 +67,10 @@ pub struct Shard {
     /// Present on shard 0 only: the single writer of definitions.
     writer: Option<RefCell<Definitions>>,
     queues: RefCell<FxHashMap<crate::ids::QueueId, Queue>>,
+    /// State of the exchanges that this shard routes for every shard (`owned_exchanges.rs`).
+    owned_exchanges: RefCell<owned_exchanges::OwnedExchanges>,
+    /// Messages held by delayed exchanges, and their timer (`delayed.rs`).
+    pub delayed: delayed::Delayed,
     /// Highest queue sequence created on this shard: an unknown id above it is a queue whose
     /// creation message has not been read yet; at or below it, a deleted queue.
     highest_created_queue: Cell<u64>,
@@ -148,6 +154,8 @@ impl Shard {
             snapshot: RefCell::new(snapshot),
             writer,
             queues: RefCell::new(FxHashMap::default()),
+            owned_exchanges: RefCell::default(),
+            delayed: delayed::Delayed::default(),
             highest_created_queue: Cell::new(0),
             connections: RefCell::new(FxHashMap::default()),
             dirty_connections: RefCell::new(Vec::new()),
@@ -359,6 +367,7 @@ impl Shard {
     /// messages handled and whether an outbox still holds messages a full mailbox refused.
     pub(crate) fn turn(&self) -> (usize, bool) {
         let handled = self.drain_once();
+        self.route_due_in_turn();
         self.write_store();
         let spilled = self.flush_outboxes();
         self.flush_dirty_connections();
@@ -448,6 +457,11 @@ impl Shard {
                 self.complete_request(reply.request_id, result);
             }
             ShardMsg::Deliver(delivery) => self.deliver(delivery),
+            ShardMsg::OwnerPublish(publish) => self.owner_publish(*publish),
+            ShardMsg::OwnerRouted(routed) => self.owner_routed(&routed),
+            ShardMsg::Confirmed { confirm, ok } if confirm.holder.conn.local == delayed::HANDOVER_CONNECTION => {
+                self.handover_confirmed(confirm.publish_sequence, ok)
+            }
             ShardMsg::Confirmed { confirm, ok } => {
                 let connection = self.connections.borrow().get(&confirm.holder.conn.local).cloned();
                 if let Some(connection) = connection {

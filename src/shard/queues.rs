@@ -121,6 +121,14 @@ impl Shard {
     /// appended to the store and confirmed only after the fsync that covers it. A queue at
     /// its length limit with `x-overflow` reject-publish(-dlx) refuses it (basic.nack).
     fn publish_to_queue(&self, id: QueueId, message: Arc<Message>, publisher: Holder, publish_sequence: Option<u64>) {
+        // A deduplicating queue drops a repeat, and the publisher's confirm still says ack.
+        if self.with_queue(id, |queue, _, _| queue.is_duplicate(&message)) == Some(true) {
+            if let Some(publish_sequence) = publish_sequence {
+                let confirm = ConfirmTo { holder: publisher, publish_sequence };
+                self.send(publisher.conn.shard(), ShardMsg::Confirmed { confirm, ok: true });
+            }
+            return;
+        }
         // Checked at the publisher's shard already; a bad value here cannot happen.
         let arrival = Arrival {
             expiration_ms: message.expiration_ms().ok().flatten(),

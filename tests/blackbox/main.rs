@@ -13,6 +13,8 @@ mod connection;
 mod consistent_hash;
 mod consumer_timeout;
 mod cross_shard;
+mod deduplication;
+mod delayed;
 mod delivery_limit;
 mod direct_reply_to;
 mod exchange;

@@ -329,7 +329,7 @@ fn invalid_values_are_all_reported() {
             {"vhost": "v", "name": "q", "durable": true, "auto_delete": false},
             {"vhost": "v", "name": "s", "durable": true, "auto_delete": false, "type": "stream"}
         ],
-        "exchanges": [{"vhost": "v", "name": "x", "type": "x-delayed-message", "durable": true, "auto_delete": false,
+        "exchanges": [{"vhost": "v", "name": "x", "type": "x-unknown-type", "durable": true, "auto_delete": false,
                        "arguments": {"alternate-exchange": 5}}],
         "bindings": [{"vhost": "v", "source": "", "destination": "q", "destination_type": "queue", "routing_key": "q"}]
     }"#;
@@ -347,7 +347,7 @@ fn invalid_values_are_all_reported() {
         "queues[0].arguments: PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue 'q' in vhost 'v': {value_negative,-1}",
         "queues[1]: queue 'q' in vhost 'v' is already defined by queues[0]",
         "queues[2].type: stream queues are not supported by this broker (only 'classic' and 'quorum')",
-        "exchanges[0].type: unknown exchange type 'x-delayed-message'",
+        "exchanges[0].type: unknown exchange type 'x-unknown-type'",
         "exchanges[0].arguments: PRECONDITION_FAILED - invalid type 'long' for arg 'alternate-exchange' in exchange 'x' in vhost 'v'",
         "bindings[0].source: binding the default exchange is not permitted (RabbitMQ refuses it with 403)",
     ];

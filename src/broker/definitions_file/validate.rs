@@ -244,8 +244,16 @@ fn check_queues_and_exchanges(check: &mut Checker, definitions: &DefinitionsFile
         check.named(path.clone(), "vhost", &exchange.vhost);
         check.named(path.clone(), "name", &exchange.name);
         check.unique("exchange", format!("'{}' in vhost '{}'", exchange.name, exchange.vhost), path.clone());
-        if ExchangeKind::parse(&exchange.exchange_type).is_none() {
-            check.problem(format!("{path}.type"), format!("unknown exchange type '{}'", exchange.exchange_type));
+        match ExchangeKind::parse(&exchange.exchange_type) {
+            None => {
+                check.problem(format!("{path}.type"), format!("unknown exchange type '{}'", exchange.exchange_type))
+            }
+            Some(ExchangeKind::DelayedMessage) => {
+                if let Err(error) = crate::broker::delayed::validate_arguments(&exchange.arguments) {
+                    check.problem(format!("{path}.arguments"), error.reply_text);
+                }
+            }
+            Some(_) => {}
         }
         if let Err(error) = queue_args::validate_exchange(&exchange.arguments, &exchange.name, &exchange.vhost) {
             check.problem(format!("{path}.arguments"), error.reply_text);

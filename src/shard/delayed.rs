@@ -1,0 +1,396 @@
+//! The messages a shard holds for its delayed exchanges (`broker::delayed`), and the one timer
+//! that routes them when due.
+//!
+//! Held messages sit in one ordered index per shard, keyed by (due time, sequence): the timer
+//! task sleeps until the earliest due time (woken early when an earlier one arrives), routes
+//! every due message with the definitions of that moment, and sleeps again; every turn of the
+//! mailbox loop also routes what is due (`route_due_in_turn`), as a busy runtime fires timers late. A million held
+//! messages cost a million index entries and one timer. A persistent message of a durable
+//! delayed exchange is stored (`broker::delayed`'s reserved queue sequence) and confirmed after
+//! the fsync that covers it; the index keeps only its stored reference, not its body. Others
+//! are kept in memory and confirmed at once; they do not survive a restart.
+//!
+//! Hand-over of a stored message: its copies go to the destination queues as a publish whose
+//! confirm comes back here (`HANDOVER_CONNECTION`); once every queue confirmed (a durable queue
+//! after its own fsync), the held record is marked removed. A crash before every copy is
+//! synced keeps the held record, which is routed again after the restart; a crash after the
+//! copies were synced and before the removal mark reached the disk routes it again too: in that
+//! window the guarantee is at-least-once (the README says so).
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+
+use super::Shard;
+use crate::broker::delayed::{pending_queue_sequence, split_stored_exchange, stored_exchange_field};
+use crate::broker::messages::{ConfirmTo, ShardMsg};
+use crate::broker::owned_exchange::{OwnerPublish, OwnerRouted};
+use crate::broker::recovery::RecoveredQueue;
+use crate::broker::snapshot::Exchange;
+use crate::clock;
+use crate::codec::hotpath;
+use crate::codec::message::Message;
+use crate::ids::{ConnId, Holder};
+use crate::limits::{DELAYED_IDLE_CHECK_MS, DELAYED_MEMORY_BYTES_MAX, DELAYED_PENDING_MAX, DELAYED_ROUTE_BATCH};
+use crate::store::record::{encode_mark, Mark, MessageRecord};
+use crate::store::StoredRef;
+
+/// The connection number of the hand-over confirms: real connections start at 1.
+pub const HANDOVER_CONNECTION: u64 = 0;
+
+/// One held message.
+enum Held {
+    Memory {
+        vhost: Arc<str>,
+        message: Arc<Message>,
+    },
+    /// In the store, under `queue_sequence` (this shard's, or a former shard's after a restart
+    /// with fewer shards) and `sequence`.
+    Stored {
+        reference: StoredRef,
+        queue_sequence: u64,
+        sequence: u64,
+    },
+}
+
+/// A stored held message whose copies wait for their queues' confirms.
+struct Handover {
+    remaining: u32,
+    reference: StoredRef,
+    queue_sequence: u64,
+    sequence: u64,
+}
+
+#[derive(Default)]
+struct Index {
+    /// (due time on `clock::now_ms`'s scale, sequence) → the message.
+    held: BTreeMap<(u64, u64), Held>,
+    next_sequence: u64,
+    memory_bytes: usize,
+    handovers: FxHashMap<u64, Handover>,
+}
+
+/// This shard's held messages and their timer.
+pub struct Delayed {
+    index: RefCell<Index>,
+    next_due_ms: Cell<u64>,
+    /// The timer task, while it sleeps: woken when an earlier due time is scheduled.
+    sleeper: RefCell<Option<Waker>>,
+}
+
+impl Default for Delayed {
+    fn default() -> Delayed {
+        Delayed {
+            index: RefCell::new(Index { next_sequence: 1, ..Index::default() }),
+            next_due_ms: Cell::new(u64::MAX),
+            sleeper: RefCell::new(None),
+        }
+    }
+}
+
+impl Delayed {
+    fn schedule(&self, due_ms: u64) {
+        if due_ms < self.next_due_ms.get() {
+            self.next_due_ms.set(due_ms);
+            if let Some(waker) = self.sleeper.borrow_mut().take() {
+                waker.wake();
+            }
+        }
+    }
+}
+
+/// Sleeps until the sleep ends (false) or an earlier due time than `until_ms` is scheduled (true).
+struct UntilEarlier<'a, S> {
+    delayed: &'a Delayed,
+    until_ms: u64,
+    sleep: Pin<&'a mut S>,
+}
+
+impl<S: Future<Output = ()>> Future for UntilEarlier<'_, S> {
+    type Output = bool;
+
+    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<bool> {
+        if self.delayed.next_due_ms.get() < self.until_ms {
+            return Poll::Ready(true);
+        }
+        *self.delayed.sleeper.borrow_mut() = Some(context.waker().clone());
+        self.sleep.as_mut().poll(context).map(|()| false)
+    }
+}
+
+/// Routes held messages when they are due, until shutdown.
+pub async fn delayed_loop(shard: Rc<Shard>) {
+    let delayed = &shard.delayed;
+    while !shard.shutdown_requested() {
+        let now_ms = clock::now_ms();
+        let due_ms = delayed.next_due_ms.get();
+        if due_ms > now_ms {
+            let wait_ms = (due_ms - now_ms).min(DELAYED_IDLE_CHECK_MS);
+            let sleep = pin!(monoio::time::sleep(Duration::from_millis(wait_ms)));
+            UntilEarlier { delayed, until_ms: due_ms, sleep }.await;
+            delayed.sleeper.borrow_mut().take();
+            continue;
+        }
+        delayed.next_due_ms.set(u64::MAX);
+        let next_ms = shard.route_due(now_ms);
+        delayed.schedule(next_ms);
+        shard.write_store();
+        let _ = shard.flush_outboxes();
+        shard.flush_wakes();
+        if next_ms <= now_ms {
+            // More due than one batch: let the connections run between batches.
+            super::YieldNow(false).await;
+        }
+    }
+}
+
+impl Shard {
+    /// Called every mailbox-loop turn: routes what is due. A busy shard's runtime may not fire
+    /// timers for a long time (monoio checks them only when it runs out of ready tasks), so
+    /// the timer task alone would leave due messages held while the shard is saturated.
+    pub(super) fn route_due_in_turn(&self) {
+        let due_ms = self.delayed.next_due_ms.get();
+        if due_ms == u64::MAX {
+            return;
+        }
+        let now_ms = clock::now_ms();
+        if due_ms > now_ms {
+            return;
+        }
+        self.delayed.next_due_ms.set(u64::MAX);
+        let next_ms = self.route_due(now_ms);
+        self.delayed.schedule(next_ms);
+    }
+
+    /// The pseudo-publisher of hand-over copies: their confirms come back to this shard.
+    fn handover_holder(&self) -> Holder {
+        Holder { conn: ConnId { shard: self.id as u16, local: HANDOVER_CONNECTION }, channel: 0, incarnation: 0 }
+    }
+
+    /// Holds a published message for `delay_ms` (the exchange's owner shard). Answers the
+    /// publisher: confirmed once held (a stored message after its fsync); refused (basic.nack)
+    /// past the shard's bounds or when the store cannot take it.
+    pub(super) fn hold_delayed(&self, vhost: &str, exchange: &Exchange, publish: &OwnerPublish, delay_ms: u64) {
+        let message = &publish.message;
+        let confirm =
+            publish.publish_sequence.map(|publish_sequence| ConfirmTo { holder: publish.publisher, publish_sequence });
+        let stored = exchange.durable && message.persistent();
+        let (full, sequence) = {
+            let mut index = self.delayed.index.borrow_mut();
+            let memory_full = !stored && index.memory_bytes + message.body_bytes() > DELAYED_MEMORY_BYTES_MAX;
+            let sequence = index.next_sequence;
+            index.next_sequence += 1;
+            (index.held.len() >= DELAYED_PENDING_MAX || memory_full, sequence)
+        };
+        // The publisher's confirm waits for one more answer: the hold below.
+        self.tell_routed(publish, 1);
+        if full {
+            crate::warn!(
+                "shard {}: too many delayed messages held; a publish to '{}' is refused",
+                self.id,
+                exchange.name
+            );
+            return self.answer_confirm(confirm, false);
+        }
+        let due_ms = clock::now_ms().saturating_add(delay_ms);
+        let held = if stored {
+            let queue_sequence = pending_queue_sequence(self.id);
+            let exchange_field = stored_exchange_field(vhost, &message.exchange);
+            let record = MessageRecord {
+                queue_sequence,
+                sequence,
+                expires_at_unix_ms: clock::unix_ms().saturating_add(delay_ms).max(1),
+                priority: 0,
+                exchange: &exchange_field,
+                routing_key: &message.routing_key,
+                properties: &message.properties,
+                body: &message.body,
+            };
+            match self.with_store(|store| store.append(&record)) {
+                Some(Ok(reference)) => {
+                    if let Some(confirm) = confirm {
+                        self.with_store(|store| store.confirm_after_sync(confirm));
+                    }
+                    Held::Stored { reference, queue_sequence, sequence }
+                }
+                Some(Err(_)) | None => return self.answer_confirm(confirm, false),
+            }
+        } else {
+            self.answer_confirm(confirm, true);
+            self.delayed.index.borrow_mut().memory_bytes += message.body_bytes();
+            Held::Memory { vhost: Arc::from(vhost), message: message.clone() }
+        };
+        self.delayed.index.borrow_mut().held.insert((due_ms, sequence), held);
+        self.delayed.schedule(due_ms);
+    }
+
+    fn tell_routed(&self, publish: &OwnerPublish, destinations: u32) {
+        if publish.publish_sequence.is_some() {
+            let answer = OwnerRouted {
+                publisher: publish.publisher,
+                publish_sequence: publish.publish_sequence,
+                destinations,
+                returned: None,
+            };
+            self.send(publish.publisher.conn.shard(), ShardMsg::OwnerRouted(Box::new(answer)));
+        }
+    }
+
+    fn answer_confirm(&self, confirm: Option<ConfirmTo>, ok: bool) {
+        if let Some(confirm) = confirm {
+            self.send(confirm.holder.conn.shard(), ShardMsg::Confirmed { confirm, ok });
+        }
+    }
+
+    /// Routes the held messages due at `now_ms`, at most `DELAYED_ROUTE_BATCH`; returns the
+    /// next due time (u64::MAX: none).
+    fn route_due(&self, now_ms: u64) -> u64 {
+        for _ in 0..DELAYED_ROUTE_BATCH {
+            let due = {
+                let mut index = self.delayed.index.borrow_mut();
+                match index.held.first_key_value() {
+                    Some((&(due_ms, _), _)) if due_ms <= now_ms => index.held.pop_first(),
+                    _ => None,
+                }
+            };
+            let Some(((_, local_sequence), held)) = due else { break };
+            self.route_held(local_sequence, held);
+        }
+        self.delayed.index.borrow().held.first_key_value().map_or(u64::MAX, |(&(due_ms, _), _)| due_ms)
+    }
+
+    /// Routes one due message with the current definitions; a message whose exchange was
+    /// deleted is dropped, as the plugin drops it.
+    fn route_held(&self, local_sequence: u64, held: Held) {
+        let (vhost, message) = match &held {
+            Held::Memory { vhost, message } => {
+                let mut index = self.delayed.index.borrow_mut();
+                index.memory_bytes = index.memory_bytes.saturating_sub(message.body_bytes());
+                (vhost.to_string(), message.clone())
+            }
+            Held::Stored { reference, .. } => match self.read_held(reference) {
+                Some(found) => found,
+                None => {
+                    crate::error!("shard {}: a held delayed message is unreadable; dropped", self.id);
+                    return self.release_held(held);
+                }
+            },
+        };
+        let snapshot = self.snapshot();
+        let mut routes = Vec::new();
+        if let Some(vhost) = snapshot.vhost(&vhost) {
+            let exchange = std::str::from_utf8(&message.exchange).ok().and_then(|name| vhost.exchanges.get(name));
+            if let Some(exchange) = exchange {
+                let properties = message.properties.clone();
+                let mut parse = || hotpath::parse_properties(&properties).ok();
+                vhost.route_with_alternates(exchange, &message.routing_key, &mut parse, &mut routes);
+            }
+        }
+        let publish_sequence = match held {
+            Held::Stored { reference, queue_sequence, sequence } if !routes.is_empty() => {
+                let remaining = u32::try_from(routes.len()).unwrap_or(u32::MAX);
+                let handover = Handover { remaining, reference, queue_sequence, sequence };
+                self.delayed.index.borrow_mut().handovers.insert(local_sequence, handover);
+                Some(local_sequence)
+            }
+            other => {
+                self.release_held(other);
+                None
+            }
+        };
+        let publisher = self.handover_holder();
+        for queue in routes {
+            self.send(
+                queue.owner(),
+                ShardMsg::Publish { queue, message: message.clone(), publisher, publish_sequence },
+            );
+        }
+    }
+
+    /// A stored held message, read back with its real exchange name.
+    fn read_held(&self, reference: &StoredRef) -> Option<(String, Arc<Message>)> {
+        let stored = self.with_store(|store| store.read(reference)).flatten()?;
+        let (vhost, exchange) = split_stored_exchange(&stored.exchange)?;
+        let message = Message {
+            exchange,
+            routing_key: stored.routing_key.clone(),
+            properties: stored.properties.clone(),
+            body: stored.body.clone(),
+        };
+        Some((vhost, Arc::new(message)))
+    }
+
+    /// A held message is gone for good: a stored one is marked removed.
+    fn release_held(&self, held: Held) {
+        if let Held::Stored { reference, queue_sequence, sequence } = held {
+            self.mark_removed(&reference, queue_sequence, sequence);
+        }
+    }
+
+    fn mark_removed(&self, reference: &StoredRef, queue_sequence: u64, sequence: u64) {
+        if queue_sequence == pending_queue_sequence(self.id) {
+            self.with_store(|store| store.mark(reference, queue_sequence, sequence, Mark::Removed));
+            return;
+        }
+        // Recovered from another shard's directory (the broker runs fewer shards now): this
+        // store gathers marks by segment number, which that directory's numbers collide with,
+        // so the mark goes straight to its own segment's marks file (no fsync, as every mark).
+        let mut record = Vec::new();
+        encode_mark(&mut record, queue_sequence, sequence, Mark::Removed);
+        if let Err(error) = reference.segment.append_marks(&record) {
+            crate::warn!("shard {}: cannot mark a delivered delayed message removed: {error}", self.id);
+        }
+    }
+
+    /// A destination queue confirmed (or refused) a hand-over copy. A refusal (a queue at its
+    /// reject-publish limit) counts as handed over, as a refused publish is not retried.
+    pub(super) fn handover_confirmed(&self, local_sequence: u64, ok: bool) {
+        let done = {
+            let mut index = self.delayed.index.borrow_mut();
+            let Some(handover) = index.handovers.get_mut(&local_sequence) else { return };
+            handover.remaining = handover.remaining.saturating_sub(1);
+            if !ok {
+                crate::warn!("shard {}: a queue refused a delayed message when it was due", self.id);
+            }
+            if handover.remaining > 0 {
+                return;
+            }
+            index.handovers.remove(&local_sequence)
+        };
+        if let Some(Handover { reference, queue_sequence, sequence, .. }) = done {
+            self.mark_removed(&reference, queue_sequence, sequence);
+        }
+    }
+
+    /// After a restart: the held messages recovered from a shard directory, under its reserved
+    /// queue sequence, become due at their stored time (at once when it has passed).
+    pub fn restore_delayed(&self, queue_sequence: u64, mut recovered: RecoveredQueue) {
+        let mut index = self.delayed.index.borrow_mut();
+        index.next_sequence = index.next_sequence.max(recovered.next_sequence);
+        let mut entries = Vec::new();
+        while let Some(entry) = recovered.ready.pop_front(self, queue_sequence) {
+            entries.push(entry);
+        }
+        entries.append(&mut recovered.prioritized);
+        let mut earliest = u64::MAX;
+        for entry in entries {
+            let Some(reference) = entry.payload.stored().cloned() else { continue };
+            let due_ms = entry.expires_at_ms.unwrap_or(0);
+            earliest = earliest.min(due_ms);
+            let local_sequence = index.next_sequence;
+            index.next_sequence += 1;
+            index
+                .held
+                .insert((due_ms, local_sequence), Held::Stored { reference, queue_sequence, sequence: entry.sequence });
+        }
+        drop(index);
+        self.delayed.schedule(earliest);
+    }
+}
