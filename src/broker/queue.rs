@@ -320,7 +320,7 @@ impl Queue {
     /// Whether this queue keeps `message` in the store: a durable queue keeps persistent
     /// messages, a quorum queue every message (as RabbitMQ's quorum queues do).
     pub fn stores(&self, message: &Message) -> bool {
-        self.definition.durable && (self.args.queue_type == QueueType::Quorum || message.persistent())
+        self.definition.durable && (self.args.queue_type != QueueType::Classic || message.persistent())
     }
 
     /// What the store keeps of a message's place in this queue, so a restart restores it:

@@ -25,4 +25,5 @@ mod quorum;
 mod remote;
 mod server;
 mod storage;
+mod stream;
 mod tls;
