@@ -91,6 +91,13 @@ pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 pub const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
 pub const SEGMENT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 
+/// A stream's segment file size when its `x-stream-max-segment-size-bytes` sets none
+/// (RabbitMQ's default). Retention drops whole segments, so this is also its granularity.
+pub const STREAM_SEGMENT_BYTES_DEFAULT: u64 = 500_000_000;
+/// The smallest stream segment this broker makes, whatever the argument asks: a smaller one
+/// would mean a file per message or two (each an open file while written).
+pub const STREAM_SEGMENT_BYTES_MIN: u64 = 4 * 1024;
+
 /// Compaction (see `shard/compaction.rs`): a sealed segment whose ready messages take at
 /// most this share of it (percent) has them copied out, so it can be deleted.
 pub const COMPACTION_LIVE_PERCENT_MAX: u64 = 50;

@@ -89,6 +89,7 @@ impl<P: Port> Dispatcher<P> {
         check_consumer_arguments_of_type(queue_type, &consume.arguments, &name, &self.vhost())?;
         let own_timeout_ms = consumer_timeout_argument(&consume.arguments, &name, &self.vhost())?;
         let timeout_ms = own_timeout_ms.or_else(|| self.queue_timeout_ms(&definition));
+        let mut stream_offset = None;
         let prefetch_count = {
             let mut channels = self.connection.channels.borrow_mut();
             let Some(channel) = channels.get_mut(&channel_id) else {
@@ -104,7 +105,9 @@ impl<P: Port> Dispatcher<P> {
                     no_ack: consume.no_ack,
                 };
                 stream_args::check_consumer(rules, &name, &self.vhost())?;
-                stream_args::stream_offset(&consume.arguments, crate::clock::unix_ms(), &name, &self.vhost())?;
+                let now_unix_ms = crate::clock::unix_ms();
+                stream_offset =
+                    Some(stream_args::stream_offset(&consume.arguments, now_unix_ms, &name, &self.vhost())?);
             }
             // RabbitMQ 3.10's quorum queues refuse a consumer on a channel with a global
             // prefetch (a connection error), and give a consumer without any prefetch 2000.
@@ -146,6 +149,7 @@ impl<P: Port> Dispatcher<P> {
             prefetch_count,
             nowait: consume.nowait,
             priority,
+            stream_offset,
         };
         let result = self
             .port

@@ -198,6 +198,8 @@ pub struct Queue {
     arriving_sequence: Option<u64>,
     /// Counts since the queue was made on this shard (the management API's `message_stats`).
     stats: super::control::MessageStats,
+    /// A stream's log and cursors (`queue_stream.rs`); None for other queue types.
+    stream: Option<Box<stream::Stream>>,
 }
 
 impl Queue {
@@ -221,6 +223,7 @@ impl Queue {
             consumer_priorities: false,
             arriving_sequence: None,
             stats: super::control::MessageStats::default(),
+            stream: None,
         }
     }
 
@@ -231,6 +234,9 @@ impl Queue {
     }
 
     pub fn message_count(&self) -> u32 {
+        if let Some(count) = self.stream_message_count() {
+            return count;
+        }
         u32::try_from(self.ready.len()).unwrap_or(u32::MAX)
     }
 
@@ -387,6 +393,9 @@ impl Queue {
 
     /// Hands ready messages to consumers with credit, round robin.
     pub fn dispatch(&mut self, effects: &mut Vec<Effect>, reader: &dyn RecordReader) {
+        if self.stream.is_some() {
+            return self.dispatch_stream(effects);
+        }
         while !self.ready.is_empty() && !self.consumers.is_empty() {
             let Some(index) = self.next_consumer_with_credit() else {
                 return;
@@ -470,6 +479,7 @@ impl Queue {
         self.exclusive_consumer = exclusive;
         self.had_consumers = true;
         self.touch();
+        self.stream_consumer_added(holder, &tag);
         self.consumers.push(Consumer {
             holder,
             tag,
@@ -493,6 +503,7 @@ impl Queue {
             self.next_consumer = 0;
             self.touch();
         }
+        self.stream_consumers_changed();
         self.should_auto_delete()
     }
 
@@ -508,6 +519,10 @@ impl Queue {
         if self.consumers.len() != before {
             self.exclusive_consumer = false;
             self.next_consumer = 0;
+        }
+        if self.stream.is_some() {
+            self.stream_channel_gone(holder);
+            return self.should_auto_delete();
         }
         let sequences: Vec<u64> = self
             .unacked
@@ -542,6 +557,9 @@ impl Queue {
         effects: &mut Vec<Effect>,
         reader: &dyn RecordReader,
     ) {
+        if self.stream.is_some() {
+            return self.settle_stream(holder, sequences, effects);
+        }
         for sequence in sequences {
             let Some(unacked) = self.unacked.remove(sequence) else {
                 continue;
@@ -668,7 +686,9 @@ impl Queue {
     /// `deleting` channel: those are not told here but after delete-ok, as RabbitMQ's
     /// channel, busy with the delete, sends its own cancels after the answer.
     pub fn delete(&mut self, deleting: Option<Holder>, effects: &mut Vec<Effect>) -> (u32, Vec<ConsumerTag>) {
-        let count = self.message_count();
+        // A stream's delete-ok reports 0 messages, as RabbitMQ 3.10's does.
+        let count = if self.stream.is_some() { 0 } else { self.message_count() };
+        self.remove_stream();
         let mut own = Vec::new();
         for consumer in self.consumers.drain(..) {
             if Some(consumer.holder) == deleting {
@@ -686,6 +706,9 @@ impl Queue {
 
 #[path = "queue_limits.rs"]
 mod limits;
+
+#[path = "queue_stream.rs"]
+mod stream;
 
 #[cfg(test)]
 #[path = "queue_tests.rs"]

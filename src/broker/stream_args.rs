@@ -71,6 +71,14 @@ pub fn check_max_age(value: &AMQPValue, _: &FieldTable) -> Result<(), Reason> {
     }
 }
 
+/// The `x-max-age` of validated (or recovered) arguments, in milliseconds.
+pub fn max_age_ms(arguments: &FieldTable) -> Option<u64> {
+    match arguments.inner().get("x-max-age") {
+        Some(AMQPValue::LongString(text)) => age_ms(&String::from_utf8_lossy(text.as_bytes())),
+        _ => None,
+    }
+}
+
 /// Where a new stream consumer starts (`x-stream-offset`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamOffset {

@@ -104,12 +104,14 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
         return Commit::Busy;
     }
     let Some(batch) = shard.with_store(|store| store.take_sync_batch()) else { return Commit::NoStore };
-    if batch.segments.is_empty() && batch.confirms.is_empty() && batch.retired.is_empty() {
+    // Taken after the batch: every stream append whose confirm the batch holds came before.
+    let stream_files = shard.take_stream_files();
+    if batch.segments.is_empty() && batch.confirms.is_empty() && batch.retired.is_empty() && stream_files.is_empty() {
         return Commit::Nothing;
     }
     shard.sync_signal.in_flight.set(true);
-    let mut failure = None;
-    for segment in &batch.segments {
+    let mut failure = sync_stream_files(&stream_files).await;
+    for segment in batch.segments.iter().filter(|_| failure.is_none()) {
         let file = match files.get(&segment.number) {
             Some(file) => file,
             None => match segment.file.try_clone().and_then(monoio::fs::File::from_std) {
@@ -152,6 +154,20 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
     shard.release_confirms(batch.confirms, ok);
     shard.sync_signal.in_flight.set(false);
     Commit::Done
+}
+
+/// fdatasyncs the streams' files written since the last commit (`shard/streams.rs`).
+async fn sync_stream_files(files: &[Arc<std::fs::File>]) -> Option<String> {
+    for file in files {
+        let synced = match file.try_clone().and_then(monoio::fs::File::from_std) {
+            Ok(file) => file.sync_data().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = synced {
+            return Some(format!("fdatasync of a stream segment failed: {error}"));
+        }
+    }
+    None
 }
 
 /// At a clean stop, once the connections are closed: what the store gathered is written and

@@ -16,6 +16,7 @@ pub(crate) mod files;
 pub(crate) mod lock;
 pub(crate) mod record;
 pub(crate) mod segment;
+pub(crate) mod stream_log;
 
 use std::collections::VecDeque;
 use std::fmt;
