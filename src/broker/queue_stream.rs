@@ -48,7 +48,8 @@ impl Queue {
         self.stream.is_some()
     }
 
-    /// Appends a published message to the stream and hands it to consumers at the tail.
+    /// Appends a published message to the stream; consumers at the tail get it once the group
+    /// commit has synced it (`stream_committed`).
     /// Err: the log could not be written (the publish is refused, nothing is confirmed).
     pub fn append_to_stream(
         &mut self,
@@ -68,14 +69,24 @@ impl Queue {
         self.stats.publish += 1;
         if stream.log.segment_count() != segments {
             stream.log.apply_retention(stream.retention, now_unix_ms);
+            // Cursors that retention overtook move on to the first offset held.
+            self.dispatch_stream(effects);
         }
-        self.dispatch_stream(effects);
         Ok(())
     }
 
-    /// The stream's files written since the last call, for the group commit's fdatasync.
-    pub fn take_stream_unsynced(&mut self) -> Vec<Arc<std::fs::File>> {
+    /// The stream's files written since the last call, for the group commit's fdatasync,
+    /// and the offset it covers up to.
+    pub fn take_stream_unsynced(&mut self) -> (Vec<Arc<std::fs::File>>, u64) {
         self.stream.as_mut().map(|stream| stream.log.take_unsynced()).unwrap_or_default()
+    }
+
+    /// The group commit synced the stream up to `offset`: consumers may have those messages.
+    pub fn stream_committed(&mut self, offset: u64, effects: &mut Vec<Effect>) {
+        if let Some(stream) = self.stream.as_mut() {
+            stream.log.set_committed(offset);
+            self.dispatch_stream(effects);
+        }
     }
 
     /// Retention on the shard's timer: segments older than `x-max-age` go.

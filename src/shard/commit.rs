@@ -105,12 +105,12 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
     }
     let Some(batch) = shard.with_store(|store| store.take_sync_batch()) else { return Commit::NoStore };
     // Taken after the batch: every stream append whose confirm the batch holds came before.
-    let stream_files = shard.take_stream_files();
-    if batch.segments.is_empty() && batch.confirms.is_empty() && batch.retired.is_empty() && stream_files.is_empty() {
+    let streams = shard.take_stream_files();
+    if batch.segments.is_empty() && batch.confirms.is_empty() && batch.retired.is_empty() && streams.files.is_empty() {
         return Commit::Nothing;
     }
     shard.sync_signal.in_flight.set(true);
-    let mut failure = sync_stream_files(&stream_files).await;
+    let mut failure = sync_stream_files(&streams.files).await;
     for segment in batch.segments.iter().filter(|_| failure.is_none()) {
         let file = match files.get(&segment.number) {
             Some(file) => file,
@@ -146,6 +146,7 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
         });
     } else {
         release_moved(batch.retired);
+        shard.streams_synced(streams.synced_up_to);
     }
     shard.sync_signal.confirmed_messages.set(shard.sync_signal.confirmed_messages.get() + batch.confirms.len() as u64);
     if !batch.confirms.is_empty() {

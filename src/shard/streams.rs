@@ -107,16 +107,33 @@ impl Shard {
     }
 
     /// The stream files written since the last commit, each once: the commit fdatasyncs them
-    /// with the shard's segments before it releases the confirms it took.
-    pub fn take_stream_files(&self) -> Vec<Arc<File>> {
+    /// with the shard's segments before it releases the confirms it took, then tells each
+    /// stream how far it is on disk (`streams_synced`).
+    pub fn take_stream_files(&self) -> StreamSync {
         let dirty = std::mem::take(&mut *self.dirty_streams.borrow_mut());
         let mut queues = self.queues.borrow_mut();
-        let mut files = Vec::new();
+        let mut sync = StreamSync::default();
         for id in dirty {
             if let Some(queue) = queues.get_mut(&id) {
-                files.extend(queue.take_stream_unsynced());
+                let (files, offset) = queue.take_stream_unsynced();
+                sync.files.extend(files);
+                sync.synced_up_to.push((id, offset));
             }
         }
-        files
+        sync
     }
+
+    /// The commit synced the streams' files: their consumers may read up to there.
+    pub fn streams_synced(&self, synced_up_to: Vec<(QueueId, u64)>) {
+        for (id, offset) in synced_up_to {
+            self.with_queue(id, |queue, effects, _| queue.stream_committed(offset, effects));
+        }
+    }
+}
+
+/// What one group commit syncs of the streams: the files, and each stream's offset covered.
+#[derive(Default)]
+pub struct StreamSync {
+    pub files: Vec<Arc<File>>,
+    pub synced_up_to: Vec<(QueueId, u64)>,
 }

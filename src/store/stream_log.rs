@@ -84,6 +84,10 @@ pub struct StreamLog {
     chunk_first_offset: u64,
     /// Whether appends since the last `take_unsynced` began a new chunk.
     chunk_open: bool,
+    /// Offsets below this are on disk (fdatasynced, or found there at recovery): readers stop
+    /// here, so no consumer sees a message a crash could still take back (and give its offset
+    /// to another).
+    committed_offset: u64,
     unsynced: Vec<Arc<File>>,
     encoded: Vec<u8>,
 }
@@ -157,6 +161,7 @@ impl StreamLog {
             segment_bytes_max: segment_bytes_max.max(1),
             chunk_first_offset: 0,
             chunk_open: false,
+            committed_offset: 0,
             unsynced: Vec::new(),
             encoded: Vec::new(),
         };
@@ -194,6 +199,7 @@ impl StreamLog {
             log.segments.push_back(segment);
         }
         log.chunk_first_offset = log.next_offset;
+        log.committed_offset = log.next_offset;
         Ok((log, dropped_bytes))
     }
 
@@ -276,11 +282,17 @@ impl StreamLog {
         Ok(offset)
     }
 
-    /// The files written since the last call, for the next fdatasync; the next append starts
-    /// a new chunk.
-    pub fn take_unsynced(&mut self) -> Vec<Arc<File>> {
+    /// The files written since the last call, for the next fdatasync, and the offset that
+    /// sync covers up to (pass it to `set_committed` once it succeeded); the next append
+    /// starts a new chunk.
+    pub fn take_unsynced(&mut self) -> (Vec<Arc<File>>, u64) {
         self.chunk_open = false;
-        std::mem::take(&mut self.unsynced)
+        (std::mem::take(&mut self.unsynced), self.next_offset)
+    }
+
+    /// The messages below `offset` are on disk: readers may have them.
+    pub fn set_committed(&mut self, offset: u64) {
+        self.committed_offset = self.committed_offset.max(offset.min(self.next_offset));
     }
 
     /// Drops the oldest segments while the log holds more than `max_bytes` or their newest
@@ -338,7 +350,7 @@ impl StreamLog {
         if cursor.offset < self.first_offset() {
             *cursor = StreamCursor::at(self.first_offset());
         }
-        if cursor.offset >= self.next_offset {
+        if cursor.offset >= self.committed_offset {
             return None;
         }
         let index = self.segments.partition_point(|segment| segment.first_offset <= cursor.offset).checked_sub(1)?;
@@ -384,6 +396,11 @@ mod tests {
         MessageFields { exchange: b"", routing_key: b"s", properties: b"", body: text.as_bytes() }
     }
 
+    fn commit(log: &mut StreamLog) {
+        let (_, offset) = log.take_unsynced();
+        log.set_committed(offset);
+    }
+
     fn read_all(log: &StreamLog, from: u64) -> Vec<(u64, Vec<u8>)> {
         let mut cursor = StreamCursor::at(from);
         std::iter::from_fn(|| log.read_next(&mut cursor)).map(|entry| (entry.offset, entry.body)).collect()
@@ -397,6 +414,8 @@ mod tests {
             assert_eq!(log.append(&body(&format!("m{index}")), 1_000 + index).expect("append"), index);
         }
         assert!(log.segment_count() > 1, "small segments roll over");
+        assert_eq!(read_all(&log, 0).len(), 0, "nothing is read before it is synced");
+        commit(&mut log);
         assert_eq!(read_all(&log, 0).len(), 20);
         assert_eq!(read_all(&log, 17), vec![(17, b"m17".to_vec()), (18, b"m18".to_vec()), (19, b"m19".to_vec())]);
         drop(log);
@@ -425,6 +444,7 @@ mod tests {
         assert!(dropped > 0);
         assert_eq!(log.next_offset(), 2);
         assert_eq!(log.append(&body("again"), 2).expect("append"), 2);
+        commit(&mut log);
         assert_eq!(read_all(&log, 0).iter().map(|(offset, _)| *offset).collect::<Vec<_>>(), vec![0, 1, 2]);
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
@@ -436,6 +456,7 @@ mod tests {
         for index in 0..30 {
             log.append(&body(&format!("message-{index:02}")), 1_000).expect("append");
         }
+        commit(&mut log);
         let segments = log.segment_count();
         let dropped = log.apply_retention(Retention { max_bytes: Some(300), max_age_ms: None }, 1_000);
         assert!(dropped > 0 && log.segment_count() < segments);
@@ -454,7 +475,7 @@ mod tests {
         let dir = temp_dir("chunk");
         let (mut log, _) = StreamLog::open(&dir, 1 << 20).expect("open");
         log.append(&body("a"), 1).expect("append");
-        assert_eq!(log.take_unsynced().len(), 1);
+        assert_eq!(log.take_unsynced().0.len(), 1);
         log.append(&body("b"), 1).expect("append");
         log.append(&body("c"), 1).expect("append");
         assert_eq!(log.last_chunk_offset(), 1);

@@ -43,7 +43,6 @@ def ack_credit(s):
     c.read()
     c.send(1, "basic.ack", delivery_tag=2, multiple=True)
     c.read()
-    c.rpc(1, "queue.declare", queue=s.q(), passive=True)
 
 
 def _settle(method, requeue):
