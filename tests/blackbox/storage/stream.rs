@@ -57,6 +57,52 @@ restart_tests! {
         broker.stop_cleanly();
     }
 
+    /// A SIGKILL while a publisher waits for confirms: every message confirmed before the
+    /// crash is in the stream after it, in order, at consecutive offsets from 0.
+    async fn stream_kill_during_confirmed_publishing_loses_no_confirmed_message(shards: usize) {
+        let data = DataDir::new();
+        let q = unique("s-kill");
+        let broker = BrokerProcess::start(data.path(), shards, &[]);
+        let (conn, ch) = confirm_channel(broker.uri()).await;
+        declare_stream(&ch, &q, stream(&[])).await.expect("declare");
+        let confirmed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let publisher = {
+            let (ch, q, confirmed) = (ch.clone(), q.clone(), confirmed.clone());
+            tokio::spawn(async move {
+                for index in 0.. {
+                    let body = format!("m{index}");
+                    let Ok(confirm) = ch
+                        .basic_publish("".into(), q.as_str().into(), BasicPublishOptions::default(), body.as_bytes(), persistent())
+                        .await
+                    else {
+                        return;
+                    };
+                    match confirm.await {
+                        Ok(confirmation) if confirmation.is_ack() => confirmed.lock().expect("lock").push(body),
+                        _ => return,
+                    }
+                }
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        broker.kill();
+        let _ = within(T, publisher).await;
+        drop(conn);
+        let confirmed = confirmed.lock().expect("lock").clone();
+        assert!(confirmed.len() > 10, "only {} confirms before the crash", confirmed.len());
+
+        let broker = BrokerProcess::start(data.path(), shards, &[]);
+        let (conn, ch) = confirm_channel(broker.uri()).await;
+        let held = message_count(&ch, &q).await as usize;
+        assert!(held >= confirmed.len(), "{held} messages held, {} confirmed", confirmed.len());
+        let (consumer_ch, mut inbox) = consume_stream(&conn, &q, string_value("first"), 1000).await;
+        let taken = take_acked(&consumer_ch, &mut inbox, held).await;
+        let expected: Vec<(i64, String)> = (0..held).map(|index| (index as i64, format!("m{index}"))).collect();
+        assert_eq!(taken, expected, "offsets from 0 with nothing missing");
+        close_conn(&conn).await;
+        broker.stop_cleanly();
+    }
+
     /// With small segments, x-max-length-bytes drops the oldest whole segments: the first
     /// offset moves up, the files go, the newest messages stay.
     async fn stream_retention_by_bytes_drops_old_segments(shards: usize) {
