@@ -185,4 +185,22 @@ shard_tests! {
         cleanup_queue(&ch, &q).await;
         close_conn(&conn).await;
     }
+
+    /// x-max-age: once the old segments' messages are older than the age, the expiry sweep
+    /// drops them; the segment being written stays.
+    async fn stream_retention_by_age_drops_old_segments_on_the_timer(broker: &Broker) {
+        let (conn, ch) = confirm_channel(&broker.uri()).await;
+        let q = unique("s-age");
+        let arguments = stream(&[("x-max-age", string("1s")), ("x-stream-max-segment-size-bytes", long(4_096))]);
+        declare_stream(&ch, &q, arguments).await.expect("declare");
+        let payload = "z".repeat(500);
+        let many: Vec<String> = (0..60).map(|index| format!("{index:02}-{payload}")).collect();
+        publish_confirmed(&ch, "", &q, &many, BasicProperties::default()).await;
+        assert_eq!(message_count(&ch, &q).await, 60);
+        tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+        let left = message_count(&ch, &q).await;
+        assert!(left > 0 && left < 15, "{left} messages left: only the segment being written stays");
+        cleanup_queue(&ch, &q).await;
+        close_conn(&conn).await;
+    }
 }
