@@ -98,6 +98,11 @@ pub const STREAM_SEGMENT_BYTES_DEFAULT: u64 = 500_000_000;
 /// would mean a file per message or two (each an open file while written).
 pub const STREAM_SEGMENT_BYTES_MIN: u64 = 4 * 1024;
 
+/// A stream remembers the file position of one message in this many (16 bytes each), so a
+/// consumer starting at an offset reads at most this many records to find it, not a whole
+/// segment; memory grows by 16 bytes per this many messages held.
+pub const STREAM_INDEX_EVERY_MESSAGES: u64 = 1024;
+
 /// Compaction (see `shard/compaction.rs`): a sealed segment whose ready messages take at
 /// most this share of it (percent) has them copied out, so it can be deleted.
 pub const COMPACTION_LIVE_PERCENT_MAX: u64 = 50;

@@ -4,7 +4,8 @@
 //! A stream is not a queue: acks never shorten it, only retention does, and retention drops
 //! whole segments (the oldest first, never the one being written), so no per-message state is
 //! kept in memory: the log knows each segment's first offset, first and last store time and
-//! size (the sparse index), and consumers keep cursors (`StreamCursor`) that read records
+//! size, with the file position of one message in `STREAM_INDEX_EVERY_MESSAGES` (the sparse
+//! index), and consumers keep cursors (`StreamCursor`) that read records
 //! straight from the files with pread.
 //!
 //! Records are the message store's (`record.rs`: length, CRC32C, kind, payload) with
@@ -25,6 +26,7 @@ use std::sync::Arc;
 
 use super::record::RECORD_HEADER_BYTES;
 use super::record::{decode_message, encode_message_as, read_record, MessageRecord, ReadOutcome, KIND_MESSAGE};
+use crate::limits::STREAM_INDEX_EVERY_MESSAGES;
 
 /// The largest record a stream reads back: a message is bounded by the broker's frame and
 /// body limits long before this; a length field above it is damage, not a message.
@@ -38,8 +40,26 @@ struct LogSegment {
     bytes: u64,
     /// Messages in it.
     count: u64,
+    /// (offset, file position) of one message in `STREAM_INDEX_EVERY_MESSAGES`, the first
+    /// included: where a read from an offset starts.
+    positions: Vec<(u64, u64)>,
     file: Arc<File>,
     path: PathBuf,
+}
+
+impl LogSegment {
+    /// Called with each message's offset before its record is counted in `bytes`.
+    fn note_position(&mut self, offset: u64) {
+        if self.count.is_multiple_of(STREAM_INDEX_EVERY_MESSAGES) {
+            self.positions.push((offset, self.bytes));
+        }
+    }
+
+    /// The file position of the last indexed message at or before `offset`.
+    fn position_before(&self, offset: u64) -> u64 {
+        let index = self.positions.partition_point(|(indexed, _)| *indexed <= offset);
+        index.checked_sub(1).map_or(0, |index| self.positions[index].1)
+    }
 }
 
 /// A message read back from a stream.
@@ -174,6 +194,7 @@ impl StreamLog {
                 last_stored_ms: 0,
                 bytes: 0,
                 count: 0,
+                positions: Vec::new(),
                 file: Arc::new(file),
                 path,
             };
@@ -185,6 +206,7 @@ impl StreamLog {
                 if segment.count == 0 {
                     segment.first_stored_ms = entry.stored_ms;
                 }
+                segment.note_position(entry.offset);
                 segment.last_stored_ms = entry.stored_ms;
                 segment.count += 1;
                 segment.bytes += record.len() as u64;
@@ -259,6 +281,7 @@ impl StreamLog {
                 last_stored_ms: stored_ms,
                 bytes: 0,
                 count: 0,
+                positions: Vec::new(),
                 file: Arc::new(file),
                 path,
             });
@@ -268,6 +291,7 @@ impl StreamLog {
         if segment.count == 0 {
             segment.first_stored_ms = stored_ms;
         }
+        segment.note_position(offset);
         segment.bytes += self.encoded.len() as u64;
         segment.count += 1;
         segment.last_stored_ms = stored_ms;
@@ -357,7 +381,7 @@ impl StreamLog {
         let segment = &self.segments[index];
         let mut position = match cursor.position {
             Some((first_offset, position)) if first_offset == segment.first_offset => position,
-            _ => 0,
+            _ => segment.position_before(cursor.offset),
         };
         loop {
             let record = read_at(&segment.file, position).ok()??;
@@ -467,6 +491,25 @@ mod tests {
         let aged = log.apply_retention(Retention { max_bytes: None, max_age_ms: Some(10) }, 2_000);
         assert!(aged > 0);
         assert_eq!(log.segment_count(), 1, "the segment being written stays");
+        std::fs::remove_dir_all(&dir).expect("clean up");
+    }
+
+    #[test]
+    fn reads_from_an_offset_start_at_the_nearest_indexed_position() {
+        let dir = temp_dir("index");
+        let (mut log, _) = StreamLog::open(&dir, 1 << 30).expect("open");
+        let count = STREAM_INDEX_EVERY_MESSAGES * 3 + 5;
+        for index in 0..count {
+            log.append(&body(&format!("m{index}")), 1).expect("append");
+        }
+        commit(&mut log);
+        assert_eq!(log.segments[0].positions.len(), 4);
+        let target = STREAM_INDEX_EVERY_MESSAGES * 2 + 7;
+        assert_eq!(read_all(&log, target)[0], (target, format!("m{target}").into_bytes()));
+        drop(log);
+        let (log, _) = StreamLog::open(&dir, 1 << 30).expect("reopen");
+        assert_eq!(log.segments[0].positions.len(), 4, "recovery rebuilds the index");
+        assert_eq!(read_all(&log, count - 1), vec![(count - 1, format!("m{}", count - 1).into_bytes())]);
         std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
