@@ -119,7 +119,16 @@ fn segment_name(first_offset: u64) -> String {
 fn open_segment(dir: &Path, first_offset: u64, create: bool) -> io::Result<(File, PathBuf)> {
     let path = dir.join(segment_name(first_offset));
     let file = super::files::options().read(true).write(true).create(create).open(&path)?;
+    if create {
+        // The file's fdatasyncs cover its data, not its name: a power cut must not lose a
+        // segment whose messages were confirmed.
+        sync_dir(dir)?;
+    }
     Ok((file, path))
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// Reads the record at `position` of `file`: None at the end of what was written, Err when
@@ -169,6 +178,10 @@ impl StreamLog {
     /// dropped bytes); everything before it is kept.
     pub fn open(dir: &Path, segment_bytes_max: u64) -> io::Result<(StreamLog, u64)> {
         super::files::create_dirs(dir)?;
+        // A new stream's directory (and `streams/` itself) must survive a power cut too.
+        for created in [Some(dir), dir.parent(), dir.parent().and_then(Path::parent)].into_iter().flatten() {
+            sync_dir(created)?;
+        }
         let mut firsts: Vec<u64> = std::fs::read_dir(dir)?
             .filter_map(|entry| entry.ok())
             .filter_map(|entry| entry.file_name().to_str()?.strip_suffix(".stream")?.parse().ok())
