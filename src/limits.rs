@@ -99,6 +99,18 @@ pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 pub const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
 pub const SEGMENT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 
+/// A stream's segment file size when its `x-stream-max-segment-size-bytes` sets none
+/// (RabbitMQ's default). Retention drops whole segments, so this is also its granularity.
+pub const STREAM_SEGMENT_BYTES_DEFAULT: u64 = 500_000_000;
+/// The smallest stream segment this broker makes, whatever the argument asks: a smaller one
+/// would mean a file per message or two (each an open file while written).
+pub const STREAM_SEGMENT_BYTES_MIN: u64 = 4 * 1024;
+
+/// A stream remembers the file position of one message in this many (16 bytes each), so a
+/// consumer starting at an offset reads at most this many records to find it, not a whole
+/// segment; memory grows by 16 bytes per this many messages held.
+pub const STREAM_INDEX_EVERY_MESSAGES: u64 = 1024;
+
 /// Compaction (see `shard/compaction.rs`): a sealed segment whose ready messages take at
 /// most this share of it (percent) has them copied out, so it can be deleted.
 pub const COMPACTION_LIVE_PERCENT_MAX: u64 = 50;

@@ -26,6 +26,7 @@ use crate::broker::queue_args::{
 use crate::broker::reply_to::REPLY_QUEUE;
 use crate::broker::requests::{GotMessage, QueueRequest, ReplyBody};
 use crate::broker::snapshot::QueueDef;
+use crate::broker::stream_args::{self, StreamConsumer};
 use crate::codec::hotpath;
 use crate::codec::methods::encode_method;
 use crate::ids::{ConsumerTag, QueueId};
@@ -88,6 +89,7 @@ impl<P: Port> Dispatcher<P> {
         check_consumer_arguments_of_type(queue_type, &consume.arguments, &name, &self.vhost())?;
         let own_timeout_ms = consumer_timeout_argument(&consume.arguments, &name, &self.vhost())?;
         let timeout_ms = own_timeout_ms.or_else(|| self.queue_timeout_ms(&definition));
+        let mut stream_offset = None;
         let prefetch_count = {
             let mut channels = self.connection.channels.borrow_mut();
             let Some(channel) = channels.get_mut(&channel_id) else {
@@ -95,6 +97,17 @@ impl<P: Port> Dispatcher<P> {
             };
             if channel.consumers.len() >= CONSUMERS_PER_CHANNEL_MAX {
                 return Err(AmqpError::new(PRECONDITION_FAILED, "too many consumers on this channel"));
+            }
+            if queue_type == QueueType::Stream {
+                let rules = StreamConsumer {
+                    own_prefetch: channel.prefetch_count,
+                    global_prefetch: channel.limit.prefetch,
+                    no_ack: consume.no_ack,
+                };
+                stream_args::check_consumer(rules, &name, &self.vhost())?;
+                let now_unix_ms = crate::clock::unix_ms();
+                stream_offset =
+                    Some(stream_args::stream_offset(&consume.arguments, now_unix_ms, &name, &self.vhost())?);
             }
             // RabbitMQ 3.10's quorum queues refuse a consumer on a channel with a global
             // prefetch (a connection error), and give a consumer without any prefetch 2000.
@@ -105,6 +118,7 @@ impl<P: Port> Dispatcher<P> {
             let own_prefetch = channel.prefetch_count;
             let info = ConsumerInfo { queue, timeout_ms, own_prefetch, no_ack: consume.no_ack };
             channel.consumers.insert(consumer_tag.clone(), info);
+            channel.consumed_stream |= queue_type == QueueType::Stream;
             channel.touch(queue.owner());
             match (channel.limit.consumer_prefetch(own_prefetch), queue_type) {
                 (0, QueueType::Quorum) => QUORUM_DEFAULT_PREFETCH,
@@ -135,6 +149,7 @@ impl<P: Port> Dispatcher<P> {
             prefetch_count,
             nowait: consume.nowait,
             priority,
+            stream_offset,
         };
         let result = self
             .port
@@ -193,6 +208,25 @@ impl<P: Port> Dispatcher<P> {
         Ok(())
     }
 
+    /// RabbitMQ 3.10 refuses basic.nack and basic.reject of a stream's delivery (540), requeue
+    /// or not. Looked at only on channels that consumed from a stream.
+    pub(super) fn stream_refuses_settle(
+        &self,
+        channel: &super::channel::Channel,
+        delivery_tag: u64,
+        multiple: bool,
+    ) -> Option<AmqpError> {
+        let upper = if multiple && delivery_tag == 0 { u64::MAX } else { delivery_tag };
+        let lower = if multiple { 0 } else { delivery_tag };
+        let snapshot = self.port.snapshot();
+        let vhost = snapshot.vhost(&self.vhost())?;
+        channel.unacked.range(lower..=upper).find_map(|(_, unacked)| {
+            let definition = vhost.queues.values().find(|definition| definition.id == unacked.queue)?;
+            (QueueType::of(&definition.arguments) == QueueType::Stream)
+                .then(|| stream_args::not_supported("basic.nack and basic.reject", &definition.name, &definition.vhost))
+        })
+    }
+
     /// The consumer timeout a queue gives its deliveries: its `x-consumer-timeout`, else the
     /// broker's. A consumer's own argument takes precedence (RabbitMQ's order: consumer,
     /// queue, broker).
@@ -204,6 +238,9 @@ impl<P: Port> Dispatcher<P> {
         let name = self.queue_name(channel_id, get.queue.as_str())?;
         super::access::read_queue(&self.connection, &self.port.snapshot(), &name)?;
         let definition = self.resolve_queue(&name)?;
+        if QueueType::of(&definition.arguments) == QueueType::Stream {
+            return Err(stream_args::not_supported("basic.get", &name, &self.vhost()));
+        }
         let (queue, timeout_ms) = (definition.id, self.queue_timeout_ms(&definition));
         let holder = self.connection.holder(channel_id);
         if !get.no_ack {

@@ -380,6 +380,9 @@ pub struct Channel {
     pub content: Content,
     /// Queue declared last on this channel: an empty queue name in later methods means it.
     pub last_queue: Option<String>,
+    /// A consumer of this channel consumed from a stream: basic.nack and basic.reject look
+    /// whether they settle a stream's delivery (refused).
+    pub consumed_stream: bool,
     /// Bit i set: shard i holds consumers or unacked messages of this channel.
     touched_shards: u64,
 }
@@ -399,6 +402,7 @@ impl Channel {
             mode: Mode::Plain,
             content: Content::Idle,
             last_queue: None,
+            consumed_stream: false,
             touched_shards: 0,
         }
     }

@@ -367,6 +367,11 @@ impl<P: Port> Dispatcher<P> {
                 let error = AmqpError::new(PRECONDITION_FAILED, format!("unknown delivery tag {delivery_tag}"));
                 return Err(fault(error, ids));
             }
+            if !matches!(ack, Ack::Ack { .. }) && channel.consumed_stream {
+                if let Some(error) = self.stream_refuses_settle(channel, delivery_tag, multiple) {
+                    return Err(fault(error, ids));
+                }
+            }
             match channel.transaction_mut() {
                 // RabbitMQ checks the tag at basic.ack and settles it at commit.
                 Some(transaction) => {

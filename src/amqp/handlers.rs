@@ -221,6 +221,9 @@ impl<P: Port> Dispatcher<P> {
                 let name = self.queue_name(channel_id, purge.queue.as_str())?;
                 access::read_queue(&self.connection, &self.port.snapshot(), &name)?;
                 let definition = self.resolve_queue(&name)?;
+                if QueueType::of(&definition.arguments) == QueueType::Stream {
+                    return Err(crate::broker::stream_args::not_supported("queue.purge", &name, &vhost));
+                }
                 let queue_id = definition.id;
                 let reply = self
                     .port

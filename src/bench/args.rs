@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use amq_protocol::types::FieldTable;
+use amq_protocol::types::{AMQPValue, FieldTable};
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
@@ -178,6 +178,10 @@ FLAGS (throughput):
         --queue-pattern-to <n>   [required with --queue-pattern]
         --queue-args <json>      queue.declare arguments, e.g. '{\"x-max-length\": 1000}'
         --consumer-args <json>   basic.consume arguments
+        --queue-type <type>      classic, quorum or stream: declared durable, never auto-delete
+                                 (a stream needs --ack and --prefetch)
+        --stream-offset <o>      a stream consumer's x-stream-offset: first, last, next, an
+                                 offset or an age such as 1h [default: next]
         --measure-latency        publish timestamps; report consumer latency percentiles
         --delay-ms <ms>          declare --exchange as x-delayed-message (routing as
                                  --exchange-type) and publish with this x-delay header
@@ -236,6 +240,21 @@ impl BenchArgs {
         }
     }
 
+    /// The queue type the run declares (`--queue-type` or `x-queue-type` in `--queue-args`);
+    /// None for classic.
+    pub fn queue_type(&self) -> Option<String> {
+        match self.queue_arguments.inner().get("x-queue-type") {
+            Some(AMQPValue::LongString(text)) => {
+                Some(String::from_utf8_lossy(text.as_bytes()).into_owned()).filter(|kind| kind != "classic")
+            }
+            _ => None,
+        }
+    }
+
+    fn is_stream(&self) -> bool {
+        self.queue_type().as_deref() == Some("stream")
+    }
+
     /// Takes every flag that was given; the others keep their defaults.
     fn apply(&mut self, flags: Flags) {
         // Destructured whole: a flag added to `Flags` and forgotten here does not compile.
@@ -264,6 +283,8 @@ impl BenchArgs {
             queue_pattern_to,
             queue_args,
             consumer_args,
+            queue_type,
+            stream_offset,
             measure_latency,
             delay_ms,
             queues,
@@ -295,6 +316,12 @@ impl BenchArgs {
         set(&mut self.queue_pattern_to, queue_pattern_to);
         set(&mut self.queue_arguments, queue_args);
         set(&mut self.consumer_arguments, consumer_args);
+        if let Some(queue_type) = queue_type {
+            self.queue_arguments.insert("x-queue-type".into(), AMQPValue::LongString(queue_type.as_str().into()));
+        }
+        if let Some(offset) = stream_offset {
+            self.consumer_arguments.insert("x-stream-offset".into(), offset);
+        }
         self.measure_latency |= measure_latency;
         self.delay_ms = delay_ms.or(self.delay_ms);
         set(&mut self.queues, queues);
@@ -320,6 +347,14 @@ impl BenchArgs {
         }
         if self.delay_ms.is_some() && (self.exchange.is_empty() || self.exchange.starts_with("amq.")) {
             return invalid("--delay-ms needs --exchange naming the delayed exchange to declare");
+        }
+        if self.is_stream() && self.consumers > 0 && (self.ack_every == 0 || self.prefetch_count == 0) {
+            return invalid(
+                "--queue-type stream needs --ack and --prefetch: a stream consumer must ack and set a prefetch",
+            );
+        }
+        if given.contains(&"--stream-offset") && !self.is_stream() {
+            return invalid("--stream-offset needs --queue-type stream");
         }
         if self.prefetch_count != 0 && self.ack_every > u32::from(self.prefetch_count) {
             return invalid("--ack must not exceed --prefetch, or consumers would wait forever");

@@ -170,3 +170,23 @@ fn delay_ms_declares_a_delayed_exchange_and_needs_one() {
     assert!(message.contains("--delay-ms needs --exchange"), "{message}");
     assert!(matches!(error("queue-count --delay-ms 5"), ArgsError::NotForScenario { .. }));
 }
+
+#[test]
+fn stream_flags_set_the_queue_type_and_the_consumer_offset() {
+    let args = run("throughput --queue-type stream --stream-offset first --ack 10 --prefetch 100");
+    assert_eq!(args.queue_type().as_deref(), Some("stream"));
+    assert_eq!(args.consumer_arguments.inner().get("x-stream-offset"), Some(&AMQPValue::LongString("first".into())));
+    let numeric = run("throughput --queue-type stream --stream-offset 42 --ack 1 --prefetch 1");
+    assert_eq!(numeric.consumer_arguments.inner().get("x-stream-offset"), Some(&AMQPValue::LongLongInt(42)));
+    assert_eq!(run("throughput --queue-type classic").queue_type(), None);
+    let rules = [
+        ("throughput --queue-type stream", "needs --ack and --prefetch"),
+        ("throughput --queue-type stream --ack 1", "needs --ack and --prefetch"),
+        ("throughput --stream-offset first --ack 1 --prefetch 1", "needs --queue-type stream"),
+        ("throughput --queue-type lazy", "expected classic, quorum or stream"),
+    ];
+    for (line, expected) in rules {
+        let message = error(line).to_string();
+        assert!(message.contains(expected), "{line:?}: {message}");
+    }
+}

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use amq_protocol::types::FieldTable;
+use amq_protocol::types::{AMQPValue, FieldTable};
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::Parser;
 
@@ -73,6 +73,10 @@ pub(super) struct Flags {
     pub queue_args: Option<FieldTable>,
     #[arg(long, value_parser = field_table::from_json)]
     pub consumer_args: Option<FieldTable>,
+    #[arg(long, value_parser = queue_type)]
+    pub queue_type: Option<String>,
+    #[arg(long, value_parser = stream_offset)]
+    pub stream_offset: Option<AMQPValue>,
     #[arg(long)]
     pub measure_latency: bool,
     #[arg(long, value_parser = positive::<u64>)]
@@ -121,6 +125,8 @@ pub(super) const FLAGS: &[(&str, u8)] = &[
     ("--queue-pattern-to", THROUGHPUT),
     ("--queue-args", THROUGHPUT | QUEUE_COUNT),
     ("--consumer-args", THROUGHPUT),
+    ("--queue-type", THROUGHPUT | QUEUE_COUNT),
+    ("--stream-offset", THROUGHPUT),
     ("--measure-latency", THROUGHPUT),
     ("--delay-ms", THROUGHPUT),
     ("--queues", QUEUE_COUNT),
@@ -182,6 +188,26 @@ where
         return Err("must be greater than 0".into());
     }
     Ok(parsed)
+}
+
+/// `x-queue-type`: the types a RabbitMQ 3.10 (and this broker) declares.
+fn queue_type(text: &str) -> Result<String, String> {
+    match text {
+        "classic" | "quorum" | "stream" => Ok(text.to_string()),
+        _ => Err("expected classic, quorum or stream".into()),
+    }
+}
+
+/// `x-stream-offset`: first, last, next, an offset (a long), or an age such as 1h (a string
+/// the broker reads).
+fn stream_offset(text: &str) -> Result<AMQPValue, String> {
+    if let Ok(offset) = text.parse::<i64>() {
+        return Ok(AMQPValue::LongLongInt(offset));
+    }
+    match text.chars().next() {
+        Some(first) if first.is_ascii_alphanumeric() => Ok(AMQPValue::LongString(text.into())),
+        _ => Err("expected first, last, next, an offset or an age such as 1h".into()),
+    }
 }
 
 /// Names and keys travel as AMQP short strings (at most 255 bytes).

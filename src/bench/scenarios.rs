@@ -35,7 +35,9 @@ pub fn queue_count(args: &BenchArgs) -> Report {
         let names: Vec<String> = (0..args.queues).map(|number| format!("spatemq-bench-queue-{number}")).collect();
         let declaring = Instant::now();
         for name in &names {
-            let spec = QueueSpec { name, durable: false, auto_delete: false, arguments: &args.queue_arguments };
+            // Quorum queues and streams must be durable.
+            let durable = args.queue_type().is_some();
+            let spec = QueueSpec { name, durable, auto_delete: false, arguments: &args.queue_arguments };
             client.declare_queue(&spec).await?;
         }
         let declare_time = declaring.elapsed();

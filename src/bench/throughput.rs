@@ -137,13 +137,15 @@ async fn declare_topology(args: &BenchArgs) -> Result<(), BenchError> {
         }
     }
     for queue in args.queue_names() {
+        // Quorum queues and streams must be durable and cannot be auto-delete.
+        let typed = args.queue_type().is_some();
         let spec = QueueSpec {
             name: &queue,
-            durable: args.persistent,
+            durable: args.persistent || typed,
             // With consumers the queue goes away with them, leaving no backlog for the next run;
             // a run with consumers only drains a backlog a run without consumers left (the
             // same declaration, so it is not refused as inequivalent).
-            auto_delete: args.consumers > 0 && args.publishers > 0,
+            auto_delete: args.consumers > 0 && args.publishers > 0 && !typed,
             arguments: &args.queue_arguments,
         };
         client.declare_queue(&spec).await?;

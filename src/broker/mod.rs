@@ -33,5 +33,6 @@ pub(crate) mod reply_to;
 pub(crate) mod requests;
 pub(crate) mod routing;
 pub(crate) mod snapshot;
+pub(crate) mod stream_args;
 mod topic;
 pub(crate) mod users;

@@ -472,7 +472,7 @@ impl AppliedPolicies {
         args.expires_ms = match args.queue_type {
             // `rabbit_quorum_queue:ra_machine_config`: the policy's expiry wins over the argument.
             QueueType::Quorum => policy_expires.or(args.expires_ms),
-            QueueType::Classic => lower(args.expires_ms, policy_expires),
+            QueueType::Classic | QueueType::Stream => lower(args.expires_ms, policy_expires),
         };
         args.max_length = lower(args.max_length, self.numeric(|settings| settings.max_length));
         args.max_length_bytes = lower(args.max_length_bytes, self.numeric(|settings| settings.max_length_bytes));
@@ -484,7 +484,7 @@ impl AppliedPolicies {
         if let Some(overflow) = policy.settings.overflow {
             match args.queue_type {
                 QueueType::Classic if table.contains_key("x-overflow") => {}
-                QueueType::Classic => args.overflow = overflow,
+                QueueType::Classic | QueueType::Stream => args.overflow = overflow,
                 QueueType::Quorum if overflow == Overflow::RejectPublishDlx => args.overflow = Overflow::DropHead,
                 QueueType::Quorum => args.overflow = overflow,
             }

@@ -200,6 +200,8 @@ pub struct Queue {
     stats: super::control::MessageStats,
     /// `x-message-deduplication`: the header values this queue took lately.
     dedup: Option<super::dedup::DedupCache>,
+    /// A stream's log and cursors (`queue_stream.rs`); None for other queue types.
+    stream: Option<Box<stream::Stream>>,
 }
 
 impl Queue {
@@ -222,6 +224,7 @@ impl Queue {
             consumer_priorities: false,
             arriving_sequence: None,
             stats: super::control::MessageStats::default(),
+            stream: None,
             dedup: super::dedup::DedupSettings::from_arguments(&definition.arguments)
                 .map(super::dedup::DedupCache::new),
             definition,
@@ -241,6 +244,9 @@ impl Queue {
     }
 
     pub fn message_count(&self) -> u32 {
+        if let Some(count) = self.stream_message_count() {
+            return count;
+        }
         u32::try_from(self.ready.len()).unwrap_or(u32::MAX)
     }
 
@@ -330,7 +336,7 @@ impl Queue {
     /// Whether this queue keeps `message` in the store: a durable queue keeps persistent
     /// messages, a quorum queue every message (as RabbitMQ's quorum queues do).
     pub fn stores(&self, message: &Message) -> bool {
-        self.definition.durable && (self.args.queue_type == QueueType::Quorum || message.persistent())
+        self.definition.durable && (self.args.queue_type != QueueType::Classic || message.persistent())
     }
 
     /// What the store keeps of a message's place in this queue, so a restart restores it:
@@ -397,6 +403,9 @@ impl Queue {
 
     /// Hands ready messages to consumers with credit, round robin.
     pub fn dispatch(&mut self, effects: &mut Vec<Effect>, reader: &dyn RecordReader) {
+        if self.stream.is_some() {
+            return self.dispatch_stream(effects);
+        }
         while !self.ready.is_empty() && !self.consumers.is_empty() {
             let Some(index) = self.next_consumer_with_credit() else {
                 return;
@@ -480,6 +489,7 @@ impl Queue {
         self.exclusive_consumer = exclusive;
         self.had_consumers = true;
         self.touch();
+        self.stream_consumer_added(holder, &tag);
         self.consumers.push(Consumer {
             holder,
             tag,
@@ -503,6 +513,7 @@ impl Queue {
             self.next_consumer = 0;
             self.touch();
         }
+        self.stream_consumers_changed();
         self.should_auto_delete()
     }
 
@@ -518,6 +529,10 @@ impl Queue {
         if self.consumers.len() != before {
             self.exclusive_consumer = false;
             self.next_consumer = 0;
+        }
+        if self.stream.is_some() {
+            self.stream_channel_gone(holder);
+            return self.should_auto_delete();
         }
         let sequences: Vec<u64> = self
             .unacked
@@ -552,6 +567,9 @@ impl Queue {
         effects: &mut Vec<Effect>,
         reader: &dyn RecordReader,
     ) {
+        if self.stream.is_some() {
+            return self.settle_stream(holder, sequences, effects);
+        }
         for sequence in sequences {
             let Some(unacked) = self.unacked.remove(sequence) else {
                 continue;
@@ -678,7 +696,9 @@ impl Queue {
     /// `deleting` channel: those are not told here but after delete-ok, as RabbitMQ's
     /// channel, busy with the delete, sends its own cancels after the answer.
     pub fn delete(&mut self, deleting: Option<Holder>, effects: &mut Vec<Effect>) -> (u32, Vec<ConsumerTag>) {
-        let count = self.message_count();
+        // A stream's delete-ok reports 0 messages, as RabbitMQ 3.10's does.
+        let count = if self.stream.is_some() { 0 } else { self.message_count() };
+        self.remove_stream();
         let mut own = Vec::new();
         for consumer in self.consumers.drain(..) {
             if Some(consumer.holder) == deleting {
@@ -696,6 +716,9 @@ impl Queue {
 
 #[path = "queue_limits.rs"]
 mod limits;
+
+#[path = "queue_stream.rs"]
+mod stream;
 
 #[cfg(test)]
 #[path = "queue_tests.rs"]

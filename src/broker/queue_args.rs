@@ -3,7 +3,8 @@
 //! `x-max-priority`, `x-single-active-consumer`, `x-queue-type`, `x-queue-mode`,
 //! `x-queue-version`, and this broker's `x-delivery-limit` and `x-consumer-timeout`) and those of
 //! quorum queues (`x-delivery-limit`, `x-dead-letter-strategy`, `x-quorum-initial-group-size`,
-//! `x-max-in-memory-length`, `x-max-in-memory-bytes`, `x-queue-leader-locator`), checked
+//! `x-max-in-memory-length`, `x-max-in-memory-bytes`, `x-queue-leader-locator`) and streams
+//! (`stream_args`: `x-max-age`, `x-stream-max-segment-size-bytes`, `x-initial-cluster-size`), checked
 //! when a queue is created and turned into the typed settings a queue acts on; the consumer
 //! argument `x-consumer-timeout`, checked at basic.consume; and the exchange argument
 //! `alternate-exchange`, checked when an exchange is created.
@@ -64,20 +65,19 @@ pub struct QueueArgs {
     pub queue_type: QueueType,
 }
 
-/// Queue types this broker refuses rather than silently declaring a classic queue.
-const QUEUE_TYPES_REFUSED: &[&str] = &["stream"];
-
 /// The queue types this broker declares (`x-queue-type`; absent means classic).
 ///
 /// A quorum queue on one node is a durable queue with RabbitMQ 3.10's quorum rules: declared
 /// durable, never exclusive nor auto-delete; its own set of arguments; every message kept on
 /// disk; `x-delivery-count` on redeliveries; no global basic.qos. It has no replicas: the
-/// replicated meaning comes with clustering.
+/// replicated meaning comes with clustering. A stream (`super::stream_args`) has the same
+/// declare rules and its own arguments and consumer rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum QueueType {
     #[default]
     Classic,
     Quorum,
+    Stream,
 }
 
 impl QueueType {
@@ -85,6 +85,7 @@ impl QueueType {
     pub fn of(arguments: &FieldTable) -> QueueType {
         match arguments.inner().get("x-queue-type").and_then(text).as_deref() {
             Some("quorum") => QueueType::Quorum,
+            Some("stream") => QueueType::Stream,
             _ => QueueType::Classic,
         }
     }
@@ -94,14 +95,16 @@ impl QueueType {
         match self {
             QueueType::Classic => "classic",
             QueueType::Quorum => "quorum",
+            QueueType::Stream => "stream",
         }
     }
 
     /// RabbitMQ's module name, which its error texts print.
-    fn module(self) -> &'static str {
+    pub fn module(self) -> &'static str {
         match self {
             QueueType::Classic => "rabbit_classic_queue",
             QueueType::Quorum => "rabbit_quorum_queue",
+            QueueType::Stream => "rabbit_stream_queue",
         }
     }
 
@@ -111,6 +114,7 @@ impl QueueType {
         match self {
             QueueType::Classic => CLASSIC_ARGUMENTS,
             QueueType::Quorum => QUORUM_ARGUMENTS,
+            QueueType::Stream => super::stream_args::STREAM_ARGUMENTS,
         }
     }
 
@@ -200,10 +204,10 @@ const PRIORITY_MAX: i64 = 255;
 
 /// Why an argument is refused, written as RabbitMQ prints the error term with `~p`: a tuple
 /// `{value_negative,-1}`, an atom `invalid_overflow` or a quoted string.
-type Reason = String;
+pub(super) type Reason = String;
 
 /// One argument check: the value, and the whole table for checks that look at another key.
-type Check = fn(&AMQPValue, &FieldTable) -> Result<(), Reason>;
+pub(super) type Check = fn(&AMQPValue, &FieldTable) -> Result<(), Reason>;
 
 /// The argument checks in the order RabbitMQ 3.10 runs them (`rabbit_amqqueue:declare_args/0`),
 /// then this broker's extensions; a queue runs those its type knows. RabbitMQ checks no
@@ -227,6 +231,9 @@ const DECLARE_CHECKS: &[(&str, Check)] = &[
     ("x-queue-type", check_queue_type),
     ("x-quorum-initial-group-size", check_initial_group_size),
     ("x-queue-leader-locator", check_leader_locator),
+    ("x-max-age", super::stream_args::check_max_age),
+    ("x-stream-max-segment-size-bytes", check_non_negative),
+    ("x-initial-cluster-size", check_initial_group_size),
     ("x-delivery-limit", check_classic_delivery_limit),
     ("x-consumer-timeout", check_non_negative),
 ];
@@ -253,7 +260,7 @@ pub(super) fn text(value: &AMQPValue) -> Option<String> {
     }
 }
 
-fn unacceptable_type(value: &AMQPValue) -> Reason {
+pub(super) fn unacceptable_type(value: &AMQPValue) -> Reason {
     format!("{{unacceptable_type,{}}}", type_name(value))
 }
 
@@ -262,7 +269,7 @@ fn check_int(value: &AMQPValue) -> Result<i64, Reason> {
     integer(value).ok_or_else(|| format!("\"expected integer, got {}\"", type_name(value)))
 }
 
-fn check_non_negative(value: &AMQPValue, _: &FieldTable) -> Result<(), Reason> {
+pub(super) fn check_non_negative(value: &AMQPValue, _: &FieldTable) -> Result<(), Reason> {
     non_negative(value).map(drop)
 }
 
@@ -354,7 +361,7 @@ fn check_single_active_consumer(value: &AMQPValue, _: &FieldTable) -> Result<(),
 fn check_classic_delivery_limit(value: &AMQPValue, arguments: &FieldTable) -> Result<(), Reason> {
     match QueueType::of(arguments) {
         QueueType::Classic => non_negative(value).map(drop),
-        QueueType::Quorum => Ok(()),
+        QueueType::Quorum | QueueType::Stream => Ok(()),
     }
 }
 
@@ -366,7 +373,7 @@ fn check_dead_letter_strategy(value: &AMQPValue, _: &FieldTable) -> Result<(), R
 }
 
 /// `check_initial_cluster_size_arg`: an integer > 0.
-fn check_initial_group_size(value: &AMQPValue, _: &FieldTable) -> Result<(), Reason> {
+pub(super) fn check_initial_group_size(value: &AMQPValue, _: &FieldTable) -> Result<(), Reason> {
     match non_negative(value)? {
         0 => Err("{value_zero,0}".into()),
         _ => Ok(()),
@@ -383,10 +390,7 @@ fn check_leader_locator(value: &AMQPValue, _: &FieldTable) -> Result<(), Reason>
 
 fn check_queue_type(value: &AMQPValue, _: &FieldTable) -> Result<(), Reason> {
     match long_string(value)?.as_str() {
-        "classic" | "quorum" => Ok(()),
-        kind if QUEUE_TYPES_REFUSED.contains(&kind) => {
-            Err(format!("{kind} queues are not supported by this broker (only 'classic')"))
-        }
+        "classic" | "quorum" | "stream" => Ok(()),
         other => Err(format!("\"unsupported queue type '{other}'\"")),
     }
 }
@@ -511,7 +515,8 @@ pub const QUORUM_DEFAULT_PREFETCH: u32 = 2000;
 const TYPED_CONSUMER_ARGUMENTS: &[&str] = &["x-cancel-on-ha-failover", "x-credit", "x-priority", "x-stream-offset"];
 
 /// basic.consume's arguments another queue type knows and this one does not: classic queues
-/// refuse `x-stream-offset`, quorum queues also `x-cancel-on-ha-failover`.
+/// refuse `x-stream-offset`, quorum queues also `x-cancel-on-ha-failover`, streams
+/// `x-priority` and `x-cancel-on-ha-failover`.
 pub fn check_consumer_arguments_of_type(
     queue_type: QueueType,
     arguments: &FieldTable,
@@ -521,6 +526,7 @@ pub fn check_consumer_arguments_of_type(
     let known: &[&str] = match queue_type {
         QueueType::Classic => &["x-cancel-on-ha-failover", "x-priority", "x-credit"],
         QueueType::Quorum => &["x-priority", "x-credit"],
+        QueueType::Stream => &["x-stream-offset", "x-credit"],
     };
     let foreign = arguments
         .inner()
@@ -553,6 +559,7 @@ fn delivery_limit(value: Option<&AMQPValue>, queue_type: QueueType) -> Option<u6
     match queue_type {
         QueueType::Quorum => Some(u64::try_from(number).unwrap_or(0)),
         QueueType::Classic => u64::try_from(number).ok(),
+        QueueType::Stream => None,
     }
 }
 
@@ -596,6 +603,7 @@ impl QueueArgs {
             QueueType::Quorum if for_get => Some(returns),
             QueueType::Quorum => (returns > 0).then_some(returns),
             QueueType::Classic => self.delivery_limit.and((returns > 0).then_some(returns)),
+            QueueType::Stream => None,
         }
     }
 
@@ -645,8 +653,8 @@ mod tests {
         assert!(reason(&[("x-queue-version", AMQPValue::ShortShortUInt(3))])
             .ends_with(": \"unsupported queue version '3'\""));
         assert!(reason(&[("x-consumer-timeout", AMQPValue::LongInt(-1))]).contains("{value_negative,-1}"));
-        let stream = AMQPValue::LongString(LongString::from("stream"));
-        assert!(reason(&[("x-queue-type", stream)]).contains("stream queues are not supported"));
+        let other = AMQPValue::LongString(LongString::from("delayed"));
+        assert!(reason(&[("x-queue-type", other)]).ends_with(": \"unsupported queue type 'delayed'\""));
     }
 
     #[test]

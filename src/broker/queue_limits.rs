@@ -131,11 +131,16 @@ impl Queue {
 
     /// Whether the shard's sweep has anything to do here.
     pub fn timed(&self) -> bool {
-        self.args.timed() || self.had_message_deadlines
+        self.args.timed() || self.had_message_deadlines || self.stream.is_some()
     }
 
     /// Drops (or dead-letters) up to `limit` expired messages at the head; returns how many.
     pub fn expire(&mut self, now_ms: u64, limit: usize, effects: &mut Vec<Effect>, reader: &dyn RecordReader) -> usize {
+        if self.stream.is_some() {
+            // A stream expires nothing itself: retention drops its old segments.
+            self.stream_retention(clock::unix_ms());
+            return 0;
+        }
         let mut expired = 0;
         while expired < limit && self.ready.front_expires_at().is_some_and(|deadline| deadline <= now_ms) {
             let Some(entry) = self.ready.pop_front(reader, self.definition.id.sequence()) else {

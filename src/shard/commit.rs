@@ -104,14 +104,16 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
         return Commit::Busy;
     }
     let Some(batch) = shard.with_store(|store| store.take_sync_batch()) else { return Commit::NoStore };
-    if batch.segments.is_empty() && batch.confirms.is_empty() && batch.retired.is_empty() {
+    // Taken after the batch: every stream append whose confirm the batch holds came before.
+    let streams = shard.take_stream_files();
+    if batch.segments.is_empty() && batch.confirms.is_empty() && batch.retired.is_empty() && streams.files.is_empty() {
         shard.with_store(|store| store.sync_finished());
         shard.note_paging_backlog();
         return Commit::Nothing;
     }
     shard.sync_signal.in_flight.set(true);
-    let mut failure = None;
-    for segment in &batch.segments {
+    let mut failure = sync_stream_files(&streams.files).await;
+    for segment in batch.segments.iter().filter(|_| failure.is_none()) {
         let file = match files.get(&segment.number) {
             Some(file) => file,
             None => match segment.file.try_clone().and_then(monoio::fs::File::from_std) {
@@ -149,6 +151,7 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
         });
     } else {
         release_moved(batch.retired);
+        shard.streams_synced(streams.synced_up_to);
     }
     shard.sync_signal.confirmed_messages.set(shard.sync_signal.confirmed_messages.get() + batch.confirms.len() as u64);
     if !batch.confirms.is_empty() {
@@ -159,6 +162,20 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
     shard.release_confirms(batch.confirms, ok);
     shard.sync_signal.in_flight.set(false);
     Commit::Done
+}
+
+/// fdatasyncs the streams' files written since the last commit (`shard/streams.rs`).
+async fn sync_stream_files(files: &[Arc<std::fs::File>]) -> Option<String> {
+    for file in files {
+        let synced = match file.try_clone().and_then(monoio::fs::File::from_std) {
+            Ok(file) => file.sync_data().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = synced {
+            return Some(format!("fdatasync of a stream segment failed: {error}"));
+        }
+    }
+    None
 }
 
 /// At a clean stop, once the connections are closed: what the store gathered is written and

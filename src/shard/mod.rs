@@ -20,6 +20,7 @@ mod owned_exchanges;
 mod queues;
 mod requests;
 pub(crate) mod socket;
+mod streams;
 pub(crate) mod tls;
 mod writer;
 
@@ -83,6 +84,8 @@ pub struct Shard {
     effects: RefCell<Vec<Effect>>,
     /// This shard's message log (None when the data directory could not be used).
     store: RefCell<Option<Store>>,
+    /// Streams appended to since the last group commit (`streams.rs`), each once.
+    dirty_streams: RefCell<Vec<crate::ids::QueueId>>,
     pub sync_signal: SyncSignal,
     /// Shard 0 only: where durable definitions are written before they are answered.
     definitions_log: Option<RefCell<DefinitionsLog>>,
@@ -164,6 +167,7 @@ impl Shard {
             next_connection: Cell::new(1),
             effects: RefCell::new(Vec::new()),
             store: RefCell::new(store),
+            dirty_streams: RefCell::new(Vec::new()),
             sync_signal: SyncSignal::default(),
             definitions_log,
             connection_limits: ConnectionLimits {

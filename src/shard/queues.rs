@@ -49,7 +49,7 @@ impl Shard {
         for (definition, entries) in queues {
             let id = definition.id;
             self.highest_created_queue.set(self.highest_created_queue.get().max(id.sequence()));
-            let mut queue = Queue::new(definition);
+            let mut queue = self.new_queue(definition);
             queue.restore(entries);
             self.queues.borrow_mut().insert(id, queue);
         }
@@ -83,7 +83,8 @@ impl Shard {
         let id = definition.id;
         let name = definition.name.clone();
         self.highest_created_queue.set(self.highest_created_queue.get().max(id.sequence()));
-        self.queues.borrow_mut().insert(id, Queue::new(definition));
+        let queue = self.new_queue(definition);
+        self.queues.borrow_mut().insert(id, queue);
         if let Some(reply) = reply {
             self.reply(reply, Ok(ReplyBody::QueueDeclareOk { name, message_count: 0, consumer_count: 0 }));
         }
@@ -127,6 +128,9 @@ impl Shard {
                 let confirm = ConfirmTo { holder: publisher, publish_sequence };
                 self.send(publisher.conn.shard(), ShardMsg::Confirmed { confirm, ok: true });
             }
+            return;
+        }
+        if self.publish_to_stream(id, &message, publisher, publish_sequence) {
             return;
         }
         // Checked at the publisher's shard already; a bad value here cannot happen.
@@ -377,10 +381,23 @@ fn apply_queue_request(
             Outcome::Answer(Ok(ReplyBody::QueueDeclareOk {
                 name: queue.definition.name.clone(),
                 message_count: queue.message_count(),
-                consumer_count: queue.consumer_count(),
+                // RabbitMQ 3.10 counts no consumers of a stream here.
+                consumer_count: if queue.is_stream() { 0 } else { queue.consumer_count() },
             }))
         }
-        QueueRequest::Consume { holder, consumer_tag, no_ack, exclusive, prefetch_count, nowait: _, priority } => {
+        QueueRequest::Consume {
+            holder,
+            consumer_tag,
+            no_ack,
+            exclusive,
+            prefetch_count,
+            nowait: _,
+            priority,
+            stream_offset,
+        } => {
+            if let Some(offset) = stream_offset {
+                queue.set_stream_start(offset);
+            }
             let settings = ConsumerSettings { no_ack, exclusive, prefetch_count, priority };
             let result = queue.add_consumer(holder, consumer_tag, settings);
             Outcome::Consumed(result.map(|()| ReplyBody::ConsumeOk))

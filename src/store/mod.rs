@@ -17,6 +17,7 @@ pub(crate) mod lock;
 pub(crate) mod paging;
 pub(crate) mod record;
 pub(crate) mod segment;
+pub(crate) mod stream_log;
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -260,12 +260,12 @@ shard_tests! {
         close_conn(&conn).await;
     }
 
-    /// Stream queues are refused with 406 (never silently made classic); an explicit classic
-    /// queue type is accepted (quorum queues: `quorum.rs`).
-    async fn stream_queue_type_is_refused(broker: &Broker) {
+    /// A stream must be durable (406 as RabbitMQ 3.10); an explicit classic queue type is
+    /// accepted (quorum queues: `quorum.rs`, streams: `stream.rs`).
+    async fn non_durable_stream_is_refused(broker: &Broker) {
         let conn = connect(&broker.uri()).await;
         let q = unique("q-type");
-        let reason = format!("PRECONDITION_FAILED - invalid arg 'x-queue-type' for queue '{q}' in vhost '/': stream queues are not supported by this broker (only 'classic')");
+        let reason = format!("PRECONDITION_FAILED - invalid property 'non-durable' for queue '{q}' in vhost '/'");
         expect_declare_406(&conn, &q, args(&[("x-queue-type", string("stream"))]), &reason).await;
         let ch = open_channel(&conn).await;
         declare_with(&ch, &q, args(&[("x-queue-type", string("classic"))])).await.expect("classic is accepted");

@@ -27,4 +27,5 @@ mod quorum;
 mod remote;
 mod server;
 mod storage;
+mod stream;
 mod tls;

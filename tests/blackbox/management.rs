@@ -479,3 +479,31 @@ fn guest_is_refused_from_another_host_and_an_administrator_is_not() {
     assert_eq!(guest.json(), json!({"error": "not_authorised", "reason": "User can only log in via localhost"}));
     assert_eq!((ops.status, ops.json()["name"].clone()), (200, json!("ops")));
 }
+
+/// A stream shows `type: stream` in its queue object and in the definitions export, and a
+/// definitions import declares one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_show_their_type_and_import() {
+    let Some(managed) = Managed::start() else { return };
+    let stream = r#"{"durable":true,"arguments":{"x-queue-type":"stream","x-max-age":"7D"}}"#;
+    assert_eq!(managed.call("PUT", "/api/queues/%2F/events", Some(stream)).status, 201);
+    assert_eq!(managed.call("GET", "/api/queues/%2F/events", None).json()["type"], json!("stream"));
+    let exported = managed.call("GET", "/api/definitions", None).json();
+    let queues = exported["queues"].as_array().cloned().unwrap_or_default();
+    let events = queues.iter().find(|queue| queue["name"] == json!("events")).cloned().unwrap_or_default();
+    assert_eq!((events["type"].clone(), events["arguments"]["x-max-age"].clone()), (json!("stream"), json!("7D")));
+    let import = r#"{"queues":[{"vhost":"/","name":"imported","durable":true,"auto_delete":false,"type":"stream","arguments":{"x-queue-type":"stream"}}]}"#;
+    let imported = managed.call("POST", "/api/definitions", Some(import));
+    assert!(imported.status < 300, "import: {}", imported.status);
+    // The import answers once the definitions are applied; the queue object may still be on
+    // its way to its owner shard, so the listing is asked again for a while.
+    let mut shown = json!(null);
+    for _ in 0..50 {
+        shown = managed.call("GET", "/api/queues/%2F/imported", None).json()["type"].clone();
+        if shown == json!("stream") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(shown, json!("stream"));
+}

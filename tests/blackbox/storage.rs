@@ -11,6 +11,7 @@ mod fanout;
 mod messages;
 mod on_disk;
 mod paging;
+mod stream;
 
 use crate::common::*;
 

@@ -327,7 +327,7 @@ fn invalid_values_are_all_reported() {
         "queues": [
             {"vhost": "v", "name": "q", "durable": true, "auto_delete": false, "arguments": {"x-message-ttl": -1}},
             {"vhost": "v", "name": "q", "durable": true, "auto_delete": false},
-            {"vhost": "v", "name": "s", "durable": true, "auto_delete": false, "type": "stream"}
+            {"vhost": "v", "name": "s", "durable": true, "auto_delete": false, "type": "mirrored"}
         ],
         "exchanges": [{"vhost": "v", "name": "x", "type": "x-unknown-type", "durable": true, "auto_delete": false,
                        "arguments": {"alternate-exchange": 5}}],
@@ -346,7 +346,7 @@ fn invalid_values_are_all_reported() {
         "policies[0].definition: no policy provided",
         "queues[0].arguments: PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue 'q' in vhost 'v': {value_negative,-1}",
         "queues[1]: queue 'q' in vhost 'v' is already defined by queues[0]",
-        "queues[2].type: stream queues are not supported by this broker (only 'classic' and 'quorum')",
+        "queues[2].type: mirrored queues are not supported by this broker (only 'classic', 'quorum' and 'stream')",
         "exchanges[0].type: unknown exchange type 'x-unknown-type'",
         "exchanges[0].arguments: PRECONDITION_FAILED - invalid type 'long' for arg 'alternate-exchange' in exchange 'x' in vhost 'v'",
         "bindings[0].source: binding the default exchange is not permitted (RabbitMQ refuses it with 403)",

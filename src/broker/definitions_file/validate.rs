@@ -228,9 +228,11 @@ fn check_queues_and_exchanges(check: &mut Checker, definitions: &DefinitionsFile
         check.unique("queue", format!("'{}' in vhost '{}'", queue.name, queue.vhost), path.clone());
         if let Err(error) = queue_args::validate(&queue.arguments, &queue.name, &queue.vhost) {
             check.problem(format!("{path}.arguments"), error.reply_text);
-        } else if !matches!(queue.queue_type.as_str(), "classic" | "quorum") {
-            let message =
-                format!("{} queues are not supported by this broker (only 'classic' and 'quorum')", queue.queue_type);
+        } else if !matches!(queue.queue_type.as_str(), "classic" | "quorum" | "stream") {
+            let message = format!(
+                "{} queues are not supported by this broker (only 'classic', 'quorum' and 'stream')",
+                queue.queue_type
+            );
             check.problem(format!("{path}.type"), message);
         } else {
             let flags = QueueFlags { durable: queue.durable, exclusive: false, auto_delete: queue.auto_delete };

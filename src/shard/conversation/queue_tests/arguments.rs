@@ -351,12 +351,11 @@ fn an_unknown_x_queue_mode_is_406() {
     assert_eq!(declare_refused("x-queue-mode", text("eager")), expected);
 }
 
-/// Not RabbitMQ's behaviour (it would declare a stream): this broker refuses the queue types
-/// it does not implement rather than declaring a classic queue in their place.
+/// A stream must be durable, as in RabbitMQ 3.10 (the declare here is not).
 #[test]
-fn stream_queue_type_is_refused_with_406() {
-    let reason = "stream queues are not supported by this broker (only 'classic')";
-    assert_eq!(declare_refused("x-queue-type", text("stream")), invalid_arg("x-queue-type", reason));
+fn a_non_durable_stream_is_406() {
+    let refusal = "PRECONDITION_FAILED - invalid property 'non-durable' for queue 'q' in vhost '/'".to_string();
+    assert_eq!(declare_refused("x-queue-type", text("stream")), (406, refusal, DECLARE.0, DECLARE.1));
 }
 
 /// An extension: RabbitMQ 3.10 refuses x-delivery-limit on a classic queue whatever its value.
