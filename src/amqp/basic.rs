@@ -106,8 +106,8 @@ impl<P: Port> Dispatcher<P> {
                 };
                 stream_args::check_consumer(rules, &name, &self.vhost())?;
                 let now_unix_ms = crate::clock::unix_ms();
-                stream_offset =
-                    Some(stream_args::stream_offset(&consume.arguments, now_unix_ms, &name, &self.vhost())?);
+                let offset = stream_args::stream_offset(&consume.arguments, now_unix_ms, &name, &self.vhost())?;
+                stream_offset = Some(Box::new(offset));
             }
             // RabbitMQ 3.10's quorum queues refuse a consumer on a channel with a global
             // prefetch (a connection error), and give a consumer without any prefetch 2000.

@@ -88,8 +88,9 @@ pub enum QueueRequest {
         nowait: bool,
         /// The consumer argument `x-priority` (0 without one).
         priority: i32,
-        /// Where a stream's consumer starts (`x-stream-offset`); None for other queues.
-        stream_offset: Option<crate::broker::stream_args::StreamOffset>,
+        /// Where a stream's consumer starts (`x-stream-offset`); None for other queues. Boxed:
+        /// every mailbox slot is as large as the largest message.
+        stream_offset: Option<Box<crate::broker::stream_args::StreamOffset>>,
     },
     Cancel {
         holder: Holder,

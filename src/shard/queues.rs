@@ -396,7 +396,7 @@ fn apply_queue_request(
             stream_offset,
         } => {
             if let Some(offset) = stream_offset {
-                queue.set_stream_start(offset);
+                queue.set_stream_start(*offset);
             }
             let settings = ConsumerSettings { no_ack, exclusive, prefetch_count, priority };
             let result = queue.add_consumer(holder, consumer_tag, settings);
