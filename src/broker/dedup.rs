@@ -19,7 +19,6 @@ use rustc_hash::FxHashMap;
 use super::error::{AmqpError, PRECONDITION_FAILED};
 use super::headers_match::type_name;
 use super::queue_args::{integer, text};
-use crate::codec::hotpath;
 use crate::codec::message::Message;
 use crate::limits::{DEDUP_CACHE_BYTES_MAX, DEDUP_CACHE_ENTRIES_DEFAULT, DEDUP_CACHE_ENTRIES_MAX};
 
@@ -156,16 +155,8 @@ impl DedupCache {
 
     /// The dedup key and the message's own `x-cache-ttl` (ms), if it has the header.
     fn key_of(&self, message: &Message) -> Option<(Key, Option<u64>)> {
-        const HEADERS_FLAG: u16 = 1 << 13;
-        let flags = match &message.properties[..] {
-            [high, low, ..] => u16::from_be_bytes([*high, *low]),
-            _ => return None,
-        };
-        if flags & HEADERS_FLAG == 0 {
-            return None;
-        }
-        let properties = hotpath::parse_properties(&message.properties).ok()?;
-        let headers = properties.headers().as_ref()?.inner();
+        let headers = message.headers()?;
+        let headers = headers.inner();
         let key = encode_key(headers.get(self.settings.header.as_str())?);
         let own_ttl_ms = headers.get("x-cache-ttl").and_then(integer).and_then(|ttl| u64::try_from(ttl).ok());
         Some((key, own_ttl_ms))

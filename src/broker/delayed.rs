@@ -17,7 +17,6 @@ use super::error::{AmqpError, COMMAND_INVALID, PRECONDITION_FAILED};
 use super::queue_args::{integer, text};
 use super::routing::ExchangeKind;
 use super::snapshot::Exchange;
-use crate::codec::hotpath;
 use crate::codec::message::Message;
 
 /// The plugin's ceiling (`?ERL_MAX_T`, Erlang's largest timer): a larger `x-delay` routes at once.
@@ -75,16 +74,7 @@ pub fn validate_arguments(arguments: &FieldTable) -> Result<(), AmqpError> {
 
 /// How long to hold `message` (ms): None routes it at once.
 pub fn delay_ms(message: &Message) -> Option<u64> {
-    const HEADERS_FLAG: u16 = 1 << 13;
-    let flags = match &message.properties[..] {
-        [high, low, ..] => u16::from_be_bytes([*high, *low]),
-        _ => return None,
-    };
-    if flags & HEADERS_FLAG == 0 {
-        return None;
-    }
-    let properties = hotpath::parse_properties(&message.properties).ok()?;
-    let delay = properties.headers().as_ref()?.inner().get("x-delay").and_then(integer)?;
+    let delay = message.headers()?.inner().get("x-delay").and_then(integer)?;
     (1..=DELAY_MAX_MS).contains(&delay).then_some(delay as u64)
 }
 
@@ -113,7 +103,7 @@ mod tests {
         if let Some(headers) = headers {
             properties = properties.with_headers(headers);
         }
-        let properties = hotpath::encode_properties(&properties).expect("encodable");
+        let properties = crate::codec::hotpath::encode_properties(&properties).expect("encodable");
         Message {
             exchange: Bytes::from_static(b"x"),
             routing_key: Bytes::new(),

@@ -33,7 +33,7 @@ const METHOD_NACK: u16 = 120;
 // Basic property flags, most significant bit first, as in the spec.
 const PROP_CONTENT_TYPE: u16 = 1 << 15;
 const PROP_CONTENT_ENCODING: u16 = 1 << 14;
-const PROP_HEADERS: u16 = 1 << 13;
+pub(crate) const PROP_HEADERS: u16 = 1 << 13;
 const PROP_DELIVERY_MODE: u16 = 1 << 12;
 const PROP_PRIORITY: u16 = 1 << 11;
 const PROP_CORRELATION_ID: u16 = 1 << 10;

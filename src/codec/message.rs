@@ -3,7 +3,7 @@
 //! The properties stay in their wire encoding so a delivery forwards them byte for byte; the
 //! few fields the broker needs are read from them on demand.
 
-use amq_protocol::types::AMQPValue;
+use amq_protocol::types::{AMQPValue, FieldTable};
 use bytes::Bytes;
 
 use crate::codec::hotpath::{self, CodecError};
@@ -43,6 +43,19 @@ impl Message {
         };
         let text = expiration.as_str();
         parse_expiration(text).map(Some).map_err(|reason| format!("invalid expiration '{text}': {reason}"))
+    }
+
+    /// The `headers` property. Checks its flag bit first, so a message without headers is never
+    /// parsed; None without headers or when the properties do not parse.
+    pub fn headers(&self) -> Option<FieldTable> {
+        let flags = match &self.properties[..] {
+            [high, low, ..] => u16::from_be_bytes([*high, *low]),
+            _ => return None,
+        };
+        if flags & hotpath::PROP_HEADERS == 0 {
+            return None;
+        }
+        hotpath::parse_properties(&self.properties).ok()?.headers().clone()
     }
 
     /// A copy whose headers carry `x-delivery-count` = `count` (replacing one the publisher
