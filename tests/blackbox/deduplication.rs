@@ -4,6 +4,7 @@
 //! the broker: publishers on different shards see the same values.
 
 use crate::common::*;
+use crate::storage::publish_one_confirmed;
 
 fn dedup_arguments(cache_size: i64, cache_ttl_ms: Option<i64>, header: Option<&str>) -> FieldTable {
     let mut arguments = FieldTable::default();
@@ -22,24 +23,6 @@ fn with_header(name: &str, value: &str) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(name.into(), AMQPValue::LongString(value.into()));
     BasicProperties::default().with_headers(headers)
-}
-
-/// Publishes on a confirm-mode channel and asserts the broker acked it.
-async fn publish_confirmed(ch: &Channel, exchange: &str, routing_key: &str, body: &str, properties: BasicProperties) {
-    let confirm = within(
-        T,
-        ch.basic_publish(
-            exchange.into(),
-            routing_key.into(),
-            BasicPublishOptions::default(),
-            body.as_bytes(),
-            properties,
-        ),
-    )
-    .await
-    .expect("basic.publish");
-    let confirmation = within(T, confirm).await.expect("confirm");
-    assert!(confirmation.is_ack(), "publish {body:?} was not acked: {confirmation:?}");
 }
 
 async fn bodies(ch: &Channel, queue: &str) -> Vec<String> {
@@ -62,12 +45,12 @@ shard_tests! {
         within(T, ch.confirm_select(ConfirmSelectOptions::default())).await.expect("confirm.select");
         let q = unique("q-dedup");
         declare_dedup_queue(&ch, &q, dedup_arguments(100, None, None)).await;
-        publish_confirmed(&ch, "", &q, "first", with_header("x-deduplication-header", "a")).await;
-        publish_confirmed(&ch, "", &q, "repeat", with_header("x-deduplication-header", "a")).await;
-        publish_confirmed(&ch, "", &q, "other", with_header("x-deduplication-header", "b")).await;
-        publish_confirmed(&ch, "", &q, "no header 1", BasicProperties::default()).await;
-        publish_confirmed(&ch, "", &q, "no header 2", BasicProperties::default()).await;
-        publish_confirmed(&ch, "", &q, "another header", with_header("id", "a")).await;
+        publish_one_confirmed(&ch, "", &q, "first", with_header("x-deduplication-header", "a")).await;
+        publish_one_confirmed(&ch, "", &q, "repeat", with_header("x-deduplication-header", "a")).await;
+        publish_one_confirmed(&ch, "", &q, "other", with_header("x-deduplication-header", "b")).await;
+        publish_one_confirmed(&ch, "", &q, "no header 1", BasicProperties::default()).await;
+        publish_one_confirmed(&ch, "", &q, "no header 2", BasicProperties::default()).await;
+        publish_one_confirmed(&ch, "", &q, "another header", with_header("id", "a")).await;
         assert_eq!(bodies(&ch, &q).await, ["first", "other", "no header 1", "no header 2", "another header"]);
         cleanup_queue(&ch, &q).await;
         close_conn(&conn).await;
@@ -94,7 +77,7 @@ shard_tests! {
         let q = unique("q-dedup-size");
         declare_dedup_queue(&ch, &q, dedup_arguments(2, None, None)).await;
         for (body, id) in [("a1", "a"), ("b1", "b"), ("a2", "a"), ("c1", "c"), ("a3", "a"), ("c2", "c")] {
-            publish_confirmed(&ch, "", &q, body, with_header("x-deduplication-header", id)).await;
+            publish_one_confirmed(&ch, "", &q, body, with_header("x-deduplication-header", id)).await;
         }
         // a and b fill the cache; c pushes a out, so a3 passes (and pushes b out); c2 is a repeat.
         assert_eq!(bodies(&ch, &q).await, ["a1", "b1", "c1", "a3"]);
@@ -110,12 +93,12 @@ shard_tests! {
         let mut long_lived = FieldTable::default();
         long_lived.insert("x-deduplication-header".into(), AMQPValue::LongString("b".into()));
         long_lived.insert("x-cache-ttl".into(), AMQPValue::LongLongInt(60_000));
-        publish_confirmed(&ch, "", &q, "a1", with_header("x-deduplication-header", "a")).await;
-        publish_confirmed(&ch, "", &q, "b1", BasicProperties::default().with_headers(long_lived.clone())).await;
-        publish_confirmed(&ch, "", &q, "a2", with_header("x-deduplication-header", "a")).await;
+        publish_one_confirmed(&ch, "", &q, "a1", with_header("x-deduplication-header", "a")).await;
+        publish_one_confirmed(&ch, "", &q, "b1", BasicProperties::default().with_headers(long_lived.clone())).await;
+        publish_one_confirmed(&ch, "", &q, "a2", with_header("x-deduplication-header", "a")).await;
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        publish_confirmed(&ch, "", &q, "a3", with_header("x-deduplication-header", "a")).await;
-        publish_confirmed(&ch, "", &q, "b2", BasicProperties::default().with_headers(long_lived)).await;
+        publish_one_confirmed(&ch, "", &q, "a3", with_header("x-deduplication-header", "a")).await;
+        publish_one_confirmed(&ch, "", &q, "b2", BasicProperties::default().with_headers(long_lived)).await;
         assert_eq!(bodies(&ch, &q).await, ["a1", "b1", "a3"]);
         cleanup_queue(&ch, &q).await;
         close_conn(&conn).await;
@@ -143,11 +126,11 @@ shard_tests! {
                 .await
                 .expect("queue.bind");
         }
-        publish_confirmed(&ch_a, &exchange, "", "a from 0", with_header("x-deduplication-header", "a")).await;
-        publish_confirmed(&ch_b, &exchange, "", "a from 2", with_header("x-deduplication-header", "a")).await;
-        publish_confirmed(&ch_b, &exchange, "", "b from 2", with_header("x-deduplication-header", "b")).await;
-        publish_confirmed(&ch_a, &exchange, "", "b from 0", with_header("x-deduplication-header", "b")).await;
-        publish_confirmed(&ch_a, &exchange, "", "plain", BasicProperties::default()).await;
+        publish_one_confirmed(&ch_a, &exchange, "", "a from 0", with_header("x-deduplication-header", "a")).await;
+        publish_one_confirmed(&ch_b, &exchange, "", "a from 2", with_header("x-deduplication-header", "a")).await;
+        publish_one_confirmed(&ch_b, &exchange, "", "b from 2", with_header("x-deduplication-header", "b")).await;
+        publish_one_confirmed(&ch_a, &exchange, "", "b from 0", with_header("x-deduplication-header", "b")).await;
+        publish_one_confirmed(&ch_a, &exchange, "", "plain", BasicProperties::default()).await;
         for q in &queues {
             assert_eq!(bodies(&ch_a, q).await, ["a from 0", "b from 2", "plain"], "queue {q}");
             cleanup_queue(&ch_a, q).await;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::process::{BrokerProcess, DataDir};
 use crate::common::*;
-use crate::storage::{confirm_channel, get_all, persistent, Got};
+use crate::storage::{confirm_channel, get_all, persistent, publish_one_confirmed, Got};
 
 /// Tolerance on "not before due": the broker's and the test's clocks start the wait at
 /// slightly different moments.
@@ -54,23 +54,6 @@ async fn bound_queue(ch: &Channel, exchange: &str, routing_key: &str, durable: b
     q
 }
 
-async fn publish_acked(ch: &Channel, exchange: &str, routing_key: &str, body: &str, properties: BasicProperties) {
-    let confirm = within(
-        T,
-        ch.basic_publish(
-            exchange.into(),
-            routing_key.into(),
-            BasicPublishOptions::default(),
-            body.as_bytes(),
-            properties,
-        ),
-    )
-    .await
-    .expect("basic.publish");
-    let confirmation = within(T, confirm).await.expect("confirm");
-    assert!(confirmation.is_ack(), "{body}: {confirmation:?}");
-}
-
 shard_tests! {
     async fn messages_arrive_in_due_order_and_not_before_due(broker: &Broker) {
         let (conn, ch) = connect_channel(&broker.uri()).await;
@@ -83,7 +66,7 @@ shard_tests! {
         let delays: [u64; 4] = [900, 300, 600, 100];
         for delay_ms in delays {
             let properties = delay(BasicProperties::default(), AMQPValue::LongLongInt(delay_ms as i64));
-            publish_acked(&ch, &exchange, "k", &delay_ms.to_string(), properties).await;
+            publish_one_confirmed(&ch, &exchange, "k", &delay_ms.to_string(), properties).await;
         }
         let mut arrived = Vec::new();
         for _ in delays {
@@ -135,7 +118,7 @@ shard_tests! {
         declare_delayed(&ch, &exchange, "topic", false).await;
         let q = bound_queue(&ch, &exchange, "a.*", false).await;
         for (key, body) in [("a.b", "matched"), ("b.c", "unmatched"), ("a.b.c", "too deep")] {
-            publish_acked(&ch, &exchange, key, body, delay(BasicProperties::default(), AMQPValue::LongInt(200))).await;
+            publish_one_confirmed(&ch, &exchange, key, body, delay(BasicProperties::default(), AMQPValue::LongInt(200))).await;
         }
         assert_eq!(message_count(&ch, &q).await, 0, "held, not routed yet");
         wait_message_count(&ch, &q, 1, 5).await;
@@ -175,9 +158,9 @@ async fn held_messages_survive(shards: usize, shards_after: usize, stop: fn(Brok
     let bodies: Vec<String> = (0..20).map(|index| format!("held-{index:02}")).collect();
     for (index, body) in bodies.iter().enumerate() {
         let properties = delay(persistent(), AMQPValue::LongLongInt(4000 + 50 * index as i64));
-        publish_acked(&ch, &exchange, "k", body, properties).await;
+        publish_one_confirmed(&ch, &exchange, "k", body, properties).await;
     }
-    publish_acked(&ch, &exchange, "k", "at once", persistent()).await;
+    publish_one_confirmed(&ch, &exchange, "k", "at once", persistent()).await;
     close_conn(&conn).await;
     stop(broker);
 

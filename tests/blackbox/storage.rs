@@ -61,6 +61,17 @@ pub async fn publish_confirmed(
     }
 }
 
+/// Publishes one body with `properties` and waits for its confirm, which must be an ack.
+pub async fn publish_one_confirmed(
+    ch: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &str,
+    properties: BasicProperties,
+) {
+    publish_confirmed(ch, exchange, routing_key, &[body.to_string()], properties).await;
+}
+
 /// basic.publish of `body` to `queue` through the default exchange; returns the confirm.
 pub async fn publish_to_queue(
     ch: &Channel,
