@@ -87,6 +87,9 @@ pub struct BenchArgs {
     /// `--delay-ms`: the exchange is declared `x-delayed-message` (routing as
     /// `--exchange-type`) and every message carries this `x-delay`.
     pub delay_ms: Option<u64>,
+    /// `--delay-spread`: each message's `x-delay` is drawn at random from 1..=`delay_ms`, and a
+    /// measured latency counts from the message's due time (how late it was routed).
+    pub delay_spread: bool,
     pub queues: u32,
     pub connections: u32,
     pub hold_seconds: u64,
@@ -185,6 +188,8 @@ FLAGS (throughput):
         --measure-latency        publish timestamps; report consumer latency percentiles
         --delay-ms <ms>          declare --exchange as x-delayed-message (routing as
                                  --exchange-type) and publish with this x-delay header
+        --delay-spread           draw each message's x-delay at random from 1..=--delay-ms;
+                                 --measure-latency then measures from the due time
 
 FLAGS (other scenarios):
         --queues <n>             queue-count [default: 1000]
@@ -223,6 +228,7 @@ impl BenchArgs {
             consumer_arguments: FieldTable::default(),
             measure_latency: false,
             delay_ms: None,
+            delay_spread: false,
             queues: 1000,
             connections: 1000,
             hold_seconds: 0,
@@ -287,6 +293,7 @@ impl BenchArgs {
             stream_offset,
             measure_latency,
             delay_ms,
+            delay_spread,
             queues,
             connections,
             hold,
@@ -324,6 +331,7 @@ impl BenchArgs {
         }
         self.measure_latency |= measure_latency;
         self.delay_ms = delay_ms.or(self.delay_ms);
+        self.delay_spread |= delay_spread;
         set(&mut self.queues, queues);
         set(&mut self.connections, connections);
         set(&mut self.hold_seconds, hold);
@@ -347,6 +355,9 @@ impl BenchArgs {
         }
         if self.delay_ms.is_some() && (self.exchange.is_empty() || self.exchange.starts_with("amq.")) {
             return invalid("--delay-ms needs --exchange naming the delayed exchange to declare");
+        }
+        if self.delay_spread && self.delay_ms.is_none() {
+            return invalid("--delay-spread needs --delay-ms, the longest delay to draw");
         }
         if self.is_stream() && self.consumers > 0 && (self.ack_every == 0 || self.prefetch_count == 0) {
             return invalid(

@@ -172,6 +172,15 @@ fn delay_ms_declares_a_delayed_exchange_and_needs_one() {
 }
 
 #[test]
+fn delay_spread_draws_up_to_delay_ms_and_needs_it() {
+    let args = run("throughput --delay-ms 60000 --delay-spread -e later");
+    assert!(args.delay_spread);
+    assert!(!run("throughput --delay-ms 60000 -e later").delay_spread);
+    let message = error("throughput --delay-spread -e later").to_string();
+    assert!(message.contains("--delay-spread needs --delay-ms"), "{message}");
+}
+
+#[test]
 fn stream_flags_set_the_queue_type_and_the_consumer_offset() {
     let args = run("throughput --queue-type stream --stream-offset first --ack 10 --prefetch 100");
     assert_eq!(args.queue_type().as_deref(), Some("stream"));

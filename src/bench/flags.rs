@@ -81,6 +81,8 @@ pub(super) struct Flags {
     pub measure_latency: bool,
     #[arg(long, value_parser = positive::<u64>)]
     pub delay_ms: Option<u64>,
+    #[arg(long)]
+    pub delay_spread: bool,
     #[arg(long, value_parser = positive::<u32>)]
     pub queues: Option<u32>,
     #[arg(long, value_parser = positive::<u32>)]
@@ -129,6 +131,7 @@ pub(super) const FLAGS: &[(&str, u8)] = &[
     ("--stream-offset", THROUGHPUT),
     ("--measure-latency", THROUGHPUT),
     ("--delay-ms", THROUGHPUT),
+    ("--delay-spread", THROUGHPUT),
     ("--queues", QUEUE_COUNT),
     ("--connections", CONNECTION_COUNT | CONNECTION_CHURN),
     ("--hold", CONNECTION_COUNT),

@@ -47,6 +47,9 @@ pub struct PublisherPlan {
     pub rate: Option<u64>,
     pub limit: Option<u64>,
     pub measure_latency: bool,
+    /// `--delay-spread`: each message's `x-delay` is drawn from 1..=this (ms), and its stamp
+    /// is its due time, so the consumer measures how late it was routed.
+    pub delay_spread_ms: Option<u64>,
 }
 
 /// State the reader task shares with the writer (same thread).
@@ -64,6 +67,8 @@ struct Template {
     bytes: Vec<u8>,
     /// Where the first body frame's payload starts, when latency is measured.
     stamp_offset: Option<usize>,
+    /// Where the 8-byte value of the `x-delay` header starts, when delays are drawn per message.
+    delay_offset: Option<usize>,
 }
 
 impl Template {
@@ -78,8 +83,16 @@ impl Template {
         // An empty body encodes method + header only: the body frame starts right after.
         let prefix_len = encode(&[])?.len();
         let stamp_offset = plan.measure_latency.then_some(prefix_len + FRAME_HEADER_LEN);
-        Ok(Template { bytes, stamp_offset })
+        let delay_offset = plan.delay_spread_ms.and_then(|_| delay_value_offset(&bytes));
+        Ok(Template { bytes, stamp_offset, delay_offset })
     }
+}
+
+/// Where the value of the `x-delay` header lies in an encoded triple: `publish_properties`
+/// writes it as a long-long (type `l`, 8 bytes big-endian) right after its key.
+fn delay_value_offset(bytes: &[u8]) -> Option<usize> {
+    const KEY_AND_TYPE: &[u8] = b"\x07x-delayl";
+    bytes.windows(KEY_AND_TYPE.len()).position(|window| window == KEY_AND_TYPE).map(|at| at + KEY_AND_TYPE.len())
 }
 
 /// One template per routing key, used in turn, so one publisher can spread its messages
@@ -87,6 +100,9 @@ impl Template {
 struct Templates {
     each: Vec<Template>,
     next: usize,
+    delay_spread_ms: Option<u64>,
+    /// xorshift64* state for the drawn delays: uniform enough, and no dependency for it.
+    random: u64,
 }
 
 impl Templates {
@@ -96,25 +112,43 @@ impl Templates {
             .iter()
             .map(|routing_key| Template::new(plan, routing_key, frame_max))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Templates { each, next: 0 })
+        let random = now_nanos() | 1;
+        Ok(Templates { each, next: 0, delay_spread_ms: plan.delay_spread_ms, random })
+    }
+
+    fn next_random(&mut self) -> u64 {
+        self.random ^= self.random >> 12;
+        self.random ^= self.random << 25;
+        self.random ^= self.random >> 27;
+        self.random.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
     fn longest_bytes(&self) -> usize {
         self.each.iter().map(|template| template.bytes.len()).max().unwrap_or(1).max(1)
     }
 
-    /// Appends the next message (with `stamp` in its body when latency is measured).
-    fn write_next(&mut self, out: &mut BytesMut, stamp: &[u8]) {
+    /// Appends the next message, sent at `now_nanos`: with a drawn delay, its `x-delay`; when
+    /// latency is measured, a stamp in its body (its due time when the delay was drawn).
+    fn write_next(&mut self, out: &mut BytesMut, now_nanos: u64) {
+        let delay_ms = self.delay_spread_ms.map(|spread| 1 + self.next_random() % spread.max(1));
         let Some(template) = self.each.get(self.next) else { return };
         self.next = if self.next + 1 == self.each.len() { 0 } else { self.next + 1 };
         let start = out.len();
         out.extend_from_slice(&template.bytes);
-        if let Some(offset) = template.stamp_offset {
-            let at = start + offset;
-            if let Some(slot) = out.get_mut(at..at + stamp.len()) {
-                slot.copy_from_slice(stamp);
-            }
+        let mut stamp = now_nanos;
+        if let (Some(delay_ms), Some(offset)) = (delay_ms, template.delay_offset) {
+            write_at(out, start + offset, &delay_ms.to_be_bytes());
+            stamp += delay_ms * 1_000_000;
         }
+        if let Some(offset) = template.stamp_offset {
+            write_at(out, start + offset, &stamp.to_be_bytes());
+        }
+    }
+}
+
+fn write_at(out: &mut BytesMut, at: usize, bytes: &[u8]) {
+    if let Some(slot) = out.get_mut(at..at + bytes.len()) {
+        slot.copy_from_slice(bytes);
     }
 }
 
@@ -207,9 +241,9 @@ async fn publish(
                 writer.idle(&flow.room, limit).await?;
             }
             Step::Send(count) => {
-                let stamp = now_nanos().to_be_bytes();
+                let now = now_nanos();
                 for _ in 0..count {
-                    templates.write_next(&mut writer.out, &stamp);
+                    templates.write_next(&mut writer.out, now);
                 }
                 flow.tracker.borrow_mut().published(count);
                 writer.flush().await?;
@@ -386,6 +420,7 @@ mod tests {
             rate: None,
             limit: None,
             measure_latency,
+            delay_spread_ms: None,
         }
     }
 
@@ -413,7 +448,7 @@ mod tests {
         let mut templates = Templates::new(&spread, 4096).expect("encodes");
         let mut buffer = BytesMut::new();
         for _ in 0..4 {
-            templates.write_next(&mut buffer, &[0xCD; 8]);
+            templates.write_next(&mut buffer, 0xCDCD_CDCD_CDCD_CDCD);
         }
         let mut keys = Vec::new();
         while !buffer.is_empty() {
@@ -425,6 +460,40 @@ mod tests {
         }
         assert_eq!(keys, [&b"q-1"[..], b"q-22", b"q-333", b"q-1"]);
         assert_eq!(templates.longest_bytes(), Template::new(&spread, "q-333", 4096).expect("ok").bytes.len());
+    }
+
+    #[test]
+    fn drawn_delays_go_in_the_header_and_the_stamp_is_the_due_time() {
+        use amq_protocol::protocol::BasicProperties;
+        use amq_protocol::types::{AMQPValue, FieldTable};
+        let mut headers = FieldTable::default();
+        headers.insert("x-delay".into(), AMQPValue::LongLongInt(60_000));
+        let properties = BasicProperties::default().with_delivery_mode(2).with_headers(headers);
+        let mut spread = plan(16, true);
+        spread.properties = crate::codec::hotpath::encode_properties(&properties).expect("encodes");
+        spread.delay_spread_ms = Some(60_000);
+        let mut templates = Templates::new(&spread, 4096).expect("encodes");
+        let mut buffer = BytesMut::new();
+        for _ in 0..200 {
+            templates.write_next(&mut buffer, 5_000_000_000);
+        }
+        let mut delays = std::collections::HashSet::new();
+        while !buffer.is_empty() {
+            split_frame(&mut buffer, 4096).expect("ok").expect("method");
+            let header = split_frame(&mut buffer, 4096).expect("ok").expect("header");
+            let header = parse_content_header(&header.payload).expect("header");
+            let parsed = crate::codec::hotpath::parse_properties(&header.properties).expect("properties");
+            let delay = match parsed.headers().as_ref().and_then(|headers| headers.inner().get("x-delay")) {
+                Some(AMQPValue::LongLongInt(delay)) => *delay as u64,
+                other => panic!("x-delay is {other:?}"),
+            };
+            assert!((1..=60_000).contains(&delay), "drawn delay {delay} out of range");
+            let body = split_frame(&mut buffer, 4096).expect("ok").expect("body");
+            let stamp = u64::from_be_bytes(body.payload[..8].try_into().expect("8 bytes"));
+            assert_eq!(stamp, 5_000_000_000 + delay * 1_000_000, "the stamp is the due time");
+            delays.insert(delay);
+        }
+        assert!(delays.len() > 150, "200 draws from 60,000 should mostly differ: {}", delays.len());
     }
 
     #[test]

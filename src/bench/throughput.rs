@@ -214,6 +214,7 @@ fn plan_roles(args: &BenchArgs) -> Result<Vec<Role>, BenchError> {
             rate: args.publisher_rate,
             limit: args.publisher_messages,
             measure_latency: args.measure_latency,
+            delay_spread_ms: args.delay_ms.filter(|_| args.delay_spread),
         };
         roles.push(Role::Publisher(index, Arc::new(plan)));
     }
