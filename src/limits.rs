@@ -111,6 +111,16 @@ pub const STREAM_SEGMENT_BYTES_MIN: u64 = 4 * 1024;
 /// segment; memory grows by 16 bytes per this many messages held.
 pub const STREAM_INDEX_EVERY_MESSAGES: u64 = 1024;
 
+/// A stream consumer reads its stream's files this much at a time (one pread), and its
+/// messages are slices of that chunk: large enough that a 16-byte message costs a few
+/// nanoseconds of syscall, small enough that ten thousand consumers hold 2.5 GiB at most and
+/// a chunk goes once its last message is written out. A longer record is read whole.
+pub const STREAM_READ_CHUNK_BYTES: u64 = 256 * 1024;
+/// Appends to a stream are buffered until the group commit takes the stream's files (or a
+/// segment rolls over); past this many bytes the buffer is written at once, so a publisher
+/// faster than the disk syncs holds at most this much per stream in memory.
+pub const STREAM_WRITE_BUFFER_BYTES: usize = 1024 * 1024;
+
 /// Compaction (see `shard/compaction.rs`): a sealed segment whose ready messages take at
 /// most this share of it (percent) has them copied out, so it can be deleted.
 pub const COMPACTION_LIVE_PERCENT_MAX: u64 = 50;

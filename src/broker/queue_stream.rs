@@ -22,14 +22,24 @@ use crate::codec::message::Message;
 use crate::ids::{ConsumerTag, Holder};
 use crate::store::stream_log::{MessageFields, Retention, StreamCursor, StreamEntry, StreamLog};
 
+/// One consumer's place in the stream.
+struct Reader {
+    number: u32,
+    holder: Holder,
+    tag: ConsumerTag,
+    cursor: StreamCursor,
+}
+
 /// A stream attached to its queue.
 pub struct Stream {
     log: StreamLog,
     retention: Retention,
-    /// Each consumer's next offset, by (channel, tag).
-    cursors: FxHashMap<(Holder, ConsumerTag), StreamCursor>,
-    /// Unacked deliveries: delivery sequence → consumer (no message copy).
-    unacked: FxHashMap<u64, (Holder, ConsumerTag)>,
+    /// Each consumer's cursor (a handful per stream: found by a scan, not a hash).
+    readers: Vec<Reader>,
+    /// Number of the next reader added.
+    next_reader: u32,
+    /// Unacked deliveries: delivery sequence → the reader's number (no message copy).
+    unacked: FxHashMap<u64, u32>,
     /// Where a consumer added next starts (`x-stream-offset` of the consume on its way).
     next_start: Option<StreamOffset>,
 }
@@ -39,8 +49,14 @@ impl Queue {
     pub fn attach_stream(&mut self, log: StreamLog) {
         let retention =
             Retention { max_bytes: self.args.max_length_bytes, max_age_ms: max_age_ms(&self.definition.arguments) };
-        let stream =
-            Stream { log, retention, cursors: FxHashMap::default(), unacked: FxHashMap::default(), next_start: None };
+        let stream = Stream {
+            log,
+            retention,
+            readers: Vec::new(),
+            next_reader: 0,
+            unacked: FxHashMap::default(),
+            next_start: None,
+        };
         self.stream = Some(Box::new(stream));
     }
 
@@ -77,8 +93,9 @@ impl Queue {
 
     /// The stream's files written since the last call, for the group commit's fdatasync,
     /// and the offset it covers up to.
-    pub fn take_stream_unsynced(&mut self) -> (Vec<Arc<std::fs::File>>, u64) {
-        self.stream.as_mut().map(|stream| stream.log.take_unsynced()).unwrap_or_default()
+    /// Err: the buffered appends could not be written (the log takes no more).
+    pub fn take_stream_unsynced(&mut self) -> std::io::Result<(Vec<Arc<std::fs::File>>, u64)> {
+        self.stream.as_mut().map_or_else(|| Ok(Default::default()), |stream| stream.log.take_unsynced())
     }
 
     /// The group commit synced the stream up to `offset`: consumers may have those messages.
@@ -112,15 +129,18 @@ impl Queue {
             StreamOffset::Offset(offset) => offset,
             StreamOffset::TimestampMs(unix_ms) => stream.log.offset_at_time(unix_ms),
         };
-        stream.cursors.insert((holder, tag.clone()), StreamCursor::at(start));
+        stream.readers.retain(|reader| reader.holder != holder || reader.tag != *tag);
+        let number = stream.next_reader;
+        stream.next_reader = stream.next_reader.wrapping_add(1);
+        stream.readers.push(Reader { number, holder, tag: tag.clone(), cursor: StreamCursor::at(start) });
     }
 
     /// Forgets the cursors of consumers that are gone.
     pub(super) fn stream_consumers_changed(&mut self) {
         let Some(stream) = self.stream.as_mut() else { return };
         let consumers = &self.consumers;
-        stream.cursors.retain(|(holder, tag), _| {
-            consumers.iter().any(|consumer| consumer.holder == *holder && consumer.tag == *tag)
+        stream.readers.retain(|reader| {
+            consumers.iter().any(|consumer| consumer.holder == reader.holder && consumer.tag == reader.tag)
         });
     }
 
@@ -129,14 +149,20 @@ impl Queue {
     pub(super) fn settle_stream(&mut self, holder: Holder, sequences: &[u64], effects: &mut Vec<Effect>) {
         let Some(stream) = self.stream.as_mut() else { return };
         for sequence in sequences {
-            let Some((owner, tag)) = stream.unacked.get(sequence) else { continue };
-            if *owner != holder {
+            let Some(number) = stream.unacked.get(sequence).copied() else { continue };
+            let reader = stream.readers.iter().find(|reader| reader.number == number);
+            if reader.is_some_and(|reader| reader.holder != holder) {
                 continue;
             }
-            if let Some(consumer) =
-                self.consumers.iter_mut().find(|consumer| consumer.holder == holder && consumer.tag == *tag)
-            {
-                consumer.unacked = consumer.unacked.saturating_sub(1);
+            // A reader that is gone (its consumer cancelled) has no credit to give back.
+            if let Some(reader) = reader {
+                let consumer = self
+                    .consumers
+                    .iter_mut()
+                    .find(|consumer| consumer.holder == reader.holder && consumer.tag == reader.tag);
+                if let Some(consumer) = consumer {
+                    consumer.unacked = consumer.unacked.saturating_sub(1);
+                }
             }
             stream.unacked.remove(sequence);
             self.stats.ack += 1;
@@ -148,7 +174,9 @@ impl Queue {
     /// every message anyway).
     pub(super) fn stream_channel_gone(&mut self, holder: Holder) {
         if let Some(stream) = self.stream.as_mut() {
-            stream.unacked.retain(|_, (owner, _)| *owner != holder);
+            let gone: Vec<u32> =
+                stream.readers.iter().filter(|reader| reader.holder == holder).map(|reader| reader.number).collect();
+            stream.unacked.retain(|_, number| !gone.contains(number));
         }
         self.stream_consumers_changed();
     }
@@ -164,21 +192,21 @@ impl Queue {
         }
     }
 
-    /// Gives every consumer with credit what its cursor has, one message per consumer in
-    /// turn, so a consumer far behind reads its own part of the log and holds no one back.
+    /// Gives every consumer with credit what its cursor has, as much as its credit allows
+    /// (each reads its own part of the log, so one far behind holds no one back).
     pub(super) fn dispatch_stream(&mut self, effects: &mut Vec<Effect>) {
         let Some(stream) = self.stream.as_mut() else { return };
-        loop {
-            let mut delivered = false;
-            for consumer in self.consumers.iter_mut().filter(|consumer| consumer.can_take()) {
-                let key = (consumer.holder, consumer.tag.clone());
-                let Some(cursor) = stream.cursors.get_mut(&key) else { continue };
-                let Some(entry) = stream.log.read_next(cursor) else { continue };
+        for consumer in self.consumers.iter_mut().filter(|consumer| consumer.can_take()) {
+            let found =
+                stream.readers.iter_mut().find(|reader| reader.holder == consumer.holder && reader.tag == consumer.tag);
+            let Some(reader) = found else { continue };
+            while consumer.can_take() {
+                let Some(entry) = stream.log.read_next(&mut reader.cursor) else { break };
                 let sequence = self.next_sequence;
                 self.next_sequence += 1;
                 consumer.flow_credit -= 1;
                 consumer.unacked += 1;
-                stream.unacked.insert(sequence, key);
+                stream.unacked.insert(sequence, reader.number);
                 self.stats.deliver_get += 1;
                 effects.push(Effect::Deliver(Delivery {
                     holder: consumer.holder,
@@ -190,29 +218,28 @@ impl Queue {
                     no_ack: false,
                     delivery_count: None,
                 }));
-                delivered = true;
-            }
-            if !delivered {
-                return;
             }
         }
     }
 }
 
 /// The message a stream consumer receives: as published, with the header `x-stream-offset`
-/// (a long) added to its headers. Properties that parsed at publish always re-encode; should
-/// they not, the message goes out as stored.
+/// (a long) in its headers. The log stores most messages with it already; for the others
+/// (the publisher set that header itself) it is put in by parsing and re-encoding the
+/// properties, which replaces the publisher's. Properties that parsed at publish always
+/// re-encode; should they not, the message goes out as stored.
 fn delivered_message(entry: StreamEntry) -> Message {
-    let StreamEntry { offset, exchange, routing_key, properties, body, .. } = entry;
-    let with_offset = hotpath::parse_properties(&properties).and_then(|parsed| {
+    let StreamEntry { offset, offset_in_properties, message, .. } = entry;
+    if offset_in_properties {
+        return message;
+    }
+    let with_offset = hotpath::parse_properties(&message.properties).and_then(|parsed| {
         let mut headers = parsed.headers().clone().unwrap_or_default();
         headers.insert("x-stream-offset".into(), AMQPValue::LongLongInt(i64::try_from(offset).unwrap_or(i64::MAX)));
         hotpath::encode_properties(&parsed.with_headers(headers))
     });
-    Message {
-        exchange: Bytes::from(exchange),
-        routing_key: Bytes::from(routing_key),
-        properties: Bytes::from(with_offset.unwrap_or(properties)),
-        body: Bytes::from(body),
+    match with_offset {
+        Ok(properties) => Message { properties: Bytes::from(properties), ..message },
+        Err(_) => message,
     }
 }

@@ -105,6 +105,62 @@ pub fn parse_expiration(expiration: &str) -> Result<u64, String> {
     }
 }
 
+/// `properties` (flags and list, as received) with a header `key` = `value` (a long-long, type
+/// `l`) added to their headers table, every other byte as it was: the cheap path for a header
+/// the broker adds to every delivery (a stream's `x-stream-offset`). None when the table may
+/// already name `key` (its name appears in it), when the flags continue past one word, or when
+/// the properties are cut short: the caller then parses and re-encodes them.
+pub fn with_long_header(properties: &[u8], key: &[u8], value: i64) -> Option<Vec<u8>> {
+    const CONTENT_TYPE: u16 = 1 << 15;
+    const CONTENT_ENCODING: u16 = 1 << 14;
+    const CONTINUATION: u16 = 1;
+    let key_length = u8::try_from(key.len()).ok()?;
+    let flags = match properties {
+        [] => 0,
+        [high, low, ..] => u16::from_be_bytes([*high, *low]),
+        [_] => return None,
+    };
+    if flags & CONTINUATION != 0 {
+        return None;
+    }
+    // The headers table follows content-type and content-encoding, two short strings.
+    let mut table_at = 2;
+    for bit in [CONTENT_TYPE, CONTENT_ENCODING] {
+        if flags & bit != 0 {
+            table_at += 1 + usize::from(*properties.get(table_at)?);
+        }
+    }
+    if table_at > properties.len().max(2) {
+        return None;
+    }
+    let mut entry = Vec::with_capacity(1 + key.len() + 9);
+    entry.push(key_length);
+    entry.extend_from_slice(key);
+    entry.push(b'l');
+    entry.extend_from_slice(&value.to_be_bytes());
+    let mut out = Vec::with_capacity(properties.len().max(2) + 4 + entry.len());
+    if flags & hotpath::PROP_HEADERS == 0 {
+        out.extend_from_slice(&(flags | hotpath::PROP_HEADERS).to_be_bytes());
+        out.extend_from_slice(properties.get(2..table_at).unwrap_or_default());
+        out.extend_from_slice(&u32::try_from(entry.len()).ok()?.to_be_bytes());
+        out.extend_from_slice(&entry);
+        out.extend_from_slice(properties.get(table_at..).unwrap_or_default());
+        return Some(out);
+    }
+    let length_bytes = properties.get(table_at..table_at + 4)?;
+    let table_length = u32::from_be_bytes(length_bytes.try_into().ok()?) as usize;
+    let table = properties.get(table_at + 4..table_at + 4 + table_length)?;
+    if table.windows(key.len() + 1).any(|window| window[0] == key_length && &window[1..] == key) {
+        return None;
+    }
+    out.extend_from_slice(&properties[..table_at]);
+    out.extend_from_slice(&u32::try_from(table_length + entry.len()).ok()?.to_be_bytes());
+    out.extend_from_slice(table);
+    out.extend_from_slice(&entry);
+    out.extend_from_slice(&properties[table_at + 4 + table_length..]);
+    Some(out)
+}
+
 /// A string as Erlang's `~p` prints it: quoted when printable, else its character codes.
 fn erlang_string(text: &str) -> String {
     if text.chars().all(|character| (' '..='~').contains(&character)) {
@@ -136,6 +192,55 @@ mod tests {
             parse_expiration("99999999999999999999999"),
             Err("{value_too_large,99999999999999999999999}".into())
         );
+    }
+
+    #[test]
+    fn a_long_header_is_spliced_into_the_table_and_everything_else_kept() {
+        let read = |properties: &[u8]| hotpath::parse_properties(properties).expect("parses");
+        let offset_of = |properties: &BasicProperties| {
+            properties.headers().as_ref().and_then(|headers| headers.inner().get("x-stream-offset").cloned())
+        };
+        // No properties at all.
+        let spliced = with_long_header(&[], b"x-stream-offset", 42).expect("splices");
+        assert_eq!(offset_of(&read(&spliced)), Some(AMQPValue::LongLongInt(42)));
+        // Properties before and after the table, and a table of its own.
+        let mut headers = FieldTable::default();
+        headers.insert("app".into(), AMQPValue::LongInt(7));
+        let rich = BasicProperties::default()
+            .with_content_type("text/plain".into())
+            .with_content_encoding("gzip".into())
+            .with_headers(headers)
+            .with_delivery_mode(2)
+            .with_correlation_id("c-1".into());
+        let spliced = with_long_header(&hotpath::encode_properties(&rich).expect("encode"), b"x-stream-offset", -3)
+            .expect("splices");
+        let parsed = read(&spliced);
+        assert_eq!(offset_of(&parsed), Some(AMQPValue::LongLongInt(-3)));
+        let headers = parsed.headers().clone().expect("headers");
+        assert_eq!(headers.inner().get("app"), Some(&AMQPValue::LongInt(7)));
+        assert_eq!(parsed.content_type().as_ref().map(|text| text.as_str()), Some("text/plain"));
+        assert_eq!(parsed.content_encoding().as_ref().map(|text| text.as_str()), Some("gzip"));
+        assert_eq!(
+            (parsed.delivery_mode(), parsed.correlation_id().as_ref().map(|text| text.as_str())),
+            (&Some(2), Some("c-1"))
+        );
+        // Without a table: content-type before, delivery mode after.
+        let plain = BasicProperties::default().with_content_type("a/b".into()).with_delivery_mode(1);
+        let spliced = with_long_header(&hotpath::encode_properties(&plain).expect("encode"), b"x-stream-offset", 9)
+            .expect("splices");
+        let parsed = read(&spliced);
+        assert_eq!(offset_of(&parsed), Some(AMQPValue::LongLongInt(9)));
+        assert_eq!(
+            (parsed.delivery_mode(), parsed.content_type().as_ref().map(|text| text.as_str())),
+            (&Some(1), Some("a/b"))
+        );
+        // A table that already names the key is left to the slow path, as are cut-short bytes.
+        let mut named = FieldTable::default();
+        named.insert("x-stream-offset".into(), AMQPValue::LongInt(1));
+        let named = hotpath::encode_properties(&BasicProperties::default().with_headers(named)).expect("encode");
+        assert_eq!(with_long_header(&named, b"x-stream-offset", 5), None);
+        assert_eq!(with_long_header(&named[..named.len() - 1], b"x-stream-offset", 5), None);
+        assert_eq!(with_long_header(&[0x80], b"x-stream-offset", 5), None);
     }
 
     #[test]

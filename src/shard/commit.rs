@@ -106,13 +106,17 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
     let Some(batch) = shard.with_store(|store| store.take_sync_batch()) else { return Commit::NoStore };
     // Taken after the batch: every stream append whose confirm the batch holds came before.
     let streams = shard.take_stream_files();
-    if batch.segments.is_empty() && batch.confirms.is_empty() && batch.retired.is_empty() && streams.files.is_empty() {
+    let nothing_to_sync = streams.files.is_empty() && streams.failure.is_none();
+    if batch.segments.is_empty() && batch.confirms.is_empty() && batch.retired.is_empty() && nothing_to_sync {
         shard.with_store(|store| store.sync_finished());
         shard.note_paging_backlog();
         return Commit::Nothing;
     }
     shard.sync_signal.in_flight.set(true);
-    let mut failure = sync_stream_files(&streams.files).await;
+    let mut failure = match streams.failure {
+        Some(reason) => Some(reason),
+        None => sync_stream_files(&streams.files).await,
+    };
     for segment in batch.segments.iter().filter(|_| failure.is_none()) {
         let file = match files.get(&segment.number) {
             Some(file) => file,

@@ -114,10 +114,17 @@ impl Shard {
         let mut queues = self.queues.borrow_mut();
         let mut sync = StreamSync::default();
         for id in dirty {
-            if let Some(queue) = queues.get_mut(&id) {
-                let (files, offset) = queue.take_stream_unsynced();
-                sync.files.extend(files);
-                sync.synced_up_to.push((id, offset));
+            let Some(queue) = queues.get_mut(&id) else { continue };
+            match queue.take_stream_unsynced() {
+                Ok((files, offset)) => {
+                    sync.files.extend(files);
+                    sync.synced_up_to.push((id, offset));
+                }
+                Err(error) => {
+                    let reason = format!("stream '{}': write failed: {error}", queue.definition.name);
+                    crate::error!("shard {}: {reason}", self.id);
+                    sync.failure = Some(reason);
+                }
             }
         }
         sync
@@ -136,4 +143,6 @@ impl Shard {
 pub struct StreamSync {
     pub files: Vec<Arc<File>>,
     pub synced_up_to: Vec<(QueueId, u64)>,
+    /// A stream's buffered appends could not be written: the commit must not confirm them.
+    pub failure: Option<String>,
 }

@@ -5,17 +5,22 @@
 //! whole segments (the oldest first, never the one being written), so no per-message state is
 //! kept in memory: the log knows each segment's first offset, first and last store time and
 //! size, with the file position of one message in `STREAM_INDEX_EVERY_MESSAGES` (the sparse
-//! index), and consumers keep cursors (`StreamCursor`) that read records
-//! straight from the files with pread.
+//! index), and consumers keep cursors (`StreamCursor`) that read the files with pread, a
+//! chunk of `STREAM_READ_CHUNK_BYTES` at a time, and hand out messages as slices of that chunk
+//! (no copy per message; the page cache holds the log, not the broker's heap).
 //!
 //! Records are the message store's (`record.rs`: length, CRC32C, kind, payload) with
 //! `KIND_MESSAGE`; in a stream segment the message's `sequence` is its offset and its
 //! `expires_at_unix_ms` field holds the time it was stored (streams have no TTL). Segment
 //! files are named by their first offset (`00000000000000000042.stream`). Recovery scans every
 //! segment and stops at the first torn or corrupt record, truncating the file there, so
-//! offsets stay those that were written. Writes are plain positioned writes; the shard's group
-//! commit fdatasyncs the files `take_unsynced` hands it before it confirms. Nothing here knows
-//! queues or AMQP.
+//! offsets stay those that were written. Appends are encoded into a buffer that is written
+//! with one positioned write when the group commit takes the log's files (`take_unsynced`),
+//! when a segment rolls over, or past `STREAM_WRITE_BUFFER_BYTES`; the commit fdatasyncs the
+//! files before it confirms, and readers never read past what it synced. A write that fails
+//! fails the log: later appends are refused. A message's properties are stored with the
+//! `x-stream-offset` header its deliveries carry already in them (`OFFSET_IN_PROPERTIES`), so
+//! a delivery is the stored bytes as they are. Nothing here knows queues or consumers.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -24,9 +29,19 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::record::RECORD_HEADER_BYTES;
 use super::record::{decode_message, encode_message_as, read_record, MessageRecord, ReadOutcome, KIND_MESSAGE};
-use crate::limits::STREAM_INDEX_EVERY_MESSAGES;
+use crate::codec::message::{with_long_header, Message};
+use crate::limits::{STREAM_INDEX_EVERY_MESSAGES, STREAM_READ_CHUNK_BYTES, STREAM_WRITE_BUFFER_BYTES};
+
+/// The header each delivery of a stream carries: the message's offset.
+pub const OFFSET_HEADER: &[u8] = b"x-stream-offset";
+
+/// The record's priority field (unused by streams) says the stored properties carry
+/// `x-stream-offset` already; 0: they are as published (the header must be added on delivery).
+const OFFSET_IN_PROPERTIES: u8 = 1;
 
 /// The largest record a stream reads back: a message is bounded by the broker's frame and
 /// body limits long before this; a length field above it is damage, not a message.
@@ -38,6 +53,8 @@ struct LogSegment {
     first_stored_ms: u64,
     last_stored_ms: u64,
     bytes: u64,
+    /// Of `bytes`, how many are in the file (the rest waits in the log's write buffer).
+    written: u64,
     /// Messages in it.
     count: u64,
     /// (offset, file position) of one message in `STREAM_INDEX_EVERY_MESSAGES`, the first
@@ -62,15 +79,14 @@ impl LogSegment {
     }
 }
 
-/// A message read back from a stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A message read back from a stream: slices of the chunk it was read in.
+#[derive(Debug)]
 pub struct StreamEntry {
     pub offset: u64,
     pub stored_ms: u64,
-    pub exchange: Vec<u8>,
-    pub routing_key: Vec<u8>,
-    pub properties: Vec<u8>,
-    pub body: Vec<u8>,
+    /// Whether `message.properties` carry the `x-stream-offset` header already.
+    pub offset_in_properties: bool,
+    pub message: Message,
 }
 
 /// What a stream keeps: at most this many bytes and messages no older than this (None: no
@@ -81,17 +97,40 @@ pub struct Retention {
     pub max_age_ms: Option<u64>,
 }
 
-/// Where a consumer reads next: an offset, and the file position of that offset's record
-/// when known (sequential reads then cost one pread each, not a scan).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Where a consumer reads next: an offset, the file position of that offset's record when
+/// known (sequential reads then need no scan), and the chunk last read from the file.
+#[derive(Clone, Debug, Default)]
 pub struct StreamCursor {
     pub offset: u64,
     position: Option<(u64, u64)>,
+    chunk: Chunk,
 }
 
 impl StreamCursor {
     pub fn at(offset: u64) -> StreamCursor {
-        StreamCursor { offset, position: None }
+        StreamCursor { offset, ..StreamCursor::default() }
+    }
+}
+
+/// Bytes read from one segment file at one position: the records in it are handed out as
+/// slices, so a chunk lives until its last delivered message is written to its socket.
+#[derive(Clone, Debug, Default)]
+struct Chunk {
+    segment_first_offset: u64,
+    file_position: u64,
+    bytes: Bytes,
+}
+
+impl Chunk {
+    /// The whole record at `position` of segment `first_offset`, if this chunk holds it.
+    fn record_at(&self, first_offset: u64, position: u64) -> Option<Bytes> {
+        if self.segment_first_offset != first_offset || position < self.file_position {
+            return None;
+        }
+        let start = usize::try_from(position - self.file_position).ok()?;
+        let header = self.bytes.get(start..start + RECORD_HEADER_BYTES)?;
+        let length = RECORD_HEADER_BYTES + u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        (start + length <= self.bytes.len()).then(|| self.bytes.slice(start..start + length))
     }
 }
 
@@ -109,7 +148,11 @@ pub struct StreamLog {
     /// to another).
     committed_offset: u64,
     unsynced: Vec<Arc<File>>,
-    encoded: Vec<u8>,
+    /// Records appended to the last segment and not written yet (`flush`).
+    pending: Vec<u8>,
+    /// Why the log takes no more appends: a write failed, and what follows it in the file
+    /// would leave a hole.
+    failed: Option<String>,
 }
 
 fn segment_name(first_offset: u64) -> String {
@@ -159,17 +202,53 @@ fn read_at(file: &File, position: u64) -> Result<Option<Vec<u8>>, &'static str> 
     }
 }
 
-fn decode(record: &[u8]) -> Option<StreamEntry> {
-    let ReadOutcome::Record { payload, .. } = read_record(record, 0) else { return None };
-    let (message, _) = decode_message(payload)?;
+/// Decodes a whole record (checksum checked) into a message whose fields are slices of it.
+fn decode(record: &Bytes) -> Option<StreamEntry> {
+    let ReadOutcome::Record { kind: KIND_MESSAGE, payload, .. } = read_record(record, 0) else { return None };
+    let (message, layout) = decode_message(payload)?;
+    // Layout ranges count from the payload, which follows the header and the kind byte.
+    let shift = RECORD_HEADER_BYTES + 1;
+    let slice = |range: (usize, usize)| record.slice(range.0 + shift..range.1 + shift);
     Some(StreamEntry {
         offset: message.sequence,
         stored_ms: message.expires_at_unix_ms,
-        exchange: message.exchange.to_vec(),
-        routing_key: message.routing_key.to_vec(),
-        properties: message.properties.to_vec(),
-        body: message.body.to_vec(),
+        offset_in_properties: message.priority == OFFSET_IN_PROPERTIES,
+        message: Message {
+            exchange: slice(layout.exchange),
+            routing_key: slice(layout.routing_key),
+            properties: slice(layout.properties),
+            body: slice(layout.body),
+        },
     })
+}
+
+/// The record at `position` of `segment`, from `chunk` or from a new chunk read there (at
+/// least the whole record, at most what the file holds). None past what is written, or when
+/// the file cannot be read.
+fn record_at(segment: &LogSegment, position: u64, chunk: &mut Chunk) -> Option<Bytes> {
+    if let Some(record) = chunk.record_at(segment.first_offset, position) {
+        return Some(record);
+    }
+    let available = segment.written.checked_sub(position).filter(|available| *available > 0)?;
+    let mut want = available.min(STREAM_READ_CHUNK_BYTES);
+    for _ in 0..2 {
+        let mut buffer = vec![0u8; usize::try_from(want).ok()?];
+        segment.file.read_exact_at(&mut buffer, position).ok()?;
+        *chunk =
+            Chunk { segment_first_offset: segment.first_offset, file_position: position, bytes: Bytes::from(buffer) };
+        if let Some(record) = chunk.record_at(segment.first_offset, position) {
+            return Some(record);
+        }
+        // A record longer than a chunk: read it whole.
+        let header = chunk.bytes.get(..RECORD_HEADER_BYTES)?;
+        let length =
+            RECORD_HEADER_BYTES as u64 + u64::from(u32::from_le_bytes([header[0], header[1], header[2], header[3]]));
+        if length > available || length as usize > RECORD_BYTES_MAX {
+            return None;
+        }
+        want = length;
+    }
+    None
 }
 
 impl StreamLog {
@@ -196,7 +275,8 @@ impl StreamLog {
             chunk_open: false,
             committed_offset: 0,
             unsynced: Vec::new(),
-            encoded: Vec::new(),
+            pending: Vec::new(),
+            failed: None,
         };
         let mut dropped_bytes = 0;
         for first_offset in firsts {
@@ -206,12 +286,14 @@ impl StreamLog {
                 first_stored_ms: 0,
                 last_stored_ms: 0,
                 bytes: 0,
+                written: 0,
                 count: 0,
                 positions: Vec::new(),
                 file: Arc::new(file),
                 path,
             };
             while let Ok(Some(record)) = read_at(&segment.file, segment.bytes) {
+                let record = Bytes::from(record);
                 let Some(entry) = decode(&record) else { break };
                 if entry.offset != first_offset + segment.count {
                     break;
@@ -230,6 +312,7 @@ impl StreamLog {
                 segment.file.set_len(segment.bytes)?;
                 segment.file.sync_all()?;
             }
+            segment.written = segment.bytes;
             log.next_offset = first_offset + segment.count;
             log.segments.push_back(segment);
         }
@@ -268,24 +351,29 @@ impl StreamLog {
         self.chunk_first_offset.max(self.first_offset())
     }
 
-    /// Appends one message and returns its offset. Rolls over to a new segment when the
-    /// active one is full; the caller then applies retention.
+    /// Appends one message and returns its offset (written to the file later, see `flush`).
+    /// Rolls over to a new segment when the active one is full; the caller then applies
+    /// retention. Err when the log failed or a write fails now.
     pub fn append(&mut self, message: &MessageFields<'_>, stored_ms: u64) -> io::Result<u64> {
+        if let Some(reason) = &self.failed {
+            return Err(io::Error::other(reason.clone()));
+        }
         let offset = self.next_offset;
+        let with_offset =
+            with_long_header(message.properties, OFFSET_HEADER, i64::try_from(offset).unwrap_or(i64::MAX));
         let record = MessageRecord {
             queue_sequence: 0,
             sequence: offset,
             expires_at_unix_ms: stored_ms,
-            priority: 0,
+            priority: if with_offset.is_some() { OFFSET_IN_PROPERTIES } else { 0 },
             exchange: message.exchange,
             routing_key: message.routing_key,
-            properties: message.properties,
+            properties: with_offset.as_deref().unwrap_or(message.properties),
             body: message.body,
         };
-        self.encoded.clear();
-        encode_message_as(&mut self.encoded, &record, KIND_MESSAGE);
         let full = self.segments.back().is_none_or(|segment| segment.bytes >= self.segment_bytes_max);
         if full {
+            self.flush()?;
             let (file, path) = open_segment(&self.dir, offset, true)?;
             file.set_len(0)?;
             self.segments.push_back(LogSegment {
@@ -293,38 +381,67 @@ impl StreamLog {
                 first_stored_ms: stored_ms,
                 last_stored_ms: stored_ms,
                 bytes: 0,
+                written: 0,
                 count: 0,
                 positions: Vec::new(),
                 file: Arc::new(file),
                 path,
             });
         }
+        let before = self.pending.len();
+        encode_message_as(&mut self.pending, &record, KIND_MESSAGE);
+        let encoded_bytes = (self.pending.len() - before) as u64;
         let segment = self.segments.back_mut().expect("a segment was just ensured");
-        segment.file.write_all_at(&self.encoded, segment.bytes)?;
         if segment.count == 0 {
             segment.first_stored_ms = stored_ms;
         }
         segment.note_position(offset);
-        segment.bytes += self.encoded.len() as u64;
+        segment.bytes += encoded_bytes;
         segment.count += 1;
         segment.last_stored_ms = stored_ms;
-        if !self.unsynced.iter().any(|file| Arc::ptr_eq(file, &segment.file)) {
-            self.unsynced.push(segment.file.clone());
-        }
         if !self.chunk_open {
             self.chunk_open = true;
             self.chunk_first_offset = offset;
         }
         self.next_offset += 1;
+        if self.pending.len() >= STREAM_WRITE_BUFFER_BYTES {
+            self.flush()?;
+        }
         Ok(offset)
+    }
+
+    /// Writes the buffered records to the last segment with one positioned write. A failure
+    /// fails the log.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if let Some(reason) = &self.failed {
+            return Err(io::Error::other(reason.clone()));
+        }
+        let Some(segment) = self.segments.back_mut() else {
+            return Err(io::Error::other("stream records without a segment"));
+        };
+        if let Err(error) = segment.file.write_all_at(&self.pending, segment.written) {
+            self.failed = Some(format!("write to stream segment {} failed: {error}", segment.path.display()));
+            return Err(error);
+        }
+        segment.written += self.pending.len() as u64;
+        self.pending.clear();
+        if !self.unsynced.iter().any(|file| Arc::ptr_eq(file, &segment.file)) {
+            self.unsynced.push(segment.file.clone());
+        }
+        Ok(())
     }
 
     /// The files written since the last call, for the next fdatasync, and the offset that
     /// sync covers up to (pass it to `set_committed` once it succeeded); the next append
     /// starts a new chunk.
-    pub fn take_unsynced(&mut self) -> (Vec<Arc<File>>, u64) {
+    /// Err: the buffered records could not be written; nothing of them may be confirmed.
+    pub fn take_unsynced(&mut self) -> io::Result<(Vec<Arc<File>>, u64)> {
+        self.flush()?;
         self.chunk_open = false;
-        (std::mem::take(&mut self.unsynced), self.next_offset)
+        Ok((std::mem::take(&mut self.unsynced), self.next_offset))
     }
 
     /// The messages below `offset` are on disk: readers may have them.
@@ -356,8 +473,10 @@ impl StreamLog {
     }
 
     /// Deletes every file of the log (the stream was deleted).
-    pub fn remove(self) {
+    pub fn remove(mut self) {
         let dir = self.dir.clone();
+        // Nothing buffered is worth writing to files about to go.
+        self.pending.clear();
         drop(self);
         if let Err(error) = std::fs::remove_dir_all(&dir) {
             crate::warn!("stream {}: cannot delete: {error}", dir.display());
@@ -371,7 +490,8 @@ impl StreamLog {
             return self.next_offset;
         };
         let mut position = 0;
-        while let Ok(Some(record)) = read_at(&segment.file, position) {
+        let mut chunk = Chunk::default();
+        while let Some(record) = record_at(segment, position, &mut chunk) {
             match decode(&record) {
                 Some(entry) if entry.stored_ms >= unix_ms => return entry.offset,
                 Some(_) => position += record.len() as u64,
@@ -397,15 +517,23 @@ impl StreamLog {
             _ => segment.position_before(cursor.offset),
         };
         loop {
-            let record = read_at(&segment.file, position).ok()??;
+            let record = record_at(segment, position, &mut cursor.chunk)?;
             let entry = decode(&record)?;
             position += record.len() as u64;
             if entry.offset >= cursor.offset {
-                let next_position =
-                    if position >= segment.bytes { None } else { Some((segment.first_offset, position)) };
-                *cursor = StreamCursor { offset: entry.offset + 1, position: next_position };
+                cursor.offset = entry.offset + 1;
+                cursor.position = (position < segment.bytes).then_some((segment.first_offset, position));
                 return Some(entry);
             }
+        }
+    }
+}
+
+impl Drop for StreamLog {
+    /// A clean stop writes what is buffered (unconfirmed, but published).
+    fn drop(&mut self) {
+        if let Err(error) = self.flush() {
+            crate::warn!("stream {}: cannot write its last records: {error}", self.dir.display());
         }
     }
 }
@@ -434,13 +562,15 @@ mod tests {
     }
 
     fn commit(log: &mut StreamLog) {
-        let (_, offset) = log.take_unsynced();
+        let (_, offset) = log.take_unsynced().expect("written");
         log.set_committed(offset);
     }
 
     fn read_all(log: &StreamLog, from: u64) -> Vec<(u64, Vec<u8>)> {
         let mut cursor = StreamCursor::at(from);
-        std::iter::from_fn(|| log.read_next(&mut cursor)).map(|entry| (entry.offset, entry.body)).collect()
+        std::iter::from_fn(|| log.read_next(&mut cursor))
+            .map(|entry| (entry.offset, entry.message.body.to_vec()))
+            .collect()
     }
 
     #[test]
@@ -495,9 +625,11 @@ mod tests {
         }
         commit(&mut log);
         let segments = log.segment_count();
-        let dropped = log.apply_retention(Retention { max_bytes: Some(300), max_age_ms: None }, 1_000);
+        let segment_bytes = log.segments[0].bytes;
+        let kept_bytes = segment_bytes * 3;
+        let dropped = log.apply_retention(Retention { max_bytes: Some(kept_bytes), max_age_ms: None }, 1_000);
         assert!(dropped > 0 && log.segment_count() < segments);
-        assert!(log.bytes() <= 300 || log.segment_count() == 1);
+        assert!(log.bytes() <= kept_bytes && log.segment_count() > 1, "{} segments", log.segment_count());
         assert_eq!(log.next_offset(), 30, "offsets never move back");
         let mut cursor = StreamCursor::at(0);
         assert_eq!(log.read_next(&mut cursor).map(|entry| entry.offset), Some(log.first_offset()));
@@ -531,7 +663,7 @@ mod tests {
         let dir = temp_dir("chunk");
         let (mut log, _) = StreamLog::open(&dir, 1 << 20).expect("open");
         log.append(&body("a"), 1).expect("append");
-        assert_eq!(log.take_unsynced().0.len(), 1);
+        assert_eq!(log.take_unsynced().expect("written").0.len(), 1);
         log.append(&body("b"), 1).expect("append");
         log.append(&body("c"), 1).expect("append");
         assert_eq!(log.last_chunk_offset(), 1);
