@@ -257,7 +257,7 @@ impl BenchArgs {
         }
     }
 
-    fn is_stream(&self) -> bool {
+    pub fn is_stream(&self) -> bool {
         self.queue_type().as_deref() == Some("stream")
     }
 

@@ -98,7 +98,9 @@ pub fn run(args: &BenchArgs) -> ThroughputResult {
     for handle in handles {
         let _ = handle.join();
     }
-    if args.consumers > 0 {
+    // A run that only reads a stream leaves it for the next reader: reading takes nothing away.
+    let reads_a_stream = args.publishers == 0 && args.is_stream();
+    if args.consumers > 0 && !reads_a_stream {
         // The queues were declared auto-delete; deleting them now makes that synchronous, so
         // a backlog cannot leak into the next run while the broker notices the consumers left.
         if let Err(error) = runtime::block_on(delete_queues(args)) {

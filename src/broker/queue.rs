@@ -531,7 +531,8 @@ impl Queue {
             self.next_consumer = 0;
         }
         if self.stream.is_some() {
-            self.stream_channel_gone(holder);
+            // Its deliveries need no requeue: the stream keeps every message anyway.
+            self.stream_consumers_changed();
             return self.should_auto_delete();
         }
         let sequences: Vec<u64> = self

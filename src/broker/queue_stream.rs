@@ -5,15 +5,15 @@
 //!
 //! A child of `queue`, so it uses the queue's consumers as they are; the log itself is opened
 //! by the owner shard (it knows the data directory) and handed over with `attach_stream`.
-//! No per-message state is kept in memory: a delivery is read from the segment files and its
-//! unacked entry is its consumer only, bounded by the consumer's prefetch, which a stream
-//! consumer must set.
+//! No per-message state is kept in memory: a delivery is read from the segment files, and its
+//! sequence names the reader it went to (`delivery_sequence`), which is all an ack needs to
+//! give that consumer its credit back; the consumer's prefetch, which a stream consumer must
+//! set, bounds what it holds.
 
 use std::sync::Arc;
 
 use amq_protocol::types::AMQPValue;
 use bytes::Bytes;
-use rustc_hash::FxHashMap;
 
 use super::{Delivery, Effect, Payload, Queue};
 use crate::broker::stream_args::{max_age_ms, StreamOffset};
@@ -28,6 +28,21 @@ struct Reader {
     holder: Holder,
     tag: ConsumerTag,
     cursor: StreamCursor,
+    /// Deliveries made so far: the low bits of the next delivery's sequence.
+    delivered: u64,
+}
+
+/// Bits of a stream delivery's sequence that count the reader's deliveries; the bits above
+/// are the reader's number. Sequences need to be unique only while unacked (the channel's
+/// delivery tags are the unique part), so both may wrap.
+const DELIVERY_COUNT_BITS: u32 = 40;
+
+fn delivery_sequence(reader: u32, delivered: u64) -> u64 {
+    (u64::from(reader) << DELIVERY_COUNT_BITS) | (delivered & ((1 << DELIVERY_COUNT_BITS) - 1))
+}
+
+fn reader_of(sequence: u64) -> u32 {
+    (sequence >> DELIVERY_COUNT_BITS) as u32
 }
 
 /// A stream attached to its queue.
@@ -38,8 +53,6 @@ pub struct Stream {
     readers: Vec<Reader>,
     /// Number of the next reader added.
     next_reader: u32,
-    /// Unacked deliveries: delivery sequence → the reader's number (no message copy).
-    unacked: FxHashMap<u64, u32>,
     /// Where a consumer added next starts (`x-stream-offset` of the consume on its way).
     next_start: Option<StreamOffset>,
 }
@@ -49,14 +62,7 @@ impl Queue {
     pub fn attach_stream(&mut self, log: StreamLog) {
         let retention =
             Retention { max_bytes: self.args.max_length_bytes, max_age_ms: max_age_ms(&self.definition.arguments) };
-        let stream = Stream {
-            log,
-            retention,
-            readers: Vec::new(),
-            next_reader: 0,
-            unacked: FxHashMap::default(),
-            next_start: None,
-        };
+        let stream = Stream { log, retention, readers: Vec::new(), next_reader: 0, next_start: None };
         self.stream = Some(Box::new(stream));
     }
 
@@ -131,8 +137,11 @@ impl Queue {
         };
         stream.readers.retain(|reader| reader.holder != holder || reader.tag != *tag);
         let number = stream.next_reader;
-        stream.next_reader = stream.next_reader.wrapping_add(1);
-        stream.readers.push(Reader { number, holder, tag: tag.clone(), cursor: StreamCursor::at(start) });
+        // 24 bits of reader number fit a sequence; a number that comes round again belongs to
+        // a reader long gone (a live one would need 16M consumers on one stream).
+        stream.next_reader = (stream.next_reader + 1) & ((1 << (64 - DELIVERY_COUNT_BITS)) - 1);
+        let cursor = StreamCursor::at(start);
+        stream.readers.push(Reader { number, holder, tag: tag.clone(), cursor, delivered: 0 });
     }
 
     /// Forgets the cursors of consumers that are gone.
@@ -148,37 +157,32 @@ impl Queue {
     /// message stays in the stream.
     pub(super) fn settle_stream(&mut self, holder: Holder, sequences: &[u64], effects: &mut Vec<Effect>) {
         let Some(stream) = self.stream.as_mut() else { return };
+        // An ack of many tags is mostly one consumer's: its reader and consumer are looked up
+        // once per run of sequences, not per sequence.
+        let mut last: Option<(u32, Option<usize>)> = None;
         for sequence in sequences {
-            let Some(number) = stream.unacked.get(sequence).copied() else { continue };
-            let reader = stream.readers.iter().find(|reader| reader.number == number);
-            if reader.is_some_and(|reader| reader.holder != holder) {
-                continue;
-            }
-            // A reader that is gone (its consumer cancelled) has no credit to give back.
-            if let Some(reader) = reader {
-                let consumer = self
-                    .consumers
-                    .iter_mut()
-                    .find(|consumer| consumer.holder == reader.holder && consumer.tag == reader.tag);
-                if let Some(consumer) = consumer {
-                    consumer.unacked = consumer.unacked.saturating_sub(1);
+            let number = reader_of(*sequence);
+            let consumer_index = match last {
+                Some((last_number, index)) if last_number == number => index,
+                _ => {
+                    // A reader that is gone (its consumer cancelled) has no credit to give back.
+                    let reader =
+                        stream.readers.iter().find(|reader| reader.number == number && reader.holder == holder);
+                    let index = reader.and_then(|reader| {
+                        self.consumers
+                            .iter()
+                            .position(|consumer| consumer.holder == reader.holder && consumer.tag == reader.tag)
+                    });
+                    last = Some((number, index));
+                    index
                 }
+            };
+            if let Some(consumer) = consumer_index.and_then(|index| self.consumers.get_mut(index)) {
+                consumer.unacked = consumer.unacked.saturating_sub(1);
             }
-            stream.unacked.remove(sequence);
             self.stats.ack += 1;
         }
         self.dispatch_stream(effects);
-    }
-
-    /// A channel is gone: its deliveries are forgotten (nothing goes back: the stream keeps
-    /// every message anyway).
-    pub(super) fn stream_channel_gone(&mut self, holder: Holder) {
-        if let Some(stream) = self.stream.as_mut() {
-            let gone: Vec<u32> =
-                stream.readers.iter().filter(|reader| reader.holder == holder).map(|reader| reader.number).collect();
-            stream.unacked.retain(|_, number| !gone.contains(number));
-        }
-        self.stream_consumers_changed();
     }
 
     pub(super) fn stream_message_count(&self) -> Option<u32> {
@@ -202,11 +206,10 @@ impl Queue {
             let Some(reader) = found else { continue };
             while consumer.can_take() {
                 let Some(entry) = stream.log.read_next(&mut reader.cursor) else { break };
-                let sequence = self.next_sequence;
-                self.next_sequence += 1;
+                let sequence = delivery_sequence(reader.number, reader.delivered);
+                reader.delivered += 1;
                 consumer.flow_credit -= 1;
                 consumer.unacked += 1;
-                stream.unacked.insert(sequence, reader.number);
                 self.stats.deliver_get += 1;
                 effects.push(Effect::Deliver(Delivery {
                     holder: consumer.holder,
