@@ -241,6 +241,10 @@ pub const DELAYED_MEMORY_BYTES_MAX: usize = 256 * 1024 * 1024;
 pub const DELAYED_ROUTE_BATCH: usize = 4096;
 /// Longest sleep of a shard's delayed-message timer (a new earlier due time wakes it sooner).
 pub const DELAYED_IDLE_CHECK_MS: u64 = 1000;
+/// A shard whose earliest held delayed message is this late (ms) routes slower than messages
+/// come due: the connections that publish to it wait (as for `PAGED_UNSYNCED_BYTES_MAX`)
+/// until it is back within this, so due messages go out on time rather than new ones pile up.
+pub const DELAYED_BEHIND_MS: u64 = 100;
 
 #[cfg(test)]
 mod tests {

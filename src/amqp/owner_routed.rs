@@ -38,6 +38,9 @@ impl<P: Port> Dispatcher<P> {
             publish_sequence,
             mandatory: publish.mandatory,
         };
+        // The owner may fall behind (a delayed exchange's due messages): it holds its
+        // publishers back then, as a paging queue's shard does.
+        self.connection.note_published_to(owner);
         self.port.send(owner, ShardMsg::OwnerPublish(Box::new(request)));
     }
 }

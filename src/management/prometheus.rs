@@ -277,7 +277,7 @@ fn spatemq_families(out: &mut Exposition, shards: &[ShardMetrics], sum: &ShardMe
         (
             "spatemq_shard_paging_pauses_total",
             "counter",
-            "Times a connection of the shard waited for paged-out messages to reach the disk",
+            "Times a connection of the shard waited for a backlogged shard: paged-out messages to reach the disk, or late delayed messages to be routed",
             |s| s.paging_pauses,
         ),
         ("spatemq_shard_store_written_bytes_total", "counter", "Bytes written to the shard's segment files", |s| {

@@ -109,7 +109,7 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
     let nothing_to_sync = streams.files.is_empty() && streams.failure.is_none();
     if batch.segments.is_empty() && batch.confirms.is_empty() && batch.retired.is_empty() && nothing_to_sync {
         shard.with_store(|store| store.sync_finished());
-        shard.note_paging_backlog();
+        shard.note_backlog();
         return Commit::Nothing;
     }
     shard.sync_signal.in_flight.set(true);
@@ -162,7 +162,7 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
         shard.sync_signal.commit_batch.note(bucket_of(COMMIT_BATCH_BUCKETS, &(batch.confirms.len() as u64)));
     }
     shard.with_store(|store| store.sync_finished());
-    shard.note_paging_backlog();
+    shard.note_backlog();
     shard.release_confirms(batch.confirms, ok);
     shard.sync_signal.in_flight.set(false);
     Commit::Done

@@ -38,7 +38,9 @@ use crate::clock;
 use crate::codec::hotpath;
 use crate::codec::message::Message;
 use crate::ids::{ConnId, Holder};
-use crate::limits::{DELAYED_IDLE_CHECK_MS, DELAYED_MEMORY_BYTES_MAX, DELAYED_PENDING_MAX, DELAYED_ROUTE_BATCH};
+use crate::limits::{
+    DELAYED_BEHIND_MS, DELAYED_IDLE_CHECK_MS, DELAYED_MEMORY_BYTES_MAX, DELAYED_PENDING_MAX, DELAYED_ROUTE_BATCH,
+};
 use crate::store::record::{encode_mark, Mark, MessageRecord};
 use crate::store::StoredRef;
 
@@ -96,6 +98,11 @@ impl Default for Delayed {
 }
 
 impl Delayed {
+    /// Whether the earliest held message is more than `DELAYED_BEHIND_MS` past due at `now_ms`.
+    pub(super) fn behind(&self, now_ms: u64) -> bool {
+        self.next_due_ms.get().saturating_add(DELAYED_BEHIND_MS) < now_ms
+    }
+
     fn schedule(&self, due_ms: u64) {
         if due_ms < self.next_due_ms.get() {
             self.next_due_ms.set(due_ms);
@@ -392,5 +399,21 @@ impl Shard {
         }
         drop(index);
         self.delayed.schedule(earliest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_is_behind_once_its_earliest_held_message_is_late_by_more_than_the_bound() {
+        let delayed = Delayed::default();
+        assert!(!delayed.behind(u64::MAX - 1), "nothing held is never behind");
+        delayed.schedule(1_000);
+        assert!(!delayed.behind(1_000 + DELAYED_BEHIND_MS), "late by exactly the bound");
+        assert!(delayed.behind(1_001 + DELAYED_BEHIND_MS));
+        delayed.schedule(5_000);
+        assert!(delayed.behind(1_001 + DELAYED_BEHIND_MS), "a later due time changes nothing");
     }
 }

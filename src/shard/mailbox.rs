@@ -49,9 +49,10 @@ pub struct Mailboxes {
     shutdown: AtomicBool,
     /// Shards that closed their connections at shutdown (`Shard::drain_at_shutdown`).
     closed_shards: AtomicUsize,
-    /// Bit s: shard s has more paged-out bytes waiting for its disk than it allows
-    /// (`limits::SHARDS_MAX` is 64, so one word holds every shard).
-    paging_backlogged: AtomicU64,
+    /// Bit s: shard s wants its publishers to wait: more paged-out bytes wait for its disk
+    /// than it allows, or its delayed messages go out late (`Shard::note_backlog`;
+    /// `limits::SHARDS_MAX` is 64, so one word holds every shard).
+    backlogged: AtomicU64,
 }
 
 impl Mailboxes {
@@ -70,7 +71,7 @@ impl Mailboxes {
             inboxes,
             shutdown: AtomicBool::new(false),
             closed_shards: AtomicUsize::new(0),
-            paging_backlogged: AtomicU64::new(0),
+            backlogged: AtomicU64::new(0),
         }
     }
 
@@ -115,23 +116,24 @@ impl Mailboxes {
         self.inboxes[to].wake_if_parked();
     }
 
-    /// Shard `shard` says whether its paging runs ahead of its disk. Relaxed: a publisher
-    /// that reads a stale flag pauses one check too many or too few, nothing more.
-    pub fn set_paging_backlogged(&self, shard: usize, backlogged: bool) {
+    /// Shard `shard` says whether it is backlogged (paging ahead of its disk, delayed messages
+    /// late). Relaxed: a publisher that reads a stale flag pauses one check too many or too
+    /// few, nothing more.
+    pub fn set_backlogged(&self, shard: usize, backlogged: bool) {
         let bit = 1u64 << (shard % 64);
-        let before = self.paging_backlogged.load(Ordering::Relaxed);
+        let before = self.backlogged.load(Ordering::Relaxed);
         if (before & bit != 0) != backlogged {
             if backlogged {
-                self.paging_backlogged.fetch_or(bit, Ordering::Relaxed);
+                self.backlogged.fetch_or(bit, Ordering::Relaxed);
             } else {
-                self.paging_backlogged.fetch_and(!bit, Ordering::Relaxed);
+                self.backlogged.fetch_and(!bit, Ordering::Relaxed);
             }
         }
     }
 
-    /// True if one of the shards in `shards` (bit s for shard s) is backlogged with paging.
-    pub fn paging_backlogged(&self, shards: u64) -> bool {
-        shards != 0 && self.paging_backlogged.load(Ordering::Relaxed) & shards != 0
+    /// True if one of the shards in `shards` (bit s for shard s) is backlogged.
+    pub fn backlogged(&self, shards: u64) -> bool {
+        shards != 0 && self.backlogged.load(Ordering::Relaxed) & shards != 0
     }
 
     pub fn pop(&self, from: usize, to: usize) -> Option<ShardMsg> {
@@ -231,16 +233,16 @@ mod tests {
     #[test]
     fn a_publisher_waits_only_for_the_backlogged_shards_it_published_to() {
         let mailboxes = Mailboxes::new(3, 4);
-        assert!(!mailboxes.paging_backlogged(0b111), "nothing backlogged at first");
-        mailboxes.set_paging_backlogged(1, true);
-        mailboxes.set_paging_backlogged(1, true);
-        assert!(mailboxes.paging_backlogged(0b010));
-        assert!(mailboxes.paging_backlogged(0b011));
-        assert!(!mailboxes.paging_backlogged(0b101), "publishing to shards 0 and 2 only");
-        assert!(!mailboxes.paging_backlogged(0), "a consumer that published nothing never waits");
-        mailboxes.set_paging_backlogged(2, true);
-        mailboxes.set_paging_backlogged(1, false);
-        assert!(!mailboxes.paging_backlogged(0b010), "shard 1 caught up");
-        assert!(mailboxes.paging_backlogged(0b100), "shard 2 still behind");
+        assert!(!mailboxes.backlogged(0b111), "nothing backlogged at first");
+        mailboxes.set_backlogged(1, true);
+        mailboxes.set_backlogged(1, true);
+        assert!(mailboxes.backlogged(0b010));
+        assert!(mailboxes.backlogged(0b011));
+        assert!(!mailboxes.backlogged(0b101), "publishing to shards 0 and 2 only");
+        assert!(!mailboxes.backlogged(0), "a consumer that published nothing never waits");
+        mailboxes.set_backlogged(2, true);
+        mailboxes.set_backlogged(1, false);
+        assert!(!mailboxes.backlogged(0b010), "shard 1 caught up");
+        assert!(mailboxes.backlogged(0b100), "shard 2 still behind");
     }
 }

@@ -205,7 +205,7 @@ impl Shard {
     /// Writes what the store gathered this turn and wakes the commit task if a sync is due.
     pub(crate) fn write_store(&self) {
         let outcome = self.with_store(|store| store.write_pending());
-        self.note_paging_backlog();
+        self.note_backlog();
         match outcome {
             Some(Ok(true)) => self.sync_signal.request(),
             Some(Err(_)) => {
@@ -226,9 +226,13 @@ impl Shard {
 
     /// Tells every shard whether this one's paged-out writes run ahead of its disk
     /// (`limits::PAGED_UNSYNCED_BYTES_MAX`): connections that publish here wait while they do.
-    pub(crate) fn note_paging_backlog(&self) {
+    /// Tells the publishers of every shard whether this one is backlogged: its paged-out
+    /// writes run ahead of its disk, or its held delayed messages go out late. Either holds
+    /// the connections that publish here (`socket::wait_for_backlog`).
+    pub(crate) fn note_backlog(&self) {
         let outstanding = self.with_store(|store| store.paged_outstanding_bytes()).unwrap_or(0);
-        self.mailboxes.set_paging_backlogged(self.id, outstanding > PAGED_UNSYNCED_BYTES_MAX);
+        let behind = self.delayed.behind(crate::clock::now_ms());
+        self.mailboxes.set_backlogged(self.id, outstanding > PAGED_UNSYNCED_BYTES_MAX || behind);
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {

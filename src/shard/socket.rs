@@ -37,8 +37,8 @@ use crate::tls::{TlsReader, TlsWriter};
 /// How long a closed connection's socket is still read (and its bytes dropped) waiting for the
 /// client to close it (RabbitMQ: 30 s, or less with heartbeats).
 const DRAIN_AFTER_CLOSE: Duration = Duration::from_secs(30);
-/// How often a connection held by `wait_for_paging` looks whether the disk caught up.
-const PAGING_RECHECK: Duration = Duration::from_millis(1);
+/// How often a connection held by `wait_for_backlog` looks whether the shard caught up.
+const BACKLOG_RECHECK: Duration = Duration::from_millis(1);
 
 enum ReadError {
     Closed,
@@ -322,7 +322,7 @@ async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut 
         while shard.outbox_congested() && !connection.is_dead() {
             monoio::time::sleep(Duration::from_micros(100)).await;
         }
-        wait_for_paging(shard, connection).await;
+        wait_for_backlog(shard, connection).await;
         if !reader.fill().await || connection.is_dead() {
             return Ok(());
         }
@@ -330,20 +330,21 @@ async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut 
     }
 }
 
-/// Holds a connection that published to a shard whose paged-out writes run ahead of its disk
-/// (`limits::PAGED_UNSYNCED_BYTES_MAX`) until that shard's syncs catch up: the publisher goes at
-/// the disk's pace, its socket's buffers fill and its client's writes wait, as under
-/// RabbitMQ's credit flow. No `connection.blocked`: that is for the resource alarms. Heartbeats
+/// Holds a connection that published to a backlogged shard until it catches up: one whose
+/// paged-out writes run ahead of its disk (`limits::PAGED_UNSYNCED_BYTES_MAX`), or whose held
+/// delayed messages go out later than `limits::DELAYED_BEHIND_MS`. The publisher goes at the
+/// disk's (or the routing's) pace, its socket's buffers fill and its client's writes wait, as
+/// under RabbitMQ's credit flow. No `connection.blocked`: that is for the resource alarms. Heartbeats
 /// are still sent (the writer runs on), and a closed connection stops waiting.
-async fn wait_for_paging(shard: &Shard, connection: &Connection) {
+async fn wait_for_backlog(shard: &Shard, connection: &Connection) {
     let published_to = connection.take_published_to();
-    if !shard.mailboxes.paging_backlogged(published_to) {
+    if !shard.mailboxes.backlogged(published_to) {
         return;
     }
     let pauses = &shard.connection_counts.paging_pauses;
     pauses.set(pauses.get() + 1);
-    while shard.mailboxes.paging_backlogged(published_to) && !connection.is_dead() {
-        monoio::time::sleep(PAGING_RECHECK).await;
+    while shard.mailboxes.backlogged(published_to) && !connection.is_dead() {
+        monoio::time::sleep(BACKLOG_RECHECK).await;
     }
 }
 
