@@ -220,7 +220,7 @@ impl<P: Port> Dispatcher<P> {
         let lower = if multiple { 0 } else { delivery_tag };
         let snapshot = self.port.snapshot();
         let vhost = snapshot.vhost(&self.vhost())?;
-        channel.unacked.range(lower..=upper).find_map(|(_, unacked)| {
+        channel.unacked.range(lower, upper).find_map(|(_, unacked)| {
             let definition = vhost.queues.values().find(|definition| definition.id == unacked.queue)?;
             (QueueType::of(&definition.arguments) == QueueType::Stream)
                 .then(|| stream_args::not_supported("basic.nack and basic.reject", &definition.name, &definition.vhost))

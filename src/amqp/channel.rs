@@ -6,6 +6,8 @@
 //! shard's consumer-timeout check use it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use super::unacked::UnackedDeliveries;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -368,7 +370,7 @@ pub struct Channel {
     pub incarnation: u32,
     lifecycle: Lifecycle,
     next_delivery_tag: u64,
-    pub unacked: BTreeMap<u64, UnackedDelivery>,
+    pub unacked: UnackedDeliveries,
     pub consumers: FxHashMap<ConsumerTag, ConsumerInfo>,
     /// The direct reply-to consumer (`amq.rabbitmq.reply-to`); at most one, as in RabbitMQ.
     pub reply_consumer: Option<ReplyConsumer>,
@@ -394,7 +396,7 @@ impl Channel {
             incarnation,
             lifecycle: Lifecycle::Open,
             next_delivery_tag: 1,
-            unacked: BTreeMap::new(),
+            unacked: UnackedDeliveries::default(),
             consumers: FxHashMap::default(),
             reply_consumer: None,
             prefetch_count: 0,
@@ -493,13 +495,13 @@ impl Channel {
     /// The oldest unacked delivery (lowest delivery tag): the one the consumer timeout checks,
     /// as RabbitMQ checks the head of a channel's unacked queue.
     pub fn oldest_unacked(&self) -> Option<&UnackedDelivery> {
-        self.unacked.values().next()
+        self.unacked.first()
     }
 
     /// Whether (delivery_tag, multiple) names unacked deliveries: RabbitMQ wants the tag
     /// itself unacked, `multiple` or not; only multiple with tag 0 means "all, if any".
     pub fn has_unacked(&self, delivery_tag: u64, multiple: bool) -> bool {
-        (multiple && delivery_tag == 0) || self.unacked.contains_key(&delivery_tag)
+        (multiple && delivery_tag == 0) || self.unacked.contains(delivery_tag)
     }
 
     /// Removes the acknowledged deliveries named by (delivery_tag, multiple), grouped by
@@ -511,11 +513,13 @@ impl Channel {
         let mut by_queue: HashMap<QueueId, Vec<u64>> = HashMap::new();
         if multiple {
             let upper = if delivery_tag == 0 { u64::MAX } else { delivery_tag };
-            let tags: Vec<u64> = self.unacked.range(..=upper).map(|(tag, _)| *tag).collect();
-            for tag in tags {
-                if let Some(unacked) = self.remove_unacked(tag) {
-                    by_queue.entry(unacked.queue).or_default().push(unacked.sequence);
+            let limited = &mut self.limit.unacked;
+            for (_, unacked) in self.unacked.take_up_to(upper) {
+                if unacked.limited {
+                    debug_assert!(*limited > 0, "the channel's limited count went below zero");
+                    *limited = limited.saturating_sub(1);
                 }
+                by_queue.entry(unacked.queue).or_default().push(unacked.sequence);
             }
         } else {
             let unacked = self.remove_unacked(delivery_tag)?;
@@ -529,12 +533,12 @@ impl Channel {
         if unacked.limited {
             self.limit.unacked += 1;
         }
-        let earlier = self.unacked.insert(delivery_tag, unacked);
-        debug_assert!(earlier.is_none(), "delivery tag {delivery_tag} handed out twice");
+        let new = self.unacked.insert(delivery_tag, unacked);
+        debug_assert!(new, "delivery tag {delivery_tag} handed out twice");
     }
 
     pub fn remove_unacked(&mut self, delivery_tag: u64) -> Option<UnackedDelivery> {
-        let unacked = self.unacked.remove(&delivery_tag)?;
+        let unacked = self.unacked.remove(delivery_tag)?;
         if unacked.limited {
             debug_assert!(self.limit.unacked > 0, "the channel's limited count went below zero");
             self.limit.unacked = self.limit.unacked.saturating_sub(1);
@@ -663,7 +667,7 @@ mod tests {
         let tag = channel.next_delivery_tag();
         channel.unacked.insert(tag, UnackedDelivery::new(QueueId(7), 1, None));
         assert_eq!(channel.begin_closing(), 1 << 2, "the shards that held something are named");
-        assert!(channel.unacked.is_empty());
+        assert_eq!(channel.unacked.len(), 0);
         assert!(!channel.is_open() && !channel.is_current(7));
     }
 }

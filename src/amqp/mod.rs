@@ -23,3 +23,4 @@ pub(crate) mod port;
 #[cfg(test)]
 mod port_tests;
 mod routes;
+mod unacked;
