@@ -10,12 +10,18 @@
 //! the fsync that covers it; the index keeps only its stored reference, not its body. Others
 //! are kept in memory and confirmed at once; they do not survive a restart.
 //!
-//! Hand-over of a stored message: its copies go to the destination queues as a publish whose
-//! confirm comes back here (`HANDOVER_CONNECTION`); once every queue confirmed (a durable queue
-//! after its own fsync), the held record is marked removed. A crash before every copy is
-//! synced keeps the held record, which is routed again after the restart; a crash after the
-//! copies were synced and before the removal mark reached the disk routes it again too: in that
-//! window the guarantee is at-least-once (the README says so).
+//! Hand-over of a stored message: its copies go to the destination queues as
+//! `ShardMsg::Handover`, whose confirm comes back here (`HANDOVER_CONNECTION`). A durable
+//! queue stores the copy right after a hand-over record naming the held record
+//! (`store::handover`) and tells this shard which segment holds it (`HandoverStored`), then
+//! confirms after its own fsync; once every queue confirmed, the held record is marked removed,
+//! and only once that mark is written may those segments go. After a crash, recovery files the
+//! hand-over records under the held record (`broker::handovers`) and the held message goes only
+//! to the queues without a copy (`route_held`), so a kill -9 at any point neither loses nor
+//! duplicates it. A crash before every copy is synced routes it again to the queues that lack
+//! it. A stream, whose log has no hand-over records, and a deduplicating queue that drops the
+//! copy as a repeat keep the older window: a crash after the copy's fsync and before the removal
+//! mark routes it again (the README says so). Once shutdown begins nothing more is handed over.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -315,7 +321,7 @@ impl Shard {
         };
         // After a crash, the queues that hold a copy already get none again.
         lacking_copies(&mut routes, &handed_over);
-        let proofs: Vec<Arc<Segment>> = handed_over.into_vec().into_iter().map(|copy| copy.segment).collect();
+        let proofs = proof_segments(handed_over);
         if routes.is_empty() {
             return self.mark_removed(&reference, queue_sequence, sequence, proofs);
         }
@@ -346,8 +352,7 @@ impl Shard {
     /// A held message is gone for good: a stored one is marked removed.
     fn release_held(&self, held: Held) {
         if let Held::Stored { reference, queue_sequence, sequence, handed_over } = held {
-            let proofs = handed_over.into_vec().into_iter().map(|copy| copy.segment).collect();
-            self.mark_removed(&reference, queue_sequence, sequence, proofs);
+            self.mark_removed(&reference, queue_sequence, sequence, proof_segments(handed_over));
         }
     }
 
@@ -438,4 +443,9 @@ impl Shard {
         drop(index);
         self.delayed.schedule(earliest);
     }
+}
+
+/// The segments holding the proofs of a held message's earlier copies.
+fn proof_segments(handed_over: Box<[HandedOver]>) -> Vec<Arc<Segment>> {
+    handed_over.into_vec().into_iter().map(|copy| copy.segment).collect()
 }

@@ -9,7 +9,8 @@
 //!
 //! A message routed to several durable queues of the shard (a fanout) is stored once: its
 //! first queue gets a message record, the others a link record naming it (same segment, so
-//! the link's reference keeps the content's segment alive).
+//! the link's reference keeps the content's segment alive). A held delayed message's copy
+//! follows a hand-over record naming the held message, in the same segment (`handover.rs`).
 
 pub(crate) mod definitions_log;
 pub(crate) mod files;
