@@ -158,4 +158,27 @@ mod tests {
         drop((references, store));
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    /// A proof's segment (a queue's) that the holder lets go together with the removal mark of
+    /// the held message (in another segment) stays on disk until that mark is written.
+    #[test]
+    fn a_segment_released_after_the_marks_outlives_them() {
+        let dir = std::env::temp_dir().join(format!("spatemq-handover-marks-{}", std::process::id()));
+        let mut store = Store::open(&dir, 1, 300, None).expect("open");
+        let body = [b'b'; 200];
+        let proof = store.append(&MessageRecord::plain(5, 1, &body)).expect("append");
+        let held = store.append(&MessageRecord::plain(1 << 62, 1, &body)).expect("append to a second segment");
+        assert_ne!(proof.segment.number, held.segment.number);
+        store.write_pending().expect("write");
+        drop(store.take_sync_batch());
+        let path = crate::store::segment::segment_path(&dir, proof.segment.number);
+        store.mark(&held, 1 << 62, 1, crate::store::record::Mark::Removed);
+        store.release_after_marks([proof.segment.clone()]);
+        drop(proof);
+        assert!(path.exists(), "kept while the removal mark is unwritten");
+        store.write_pending().expect("write the marks");
+        assert!(!path.exists(), "deleted once the mark is written");
+        drop((held, store));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
