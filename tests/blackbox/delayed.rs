@@ -222,7 +222,7 @@ async fn held_messages_of_a_shard_gone_after_a_restart_arrive_once() {
 const HANDOVER_MESSAGES: usize = 10_000;
 /// When the first of them is due, counted from the start of the publishing (which must be
 /// over by then), and over how long the others come due after it.
-const HANDOVER_FIRST_DUE_MS: u64 = 3_000;
+const HANDOVER_FIRST_DUE_MS: u64 = 4_000;
 const HANDOVER_DUE_SPREAD_MS: u64 = 1_000;
 /// Pauses between a restart (its listening line) and the next SIGKILL: the restart routes
 /// every overdue message at once, a burst of hand-overs the SIGKILL cuts through again.
