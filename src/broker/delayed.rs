@@ -10,14 +10,24 @@
 //! reserved queue sequence (`pending_queue_sequence`, beyond every real queue's), its due time
 //! in the deadline field and its vhost in the exchange field (`"vhost\0exchange"`), so the
 //! store's records, marks, sync batches and recovery carry it without a record kind of their own.
+//!
+//! When due, a stored held message goes to each queue as a `HandoverCopy`, which the queue's
+//! shard stores right after a hand-over record naming the held message (`store::handover`); after
+//! a crash, recovery's proofs (`handovers.rs`) leave out the queues that hold a copy already
+//! (`lacking_copies`).
+
+use std::sync::Arc;
 
 use amq_protocol::types::{AMQPValue, FieldTable};
 
 use super::error::{AmqpError, COMMAND_INVALID, PRECONDITION_FAILED};
+use super::handovers::HandedOver;
 use super::queue_args::{integer, text};
 use super::routing::ExchangeKind;
 use super::snapshot::Exchange;
 use crate::codec::message::Message;
+use crate::ids::{Holder, QueueId};
+use crate::store::handover::StoredId;
 
 /// The plugin's ceiling (`?ERL_MAX_T`, Erlang's largest timer): a larger `x-delay` routes at once.
 pub const DELAY_MAX_MS: i64 = 4_294_967_295;
@@ -85,6 +95,23 @@ pub fn stored_exchange_field(vhost: &str, exchange: &[u8]) -> Vec<u8> {
     [&length.to_be_bytes()[..], &vhost.as_bytes()[..usize::from(length)], exchange].concat()
 }
 
+/// A due stored held message's copy for one queue (holder → the queue's owner shard): published
+/// like any message, its confirm going back to `publisher` (the holder), and stored right after
+/// a hand-over record naming `held`.
+#[derive(Debug)]
+pub struct HandoverCopy {
+    pub queue: QueueId,
+    pub message: Arc<Message>,
+    pub publisher: Holder,
+    pub publish_sequence: u64,
+    pub held: StoredId,
+}
+
+/// Keeps of `routes` the queues that hold no copy of the held message yet.
+pub fn lacking_copies(routes: &mut Vec<QueueId>, handed_over: &[HandedOver]) {
+    routes.retain(|queue| !handed_over.iter().any(|copy| copy.queue_sequence == queue.sequence()));
+}
+
 /// The vhost and exchange of a held message's record (`stored_exchange_field`).
 pub fn split_stored_exchange(field: &[u8]) -> Option<(String, bytes::Bytes)> {
     let (length, rest) = field.split_first_chunk::<2>()?;
@@ -147,6 +174,26 @@ mod tests {
         let unknown = validate_arguments(&arguments(AMQPValue::LongString("nope".into())));
         assert_eq!(unknown.expect_err("unknown").reply_code, COMMAND_INVALID);
         assert_eq!(delayed_type(&arguments(AMQPValue::LongString("fanout".into()))), ExchangeKind::Fanout);
+    }
+
+    /// After a crash, a held message goes again only to the queues no proof names.
+    #[test]
+    fn only_queues_without_a_copy_get_one_again() {
+        let dir = std::env::temp_dir().join(format!("spatemq-lacking-copies-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        let segment = Arc::new(crate::store::segment::Segment::create(&dir, 1, 4096).expect("a segment"));
+        let routes = [QueueId::new(0, 5), QueueId::new(1, 6), QueueId::new(2, 7)];
+        let copy = |queue_sequence| HandedOver { queue_sequence, segment: segment.clone() };
+        let mut left = routes.to_vec();
+        lacking_copies(&mut left, &[copy(6)]);
+        assert_eq!(left, [routes[0], routes[2]]);
+        lacking_copies(&mut left, &[copy(5), copy(7), copy(9)]);
+        assert!(left.is_empty(), "every bound queue has its copy: the held message is only removed");
+        let mut all = routes.to_vec();
+        lacking_copies(&mut all, &[]);
+        assert_eq!(all, routes);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

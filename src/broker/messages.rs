@@ -62,6 +62,15 @@ pub enum ShardMsg {
         publisher: Holder,
         publish_sequence: Option<u64>,
     },
+    /// A delayed exchange's holder → owner: a due stored message's copy (`broker::delayed`).
+    Handover(Box<crate::broker::delayed::HandoverCopy>),
+    /// Owner → holder, before the copy's confirm: the segment holding the copy and its
+    /// hand-over record, which the holder keeps until the held message's removal mark is
+    /// written (so the proof outlives the need for it).
+    HandoverStored {
+        confirm: ConfirmTo,
+        segment: Arc<crate::store::segment::Segment>,
+    },
     /// Connection shard → an exchange's owner shard: a publish to an exchange that
     /// deduplicates or delays (`owned_exchange.rs`).
     OwnerPublish(Box<crate::broker::owned_exchange::OwnerPublish>),

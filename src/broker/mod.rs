@@ -17,6 +17,7 @@ pub(crate) mod definitions_import;
 pub(crate) mod durable;
 mod equivalence;
 pub(crate) mod error;
+pub(crate) mod handovers;
 mod headers_match;
 pub(crate) mod messages;
 pub(crate) mod owned_exchange;

@@ -14,6 +14,9 @@
 //! Paged records (`KIND_PAGED`: transient messages a long queue kept on disk instead of in
 //! memory) are dropped: like every transient message, they do not survive a restart.
 //!
+//! Hand-over records (`KIND_HANDOVER`, written before a held delayed message's copy) are
+//! collected across every directory and filed under the held message (`handovers.rs`).
+//!
 //! Link records (`KIND_LINK`, a fanout's message stored once for several queues) load like
 //! message records, under the same marks: the record they name is earlier in their segment,
 //! so it was read if they were, and stays on disk with the segment whatever its own queue did
@@ -24,6 +27,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::broker::handovers::{HandedOver, ProofReader, Proofs};
 use crate::broker::queue::Payload;
 use crate::broker::ready::{Entry, ReadyList};
 use crate::clock;
@@ -46,6 +50,8 @@ pub struct RecoveredQueue {
     /// Some message has a deadline: the queue's expiry sweep must look at it.
     pub has_deadlines: bool,
     pub next_sequence: u64,
+    /// Held delayed messages only: sequence → the queues that already hold a copy of it.
+    pub handed_over: HashMap<u64, Vec<HandedOver>>,
 }
 
 impl RecoveredQueue {
@@ -91,6 +97,8 @@ pub struct Recovered {
     pub damaged_segments: u64,
     /// Copies left unused because their original was still in place.
     pub copies_ignored: u64,
+    /// Hand-over proofs found, and the held messages loaded, until `recover` files them.
+    proofs: Proofs,
 }
 
 pub fn shard_dir(data_dir: &Path, shard: usize) -> PathBuf {
@@ -152,6 +160,7 @@ pub fn recover(data_dir: &Path, live_queues: &HashSet<u64>) -> io::Result<Recove
         let copies = std::mem::take(&mut queue.copies);
         queue.ready.merge(copies);
     }
+    std::mem::take(&mut recovered.proofs).file(&mut recovered.queues);
     Ok(recovered)
 }
 
@@ -231,6 +240,7 @@ fn recover_segment(
 ) -> io::Result<()> {
     let segment = Arc::new(Segment::open_sealed(dir, number)?);
     let marks = read_segment_marks(dir, &segment)?;
+    let mut proofs = ProofReader::default();
     let mut offset = 0usize;
     let scanned = loop {
         match read_record(segment.bytes(), offset) {
@@ -244,6 +254,9 @@ fn recover_segment(
                 break offset;
             }
             ReadOutcome::Record { kind, payload, next } => {
+                if let Some(handover) = proofs.read(kind, payload) {
+                    recovered.proofs.proven(handover, &segment);
+                }
                 // The checksum already vouched for the record; only its queue and position
                 // are needed now (the rest is decoded when the message is delivered).
                 if let Some(record) = record_position(kind, payload) {
@@ -316,6 +329,7 @@ fn load_record(
     }
     queue.next_sequence = queue.next_sequence.max(record.sequence + 1);
     recovered.messages += 1;
+    recovered.proofs.loaded(key);
 }
 
 struct RecordPosition {

@@ -10,12 +10,18 @@
 //! the fsync that covers it; the index keeps only its stored reference, not its body. Others
 //! are kept in memory and confirmed at once; they do not survive a restart.
 //!
-//! Hand-over of a stored message: its copies go to the destination queues as a publish whose
-//! confirm comes back here (`HANDOVER_CONNECTION`); once every queue confirmed (a durable queue
-//! after its own fsync), the held record is marked removed. A crash before every copy is
-//! synced keeps the held record, which is routed again after the restart; a crash after the
-//! copies were synced and before the removal mark reached the disk routes it again too: in that
-//! window the guarantee is at-least-once (the README says so).
+//! Hand-over of a stored message: its copies go to the destination queues as
+//! `ShardMsg::Handover`, whose confirm comes back here (`HANDOVER_CONNECTION`). A durable
+//! queue stores the copy right after a hand-over record naming the held record
+//! (`store::handover`) and tells this shard which segment holds it (`HandoverStored`), then
+//! confirms after its own fsync; once every queue confirmed, the held record is marked removed,
+//! and only once that mark is written may those segments go. After a crash, recovery files the
+//! hand-over records under the held record (`broker::handovers`) and the held message goes only
+//! to the queues without a copy (`route_held`), so a kill -9 at any point neither loses nor
+//! duplicates it. A crash before every copy is synced routes it again to the queues that lack
+//! it. A stream, whose log has no hand-over records, and a deduplicating queue that drops the
+//! copy as a repeat keep the older window: a crash after the copy's fsync and before the removal
+//! mark routes it again (the README says so). Once shutdown begins nothing more is handed over.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -29,7 +35,10 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 
 use super::Shard;
-use crate::broker::delayed::{pending_queue_sequence, split_stored_exchange, stored_exchange_field};
+use crate::broker::delayed::{
+    lacking_copies, pending_queue_sequence, split_stored_exchange, stored_exchange_field, HandoverCopy,
+};
+use crate::broker::handovers::HandedOver;
 use crate::broker::messages::{ConfirmTo, ShardMsg};
 use crate::broker::owned_exchange::{OwnerPublish, OwnerRouted};
 use crate::broker::recovery::RecoveredQueue;
@@ -41,7 +50,9 @@ use crate::ids::{ConnId, Holder};
 use crate::limits::{
     DELAYED_BEHIND_MS, DELAYED_IDLE_CHECK_MS, DELAYED_MEMORY_BYTES_MAX, DELAYED_PENDING_MAX, DELAYED_ROUTE_BATCH,
 };
+use crate::store::handover::StoredId;
 use crate::store::record::{encode_mark, Mark, MessageRecord};
+use crate::store::segment::Segment;
 use crate::store::StoredRef;
 
 /// The connection number of the hand-over confirms: real connections start at 1.
@@ -54,11 +65,13 @@ enum Held {
         message: Arc<Message>,
     },
     /// In the store, under `queue_sequence` (this shard's, or a former shard's after a restart
-    /// with fewer shards) and `sequence`.
+    /// with fewer shards) and `sequence`; after a crash, with the queues that hold a copy
+    /// already (whose proofs stay on disk while this is held).
     Stored {
         reference: StoredRef,
         queue_sequence: u64,
         sequence: u64,
+        handed_over: Box<[HandedOver]>,
     },
 }
 
@@ -68,6 +81,9 @@ struct Handover {
     reference: StoredRef,
     queue_sequence: u64,
     sequence: u64,
+    /// The segments holding proofs of its copies (this run's, and before a crash), kept on
+    /// disk until the removal mark is written.
+    proofs: Vec<Arc<Segment>>,
 }
 
 #[derive(Default)]
@@ -162,9 +178,11 @@ impl Shard {
     /// Called every mailbox-loop turn: routes what is due. A busy shard's runtime may not fire
     /// timers for a long time (monoio checks them only when it runs out of ready tasks), so
     /// the timer task alone would leave due messages held while the shard is saturated.
+    /// Once shutdown began, nothing more is handed over: what comes due then is routed after
+    /// the next start, instead of being cut short by the stop.
     pub(super) fn route_due_in_turn(&self) {
         let due_ms = self.delayed.next_due_ms.get();
-        if due_ms == u64::MAX {
+        if due_ms == u64::MAX || self.shutdown_requested() {
             return;
         }
         let now_ms = clock::now_ms();
@@ -225,7 +243,7 @@ impl Shard {
                     if let Some(confirm) = confirm {
                         self.with_store(|store| store.confirm_after_sync(confirm));
                     }
-                    Held::Stored { reference, queue_sequence, sequence }
+                    Held::Stored { reference, queue_sequence, sequence, handed_over: Box::default() }
                 }
                 Some(Err(_)) | None => return self.answer_confirm(confirm, false),
             }
@@ -300,24 +318,28 @@ impl Shard {
                 vhost.route_with_alternates(exchange, &message.routing_key, &mut parse, &mut routes);
             }
         }
-        let publish_sequence = match held {
-            Held::Stored { reference, queue_sequence, sequence } if !routes.is_empty() => {
-                let remaining = u32::try_from(routes.len()).unwrap_or(u32::MAX);
-                let handover = Handover { remaining, reference, queue_sequence, sequence };
-                self.delayed.index.borrow_mut().handovers.insert(local_sequence, handover);
-                Some(local_sequence)
-            }
-            other => {
-                self.release_held(other);
-                None
-            }
-        };
         let publisher = self.handover_holder();
+        let Held::Stored { reference, queue_sequence, sequence, handed_over } = held else {
+            for queue in routes {
+                let publish = ShardMsg::Publish { queue, message: message.clone(), publisher, publish_sequence: None };
+                self.send(queue.owner(), publish);
+            }
+            return;
+        };
+        // After a crash, the queues that hold a copy already get none again.
+        lacking_copies(&mut routes, &handed_over);
+        let proofs = proof_segments(handed_over);
+        if routes.is_empty() {
+            return self.mark_removed(&reference, queue_sequence, sequence, proofs);
+        }
+        let remaining = u32::try_from(routes.len()).unwrap_or(u32::MAX);
+        let handover = Handover { remaining, reference, queue_sequence, sequence, proofs };
+        self.delayed.index.borrow_mut().handovers.insert(local_sequence, handover);
+        let held = StoredId { queue_sequence, sequence };
         for queue in routes {
-            self.send(
-                queue.owner(),
-                ShardMsg::Publish { queue, message: message.clone(), publisher, publish_sequence },
-            );
+            let copy =
+                HandoverCopy { queue, message: message.clone(), publisher, publish_sequence: local_sequence, held };
+            self.send(queue.owner(), ShardMsg::Handover(Box::new(copy)));
         }
     }
 
@@ -336,24 +358,30 @@ impl Shard {
 
     /// A held message is gone for good: a stored one is marked removed.
     fn release_held(&self, held: Held) {
-        if let Held::Stored { reference, queue_sequence, sequence } = held {
-            self.mark_removed(&reference, queue_sequence, sequence);
+        if let Held::Stored { reference, queue_sequence, sequence, handed_over } = held {
+            self.mark_removed(&reference, queue_sequence, sequence, proof_segments(handed_over));
         }
     }
 
-    fn mark_removed(&self, reference: &StoredRef, queue_sequence: u64, sequence: u64) {
+    /// Marks a held message removed (no fsync, as every mark); the segments of the proofs of
+    /// its copies may go once the mark is written, not before.
+    fn mark_removed(&self, reference: &StoredRef, queue_sequence: u64, sequence: u64, proofs: Vec<Arc<Segment>>) {
         if queue_sequence == pending_queue_sequence(self.id) {
-            self.with_store(|store| store.mark(reference, queue_sequence, sequence, Mark::Removed));
+            self.with_store(|store| {
+                store.mark(reference, queue_sequence, sequence, Mark::Removed);
+                store.release_after_marks(proofs);
+            });
             return;
         }
         // Recovered from another shard's directory (the broker runs fewer shards now): this
         // store gathers marks by segment number, which that directory's numbers collide with,
-        // so the mark goes straight to its own segment's marks file (no fsync, as every mark).
+        // so the mark goes straight to its own segment's marks file.
         let mut record = Vec::new();
         encode_mark(&mut record, queue_sequence, sequence, Mark::Removed);
         if let Err(error) = reference.segment.append_marks(&record) {
             crate::warn!("shard {}: cannot mark a delivered delayed message removed: {error}", self.id);
         }
+        drop(proofs);
     }
 
     /// A destination queue confirmed (or refused) a hand-over copy. A refusal (a queue at its
@@ -371,8 +399,30 @@ impl Shard {
             }
             index.handovers.remove(&local_sequence)
         };
-        if let Some(Handover { reference, queue_sequence, sequence, .. }) = done {
-            self.mark_removed(&reference, queue_sequence, sequence);
+        if let Some(Handover { reference, queue_sequence, sequence, proofs, .. }) = done {
+            self.mark_removed(&reference, queue_sequence, sequence, proofs);
+        }
+    }
+
+    /// A queue's shard stored a hand-over copy (not yet synced): it tells the holder which
+    /// segment holds the copy's proof, ahead of the copy's confirm (same mailbox, in order).
+    pub(super) fn tell_handover_stored(
+        &self,
+        publisher: Holder,
+        publish_sequence: Option<u64>,
+        segment: &Arc<Segment>,
+    ) {
+        if let Some(publish_sequence) = publish_sequence {
+            let confirm = ConfirmTo { holder: publisher, publish_sequence };
+            self.send(publisher.conn.shard(), ShardMsg::HandoverStored { confirm, segment: segment.clone() });
+        }
+    }
+
+    /// The holder keeps a copy's proof on disk until the held message's removal mark is
+    /// written: a crash before that must find the proof, or the message would go twice.
+    pub(super) fn keep_handover_proof(&self, local_sequence: u64, segment: Arc<Segment>) {
+        if let Some(handover) = self.delayed.index.borrow_mut().handovers.get_mut(&local_sequence) {
+            handover.proofs.push(segment);
         }
     }
 
@@ -393,13 +443,18 @@ impl Shard {
             earliest = earliest.min(due_ms);
             let local_sequence = index.next_sequence;
             index.next_sequence += 1;
-            index
-                .held
-                .insert((due_ms, local_sequence), Held::Stored { reference, queue_sequence, sequence: entry.sequence });
+            let handed_over = recovered.handed_over.remove(&entry.sequence).unwrap_or_default().into_boxed_slice();
+            let held = Held::Stored { reference, queue_sequence, sequence: entry.sequence, handed_over };
+            index.held.insert((due_ms, local_sequence), held);
         }
         drop(index);
         self.delayed.schedule(earliest);
     }
+}
+
+/// The segments holding the proofs of a held message's earlier copies.
+fn proof_segments(handed_over: Box<[HandedOver]>) -> Vec<Arc<Segment>> {
+    handed_over.into_vec().into_iter().map(|copy| copy.segment).collect()
 }
 
 #[cfg(test)]

@@ -467,6 +467,9 @@ impl Shard {
             ShardMsg::Deliver(delivery) => self.deliver(delivery),
             ShardMsg::OwnerPublish(publish) => self.owner_publish(*publish),
             ShardMsg::OwnerRouted(routed) => self.owner_routed(&routed),
+            ShardMsg::HandoverStored { confirm, segment } => {
+                self.keep_handover_proof(confirm.publish_sequence, segment)
+            }
             ShardMsg::Confirmed { confirm, ok } if confirm.holder.conn.local == delayed::HANDOVER_CONNECTION => {
                 self.handover_confirmed(confirm.publish_sequence, ok)
             }

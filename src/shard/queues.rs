@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::Shard;
+use crate::broker::delayed::HandoverCopy;
 use crate::broker::error::{AmqpError, INTERNAL_ERROR, NOT_FOUND, PRECONDITION_FAILED};
 use crate::broker::messages::ConfirmTo;
 use crate::broker::messages::{ReplyTo, ShardMsg};
@@ -18,6 +19,7 @@ use crate::codec::message::Message;
 use crate::ids::Holder;
 use crate::ids::QueueId;
 use crate::limits::{PAGE_OUT_READY_MESSAGES, STORED_CACHE_MESSAGES};
+use crate::store::handover::StoredId;
 use crate::store::record::MessageRecord;
 use crate::store::StoredRef;
 
@@ -26,7 +28,11 @@ impl Shard {
         match message {
             ShardMsg::CreateQueue { definition, reply } => self.create_queue(definition, reply),
             ShardMsg::Publish { queue, message, publisher, publish_sequence } => {
-                self.publish_to_queue(queue, message, publisher, publish_sequence)
+                self.publish_to_queue(queue, message, publisher, publish_sequence, None)
+            }
+            ShardMsg::Handover(copy) => {
+                let HandoverCopy { queue, message, publisher, publish_sequence, held } = *copy;
+                self.publish_to_queue(queue, message, publisher, Some(publish_sequence), Some(held))
             }
             ShardMsg::QueueOp { queue, request, reply } => self.queue_op(queue, request, reply),
             ShardMsg::Settle { queue, holder, sequences, action } => {
@@ -120,8 +126,16 @@ impl Shard {
 
     /// Enqueues a published message; a persistent message in a durable queue is first
     /// appended to the store and confirmed only after the fsync that covers it. A queue at
-    /// its length limit with `x-overflow` reject-publish(-dlx) refuses it (basic.nack).
-    fn publish_to_queue(&self, id: QueueId, message: Arc<Message>, publisher: Holder, publish_sequence: Option<u64>) {
+    /// its length limit with `x-overflow` reject-publish(-dlx) refuses it (basic.nack). A held
+    /// delayed message's copy (`held`) is stored after its hand-over record.
+    fn publish_to_queue(
+        &self,
+        id: QueueId,
+        message: Arc<Message>,
+        publisher: Holder,
+        publish_sequence: Option<u64>,
+        held: Option<StoredId>,
+    ) {
         // A deduplicating queue drops a repeat, and the publisher's confirm still says ack.
         if self.with_queue(id, |queue, _, _| queue.is_duplicate(&message)) == Some(true) {
             if let Some(publish_sequence) = publish_sequence {
@@ -138,7 +152,7 @@ impl Shard {
             expiration_ms: message.expiration_ms().ok().flatten(),
             priority: crate::codec::hotpath::priority(&message.properties).unwrap_or(0),
         };
-        let outcome = match self.admit(id, &message, arrival) {
+        let outcome = match self.admit(id, &message, arrival, held) {
             Admission::Memory => self.with_queue(id, |queue, effects, reader| {
                 queue.enqueue(Payload::Memory(message.clone()), arrival, effects, reader);
                 PublishOutcome::InMemory
@@ -147,11 +161,16 @@ impl Shard {
                 queue.enqueue(Payload::Stored { reference, cached: None }, arrival, effects, reader);
                 PublishOutcome::InMemory
             }),
-            Admission::Stored(Ok((reference, cache))) => self.with_queue(id, |queue, effects, reader| {
-                let cached = cache.then(|| message.clone());
-                queue.enqueue(Payload::Stored { reference, cached }, arrival, effects, reader);
-                PublishOutcome::Stored
-            }),
+            Admission::Stored(Ok((reference, cache))) => {
+                if held.is_some() {
+                    self.tell_handover_stored(publisher, publish_sequence, &reference.segment);
+                }
+                self.with_queue(id, |queue, effects, reader| {
+                    let cached = cache.then(|| message.clone());
+                    queue.enqueue(Payload::Stored { reference, cached }, arrival, effects, reader);
+                    PublishOutcome::Stored
+                })
+            }
             Admission::Stored(Err(reason)) => Some(PublishOutcome::Failed(reason)),
             Admission::Refused => {
                 self.with_queue(id, |queue, effects, _| queue.refused(&message, effects));
@@ -188,8 +207,9 @@ impl Shard {
     /// Decides how a message enters the queue: refused by its length limit, kept in memory,
     /// or appended to the store when the queue keeps it on disk (`Queue::stores`; with whether to
     /// keep an in-memory copy, only while the queue is short). The same message routed to
-    /// several durable queues of this shard is stored once (`Store::append_shared`).
-    fn admit(&self, id: QueueId, message: &Arc<Message>, arrival: Arrival) -> Admission {
+    /// several durable queues of this shard is stored once (`Store::append_shared`); a held
+    /// delayed message's copy after the hand-over record naming it (`Store::append_handover`).
+    fn admit(&self, id: QueueId, message: &Arc<Message>, arrival: Arrival, held: Option<StoredId>) -> Admission {
         self.ensure_queue_known(id);
         let paging_threshold = if self.alarms.paging() { STORED_CACHE_MESSAGES } else { PAGE_OUT_READY_MESSAGES };
         let (stored, sequence, ready, pages_out, (expires_at_unix_ms, priority)) = {
@@ -225,7 +245,11 @@ impl Shard {
                 Some(Err(_)) | None => Admission::Memory,
             };
         }
-        Admission::Stored(match self.with_store(|store| store.append_shared(&record, message)) {
+        let append = |store: &mut crate::store::Store| match held {
+            None => store.append_shared(&record, message),
+            Some(held) => store.append_handover(held, &record, message),
+        };
+        Admission::Stored(match self.with_store(append) {
             Some(Ok(reference)) => Ok((reference, ready < STORED_CACHE_MESSAGES)),
             Some(Err(error)) => Err(error.to_string()),
             None => Err("this shard has no message store".into()),

@@ -9,10 +9,12 @@
 //!
 //! A message routed to several durable queues of the shard (a fanout) is stored once: its
 //! first queue gets a message record, the others a link record naming it (same segment, so
-//! the link's reference keeps the content's segment alive).
+//! the link's reference keeps the content's segment alive). A held delayed message's copy
+//! follows a hand-over record naming the held message, in the same segment (`handover.rs`).
 
 pub(crate) mod definitions_log;
 pub(crate) mod files;
+pub(crate) mod handover;
 pub(crate) mod lock;
 pub(crate) mod paging;
 pub(crate) mod record;
@@ -166,6 +168,8 @@ pub struct Store {
     moved_unsynced: Vec<(Arc<Segment>, Vec<u8>)>,
     /// Segments whose copies never reached the disk: never deleted while the broker runs.
     kept: Vec<Arc<Segment>>,
+    /// Segments kept until this turn's marks are written (`release_after_marks`).
+    kept_for_marks: Vec<Arc<Segment>>,
     poisoned: Option<String>,
     /// Test hook: fail every write once this many bytes were written.
     fail_after_bytes: Option<u64>,
@@ -195,6 +199,7 @@ impl Store {
             moved_unwritten: Vec::new(),
             moved_unsynced: Vec::new(),
             kept: Vec::new(),
+            kept_for_marks: Vec::new(),
             poisoned: None,
             fail_after_bytes,
             written_total_bytes: 0,
@@ -415,6 +420,12 @@ impl Store {
         self.confirms_unwritten.push(confirm);
     }
 
+    /// Keeps `segments` (their files) until the marks given so far are written: a mark that
+    /// makes a record in them unneeded must reach the file before they may be deleted.
+    pub fn release_after_marks(&mut self, segments: impl IntoIterator<Item = Arc<Segment>>) {
+        self.kept_for_marks.extend(segments);
+    }
+
     pub fn mark(&mut self, reference: &StoredRef, queue_sequence: u64, sequence: u64, mark: Mark) {
         let entry =
             self.marks.entry(reference.segment.number).or_insert_with(|| (reference.segment.clone(), Vec::new()));
@@ -428,6 +439,7 @@ impl Store {
                 crate::warn!("segment {}: cannot write marks: {error}", segment.number);
             }
         }
+        self.kept_for_marks.clear();
         if self.poisoned.is_some() {
             return Err(self.refuse_waiting());
         }
