@@ -93,8 +93,12 @@ impl Shard {
             }
         }
         let mut candidates: Vec<Candidate> = census.into_values().collect();
-        let active = |segment: &Arc<Segment>| self.with_store(|store| store.is_active(segment)).unwrap_or(true);
-        candidates.retain(|candidate| !active(&candidate.segment));
+        // Neither a segment still written nor one of another shard's directory (see
+        // `Store::relocate`) is compacted.
+        let movable = |segment: &Arc<Segment>| {
+            self.with_store(|store| !store.is_active(segment) && store.owns(segment)).unwrap_or(false)
+        };
+        candidates.retain(|candidate| movable(&candidate.segment));
         if candidates.len() <= COMPACTION_SEGMENTS_KEPT {
             return Vec::new();
         }

@@ -217,6 +217,12 @@ impl Store {
         [&self.publishes, &self.copies].map(|stream| stream.active.as_ref().map(|segment| segment.number))
     }
 
+    /// True if `segment` is one of this store's directory (not one a restart with fewer
+    /// shards handed over from another shard's directory).
+    pub fn owns(&self, segment: &Segment) -> bool {
+        segment.is_in(&self.dir)
+    }
+
     /// True if `segment` is still being appended to (compaction leaves it alone).
     pub fn is_active(&self, segment: &Arc<Segment>) -> bool {
         self.publishes.holds(segment) || self.copies.holds(segment)
@@ -342,9 +348,18 @@ impl Store {
     /// message in one place or the other (recovery decides which, see `recovery.rs`). A link
     /// is copied with its target's content; the copy always carries the place of the record
     /// it copies (a link's target has another queue's place).
+    ///
+    /// Only a segment of this store's own directory is compacted. One of another shard's
+    /// directory (read after a restart with fewer shards) keeps its records where they are: a
+    /// copy names its origin by segment number, which recovery looks up in the copy's own
+    /// directory, so a copy out of another directory would be judged against the wrong
+    /// segment and could be dropped while its original carries a Moved mark.
     pub fn relocate(&mut self, from: &StoredRef) -> Result<StoredRef, StoreError> {
         if self.is_active(&from.segment) {
             return Err(StoreError::Unreadable("compaction of a segment still being written".into()));
+        }
+        if !self.owns(&from.segment) {
+            return Err(StoreError::Unreadable("compaction of another shard directory's segment".into()));
         }
         let source = from.segment.clone();
         let unreadable =

@@ -34,6 +34,13 @@ impl std::fmt::Debug for Segment {
     }
 }
 
+impl Segment {
+    /// Whether the segment's file lies in `dir` (a shard directory).
+    pub fn is_in(&self, dir: &Path) -> bool {
+        self.path.parent() == Some(dir)
+    }
+}
+
 pub fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:010}.segment"))
 }

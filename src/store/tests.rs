@@ -151,3 +151,26 @@ fn a_relocated_link_is_a_copy_of_the_content_for_its_own_queue() {
     drop((first, link, copy));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn compaction_leaves_another_shard_directorys_segments_where_they_are() {
+    let data = temp_dir("foreign");
+    let (own_dir, other_dir) = (data.join("shard-0"), data.join("shard-1"));
+    let mut other = Store::open(&other_dir, 1, 1 << 20, None).expect("open");
+    let foreign = append(&mut other, 9, 1, &message("written by shard 1"));
+    other.write_pending().expect("write");
+    drop(other);
+    // A restart with one shard: shard 0's store, with a segment 1 of its own, holds queue 9's
+    // message in shard 1's segment 1.
+    let mut own = Store::open(&own_dir, 1, 1 << 20, None).expect("open");
+    let local = append(&mut own, 8, 1, &message("written by shard 0"));
+    own.write_pending().expect("write");
+    drop(own);
+    let mut own = Store::open(&own_dir, 2, 1 << 20, None).expect("open");
+    assert!(own.owns(&local.segment) && !own.owns(&foreign.segment));
+    assert!(own.relocate(&foreign).is_err(), "a copy out of another directory could be lost at recovery");
+    let copy = own.relocate(&local).expect("its own segment is compacted");
+    assert_eq!(body(&own, &copy), "written by shard 0");
+    drop((foreign, local, copy, own));
+    let _ = std::fs::remove_dir_all(&data);
+}
