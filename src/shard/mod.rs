@@ -224,10 +224,9 @@ impl Shard {
         }
     }
 
-    /// Tells every shard whether this one's paged-out writes run ahead of its disk
-    /// (`limits::PAGED_UNSYNCED_BYTES_MAX`): connections that publish here wait while they do.
     /// Tells the publishers of every shard whether this one is backlogged: its paged-out
-    /// writes run ahead of its disk, or its held delayed messages go out late. Either holds
+    /// writes run ahead of its disk (`limits::PAGED_UNSYNCED_BYTES_MAX`), or its held delayed
+    /// messages go out late (`limits::DELAYED_BEHIND_MS`). Either holds
     /// the connections that publish here (`socket::wait_for_backlog`).
     pub(crate) fn note_backlog(&self) {
         let outstanding = self.with_store(|store| store.paged_outstanding_bytes()).unwrap_or(0);

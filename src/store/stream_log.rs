@@ -32,7 +32,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::record::RECORD_HEADER_BYTES;
-use super::record::{decode_message, encode_message_as, read_record, MessageRecord, ReadOutcome, KIND_MESSAGE};
+use super::record::{
+    decode_message, encode_message_as, read_record, record_length, MessageRecord, ReadOutcome, KIND_MESSAGE,
+};
 use crate::codec::message::{with_long_header, Message};
 use crate::limits::{STREAM_INDEX_EVERY_MESSAGES, STREAM_READ_CHUNK_BYTES, STREAM_WRITE_BUFFER_BYTES};
 
@@ -128,8 +130,7 @@ impl Chunk {
             return None;
         }
         let start = usize::try_from(position - self.file_position).ok()?;
-        let header = self.bytes.get(start..start + RECORD_HEADER_BYTES)?;
-        let length = RECORD_HEADER_BYTES + u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        let length = record_length(self.bytes.get(start..)?)?;
         (start + length <= self.bytes.len()).then(|| self.bytes.slice(start..start + length))
     }
 }
@@ -174,34 +175,6 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Reads the record at `position` of `file`: None at the end of what was written, Err when
-/// the record is torn or fails its checksum.
-fn read_at(file: &File, position: u64) -> Result<Option<Vec<u8>>, &'static str> {
-    let mut header = [0u8; RECORD_HEADER_BYTES];
-    match file.read_exact_at(&mut header, position) {
-        Ok(()) => {}
-        Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(_) => return Err("unreadable record header"),
-    }
-    let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    if length == 0 {
-        return Ok(None);
-    }
-    if length > RECORD_BYTES_MAX {
-        return Err("record length beyond any message");
-    }
-    let mut record = vec![0u8; RECORD_HEADER_BYTES + length];
-    record[..RECORD_HEADER_BYTES].copy_from_slice(&header);
-    file.read_exact_at(&mut record[RECORD_HEADER_BYTES..], position + RECORD_HEADER_BYTES as u64)
-        .map_err(|_| "record cut short")?;
-    match read_record(&record, 0) {
-        ReadOutcome::Record { kind: KIND_MESSAGE, .. } => Ok(Some(record)),
-        ReadOutcome::Record { .. } => Err("not a message record"),
-        ReadOutcome::End => Ok(None),
-        ReadOutcome::Damaged { reason } => Err(reason),
-    }
-}
-
 /// Decodes a whole record (checksum checked) into a message whose fields are slices of it.
 fn decode(record: &Bytes) -> Option<StreamEntry> {
     let ReadOutcome::Record { kind: KIND_MESSAGE, payload, .. } = read_record(record, 0) else { return None };
@@ -239,14 +212,12 @@ fn record_at(segment: &LogSegment, position: u64, chunk: &mut Chunk) -> Option<B
         if let Some(record) = chunk.record_at(segment.first_offset, position) {
             return Some(record);
         }
-        // A record longer than a chunk: read it whole.
-        let header = chunk.bytes.get(..RECORD_HEADER_BYTES)?;
-        let length =
-            RECORD_HEADER_BYTES as u64 + u64::from(u32::from_le_bytes([header[0], header[1], header[2], header[3]]));
-        if length > available || length as usize > RECORD_BYTES_MAX {
+        // A record longer than a chunk: read it whole (unless its length is damage).
+        let length = record_length(&chunk.bytes)?;
+        if length as u64 > available || length > RECORD_BYTES_MAX {
             return None;
         }
-        want = length;
+        want = length as u64;
     }
     None
 }
@@ -292,8 +263,12 @@ impl StreamLog {
                 file: Arc::new(file),
                 path,
             };
-            while let Ok(Some(record)) = read_at(&segment.file, segment.bytes) {
-                let record = Bytes::from(record);
+            let length = segment.file.metadata()?.len();
+            // Scanned a chunk at a time, as consumers read: up to the first record that is
+            // torn, fails its checksum or breaks the offsets.
+            segment.written = length;
+            let mut chunk = Chunk::default();
+            while let Some(record) = record_at(&segment, segment.bytes, &mut chunk) {
                 let Some(entry) = decode(&record) else { break };
                 if entry.offset != first_offset + segment.count {
                     break;
@@ -306,7 +281,6 @@ impl StreamLog {
                 segment.count += 1;
                 segment.bytes += record.len() as u64;
             }
-            let length = segment.file.metadata()?.len();
             if length > segment.bytes {
                 dropped_bytes += length - segment.bytes;
                 segment.file.set_len(segment.bytes)?;
