@@ -51,7 +51,7 @@ use crate::limits::{
     DELAYED_BEHIND_MS, DELAYED_IDLE_CHECK_MS, DELAYED_MEMORY_BYTES_MAX, DELAYED_PENDING_MAX, DELAYED_ROUTE_BATCH,
 };
 use crate::store::handover::StoredId;
-use crate::store::record::{encode_mark, Mark, MessageRecord};
+use crate::store::record::{Mark, MessageRecord};
 use crate::store::segment::Segment;
 use crate::store::StoredRef;
 
@@ -366,22 +366,12 @@ impl Shard {
     /// Marks a held message removed (no fsync, as every mark); the segments of the proofs of
     /// its copies may go once the mark is written, not before.
     fn mark_removed(&self, reference: &StoredRef, queue_sequence: u64, sequence: u64, proofs: Vec<Arc<Segment>>) {
-        if queue_sequence == pending_queue_sequence(self.id) {
-            self.with_store(|store| {
-                store.mark(reference, queue_sequence, sequence, Mark::Removed);
-                store.release_after_marks(proofs);
-            });
-            return;
-        }
-        // Recovered from another shard's directory (the broker runs fewer shards now): this
-        // store gathers marks by segment number, which that directory's numbers collide with,
-        // so the mark goes straight to its own segment's marks file.
-        let mut record = Vec::new();
-        encode_mark(&mut record, queue_sequence, sequence, Mark::Removed);
-        if let Err(error) = reference.segment.append_marks(&record) {
-            crate::warn!("shard {}: cannot mark a delivered delayed message removed: {error}", self.id);
-        }
-        drop(proofs);
+        // The record may be in a former shard's directory (the broker runs fewer shards now):
+        // the store files each mark under the segment it names, whichever directory it is in.
+        self.with_store(|store| {
+            store.mark(reference, queue_sequence, sequence, Mark::Removed);
+            store.release_after_marks(proofs);
+        });
     }
 
     /// A destination queue confirmed (or refused) a hand-over copy. A refusal (a queue at its

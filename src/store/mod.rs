@@ -157,7 +157,10 @@ pub struct Store {
     /// last; emptied when that segment changes.
     recent: VecDeque<Recent>,
     copies: Stream,
-    marks: FxHashMap<u64, (Arc<Segment>, Vec<u8>)>,
+    /// This turn's marks, by segment: keyed by the segment itself (its address, which its Arc
+    /// in the entry keeps), not its number, as after a restart with fewer shards segments of
+    /// other shard directories, with the same numbers as this one's, get marks here too.
+    marks: FxHashMap<usize, (Arc<Segment>, Vec<u8>)>,
     next_segment_number: u64,
     /// Written but not yet fdatasync'ed, with the confirms that wait for it.
     unsynced: Vec<Arc<Segment>>,
@@ -442,8 +445,8 @@ impl Store {
     }
 
     pub fn mark(&mut self, reference: &StoredRef, queue_sequence: u64, sequence: u64, mark: Mark) {
-        let entry =
-            self.marks.entry(reference.segment.number).or_insert_with(|| (reference.segment.clone(), Vec::new()));
+        let key = Arc::as_ptr(&reference.segment) as usize;
+        let entry = self.marks.entry(key).or_insert_with(|| (reference.segment.clone(), Vec::new()));
         encode_mark(&mut entry.1, queue_sequence, sequence, mark);
     }
 

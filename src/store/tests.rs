@@ -174,3 +174,25 @@ fn compaction_leaves_another_shard_directorys_segments_where_they_are() {
     drop((foreign, local, copy, own));
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[test]
+fn marks_go_to_their_own_segment_when_another_directory_has_one_of_the_same_number() {
+    use super::record::{decode_marks, Mark};
+    let data = temp_dir("marks-by-segment");
+    let (own_dir, other_dir) = (data.join("shard-0"), data.join("shard-1"));
+    let mut other = Store::open(&other_dir, 1, 1 << 20, None).expect("open");
+    let foreign = append(&mut other, 9, 1, &message("written by shard 1"));
+    other.write_pending().expect("write");
+    drop(other);
+    let mut own = Store::open(&own_dir, 1, 1 << 20, None).expect("open");
+    let local = append(&mut own, 8, 1, &message("written by shard 0"));
+    assert_eq!(local.segment.number, foreign.segment.number, "both directories have a segment 1");
+    own.mark(&local, 8, 1, Mark::Removed);
+    own.mark(&foreign, 9, 1, Mark::Delivered);
+    own.write_pending().expect("write");
+    let marks_of = |reference: &StoredRef| decode_marks(&reference.segment.read_marks().expect("marks")).0;
+    assert_eq!(marks_of(&local), vec![(8, 1, Mark::Removed)]);
+    assert_eq!(marks_of(&foreign), vec![(9, 1, Mark::Delivered)]);
+    drop((foreign, local, own));
+    let _ = std::fs::remove_dir_all(&data);
+}
