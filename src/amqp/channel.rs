@@ -80,6 +80,14 @@ pub struct ChannelLimit {
 }
 
 impl ChannelLimit {
+    /// A delivery left the channel's unacked ones: a consumer's frees room under the limit.
+    fn settled(&mut self, unacked: &UnackedDelivery) {
+        if unacked.limited {
+            debug_assert!(self.unacked > 0, "the channel's limited count went below zero");
+            self.unacked = self.unacked.saturating_sub(1);
+        }
+    }
+
     pub fn is_full(&self) -> bool {
         self.prefetch != 0 && self.unacked >= self.prefetch
     }
@@ -513,12 +521,8 @@ impl Channel {
         let mut by_queue: HashMap<QueueId, Vec<u64>> = HashMap::new();
         if multiple {
             let upper = if delivery_tag == 0 { u64::MAX } else { delivery_tag };
-            let limited = &mut self.limit.unacked;
             for (_, unacked) in self.unacked.take_up_to(upper) {
-                if unacked.limited {
-                    debug_assert!(*limited > 0, "the channel's limited count went below zero");
-                    *limited = limited.saturating_sub(1);
-                }
+                self.limit.settled(&unacked);
                 by_queue.entry(unacked.queue).or_default().push(unacked.sequence);
             }
         } else {
@@ -539,10 +543,7 @@ impl Channel {
 
     pub fn remove_unacked(&mut self, delivery_tag: u64) -> Option<UnackedDelivery> {
         let unacked = self.unacked.remove(delivery_tag)?;
-        if unacked.limited {
-            debug_assert!(self.limit.unacked > 0, "the channel's limited count went below zero");
-            self.limit.unacked = self.limit.unacked.saturating_sub(1);
-        }
+        self.limit.settled(&unacked);
         Some(unacked)
     }
 }
