@@ -152,21 +152,26 @@ fn a_relocated_link_is_a_copy_of_the_content_for_its_own_queue() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A restart with one shard after two: shard 0's store opened anew (as its segment 2), with
+/// queue 8's message in its own segment 1 and queue 9's in shard 1's segment 1. Returns the
+/// data directory, shard 0's store and the references (shard 0's, shard 1's).
+fn segment_1_in_two_directories(name: &str) -> (PathBuf, Store, StoredRef, StoredRef) {
+    let data = temp_dir(name);
+    let mut written = Vec::new();
+    for (dir, queue, text) in [("shard-1", 9, "written by shard 1"), ("shard-0", 8, "written by shard 0")] {
+        let mut store = Store::open(&data.join(dir), 1, 1 << 20, None).expect("open");
+        written.push(append(&mut store, queue, 1, &message(text)));
+        store.write_pending().expect("write");
+    }
+    let own = Store::open(&data.join("shard-0"), 2, 1 << 20, None).expect("open");
+    let (local, foreign) = (written.pop().expect("shard 0's"), written.pop().expect("shard 1's"));
+    assert_eq!(local.segment.number, foreign.segment.number, "both directories have a segment 1");
+    (data, own, local, foreign)
+}
+
 #[test]
 fn compaction_leaves_another_shard_directorys_segments_where_they_are() {
-    let data = temp_dir("foreign");
-    let (own_dir, other_dir) = (data.join("shard-0"), data.join("shard-1"));
-    let mut other = Store::open(&other_dir, 1, 1 << 20, None).expect("open");
-    let foreign = append(&mut other, 9, 1, &message("written by shard 1"));
-    other.write_pending().expect("write");
-    drop(other);
-    // A restart with one shard: shard 0's store, with a segment 1 of its own, holds queue 9's
-    // message in shard 1's segment 1.
-    let mut own = Store::open(&own_dir, 1, 1 << 20, None).expect("open");
-    let local = append(&mut own, 8, 1, &message("written by shard 0"));
-    own.write_pending().expect("write");
-    drop(own);
-    let mut own = Store::open(&own_dir, 2, 1 << 20, None).expect("open");
+    let (data, mut own, local, foreign) = segment_1_in_two_directories("foreign");
     assert!(own.owns(&local.segment) && !own.owns(&foreign.segment));
     assert!(own.relocate(&foreign).is_err(), "a copy out of another directory could be lost at recovery");
     let copy = own.relocate(&local).expect("its own segment is compacted");
@@ -178,15 +183,7 @@ fn compaction_leaves_another_shard_directorys_segments_where_they_are() {
 #[test]
 fn marks_go_to_their_own_segment_when_another_directory_has_one_of_the_same_number() {
     use super::record::{decode_marks, Mark};
-    let data = temp_dir("marks-by-segment");
-    let (own_dir, other_dir) = (data.join("shard-0"), data.join("shard-1"));
-    let mut other = Store::open(&other_dir, 1, 1 << 20, None).expect("open");
-    let foreign = append(&mut other, 9, 1, &message("written by shard 1"));
-    other.write_pending().expect("write");
-    drop(other);
-    let mut own = Store::open(&own_dir, 1, 1 << 20, None).expect("open");
-    let local = append(&mut own, 8, 1, &message("written by shard 0"));
-    assert_eq!(local.segment.number, foreign.segment.number, "both directories have a segment 1");
+    let (data, mut own, local, foreign) = segment_1_in_two_directories("marks-by-segment");
     own.mark(&local, 8, 1, Mark::Removed);
     own.mark(&foreign, 9, 1, Mark::Delivered);
     own.write_pending().expect("write");
