@@ -28,6 +28,7 @@ mod tls;
 /// Pieces of the broker that the criterion benches and the black-box tests use directly. Not
 /// an API for other programs: names here follow the code, not a compatibility promise.
 pub mod internals {
+    pub use crate::amqp::publish_path::PublishPath;
     pub use crate::broker::messages::ShardMsg;
     pub use crate::broker::placement::queue_owner;
     pub use crate::broker::routing::{ExchangeKind, RoutingTable};

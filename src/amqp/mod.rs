@@ -20,6 +20,7 @@ mod handlers;
 pub(crate) mod handshake;
 mod owner_routed;
 pub(crate) mod port;
+pub(crate) mod publish_path;
 #[cfg(test)]
 mod port_tests;
 mod routes;

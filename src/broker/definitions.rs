@@ -71,7 +71,6 @@ pub struct Definitions {
 impl Definitions {
     /// Definitions with the defaults of a fresh data directory: vhost `/` and user `guest`
     /// with every permission on it.
-    #[cfg(test)]
     pub fn new(shard_count: usize) -> Definitions {
         let mut definitions = Definitions::empty(shard_count);
         definitions.seed(&super::accounts::Defaults::default()).expect("the defaults are valid");
