@@ -48,6 +48,11 @@ impl Port for KeepingPort {
         self.snapshot.clone()
     }
 
+    /// Read in place, as the shard does: no reference count change per publish.
+    fn snapshot_version(&self) -> u64 {
+        self.snapshot.version
+    }
+
     fn send(&self, to: usize, message: ShardMsg) {
         self.sent.borrow_mut().push((to, message));
     }
