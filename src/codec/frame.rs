@@ -11,7 +11,7 @@ use std::fmt;
 
 use std::ops::Range;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use super::hotpath::CodecError;
 
@@ -139,9 +139,11 @@ pub fn split_frame(buffer: &mut BytesMut, frame_max: u32) -> Result<Option<RawFr
         let frame = describe(frame_type, &buffer[FRAME_HEADER_LEN..end_offset]);
         return Err(FrameError::BadFrameEnd { frame, found });
     }
-    let mut frame = buffer.split_to(end_offset + 1);
-    frame.truncate(end_offset);
-    let payload = frame.split_off(FRAME_HEADER_LEN).freeze();
+    // One split per frame: the header and the frame-end octet are stepped over, not split off,
+    // so the read buffer's shared count changes once per frame (it is an atomic).
+    buffer.advance(FRAME_HEADER_LEN);
+    let payload = buffer.split_to(size as usize).freeze();
+    buffer.advance(1);
     Ok(Some(RawFrame { frame_type, channel: u16::from_be_bytes([c0, c1]), payload }))
 }
 
