@@ -26,7 +26,7 @@ impl<P: Port> Dispatcher<P> {
     /// basic.publish was decoded: its content header is due next.
     pub(super) fn start_content(&mut self, channel_id: u16, publish: Publish) -> MethodResult {
         if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
-            channel.content = Content::AwaitingHeader(publish);
+            channel.content = Content::Assembling { publish, header: None, body: BodyParts::Empty };
         }
         Ok(())
     }
@@ -36,90 +36,34 @@ impl<P: Port> Dispatcher<P> {
         let channels = self.connection.channels.borrow();
         match channels.get(&channel_id).map(|channel| &channel.content) {
             None | Some(Content::Idle) => Ok(()),
-            Some(Content::AwaitingHeader(_)) => Err(unexpected(HEADER_EXPECTED)),
-            Some(Content::AwaitingBody { .. } | Content::Overrun) => Err(unexpected(BODY_EXPECTED)),
+            Some(Content::Assembling { header: None, .. }) => Err(unexpected(HEADER_EXPECTED)),
+            Some(Content::Assembling { header: Some(_), .. } | Content::Overrun) => Err(unexpected(BODY_EXPECTED)),
         }
     }
 
-    /// A content header or body frame on an open or closing channel.
+    /// A content header or body frame on an open or closing channel. The channel's content
+    /// state takes it in place; a frame out of order leaves the channel without a publish in
+    /// progress.
     pub(super) fn content_frame(&mut self, channel_id: u16, frame: RawFrame) -> MethodResult {
-        let state = {
+        let max_size = self.port.max_message_size_bytes();
+        let (publish, header, body) = {
             let mut channels = self.connection.channels.borrow_mut();
             let Some(channel) = channels.get_mut(&channel_id) else {
                 return Ok(());
             };
-            std::mem::replace(&mut channel.content, Content::Idle)
+            match assemble(&mut channel.content, frame, max_size) {
+                Ok(false) => return Ok(()),
+                Ok(true) => match std::mem::replace(&mut channel.content, Content::Idle) {
+                    Content::Assembling { publish, header: Some(header), body } => (publish, header, body.freeze()),
+                    _ => return Err(method_frame_expected()),
+                },
+                Err(fault) => {
+                    channel.content = Content::Idle;
+                    return Err(fault);
+                }
+            }
         };
-        match (frame.frame_type, state) {
-            (_, Content::Idle) => Err(method_frame_expected()),
-            (FRAME_HEADER, Content::AwaitingHeader(publish)) => {
-                self.content_header(channel_id, publish, &frame.payload)
-            }
-            (_, Content::AwaitingHeader(_)) => Err(unexpected(HEADER_EXPECTED)),
-            (FRAME_BODY, Content::AwaitingBody { publish, header, body }) => {
-                self.content_body(channel_id, publish, header, body, frame.payload)
-            }
-            (FRAME_BODY, Content::Overrun) => {
-                self.set_content(channel_id, Content::Overrun);
-                Ok(())
-            }
-            (_, Content::AwaitingBody { .. } | Content::Overrun) => Err(unexpected(BODY_EXPECTED)),
-        }
-    }
-
-    fn set_content(&self, channel_id: u16, content: Content) {
-        if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
-            channel.content = content;
-        }
-    }
-
-    fn content_header(&mut self, channel_id: u16, publish: Publish, payload: &Bytes) -> MethodResult {
-        let field = |range: std::ops::Range<usize>| {
-            payload.get(range).map_or(0, |bytes| bytes.iter().fold(0u64, |value, byte| value << 8 | u64::from(*byte)))
-        };
-        let (class_id, weight) = (field(0..2), field(2..4));
-        if weight != 0 {
-            return Err(unexpected(HEADER_EXPECTED));
-        }
-        if class_id != u64::from(CLASS_BASIC) {
-            return Err(unexpected(&format!(
-                "expected content header for class 60, got one for class {class_id} instead"
-            )));
-        }
-        let header = hotpath::parse_content_header(payload)
-            .map_err(|error| fault(AmqpError::from_codec(error.reply_code(), error), BASIC_PUBLISH))?;
-        if header.body_size == 0 {
-            return self.complete_publish(channel_id, publish, header, Bytes::new());
-        }
-        // A body over the limit is refused once it is all in, as RabbitMQ does; meanwhile only
-        // its length is kept.
-        let too_large = header.body_size > self.port.max_message_size_bytes();
-        let body = if too_large { BodyParts::Dropped { length: 0 } } else { BodyParts::Empty };
-        self.set_content(channel_id, Content::AwaitingBody { publish, header, body });
-        Ok(())
-    }
-
-    fn content_body(
-        &mut self,
-        channel_id: u16,
-        publish: Publish,
-        header: ContentHeader,
-        mut body: BodyParts,
-        payload: Bytes,
-    ) -> MethodResult {
-        let received = body.len() + payload.len() as u64;
-        if received > header.body_size {
-            // RabbitMQ's assembler subtracts past zero and then waits for a body that never
-            // ends; the next method is its error. The bytes are not kept meanwhile.
-            self.set_content(channel_id, Content::Overrun);
-            return Ok(());
-        }
-        body.push(payload, header.body_size);
-        if received < header.body_size {
-            self.set_content(channel_id, Content::AwaitingBody { publish, header, body });
-            return Ok(());
-        }
-        self.complete_publish(channel_id, publish, header, body.freeze())
+        self.complete_publish(channel_id, publish, header, body)
     }
 
     /// The last frame of a publish is in: RabbitMQ's checks, then the transaction or routing.
@@ -143,12 +87,9 @@ impl<P: Port> Dispatcher<P> {
             self.port.snapshot().user(&user).is_some_and(|found| found.has_tag("impersonator"))
         })
         .map_err(|error| fault(error, BASIC_PUBLISH))?;
-        let message = Arc::new(Message {
-            exchange: publish.exchange.clone(),
-            routing_key: publish.routing_key.clone(),
-            properties,
-            body,
-        });
+        let mandatory = publish.mandatory;
+        // The names move into the message: no reference count changes on the read buffer.
+        let message = Arc::new(Message { exchange: publish.exchange, routing_key: publish.routing_key, properties, body });
         if let Err(text) = message.expiration_ms() {
             return Err(fault(AmqpError::new(PRECONDITION_FAILED, text), BASIC_PUBLISH));
         }
@@ -157,7 +98,7 @@ impl<P: Port> Dispatcher<P> {
             match channels.get_mut(&channel_id).and_then(|channel| channel.transaction_mut()) {
                 Some(transaction) => {
                     transaction
-                        .hold_publish(publish.clone(), message.clone())
+                        .hold_publish(mandatory, message.clone())
                         .map_err(|error| fault(error, BASIC_PUBLISH))?;
                     true
                 }
@@ -165,7 +106,7 @@ impl<P: Port> Dispatcher<P> {
             }
         };
         if !held {
-            self.route_and_send(channel_id, &publish, message);
+            self.route_and_send(channel_id, mandatory, message);
         }
         Ok(())
     }
@@ -210,6 +151,63 @@ fn too_large(body_size: u64, max_size: u64) -> Option<AmqpError> {
     let configured = if max_size == MESSAGE_BODY_MAX_BYTES_LIMIT { "" } else { "configured " };
     let text = format!("message size {body_size} is larger than {configured}max size {max_size}");
     Some(AmqpError::new(PRECONDITION_FAILED, text))
+}
+
+/// Takes a content frame into `content`: true when it completed the publish (header and whole
+/// body in), false when more frames are due or the body overran (RabbitMQ then waits for the
+/// next method, its error). Err for a frame out of order or a bad header; the caller then
+/// leaves the channel idle.
+fn assemble(content: &mut Content, frame: RawFrame, max_size: u64) -> Result<bool, super::dispatch::Fault> {
+    match content {
+        Content::Idle => Err(method_frame_expected()),
+        Content::Overrun if frame.frame_type == FRAME_BODY => Ok(false),
+        Content::Overrun => Err(unexpected(BODY_EXPECTED)),
+        Content::Assembling { header: header @ None, body, .. } => {
+            if frame.frame_type != FRAME_HEADER {
+                return Err(unexpected(HEADER_EXPECTED));
+            }
+            let parsed = content_header(&frame.payload)?;
+            // A body over the limit is refused once it is all in, as RabbitMQ does; meanwhile
+            // only its length is kept.
+            if parsed.body_size > max_size {
+                *body = BodyParts::Dropped { length: 0 };
+            }
+            let complete = parsed.body_size == 0;
+            *header = Some(parsed);
+            Ok(complete)
+        }
+        Content::Assembling { header: Some(header), body, .. } => {
+            if frame.frame_type != FRAME_BODY {
+                return Err(unexpected(BODY_EXPECTED));
+            }
+            let body_size = header.body_size;
+            let received = body.len() + frame.payload.len() as u64;
+            if received > body_size {
+                // RabbitMQ's assembler subtracts past zero and then waits for a body that never
+                // ends; the next method is its error. The bytes are not kept meanwhile.
+                *content = Content::Overrun;
+                return Ok(false);
+            }
+            body.push(frame.payload, body_size);
+            Ok(received == body_size)
+        }
+    }
+}
+
+/// A content header frame's payload: class basic, weight 0, a property list that parses.
+fn content_header(payload: &Bytes) -> Result<ContentHeader, super::dispatch::Fault> {
+    let field = |range: std::ops::Range<usize>| {
+        payload.get(range).map_or(0, |bytes| bytes.iter().fold(0u64, |value, byte| value << 8 | u64::from(*byte)))
+    };
+    let (class_id, weight) = (field(0..2), field(2..4));
+    if weight != 0 {
+        return Err(unexpected(HEADER_EXPECTED));
+    }
+    if class_id != u64::from(CLASS_BASIC) {
+        return Err(unexpected(&format!("expected content header for class 60, got one for class {class_id} instead")));
+    }
+    hotpath::parse_content_header(payload)
+        .map_err(|error| fault(AmqpError::from_codec(error.reply_code(), error), BASIC_PUBLISH))
 }
 
 fn unexpected(text: &str) -> super::dispatch::Fault {

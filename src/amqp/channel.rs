@@ -119,10 +119,11 @@ impl ChannelLimit {
 /// The publish whose header and body frames are still arriving.
 pub enum Content {
     Idle,
-    AwaitingHeader(Publish),
-    AwaitingBody {
+    /// basic.publish is in; then its content header (`None` until it arrives) and its body
+    /// frames. Assembled in place: a publish's state is moved once, when it is complete.
+    Assembling {
         publish: Publish,
-        header: ContentHeader,
+        header: Option<ContentHeader>,
         body: BodyParts,
     },
     /// A body frame went past the header's body size. RabbitMQ's assembler then waits for a
@@ -322,7 +323,8 @@ impl Confirms {
 /// cannot grow without bound.
 #[derive(Default)]
 pub struct Transaction {
-    pub publishes: Vec<(Publish, Arc<Message>)>,
+    /// Each publish as its `mandatory` flag and its message.
+    pub publishes: Vec<(bool, Arc<Message>)>,
     pub acks: Vec<Ack>,
 }
 
@@ -334,9 +336,9 @@ impl Transaction {
         Ok(())
     }
 
-    pub fn hold_publish(&mut self, publish: Publish, message: Arc<Message>) -> Result<(), AmqpError> {
+    pub fn hold_publish(&mut self, mandatory: bool, message: Arc<Message>) -> Result<(), AmqpError> {
         self.check_room()?;
-        self.publishes.push((publish, message));
+        self.publishes.push((mandatory, message));
         Ok(())
     }
 

@@ -26,7 +26,7 @@ use super::port::Port;
 use crate::broker::error::*;
 use crate::broker::messages::ShardMsg;
 use crate::broker::reply_to::{ReplyAddress, ReplyKey, REPLY_QUEUE};
-use crate::codec::hotpath::{self, Publish};
+use crate::codec::hotpath;
 use crate::codec::message::Message;
 use crate::ids::ConsumerTag;
 use crate::limits::CONSUMER_FLOW_WINDOW;
@@ -138,13 +138,13 @@ impl<P: Port> Dispatcher<P> {
     /// A publish to "" whose routing key is a reply name: sent to the requester's shard. Its
     /// confirm is due at once; only a name that does not parse is unroutable (basic.return if
     /// mandatory), as RabbitMQ does not check at routing time whether the requester is there.
-    pub(super) fn send_direct_reply(&mut self, channel_id: u16, publish: &Publish, message: Arc<Message>) {
+    pub(super) fn send_direct_reply(&mut self, channel_id: u16, mandatory: bool, message: Arc<Message>) {
         let address =
-            ReplyAddress::parse(&publish.routing_key).filter(|address| address.shard() < self.port.shard_count());
+            ReplyAddress::parse(&message.routing_key).filter(|address| address.shard() < self.port.shard_count());
         self.start_confirm(channel_id, 0);
         match address {
             Some(address) => self.port.send(address.shard(), ShardMsg::DirectReply { address, message }),
-            None if publish.mandatory => self.return_unroutable(channel_id, &message),
+            None if mandatory => self.return_unroutable(channel_id, &message),
             None => {}
         }
     }

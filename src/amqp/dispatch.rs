@@ -26,7 +26,7 @@ use crate::broker::requests::AdminRequest;
 use crate::codec::frame::{
     describe, erlang_bytes, is_well_formed, RawFrame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD,
 };
-use crate::codec::hotpath::{self, Ack, Publish};
+use crate::codec::hotpath::{self, Ack};
 use crate::codec::message::Message;
 use crate::codec::methods::{encode_method, is_known_method, parse_method};
 use crate::ids::QueueId;
@@ -493,39 +493,41 @@ fn ack_action(ack: Ack) -> (u64, bool, Settle) {
     }
 }
 impl<P: Port> Dispatcher<P> {
-    /// Routes with this shard's snapshot and sends the message to every destination queue.
-    pub fn route_and_send(&mut self, channel_id: u16, publish: &Publish, message: Arc<Message>) {
-        if publish.exchange.is_empty() && publish.routing_key.starts_with(REPLY_NAME_PREFIX.as_bytes()) {
-            return self.send_direct_reply(channel_id, publish, message);
+    /// Routes a complete publish (its exchange and routing key are the message's) with this
+    /// shard's snapshot and sends it to every destination queue's shard; basic.return when
+    /// `mandatory` and it reached none.
+    pub fn route_and_send(&mut self, channel_id: u16, mandatory: bool, message: Arc<Message>) {
+        if message.exchange.is_empty() && message.routing_key.starts_with(REPLY_NAME_PREFIX.as_bytes()) {
+            return self.send_direct_reply(channel_id, mandatory, message);
         }
         self.routes.clear();
         let version = self.port.snapshot_version();
-        let cached = self.route_cache.routes(version, &publish.exchange, &publish.routing_key, &mut self.routes);
+        let cached = self.route_cache.routes(version, &message.exchange, &message.routing_key, &mut self.routes);
         if !cached {
             let snapshot = self.port.snapshot();
             let vhost_name = self.connection.vhost.borrow().clone();
-            let exchange_name = String::from_utf8_lossy(&publish.exchange);
+            let exchange_name = String::from_utf8_lossy(&message.exchange);
             let mut used_headers = false;
             if let Some(vhost) = snapshot.vhost(&vhost_name) {
                 if let Some(exchange) = vhost.exchanges.get(exchange_name.as_ref()) {
                     if crate::broker::owned_exchange::routed_by_owner(exchange) {
                         let version = snapshot.version;
-                        return self.send_to_exchange_owner(channel_id, publish, message, (version, exchange));
+                        return self.send_to_exchange_owner(channel_id, mandatory, message, (version, exchange));
                     }
                     let properties = message.properties.clone();
                     let mut headers = || -> Option<BasicProperties> {
                         used_headers = true;
                         hotpath::parse_properties(&properties).ok()
                     };
-                    vhost.route_with_alternates(exchange, &publish.routing_key, &mut headers, &mut self.routes);
+                    vhost.route_with_alternates(exchange, &message.routing_key, &mut headers, &mut self.routes);
                 }
             }
             if !used_headers {
-                self.route_cache.store(snapshot.version, &publish.exchange, &publish.routing_key, &self.routes);
+                self.route_cache.store(snapshot.version, &message.exchange, &message.routing_key, &self.routes);
             }
         }
         let publish_sequence = self.start_confirm(channel_id, self.routes.len() as u32);
-        if self.routes.is_empty() && publish.mandatory {
+        if self.routes.is_empty() && mandatory {
             self.return_unroutable(channel_id, &message);
         }
         let publisher = self.connection.holder(channel_id);

@@ -397,8 +397,8 @@ impl<P: Port> Dispatcher<P> {
                 for ack in pending.acks {
                     self.apply_ack(channel_id, ack)?;
                 }
-                for (publish, message) in pending.publishes {
-                    self.route_and_send(channel_id, &publish, message);
+                for (mandatory, message) in pending.publishes {
+                    self.route_and_send(channel_id, mandatory, message);
                 }
                 tx::AMQPMethod::CommitOk(tx::CommitOk {})
             }

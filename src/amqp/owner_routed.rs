@@ -12,7 +12,7 @@ use crate::broker::messages::ShardMsg;
 use crate::broker::owned_exchange::{OwnerPublish, OwnerRouted};
 use crate::broker::placement::exchange_owner;
 use crate::broker::snapshot::Exchange;
-use crate::codec::hotpath::{self, Publish};
+use crate::codec::hotpath;
 use crate::codec::message::Message;
 
 impl<P: Port> Dispatcher<P> {
@@ -21,7 +21,7 @@ impl<P: Port> Dispatcher<P> {
     pub(super) fn send_to_exchange_owner(
         &self,
         channel_id: u16,
-        publish: &Publish,
+        mandatory: bool,
         message: Arc<Message>,
         (version, exchange): (u64, &Exchange),
     ) {
@@ -36,7 +36,7 @@ impl<P: Port> Dispatcher<P> {
             message,
             publisher,
             publish_sequence,
-            mandatory: publish.mandatory,
+            mandatory,
         };
         // The owner may fall behind (a delayed exchange's due messages): it holds its
         // publishers back then, as a paging queue's shard does.
