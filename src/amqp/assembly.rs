@@ -166,7 +166,7 @@ fn assemble(content: &mut Content, frame: RawFrame, max_size: u64) -> Result<boo
             if frame.frame_type != FRAME_HEADER {
                 return Err(unexpected(HEADER_EXPECTED));
             }
-            let parsed = content_header(&frame.payload)?;
+            let parsed = content_header(frame.payload)?;
             // A body over the limit is refused once it is all in, as RabbitMQ does; meanwhile
             // only its length is kept.
             if parsed.body_size > max_size {
@@ -195,7 +195,7 @@ fn assemble(content: &mut Content, frame: RawFrame, max_size: u64) -> Result<boo
 }
 
 /// A content header frame's payload: class basic, weight 0, a property list that parses.
-fn content_header(payload: &Bytes) -> Result<ContentHeader, super::dispatch::Fault> {
+fn content_header(payload: Bytes) -> Result<ContentHeader, super::dispatch::Fault> {
     let field = |range: std::ops::Range<usize>| {
         payload.get(range).map_or(0, |bytes| bytes.iter().fold(0u64, |value, byte| value << 8 | u64::from(*byte)))
     };
@@ -206,7 +206,7 @@ fn content_header(payload: &Bytes) -> Result<ContentHeader, super::dispatch::Fau
     if class_id != u64::from(CLASS_BASIC) {
         return Err(unexpected(&format!("expected content header for class 60, got one for class {class_id} instead")));
     }
-    hotpath::parse_content_header(payload)
+    hotpath::take_content_header(payload)
         .map_err(|error| fault(AmqpError::from_codec(error.reply_code(), error), BASIC_PUBLISH))
 }
 

@@ -121,7 +121,7 @@ impl<P: Port> Dispatcher<P> {
         }
         let result = if frame.frame_type == FRAME_METHOD {
             let ids = hotpath::method_ids(&frame.payload).unwrap_or_default();
-            self.expect_no_content(channel_id).and_then(|()| self.hot_method(channel_id, ids, &frame.payload))
+            self.expect_no_content(channel_id).and_then(|()| self.hot_method(channel_id, ids, frame.payload))
         } else {
             self.content_frame(channel_id, frame)
         };
@@ -142,15 +142,15 @@ impl<P: Port> Dispatcher<P> {
     }
 
     /// basic.publish and basic.ack/nack/reject on an open channel.
-    fn hot_method(&mut self, channel_id: u16, ids: (u16, u16), payload: &Bytes) -> MethodResult {
+    fn hot_method(&mut self, channel_id: u16, ids: (u16, u16), payload: Bytes) -> MethodResult {
         if ids == BASIC_PUBLISH {
-            let publish = hotpath::parse_publish(payload).map_err(|_| cannot_decode(payload, ids))?;
+            let publish = hotpath::publish_layout(&payload).map_err(|_| cannot_decode(&payload, ids))?.take(payload);
             self.connection.published.set(true);
             return self.start_content(channel_id, publish);
         }
-        match hotpath::parse_ack(payload).map_err(|_| cannot_decode(payload, ids))? {
+        match hotpath::parse_ack(&payload).map_err(|_| cannot_decode(&payload, ids))? {
             Some(ack) => self.acknowledge(channel_id, ack, ids),
-            None => Err(cannot_decode(payload, ids)),
+            None => Err(cannot_decode(&payload, ids)),
         }
     }
 
@@ -324,7 +324,7 @@ impl<P: Port> Dispatcher<P> {
 
     async fn channel_method(&mut self, channel_id: u16, ids: (u16, u16), payload: &Bytes) -> MethodResult {
         if is_hot_method(ids) {
-            return self.hot_method(channel_id, ids, payload);
+            return self.hot_method(channel_id, ids, payload.clone());
         }
         if ids == BASIC_QOS {
             check_prefetch_size(payload, ids)?;

@@ -13,7 +13,7 @@ use std::fmt;
 
 use amq_protocol::frame::{GenError, WriteContext};
 use amq_protocol::protocol::{basic, BasicProperties};
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 pub use super::frame::MAX_FIELD_NESTING;
 use super::frame::{
@@ -179,6 +179,18 @@ pub struct Publish {
 /// Parses basic.publish. Names are returned as raw bytes (not checked for
 /// UTF-8): they are only ever compared against names we already hold.
 pub fn parse_publish(payload: &Bytes) -> Result<Publish, CodecError> {
+    publish_layout(payload).map(|layout| layout.take(payload.clone()))
+}
+
+/// Where basic.publish's fields are in its frame's payload, checked whole.
+#[derive(Clone, Debug)]
+pub struct PublishLayout {
+    exchange: std::ops::Range<usize>,
+    routing_key: std::ops::Range<usize>,
+    bits: u8,
+}
+
+pub fn publish_layout(payload: &[u8]) -> Result<PublishLayout, CodecError> {
     let mut reader = Reader::new(payload);
     expect_method(&mut reader, METHOD_PUBLISH)?;
     reader.u16()?; // reserved-1 (ticket)
@@ -186,12 +198,20 @@ pub fn parse_publish(payload: &Bytes) -> Result<Publish, CodecError> {
     let routing_key = reader.short_str_range()?;
     let bits = reader.u8()?;
     reader.finish()?;
-    Ok(Publish {
-        exchange: payload.slice(exchange),
-        routing_key: payload.slice(routing_key),
-        mandatory: bits & 1 != 0,
-        immediate: bits & 2 != 0,
-    })
+    Ok(PublishLayout { exchange, routing_key, bits })
+}
+
+impl PublishLayout {
+    /// The publish, its names in `payload`: the routing key is the payload itself, narrowed,
+    /// and the default exchange's empty name is no slice at all, so the read buffer's shared
+    /// count (an atomic) changes only for a named exchange.
+    pub fn take(self, payload: Bytes) -> Publish {
+        let exchange = if self.exchange.is_empty() { Bytes::new() } else { payload.slice(self.exchange) };
+        let mut routing_key = payload;
+        routing_key.truncate(self.routing_key.end);
+        routing_key.advance(self.routing_key.start);
+        Publish { exchange, routing_key, mandatory: self.bits & 1 != 0, immediate: self.bits & 2 != 0 }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -206,15 +226,23 @@ pub struct ContentHeader {
 /// so the raw bytes can later be forwarded or handed to `parse_properties`
 /// without further checks.
 pub fn parse_content_header(payload: &Bytes) -> Result<ContentHeader, CodecError> {
-    let mut reader = Reader::new(payload);
+    take_content_header(payload.clone())
+}
+
+/// `parse_content_header` of a payload it keeps: the properties are the payload itself with
+/// its fixed fields stepped over (no new reference to the read buffer).
+pub fn take_content_header(payload: Bytes) -> Result<ContentHeader, CodecError> {
+    let mut reader = Reader::new(&payload);
     let class_id = reader.u16()?;
     reader.u16()?; // weight: the spec says zero, but amq-protocol and peers ignore it
     let body_size = reader.u64()?;
-    let properties = payload.slice(reader.position()..);
+    let start = reader.position();
     if class_id != CLASS_BASIC {
         return Err(CodecError::BadContentClass { class_id });
     }
-    validate_properties(&properties)?;
+    validate_properties(&payload[start..])?;
+    let mut properties = payload;
+    properties.advance(start);
     Ok(ContentHeader { class_id, body_size, properties })
 }
 
