@@ -554,8 +554,10 @@ impl Store {
         };
         match self.bytes_at(&reference.segment, offset)? {
             (bytes, true) => {
+                // One copy of the record; the message's fields are slices of it.
                 let bytes = bytes.get(..length)?;
-                decode_owned(bytes, |range| Bytes::copy_from_slice(&bytes[range.0..range.1]))
+                let whole = Bytes::copy_from_slice(bytes);
+                decode_owned(bytes, |range| whole.slice(range.0..range.1))
             }
             (_, false) => read_mapped(&reference.segment, offset as usize, offset as usize + length),
         }
@@ -624,9 +626,10 @@ pub fn find_record(segment: &Segment, from: u32, end: u32, queue_sequence: u64, 
 /// that keep the segment alive. A link is followed to its target.
 pub fn read_mapped(segment: &Arc<Segment>, start: usize, end: usize) -> Option<Arc<Message>> {
     let (start, bytes) = content_record(segment.bytes(), start, end.checked_sub(start)?)?;
-    decode_owned(bytes, |range| {
-        Bytes::from_owner(SegmentSlice { segment: segment.clone(), start: start + range.0, end: start + range.1 })
-    })
+    // One owner for the whole record, its fields slices of it: one allocation and one change
+    // of the segment's shared count per message, not one per field.
+    let whole = Bytes::from_owner(SegmentSlice { segment: segment.clone(), start, end: start + bytes.len() });
+    decode_owned(bytes, |range| whole.slice(range.0..range.1))
 }
 
 fn decode_owned(bytes: &[u8], slice: impl Fn((usize, usize)) -> Bytes) -> Option<Arc<Message>> {
