@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Scenario a (1 publisher → 1 consumer, 16 B, transient, no-ack) with the two connections put
+# on chosen shards, to take apart what `spatemq bench` mixes by chance: the kernel spreads
+# connections over the shards' listeners (SO_REUSEPORT), so one run of scenario a may have the
+# publisher, the consumer and the queue on one shard and the next run on two.
+#
+#   scripts/placement.sh [--bin BROKER] [--runs 2] [--seconds 6]
+#
+# Starts the broker (`--bin`, default target/release/spatemq) with 2 shards and a fresh data
+# directory on a spare loopback port, once per run and placement. The consumer and the
+# publisher are two `spatemq bench throughput` processes (-x 0 -y 1 and -x 1 -y 0, queue "q");
+# each is started again until the broker's `spatemq_shard_connections` shows it on the wanted
+# shard. Then it reads the queue's delivered and published counters over `--seconds` (after 2 s
+# of warm-up) and its ready count at the end. A ready count in the millions means the consumer
+# fell behind and the queue paged out. Prints one line per run:
+#   consumer@C publisher@P queue@Q delivered/s published/s ready
+# Everything it starts it stops by PID on exit.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BIN="$(pwd)/target/release/spatemq"
+RUNS=2
+MEASURE_SECONDS=6
+PORT=5698
+METRICS_PORT=15698
+
+die() { echo "placement.sh: $*" >&2; exit 2; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --bin) BIN=$(realpath "${2:?}"); shift 2 ;;
+        --runs) RUNS=${2:?}; shift 2 ;;
+        --seconds) MEASURE_SECONDS=${2:?}; shift 2 ;;
+        --port) PORT=${2:?}; METRICS_PORT=$((PORT + 10000)); shift 2 ;;
+        -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown option $1 (see --help)" ;;
+    esac
+done
+[ -x "$BIN" ] || die "$BIN is not built (cargo build --release)"
+command -v curl >/dev/null || die "curl is needed to read the broker's metrics"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/spatemq-placement.XXXXXX")
+PIDS=()
+stop_all() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+}
+trap 'stop_all; rm -rf "$WORK"' EXIT
+
+metric() { # NAME [shard]: the sum of a metric's samples (of one shard when given)
+    local pattern="^$1[{ ]"
+    [ $# -ge 2 ] && pattern="^$1\\{shard=\"$2\"\\}"
+    curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | grep -E "$pattern" | awk '{s += $2} END {printf "%d", s}'
+}
+
+# Starts `spatemq bench throughput ARGS...` until its connection lands on shard $1. It runs
+# well past the measurement (placing the other one may take a few tries) and is stopped then.
+bench_on() {
+    local shard=$1; shift
+    for _ in $(seq 1 40); do
+        local before
+        before=$(metric spatemq_shard_connections "$shard")
+        "$BIN" bench throughput --uri "amqp://guest:guest@127.0.0.1:$PORT" "$@" -s 16 --ack 0 --queue q \
+            -z $((MEASURE_SECONDS + 60)) >/dev/null 2>&1 &
+        local pid=$!
+        sleep 0.4
+        if [ "$(metric spatemq_shard_connections "$shard")" -gt "$before" ]; then
+            PIDS+=("$pid")
+            return 0
+        fi
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        sleep 0.2
+    done
+    die "could not get a connection onto shard $shard"
+}
+
+run() { # consumer shard, publisher shard
+    rm -rf "$WORK/data"
+    "$BIN" --amqp-port "$PORT" --bind 127.0.0.1 --data-dir "$WORK/data" --shards 2 --management-port 0 \
+        --prometheus-port "$METRICS_PORT" --log-level warn >"$WORK/broker.log" 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 1 100); do
+        curl -s "http://127.0.0.1:$METRICS_PORT/metrics" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    bench_on "$1" -x 0 -y 1
+    bench_on "$2" -x 1 -y 0
+    local queue_shard=0
+    [ "$(metric spatemq_shard_queues 1)" -gt 0 ] && queue_shard=1
+    sleep 2
+    local delivered published
+    delivered=$(metric spatemq_queue_messages_delivered_total)
+    published=$(metric rabbitmq_queue_messages_published_total)
+    sleep "$MEASURE_SECONDS"
+    delivered=$(( ($(metric spatemq_queue_messages_delivered_total) - delivered) / MEASURE_SECONDS ))
+    published=$(( ($(metric rabbitmq_queue_messages_published_total) - published) / MEASURE_SECONDS ))
+    echo "consumer@$1 publisher@$2 queue@$queue_shard delivered/s=$delivered published/s=$published ready=$(metric rabbitmq_queue_messages_ready)"
+    stop_all
+}
+
+echo "# $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); $BIN; $RUNS runs of ${MEASURE_SECONDS}s per placement"
+for _ in $(seq 1 "$RUNS"); do
+    for placement in "0 0" "0 1" "1 0" "1 1"; do
+        # shellcheck disable=SC2086
+        run $placement
+    done
+done
