@@ -89,7 +89,8 @@ impl<P: Port> Dispatcher<P> {
         .map_err(|error| fault(error, BASIC_PUBLISH))?;
         let mandatory = publish.mandatory;
         // The names move into the message: no reference count changes on the read buffer.
-        let message = Arc::new(Message { exchange: publish.exchange, routing_key: publish.routing_key, properties, body });
+        let message =
+            Arc::new(Message { exchange: publish.exchange, routing_key: publish.routing_key, properties, body });
         if let Err(text) = message.expiration_ms() {
             return Err(fault(AmqpError::new(PRECONDITION_FAILED, text), BASIC_PUBLISH));
         }

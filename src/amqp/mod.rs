@@ -20,8 +20,8 @@ mod handlers;
 pub(crate) mod handshake;
 mod owner_routed;
 pub(crate) mod port;
-pub(crate) mod publish_path;
 #[cfg(test)]
 mod port_tests;
+pub(crate) mod publish_path;
 mod routes;
 mod unacked;

@@ -29,15 +29,8 @@ impl<P: Port> Dispatcher<P> {
         let owner = exchange_owner(&vhost, &exchange.name, self.port.shard_count());
         let publish_sequence = self.start_confirm(channel_id, ROUTED_BY_OWNER);
         let publisher = self.connection.holder(channel_id);
-        let request = OwnerPublish {
-            version,
-            vhost,
-            exchange: exchange.id,
-            message,
-            publisher,
-            publish_sequence,
-            mandatory,
-        };
+        let request =
+            OwnerPublish { version, vhost, exchange: exchange.id, message, publisher, publish_sequence, mandatory };
         // The owner may fall behind (a delayed exchange's due messages): it holds its
         // publishers back then, as a paging queue's shard does.
         self.connection.note_published_to(owner);
