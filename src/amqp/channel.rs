@@ -6,14 +6,13 @@
 //! shard's consumer-timeout check use it.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-
-use super::unacked::UnackedDeliveries;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use rustc_hash::FxHashMap;
 
 use super::direct_reply::ReplyConsumer;
+use super::unacked::UnackedDeliveries;
 use crate::broker::error::{AmqpError, PRECONDITION_FAILED};
 use crate::broker::queue::Delivery;
 use crate::clock;

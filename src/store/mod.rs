@@ -555,9 +555,7 @@ impl Store {
         match self.bytes_at(&reference.segment, offset)? {
             (bytes, true) => {
                 // One copy of the record; the message's fields are slices of it.
-                let bytes = bytes.get(..length)?;
-                let whole = Bytes::copy_from_slice(bytes);
-                decode_owned(bytes, |range| whole.slice(range.0..range.1))
+                decode_owned(Bytes::copy_from_slice(bytes.get(..length)?))
             }
             (_, false) => read_mapped(&reference.segment, offset as usize, offset as usize + length),
         }
@@ -628,23 +626,23 @@ pub fn read_mapped(segment: &Arc<Segment>, start: usize, end: usize) -> Option<A
     let (start, bytes) = content_record(segment.bytes(), start, end.checked_sub(start)?)?;
     // One owner for the whole record, its fields slices of it: one allocation and one change
     // of the segment's shared count per message, not one per field.
-    let whole = Bytes::from_owner(SegmentSlice { segment: segment.clone(), start, end: start + bytes.len() });
-    decode_owned(bytes, |range| whole.slice(range.0..range.1))
+    decode_owned(Bytes::from_owner(SegmentSlice { segment: segment.clone(), start, end: start + bytes.len() }))
 }
 
-fn decode_owned(bytes: &[u8], slice: impl Fn((usize, usize)) -> Bytes) -> Option<Arc<Message>> {
-    let ReadOutcome::Record { kind, payload, .. } = read_record(bytes, 0) else { return None };
+/// The message in a whole record, its fields slices of `record`.
+fn decode_owned(record: Bytes) -> Option<Arc<Message>> {
+    let ReadOutcome::Record { kind, payload, .. } = read_record(&record, 0) else { return None };
     let (message, message_start, _) = record::message_payload(kind, payload)?;
     let (_, layout) = decode_message(message)?;
     // Layout ranges are relative to the message payload, which starts after the header, the
     // kind and (for a copy) its origin.
     let before = RECORD_HEADER_BYTES + 1 + message_start;
-    let shift = |range: (usize, usize)| (range.0 + before, range.1 + before);
+    let slice = |range: (usize, usize)| record.slice(range.0 + before..range.1 + before);
     Some(Arc::new(Message {
-        exchange: slice(shift(layout.exchange)),
-        routing_key: slice(shift(layout.routing_key)),
-        properties: slice(shift(layout.properties)),
-        body: slice(shift(layout.body)),
+        exchange: slice(layout.exchange),
+        routing_key: slice(layout.routing_key),
+        properties: slice(layout.properties),
+        body: slice(layout.body),
     }))
 }
 
