@@ -84,6 +84,9 @@ pub struct Connection {
     /// Bit s: this connection published to a queue of shard s since its reader last looked
     /// (`take_published_to`), so it waits while shard s's paging runs ahead of its disk.
     published_to: Cell<u64>,
+    /// A consumer of this connection has been delivered to: its reader carries acks and
+    /// credit that queues wait for, so it is never held for another shard's pressure.
+    pub consumes: Cell<bool>,
 }
 
 /// The consumer a delivery was written for: (its queue, its channel, its tag).
@@ -165,6 +168,7 @@ impl Connection {
             confirmed: Cell::new(0),
             returned_unroutable: Cell::new(0),
             published_to: Cell::new(0),
+            consumes: Cell::new(false),
         }
     }
 
@@ -222,6 +226,7 @@ impl Connection {
     }
 
     pub fn note_written(&self, queue: QueueId, holder: Holder, consumer_tag: &ConsumerTag) {
+        self.consumes.set(true);
         self.written.borrow_mut().note(queue, holder, consumer_tag);
     }
 

@@ -198,6 +198,9 @@ pub struct Queue {
     arriving_sequence: Option<u64>,
     /// Counts since the queue was made on this shard (the management API's `message_stats`).
     stats: super::control::MessageStats,
+    /// Messages `dispatch` handed to consumers (not basic.get): whether a deep queue's
+    /// consumers are taking messages (`shard::pressure`).
+    consumer_deliveries: u64,
     /// `x-message-deduplication`: the header values this queue took lately.
     dedup: Option<super::dedup::DedupCache>,
     /// A stream's log and cursors (`queue_stream.rs`); None for other queue types.
@@ -224,6 +227,7 @@ impl Queue {
             consumer_priorities: false,
             arriving_sequence: None,
             stats: super::control::MessageStats::default(),
+            consumer_deliveries: 0,
             stream: None,
             dedup: super::dedup::DedupSettings::from_arguments(&definition.arguments)
                 .map(super::dedup::DedupCache::new),
@@ -241,6 +245,11 @@ impl Queue {
     /// queue since it was made on this shard.
     pub fn stats(&self) -> super::control::MessageStats {
         self.stats
+    }
+
+    /// Messages handed to consumers so far (basic.get not counted).
+    pub fn consumer_deliveries(&self) -> u64 {
+        self.consumer_deliveries
     }
 
     pub fn message_count(&self) -> u32 {
@@ -416,6 +425,7 @@ impl Queue {
             let mark = if self.consumers[index].no_ack { Mark::Removed } else { Mark::Delivered };
             self.mark(&entry, mark, effects);
             self.stats.deliver_get += 1;
+            self.consumer_deliveries += 1;
             self.stats.redeliver += u64::from(entry.redelivered);
             let consumer = &mut self.consumers[index];
             debug_assert!(consumer.flow_credit > 0, "a delivery to a consumer without flow credit");

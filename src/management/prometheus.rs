@@ -268,7 +268,7 @@ fn global_counters(out: &mut Exposition, stats: &MessageStats) {
 /// SpateMQ's own: per shard (label `shard`) and the store's group commits.
 fn spatemq_families(out: &mut Exposition, shards: &[ShardMetrics], sum: &ShardMetrics) {
     type Read = fn(&ShardMetrics) -> u64;
-    let per_shard: [(&str, &str, &str, Read); 10] = [
+    let per_shard: [(&str, &str, &str, Read); 11] = [
         ("spatemq_shard_mailbox_depth", "gauge", "Messages waiting in the shard's mailboxes", |s| s.mailbox_depth),
         ("spatemq_shard_connections", "gauge", "Connections served by the shard", |s| s.connections),
         ("spatemq_shard_queues", "gauge", "Queues owned by the shard", |s| s.queues),
@@ -279,6 +279,12 @@ fn spatemq_families(out: &mut Exposition, shards: &[ShardMetrics], sum: &ShardMe
             "counter",
             "Times a connection of the shard waited for a backlogged shard: paged-out messages to reach the disk, or late delayed messages to be routed",
             |s| s.paging_pauses,
+        ),
+        (
+            "spatemq_shard_pressure_pauses_total",
+            "counter",
+            "Times a connection of the shard that only publishes waited for a saturated shard whose deep queue delivers to its consumers",
+            |s| s.pressure_pauses,
         ),
         ("spatemq_shard_store_written_bytes_total", "counter", "Bytes written to the shard's segment files", |s| {
             s.store_written_bytes

@@ -151,11 +151,12 @@ impl Shard {
             commit_batch_buckets: self.sync_signal.commit_batch.counts(COMMIT_BATCH_BUCKETS.len() + 1),
             commit_batch_sum: self.sync_signal.confirmed_messages.get(),
             loop_turns: self.work_counts.loop_turns.get(),
-            cpu_micros: thread_cpu_micros(),
+            cpu_micros: crate::clock::thread_cpu_ns() / 1_000,
             store_written_bytes: self.with_store(|store| store.written_total_bytes()).unwrap_or(0),
             compacted_segments: self.work_counts.compacted_segments.get(),
             compacted_messages: self.work_counts.compacted_messages.get(),
             paging_pauses: self.connection_counts.paging_pauses.get(),
+            pressure_pauses: self.connection_counts.pressure_pauses.get(),
             vhost_stats: self.channel_stats_per_vhost(&connections),
             queues: queues.len() as u64,
             ..ShardMetrics::default()
@@ -376,15 +377,4 @@ impl Shard {
             connection.force_close(&AmqpError::new(CONNECTION_FORCED, reason));
         }
     }
-}
-
-/// The CPU time the calling thread has used (0 if the clock cannot be read).
-fn thread_cpu_micros() -> u64 {
-    let mut time = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `time` is a valid, writable timespec for the duration of the call.
-    let status = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut time) };
-    if status != 0 {
-        return 0;
-    }
-    u64::try_from(time.tv_sec).unwrap_or(0) * 1_000_000 + u64::try_from(time.tv_nsec).unwrap_or(0) / 1_000
 }

@@ -53,6 +53,11 @@ pub struct Mailboxes {
     /// than it allows, or its delayed messages go out late (`Shard::note_backlog`;
     /// `limits::SHARDS_MAX` is 64, so one word holds every shard).
     backlogged: AtomicU64,
+    /// Bit s: a queue of shard s with more than `limits::PRESSURE_READY_MESSAGES` ready keeps
+    /// delivering to its consumers (`shard::pressure`).
+    deep: AtomicU64,
+    /// Bit s: shard s is deep and its thread is busy.
+    pressured: AtomicU64,
 }
 
 impl Mailboxes {
@@ -72,6 +77,8 @@ impl Mailboxes {
             shutdown: AtomicBool::new(false),
             closed_shards: AtomicUsize::new(0),
             backlogged: AtomicU64::new(0),
+            deep: AtomicU64::new(0),
+            pressured: AtomicU64::new(0),
         }
     }
 
@@ -120,20 +127,29 @@ impl Mailboxes {
     /// late). Relaxed: a publisher that reads a stale flag pauses one check too many or too
     /// few, nothing more.
     pub fn set_backlogged(&self, shard: usize, backlogged: bool) {
-        let bit = 1u64 << (shard % 64);
-        let before = self.backlogged.load(Ordering::Relaxed);
-        if (before & bit != 0) != backlogged {
-            if backlogged {
-                self.backlogged.fetch_or(bit, Ordering::Relaxed);
-            } else {
-                self.backlogged.fetch_and(!bit, Ordering::Relaxed);
-            }
-        }
+        set_bit(&self.backlogged, shard, backlogged);
     }
 
     /// True if one of the shards in `shards` (bit s for shard s) is backlogged.
     pub fn backlogged(&self, shards: u64) -> bool {
         shards != 0 && self.backlogged.load(Ordering::Relaxed) & shards != 0
+    }
+
+    /// Shard `shard` says whether one of its deep queues delivers, and whether its thread is
+    /// busy (`shard::pressure`). Relaxed, as `set_backlogged`.
+    pub fn set_pressure(&self, shard: usize, sample: crate::shard::pressure::Sample) {
+        set_bit(&self.deep, shard, sample.deep);
+        set_bit(&self.pressured, shard, sample.deep && sample.busy);
+    }
+
+    /// True if one of the shards in `shards` (bit s for shard s) has a deep queue that delivers.
+    pub fn deep(&self, shards: u64) -> bool {
+        shards != 0 && self.deep.load(Ordering::Relaxed) & shards != 0
+    }
+
+    /// True if one of the shards in `shards` is deep and busy.
+    pub fn pressured(&self, shards: u64) -> bool {
+        shards != 0 && self.pressured.load(Ordering::Relaxed) & shards != 0
     }
 
     pub fn pop(&self, from: usize, to: usize) -> Option<ShardMsg> {
@@ -185,6 +201,19 @@ impl Mailboxes {
     /// Resolves when shard `me` has mail, `has_local_work()` is true, or shutdown began.
     pub fn park<'a>(&'a self, me: usize, has_local_work: &'a dyn Fn() -> bool) -> Park<'a> {
         Park { mailboxes: self, me, has_local_work, registered: false }
+    }
+}
+
+/// Sets or clears bit `shard % 64` of `bits`, writing only when it changes: the word is read
+/// by every publishing connection's reader, so an unchanged flag costs no cache-line transfer.
+fn set_bit(bits: &AtomicU64, shard: usize, on: bool) {
+    let bit = 1u64 << (shard % 64);
+    if (bits.load(Ordering::Relaxed) & bit != 0) != on {
+        if on {
+            bits.fetch_or(bit, Ordering::Relaxed);
+        } else {
+            bits.fetch_and(!bit, Ordering::Relaxed);
+        }
     }
 }
 
@@ -244,5 +273,22 @@ mod tests {
         mailboxes.set_backlogged(1, false);
         assert!(!mailboxes.backlogged(0b010), "shard 1 caught up");
         assert!(mailboxes.backlogged(0b100), "shard 2 still behind");
+    }
+
+    #[test]
+    fn pressure_and_backlog_are_separate_flags() {
+        use crate::shard::pressure::Sample;
+        let mailboxes = Mailboxes::new(2, 4);
+        mailboxes.set_pressure(1, Sample { deep: true, busy: false });
+        assert!(mailboxes.deep(0b10));
+        assert!(!mailboxes.pressured(0b10), "deep but with time to spare");
+        mailboxes.set_pressure(1, Sample { deep: true, busy: true });
+        assert!(mailboxes.pressured(0b10));
+        assert!(!mailboxes.backlogged(0b10), "pressure is not a backlog");
+        assert!(!mailboxes.pressured(0) && !mailboxes.deep(0), "a connection that published nowhere never waits");
+        mailboxes.set_backlogged(1, true);
+        mailboxes.set_pressure(1, Sample { deep: false, busy: true });
+        assert!(!mailboxes.pressured(0b10) && !mailboxes.deep(0b10), "busy alone is no pressure");
+        assert!(mailboxes.backlogged(0b10), "clearing one leaves the other");
     }
 }

@@ -17,6 +17,7 @@ pub(crate) mod expiry;
 pub(crate) mod listener;
 pub(crate) mod mailbox;
 mod owned_exchanges;
+pub(crate) mod pressure;
 mod queues;
 mod requests;
 pub(crate) mod socket;
@@ -99,6 +100,8 @@ pub struct Shard {
     pub connection_counts: ConnectionCounts,
     /// Loop turns and compaction work (a scrape's counters).
     pub work_counts: WorkCounts,
+    /// Whether a deep queue delivers here, and whether this shard's thread is busy (`pressure`).
+    pressure: pressure::Pressure,
 }
 
 /// Plain per-shard counts, read only by this shard's control inbox.
@@ -110,6 +113,9 @@ pub struct ConnectionCounts {
     pub closed_stats: RefCell<FxHashMap<String, crate::broker::control::MessageStats>>,
     /// Times a connection of the shard waited for another shard's paging to reach its disk.
     pub paging_pauses: Cell<u64>,
+    /// Times a connection of the shard that only publishes waited for a saturated shard whose
+    /// deep queue delivers (`pressure`).
+    pub pressure_pauses: Cell<u64>,
 }
 
 impl ConnectionCounts {
@@ -178,6 +184,7 @@ impl Shard {
             ack_deadlines: ack_timeout::AckDeadlines::default(),
             connection_counts: ConnectionCounts::default(),
             work_counts: WorkCounts::default(),
+            pressure: pressure::Pressure::default(),
             config,
         }
     }
@@ -343,7 +350,13 @@ impl Shard {
                         || self.outbox.borrow().iter().any(|s| !s.is_empty())
                         || self.wakes_pending.get() != 0
                 };
-                self.mailboxes.park(self.id, &local).await;
+                if self.pressure.is_deep() {
+                    // The flag falls within a window of the deep queue stopping.
+                    let window = Duration::from_millis(crate::limits::PRESSURE_WINDOW_MS);
+                    park_at_most(self.mailboxes.park(self.id, &local), window).await;
+                } else {
+                    self.mailboxes.park(self.id, &local).await;
+                }
             }
         }
     }
@@ -379,6 +392,8 @@ impl Shard {
         let spilled = self.flush_outboxes();
         self.flush_dirty_connections();
         self.flush_wakes();
+        let pressure = self.pressure.evaluate(crate::clock::now_ns(), crate::clock::thread_cpu_ns);
+        self.mailboxes.set_pressure(self.id, pressure);
         (handled, spilled)
     }
 
@@ -529,6 +544,20 @@ impl Shard {
 }
 
 /// Lets other tasks on this thread run once (monoio has no `yield_now`).
+/// Parks the mailbox loop until mail comes or `limit` passes, whichever is first.
+async fn park_at_most(park: mailbox::Park<'_>, limit: Duration) {
+    let mut park = std::pin::pin!(park);
+    let mut timer = std::pin::pin!(monoio::time::sleep(limit));
+    std::future::poll_fn(|context| {
+        if park.as_mut().poll(context).is_ready() || timer.as_mut().poll(context).is_ready() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
 struct YieldNow(bool);
 
 impl Future for YieldNow {

@@ -114,11 +114,16 @@ impl Shard {
     ) -> Option<T> {
         self.ensure_queue_known(id);
         let mut effects = std::mem::take(&mut *self.effects.borrow_mut());
-        let result = {
+        let (result, deep_delivery) = {
             let mut queues = self.queues.borrow_mut();
             let queue = queues.get_mut(&id)?;
-            operation(queue, &mut effects, self)
+            let delivered = queue.consumer_deliveries();
+            let result = operation(queue, &mut effects, self);
+            (result, queue.consumer_deliveries() != delivered && self.pressure.deep(queue.ready_count()))
         };
+        if deep_delivery {
+            self.pressure.note_deep_delivery();
+        }
         self.run_effects(&mut effects);
         *self.effects.borrow_mut() = effects;
         Some(result)

@@ -113,6 +113,61 @@ async fn a_publisher_paging_faster_than_the_disk_waits_and_a_consumer_goes_on() 
     .await;
 }
 
+/// A consumer that stops acking (prefetch spent) does not slow a publisher on either shard:
+/// its queue takes everything, past the point where it pages, and no connection is ever held
+/// for pressure, which only a deep queue handing messages to consumers raises.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_consumer_lets_its_queue_grow_without_holding_the_publisher() {
+    if crate::common::process::external_broker() {
+        return;
+    }
+    within(TEST_TIMEOUT, async {
+        let data = DataDir::new();
+        let prometheus_port = free_port();
+        let port = prometheus_port.to_string();
+        let broker =
+            BrokerProcess::start(data.path(), 2, &["--prometheus-port", &port, "--prometheus-bind", "127.0.0.1"]);
+        let (consumer_conn, consumer_ch) = connect_channel(broker.uri()).await;
+        let queue = unique("q-stuck");
+        declare_queue(&consumer_ch, &queue).await;
+        within(T, consumer_ch.basic_qos(10, BasicQosOptions::default())).await.expect("basic.qos");
+        let mut inbox = consume(&consumer_ch, &queue, BasicConsumeOptions::default()).await;
+
+        let (publisher_conn, publisher_ch) = connect_channel(broker.uri()).await;
+        let sent = 150_000usize;
+        for index in 0..sent {
+            let body = (index as u64).to_le_bytes();
+            let publish = publisher_ch.basic_publish(
+                "".into(),
+                queue.as_str().into(),
+                BasicPublishOptions::default(),
+                &body,
+                transient(),
+            );
+            publish.await.expect("basic.publish");
+        }
+        assert_eq!(inbox.take(10, T).await.len(), 10, "the consumer got its prefetch and no more");
+        let mut ready = 0;
+        for _ in 0..400 {
+            ready = message_count(&publisher_ch, &queue).await as usize;
+            if ready == sent - 10 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert_eq!(ready, sent - 10, "every message but the unacked ones is ready");
+        assert_eq!(
+            shard_metric_sum(prometheus_port, "spatemq_shard_pressure_pauses_total"),
+            0.0,
+            "no connection waited for pressure: the queue delivered nothing while deep"
+        );
+        close_conn(&publisher_conn).await;
+        close_conn(&consumer_conn).await;
+        broker.stop_cleanly();
+    })
+    .await;
+}
+
 restart_tests! {
     async fn a_lazy_queue_pages_transient_messages_that_still_do_not_survive_a_restart(shards: usize) {
         let data = DataDir::new();

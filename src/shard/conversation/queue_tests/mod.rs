@@ -19,6 +19,7 @@ mod delete_purge;
 mod exclusive;
 mod max_length;
 mod policies;
+mod pressure;
 mod quorum;
 mod ttl;
 mod unnamed;
