@@ -4,7 +4,7 @@
 # connections over the shards' listeners (SO_REUSEPORT), so one run of scenario a may have the
 # publisher, the consumer and the queue on one shard and the next run on two.
 #
-#   scripts/placement.sh [--bin BROKER] [--runs 2] [--seconds 6]
+#   scripts/placement.sh [--bin BROKER] [--runs 2] [--seconds 6] [--only C:P]...
 #
 # Starts the broker (`--bin`, default target/release/spatemq) with 2 shards and a fresh data
 # directory on a spare loopback port, once per run and placement. The consumer and the
@@ -12,8 +12,11 @@
 # each is started again until the broker's `spatemq_shard_connections` shows it on the wanted
 # shard. Then it reads the queue's delivered and published counters over `--seconds` (after 2 s
 # of warm-up) and its ready count at the end. A ready count in the millions means the consumer
-# fell behind and the queue paged out. Prints one line per run:
-#   consumer@C publisher@P queue@Q delivered/s published/s ready
+# fell behind and the queue paged out. `--only C:P` (repeatable) runs only the placements with
+# the consumer on shard C and the publisher on shard P. Prints one line per run:
+#   consumer@C publisher@P queue@Q delivered/s published/s ready held
+# where held counts the times the publisher waited for a deep queue's shard
+# (`spatemq_shard_pressure_pauses_total`).
 # Everything it starts it stops by PID on exit.
 set -euo pipefail
 
@@ -23,6 +26,7 @@ RUNS=2
 MEASURE_SECONDS=6
 PORT=5698
 METRICS_PORT=15698
+PLACEMENTS=()
 
 die() { echo "placement.sh: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -31,6 +35,7 @@ while [ $# -gt 0 ]; do
         --runs) RUNS=${2:?}; shift 2 ;;
         --seconds) MEASURE_SECONDS=${2:?}; shift 2 ;;
         --port) PORT=${2:?}; METRICS_PORT=$((PORT + 10000)); shift 2 ;;
+        --only) PLACEMENTS+=("${2%%:*} ${2##*:}"); shift 2 ;;
         -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
@@ -99,13 +104,15 @@ run() { # consumer shard, publisher shard
     sleep "$MEASURE_SECONDS"
     delivered=$(( ($(metric spatemq_queue_messages_delivered_total) - delivered) / MEASURE_SECONDS ))
     published=$(( ($(metric rabbitmq_queue_messages_published_total) - published) / MEASURE_SECONDS ))
-    echo "consumer@$1 publisher@$2 queue@$queue_shard delivered/s=$delivered published/s=$published ready=$(metric rabbitmq_queue_messages_ready)"
+    echo "consumer@$1 publisher@$2 queue@$queue_shard delivered/s=$delivered published/s=$published" \
+        "ready=$(metric rabbitmq_queue_messages_ready) held=$(metric spatemq_shard_pressure_pauses_total)"
     stop_all
 }
 
 echo "# $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); $BIN; $RUNS runs of ${MEASURE_SECONDS}s per placement"
 for _ in $(seq 1 "$RUNS"); do
-    for placement in "0 0" "0 1" "1 0" "1 1"; do
+    [ ${#PLACEMENTS[@]} -gt 0 ] || PLACEMENTS=("0 0" "0 1" "1 0" "1 1")
+    for placement in "${PLACEMENTS[@]}"; do
         # shellcheck disable=SC2086
         run $placement
     done
