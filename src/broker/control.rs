@@ -296,7 +296,8 @@ pub struct ShardMetrics {
     pub compacted_messages: u64,
     /// Times a connection of the shard waited for a shard's paged-out writes to reach disk.
     pub paging_pauses: u64,
-    /// Times a publishing connection of the shard waited for a saturated shard (`pressure`).
+    /// Times a connection of the shard that only publishes waited for another shard's deep
+    /// queue (`shard::pressure`).
     pub pressure_pauses: u64,
     /// Channel-side counts (`confirm`, `return_unroutable`) of the shard's connections, per
     /// vhost, closed connections included.

@@ -283,7 +283,7 @@ fn spatemq_families(out: &mut Exposition, shards: &[ShardMetrics], sum: &ShardMe
         (
             "spatemq_shard_pressure_pauses_total",
             "counter",
-            "Times a connection of the shard that only publishes waited for a saturated shard whose deep queue delivers to its consumers",
+            "Times a connection of the shard that only publishes waited for another shard whose queue with more than 32,768 ready messages keeps delivering, while either shard was busy",
             |s| s.pressure_pauses,
         ),
         ("spatemq_shard_store_written_bytes_total", "counter", "Bytes written to the shard's segment files", |s| {

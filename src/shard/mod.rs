@@ -113,8 +113,8 @@ pub struct ConnectionCounts {
     pub closed_stats: RefCell<FxHashMap<String, crate::broker::control::MessageStats>>,
     /// Times a connection of the shard waited for another shard's paging to reach its disk.
     pub paging_pauses: Cell<u64>,
-    /// Times a connection of the shard that only publishes waited for a saturated shard whose
-    /// deep queue delivers (`pressure`).
+    /// Times a connection of the shard that only publishes waited for another shard's deep
+    /// queue (`pressure`).
     pub pressure_pauses: Cell<u64>,
 }
 
@@ -543,7 +543,6 @@ impl Shard {
     }
 }
 
-/// Lets other tasks on this thread run once (monoio has no `yield_now`).
 /// Parks the mailbox loop until mail comes or `limit` passes, whichever is first.
 async fn park_at_most(park: mailbox::Park<'_>, limit: Duration) {
     let mut park = std::pin::pin!(park);
@@ -558,6 +557,7 @@ async fn park_at_most(park: mailbox::Park<'_>, limit: Duration) {
     .await;
 }
 
+/// Lets other tasks on this thread run once (monoio has no `yield_now`).
 struct YieldNow(bool);
 
 impl Future for YieldNow {

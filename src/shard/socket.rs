@@ -334,11 +334,12 @@ async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut 
 /// paged-out writes run ahead of its disk (`limits::PAGED_UNSYNCED_BYTES_MAX`), or whose held
 /// delayed messages go out later than `limits::DELAYED_BEHIND_MS`. The publisher goes at the
 /// disk's (or the routing's) pace, its socket's buffers fill and its client's writes wait, as
-/// under RabbitMQ's credit flow. Likewise a connection that only publishes, to another shard
-/// saturated by a deep queue whose consumers are taking messages (`shard::pressure`): the
-/// publisher goes at the pace that shard delivers. No `connection.blocked`: that is for the
-/// resource alarms. Heartbeats are still sent (the writer runs on), the client's are not
-/// expected meanwhile, and a closed connection stops waiting.
+/// under RabbitMQ's credit flow. Likewise a connection that only publishes, while another shard
+/// it published to has a deep queue that keeps delivering and that shard or its own is busy
+/// (`shard::pressure`): the publisher goes at the pace the consumers get their messages. No
+/// `connection.blocked`: that is for the resource alarms. Heartbeats are still sent (the
+/// writer runs on), the client's are not expected meanwhile, and a closed connection stops
+/// waiting.
 async fn wait_for_backlog(shard: &Shard, connection: &Connection) {
     let published_to = connection.take_published_to();
     let hold = Hold::of(shard.id, connection.consumes.get(), published_to);
