@@ -38,6 +38,16 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("address").port()
 }
 
+/// A broker on `data` with `shards` and `extra` arguments, serving Prometheus metrics on a free
+/// loopback port (returned with it).
+fn start_with_metrics(data: &DataDir, shards: usize, extra: &[&str]) -> (BrokerProcess, u16) {
+    let prometheus_port = free_port();
+    let port = prometheus_port.to_string();
+    let mut arguments = vec!["--prometheus-port", port.as_str(), "--prometheus-bind", "127.0.0.1"];
+    arguments.extend_from_slice(extra);
+    (BrokerProcess::start(data.path(), shards, &arguments), prometheus_port)
+}
+
 /// A publisher that pages out faster than the disk syncs (a test hook makes every fdatasync
 /// 400 ms slower) is held at a message boundary until the syncs catch up, without
 /// `connection.blocked` and without losing a message, while a consumer of the same shard keeps
@@ -49,10 +59,7 @@ async fn a_publisher_paging_faster_than_the_disk_waits_and_a_consumer_goes_on() 
     }
     within(TEST_TIMEOUT, async {
         let data = DataDir::new();
-        let prometheus_port = free_port();
-        let port = prometheus_port.to_string();
-        let arguments = ["--prometheus-port", &port, "--prometheus-bind", "127.0.0.1", "--inject-sync-delay-ms", "400"];
-        let broker = BrokerProcess::start(data.path(), 1, &arguments);
+        let (broker, prometheus_port) = start_with_metrics(&data, 1, &["--inject-sync-delay-ms", "400"]);
         let (consumer_conn, consumer_ch) = confirm_channel(broker.uri()).await;
         let other = unique("q-other");
         declare_queue(&consumer_ch, &other).await;
@@ -123,10 +130,7 @@ async fn a_stuck_consumer_lets_its_queue_grow_without_holding_the_publisher() {
     }
     within(TEST_TIMEOUT, async {
         let data = DataDir::new();
-        let prometheus_port = free_port();
-        let port = prometheus_port.to_string();
-        let broker =
-            BrokerProcess::start(data.path(), 2, &["--prometheus-port", &port, "--prometheus-bind", "127.0.0.1"]);
+        let (broker, prometheus_port) = start_with_metrics(&data, 2, &[]);
         let (consumer_conn, consumer_ch) = connect_channel(broker.uri()).await;
         let queue = unique("q-stuck");
         declare_queue(&consumer_ch, &queue).await;
@@ -210,9 +214,7 @@ restart_tests! {
 
     async fn a_deep_queue_pages_out_past_its_memory_bound_and_drains_in_order(shards: usize) {
         let data = DataDir::new();
-        let prometheus_port = free_port();
-        let port = prometheus_port.to_string();
-        let broker = BrokerProcess::start(data.path(), shards, &["--prometheus-port", &port, "--prometheus-bind", "127.0.0.1"]);
+        let (broker, prometheus_port) = start_with_metrics(&data, shards, &[]);
         let (conn, ch) = confirm_channel(broker.uri()).await;
         let queue = unique("q-deep");
         declare_queue(&ch, &queue).await;
