@@ -81,12 +81,12 @@ pub const PAGE_OUT_READY_MESSAGES: usize = 65_536;
 /// alarms, as in RabbitMQ, whose credit flow slows such publishers the same quiet way.
 pub const PAGED_UNSYNCED_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
-/// A queue that delivers to its consumers with more than this many messages still ready, on
-/// a shard whose thread is busy (`PRESSURE_BUSY_PERCENT`), holds the connections on other
-/// shards that only publish to it (`shard::pressure`) until the queue is below half of it,
-/// delivers nothing for a whole `PRESSURE_WINDOW_MS`, or the shard's thread has time to spare. Below
-/// `PAGE_OUT_READY_MESSAGES`, so a queue whose consumers could keep up but for the publisher
-/// taking the shard's time stays in memory.
+/// A queue that delivers to its consumers with more than this many messages still ready
+/// holds the connections on other shards that only publish to its shard, while its shard or
+/// the publisher's own is busy (`PRESSURE_BUSY_PERCENT`; `shard::pressure`), until the queue
+/// is below half of it, delivers nothing for a whole `PRESSURE_WINDOW_MS`, or neither shard is
+/// busy. Below `PAGE_OUT_READY_MESSAGES`, so a queue whose consumers could keep up but for the
+/// publisher taking their time stays in memory.
 pub const PRESSURE_READY_MESSAGES: usize = 32_768;
 /// The share of a sampling window a shard's thread must run to count as saturated.
 pub const PRESSURE_BUSY_PERCENT: u64 = 85;
