@@ -224,6 +224,22 @@ pub struct Park<'a> {
     registered: bool,
 }
 
+impl Park<'_> {
+    /// Resolves like the park, or once `limit` has passed, whichever is first.
+    pub async fn at_most(self, limit: std::time::Duration) {
+        let mut park = std::pin::pin!(self);
+        let mut timer = std::pin::pin!(monoio::time::sleep(limit));
+        std::future::poll_fn(|context| {
+            if park.as_mut().poll(context).is_ready() || timer.as_mut().poll(context).is_ready() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
 impl Future for Park<'_> {
     type Output = ();
 

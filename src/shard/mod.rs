@@ -353,7 +353,7 @@ impl Shard {
                 if self.pressure.is_deep() {
                     // The flag falls within a window of the deep queue stopping.
                     let window = Duration::from_millis(crate::limits::PRESSURE_WINDOW_MS);
-                    park_at_most(self.mailboxes.park(self.id, &local), window).await;
+                    self.mailboxes.park(self.id, &local).at_most(window).await;
                 } else {
                     self.mailboxes.park(self.id, &local).await;
                 }
@@ -541,20 +541,6 @@ impl Shard {
             self.send(owner, settle);
         }
     }
-}
-
-/// Parks the mailbox loop until mail comes or `limit` passes, whichever is first.
-async fn park_at_most(park: mailbox::Park<'_>, limit: Duration) {
-    let mut park = std::pin::pin!(park);
-    let mut timer = std::pin::pin!(monoio::time::sleep(limit));
-    std::future::poll_fn(|context| {
-        if park.as_mut().poll(context).is_ready() || timer.as_mut().poll(context).is_ready() {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
-    .await;
 }
 
 /// Lets other tasks on this thread run once (monoio has no `yield_now`).

@@ -105,10 +105,50 @@ impl Pressure {
     }
 }
 
+/// The shards a connection waits for after a read: every shard it published to while that
+/// shard is backlogged; for pressure (`shard::pressure`), the other shards it published to
+/// while one has a deep queue that delivers and that shard or the connection's own is busy.
+/// A connection that consumes never waits for pressure: holding its reads would hold the acks
+/// and credit that let the deep queue deliver.
+#[derive(Clone, Copy, Debug)]
+pub struct Hold {
+    published_to: u64,
+    pressing: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum HoldReason {
+    Backlog,
+    Pressure,
+}
+
+impl Hold {
+    pub fn of(own_shard: usize, consumes: bool, published_to: u64) -> Hold {
+        let pressing = if consumes { 0 } else { published_to & !(1u64 << (own_shard % 64)) };
+        Hold { published_to, pressing }
+    }
+
+    /// `own_busy` is asked only when a deep shard is not busy itself.
+    pub fn reason(
+        &self,
+        mailboxes: &crate::shard::mailbox::Mailboxes,
+        own_busy: impl FnOnce() -> bool,
+    ) -> Option<HoldReason> {
+        if mailboxes.backlogged(self.published_to) {
+            Some(HoldReason::Backlog)
+        } else if mailboxes.pressured(self.pressing) || (mailboxes.deep(self.pressing) && own_busy()) {
+            Some(HoldReason::Pressure)
+        } else {
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{Pressure, Sample};
+    use super::{Hold, HoldReason, Pressure, Sample};
     use crate::limits::{PRESSURE_READY_MESSAGES, PRESSURE_WINDOW_MS};
+    use crate::shard::mailbox::Mailboxes;
 
     const MS: u64 = 1_000_000;
     const WINDOW: u64 = PRESSURE_WINDOW_MS * MS;
@@ -177,5 +217,45 @@ mod tests {
         assert_eq!(reads.get(), 1);
         assert!(pressure.busy(2 * WINDOW, read));
         assert_eq!(reads.get(), 2);
+    }
+
+    #[test]
+    fn a_publisher_waits_for_pressure_only_on_other_shards_and_never_while_it_consumes() {
+        let mailboxes = Mailboxes::new(3, 4);
+        let idle = || false;
+        let busy = || true;
+        assert_eq!(Hold::of(0, false, 0b110).reason(&mailboxes, busy), None, "nothing raised");
+        mailboxes.set_pressure(1, Sample { deep: true, busy: true });
+        assert_eq!(Hold::of(0, false, 0b010).reason(&mailboxes, idle), Some(HoldReason::Pressure));
+        assert_eq!(Hold::of(2, false, 0b011).reason(&mailboxes, idle), Some(HoldReason::Pressure));
+        assert_eq!(
+            Hold::of(1, false, 0b010).reason(&mailboxes, busy),
+            None,
+            "on the deep shard itself the publisher already shares its time"
+        );
+        assert_eq!(
+            Hold::of(0, true, 0b010).reason(&mailboxes, busy),
+            None,
+            "a connection that consumes carries the acks and credit the queue waits for"
+        );
+        assert_eq!(Hold::of(0, false, 0b100).reason(&mailboxes, busy), None, "published only to shard 2");
+
+        mailboxes.set_pressure(1, Sample { deep: true, busy: false });
+        assert_eq!(Hold::of(0, false, 0b010).reason(&mailboxes, idle), None, "neither shard is the bottleneck");
+        assert_eq!(
+            Hold::of(0, false, 0b010).reason(&mailboxes, busy),
+            Some(HoldReason::Pressure),
+            "the publisher's own shard is the bottleneck"
+        );
+
+        mailboxes.set_backlogged(1, true);
+        assert_eq!(
+            Hold::of(1, true, 0b010).reason(&mailboxes, idle),
+            Some(HoldReason::Backlog),
+            "a disk backlog holds every connection that published to the shard"
+        );
+        mailboxes.set_backlogged(1, false);
+        mailboxes.set_pressure(1, Sample { deep: false, busy: true });
+        assert_eq!(Hold::of(0, false, 0b010).reason(&mailboxes, busy), None, "no deep queue any more");
     }
 }

@@ -342,56 +342,17 @@ async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut 
 /// waiting.
 async fn wait_for_backlog(shard: &Shard, connection: &Connection) {
     let published_to = connection.take_published_to();
-    let hold = Hold::of(shard.id, connection.consumes.get(), published_to);
+    let hold = crate::shard::pressure::Hold::of(shard.id, connection.consumes.get(), published_to);
     let own_busy = || shard.pressure.busy(crate::clock::now_ns(), crate::clock::thread_cpu_ns);
     let Some(reason) = hold.reason(&shard.mailboxes, own_busy) else { return };
     let pauses = match reason {
-        HoldReason::Backlog => &shard.connection_counts.paging_pauses,
-        HoldReason::Pressure => &shard.connection_counts.pressure_pauses,
+        crate::shard::pressure::HoldReason::Backlog => &shard.connection_counts.paging_pauses,
+        crate::shard::pressure::HoldReason::Pressure => &shard.connection_counts.pressure_pauses,
     };
     pauses.set(pauses.get() + 1);
     while hold.reason(&shard.mailboxes, own_busy).is_some() && !connection.is_dead() {
         monoio::time::sleep(BACKLOG_RECHECK).await;
         connection.touch_read();
-    }
-}
-
-/// The shards a connection waits for after a read: every shard it published to while that
-/// shard is backlogged; for pressure (`shard::pressure`), the other shards it published to
-/// while one has a deep queue that delivers and that shard or the connection's own is busy.
-/// A connection that consumes never waits for pressure: holding its reads would hold the acks
-/// and credit that let the deep queue deliver.
-#[derive(Clone, Copy, Debug)]
-struct Hold {
-    published_to: u64,
-    pressing: u64,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum HoldReason {
-    Backlog,
-    Pressure,
-}
-
-impl Hold {
-    fn of(own_shard: usize, consumes: bool, published_to: u64) -> Hold {
-        let pressing = if consumes { 0 } else { published_to & !(1u64 << (own_shard % 64)) };
-        Hold { published_to, pressing }
-    }
-
-    /// `own_busy` is asked only when a deep shard is not busy itself.
-    fn reason(
-        &self,
-        mailboxes: &crate::shard::mailbox::Mailboxes,
-        own_busy: impl FnOnce() -> bool,
-    ) -> Option<HoldReason> {
-        if mailboxes.backlogged(self.published_to) {
-            Some(HoldReason::Backlog)
-        } else if mailboxes.pressured(self.pressing) || (mailboxes.deep(self.pressing) && own_busy()) {
-            Some(HoldReason::Pressure)
-        } else {
-            None
-        }
     }
 }
 
@@ -548,48 +509,6 @@ async fn heartbeat_loop(connection: Rc<Connection>, interval_seconds: u16, fd: R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::shard::mailbox::Mailboxes;
-
-    #[test]
-    fn a_publisher_waits_for_pressure_only_on_other_shards_and_never_while_it_consumes() {
-        use crate::shard::pressure::Sample;
-        let mailboxes = Mailboxes::new(3, 4);
-        let idle = || false;
-        let busy = || true;
-        assert_eq!(Hold::of(0, false, 0b110).reason(&mailboxes, busy), None, "nothing raised");
-        mailboxes.set_pressure(1, Sample { deep: true, busy: true });
-        assert_eq!(Hold::of(0, false, 0b010).reason(&mailboxes, idle), Some(HoldReason::Pressure));
-        assert_eq!(Hold::of(2, false, 0b011).reason(&mailboxes, idle), Some(HoldReason::Pressure));
-        assert_eq!(
-            Hold::of(1, false, 0b010).reason(&mailboxes, busy),
-            None,
-            "on the deep shard itself the publisher already shares its time"
-        );
-        assert_eq!(
-            Hold::of(0, true, 0b010).reason(&mailboxes, busy),
-            None,
-            "a connection that consumes carries the acks and credit the queue waits for"
-        );
-        assert_eq!(Hold::of(0, false, 0b100).reason(&mailboxes, busy), None, "published only to shard 2");
-
-        mailboxes.set_pressure(1, Sample { deep: true, busy: false });
-        assert_eq!(Hold::of(0, false, 0b010).reason(&mailboxes, idle), None, "neither shard is the bottleneck");
-        assert_eq!(
-            Hold::of(0, false, 0b010).reason(&mailboxes, busy),
-            Some(HoldReason::Pressure),
-            "the publisher's own shard is the bottleneck"
-        );
-
-        mailboxes.set_backlogged(1, true);
-        assert_eq!(
-            Hold::of(1, true, 0b010).reason(&mailboxes, idle),
-            Some(HoldReason::Backlog),
-            "a disk backlog holds every connection that published to the shard"
-        );
-        mailboxes.set_backlogged(1, false);
-        mailboxes.set_pressure(1, Sample { deep: false, busy: true });
-        assert_eq!(Hold::of(0, false, 0b010).reason(&mailboxes, busy), None, "no deep queue any more");
-    }
 
     #[test]
     fn the_read_size_doubles_on_full_reads_and_halves_on_small_ones_within_bounds() {
