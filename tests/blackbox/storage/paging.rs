@@ -38,6 +38,19 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("address").port()
 }
 
+/// The queue's message count once it reaches `expected`, or the last one read after 20 s.
+async fn message_count_reaching(ch: &Channel, queue: &str, expected: usize) -> usize {
+    let mut counted = 0;
+    for _ in 0..400 {
+        counted = message_count(ch, queue).await as usize;
+        if counted == expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    counted
+}
+
 /// A broker on `data` with `shards` and `extra` arguments, serving Prometheus metrics on a free
 /// loopback port (returned with it).
 fn start_with_metrics(data: &DataDir, shards: usize, extra: &[&str]) -> (BrokerProcess, u16) {
@@ -104,14 +117,7 @@ async fn a_publisher_paging_faster_than_the_disk_waits_and_a_consumer_goes_on() 
         assert_eq!(received, waiting, "the consumer got every message while the publisher waited");
 
         let (publisher_conn, publisher_ch, lazy_queue) = within(60, publisher).await.expect("the publisher ends");
-        let mut counted = 0;
-        for _ in 0..200 {
-            counted = message_count(&publisher_ch, &lazy_queue).await as usize;
-            if counted == sent {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let counted = message_count_reaching(&publisher_ch, &lazy_queue, sent).await;
         assert_eq!(counted, sent, "every paged message is queued: the publisher was slowed, not dropped");
         close_conn(&publisher_conn).await;
         close_conn(&consumer_conn).await;
@@ -151,14 +157,7 @@ async fn a_stuck_consumer_lets_its_queue_grow_without_holding_the_publisher() {
             publish.await.expect("basic.publish");
         }
         assert_eq!(inbox.take(10, T).await.len(), 10, "the consumer got its prefetch and no more");
-        let mut ready = 0;
-        for _ in 0..400 {
-            ready = message_count(&publisher_ch, &queue).await as usize;
-            if ready == sent - 10 {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+        let ready = message_count_reaching(&publisher_ch, &queue, sent - 10).await;
         assert_eq!(ready, sent - 10, "every message but the unacked ones is ready");
         assert_eq!(
             shard_metric_sum(prometheus_port, "spatemq_shard_pressure_pauses_total"),
