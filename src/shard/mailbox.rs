@@ -56,8 +56,8 @@ pub struct Mailboxes {
     /// Bit s: a queue of shard s with more than `limits::PRESSURE_READY_MESSAGES` ready keeps
     /// delivering to its consumers (`shard::pressure`).
     deep: AtomicU64,
-    /// Bit s: shard s is deep and its thread is busy.
-    pressured: AtomicU64,
+    /// Bit s: shard s's thread ran for most of its last sampling window (`shard::pressure`).
+    busy: AtomicU64,
 }
 
 impl Mailboxes {
@@ -78,7 +78,7 @@ impl Mailboxes {
             closed_shards: AtomicUsize::new(0),
             backlogged: AtomicU64::new(0),
             deep: AtomicU64::new(0),
-            pressured: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
         }
     }
 
@@ -132,24 +132,24 @@ impl Mailboxes {
 
     /// True if one of the shards in `shards` (bit s for shard s) is backlogged.
     pub fn backlogged(&self, shards: u64) -> bool {
-        shards != 0 && self.backlogged.load(Ordering::Relaxed) & shards != 0
+        any_bit(&self.backlogged, shards)
     }
 
     /// Shard `shard` says whether one of its deep queues delivers, and whether its thread is
     /// busy (`shard::pressure`). Relaxed, as `set_backlogged`.
     pub fn set_pressure(&self, shard: usize, sample: crate::shard::pressure::Sample) {
         set_bit(&self.deep, shard, sample.deep);
-        set_bit(&self.pressured, shard, sample.deep && sample.busy);
+        set_bit(&self.busy, shard, sample.busy);
     }
 
     /// True if one of the shards in `shards` (bit s for shard s) has a deep queue that delivers.
     pub fn deep(&self, shards: u64) -> bool {
-        shards != 0 && self.deep.load(Ordering::Relaxed) & shards != 0
+        any_bit(&self.deep, shards)
     }
 
     /// True if one of the shards in `shards` is deep and busy.
     pub fn pressured(&self, shards: u64) -> bool {
-        shards != 0 && self.pressured.load(Ordering::Relaxed) & shards != 0
+        shards != 0 && self.deep.load(Ordering::Relaxed) & self.busy.load(Ordering::Relaxed) & shards != 0
     }
 
     pub fn pop(&self, from: usize, to: usize) -> Option<ShardMsg> {
@@ -202,6 +202,12 @@ impl Mailboxes {
     pub fn park<'a>(&'a self, me: usize, has_local_work: &'a dyn Fn() -> bool) -> Park<'a> {
         Park { mailboxes: self, me, has_local_work, registered: false }
     }
+}
+
+/// True if `bits` has one of the bits of `shards` set (no load for a connection that published
+/// nowhere).
+fn any_bit(bits: &AtomicU64, shards: u64) -> bool {
+    shards != 0 && bits.load(Ordering::Relaxed) & shards != 0
 }
 
 /// Sets or clears bit `shard % 64` of `bits`, writing only when it changes: the word is read
