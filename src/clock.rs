@@ -10,8 +10,7 @@ use std::time::Instant;
 static START: OnceLock<Instant> = OnceLock::new();
 
 pub fn now_ms() -> u64 {
-    let start = START.get_or_init(Instant::now);
-    u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    now_ns() / 1_000_000
 }
 
 /// Nanoseconds since the process first asked (`now_ms`'s epoch).
