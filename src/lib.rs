@@ -7,6 +7,8 @@
 //! `docs/architecture.md` draws the layers.
 
 mod alarms;
+#[cfg(test)]
+mod allocation;
 mod amqp;
 pub mod bench;
 mod broker;

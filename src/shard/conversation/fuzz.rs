@@ -16,7 +16,8 @@
 //!
 //! `scripts/fuzz.sh` runs the long pass; the short pass runs with the unit tests.
 
-mod allocation;
+use crate::allocation;
+
 mod codec_target;
 mod conversation_target;
 mod findings;

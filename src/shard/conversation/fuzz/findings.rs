@@ -12,7 +12,7 @@ use amq_protocol::protocol::{tx, AMQPClass};
 use bytes::BytesMut;
 
 use super::super::{channel_close, Broker};
-use super::allocation::peak_bytes_during;
+use crate::allocation::peak_bytes_during;
 use crate::codec::frame::{split_frame, write_frame, FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
 use crate::codec::hotpath;
 use crate::codec::methods::parse_method;

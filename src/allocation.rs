@@ -1,4 +1,5 @@
-//! Measures how much heap one fuzz input makes the code under test hold at its peak.
+//! Measures how much heap a piece of code makes its thread hold at its peak: the fuzzer's
+//! bound per input, and the bytes per message of the structures that hold backlogs.
 //!
 //! A counting wrapper around the system allocator is the global allocator of the unit-test
 //! binary (this module exists only under `cfg(test)`; the broker binary keeps mimalloc). It
@@ -76,7 +77,7 @@ unsafe impl GlobalAlloc for CountingAllocator {
 
 /// Runs `work` and returns its result with the most heap it held at once beyond what was live
 /// when it started (bytes), counting allocations of this thread only.
-pub(super) fn peak_bytes_during<R>(work: impl FnOnce() -> R) -> (R, usize) {
+pub(crate) fn peak_bytes_during<R>(work: impl FnOnce() -> R) -> (R, usize) {
     LIVE_BYTES.with(|live| live.set(0));
     PEAK_BYTES.with(|peak| peak.set(0));
     COUNTING.with(|counting| counting.set(true));
@@ -84,6 +85,13 @@ pub(super) fn peak_bytes_during<R>(work: impl FnOnce() -> R) -> (R, usize) {
     let result = work();
     drop(guard);
     (result, PEAK_BYTES.with(Cell::get).max(0) as usize)
+}
+
+/// Runs `work` and returns its result with the heap still held when it returned beyond what
+/// was live when it started (bytes), counting allocations of this thread only.
+pub(crate) fn held_bytes_after<R>(work: impl FnOnce() -> R) -> (R, usize) {
+    let (result, _) = peak_bytes_during(work);
+    (result, LIVE_BYTES.with(Cell::get).max(0) as usize)
 }
 
 /// Stops counting when dropped, also when `work` panics.
@@ -109,6 +117,12 @@ mod tests {
             }
         });
         assert!((50_000..60_000).contains(&peak), "{peak}");
+        drop(held);
+        let (held, live) = held_bytes_after(|| {
+            drop(std::hint::black_box(vec![0u8; 50_000]));
+            vec![0u8; 10_000]
+        });
+        assert!((10_000..11_000).contains(&live), "{live}");
         drop(held);
     }
 }
