@@ -67,11 +67,27 @@ pub const STORED_CACHE_MESSAGES: usize = 1024;
 
 /// A transient message (or any message of a queue that does not survive a restart) that
 /// arrives while its queue holds this many ready messages is paged out to the shard's segment
-/// log instead of kept in memory (about 300 bytes each there), as RabbitMQ's classic queues
+/// log instead of kept in memory (packed, about 25 bytes plus the body each there), as RabbitMQ's classic queues
 /// and LavinMQ do: a backlog costs memory only up to here, then about a byte per message. A
 /// lazy queue (`x-queue-mode: lazy`) pages from its first message. Paged messages are read
 /// back from the page cache for delivery and never survive a restart.
 pub const PAGE_OUT_READY_MESSAGES: usize = 65_536;
+
+/// A queue that holds at least this many ready messages has the small in-memory ones that
+/// waited since the shard's last sweep packed (`broker::packed`): about 25 bytes plus the
+/// body per message instead of about 250. A queue whose consumers take its messages within a
+/// sweep (`EXPIRY_SWEEP_INTERVAL_MS`) never pays for the copy.
+pub const PACK_READY_MESSAGES: usize = 64;
+/// Messages a shard packs per sweep, over all its queues: at about 40 ns each, at most a few
+/// milliseconds of every sweep interval. A backlog that grows faster is packed over several
+/// sweeps (and pages out at `PAGE_OUT_READY_MESSAGES` either way).
+pub const PACK_SWEEP_MESSAGES_MAX: usize = 65_536;
+/// The chunk packed messages are written into: a few hundred small messages each, freed when
+/// the last message read from it is gone.
+pub const PACK_CHUNK_BYTES: usize = 16 * 1024;
+/// A message with more content than this (exchange, routing key, properties and body) stays
+/// as it arrived: its bookkeeping is small beside it, and a fanout's queues share one copy.
+pub const PACK_CONTENT_BYTES_MAX: usize = 512;
 
 /// Paged-out bytes a shard may have written that no finished fdatasync covers yet. Above it,
 /// connections that published to the shard stop reading their sockets (at a message

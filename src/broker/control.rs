@@ -294,6 +294,8 @@ pub struct ShardMetrics {
     /// Compaction: segments emptied of their ready messages, and the messages copied out.
     pub compacted_segments: u64,
     pub compacted_messages: u64,
+    /// Waiting in-memory messages packed by the shard's sweep.
+    pub packed_messages: u64,
     /// Times a connection of the shard waited for a shard's paged-out writes to reach disk.
     pub paging_pauses: u64,
     /// Times a connection of the shard that only publishes waited for another shard's deep

@@ -21,6 +21,7 @@ pub(crate) mod handovers;
 mod headers_match;
 pub(crate) mod messages;
 pub(crate) mod owned_exchange;
+mod packed;
 pub(crate) mod passwords;
 pub(crate) mod placement;
 pub(crate) mod policy;

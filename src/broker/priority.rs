@@ -93,6 +93,11 @@ impl Levels {
         self.levels.iter().for_each(|level| level.stored_bytes(totals));
     }
 
+    /// See `ReadyList::pack_older`. Level 0 only: a packed message reads back at priority 0.
+    pub fn pack_older(&mut self, before_sequence: u64, budget: usize) -> usize {
+        self.levels[0].pack_older(before_sequence, budget)
+    }
+
     /// Compaction: see `ReadyList::relocate`; every level, highest first.
     pub fn relocate(
         &mut self,

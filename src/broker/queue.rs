@@ -196,6 +196,8 @@ pub struct Queue {
     consumer_priorities: bool,
     /// The message `enqueue` is handing to a consumer: not expired yet, whatever its TTL.
     arriving_sequence: Option<u64>,
+    /// `next_sequence` at the last `pack_waiting`: the messages below it have waited since.
+    pack_mark: u64,
     /// Counts since the queue was made on this shard (the management API's `message_stats`).
     stats: super::control::MessageStats,
     /// Messages `dispatch` handed to consumers (not basic.get): whether a deep queue's
@@ -226,6 +228,7 @@ impl Queue {
             had_message_deadlines: false,
             consumer_priorities: false,
             arriving_sequence: None,
+            pack_mark: 1,
             stats: super::control::MessageStats::default(),
             consumer_deliveries: 0,
             stream: None,

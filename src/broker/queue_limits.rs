@@ -1,7 +1,7 @@
 //! The queue arguments a queue acts on, kept apart from the core state machine: message
 //! expiry (at the head and by the shard's sweep), length limits with their overflow modes,
-//! dead-lettering, the delivery limit and the `x-expires` lease. A child of `queue`, so it sees
-//! the queue's fields.
+//! dead-lettering, the delivery limit and the `x-expires` lease; and the packing of a waiting
+//! backlog (also by the sweep). A child of `queue`, so it sees the queue's fields.
 
 use std::sync::Arc;
 
@@ -11,9 +11,23 @@ use crate::broker::queue_args::{Overflow, QueueType};
 use crate::broker::ready::{Entry, RecordReader};
 use crate::clock;
 use crate::codec::message::Message;
+use crate::limits::PACK_READY_MESSAGES;
 use crate::store::record::Mark;
 
 impl Queue {
+    /// Packs the ready messages that were already here at the last call, at most `budget`
+    /// (`ReadyList::pack_older`), once the queue holds `PACK_READY_MESSAGES`. Called by the
+    /// shard's sweep: a backlog that waits costs about 25 bytes plus its body per message,
+    /// and a message that a consumer takes before the next sweep is never copied. Returns
+    /// how many it packed.
+    pub fn pack_waiting(&mut self, budget: usize) -> usize {
+        let before_sequence = std::mem::replace(&mut self.pack_mark, self.next_sequence);
+        if self.ready.len() < PACK_READY_MESSAGES {
+            return 0;
+        }
+        self.ready.pack_older(before_sequence, budget)
+    }
+
     /// The head message that has not expired; expired ones on the way are dropped or
     /// dead-lettered. A message has expired once its deadline is reached (RabbitMQ: `Now >=
     /// Expiry`), so one with a TTL of 0 is never fetched; only the message being enqueued is

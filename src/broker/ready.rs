@@ -12,7 +12,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::packed::{self, Pack};
 use super::queue::Payload;
+use crate::codec::message::Message;
 use crate::store::record::KIND_PAGED;
 use crate::store::segment::Segment;
 use crate::store::{FoundRecord, StoredRef};
@@ -63,6 +65,23 @@ pub struct Entry {
     pub delivery_count: u32,
 }
 
+impl Entry {
+    /// A message as it first becomes ready: never delivered, no deadline, priority 0.
+    pub fn plain(sequence: u64, payload: Payload) -> Entry {
+        Entry { sequence, payload, redelivered: false, expires_at_ms: None, priority: 0, delivery_count: 0 }
+    }
+}
+
+/// The message of an entry that `pack_older` may pack, with its record's size. A packed
+/// message reads back as `Entry::plain`, so only such an entry is packed.
+fn packable(entry: &Entry) -> Option<(&Message, usize)> {
+    let plain = !entry.redelivered && entry.expires_at_ms.is_none() && entry.priority == 0 && entry.delivery_count == 0;
+    match &entry.payload {
+        Payload::Memory(message) if plain => packed::record_bytes(message).map(|bytes| (&**message, bytes)),
+        _ => None,
+    }
+}
+
 #[derive(Debug)]
 struct Run {
     segment: Arc<Segment>,
@@ -92,6 +111,7 @@ impl Run {
 enum Slot {
     One(Entry),
     Run(Run),
+    Packed(Box<Pack>),
 }
 
 impl Slot {
@@ -99,6 +119,7 @@ impl Slot {
         match self {
             Slot::One(entry) => entry.sequence,
             Slot::Run(run) => run.first_sequence,
+            Slot::Packed(pack) => pack.head_sequence(),
         }
     }
 }
@@ -109,6 +130,8 @@ pub struct ReadyList {
     count: usize,
     /// The last run takes no more records (recovery skipped a record of this queue after it).
     tail_closed: bool,
+    /// `pack_older` has been through every message below this sequence.
+    packed_through: u64,
 }
 
 impl ReadyList {
@@ -123,6 +146,60 @@ impl ReadyList {
     pub fn push_back(&mut self, entry: Entry) {
         self.slots.push_back(Slot::One(entry));
         self.count += 1;
+    }
+
+    /// Packs (`broker::packed`) the small, plain in-memory messages (no deadline, never
+    /// delivered) with a sequence below `before_sequence` that earlier calls did not reach, at
+    /// most `budget` of them, in place. Returns how many it packed. Slots are in sequence
+    /// order, so only the slots between the last call's end and `before_sequence` are walked,
+    /// and a call with nothing old enough costs two binary searches.
+    pub fn pack_older(&mut self, before_sequence: u64, budget: usize) -> usize {
+        let start = self.slots.partition_point(|slot| slot.first_sequence() < self.packed_through);
+        let end = self.slots.partition_point(|slot| slot.first_sequence() < before_sequence);
+        if start >= end {
+            self.packed_through = self.packed_through.max(before_sequence);
+            return 0;
+        }
+        if budget == 0 {
+            return 0;
+        }
+        let mut newer = self.slots.split_off(end);
+        let older = self.slots.split_off(start);
+        let mut packed = 0;
+        self.packed_through = before_sequence;
+        for slot in older {
+            let entry = match slot {
+                Slot::One(entry) if packed < budget => entry,
+                Slot::One(entry) if self.packed_through == before_sequence => {
+                    // Out of budget: the next call goes on from here.
+                    self.packed_through = entry.sequence;
+                    self.slots.push_back(Slot::One(entry));
+                    continue;
+                }
+                other => {
+                    self.slots.push_back(other);
+                    continue;
+                }
+            };
+            let Some((message, record_bytes)) = packable(&entry) else {
+                self.slots.push_back(Slot::One(entry));
+                continue;
+            };
+            packed += 1;
+            if let Some(Slot::Packed(pack)) = self.slots.back_mut() {
+                if pack.try_push(entry.sequence, message, record_bytes) {
+                    continue;
+                }
+            }
+            let pack = Pack::new(entry.sequence, message, record_bytes);
+            self.slots.push_back(Slot::Packed(Box::new(pack)));
+        }
+        self.slots.append(&mut newer);
+        // The slots the packed messages had would otherwise stay allocated: 64 bytes each.
+        if self.slots.capacity() > 4 * self.slots.len().max(16) {
+            self.slots.shrink_to(2 * self.slots.len());
+        }
+        packed
     }
 
     /// Appends a stored message without a copy: extends the last run when the
@@ -192,6 +269,21 @@ impl ReadyList {
                     };
                 }
                 Slot::Run(run) => run,
+                Slot::Packed(pack) => {
+                    let popped = pack.pop();
+                    let remaining = pack.remaining();
+                    let Some((sequence, message)) = popped else {
+                        crate::error!("{remaining} packed message(s) unreadable; dropped");
+                        self.count -= remaining as usize;
+                        self.slots.pop_front();
+                        continue;
+                    };
+                    if remaining == 0 {
+                        self.slots.pop_front();
+                    }
+                    self.count -= 1;
+                    return Some(Entry::plain(sequence, Payload::Memory(Arc::new(message))));
+                }
             };
             let found = reader.next_record(&run.segment, run.next_offset, run.end_offset, queue_sequence, run.kind);
             let Some(found) = found else {
@@ -213,14 +305,7 @@ impl ReadyList {
                 self.slots.pop_front();
             }
             self.count -= 1;
-            return Some(Entry {
-                sequence: found.sequence,
-                payload: Payload::Stored { reference, cached: None },
-                redelivered: false,
-                expires_at_ms: None,
-                priority: 0,
-                delivery_count: 0,
-            });
+            return Some(Entry::plain(found.sequence, Payload::Stored { reference, cached: None }));
         }
     }
 
@@ -228,7 +313,7 @@ impl ReadyList {
     pub fn front_expires_at(&self) -> Option<u64> {
         match self.slots.front()? {
             Slot::One(entry) => entry.expires_at_ms,
-            Slot::Run(_) => None,
+            Slot::Run(_) | Slot::Packed(_) => None,
         }
     }
 
@@ -247,7 +332,7 @@ impl ReadyList {
                     Some(reference) => (&reference.segment, u64::from(reference.content_bytes)),
                     None => continue,
                 },
-                Slot::Run(_) => continue,
+                Slot::Run(_) | Slot::Packed(_) => continue,
             };
             let total = totals.entry(Arc::as_ptr(segment) as usize).or_insert_with(|| (segment.clone(), 0));
             total.1 += bytes;
@@ -494,6 +579,81 @@ mod tests {
             assert_eq!(read, expected, "queue {queue}");
         }
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A message as a publisher to the default exchange sends it: the queue's name as the
+    /// routing key, delivery mode 1, a 16-byte body (its sequence, twice).
+    fn arrived(sequence: u64) -> Entry {
+        let message = Message {
+            exchange: Bytes::new(),
+            routing_key: Bytes::copy_from_slice(b"backlog"),
+            properties: Bytes::copy_from_slice(&[0x10, 0x00, 0x01]),
+            body: Bytes::copy_from_slice(&sequence.to_be_bytes().repeat(2)),
+        };
+        Entry::plain(sequence, Payload::Memory(Arc::new(message)))
+    }
+
+    fn drain(ready: &mut ReadyList) -> Vec<(u64, bool, Vec<u8>)> {
+        std::iter::from_fn(|| ready.pop_front(&NoRecords, 0))
+            .map(|entry| {
+                let body = entry.payload.message().expect("in memory").body.to_vec();
+                (entry.sequence, entry.redelivered, body)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_backlog_is_packed_and_reads_back_in_order_around_requeued_messages() {
+        let mut ready = ReadyList::default();
+        for sequence in 1..=1_000 {
+            ready.push_back(arrived(sequence));
+        }
+        assert_eq!(ready.pack_older(1_001, 500), 500, "the budget stops it");
+        // Ten are delivered and three of them come back; more arrive behind.
+        let delivered: Vec<Entry> = (0..10).map(|_| ready.pop_front(&NoRecords, 0).expect("ready")).collect();
+        for mut entry in delivered.into_iter().filter(|entry| entry.sequence % 3 == 0) {
+            entry.redelivered = true;
+            ready.insert_by_sequence(entry);
+        }
+        for sequence in 1_001..=1_200 {
+            ready.push_back(arrived(sequence));
+        }
+        assert_eq!(ready.pack_older(1_101, usize::MAX), 600, "from where the budget stopped, the requeued left");
+        assert_eq!(ready.pack_older(1_101, usize::MAX), 0, "nothing twice");
+        assert_eq!(ready.len(), 1_193);
+        // Three requeued, three chunks, the hundred younger.
+        assert!(ready.slots.len() <= 3 + 3 + 100, "{} slots: the older ones packed", ready.slots.len());
+        let body = |sequence: u64| sequence.to_be_bytes().repeat(2);
+        let expected: Vec<(u64, bool, Vec<u8>)> = [3, 6, 9]
+            .into_iter()
+            .map(|sequence| (sequence, true, body(sequence)))
+            .chain((11..=1_200).map(|sequence| (sequence, false, body(sequence))))
+            .collect();
+        assert_eq!(drain(&mut ready), expected);
+        assert!(ready.is_empty() && ready.slots.is_empty());
+    }
+
+    #[test]
+    fn a_packed_backlog_costs_at_most_64_bytes_a_message() {
+        const MESSAGES: u64 = 100_000;
+        let fill = |redelivered: bool| {
+            let mut ready = ReadyList::default();
+            for sequence in 0..MESSAGES {
+                let mut entry = arrived(sequence);
+                entry.redelivered = redelivered;
+                ready.push_back(entry);
+            }
+            ready.pack_older(MESSAGES, usize::MAX);
+            ready
+        };
+        let (mut packed, packed_bytes) = crate::allocation::held_bytes_after(|| fill(false));
+        // A redelivered message is never packed: the same backlog as the messages arrived.
+        let (whole, whole_bytes) = crate::allocation::held_bytes_after(|| fill(true));
+        let (packed_each, whole_each) = (packed_bytes as u64 / MESSAGES, whole_bytes as u64 / MESSAGES);
+        assert!(packed_each <= 64, "{packed_each} bytes a packed message ({whole_each} as they arrived)");
+        assert!(whole_each >= 3 * packed_each, "{whole_each} bytes a message as they arrived: the count is real");
+        assert_eq!(drain(&mut packed).len(), MESSAGES as usize);
+        drop(whole);
     }
 
     #[test]

@@ -268,7 +268,7 @@ fn global_counters(out: &mut Exposition, stats: &MessageStats) {
 /// SpateMQ's own: per shard (label `shard`) and the store's group commits.
 fn spatemq_families(out: &mut Exposition, shards: &[ShardMetrics], sum: &ShardMetrics) {
     type Read = fn(&ShardMetrics) -> u64;
-    let per_shard: [(&str, &str, &str, Read); 11] = [
+    let per_shard: [(&str, &str, &str, Read); 12] = [
         ("spatemq_shard_mailbox_depth", "gauge", "Messages waiting in the shard's mailboxes", |s| s.mailbox_depth),
         ("spatemq_shard_connections", "gauge", "Connections served by the shard", |s| s.connections),
         ("spatemq_shard_queues", "gauge", "Queues owned by the shard", |s| s.queues),
@@ -300,6 +300,12 @@ fn spatemq_families(out: &mut Exposition, shards: &[ShardMetrics], sum: &ShardMe
             "counter",
             "Ready messages compaction copied out of old segments",
             |s| s.compacted_messages,
+        ),
+        (
+            "spatemq_shard_packed_messages_total",
+            "counter",
+            "Small in-memory messages that waited in a queue for a sweep and were packed (about 25 bytes plus the body each)",
+            |s| s.packed_messages,
         ),
         (
             "spatemq_shard_queued_messages",

@@ -155,6 +155,7 @@ impl Shard {
             store_written_bytes: self.with_store(|store| store.written_total_bytes()).unwrap_or(0),
             compacted_segments: self.work_counts.compacted_segments.get(),
             compacted_messages: self.work_counts.compacted_messages.get(),
+            packed_messages: self.work_counts.packed_messages.get(),
             paging_pauses: self.connection_counts.paging_pauses.get(),
             pressure_pauses: self.connection_counts.pressure_pauses.get(),
             vhost_stats: self.channel_stats_per_vhost(&connections),

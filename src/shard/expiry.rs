@@ -1,6 +1,7 @@
 //! Time and death on the owner shard: the periodic sweep that expires messages (`x-message-ttl`,
-//! per-message `expiration`) and unused queues (`x-expires`), and the republishing of
-//! dead-lettered messages to their queue's dead-letter exchange.
+//! per-message `expiration`) and unused queues (`x-expires`) and packs the backlogs that waited
+//! since the last one (`Queue::pack_waiting`), and the republishing of dead-lettered messages to
+//! their queue's dead-letter exchange.
 //!
 //! A dead-lettered message takes the normal publish path: routed with this shard's snapshot
 //! and sent as `ShardMsg::Publish` to each target queue's owner, which stores it if the target
@@ -22,7 +23,7 @@ use crate::broker::snapshot::QueueDef;
 use crate::clock;
 use crate::codec::message::Message;
 use crate::ids::{ConnId, Holder, QueueId};
-use crate::limits::{EXPIRY_SWEEP_INTERVAL_MS, EXPIRY_SWEEP_MESSAGES_MAX};
+use crate::limits::{EXPIRY_SWEEP_INTERVAL_MS, EXPIRY_SWEEP_MESSAGES_MAX, PACK_SWEEP_MESSAGES_MAX};
 
 /// Sweeps this shard's timed queues every `EXPIRY_SWEEP_INTERVAL_MS` until shutdown.
 pub async fn expiry_loop(shard: Rc<Shard>) {
@@ -34,9 +35,24 @@ pub async fn expiry_loop(shard: Rc<Shard>) {
 
 impl Shard {
     /// Expires at most `EXPIRY_SWEEP_MESSAGES_MAX` messages per queue per tick (the rest wait
-    /// for the next tick or are dropped when they reach the head), and asks the writer to
-    /// delete queues unused for longer than their `x-expires`.
-    fn sweep(&self) {
+    /// for the next tick or are dropped when they reach the head), asks the writer to delete
+    /// queues unused for longer than their `x-expires`, and packs at most
+    /// `PACK_SWEEP_MESSAGES_MAX` waiting messages.
+    pub(super) fn sweep(&self) {
+        self.expire_timed();
+        let mut budget = PACK_SWEEP_MESSAGES_MAX;
+        for queue in self.queues.borrow_mut().values_mut() {
+            if budget == 0 {
+                // The queues not reached keep their mark: the next sweep packs what waited since.
+                break;
+            }
+            budget -= queue.pack_waiting(budget);
+        }
+        let packed = self.work_counts.packed_messages.get() + (PACK_SWEEP_MESSAGES_MAX - budget) as u64;
+        self.work_counts.packed_messages.set(packed);
+    }
+
+    fn expire_timed(&self) {
         let timed: Vec<QueueId> =
             self.queues.borrow().iter().filter(|(_, queue)| queue.timed()).map(|(id, _)| *id).collect();
         let now_ms = clock::now_ms();

@@ -134,6 +134,8 @@ pub struct WorkCounts {
     pub loop_turns: Cell<u64>,
     pub compacted_segments: Cell<u64>,
     pub compacted_messages: Cell<u64>,
+    /// Waiting in-memory messages the sweep packed (`Queue::pack_waiting`).
+    pub packed_messages: Cell<u64>,
 }
 
 impl Shard {

@@ -300,6 +300,7 @@ async fn confirms_returns_fsync_histograms_and_shard_work_are_counted() {
         ("spatemq_shard_store_written_bytes_total", "counter"),
         ("spatemq_shard_compacted_segments_total", "counter"),
         ("spatemq_shard_compacted_messages_total", "counter"),
+        ("spatemq_shard_packed_messages_total", "counter"),
         ("spatemq_shard_queued_messages", "gauge"),
         ("spatemq_shard_fsync_duration_seconds", "histogram"),
         ("spatemq_shard_commit_batch_messages", "histogram"),

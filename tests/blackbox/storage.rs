@@ -10,6 +10,7 @@ mod failures;
 mod fanout;
 mod messages;
 mod on_disk;
+mod packing;
 mod paging;
 mod stream;
 

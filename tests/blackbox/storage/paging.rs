@@ -16,7 +16,7 @@ fn lazy() -> FieldTable {
 }
 
 /// The sum over the shards of a per-shard metric (`name{shard=...} value`), from `/metrics`.
-fn shard_metric_sum(prometheus_port: u16, name: &str) -> f64 {
+pub(super) fn shard_metric_sum(prometheus_port: u16, name: &str) -> f64 {
     let mut stream = TcpStream::connect(("127.0.0.1", prometheus_port)).expect("connect to the Prometheus port");
     stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").expect("send");
     let mut answer = String::new();
@@ -53,7 +53,7 @@ async fn message_count_reaching(ch: &Channel, queue: &str, expected: usize) -> u
 
 /// A broker on `data` with `shards` and `extra` arguments, serving Prometheus metrics on a free
 /// loopback port (returned with it).
-fn start_with_metrics(data: &DataDir, shards: usize, extra: &[&str]) -> (BrokerProcess, u16) {
+pub(super) fn start_with_metrics(data: &DataDir, shards: usize, extra: &[&str]) -> (BrokerProcess, u16) {
     let prometheus_port = free_port();
     let port = prometheus_port.to_string();
     let mut arguments = vec!["--prometheus-port", port.as_str(), "--prometheus-bind", "127.0.0.1"];
