@@ -182,6 +182,21 @@ fn a_count_bounded_run_ends_by_itself_with_every_message() {
     assert_eq!(result.get("consumed").and_then(Value::as_u64), Some(5000));
 }
 
+/// One consumer over several queues that already hold messages: the first queue delivers
+/// before the other consume-oks come back, and the run still takes every message.
+#[test]
+fn one_consumer_drains_a_backlog_over_many_queues() {
+    let broker = Broker::start("many-queues");
+    let uri = broker.uri();
+    let queues = ["--queue-pattern", "backlog-%", "--queue-pattern-to", "5"];
+    let mut publish = vec!["throughput", "--uri", &uri, "-x", "1", "-y", "0", "--pmessages", "20000", "--json"];
+    publish.extend_from_slice(&queues);
+    assert_eq!(json_result(&bench(&publish)).get("published").and_then(Value::as_u64), Some(20_000));
+    let mut drain = vec!["throughput", "--uri", &uri, "-x", "0", "-y", "1", "--cmessages", "20000", "--json"];
+    drain.extend_from_slice(&queues);
+    assert_eq!(json_result(&bench(&drain)).get("consumed").and_then(Value::as_u64), Some(20_000));
+}
+
 #[test]
 fn an_unreachable_broker_fails_with_a_clear_error() {
     // Port 1 on loopback: nothing listens there in a test environment.

@@ -324,6 +324,33 @@ impl Client {
             .map(drop)
     }
 
+    /// basic.consume on each of `queue_names`. Only the first waits for its consume-ok: once it
+    /// has one, that queue may deliver (at once, if it holds messages) before the others'
+    /// consume-oks arrive, so those are sent without waiting and the consume loop passes over
+    /// their consume-oks; a refusal closes the channel, which ends the run with the broker's
+    /// reply code and text.
+    pub async fn consume_all(
+        &mut self,
+        queue_names: &[String],
+        no_ack: bool,
+        arguments: &FieldTable,
+    ) -> Result<(), BenchError> {
+        let Some((first, others)) = queue_names.split_first() else {
+            return Ok(());
+        };
+        self.consume(first, no_ack, arguments).await?;
+        for queue_name in others {
+            let consume = basic::Consume {
+                queue: queue_name.as_str().into(),
+                no_ack,
+                arguments: arguments.clone(),
+                ..Default::default()
+            };
+            self.send(CHANNEL, &AMQPClass::Basic(basic::AMQPMethod::Consume(consume)))?;
+        }
+        self.flush().await
+    }
+
     /// connection.close, then waits (bounded) for close-ok, skipping whatever was in flight.
     pub async fn close(mut self) -> Result<(), BenchError> {
         let close = connection::Close { reply_code: 200, reply_text: "bench done".into(), class_id: 0, method_id: 0 };

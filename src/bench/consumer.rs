@@ -70,10 +70,7 @@ pub async fn setup(client: &mut Client, plan: &ConsumerPlan) -> Result<(), Bench
     if plan.prefetch_count > 0 {
         client.qos(plan.prefetch_count).await?;
     }
-    for queue in &plan.queues {
-        client.consume(queue, plan.ack_every == 0, &plan.arguments).await?;
-    }
-    Ok(())
+    client.consume_all(&plan.queues, plan.ack_every == 0, &plan.arguments).await
 }
 
 pub async fn run(client: Client, plan: Arc<ConsumerPlan>, shared: Arc<Shared>) -> Result<(), BenchError> {
