@@ -82,8 +82,8 @@ pub const PACK_READY_MESSAGES: usize = 64;
 /// milliseconds of every sweep interval. A backlog that grows faster is packed over several
 /// sweeps (and pages out at `PAGE_OUT_READY_MESSAGES` either way).
 pub const PACK_SWEEP_MESSAGES_MAX: usize = 65_536;
-/// The chunk packed messages are written into: a few hundred small messages each, freed when
-/// the last message read from it is gone.
+/// The most a chunk of packed messages grows to (from room for eight): a few hundred small
+/// messages, freed when the last one is read.
 pub const PACK_CHUNK_BYTES: usize = 16 * 1024;
 /// A message with more content than this (exchange, routing key, properties and body) stays
 /// as it arrived: its bookkeeping is small beside it, and a fanout's queues share one copy.

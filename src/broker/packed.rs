@@ -1,18 +1,17 @@
-//! Small in-memory messages of a backlog, packed back to back in shared chunks.
+//! Small in-memory messages of a waiting backlog, packed back to back in chunks.
 //!
 //! A message as it arrives is an `Arc<Message>` holding four `Bytes`: about 250 bytes of heap
-//! for a 16-byte body, before its ready entry. Most of that is bookkeeping, which a queue that
-//! delivers at once never keeps for long, but a backlog keeps for every message. So a ready
-//! list that already holds `PACK_READY_MESSAGES` copies each further small, plain message
-//! (no deadline, never delivered, priority 0) into a record of a `PACK_CHUNK_BYTES` chunk and
-//! drops its `Arc`: about 25 bytes plus the body.
+//! for a 16-byte body, with its ready slot. Most of that is bookkeeping, which a queue that
+//! delivers at once never keeps for long but a backlog keeps for every message. So the shard's
+//! sweep has `ready` copy the small, plain messages that waited (no deadline, never delivered,
+//! priority 0) into records of a chunk and drop their `Arc`: about 25 bytes plus the body.
 //!
 //! A record is the sequence's distance from the record before it, then the exchange, the
-//! routing key, the properties and the body, each with its length. Reading one back hands out
-//! a message whose fields are slices of the chunk (no copy); a chunk is freed when every
-//! message read from it is gone. The chunk is written in place: records appended after the
-//! last read sit in its spare room (`open`) until a read freezes them, so neither side ever
-//! moves a byte twice.
+//! routing key, the properties and the body, each with its length. Reading one back copies its
+//! fields into a message of its own, so nothing points into a chunk: a delivered message pins
+//! no chunk, and a chunk may move when it grows. It grows by doubling from room for
+//! `PACK_FIRST_RECORDS` records up to `PACK_CHUNK_BYTES`, so a short backlog does not hold a
+//! whole chunk; it is freed when its last record has been read.
 //!
 //! This module owns the record format only; `ready` decides what is packed and keeps the
 //! packs in order with its other entries.
@@ -25,7 +24,7 @@ use crate::limits::{PACK_CHUNK_BYTES, PACK_CONTENT_BYTES_MAX};
 /// Consecutive packed messages of one ready list, in one chunk.
 #[derive(Debug)]
 pub struct Pack {
-    /// The records, written once into a chunk that never grows.
+    /// The records, from the first not yet read at `head_offset`.
     chunk: Vec<u8>,
     /// Where the head record starts.
     head_offset: usize,
@@ -35,6 +34,9 @@ pub struct Pack {
     last_sequence: u64,
     remaining: u32,
 }
+
+/// A new chunk's room, in records of the first one's size: it doubles from there.
+const PACK_FIRST_RECORDS: usize = 8;
 
 /// The bytes a message's record takes, if it is small enough to pack.
 pub fn record_bytes(message: &Message) -> Option<usize> {
@@ -51,7 +53,7 @@ impl Pack {
     /// A pack in a new chunk, holding `message` (whose record takes `record_bytes`).
     pub fn new(sequence: u64, message: &Message, record_bytes: usize) -> Pack {
         let mut pack = Pack {
-            chunk: Vec::with_capacity(PACK_CHUNK_BYTES.max(record_bytes)),
+            chunk: Vec::with_capacity(record_bytes * PACK_FIRST_RECORDS),
             head_offset: 0,
             head_sequence: sequence,
             last_sequence: sequence,
@@ -61,26 +63,31 @@ impl Pack {
         pack
     }
 
-    /// Appends `message` if its record fits in the chunk's spare room and `sequence` follows
-    /// the last one; false leaves the pack as it was.
+    /// Appends `message` if its record fits within `PACK_CHUNK_BYTES` (growing the chunk if
+    /// it must) and `sequence` follows the last one; false leaves the pack as it was.
     pub fn try_push(&mut self, sequence: u64, message: &Message, record_bytes: usize) -> bool {
-        if sequence <= self.last_sequence || self.chunk.capacity() - self.chunk.len() < record_bytes {
+        let needed = self.chunk.len() + record_bytes;
+        if sequence <= self.last_sequence || needed > PACK_CHUNK_BYTES {
             return false;
+        }
+        if needed > self.chunk.capacity() {
+            let grown = (2 * self.chunk.capacity()).clamp(needed, PACK_CHUNK_BYTES);
+            self.chunk.reserve_exact(grown - self.chunk.len());
         }
         self.write(sequence, message);
         true
     }
 
     fn write(&mut self, sequence: u64, message: &Message) {
-        let open = &mut self.chunk;
-        put_varint(open, sequence - self.last_sequence);
+        let chunk = &mut self.chunk;
+        put_varint(chunk, sequence - self.last_sequence);
         for short in [&message.exchange, &message.routing_key] {
-            open.put_u8(short.len() as u8);
-            open.put_slice(short);
+            chunk.put_u8(short.len() as u8);
+            chunk.put_slice(short);
         }
         for long in [&message.properties, &message.body] {
-            put_varint(open, long.len() as u64);
-            open.put_slice(long);
+            put_varint(chunk, long.len() as u64);
+            chunk.put_slice(long);
         }
         self.last_sequence = sequence;
         self.remaining += 1;
@@ -200,7 +207,7 @@ mod tests {
         let mut read = Vec::new();
         for (position, (sequence, message)) in written.iter().enumerate().skip(1) {
             assert!(pack.try_push(*sequence, message, record_bytes(message).expect("small")));
-            // Reads between writes: the frozen part and the spare room take turns.
+            // Reads between writes: the chunk is read from and appended to in turns.
             if position % 2 == 0 {
                 read.push(pack.pop().expect("a record"));
             }

@@ -635,24 +635,30 @@ mod tests {
 
     #[test]
     fn a_packed_backlog_costs_at_most_64_bytes_a_message() {
-        const MESSAGES: u64 = 100_000;
+        // A short backlog does not hold a whole chunk, a long one fills many.
+        for messages in [100, 100_000] {
+            packed_and_whole_bytes_per_message(messages);
+        }
+    }
+
+    fn packed_and_whole_bytes_per_message(messages: u64) {
         let fill = |redelivered: bool| {
             let mut ready = ReadyList::default();
-            for sequence in 0..MESSAGES {
+            for sequence in 0..messages {
                 let mut entry = arrived(sequence);
                 entry.redelivered = redelivered;
                 ready.push_back(entry);
             }
-            ready.pack_older(MESSAGES, usize::MAX);
+            ready.pack_older(messages, usize::MAX);
             ready
         };
         let (mut packed, packed_bytes) = crate::allocation::held_bytes_after(|| fill(false));
         // A redelivered message is never packed: the same backlog as the messages arrived.
         let (whole, whole_bytes) = crate::allocation::held_bytes_after(|| fill(true));
-        let (packed_each, whole_each) = (packed_bytes as u64 / MESSAGES, whole_bytes as u64 / MESSAGES);
-        assert!(packed_each <= 64, "{packed_each} bytes a packed message ({whole_each} as they arrived)");
-        assert!(whole_each >= 3 * packed_each, "{whole_each} bytes a message as they arrived: the count is real");
-        assert_eq!(drain(&mut packed).len(), MESSAGES as usize);
+        let (packed_each, whole_each) = (packed_bytes as u64 / messages, whole_bytes as u64 / messages);
+        assert!(packed_each <= 64, "{messages}: {packed_each} bytes a packed message ({whole_each} as they arrived)");
+        assert!(whole_each >= 3 * packed_each, "{messages}: {whole_each} bytes a message as they arrived");
+        assert_eq!(drain(&mut packed).len(), messages as usize);
         drop(whole);
     }
 
