@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Scenario a (1 publisher → 1 consumer, 16 B, transient, no-ack) with the two connections put
-# on chosen shards, to take apart what `spatemq bench` mixes by chance: the kernel spreads
-# connections over the shards' listeners (SO_REUSEPORT), so one run of scenario a may have the
-# publisher, the consumer and the queue on one shard and the next run on two.
+# on chosen shards, to take apart what placement does to it: the broker serves a connection on
+# the shard with the fewest connections, so a plain run puts the publisher and the consumer on
+# different shards, and which of them lands on the queue's shard is chance.
 #
 #   scripts/placement.sh [--bin BROKER] [--runs 2] [--seconds 6] [--only C:P]...
 #
 # Starts the broker (`--bin`, default target/release/spatemq) with 2 shards and a fresh data
-# directory on a spare loopback port, once per run and placement. The consumer and the
-# publisher are two `spatemq bench throughput` processes (-x 0 -y 1 and -x 1 -y 0, queue "q");
-# each is started again until the broker's `spatemq_shard_connections` shows it on the wanted
-# shard. Then it reads the queue's delivered and published counters over `--seconds` (after 2 s
+# directory on a spare loopback port and `--per-shard-listeners`, once per run and placement.
+# The consumer and the publisher are two `spatemq bench throughput` processes (-x 0 -y 1 and
+# -x 1 -y 0, queue "q"), each connected to its shard's own port, which never moves a
+# connection. Then it reads the queue's delivered and published counters over `--seconds` (after 2 s
 # of warm-up) and its ready count at the end. A ready count in the millions means the consumer
 # fell behind and the queue paged out. `--only C:P` (repeatable) runs only the placements with
 # the consumer on shard C and the publisher on shard P. Prints one line per run:
@@ -62,32 +62,32 @@ metric() { # NAME [shard]: the sum of a metric's samples (of one shard when give
     curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | grep -E "$pattern" | awk '{s += $2} END {printf "%d", s}'
 }
 
-# Starts `spatemq bench throughput ARGS...` until its connection lands on shard $1. It runs
-# well past the measurement (placing the other one may take a few tries) and is stopped then.
+# Starts `spatemq bench throughput ARGS...` on shard $1's own port, and waits until the
+# broker counts its connection there. It runs well past the measurement and is stopped then.
 bench_on() {
     local shard=$1; shift
-    for _ in $(seq 1 40); do
-        local before
-        before=$(metric spatemq_shard_connections "$shard")
-        "$BIN" bench throughput --uri "amqp://guest:guest@127.0.0.1:$PORT" "$@" -s 16 --ack 0 --queue q \
-            -z $((MEASURE_SECONDS + 60)) >/dev/null 2>&1 &
-        local pid=$!
-        sleep 0.4
-        if [ "$(metric spatemq_shard_connections "$shard")" -gt "$before" ]; then
-            PIDS+=("$pid")
-            return 0
-        fi
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-        sleep 0.2
+    local port before
+    for _ in $(seq 1 50); do
+        port=$(sed -n "s/^spatemq: shard $shard listening on 127.0.0.1:\([0-9]*\)$/\1/p" "$WORK/broker.out")
+        [ -n "$port" ] && break
+        sleep 0.1
     done
-    die "could not get a connection onto shard $shard"
+    [ -n "$port" ] || die "the broker did not print shard $shard's own port"
+    before=$(metric spatemq_shard_connections "$shard")
+    "$BIN" bench throughput --uri "amqp://guest:guest@127.0.0.1:$port" "$@" -s 16 --ack 0 --queue q \
+        -z $((MEASURE_SECONDS + 60)) >/dev/null 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 1 50); do
+        [ "$(metric spatemq_shard_connections "$shard")" -gt "$before" ] && return 0
+        sleep 0.1
+    done
+    die "the bench did not connect to shard $shard"
 }
 
 run() { # consumer shard, publisher shard
     rm -rf "$WORK/data"
-    "$BIN" --amqp-port "$PORT" --bind 127.0.0.1 --data-dir "$WORK/data" --shards 2 --management-port 0 \
-        --prometheus-port "$METRICS_PORT" --log-level warn >"$WORK/broker.log" 2>&1 &
+    "$BIN" --amqp-port "$PORT" --bind 127.0.0.1 --data-dir "$WORK/data" --shards 2 --per-shard-listeners \
+        --management-port 0 --prometheus-port "$METRICS_PORT" --log-level warn >"$WORK/broker.out" 2>"$WORK/broker.log" &
     PIDS+=("$!")
     for _ in $(seq 1 100); do
         curl -s "http://127.0.0.1:$METRICS_PORT/metrics" >/dev/null 2>&1 && break

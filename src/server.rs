@@ -2,7 +2,8 @@
 //! monoio runtime per shard, and a clean shutdown that closes connections with 320.
 //!
 //! Binding: every shard accepts on every `--bind` address with a SO_REUSEPORT listener of its
-//! own, so the kernel spreads connections. SO_REUSEPORT would let a second broker share the
+//! own, and serves each socket there or hands it to the shard with the fewest connections
+//! (`shard/balance.rs`). SO_REUSEPORT would let a second broker share the
 //! port silently; a plain bind of each address first (without it) proves the port is free
 //! (`shard/listener.rs`). With port 0 the first address picks the port and the others take
 //! the same one.
@@ -392,11 +393,12 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
             }
         }
         let mut own_address = None;
+        let mut own_listener = None;
         if config.per_shard_listeners {
             match listener::own_listener(addresses[0], legacy_driver) {
                 Ok(listener) => {
                     own_address = listener.local_addr().ok();
-                    listeners.push(listener);
+                    own_listener = Some(listener);
                 }
                 Err(error) => return fail(&ready, format!("cannot open the shard's own listener: {error}")),
             }
@@ -426,10 +428,14 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
         let collector = shard.clone();
         monoio::spawn(crate::alarms::collect_loop(move || collector.shutdown_requested()));
         for listener in listeners {
-            monoio::spawn(accept_loop(shard.clone(), listener, None));
+            monoio::spawn(accept_loop(shard.clone(), listener, None, true));
         }
         for (listener, tls) in tls_listeners {
-            monoio::spawn(accept_loop(shard.clone(), listener, Some(tls)));
+            monoio::spawn(accept_loop(shard.clone(), listener, Some(tls), true));
+        }
+        // A shard's own listener exists to reach that shard: its connections never move.
+        if let Some(listener) = own_listener {
+            monoio::spawn(accept_loop(shard.clone(), listener, None, false));
         }
         let _ = ready.send(Ok(ShardReady { shard: shard_id, own_address, legacy_driver }));
         shard.clone().run_mailbox_loop().await;
@@ -446,9 +452,9 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
     });
 }
 
-/// Accepts AMQP sockets, or amqps ones when `tls` is given.
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) {
-    use crate::shard::socket::{serve, serve_tls};
+/// Accepts AMQP sockets, or amqps ones when `tls` is given, and serves each here or on the
+/// shard with the fewest connections (`balanced`; `shard::balance`).
+async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, balanced: bool) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -456,10 +462,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, tls: Option<Arc<ru
                     return;
                 }
                 let loopback_peer = is_loopback(peer.ip());
-                match &tls {
-                    None => monoio::spawn(serve(shard.clone(), stream, loopback_peer)),
-                    Some(tls) => monoio::spawn(serve_tls(shard.clone(), stream, loopback_peer, tls.clone())),
-                };
+                crate::shard::balance::place(&shard, stream, loopback_peer, tls.clone(), balanced);
             }
             Err(error) => {
                 // Usually out of file descriptors: back off instead of spinning.

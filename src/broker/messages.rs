@@ -15,6 +15,15 @@ use crate::codec::message::Message;
 pub use crate::ids::ConfirmTo;
 use crate::ids::{ConnId, ConsumerTag, Holder, QueueId};
 
+/// An accepted client socket on its way to the shard that will serve it.
+#[derive(Debug)]
+pub struct AdoptedSocket {
+    pub socket: std::os::fd::OwnedFd,
+    pub loopback_peer: bool,
+    /// The amqps listener's TLS settings when it was accepted there.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
 /// Where an answer goes: the requesting shard and its request number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplyTo {
@@ -26,6 +35,9 @@ pub struct ReplyTo {
 pub enum ShardMsg {
     /// Writer → every shard: the new definitions.
     Definitions(Arc<Snapshot>),
+    /// Accepting shard → a shard with fewer connections: serve this socket as if it had been
+    /// accepted there (`shard::balance`).
+    Adopt(Box<AdoptedSocket>),
     /// Writer → owner: create the queue's state, then answer the declare.
     CreateQueue {
         definition: Arc<QueueDef>,

@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
@@ -58,6 +58,8 @@ pub struct Mailboxes {
     deep: AtomicU64,
     /// Bit s: shard s's thread ran for most of its last sampling window (`shard::pressure`).
     busy: AtomicU64,
+    /// Connections placed on each shard and not yet gone (`shard::balance`).
+    connections: Vec<AtomicU32>,
 }
 
 impl Mailboxes {
@@ -79,6 +81,7 @@ impl Mailboxes {
             backlogged: AtomicU64::new(0),
             deep: AtomicU64::new(0),
             busy: AtomicU64::new(0),
+            connections: (0..shards).map(|_| AtomicU32::new(0)).collect(),
         }
     }
 
@@ -150,6 +153,24 @@ impl Mailboxes {
     /// True if one of the shards in `shards` is deep and busy.
     pub fn pressured(&self, shards: u64) -> bool {
         shards != 0 && self.deep.load(Ordering::Relaxed) & self.busy.load(Ordering::Relaxed) & shards != 0
+    }
+
+    /// A connection was placed on `shard` (`shard::balance`). Relaxed: placement only needs a
+    /// recent count, never an exact one.
+    pub fn connection_placed(&self, shard: usize) {
+        self.connections[shard].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection placed on `shard` is gone.
+    pub fn connection_gone(&self, shard: usize) {
+        self.connections[shard].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The shard with the fewest connections, if it has fewer than `shard`; else `shard`.
+    pub fn fewest_connections(&self, shard: usize) -> usize {
+        let count = |index: usize| self.connections[index].load(Ordering::Relaxed);
+        let own = count(shard);
+        (0..self.shards).filter(|index| count(*index) < own).min_by_key(|index| count(*index)).unwrap_or(shard)
     }
 
     pub fn pop(&self, from: usize, to: usize) -> Option<ShardMsg> {
@@ -295,6 +316,21 @@ mod tests {
         mailboxes.set_backlogged(1, false);
         assert!(!mailboxes.backlogged(0b010), "shard 1 caught up");
         assert!(mailboxes.backlogged(0b100), "shard 2 still behind");
+    }
+
+    #[test]
+    fn a_connection_goes_to_the_shard_with_the_fewest_or_stays() {
+        let mailboxes = Mailboxes::new(3, 4);
+        assert_eq!(mailboxes.fewest_connections(1), 1, "all even: it stays where it was accepted");
+        mailboxes.connection_placed(1);
+        assert_eq!(mailboxes.fewest_connections(1), 0, "the lowest of the emptier shards");
+        mailboxes.connection_placed(0);
+        assert_eq!(mailboxes.fewest_connections(1), 2);
+        assert_eq!(mailboxes.fewest_connections(2), 2, "none has fewer than shard 2");
+        mailboxes.connection_placed(2);
+        mailboxes.connection_placed(2);
+        mailboxes.connection_gone(0);
+        assert_eq!(mailboxes.fewest_connections(2), 0, "a connection that left frees its place");
     }
 
     #[test]

@@ -7,11 +7,13 @@
 //! same whether the parties share a shard or not. No `RefCell` borrow is held across `.await`.
 
 pub(crate) mod ack_timeout;
+pub(crate) mod balance;
 pub(crate) mod commit;
 pub(crate) mod compaction;
 mod control;
 #[cfg(test)]
 mod conversation;
+mod counts;
 pub(crate) mod delayed;
 pub(crate) mod expiry;
 pub(crate) mod listener;
@@ -51,6 +53,7 @@ use crate::limits::{MAILBOX_BATCH, OUTBOX_HIGH_MESSAGES, PAGED_UNSYNCED_BYTES_MA
 use crate::shard::commit::SyncSignal;
 use crate::store::definitions_log::DefinitionsLog;
 use crate::store::Store;
+pub use counts::{ConnectionCounts, WorkCounts};
 use mailbox::Mailboxes;
 pub use requests::PendingReply;
 
@@ -102,40 +105,8 @@ pub struct Shard {
     pub work_counts: WorkCounts,
     /// Whether a deep queue delivers here, and whether this shard's thread is busy (`pressure`).
     pressure: pressure::Pressure,
-}
-
-/// Plain per-shard counts, read only by this shard's control inbox.
-#[derive(Default)]
-pub struct ConnectionCounts {
-    pub opened: Cell<u64>,
-    pub closed: Cell<u64>,
-    /// The channel-side message counts of closed connections, per vhost.
-    pub closed_stats: RefCell<FxHashMap<String, crate::broker::control::MessageStats>>,
-    /// Times a connection of the shard waited for another shard's paging to reach its disk.
-    pub paging_pauses: Cell<u64>,
-    /// Times a connection of the shard that only publishes waited for another shard's deep
-    /// queue (`pressure`).
-    pub pressure_pauses: Cell<u64>,
-}
-
-impl ConnectionCounts {
-    /// Keeps the counts of a connection that ends.
-    pub fn keep_stats_of(&self, connection: &Connection) {
-        let stats = connection.channel_stats();
-        if stats != crate::broker::control::MessageStats::default() {
-            let vhost = connection.vhost.borrow().clone();
-            self.closed_stats.borrow_mut().entry(vhost).or_default().add(&stats);
-        }
-    }
-}
-
-#[derive(Default)]
-pub struct WorkCounts {
-    pub loop_turns: Cell<u64>,
-    pub compacted_segments: Cell<u64>,
-    pub compacted_messages: Cell<u64>,
-    /// Waiting in-memory messages the sweep packed (`Queue::pack_waiting`).
-    pub packed_messages: Cell<u64>,
+    /// Sockets other shards handed to this one, served after the turn (`balance`).
+    adopted: RefCell<Vec<crate::broker::messages::AdoptedSocket>>,
 }
 
 impl Shard {
@@ -187,6 +158,7 @@ impl Shard {
             connection_counts: ConnectionCounts::default(),
             work_counts: WorkCounts::default(),
             pressure: pressure::Pressure::default(),
+            adopted: RefCell::new(Vec::new()),
             config,
         }
     }
@@ -338,6 +310,7 @@ impl Shard {
     pub async fn run_mailbox_loop(self: Rc<Self>) {
         loop {
             let (handled, spilled) = self.turn();
+            balance::serve_adopted(&self);
             self.work_counts.loop_turns.set(self.work_counts.loop_turns.get() + 1);
             if self.shutdown_requested() {
                 return;
@@ -476,6 +449,7 @@ impl Shard {
             }
             ShardMsg::AutoDelete { vhost, name, queue } => self.handle_auto_delete(&vhost, &name, queue),
             ShardMsg::ConnectionGone { conn } => self.handle_connection_gone(conn),
+            ShardMsg::Adopt(socket) => self.adopted.borrow_mut().push(*socket),
             ShardMsg::Reply { reply, version, result } => {
                 self.catch_up(version);
                 self.complete_request(reply.request_id, result);

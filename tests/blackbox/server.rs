@@ -125,6 +125,72 @@ async fn a_connection_over_max_connections_is_refused_with_530_until_one_closes(
     broker.stop_cleanly();
 }
 
+/// Each shard's `spatemq_shard_connections`, from `/metrics`.
+fn connections_per_shard(prometheus_port: u16) -> Vec<u32> {
+    let mut stream = TcpStream::connect(("127.0.0.1", prometheus_port)).expect("connect to the Prometheus port");
+    std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    answer
+        .lines()
+        .filter(|line| line.starts_with("spatemq_shard_connections{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse().ok())
+        .collect()
+}
+
+/// The kernel's SO_REUSEPORT hash may put every connection on one shard's listener; the
+/// broker serves each on the shard with the fewest, so they spread evenly, also once some
+/// have closed, and every one of them works (the handed-over ones included).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_spread_evenly_over_the_shards() {
+    if skip_against_an_external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let prometheus_port =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("bound").port();
+    let port = prometheus_port.to_string();
+    let broker = BrokerProcess::start(data.path(), 2, &["--prometheus-port", &port, "--prometheus-bind", "127.0.0.1"]);
+    let mut connections = Vec::new();
+    for _ in 0..6 {
+        connections.push(connect(broker.uri()).await);
+    }
+    assert_eq!(connections_per_shard(prometheus_port), vec![3, 3], "six connections, three on each shard");
+    for connection in connections.drain(..2) {
+        close_conn(&connection).await;
+    }
+    // Both closed ones may have been on one shard: the next two fill the emptier one first.
+    let deadline = Instant::now() + Duration::from_secs(T);
+    while connections_per_shard(prometheus_port).iter().sum::<u32>() != 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..2 {
+        connections.push(connect(broker.uri()).await);
+    }
+    assert_eq!(connections_per_shard(prometheus_port), vec![3, 3], "after two closed and two more came");
+    for (index, connection) in connections.iter().enumerate() {
+        let channel = open_channel(connection).await;
+        let queue = unique(&format!("q-spread-{index}"));
+        declare_queue(&channel, &queue).await;
+        let body = format!("through connection {index}");
+        let publish = channel.basic_publish(
+            "".into(),
+            queue.as_str().into(),
+            BasicPublishOptions::default(),
+            body.as_bytes(),
+            BasicProperties::default(),
+        );
+        within(T, publish).await.expect("basic.publish");
+        let got = get(&channel, &queue, true).await.expect("the message");
+        assert_eq!(text(&got.delivery.data), body);
+    }
+    for connection in &connections {
+        close_conn(connection).await;
+    }
+    broker.stop_cleanly();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_silent_past_the_handshake_timeout_is_disconnected() {
     if skip_against_an_external_broker() {
