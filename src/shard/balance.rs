@@ -2,10 +2,9 @@
 //!
 //! Every shard accepts on every listening address (SO_REUSEPORT), and the kernel picks the
 //! listener by a hash of the client's address and port, so two connections land on one shard
-//! as often as on two. For a publisher and a consumer of one queue that is the difference
-//! between one shard doing all the work while the other idles and both working: scenario a
-//! moved 1.35–1.55M msg/s with both connections on one shard and 1.67–1.96M with one on each
-//! (`scripts/placement.sh`). So the shard that accepts a socket serves it only if no shard has
+//! as often as on two, and with both on one shard the other may idle. In two runs of
+//! `scripts/placement.sh` scenario a moved 1.31–1.55M msg/s with the publisher and the consumer
+//! on one shard and 1.38–1.96M with one on each. So the shard that accepts a socket serves it only if no shard has
 //! fewer connections; otherwise it hands the socket, before reading a byte of it, to the shard
 //! with the fewest, which serves it as if it had accepted it. The counts are shared relaxed
 //! atomics (`Mailboxes::connection_placed`): a count a moment old places a connection no
