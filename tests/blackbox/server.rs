@@ -127,12 +127,7 @@ async fn a_connection_over_max_connections_is_refused_with_530_until_one_closes(
 
 /// Each shard's `spatemq_shard_connections`, from `/metrics`.
 fn connections_per_shard(prometheus_port: u16) -> Vec<u32> {
-    let mut stream = TcpStream::connect(("127.0.0.1", prometheus_port)).expect("connect to the Prometheus port");
-    std::io::Write::write_all(&mut stream, b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-        .expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read");
-    answer
+    metrics_text(prometheus_port)
         .lines()
         .filter(|line| line.starts_with("spatemq_shard_connections{"))
         .filter_map(|line| line.rsplit(' ').next()?.parse().ok())

@@ -622,6 +622,18 @@ pub fn queue_name_on_shard(prefix: &str, shard: usize, shards: usize) -> String 
 }
 
 /// UTF-8 view of a delivery body.
+/// The broker's Prometheus exposition, read with a plain HTTP/1.1 GET of `/metrics` on
+/// 127.0.0.1:`prometheus_port`.
+pub fn metrics_text(prometheus_port: u16) -> String {
+    use std::io::Write;
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", prometheus_port)).expect("connect to the Prometheus port");
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").expect("send");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("read");
+    answer
+}
+
 pub fn text(d: &[u8]) -> String {
     String::from_utf8_lossy(d).into_owned()
 }

@@ -3,8 +3,7 @@
 //! and read back for delivery, in order and intact, yet, like every transient message, they do
 //! not come back after a restart or a crash; the persistent messages between them do.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 
 use super::*;
 use crate::common::process::{BrokerProcess, DataDir};
@@ -17,12 +16,8 @@ fn lazy() -> FieldTable {
 
 /// The sum over the shards of a per-shard metric (`name{shard=...} value`), from `/metrics`.
 pub(super) fn shard_metric_sum(prometheus_port: u16, name: &str) -> f64 {
-    let mut stream = TcpStream::connect(("127.0.0.1", prometheus_port)).expect("connect to the Prometheus port");
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").expect("send");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("read");
     let prefix = format!("{name}{{");
-    answer
+    metrics_text(prometheus_port)
         .lines()
         .filter(|line| line.starts_with(&prefix))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
