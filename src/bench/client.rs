@@ -316,9 +316,7 @@ impl Client {
     }
 
     pub async fn consume(&mut self, queue_name: &str, no_ack: bool, arguments: &FieldTable) -> Result<(), BenchError> {
-        let consume =
-            basic::Consume { queue: queue_name.into(), no_ack, arguments: arguments.clone(), ..Default::default() };
-        let method = AMQPClass::Basic(basic::AMQPMethod::Consume(consume));
+        let method = consume_method(queue_name, no_ack, arguments);
         self.rpc(method, "basic.consume-ok", |reply| matches!(reply, AMQPClass::Basic(basic::AMQPMethod::ConsumeOk(_))))
             .await
             .map(drop)
@@ -340,13 +338,7 @@ impl Client {
         };
         self.consume(first, no_ack, arguments).await?;
         for queue_name in others {
-            let consume = basic::Consume {
-                queue: queue_name.as_str().into(),
-                no_ack,
-                arguments: arguments.clone(),
-                ..Default::default()
-            };
-            self.send(CHANNEL, &AMQPClass::Basic(basic::AMQPMethod::Consume(consume)))?;
+            self.send(CHANNEL, &consume_method(queue_name, no_ack, arguments))?;
         }
         self.flush().await
     }
@@ -418,4 +410,11 @@ fn unexpected(expected: &'static str, found: &AMQPClass) -> BenchError {
     let mut found = format!("{found:?}");
     found.truncate(200);
     BenchError::Unexpected { expected, found }
+}
+
+/// basic.consume of `queue_name` with a broker-chosen consumer tag.
+fn consume_method(queue_name: &str, no_ack: bool, arguments: &FieldTable) -> AMQPClass {
+    let consume =
+        basic::Consume { queue: queue_name.into(), no_ack, arguments: arguments.clone(), ..Default::default() };
+    AMQPClass::Basic(basic::AMQPMethod::Consume(consume))
 }

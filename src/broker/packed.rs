@@ -101,8 +101,8 @@ impl Pack {
         self.remaining
     }
 
-    /// Reads the head message: its sequence and the message, whose fields share the chunk.
-    /// None only if a record does not read back as written (a defect); the pack is then
+    /// Reads the head message: its sequence and the message, its fields copied out of the
+    /// chunk. None only if a record does not read back as written (a defect); the pack is then
     /// unusable and the caller drops it.
     pub fn pop(&mut self) -> Option<(u64, Message)> {
         if self.remaining == 0 {

@@ -166,13 +166,13 @@ impl ReadyList {
         let mut newer = self.slots.split_off(end);
         let older = self.slots.split_off(start);
         let mut packed = 0;
-        self.packed_through = before_sequence;
+        // Out of budget: the next call goes on from the first entry this one left.
+        let mut resume_at = None;
         for slot in older {
             let entry = match slot {
                 Slot::One(entry) if packed < budget => entry,
-                Slot::One(entry) if self.packed_through == before_sequence => {
-                    // Out of budget: the next call goes on from here.
-                    self.packed_through = entry.sequence;
+                Slot::One(entry) => {
+                    resume_at.get_or_insert(entry.sequence);
                     self.slots.push_back(Slot::One(entry));
                     continue;
                 }
@@ -194,6 +194,7 @@ impl ReadyList {
             let pack = Pack::new(entry.sequence, message, record_bytes);
             self.slots.push_back(Slot::Packed(Box::new(pack)));
         }
+        self.packed_through = resume_at.unwrap_or(before_sequence);
         self.slots.append(&mut newer);
         // The slots the packed messages had would otherwise stay allocated: 64 bytes each.
         if self.slots.capacity() > 4 * self.slots.len().max(16) {
@@ -441,14 +442,7 @@ mod tests {
             properties: Bytes::new(),
             body: Bytes::from(sequence.to_string()),
         };
-        Entry {
-            sequence,
-            payload: Payload::Memory(Arc::new(message)),
-            redelivered: false,
-            expires_at_ms: None,
-            priority: 0,
-            delivery_count: 0,
-        }
+        Entry::plain(sequence, Payload::Memory(Arc::new(message)))
     }
 
     /// Reads records the way the shard does, from a store in a temporary directory.

@@ -38,8 +38,14 @@ impl Shard {
     /// for the next tick or are dropped when they reach the head), asks the writer to delete
     /// queues unused for longer than their `x-expires`, and packs at most
     /// `PACK_SWEEP_MESSAGES_MAX` waiting messages.
-    pub(super) fn sweep(&self) {
+    fn sweep(&self) {
         self.expire_timed();
+        self.pack_waiting();
+    }
+
+    /// Packs what waited in each queue since the last sweep, at most `PACK_SWEEP_MESSAGES_MAX`
+    /// messages in all (`Queue::pack_waiting`).
+    fn pack_waiting(&self) {
         let mut budget = PACK_SWEEP_MESSAGES_MAX;
         for queue in self.queues.borrow_mut().values_mut() {
             if budget == 0 {

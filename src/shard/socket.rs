@@ -21,6 +21,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
+use super::pressure::{Hold, HoldReason};
 use super::tls;
 use super::Shard;
 use crate::amqp::admission::ConnectionSlot;
@@ -342,12 +343,12 @@ async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut 
 /// waiting.
 async fn wait_for_backlog(shard: &Shard, connection: &Connection) {
     let published_to = connection.take_published_to();
-    let hold = crate::shard::pressure::Hold::of(shard.id, connection.consumes.get(), published_to);
+    let hold = Hold::of(shard.id, connection.consumes.get(), published_to);
     let own_busy = || shard.pressure.busy(crate::clock::now_ns(), crate::clock::thread_cpu_ns);
     let Some(reason) = hold.reason(&shard.mailboxes, own_busy) else { return };
     let pauses = match reason {
-        crate::shard::pressure::HoldReason::Backlog => &shard.connection_counts.paging_pauses,
-        crate::shard::pressure::HoldReason::Pressure => &shard.connection_counts.pressure_pauses,
+        HoldReason::Backlog => &shard.connection_counts.paging_pauses,
+        HoldReason::Pressure => &shard.connection_counts.pressure_pauses,
     };
     pauses.set(pauses.get() + 1);
     while hold.reason(&shard.mailboxes, own_busy).is_some() && !connection.is_dead() {
