@@ -345,6 +345,11 @@ impl Queue {
         }
     }
 
+    /// Classic, quorum or stream (`x-queue-type`).
+    pub fn queue_type(&self) -> QueueType {
+        self.args.queue_type
+    }
+
     /// Whether this queue keeps `message` in the store: a durable queue keeps persistent
     /// messages, a quorum queue every message (as RabbitMQ's quorum queues do).
     pub fn stores(&self, message: &Message) -> bool {
@@ -430,27 +435,35 @@ impl Queue {
             self.stats.deliver_get += 1;
             self.consumer_deliveries += 1;
             self.stats.redeliver += u64::from(entry.redelivered);
+            let delivery_count = self.args.delivery_count_header(entry.delivery_count, false);
             let consumer = &mut self.consumers[index];
             debug_assert!(consumer.flow_credit > 0, "a delivery to a consumer without flow credit");
             consumer.flow_credit -= 1;
+            let (sequence, redelivered) = (entry.sequence, entry.redelivered);
+            // A no-ack delivery takes the entry's payload: a clone and a drop would change a
+            // shared message's reference count (an atomic) twice for nothing.
+            let payload = if consumer.no_ack {
+                entry.payload
+            } else {
+                consumer.unacked += 1;
+                let payload = entry.payload.clone();
+                let unacked = Unacked { entry, holder: consumer.holder, consumer_tag: Some(consumer.tag.clone()) };
+                let earlier = self.unacked.insert(sequence, unacked);
+                // A message is either ready or unacked, once: a second unacked entry for the
+                // same sequence would deliver it twice and lose the first holder's ack.
+                debug_assert!(earlier.is_none(), "message delivered again while still unacked");
+                payload
+            };
             let delivery = Delivery {
                 holder: consumer.holder,
                 consumer_tag: consumer.tag.clone(),
                 queue: self.definition.id,
-                sequence: entry.sequence,
-                payload: entry.payload.clone(),
-                redelivered: entry.redelivered,
+                sequence,
+                payload,
+                redelivered,
                 no_ack: consumer.no_ack,
-                delivery_count: self.args.delivery_count_header(entry.delivery_count, false),
+                delivery_count,
             };
-            if !consumer.no_ack {
-                consumer.unacked += 1;
-                let unacked = Unacked { entry, holder: consumer.holder, consumer_tag: Some(consumer.tag.clone()) };
-                let earlier = self.unacked.insert(unacked.entry.sequence, unacked);
-                // A message is either ready or unacked, once: a second unacked entry for the
-                // same sequence would deliver it twice and lose the first holder's ack.
-                debug_assert!(earlier.is_none(), "message delivered again while still unacked");
-            }
             effects.push(Effect::Deliver(delivery));
         }
     }

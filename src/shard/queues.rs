@@ -12,6 +12,7 @@ use crate::broker::messages::ConfirmTo;
 use crate::broker::messages::{ReplyTo, ShardMsg};
 use crate::broker::queue::Payload;
 use crate::broker::queue::{Arrival, ConsumerSettings, Effect, Queue};
+use crate::broker::queue_args::QueueType;
 use crate::broker::ready::RecordReader;
 use crate::broker::requests::{QueueRequest, ReplyBody};
 use crate::broker::snapshot::QueueDef;
@@ -22,6 +23,12 @@ use crate::limits::{PAGE_OUT_READY_MESSAGES, STORED_CACHE_MESSAGES};
 use crate::store::handover::StoredId;
 use crate::store::record::MessageRecord;
 use crate::store::StoredRef;
+
+/// What `publish_to_queue`'s first look at the queue did with a message.
+enum FirstLook {
+    Duplicate,
+    Enqueued,
+}
 
 impl Shard {
     pub(super) fn handle_queue_message(&self, message: ShardMsg) {
@@ -141,22 +148,40 @@ impl Shard {
         publish_sequence: Option<u64>,
         held: Option<StoredId>,
     ) {
-        // A deduplicating queue drops a repeat, and the publisher's confirm still says ack.
-        if self.with_queue(id, |queue, _, _| queue.is_duplicate(&message)) == Some(true) {
-            if let Some(publish_sequence) = publish_sequence {
-                let confirm = ConfirmTo { holder: publisher, publish_sequence };
-                self.send(publisher.conn.shard(), ShardMsg::Confirmed { confirm, ok: true });
-            }
-            return;
-        }
-        if self.publish_to_stream(id, &message, publisher, publish_sequence) {
-            return;
-        }
         // Checked at the publisher's shard already; a bad value here cannot happen.
         let arrival = Arrival {
             expiration_ms: message.expiration_ms().ok().flatten(),
             priority: crate::codec::hotpath::priority(&message.properties).unwrap_or(0),
         };
+        // The common case in one look at the queue: kept in memory, the message moves in.
+        let paging_threshold = if self.alarms.paging() { STORED_CACHE_MESSAGES } else { PAGE_OUT_READY_MESSAGES };
+        let first_look = self.with_queue(id, |queue, effects, reader| {
+            if queue.is_duplicate(&message) {
+                return Ok(FirstLook::Duplicate);
+            }
+            if queue.queue_type() == QueueType::Stream {
+                return Err(message);
+            }
+            let plain = !queue.stores(&message)
+                && !queue.pages_out(paging_threshold)
+                && !queue.refuses(message.body_bytes() as u64);
+            if !plain {
+                return Err(message);
+            }
+            queue.enqueue(Payload::Memory(message), arrival, effects, reader);
+            Ok(FirstLook::Enqueued)
+        });
+        // A deduplicating queue drops a repeat, and the publisher's confirm still says ack; so
+        // does a queue deleted meanwhile.
+        let message = match first_look {
+            None | Some(Ok(FirstLook::Enqueued | FirstLook::Duplicate)) => {
+                return self.confirm_kept(publisher, publish_sequence);
+            }
+            Some(Err(message)) => message,
+        };
+        if self.publish_to_stream(id, &message, publisher, publish_sequence) {
+            return;
+        }
         let outcome = match self.admit(id, &message, arrival, held) {
             Admission::Memory => self.with_queue(id, |queue, effects, reader| {
                 queue.enqueue(Payload::Memory(message.clone()), arrival, effects, reader);
@@ -184,11 +209,7 @@ impl Shard {
         };
         let confirm = publish_sequence.map(|publish_sequence| ConfirmTo { holder: publisher, publish_sequence });
         match outcome.unwrap_or(PublishOutcome::InMemory) {
-            PublishOutcome::InMemory => {
-                if let Some(confirm) = confirm {
-                    self.send(publisher.conn.shard(), ShardMsg::Confirmed { confirm, ok: true });
-                }
-            }
+            PublishOutcome::InMemory => self.confirm_kept(publisher, publish_sequence),
             PublishOutcome::Stored => {
                 if let Some(confirm) = confirm {
                     self.with_store(|store| store.confirm_after_sync(confirm));
@@ -206,6 +227,14 @@ impl Shard {
                 let error = AmqpError::new(PRECONDITION_FAILED, format!("shard {}: {reason}", self.id));
                 self.send(publisher.conn.shard(), ShardMsg::PublishRefused { holder: publisher, error });
             }
+        }
+    }
+
+    /// Confirms a publish that needs no fsync: kept in memory, or dropped as a repeat.
+    fn confirm_kept(&self, publisher: Holder, publish_sequence: Option<u64>) {
+        if let Some(publish_sequence) = publish_sequence {
+            let confirm = ConfirmTo { holder: publisher, publish_sequence };
+            self.send(publisher.conn.shard(), ShardMsg::Confirmed { confirm, ok: true });
         }
     }
 
