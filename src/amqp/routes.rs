@@ -1,13 +1,24 @@
-//! The routes of a connection's last publish, kept while the definitions do not change.
+//! The routes of a connection's recent publishes, kept while the definitions do not change.
 //!
-//! A publisher usually sends to one exchange with one routing key, message after message.
-//! Resolving the exchange (two hash lookups by name, an allocation for the vhost name) and
-//! routing the key again for each message is work that gives the same answer until the
-//! definitions change: the cache remembers the answer for the definitions version it was
-//! computed under, and any new version (a declare, a bind, a delete anywhere) empties it.
-//! A route that looked at the message's headers (a headers exchange on the way) is not kept.
+//! A publisher usually sends to one exchange, with one routing key or a set of them, message
+//! after message. Resolving the exchange (three hash lookups by name, an allocation for the
+//! vhost name) and routing the key again for each message is work that gives the same answer
+//! until the definitions change: the cache remembers the answers for the definitions version
+//! they were computed under, and any new version (a declare, a bind, a delete anywhere) empties
+//! it. Up to `ROUTE_CACHE_KEYS` routing keys of the last exchange are kept, found by their
+//! hash; past that the cache starts over. A route that looked at the message's headers (a
+//! headers exchange on the way) is not kept.
+
+use std::hash::{Hash, Hasher};
+
+use rustc_hash::{FxHashMap, FxHasher};
 
 use crate::ids::QueueId;
+
+/// Routing keys a connection's cache keeps for its last exchange (about 100 bytes each): a
+/// publisher spreading over 1,000 queues by routing key (the bench's `--queue-pattern`) keeps
+/// them all.
+pub const ROUTE_CACHE_KEYS: usize = 1024;
 
 #[derive(Default)]
 pub struct RouteCache {
@@ -16,8 +27,9 @@ pub struct RouteCache {
     exchange: Vec<u8>,
     /// The exchange exists in the connection's vhost and accepts publishes (not internal).
     exchange_ok: bool,
-    /// The routes for `routing_key`, if they were computed without the headers.
-    routed: Option<(Vec<u8>, Vec<QueueId>)>,
+    /// Routes computed without the headers, by the hash of their routing key: the key, then
+    /// the routes. Two keys of one hash share the entry, the later one replacing the other.
+    routed: FxHashMap<u64, (Vec<u8>, Vec<QueueId>)>,
 }
 
 impl RouteCache {
@@ -29,11 +41,11 @@ impl RouteCache {
     /// Remembers that `exchange` is publishable under `version` (routes computed for another
     /// exchange or version are forgotten).
     pub fn note_exchange_ok(&mut self, version: u64, exchange: &[u8]) {
-        if self.version != Some(version) || self.exchange != exchange {
+        if self.version != Some(version) || !same(&self.exchange, exchange) {
             self.version = Some(version);
             self.exchange.clear();
             self.exchange.extend_from_slice(exchange);
-            self.routed = None;
+            self.routed.clear();
         }
         self.exchange_ok = true;
     }
@@ -44,7 +56,7 @@ impl RouteCache {
         if self.version != Some(version) || !same(&self.exchange, exchange) {
             return false;
         }
-        match &self.routed {
+        match self.routed.get(&key_hash(routing_key)) {
             Some((key, routes)) if same(key, routing_key) => {
                 out.extend_from_slice(routes);
                 true
@@ -55,18 +67,29 @@ impl RouteCache {
 
     /// Keeps routes computed without the message's headers.
     pub fn store(&mut self, version: u64, exchange: &[u8], routing_key: &[u8], routes: &[QueueId]) {
-        if self.version != Some(version) || self.exchange != exchange {
+        if self.version != Some(version) || !same(&self.exchange, exchange) {
             self.version = Some(version);
             self.exchange.clear();
             self.exchange.extend_from_slice(exchange);
             self.exchange_ok = false;
+            self.routed.clear();
         }
-        let (key, cached) = self.routed.get_or_insert_with(Default::default);
+        let hash = key_hash(routing_key);
+        if self.routed.len() >= ROUTE_CACHE_KEYS && !self.routed.contains_key(&hash) {
+            self.routed.clear();
+        }
+        let (key, cached) = self.routed.entry(hash).or_default();
         key.clear();
         key.extend_from_slice(routing_key);
         cached.clear();
         cached.extend_from_slice(routes);
     }
+}
+
+fn key_hash(routing_key: &[u8]) -> u64 {
+    let mut hasher = FxHasher::default();
+    routing_key.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Byte equality for the short names compared on every publish: a plain loop, without a
@@ -102,6 +125,27 @@ mod tests {
         assert!(!cache.exchange_ok(2, b"x"));
         assert!(!cache.routes(1, b"y", b"k", &mut out));
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn many_routing_keys_of_one_exchange_are_kept_up_to_the_bound() {
+        let mut cache = RouteCache::default();
+        let key = |index: usize| format!("q-{index}").into_bytes();
+        for index in 0..ROUTE_CACHE_KEYS {
+            cache.store(1, b"", &key(index), &[QueueId(index as u64)]);
+        }
+        let mut out = Vec::new();
+        for index in 0..ROUTE_CACHE_KEYS {
+            out.clear();
+            assert!(cache.routes(1, b"", &key(index), &mut out), "key {index} forgotten");
+            assert_eq!(out, vec![QueueId(index as u64)]);
+        }
+        cache.store(1, b"", b"one more", &[QueueId(7)]);
+        assert!(cache.routes(1, b"", b"one more", &mut out));
+        assert!(!cache.routes(1, b"", &key(0), &mut out), "past the bound the cache starts over");
+        assert!(cache.routed.len() <= ROUTE_CACHE_KEYS);
+        cache.store(1, b"x", b"k", &[QueueId(9)]);
+        assert!(!cache.routes(1, b"", b"one more", &mut out), "another exchange forgets the keys");
     }
 
     #[test]
