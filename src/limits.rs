@@ -69,9 +69,8 @@ pub const STORED_CACHE_MESSAGES: usize = 1024;
 /// arrives while its queue holds this many ready messages is paged out to the shard's segment
 /// log instead of kept in memory (packed, about 25 bytes plus the body each there), as
 /// RabbitMQ's classic queues and LavinMQ do: a backlog costs memory only up to here, then about
-/// a byte per message. A
-/// lazy queue (`x-queue-mode: lazy`) pages from its first message. Paged messages are read
-/// back from the page cache for delivery and never survive a restart.
+/// a byte per message. A lazy queue (`x-queue-mode: lazy`) pages from its first message. Paged
+/// messages are read back from the page cache for delivery and never survive a restart.
 pub const PAGE_OUT_READY_MESSAGES: usize = 65_536;
 
 /// A queue that holds at least this many ready messages has the small in-memory ones that

@@ -3,8 +3,8 @@
 //!
 //! Binding: every shard accepts on every `--bind` address with a SO_REUSEPORT listener of its
 //! own, and serves each socket there or hands it to the shard with the fewest connections
-//! (`shard/balance.rs`). SO_REUSEPORT would let a second broker share the
-//! port silently; a plain bind of each address first (without it) proves the port is free
+//! (`shard/balance.rs`). SO_REUSEPORT would let a second broker share the port silently; a
+//! plain bind of each address first (without it) proves the port is free
 //! (`shard/listener.rs`). With port 0 the first address picks the port and the others take
 //! the same one.
 

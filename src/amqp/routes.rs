@@ -41,12 +41,7 @@ impl RouteCache {
     /// Remembers that `exchange` is publishable under `version` (routes computed for another
     /// exchange or version are forgotten).
     pub fn note_exchange_ok(&mut self, version: u64, exchange: &[u8]) {
-        if self.version != Some(version) || !same(&self.exchange, exchange) {
-            self.version = Some(version);
-            self.exchange.clear();
-            self.exchange.extend_from_slice(exchange);
-            self.routed.clear();
-        }
+        self.switch_to(version, exchange);
         self.exchange_ok = true;
     }
 
@@ -67,13 +62,7 @@ impl RouteCache {
 
     /// Keeps routes computed without the message's headers.
     pub fn store(&mut self, version: u64, exchange: &[u8], routing_key: &[u8], routes: &[QueueId]) {
-        if self.version != Some(version) || !same(&self.exchange, exchange) {
-            self.version = Some(version);
-            self.exchange.clear();
-            self.exchange.extend_from_slice(exchange);
-            self.exchange_ok = false;
-            self.routed.clear();
-        }
+        self.switch_to(version, exchange);
         let hash = key_hash(routing_key);
         if self.routed.len() >= ROUTE_CACHE_KEYS && !self.routed.contains_key(&hash) {
             self.routed.clear();
@@ -83,6 +72,18 @@ impl RouteCache {
         key.extend_from_slice(routing_key);
         cached.clear();
         cached.extend_from_slice(routes);
+    }
+
+    /// Makes the cache hold `exchange` under `version`; anything it knew of another exchange
+    /// or version (the verdict and the routes) is forgotten.
+    fn switch_to(&mut self, version: u64, exchange: &[u8]) {
+        if self.version != Some(version) || !same(&self.exchange, exchange) {
+            self.version = Some(version);
+            self.exchange.clear();
+            self.exchange.extend_from_slice(exchange);
+            self.exchange_ok = false;
+            self.routed.clear();
+        }
     }
 }
 

@@ -4,11 +4,11 @@
 //! listener by a hash of the client's address and port, so two connections land on one shard
 //! as often as on two, and with both on one shard the other may idle. In two runs of
 //! `scripts/placement.sh` scenario a moved 1.31–1.55M msg/s with the publisher and the consumer
-//! on one shard and 1.38–1.96M with one on each. So the shard that accepts a socket serves it only if no shard has
-//! fewer connections; otherwise it hands the socket, before reading a byte of it, to the shard
-//! with the fewest, which serves it as if it had accepted it. The counts are shared relaxed
-//! atomics (`Mailboxes::connection_placed`): a count a moment old places a connection no
-//! worse than the kernel's hash would. A connection to a shard's own listener
+//! on one shard and 1.38–1.96M with one on each. So the shard that accepts a socket serves it
+//! only if no shard has fewer connections; otherwise it hands the socket, before reading a byte
+//! of it, to the shard with the fewest, which serves it as if it had accepted it. The counts
+//! are shared relaxed atomics (`Mailboxes::connection_placed`): a count a moment old places a
+//! connection no worse than the kernel's hash would. A connection to a shard's own listener
 //! (`--per-shard-listeners`) is never moved: that listener exists to reach that shard.
 //!
 //! A connection counts from its placement until its serving task ends, whatever ended it

@@ -2,10 +2,11 @@
 //! shard accepts on.
 //!
 //! Every shard listens on every address with SO_REUSEPORT, so every shard accepts (and
-//! `balance` evens the connections out over the shards). SO_REUSEPORT would also let a second broker share the port silently, hence
-//! the probe: a plain bind (without SO_REUSEPORT) that fails while anyone listens there. An IPv6
-//! socket is IPV6_V6ONLY, as RabbitMQ's are, so `::` and `0.0.0.0` on one port do not collide;
-//! the option has to be set before bind, which monoio's own bind cannot do, hence socket2.
+//! `balance` evens the connections out over the shards). SO_REUSEPORT would also let a second
+//! broker share the port silently, hence the probe: a plain bind (without SO_REUSEPORT) that
+//! fails while anyone listens there. An IPv6 socket is IPV6_V6ONLY, as RabbitMQ's are, so `::`
+//! and `0.0.0.0` on one port do not collide; the option has to be set before bind, which
+//! monoio's own bind cannot do, hence socket2.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdListener};

@@ -126,15 +126,7 @@ impl Segment {
     /// Drops the first `bytes` of the map from this process's resident set (the pages stay
     /// in the page cache and are mapped back on the next read).
     pub fn release_pages(&self, bytes: usize) {
-        let length = bytes.min(self.map.len());
-        if length == 0 {
-            return;
-        }
-        // SAFETY: the range lies within our read-only file mapping; MADV_DONTNEED on a shared
-        // file mapping only drops page-table entries, the file content is unchanged.
-        unsafe {
-            libc::madvise(self.map.as_ptr() as *mut libc::c_void, length, libc::MADV_DONTNEED);
-        }
+        drop_page_entries(&self.map[..bytes.min(self.map.len())]);
     }
 
     pub fn seal(&self) {
@@ -212,13 +204,8 @@ impl Retired {
     /// as long).
     fn release(self) {
         let Retired { _map: map, _file: file, _marks: marks } = self;
-        for offset in (0..map.len()).step_by(RELEASE_STEP_BYTES) {
-            let length = RELEASE_STEP_BYTES.min(map.len() - offset);
-            // SAFETY: the range lies within this read-only file mapping, which nothing reads
-            // any more (the segment is dropped); MADV_DONTNEED only drops page-table entries.
-            unsafe {
-                libc::madvise(map.as_ptr().add(offset) as *mut libc::c_void, length, libc::MADV_DONTNEED);
-            }
+        for step in map.chunks(RELEASE_STEP_BYTES) {
+            drop_page_entries(step);
         }
         drop(map);
         let mut length = file.metadata().map_or(0, |metadata| metadata.len());
@@ -230,6 +217,19 @@ impl Retired {
             std::thread::sleep(RELEASE_STEP_PAUSE);
         }
         drop((file, marks));
+    }
+}
+
+/// Drops the page-table entries of `pages`, a range of a read-only shared file mapping: the
+/// pages stay in the page cache (or go with the file) and a later read maps them back.
+fn drop_page_entries(pages: &[u8]) {
+    if pages.is_empty() {
+        return;
+    }
+    // SAFETY: the range lies within a read-only file mapping; MADV_DONTNEED on a shared file
+    // mapping only drops page-table entries, the file content is unchanged.
+    unsafe {
+        libc::madvise(pages.as_ptr() as *mut libc::c_void, pages.len(), libc::MADV_DONTNEED);
     }
 }
 

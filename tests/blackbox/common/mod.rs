@@ -621,7 +621,6 @@ pub fn queue_name_on_shard(prefix: &str, shard: usize, shards: usize) -> String 
     unreachable!()
 }
 
-/// UTF-8 view of a delivery body.
 /// The broker's Prometheus exposition, read with a plain HTTP/1.1 GET of `/metrics` on
 /// 127.0.0.1:`prometheus_port`.
 pub fn metrics_text(prometheus_port: u16) -> String {
@@ -634,6 +633,7 @@ pub fn metrics_text(prometheus_port: u16) -> String {
     answer
 }
 
+/// UTF-8 view of a delivery body.
 pub fn text(d: &[u8]) -> String {
     String::from_utf8_lossy(d).into_owned()
 }
