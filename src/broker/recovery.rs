@@ -465,6 +465,8 @@ mod tests {
                 properties: bytes::Bytes::new(),
                 body: bytes::Bytes::from(format!("fanout {sequence}")),
             });
+            // Each queue's publish holds the one message, as a fanout routes it.
+            let _held_by_the_second_queue = message.clone();
             for queue in [1u64, 2] {
                 let record = crate::store::record::MessageRecord::plain(queue, sequence, &message.body);
                 let reference = store.append_shared(&record, &message).expect("append");

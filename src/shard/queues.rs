@@ -183,8 +183,11 @@ impl Shard {
             return;
         }
         let outcome = match self.admit(id, &message, arrival, held) {
+            // The message moves into the queue wherever it is kept: a clone here and a drop
+            // at the end would change its shared count once more, after the queue may already
+            // have handed it to a consumer on another shard.
             Admission::Memory => self.with_queue(id, |queue, effects, reader| {
-                queue.enqueue(Payload::Memory(message.clone()), arrival, effects, reader);
+                queue.enqueue(Payload::Memory(message), arrival, effects, reader);
                 PublishOutcome::InMemory
             }),
             Admission::Paged(reference) => self.with_queue(id, |queue, effects, reader| {
@@ -196,7 +199,7 @@ impl Shard {
                     self.tell_handover_stored(publisher, publish_sequence, &reference.segment);
                 }
                 self.with_queue(id, |queue, effects, reader| {
-                    let cached = cache.then(|| message.clone());
+                    let cached = cache.then_some(message);
                     queue.enqueue(Payload::Stored { reference, cached }, arrival, effects, reader);
                     PublishOutcome::Stored
                 })
@@ -312,6 +315,7 @@ impl Shard {
             match effect {
                 Effect::Deliver(mut delivery) => {
                     if self.load(&mut delivery.payload) {
+                        delivery.payload = delivery.payload.into_delivered();
                         add_delivery_count(&mut delivery.payload, delivery.delivery_count);
                         self.send(delivery.holder.conn.shard(), ShardMsg::Deliver(delivery));
                     }

@@ -131,6 +131,8 @@ mod tests {
             properties: bytes::Bytes::new(),
             body: bytes::Bytes::from(vec![b'b'; 100]),
         });
+        // Each queue's copy holds the one message, as the hand-over sends them.
+        let _held_by_the_copies = message.clone();
         let held = handover(0).held;
         let mut references = Vec::new();
         for (queue, sequence) in [(5u64, 1u64), (6, 1), (5, 2), (6, 2)] {

@@ -333,6 +333,12 @@ impl Store {
             }
         }
         let reference = self.append(record)?;
+        // Held by no one else, the message cannot be routed to another queue after this one:
+        // not remembering it spares two changes of its shared count, the second (the weak
+        // reference's drop) after another shard has touched it.
+        if Arc::strong_count(message) == 1 {
+            return Ok(reference);
+        }
         if self.recent.len() == STORE_RECENT_MESSAGES {
             self.recent.pop_front();
         }

@@ -46,6 +46,8 @@ fn the_same_message_for_a_second_queue_is_a_link_to_its_record() {
     let dir = temp_dir("link");
     let mut store = Store::open(&dir, 1, 1 << 20, None).expect("open");
     let fanout = message(&"f".repeat(4096));
+    // As a fanout routes it: each queue's publish holds the one message.
+    let _held_by_the_other_queues = [fanout.clone(), fanout.clone()];
     let first = append(&mut store, 1, 1, &fanout);
     let second = append(&mut store, 2, 1, &fanout);
     let third = append(&mut store, 3, 1, &fanout);
@@ -78,12 +80,31 @@ fn a_link_written_after_its_target_reads_the_target_from_the_map() {
     let dir = temp_dir("split");
     let mut store = Store::open(&dir, 1, 1 << 20, None).expect("open");
     let fanout = message("split across turns");
+    let _held_by_the_second_queue = fanout.clone();
     let first = append(&mut store, 1, 1, &fanout);
     store.write_pending().expect("write");
     let second = append(&mut store, 2, 7, &fanout);
     assert_eq!(second.kind, KIND_LINK);
     assert_eq!(body(&store, &second), "split across turns");
     drop((first, second));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A message that no one else holds cannot be routed to another queue after this one, so the
+/// store does not remember it (an append of that same allocation again gets a full record).
+#[test]
+fn a_message_held_by_one_queue_alone_is_not_remembered() {
+    let dir = temp_dir("alone");
+    let mut store = Store::open(&dir, 1, 1 << 20, None).expect("open");
+    let alone = message("one queue");
+    let first = append(&mut store, 1, 1, &alone);
+    let again = append(&mut store, 2, 1, &alone);
+    assert_eq!((first.kind, again.kind), (KIND_MESSAGE, KIND_MESSAGE));
+    let shared = message("two queues");
+    let _held_by_the_second_queue = shared.clone();
+    let first = append(&mut store, 1, 2, &shared);
+    let second = append(&mut store, 2, 2, &shared);
+    assert_eq!((first.kind, second.kind), (KIND_MESSAGE, KIND_LINK));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
