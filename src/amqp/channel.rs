@@ -5,7 +5,7 @@
 //! Plain bookkeeping without I/O; the dispatcher, the connection's delivery path and the
 //! shard's consumer-timeout check use it.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -202,8 +202,12 @@ pub const ROUTED_BY_OWNER: u32 = 1 << 31;
 #[derive(Default)]
 pub struct Confirms {
     next_sequence: u64,
-    /// Publish sequence → destination queues that have not confirmed yet.
-    outstanding: BTreeMap<u64, u32>,
+    /// Destination queues that have not confirmed yet, per publish sequence from
+    /// `first_outstanding` on (0: settled); the front is always outstanding. A ring rather than
+    /// a map: sequences start in order and mostly settle in order, so each start and settle is
+    /// a push, a store and a pop.
+    outstanding: VecDeque<u32>,
+    first_outstanding: u64,
     /// Settled since the last answer: to be acked, and to be nacked (a queue could not take
     /// the message).
     acked: Vec<u64>,
@@ -228,27 +232,51 @@ impl Confirms {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         if destinations > 0 {
-            self.outstanding.insert(sequence, destinations);
+            if self.outstanding.is_empty() {
+                self.first_outstanding = sequence;
+            }
+            self.outstanding.push_back(destinations);
         } else {
+            if !self.outstanding.is_empty() {
+                // Keeps the ring's positions in step with the sequences.
+                self.outstanding.push_back(0);
+            }
             self.acked.push(sequence);
         }
         sequence
     }
 
+    /// The count of destinations `sequence` still waits for, if it is outstanding.
+    fn remaining(&mut self, sequence: u64) -> Option<&mut u32> {
+        let index = usize::try_from(sequence.checked_sub(self.first_outstanding)?).ok()?;
+        self.outstanding.get_mut(index).filter(|remaining| **remaining > 0)
+    }
+
+    /// `sequence` is settled: its place is emptied and the settled front of the ring goes.
+    fn settle(&mut self, sequence: u64, ok: bool) {
+        if let Some(remaining) = self.remaining(sequence) {
+            *remaining = 0;
+        }
+        while self.outstanding.front() == Some(&0) {
+            self.outstanding.pop_front();
+            self.first_outstanding += 1;
+        }
+        if ok {
+            self.acked.push(sequence);
+        } else {
+            self.nacked.push(sequence);
+        }
+    }
+
     /// A destination queue took the publish (`ok`) or refused it: a refusal nacks it at once,
     /// and later confirms of its other queues are ignored, as RabbitMQ does.
     pub fn confirmed(&mut self, sequence: u64, ok: bool) {
-        let Some(remaining) = self.outstanding.get_mut(&sequence) else {
+        let Some(remaining) = self.remaining(sequence) else {
             return;
         };
-        debug_assert!(*remaining > 0, "publish {sequence} confirmed by more queues than it reached");
-        *remaining = remaining.saturating_sub(1);
-        if !ok {
-            self.outstanding.remove(&sequence);
-            self.nacked.push(sequence);
-        } else if *remaining == 0 {
-            self.outstanding.remove(&sequence);
-            self.acked.push(sequence);
+        *remaining -= 1;
+        if !ok || *remaining == 0 {
+            self.settle(sequence, ok);
         }
     }
 
@@ -256,14 +284,13 @@ impl Confirms {
     /// `ROUTED_BY_OWNER` destinations) to `destinations` queues; their confirms may have
     /// arrived already, on another mailbox.
     pub fn routed(&mut self, sequence: u64, destinations: u32) {
-        let Some(remaining) = self.outstanding.get_mut(&sequence) else {
+        let Some(remaining) = self.remaining(sequence) else {
             return;
         };
         let left = (u64::from(*remaining) + u64::from(destinations)).saturating_sub(u64::from(ROUTED_BY_OWNER));
         *remaining = u32::try_from(left).unwrap_or(u32::MAX);
         if *remaining == 0 {
-            self.outstanding.remove(&sequence);
-            self.acked.push(sequence);
+            self.settle(sequence, true);
         }
     }
 
@@ -298,7 +325,7 @@ impl Confirms {
         let Some(&last) = sequences.last() else {
             return;
         };
-        let outstanding_floor = self.outstanding.keys().next().copied().unwrap_or(last + 1);
+        let outstanding_floor = if self.outstanding.is_empty() { last + 1 } else { self.first_outstanding };
         let cutoff = opposite.iter().copied().fold(outstanding_floor, u64::min);
         let below = sequences.partition_point(|sequence| *sequence < cutoff);
         if below > 0 {
@@ -620,6 +647,40 @@ mod tests {
         let lone = confirms.start(1);
         confirms.confirmed(lone, false);
         assert_eq!(confirms.take_all(), [ConfirmAnswer::Nack { delivery_tag: lone, multiple: true }]);
+    }
+
+    /// The ring keeps only what lies from the oldest outstanding publish on: settled ones in
+    /// between hold their place, a publish settled at start (no queue) holds one only behind
+    /// an outstanding publish, and a confirm for a settled or unknown sequence changes nothing.
+    #[test]
+    fn the_outstanding_ring_follows_settles_in_any_order_and_empties() {
+        let mut confirms = Confirms::new();
+        let first = confirms.start(1);
+        let unrouted = confirms.start(0);
+        let third = confirms.start(2);
+        assert_eq!((confirms.first_outstanding, confirms.outstanding.len()), (first, 3));
+        assert_eq!(confirms.take_all(), [ConfirmAnswer::Ack { delivery_tag: unrouted, multiple: false }]);
+        confirms.confirmed(third, true);
+        confirms.confirmed(third, false);
+        assert_eq!(confirms.take_all(), [ConfirmAnswer::Nack { delivery_tag: third, multiple: false }]);
+        confirms.confirmed(third, true);
+        assert_eq!(confirms.take_all(), [], "a settled publish is not answered twice");
+        assert_eq!(confirms.outstanding.len(), 3, "the front is still outstanding");
+        confirms.confirmed(first, true);
+        assert!(confirms.outstanding.is_empty(), "every place behind the front was settled");
+        assert_eq!(confirms.take_all(), [ConfirmAnswer::Ack { delivery_tag: first, multiple: false }]);
+        confirms.confirmed(99, true);
+        confirms.confirmed(0, true);
+        assert_eq!(confirms.take_all(), []);
+        let late = confirms.start(0);
+        assert!(confirms.outstanding.is_empty(), "a publish settled at start needs no place");
+        assert_eq!(confirms.take_all(), [ConfirmAnswer::Ack { delivery_tag: late, multiple: false }]);
+        for _ in 0..10_000 {
+            let sequence = confirms.start(1);
+            confirms.confirmed(sequence, true);
+        }
+        assert!(confirms.outstanding.is_empty());
+        assert_eq!(confirms.take_answers(|_| {}), 10_000);
     }
 
     #[test]
