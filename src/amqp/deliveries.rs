@@ -149,11 +149,13 @@ impl Connection {
         DeliverOutcome::Written { overdue_at_ms }
     }
 
-    pub fn confirmed(&self, holder: Holder, publish_sequence: u64, ok: bool) {
+    pub fn confirmed(&self, holder: Holder, publish_sequences: &[u64], ok: bool) {
         let mut channels = self.channels.borrow_mut();
         let current = channels.get_mut(&holder.channel).filter(|channel| channel.incarnation == holder.incarnation);
         if let Some(confirms) = current.and_then(|channel| channel.confirms_mut()) {
-            confirms.confirmed(publish_sequence, ok);
+            for &publish_sequence in publish_sequences {
+                confirms.confirmed(publish_sequence, ok);
+            }
         }
     }
 

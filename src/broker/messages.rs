@@ -115,6 +115,13 @@ pub enum ShardMsg {
         confirm: ConfirmTo,
         ok: bool,
     },
+    /// A group commit's confirms for one publisher channel, in the order they were published:
+    /// one message, one lookup of the connection and its channel, for all of them.
+    ConfirmedMany {
+        holder: Holder,
+        sequences: Vec<u64>,
+        ok: bool,
+    },
     /// Owner → connection shard: a publish was refused (store poisoned); close the channel.
     PublishRefused {
         holder: Holder,

@@ -177,8 +177,19 @@ impl Shard {
 
     /// Sends the confirms a sync covered (or nacks, if it failed) to their channels.
     pub fn release_confirms(&self, confirms: Vec<ConfirmTo>, ok: bool) {
-        for confirm in confirms {
-            self.send(confirm.holder.conn.shard(), ShardMsg::Confirmed { confirm, ok });
+        let mut confirms = confirms.into_iter().peekable();
+        while let Some(confirm) = confirms.next() {
+            let holder = confirm.holder;
+            let same_holder = |next: &ConfirmTo| next.holder == holder;
+            if holder.conn.local == delayed::HANDOVER_CONNECTION || !confirms.peek().is_some_and(same_holder) {
+                self.send(holder.conn.shard(), ShardMsg::Confirmed { confirm, ok });
+                continue;
+            }
+            let mut sequences = vec![confirm.publish_sequence];
+            while let Some(next) = confirms.next_if(same_holder) {
+                sequences.push(next.publish_sequence);
+            }
+            self.send(holder.conn.shard(), ShardMsg::ConfirmedMany { holder, sequences, ok });
         }
         let _ = self.flush_outboxes();
     }
@@ -466,7 +477,14 @@ impl Shard {
             ShardMsg::Confirmed { confirm, ok } => {
                 let connection = self.connections.borrow().get(&confirm.holder.conn.local).cloned();
                 if let Some(connection) = connection {
-                    connection.confirmed(confirm.holder, confirm.publish_sequence, ok);
+                    connection.confirmed(confirm.holder, &[confirm.publish_sequence], ok);
+                    self.mark_dirty(&connection);
+                }
+            }
+            ShardMsg::ConfirmedMany { holder, sequences, ok } => {
+                let connection = self.connections.borrow().get(&holder.conn.local).cloned();
+                if let Some(connection) = connection {
+                    connection.confirmed(holder, &sequences, ok);
                     self.mark_dirty(&connection);
                 }
             }
