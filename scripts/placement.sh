@@ -2,9 +2,11 @@
 # Scenario a (1 publisher → 1 consumer, 16 B, transient, no-ack) with the two connections put
 # on chosen shards, to take apart what placement does to it: the broker serves a connection on
 # the shard with the fewest connections, so a plain run puts the publisher and the consumer on
-# different shards, and which of them lands on the queue's shard is chance.
+# different shards, and which of them lands on the queue's shard is chance. `--size N` sends
+# N-byte bodies (scenario b: 1024); `--durable` runs scenario c instead (persistent, 1,000
+# confirms in flight, acks by 100 with a prefetch of 1,000).
 #
-#   scripts/placement.sh [--bin BROKER] [--runs 2] [--seconds 6] [--only C:P]...
+#   scripts/placement.sh [--bin BROKER] [--runs 2] [--seconds 6] [--size 16] [--durable] [--only C:P]...
 #
 # Starts the broker (`--bin`, default target/release/spatemq) with 2 shards and a fresh data
 # directory on a spare loopback port and `--per-shard-listeners`, once per run and placement.
@@ -27,6 +29,8 @@ MEASURE_SECONDS=6
 PORT=5698
 METRICS_PORT=15698
 PLACEMENTS=()
+SIZE=16
+DURABLE=0
 
 die() { echo "placement.sh: $*" >&2; exit 2; }
 while [ $# -gt 0 ]; do
@@ -36,11 +40,20 @@ while [ $# -gt 0 ]; do
         --seconds) MEASURE_SECONDS=${2:?}; shift 2 ;;
         --port) PORT=${2:?}; METRICS_PORT=$((PORT + 10000)); shift 2 ;;
         --only) PLACEMENTS+=("${2%%:*} ${2##*:}"); shift 2 ;;
-        -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --size) SIZE=${2:?}; shift 2 ;;
+        --durable) DURABLE=1; shift ;;
+        -h | --help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown option $1 (see --help)" ;;
     esac
 done
 [ -x "$BIN" ] || die "$BIN is not built (cargo build --release)"
+if [ "$DURABLE" = 1 ]; then
+    CONSUMER_ARGS=(--persistent --ack 100 --prefetch 1000)
+    PUBLISHER_ARGS=(--persistent --confirm 1000)
+else
+    CONSUMER_ARGS=(--ack 0)
+    PUBLISHER_ARGS=(--ack 0)
+fi
 command -v curl >/dev/null || die "curl is needed to read the broker's metrics"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/spatemq-placement.XXXXXX")
@@ -74,7 +87,7 @@ bench_on() {
     done
     [ -n "$port" ] || die "the broker did not print shard $shard's own port"
     before=$(metric spatemq_shard_connections "$shard")
-    "$BIN" bench throughput --uri "amqp://guest:guest@127.0.0.1:$port" "$@" -s 16 --ack 0 --queue q \
+    "$BIN" bench throughput --uri "amqp://guest:guest@127.0.0.1:$port" "$@" -s "$SIZE" --queue q \
         -z $((MEASURE_SECONDS + 60)) >/dev/null 2>&1 &
     PIDS+=("$!")
     for _ in $(seq 1 50); do
@@ -93,8 +106,8 @@ run() { # consumer shard, publisher shard
         curl -s "http://127.0.0.1:$METRICS_PORT/metrics" >/dev/null 2>&1 && break
         sleep 0.1
     done
-    bench_on "$1" -x 0 -y 1
-    bench_on "$2" -x 1 -y 0
+    bench_on "$1" -x 0 -y 1 "${CONSUMER_ARGS[@]}"
+    bench_on "$2" -x 1 -y 0 "${PUBLISHER_ARGS[@]}"
     local queue_shard=0
     [ "$(metric spatemq_shard_queues 1)" -gt 0 ] && queue_shard=1
     sleep 2
@@ -109,7 +122,9 @@ run() { # consumer shard, publisher shard
     stop_all
 }
 
-echo "# $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); $BIN; $RUNS runs of ${MEASURE_SECONDS}s per placement"
+scenario="$SIZE B, transient, no-ack"
+[ "$DURABLE" = 1 ] && scenario="$SIZE B, persistent, confirm 1000, ack 100"
+echo "# $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); $BIN; $scenario; $RUNS runs of ${MEASURE_SECONDS}s per placement"
 for _ in $(seq 1 "$RUNS"); do
     [ ${#PLACEMENTS[@]} -gt 0 ] || PLACEMENTS=("0 0" "0 1" "1 0" "1 1")
     for placement in "${PLACEMENTS[@]}"; do
