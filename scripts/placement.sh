@@ -50,9 +50,11 @@ done
 if [ "$DURABLE" = 1 ]; then
     CONSUMER_ARGS=(--persistent --ack 100 --prefetch 1000)
     PUBLISHER_ARGS=(--persistent --confirm 1000)
+    SCENARIO="$SIZE B, persistent, confirm 1000, ack 100"
 else
     CONSUMER_ARGS=(--ack 0)
     PUBLISHER_ARGS=(--ack 0)
+    SCENARIO="$SIZE B, transient, no-ack"
 fi
 command -v curl >/dev/null || die "curl is needed to read the broker's metrics"
 
@@ -122,9 +124,7 @@ run() { # consumer shard, publisher shard
     stop_all
 }
 
-scenario="$SIZE B, transient, no-ack"
-[ "$DURABLE" = 1 ] && scenario="$SIZE B, persistent, confirm 1000, ack 100"
-echo "# $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); $BIN; $scenario; $RUNS runs of ${MEASURE_SECONDS}s per placement"
+echo "# $(nproc) cores, $(uname -r), $(date -u +%Y-%m-%dT%H:%MZ); $BIN; $SCENARIO; $RUNS runs of ${MEASURE_SECONDS}s per placement"
 for _ in $(seq 1 "$RUNS"); do
     [ ${#PLACEMENTS[@]} -gt 0 ] || PLACEMENTS=("0 0" "0 1" "1 0" "1 1")
     for placement in "${PLACEMENTS[@]}"; do

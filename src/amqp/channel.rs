@@ -252,11 +252,8 @@ impl Confirms {
         self.outstanding.get_mut(index).filter(|remaining| **remaining > 0)
     }
 
-    /// `sequence` is settled: its place is emptied and the settled front of the ring goes.
-    fn settle(&mut self, sequence: u64, ok: bool) {
-        if let Some(remaining) = self.remaining(sequence) {
-            *remaining = 0;
-        }
+    /// `sequence`'s place was emptied: it is answered, and the settled front of the ring goes.
+    fn settled(&mut self, sequence: u64, ok: bool) {
         while self.outstanding.front() == Some(&0) {
             self.outstanding.pop_front();
             self.first_outstanding += 1;
@@ -274,9 +271,9 @@ impl Confirms {
         let Some(remaining) = self.remaining(sequence) else {
             return;
         };
-        *remaining -= 1;
-        if !ok || *remaining == 0 {
-            self.settle(sequence, ok);
+        *remaining = if ok { *remaining - 1 } else { 0 };
+        if *remaining == 0 {
+            self.settled(sequence, ok);
         }
     }
 
@@ -290,7 +287,7 @@ impl Confirms {
         let left = (u64::from(*remaining) + u64::from(destinations)).saturating_sub(u64::from(ROUTED_BY_OWNER));
         *remaining = u32::try_from(left).unwrap_or(u32::MAX);
         if *remaining == 0 {
-            self.settle(sequence, true);
+            self.settled(sequence, true);
         }
     }
 

@@ -64,24 +64,10 @@ impl Payload {
         }
     }
 
-    /// What a delivery carries to the consumer's shard, which reads only the message: the
-    /// message alone when it is in memory. A stored message's reference holds its segment, so
-    /// sending it would change that segment's shared count (an atomic) on both shards for
-    /// every message of the segment. A stored message without a copy keeps its reference
-    /// until the queue's shard reads it (`Shard::load`, then `Payload::into_delivered`).
-    fn for_delivery(&self) -> Payload {
-        match self {
-            Payload::Memory(message) | Payload::Stored { cached: Some(message), .. } => {
-                Payload::Memory(message.clone())
-            }
-            Payload::Stored { reference, cached: None } => {
-                Payload::Stored { reference: reference.clone(), cached: None }
-            }
-        }
-    }
-
-    /// A delivery's payload once loaded: the message alone, its stored reference dropped
-    /// here rather than on the consumer's shard (`for_delivery`).
+    /// A delivery's payload once loaded (`Shard::load`): the message alone, for the consumer's
+    /// shard reads nothing else. A stored message's reference holds its segment, so sending it
+    /// would change that segment's shared count (an atomic) on both shards for every message
+    /// of the segment; it is dropped here instead.
     pub fn into_delivered(self) -> Payload {
         match self {
             Payload::Stored { cached: Some(message), .. } => Payload::Memory(message),
@@ -471,7 +457,7 @@ impl Queue {
                 entry.payload
             } else {
                 consumer.unacked += 1;
-                let payload = entry.payload.for_delivery();
+                let payload = entry.payload.clone();
                 let unacked = Unacked { entry, holder: consumer.holder, consumer_tag: Some(consumer.tag.clone()) };
                 let earlier = self.unacked.insert(sequence, unacked);
                 // A message is either ready or unacked, once: a second unacked entry for the

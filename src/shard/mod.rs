@@ -49,6 +49,7 @@ use crate::broker::queue::{Effect, Queue};
 use crate::broker::requests::ReplyBody;
 use crate::broker::snapshot::Snapshot;
 use crate::config::Config;
+use crate::ids::Holder;
 use crate::limits::{MAILBOX_BATCH, OUTBOX_HIGH_MESSAGES, PAGED_UNSYNCED_BYTES_MAX, SHUTDOWN_DRAIN_MS};
 use crate::shard::commit::SyncSignal;
 use crate::store::definitions_log::DefinitionsLog;
@@ -178,20 +179,31 @@ impl Shard {
     /// Sends the confirms a sync covered (or nacks, if it failed) to their channels.
     pub fn release_confirms(&self, confirms: Vec<ConfirmTo>, ok: bool) {
         let mut confirms = confirms.into_iter().peekable();
-        while let Some(confirm) = confirms.next() {
-            let holder = confirm.holder;
-            let same_holder = |next: &ConfirmTo| next.holder == holder;
-            if holder.conn.local == delayed::HANDOVER_CONNECTION || !confirms.peek().is_some_and(same_holder) {
-                self.send(holder.conn.shard(), ShardMsg::Confirmed { confirm, ok });
-                continue;
-            }
-            let mut sequences = vec![confirm.publish_sequence];
-            while let Some(next) = confirms.next_if(same_holder) {
+        while let Some(first) = confirms.next() {
+            let holder = first.holder;
+            let mut sequences = vec![first.publish_sequence];
+            while let Some(next) = confirms.next_if(|next| next.holder == holder) {
                 sequences.push(next.publish_sequence);
             }
             self.send(holder.conn.shard(), ShardMsg::ConfirmedMany { holder, sequences, ok });
         }
         let _ = self.flush_outboxes();
+    }
+
+    /// Confirms (or nacks) reach the publishing channel, or the delayed exchange's hand-over
+    /// when it published the copies.
+    fn confirmed(&self, holder: Holder, publish_sequences: &[u64], ok: bool) {
+        if holder.conn.local == delayed::HANDOVER_CONNECTION {
+            for &publish_sequence in publish_sequences {
+                self.handover_confirmed(publish_sequence, ok);
+            }
+            return;
+        }
+        let connection = self.connections.borrow().get(&holder.conn.local).cloned();
+        if let Some(connection) = connection {
+            connection.confirmed(holder, publish_sequences, ok);
+            self.mark_dirty(&connection);
+        }
     }
 
     /// Writes what the store gathered this turn and wakes the commit task if a sync is due.
@@ -471,23 +483,8 @@ impl Shard {
             ShardMsg::HandoverStored { confirm, segment } => {
                 self.keep_handover_proof(confirm.publish_sequence, segment)
             }
-            ShardMsg::Confirmed { confirm, ok } if confirm.holder.conn.local == delayed::HANDOVER_CONNECTION => {
-                self.handover_confirmed(confirm.publish_sequence, ok)
-            }
-            ShardMsg::Confirmed { confirm, ok } => {
-                let connection = self.connections.borrow().get(&confirm.holder.conn.local).cloned();
-                if let Some(connection) = connection {
-                    connection.confirmed(confirm.holder, &[confirm.publish_sequence], ok);
-                    self.mark_dirty(&connection);
-                }
-            }
-            ShardMsg::ConfirmedMany { holder, sequences, ok } => {
-                let connection = self.connections.borrow().get(&holder.conn.local).cloned();
-                if let Some(connection) = connection {
-                    connection.confirmed(holder, &sequences, ok);
-                    self.mark_dirty(&connection);
-                }
-            }
+            ShardMsg::Confirmed { confirm, ok } => self.confirmed(confirm.holder, &[confirm.publish_sequence], ok),
+            ShardMsg::ConfirmedMany { holder, sequences, ok } => self.confirmed(holder, &sequences, ok),
             ShardMsg::ConsumerCancelled { holder, consumer_tag } => {
                 let connection = self.connections.borrow().get(&holder.conn.local).cloned();
                 if let Some(connection) = connection {
