@@ -12,7 +12,8 @@ use std::rc::Rc;
 use amq_protocol::protocol::{basic, AMQPClass};
 use amq_protocol::types::{AMQPValue, FieldTable};
 
-use super::channel::{ConsumerInfo, UnackedDelivery};
+use super::channel::UnackedDelivery;
+use super::consumers::ConsumerInfo;
 use super::dispatch::Dispatcher;
 use super::port::Port;
 use super::port::ReplyHook;
@@ -74,7 +75,7 @@ impl<P: Port> Dispatcher<P> {
             .channels
             .borrow()
             .get(&channel_id)
-            .is_some_and(|channel| channel.consumers.contains_key(&consumer_tag));
+            .is_some_and(|channel| channel.consumers.contains_tag(&consumer_tag));
         if in_use {
             return Err(AmqpError::new(NOT_ALLOWED, format!("attempt to reuse consumer tag '{consumer_tag}'")));
         }
@@ -90,7 +91,7 @@ impl<P: Port> Dispatcher<P> {
         let own_timeout_ms = consumer_timeout_argument(&consume.arguments, &name, &self.vhost())?;
         let timeout_ms = own_timeout_ms.or_else(|| self.queue_timeout_ms(&definition));
         let mut stream_offset = None;
-        let prefetch_count = {
+        let (consumer, prefetch_count) = {
             let mut channels = self.connection.channels.borrow_mut();
             let Some(channel) = channels.get_mut(&channel_id) else {
                 return Ok(());
@@ -116,14 +117,16 @@ impl<P: Port> Dispatcher<P> {
                 return Err(AmqpError::new(NOT_IMPLEMENTED, text));
             }
             let own_prefetch = channel.prefetch_count;
-            let info = ConsumerInfo { queue, timeout_ms, own_prefetch, no_ack: consume.no_ack };
-            channel.consumers.insert(consumer_tag.clone(), info);
+            let info =
+                ConsumerInfo { tag: consumer_tag.clone(), queue, timeout_ms, own_prefetch, no_ack: consume.no_ack };
+            let consumer = channel.consumers.insert(info);
             channel.consumed_stream |= queue_type == QueueType::Stream;
             channel.touch(queue.owner());
-            match (channel.limit.consumer_prefetch(own_prefetch), queue_type) {
+            let prefetch_count = match (channel.limit.consumer_prefetch(own_prefetch), queue_type) {
                 (0, QueueType::Quorum) => QUORUM_DEFAULT_PREFETCH,
                 (prefetch_count, _) => prefetch_count,
-            }
+            };
+            (consumer, prefetch_count)
         };
         let hook: Option<ReplyHook> = if consume.nowait {
             None
@@ -144,6 +147,7 @@ impl<P: Port> Dispatcher<P> {
         let request = QueueRequest::Consume {
             holder: self.connection.holder(channel_id),
             consumer_tag: consumer_tag.clone(),
+            consumer,
             no_ack: consume.no_ack,
             exclusive: consume.exclusive,
             prefetch_count,
@@ -157,7 +161,7 @@ impl<P: Port> Dispatcher<P> {
             .await;
         if let Err(error) = result {
             if let Some(channel) = self.connection.channels.borrow_mut().get_mut(&channel_id) {
-                channel.consumers.remove(&consumer_tag);
+                channel.consumers.remove_tag(&consumer_tag);
             }
             return Err(error);
         }
@@ -174,13 +178,12 @@ impl<P: Port> Dispatcher<P> {
                 .channels
                 .borrow()
                 .get(&channel_id)
-                .and_then(|channel| channel.consumers.get(&consumer_tag).cloned())
+                .and_then(|channel| channel.consumers.by_tag(&consumer_tag).map(|info| info.queue))
         };
-        if let Some(info) = cancelled {
+        if let Some(queue) = cancelled {
             // The consumer stays until its queue has answered: a delivery the queue made
             // before it saw the cancel still reaches the client, before cancel-ok, as in
             // RabbitMQ.
-            let queue = info.queue;
             let request =
                 QueueRequest::Cancel { holder: self.connection.holder(channel_id), consumer_tag: consumer_tag.clone() };
             self.port
@@ -189,9 +192,9 @@ impl<P: Port> Dispatcher<P> {
                 .ok();
             // Deliveries that waited for the channel's limit were never sent: back to the
             // queue as they were.
-            let unsent = self.connection.channels.borrow_mut().get_mut(&channel_id).map(|channel| {
-                channel.consumers.remove(&consumer_tag);
-                channel.limit.take_held_of(&consumer_tag)
+            let unsent = self.connection.channels.borrow_mut().get_mut(&channel_id).and_then(|channel| {
+                let (key, _) = channel.consumers.remove_tag(&consumer_tag)?;
+                Some(channel.limit.take_held_of(key))
             });
             let mut by_queue: HashMap<QueueId, Vec<u64>> = HashMap::new();
             for delivery in unsent.into_iter().flatten() {
@@ -317,7 +320,7 @@ impl<P: Port> Dispatcher<P> {
                 .consumers
                 .iter()
                 .filter(|(_, info)| !info.no_ack)
-                .map(|(tag, info)| (tag.clone(), info.queue, channel.limit.consumer_prefetch(info.own_prefetch)))
+                .map(|(_, info)| (info.tag.clone(), info.queue, channel.limit.consumer_prefetch(info.own_prefetch)))
                 .collect()
         };
         let holder = self.connection.holder(channel_id);

@@ -9,8 +9,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use rustc_hash::FxHashMap;
 
+use super::consumers::Consumers;
 use super::direct_reply::ReplyConsumer;
 use super::unacked::UnackedDeliveries;
 use crate::broker::error::{AmqpError, PRECONDITION_FAILED};
@@ -18,7 +18,7 @@ use crate::broker::queue::Delivery;
 use crate::clock;
 use crate::codec::hotpath::{Ack, ContentHeader, Publish};
 use crate::codec::message::Message;
-use crate::ids::{ConsumerTag, QueueId};
+use crate::ids::{ConsumerKey, QueueId};
 use crate::limits::{BODY_GROWTH_FACTOR, TX_PENDING_MAX};
 
 #[derive(Clone, Copy, Debug)]
@@ -46,18 +46,6 @@ impl UnackedDelivery {
     pub fn overdue_at_ms(&self) -> Option<u64> {
         self.timeout_ms.map(|timeout_ms| self.delivered_at_ms.saturating_add(timeout_ms).saturating_add(1))
     }
-}
-
-#[derive(Clone, Debug)]
-pub struct ConsumerInfo {
-    pub queue: QueueId,
-    /// The consumer timeout of its deliveries: its own `x-consumer-timeout`, else its queue's,
-    /// else the broker's (`--consumer-timeout`); None for none.
-    pub timeout_ms: Option<u64>,
-    /// The channel's basic.qos prefetch_count (global=false) when the consumer started: its
-    /// own limit, which the channel's limit may lower (see `ChannelLimit::consumer_prefetch`).
-    pub own_prefetch: u32,
-    pub no_ack: bool,
 }
 
 /// basic.qos with global=true: one limit on the unacknowledged consumer deliveries of the
@@ -107,9 +95,9 @@ impl ChannelLimit {
     }
 
     /// The waiting deliveries of one consumer, taken out (it was cancelled).
-    pub fn take_held_of(&mut self, consumer_tag: &str) -> Vec<Delivery> {
+    pub fn take_held_of(&mut self, consumer: ConsumerKey) -> Vec<Delivery> {
         let (theirs, others): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.held).into_iter().partition(|delivery| &*delivery.consumer_tag == consumer_tag);
+            std::mem::take(&mut self.held).into_iter().partition(|delivery| delivery.consumer == consumer);
         self.held = others.into();
         theirs
     }
@@ -404,7 +392,7 @@ pub struct Channel {
     lifecycle: Lifecycle,
     next_delivery_tag: u64,
     pub unacked: UnackedDeliveries,
-    pub consumers: FxHashMap<ConsumerTag, ConsumerInfo>,
+    pub consumers: Consumers,
     /// The direct reply-to consumer (`amq.rabbitmq.reply-to`); at most one, as in RabbitMQ.
     pub reply_consumer: Option<ReplyConsumer>,
     /// basic.qos prefetch_count (global=false) for consumers created after it.
@@ -430,7 +418,7 @@ impl Channel {
             lifecycle: Lifecycle::Open,
             next_delivery_tag: 1,
             unacked: UnackedDeliveries::default(),
-            consumers: FxHashMap::default(),
+            consumers: Consumers::default(),
             reply_consumer: None,
             prefetch_count: 0,
             limit: ChannelLimit::default(),

@@ -19,7 +19,7 @@ use rustc_hash::FxHashMap;
 
 use super::channel::Channel;
 use crate::broker::error::AmqpError;
-use crate::ids::{ConnId, ConsumerTag, Holder, QueueId};
+use crate::ids::{ConnId, ConsumerKey, Holder, QueueId};
 use crate::limits::{CONNECTION_OUTPUT_HIGH_BYTES, OUTPUT_KEEP_BYTES};
 
 pub struct Connection {
@@ -90,7 +90,7 @@ pub struct Connection {
 }
 
 /// The consumer a delivery was written for: (its queue, its channel, its tag).
-pub type CreditKey = (QueueId, Holder, ConsumerTag);
+pub type CreditKey = (QueueId, Holder, ConsumerKey);
 
 /// Deliveries written per consumer since the writer last sent a chunk: the flow credit the
 /// queues get back. Runs of deliveries to one consumer (the usual case) are counted without
@@ -102,15 +102,15 @@ struct Credits {
 }
 
 impl Credits {
-    fn note(&mut self, queue: QueueId, holder: Holder, consumer_tag: &ConsumerTag) {
-        if let Some(((run_queue, run_holder, run_tag), count)) = &mut self.run {
-            if *run_queue == queue && *run_holder == holder && run_tag == consumer_tag {
+    fn note(&mut self, key: CreditKey) {
+        if let Some((run_key, count)) = &mut self.run {
+            if *run_key == key {
                 *count += 1;
                 return;
             }
         }
         self.end_run();
-        self.run = Some(((queue, holder, consumer_tag.clone()), 1));
+        self.run = Some((key, 1));
     }
 
     fn end_run(&mut self) {
@@ -225,9 +225,9 @@ impl Connection {
         }
     }
 
-    pub fn note_written(&self, queue: QueueId, holder: Holder, consumer_tag: &ConsumerTag) {
+    pub fn note_written(&self, queue: QueueId, holder: Holder, consumer: ConsumerKey) {
         self.consumes.set(true);
-        self.written.borrow_mut().note(queue, holder, consumer_tag);
+        self.written.borrow_mut().note((queue, holder, consumer));
     }
 
     /// Ends output after what is queued; the writer then closes the socket.
@@ -421,19 +421,18 @@ mod tests {
     #[test]
     fn credits_count_runs_and_interleavings_per_consumer() {
         let mut credits = Credits::default();
-        let (a, b): (ConsumerTag, ConsumerTag) = ("a".into(), "b".into());
-        let same_text: ConsumerTag = "a".into();
-        credits.note(QueueId(1), holder(1), &a);
-        credits.note(QueueId(1), holder(1), &a);
-        credits.note(QueueId(1), holder(1), &b);
-        credits.note(QueueId(1), holder(1), &same_text);
-        credits.note(QueueId(2), holder(1), &a);
-        credits.note(QueueId(1), holder(2), &a);
+        let (a, b) = (ConsumerKey(1), ConsumerKey(2));
+        credits.note((QueueId(1), holder(1), a));
+        credits.note((QueueId(1), holder(1), a));
+        credits.note((QueueId(1), holder(1), b));
+        credits.note((QueueId(1), holder(1), a));
+        credits.note((QueueId(2), holder(1), a));
+        credits.note((QueueId(1), holder(2), a));
         let taken = credits.take();
         assert_eq!(taken.len(), 4);
-        assert_eq!(taken[&(QueueId(1), holder(1), a.clone())], 3);
+        assert_eq!(taken[&(QueueId(1), holder(1), a)], 3);
         assert_eq!(taken[&(QueueId(1), holder(1), b)], 1);
-        assert_eq!(taken[&(QueueId(2), holder(1), a.clone())], 1);
+        assert_eq!(taken[&(QueueId(2), holder(1), a)], 1);
         assert_eq!(taken[&(QueueId(1), holder(2), a)], 1);
         assert!(credits.take().is_empty());
     }

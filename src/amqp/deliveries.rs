@@ -108,44 +108,41 @@ impl Connection {
     }
 
     fn deliver_checked(&self, delivery: Delivery, released: bool) -> DeliverOutcome {
-        let (delivery_tag, overdue_at_ms) = {
-            let mut channels = self.channels.borrow_mut();
-            let Some(channel) = channels.get_mut(&delivery.holder.channel) else {
-                return DeliverOutcome::Bounced(delivery);
-            };
-            let timeout_ms = match channel.consumers.get(&delivery.consumer_tag) {
-                Some(consumer) if channel.is_current(delivery.holder.incarnation) => consumer.timeout_ms,
-                _ => return DeliverOutcome::Bounced(delivery),
-            };
-            if !delivery.no_ack && !released && channel.limit.must_hold() {
-                channel.limit.held.push_back(delivery);
-                return DeliverOutcome::Held;
-            }
-            let delivery_tag = channel.next_delivery_tag();
-            let mut overdue_at_ms = None;
-            if !delivery.no_ack {
-                let mut unacked = UnackedDelivery::new(delivery.queue, delivery.sequence, timeout_ms);
-                unacked.limited = true;
-                overdue_at_ms = unacked.overdue_at_ms();
-                channel.insert_unacked(delivery_tag, unacked);
-            }
-            (delivery_tag, overdue_at_ms)
+        let mut channels = self.channels.borrow_mut();
+        let Some(channel) = channels.get_mut(&delivery.holder.channel) else {
+            return DeliverOutcome::Bounced(delivery);
         };
+        let timeout_ms = match channel.consumers.get(delivery.consumer) {
+            Some(consumer) if channel.is_current(delivery.holder.incarnation) => consumer.timeout_ms,
+            _ => return DeliverOutcome::Bounced(delivery),
+        };
+        if !delivery.no_ack && !released && channel.limit.must_hold() {
+            channel.limit.held.push_back(delivery);
+            return DeliverOutcome::Held;
+        }
         let Some(message) = delivery.payload.message() else {
             return DeliverOutcome::Unencodable(delivery);
         };
-        let tags =
-            DeliveryTags { consumer_tag: &delivery.consumer_tag, delivery_tag, redelivered: delivery.redelivered };
+        let delivery_tag = channel.next_delivery_tag();
+        let mut overdue_at_ms = None;
+        if !delivery.no_ack {
+            let mut unacked = UnackedDelivery::new(delivery.queue, delivery.sequence, timeout_ms);
+            unacked.limited = true;
+            overdue_at_ms = unacked.overdue_at_ms();
+            channel.insert_unacked(delivery_tag, unacked);
+        }
+        let consumer = channel.consumers.get(delivery.consumer);
+        let consumer_tag = &consumer.expect("found above, under the same borrow of the channels").tag;
+        let tags = DeliveryTags { consumer_tag, delivery_tag, redelivered: delivery.redelivered };
         if let Err(error) = self.write_deliver(delivery.holder.channel, tags, message) {
             // Properties larger than this client's frame_max allow: the spec has no way to
             // send them, so the message is dropped for this consumer, loudly.
             crate::warn!("connection {}: cannot deliver a message: {error}", self.id);
-            if let Some(channel) = self.channels.borrow_mut().get_mut(&delivery.holder.channel) {
-                channel.remove_unacked(delivery_tag);
-            }
+            channel.remove_unacked(delivery_tag);
             return DeliverOutcome::Unencodable(delivery);
         }
-        self.note_written(delivery.queue, delivery.holder, &delivery.consumer_tag);
+        drop(channels);
+        self.note_written(delivery.queue, delivery.holder, delivery.consumer);
         DeliverOutcome::Written { overdue_at_ms }
     }
 
@@ -194,11 +191,14 @@ impl Connection {
         let channel = holder.channel;
         // Its waiting deliveries went with the queue.
         let known = self.channels.borrow_mut().get_mut(&channel).is_some_and(|open| {
-            let known = open.is_current(holder.incarnation) && open.consumers.remove(consumer_tag).is_some();
-            if known {
-                open.limit.take_held_of(consumer_tag);
+            if !open.is_current(holder.incarnation) {
+                return false;
             }
-            known
+            let Some((key, _)) = open.consumers.remove_tag(consumer_tag) else {
+                return false;
+            };
+            open.limit.take_held_of(key);
+            true
         });
         if known && self.supports_cancel_notify.get() {
             let cancel = AMQPClass::Basic(basic::AMQPMethod::Cancel(basic::Cancel {

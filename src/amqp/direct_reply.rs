@@ -80,7 +80,7 @@ impl<P: Port> Dispatcher<P> {
             let Some(channel) = channels.get_mut(&channel_id) else {
                 return Ok(());
             };
-            if channel.consumers.contains_key(&consumer_tag) {
+            if channel.consumers.contains_tag(&consumer_tag) {
                 return Err(AmqpError::new(NOT_ALLOWED, format!("attempt to reuse consumer tag '{consumer_tag}'")));
             }
             if !consume.no_ack {

@@ -13,6 +13,7 @@ mod assembly;
 mod basic;
 mod channel;
 pub(crate) mod connection;
+mod consumers;
 pub(crate) mod deliveries;
 mod direct_reply;
 pub(crate) mod dispatch;

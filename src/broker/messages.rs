@@ -13,7 +13,7 @@ use crate::broker::requests::{AdminRequest, QueueRequest, ReplyBody};
 use crate::broker::snapshot::{QueueDef, Snapshot};
 use crate::codec::message::Message;
 pub use crate::ids::ConfirmTo;
-use crate::ids::{ConnId, ConsumerTag, Holder, QueueId};
+use crate::ids::{ConnId, ConsumerKey, ConsumerTag, Holder, QueueId};
 
 /// An accepted client socket on its way to the shard that will serve it.
 #[derive(Debug)]
@@ -102,7 +102,7 @@ pub enum ShardMsg {
     Credit {
         queue: QueueId,
         holder: Holder,
-        consumer_tag: ConsumerTag,
+        consumer: ConsumerKey,
         count: u32,
     },
     ChannelGone {

@@ -24,7 +24,7 @@ use super::requests::GotMessage;
 use super::snapshot::QueueDef;
 use crate::clock;
 use crate::codec::message::Message;
-use crate::ids::{ConsumerTag, Holder, QueueId};
+use crate::ids::{ConsumerKey, ConsumerTag, Holder, QueueId};
 use crate::limits::{CONSUMER_FLOW_WINDOW, EXPIRY_SWEEP_MESSAGES_MAX};
 use crate::store::record::Mark;
 use crate::store::StoredRef;
@@ -80,12 +80,14 @@ impl Payload {
 struct Unacked {
     entry: Entry,
     holder: Holder,
-    consumer_tag: Option<ConsumerTag>,
+    /// The consumer it went to (with `holder`); None for a basic.get.
+    consumer: Option<ConsumerKey>,
 }
 
 #[derive(Debug)]
 struct Consumer {
     holder: Holder,
+    key: ConsumerKey,
     tag: ConsumerTag,
     no_ack: bool,
     /// 0 means unlimited (basic.qos prefetch_count 0).
@@ -100,6 +102,8 @@ struct Consumer {
 /// How a consumer asked to receive (basic.consume flags and arguments).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ConsumerSettings {
+    /// Its channel's key for it (`ConsumerKey`): deliveries, acks and credits name it by that.
+    pub key: ConsumerKey,
     pub no_ack: bool,
     pub exclusive: bool,
     /// 0 means unlimited (basic.qos prefetch_count 0).
@@ -126,7 +130,7 @@ enum Requeue {
 #[derive(Debug)]
 pub struct Delivery {
     pub holder: Holder,
-    pub consumer_tag: ConsumerTag,
+    pub consumer: ConsumerKey,
     pub queue: QueueId,
     pub sequence: u64,
     pub payload: Payload,
@@ -458,7 +462,7 @@ impl Queue {
             } else {
                 consumer.unacked += 1;
                 let payload = entry.payload.clone();
-                let unacked = Unacked { entry, holder: consumer.holder, consumer_tag: Some(consumer.tag.clone()) };
+                let unacked = Unacked { entry, holder: consumer.holder, consumer: Some(consumer.key) };
                 let earlier = self.unacked.insert(sequence, unacked);
                 // A message is either ready or unacked, once: a second unacked entry for the
                 // same sequence would deliver it twice and lose the first holder's ack.
@@ -467,7 +471,7 @@ impl Queue {
             };
             let delivery = Delivery {
                 holder: consumer.holder,
-                consumer_tag: consumer.tag.clone(),
+                consumer: consumer.key,
                 queue: self.definition.id,
                 sequence,
                 payload,
@@ -511,7 +515,7 @@ impl Queue {
         tag: ConsumerTag,
         settings: ConsumerSettings,
     ) -> Result<(), AmqpError> {
-        let ConsumerSettings { no_ack, exclusive, prefetch_count, priority } = settings;
+        let ConsumerSettings { key, no_ack, exclusive, prefetch_count, priority } = settings;
         let in_exclusive_use = || {
             AmqpError::new(
                 ACCESS_REFUSED,
@@ -529,6 +533,7 @@ impl Queue {
         self.stream_consumer_added(holder, &tag);
         self.consumers.push(Consumer {
             holder,
+            key,
             tag,
             no_ack,
             prefetch_count,
@@ -616,9 +621,9 @@ impl Queue {
                 self.unacked.insert(*sequence, unacked);
                 continue;
             }
-            if let Some(tag) = &unacked.consumer_tag {
+            if let Some(key) = unacked.consumer {
                 if let Some(consumer) =
-                    self.consumers.iter_mut().find(|consumer| consumer.holder == holder && &consumer.tag == tag)
+                    self.consumers.iter_mut().find(|consumer| consumer.holder == holder && consumer.key == key)
                 {
                     debug_assert!(consumer.unacked > 0, "an ack for a consumer that holds no unacked message");
                     consumer.unacked = consumer.unacked.saturating_sub(1);
@@ -667,13 +672,13 @@ impl Queue {
     pub fn credit(
         &mut self,
         holder: Holder,
-        tag: &str,
+        key: ConsumerKey,
         count: u32,
         effects: &mut Vec<Effect>,
         reader: &dyn RecordReader,
     ) {
         if let Some(consumer) =
-            self.consumers.iter_mut().find(|consumer| consumer.holder == holder && &*consumer.tag == tag)
+            self.consumers.iter_mut().find(|consumer| consumer.holder == holder && consumer.key == key)
         {
             consumer.flow_credit = consumer.flow_credit.saturating_add(count).min(CONSUMER_FLOW_WINDOW);
             self.dispatch(effects, reader);
@@ -702,7 +707,7 @@ impl Queue {
             delivery_count: self.args.delivery_count_header(entry.delivery_count, true),
         };
         if !no_ack {
-            self.unacked.insert(entry.sequence, Unacked { entry, holder, consumer_tag: None });
+            self.unacked.insert(entry.sequence, Unacked { entry, holder, consumer: None });
         }
         Some(got)
     }

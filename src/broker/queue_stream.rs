@@ -213,7 +213,7 @@ impl Queue {
                 self.stats.deliver_get += 1;
                 effects.push(Effect::Deliver(Delivery {
                     holder: consumer.holder,
-                    consumer_tag: consumer.tag.clone(),
+                    consumer: consumer.key,
                     queue: self.definition.id,
                     sequence,
                     payload: Payload::Memory(Arc::new(delivered_message(entry))),

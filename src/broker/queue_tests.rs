@@ -33,7 +33,7 @@ fn message(body: &'static [u8]) -> Payload {
 }
 
 fn settings(no_ack: bool, exclusive: bool, prefetch_count: u32) -> ConsumerSettings {
-    ConsumerSettings { no_ack, exclusive, prefetch_count, priority: 0 }
+    ConsumerSettings { key: ConsumerKey::default(), no_ack, exclusive, prefetch_count, priority: 0 }
 }
 
 fn holder(channel: u16) -> Holder {
@@ -120,8 +120,59 @@ fn flow_credit_bounds_no_ack_deliveries() {
         queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
     }
     assert_eq!(delivered(&mut effects).len(), CONSUMER_FLOW_WINDOW as usize);
-    queue.credit(holder(1), "a", 5, &mut effects, &NoRecords);
+    queue.credit(holder(1), ConsumerKey::default(), 5, &mut effects, &NoRecords);
     assert_eq!(delivered(&mut effects).len(), 5);
+}
+
+fn deliveries_by_consumer(effects: &mut Vec<Effect>) -> Vec<(ConsumerKey, u64)> {
+    effects
+        .drain(..)
+        .filter_map(|effect| match effect {
+            Effect::Deliver(delivery) => Some((delivery.consumer, delivery.sequence)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn acks_reach_the_consumer_they_name_on_a_shared_channel() {
+    // Two consumers on one channel, told apart by their keys alone.
+    let mut queue = queue();
+    let mut effects = Vec::new();
+    let (one, two) = (ConsumerKey(1), ConsumerKey(2));
+    let manual = |key| ConsumerSettings { key, ..settings(false, false, 1) };
+    queue.add_consumer(holder(1), "one".into(), manual(one)).expect("one");
+    queue.add_consumer(holder(1), "two".into(), manual(two)).expect("two");
+    for _ in 0..3 {
+        queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    }
+    assert_eq!(deliveries_by_consumer(&mut effects), vec![(one, 1), (two, 2)], "one each, at prefetch 1");
+    // Acking two's message frees two alone.
+    queue.settle(holder(1), &[2], Settle::Ack, &mut effects, &NoRecords);
+    assert_eq!(deliveries_by_consumer(&mut effects), vec![(two, 3)]);
+    assert_eq!(queue.unacked_count(), 2);
+}
+
+#[test]
+fn flow_credit_reaches_the_consumer_it_names_on_a_shared_channel() {
+    let mut queue = queue();
+    let mut effects = Vec::new();
+    let (one, two) = (ConsumerKey(1), ConsumerKey(2));
+    let no_ack = |key| ConsumerSettings { key, ..settings(true, false, 0) };
+    queue.add_consumer(holder(1), "one".into(), no_ack(one)).expect("one");
+    for _ in 0..CONSUMER_FLOW_WINDOW {
+        queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    }
+    assert_eq!(deliveries_by_consumer(&mut effects).len(), CONSUMER_FLOW_WINDOW as usize);
+    queue.add_consumer(holder(1), "two".into(), no_ack(two)).expect("two");
+    queue.cancel_consumer(holder(1), "two");
+    queue.enqueue(message(b"x"), Arrival::default(), &mut effects, &NoRecords);
+    assert!(deliveries_by_consumer(&mut effects).is_empty(), "one is out of credit");
+    // Credit for another key of the same channel (a consumer gone meanwhile) is not one's.
+    queue.credit(holder(1), two, 5, &mut effects, &NoRecords);
+    assert!(deliveries_by_consumer(&mut effects).is_empty());
+    queue.credit(holder(1), one, 5, &mut effects, &NoRecords);
+    assert_eq!(deliveries_by_consumer(&mut effects).len(), 1);
 }
 
 fn arguments(entries: &[(&str, i64)], dead_letter_exchange: bool) -> FieldTable {

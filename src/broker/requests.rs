@@ -82,6 +82,8 @@ pub enum QueueRequest {
     Consume {
         holder: Holder,
         consumer_tag: crate::ids::ConsumerTag,
+        /// The channel's key for the consumer (`ConsumerKey`).
+        consumer: crate::ids::ConsumerKey,
         no_ack: bool,
         exclusive: bool,
         prefetch_count: u32,

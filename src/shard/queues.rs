@@ -47,10 +47,8 @@ impl Shard {
                     queue.settle(holder, &sequences, action, effects, reader)
                 });
             }
-            ShardMsg::Credit { queue, holder, consumer_tag, count } => {
-                self.with_queue(queue, |queue, effects, reader| {
-                    queue.credit(holder, &consumer_tag, count, effects, reader)
-                });
+            ShardMsg::Credit { queue, holder, consumer, count } => {
+                self.with_queue(queue, |queue, effects, reader| queue.credit(holder, consumer, count, effects, reader));
             }
             ShardMsg::ChannelGone { holder } => self.channel_gone(holder),
             other => crate::warn!("shard {} dropped a misrouted message: {other:?}", self.id),
@@ -450,6 +448,7 @@ fn apply_queue_request(
         QueueRequest::Consume {
             holder,
             consumer_tag,
+            consumer,
             no_ack,
             exclusive,
             prefetch_count,
@@ -460,7 +459,7 @@ fn apply_queue_request(
             if let Some(offset) = stream_offset {
                 queue.set_stream_start(*offset);
             }
-            let settings = ConsumerSettings { no_ack, exclusive, prefetch_count, priority };
+            let settings = ConsumerSettings { key: consumer, no_ack, exclusive, prefetch_count, priority };
             let result = queue.add_consumer(holder, consumer_tag, settings);
             Outcome::Consumed(result.map(|()| ReplyBody::ConsumeOk))
         }

@@ -450,8 +450,8 @@ async fn write_loop(
             kill(&connection, fd);
             break;
         }
-        for ((queue, holder, consumer_tag), count) in connection.write_completed() {
-            shard.send(queue.owner(), ShardMsg::Credit { queue, holder, consumer_tag, count });
+        for ((queue, holder, consumer), count) in connection.write_completed() {
+            shard.send(queue.owner(), ShardMsg::Credit { queue, holder, consumer, count });
         }
         if written < OUTPUT_KEEP_BYTES {
             connection.release_idle_output();
