@@ -64,6 +64,34 @@ impl Payload {
         }
     }
 
+    /// What a delivery carries while the queue keeps the entry (unacked): the message alone
+    /// when it is in memory. Cloning the stored reference would raise its segment's shared
+    /// count (an atomic) only for `into_delivered` to lower it again. A stored message not yet
+    /// read keeps its reference, for the shard to read it.
+    pub fn for_delivery(&self) -> Payload {
+        match self {
+            Payload::Memory(message) | Payload::Stored { cached: Some(message), .. } => {
+                Payload::Memory(message.clone())
+            }
+            Payload::Stored { reference, cached: None } => {
+                Payload::Stored { reference: reference.clone(), cached: None }
+            }
+        }
+    }
+
+    /// Splits a payload that leaves the queue with a delivery (no-ack): what the delivery
+    /// carries, as `for_delivery`, and the stored reference, for the removal mark. Moved, not
+    /// cloned, when the message is in memory.
+    pub fn split_for_delivery(self) -> (Payload, Option<StoredRef>) {
+        match self {
+            Payload::Memory(message) => (Payload::Memory(message), None),
+            Payload::Stored { reference, cached: Some(message) } => (Payload::Memory(message), Some(reference)),
+            Payload::Stored { reference, cached: None } => {
+                (Payload::Stored { reference: reference.clone(), cached: None }, Some(reference))
+            }
+        }
+    }
+
     /// A delivery's payload once loaded (`Shard::load`): the message alone, for the consumer's
     /// shard reads nothing else. A stored message's reference holds its segment, so sending it
     /// would change that segment's shared count (an atomic) on both shards for every message
@@ -423,13 +451,22 @@ impl Queue {
     /// recovered, so it needs none.
     fn mark(&self, entry: &Entry, mark: Mark, effects: &mut Vec<Effect>) {
         let stored = entry.payload.stored().filter(|reference| reference.kind != crate::store::record::KIND_PAGED);
+        self.mark_reference(stored.cloned(), entry.sequence, mark, effects);
+    }
+
+    /// `mark` for an entry that leaves the queue: its reference moves into the mark.
+    fn mark_leaving(&self, entry: Entry, mark: Mark, effects: &mut Vec<Effect>) {
+        let reference = match entry.payload {
+            Payload::Stored { reference, .. } => Some(reference),
+            Payload::Memory(_) => None,
+        };
+        self.mark_reference(reference, entry.sequence, mark, effects);
+    }
+
+    fn mark_reference(&self, reference: Option<StoredRef>, sequence: u64, mark: Mark, effects: &mut Vec<Effect>) {
+        let stored = reference.filter(|reference| reference.kind != crate::store::record::KIND_PAGED);
         if let Some(reference) = stored {
-            effects.push(Effect::Mark {
-                reference: reference.clone(),
-                queue_sequence: self.definition.id.sequence(),
-                sequence: entry.sequence,
-                mark,
-            });
+            effects.push(Effect::Mark { reference, queue_sequence: self.definition.id.sequence(), sequence, mark });
         }
     }
 
@@ -445,23 +482,22 @@ impl Queue {
             let Some(entry) = self.pop_ready(effects, reader) else {
                 return;
             };
-            let mark = if self.consumers[index].no_ack { Mark::Removed } else { Mark::Delivered };
-            self.mark(&entry, mark, effects);
             self.stats.deliver_get += 1;
             self.consumer_deliveries += 1;
             self.stats.redeliver += u64::from(entry.redelivered);
             let delivery_count = self.args.delivery_count_header(entry.delivery_count, false);
-            let consumer = &mut self.consumers[index];
-            debug_assert!(consumer.flow_credit > 0, "a delivery to a consumer without flow credit");
-            consumer.flow_credit -= 1;
             let (sequence, redelivered) = (entry.sequence, entry.redelivered);
-            // A no-ack delivery takes the entry's payload: a clone and a drop would change a
-            // shared message's reference count (an atomic) twice for nothing.
-            let payload = if consumer.no_ack {
-                entry.payload
+            // The delivery carries the message alone when it is in memory: the stored reference
+            // stays with the unacked entry, or moves into the removal mark of a no-ack one.
+            let payload = if self.consumers[index].no_ack {
+                let (payload, reference) = entry.payload.split_for_delivery();
+                self.mark_reference(reference, sequence, Mark::Removed, effects);
+                payload
             } else {
+                self.mark(&entry, Mark::Delivered, effects);
+                let payload = entry.payload.for_delivery();
+                let consumer = &mut self.consumers[index];
                 consumer.unacked += 1;
-                let payload = entry.payload.clone();
                 let unacked = Unacked { entry, holder: consumer.holder, consumer: Some(consumer.key) };
                 let earlier = self.unacked.insert(sequence, unacked);
                 // A message is either ready or unacked, once: a second unacked entry for the
@@ -469,6 +505,9 @@ impl Queue {
                 debug_assert!(earlier.is_none(), "message delivered again while still unacked");
                 payload
             };
+            let consumer = &mut self.consumers[index];
+            debug_assert!(consumer.flow_credit > 0, "a delivery to a consumer without flow credit");
+            consumer.flow_credit -= 1;
             let delivery = Delivery {
                 holder: consumer.holder,
                 consumer: consumer.key,
@@ -636,7 +675,7 @@ impl Queue {
                 Settle::Discard => self.dead(unacked.entry, DeathReason::Rejected, effects),
                 Settle::Ack => {
                     self.stats.ack += 1;
-                    self.mark(&unacked.entry, Mark::Removed, effects)
+                    self.mark_leaving(unacked.entry, Mark::Removed, effects)
                 }
             }
         }
@@ -716,7 +755,7 @@ impl Queue {
     pub fn purge(&mut self, effects: &mut Vec<Effect>, reader: &dyn RecordReader) -> u32 {
         let count = self.message_count();
         while let Some(entry) = self.ready.pop_front(reader, self.definition.id.sequence()) {
-            self.mark(&entry, Mark::Removed, effects);
+            self.mark_leaving(entry, Mark::Removed, effects);
         }
         self.ready_bytes = 0;
         count

@@ -102,7 +102,7 @@ impl Queue {
                 target: target.clone(),
             });
         }
-        self.mark(&entry, Mark::Removed, effects);
+        self.mark_leaving(entry, Mark::Removed, effects);
     }
 
     fn over_limit(&self, extra_messages: u64, extra_bytes: u64) -> bool {

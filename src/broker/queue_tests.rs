@@ -453,3 +453,46 @@ fn a_quorum_queue_puts_a_message_of_a_closed_channel_back_in_front() {
     let got = queue.get(holder(2), true, &mut effects, &NoRecords).expect("a again");
     assert_eq!((got.sequence, got.redelivered), (1, true));
 }
+
+#[test]
+fn a_stored_message_reaches_its_consumer_alone_and_its_reference_goes_with_the_last_mark() {
+    let dir = std::env::temp_dir().join(format!("spatemq-queue-marks-{}", std::process::id()));
+    let mut store = crate::store::Store::open(&dir, 1, 1 << 20, None).expect("open a store");
+    let record = crate::store::record::MessageRecord::plain(1, 1, b"x");
+    let reference = store.append(&record).expect("append");
+    let segment = reference.segment.clone();
+    let references = || Arc::strong_count(&segment);
+    let before = references();
+    let stored = || Payload::Stored { reference: reference.clone(), cached: message(b"x").message().cloned() };
+    let mut effects = Vec::new();
+    for (no_ack, what) in [(false, "acknowledged"), (true, "no-ack")] {
+        let mut queue = queue();
+        queue.add_consumer(holder(1), "c".into(), settings(no_ack, false, 0)).expect("consume");
+        queue.enqueue(stored(), Arrival::default(), &mut effects, &NoRecords);
+        let mut marks = Vec::new();
+        for effect in effects.drain(..) {
+            match effect {
+                Effect::Deliver(delivery) => {
+                    assert!(matches!(delivery.payload, Payload::Memory(_)), "{what}: the message alone");
+                }
+                Effect::Mark { reference, mark, .. } => marks.push((reference, mark)),
+                other => panic!("{what}: unexpected {other:?}"),
+            }
+        }
+        let expected = if no_ack { Mark::Removed } else { Mark::Delivered };
+        assert_eq!(marks.iter().map(|(_, mark)| *mark).collect::<Vec<_>>(), vec![expected], "{what}");
+        // The mark holds one reference; an unacked entry holds another.
+        assert_eq!(references(), before + 1 + usize::from(!no_ack), "{what}");
+        drop(marks);
+        if !no_ack {
+            queue.settle(holder(1), &[1], Settle::Ack, &mut effects, &NoRecords);
+            assert!(matches!(effects.as_slice(), [Effect::Mark { mark: Mark::Removed, .. }]));
+            // The entry's own reference moved into the removal mark.
+            assert_eq!(references(), before + 1, "{what}: only the mark holds it");
+            effects.clear();
+        }
+        assert_eq!(references(), before, "{what}: nothing holds the segment after the last mark");
+    }
+    drop(reference);
+    let _ = std::fs::remove_dir_all(&dir);
+}
