@@ -34,6 +34,7 @@ pub(crate) mod recovery;
 pub(crate) mod reply_to;
 pub(crate) mod requests;
 pub(crate) mod routing;
+mod sequence_table;
 pub(crate) mod snapshot;
 pub(crate) mod stream_args;
 mod topic;

@@ -13,14 +13,13 @@
 
 use std::sync::Arc;
 
-use rustc_hash::FxHashMap;
-
 use super::dead_letter::DeathReason;
 use super::error::{AmqpError, ACCESS_REFUSED, PRECONDITION_FAILED};
 use super::priority::Levels;
 use super::queue_args::{DeadLetterTarget, QueueArgs, QueueType};
 use super::ready::{Entry, RecordReader};
 use super::requests::GotMessage;
+use super::sequence_table::SequenceTable;
 use super::snapshot::QueueDef;
 use crate::clock;
 use crate::codec::message::Message;
@@ -220,7 +219,7 @@ pub enum Settle {
 pub struct Queue {
     pub definition: Arc<QueueDef>,
     ready: Levels,
-    unacked: FxHashMap<u64, Unacked>,
+    unacked: SequenceTable<Unacked>,
     consumers: Vec<Consumer>,
     next_consumer: usize,
     next_sequence: u64,
@@ -258,7 +257,7 @@ impl Queue {
         let args = definition.policies.queue_args(&definition.arguments);
         Queue {
             ready: Levels::new(args.max_priority),
-            unacked: FxHashMap::default(),
+            unacked: SequenceTable::default(),
             consumers: Vec::new(),
             next_consumer: 0,
             next_sequence: 1,
@@ -616,12 +615,8 @@ impl Queue {
             self.stream_consumers_changed();
             return self.should_auto_delete();
         }
-        let sequences: Vec<u64> = self
-            .unacked
-            .iter()
-            .filter(|(_, unacked)| unacked.holder == holder)
-            .map(|(sequence, _)| *sequence)
-            .collect();
+        let sequences: Vec<u64> =
+            self.unacked.iter().filter(|(_, unacked)| unacked.holder == holder).map(|(sequence, _)| sequence).collect();
         // Returned, not requeued: a quorum queue puts them back in front too.
         self.settle_as(holder, &sequences, Settle::Requeue, Requeue::Returned, effects, reader);
         self.should_auto_delete()
@@ -653,7 +648,7 @@ impl Queue {
             return self.settle_stream(holder, sequences, effects);
         }
         for sequence in sequences {
-            let Some(unacked) = self.unacked.remove(sequence) else {
+            let Some(unacked) = self.unacked.remove(*sequence) else {
                 continue;
             };
             if unacked.holder != holder {
