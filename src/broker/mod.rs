@@ -23,6 +23,7 @@ pub(crate) mod messages;
 pub(crate) mod owned_exchange;
 mod packed;
 pub(crate) mod passwords;
+pub(crate) mod payload;
 pub(crate) mod placement;
 pub(crate) mod policy;
 mod policy_changes;
