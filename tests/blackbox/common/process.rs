@@ -176,6 +176,11 @@ impl BrokerProcess {
         &self.uri
     }
 
+    /// The broker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the broker is running").id()
+    }
+
     /// The port of the AMQP listeners.
     pub fn port(&self) -> u16 {
         self.port
