@@ -427,18 +427,26 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
         monoio::spawn(crate::shard::delayed::delayed_loop(shard.clone()));
         let collector = shard.clone();
         monoio::spawn(crate::alarms::collect_loop(move || collector.shutdown_requested()));
+        let mut listening = Vec::new();
         for listener in listeners {
+            let listener = Rc::new(listener);
+            listening.push(listener.clone());
             monoio::spawn(accept_loop(shard.clone(), listener, None, true));
         }
         for (listener, tls) in tls_listeners {
+            let listener = Rc::new(listener);
+            listening.push(listener.clone());
             monoio::spawn(accept_loop(shard.clone(), listener, Some(tls), true));
         }
         // A shard's own listener exists to reach that shard: its connections never move.
         if let Some(listener) = own_listener {
+            let listener = Rc::new(listener);
+            listening.push(listener.clone());
             monoio::spawn(accept_loop(shard.clone(), listener, None, false));
         }
         let _ = ready.send(Ok(ShardReady { shard: shard_id, own_address, legacy_driver }));
         shard.clone().run_mailbox_loop().await;
+        stop_listening(&listening);
         close_all_connections(&shard).await;
         shard.drain_at_shutdown().await;
         crate::shard::commit::final_commit(&shard).await;
@@ -454,13 +462,19 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
 
 /// Accepts AMQP sockets, or amqps ones when `tls` is given, and serves each here or on the
 /// shard with the fewest connections (`balanced`; `shard::balance`).
-async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, balanced: bool) {
+async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: Rc<TcpListener>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    balanced: bool,
+) {
     loop {
-        match listener.accept().await {
+        let accepted = listener.accept().await;
+        if shard.shutdown_requested() {
+            return;
+        }
+        match accepted {
             Ok((stream, peer)) => {
-                if shard.shutdown_requested() {
-                    return;
-                }
                 let loopback_peer = is_loopback(peer.ip());
                 crate::shard::balance::place(&shard, stream, loopback_peer, tls.clone(), balanced);
             }
@@ -469,6 +483,21 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, tls: Option<Arc<ru
                 crate::warn!("shard {}: accept failed: {error}", shard.id);
                 monoio::time::sleep(Duration::from_millis(50)).await;
             }
+        }
+    }
+}
+
+/// Shutdown, first step: the shard's listening sockets stop listening, so the port is free
+/// when the process exits. Closing them is not enough under io_uring: the accept still pending
+/// on each keeps its socket listening until the kernel tears the ring down, after the exit
+/// (a broker started right after the last one exited failed with "Address already in use").
+/// The pending accepts then fail, and their loops end.
+fn stop_listening(listeners: &[Rc<TcpListener>]) {
+    use std::os::fd::AsRawFd;
+    for listener in listeners {
+        // SAFETY: the descriptor is open: `listeners` holds its owner.
+        unsafe {
+            libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR);
         }
     }
 }

@@ -328,3 +328,27 @@ async fn the_broker_runs_with_transparent_huge_pages_off() {
     }
     broker.stop_cleanly();
 }
+
+/// A broker started right after the previous one exited takes the same port, as a restart by
+/// a service manager does: the shards stop listening before the process exits, not when the
+/// kernel tears their rings down afterwards. Three restarts in a row, each on the port the
+/// first one picked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restarted_at_once_takes_the_same_port() {
+    if skip_against_an_external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let mut broker = BrokerProcess::start(data.path(), 2, &[]);
+    let port = broker.port().to_string();
+    let data_dir = data.path().to_str().expect("a UTF-8 path");
+    for restart in 1..=3 {
+        broker.stop_cleanly();
+        let args = ["--amqp-port", &port, "--bind", "127.0.0.1", "--data-dir", data_dir, "--shards", "2"];
+        broker = match BrokerProcess::try_start_with(&args) {
+            Ok(broker) => broker,
+            Err(exited) => panic!("restart {restart} on port {port} failed ({}):\n{}", exited.status, exited.stderr),
+        };
+    }
+    broker.stop_cleanly();
+}
