@@ -791,7 +791,6 @@ main() {
         check_brokers
         return 0
     fi
-    machine_json >"$WORK_DIR/machine.json"
     local id broker
     for ((ROUND = 1; ROUND <= RUNS; ROUND++)); do
         for id in "${SELECTED[@]}"; do
@@ -801,6 +800,8 @@ main() {
             done
         done
     done
+    # After the runs: the first RabbitMQ run installs the Debian package when it is missing.
+    machine_json >"$WORK_DIR/machine.json"
     render_report
 }
 
