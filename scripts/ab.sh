@@ -6,6 +6,7 @@
 # Scenarios (the same bench arguments as scripts/compare.sh):
 #   a  1 publisher → 1 consumer, 16 B, transient, no-ack
 #   c  1 → 1, 16 B, persistent, confirm 1000, ack 100, prefetch 1000
+#   h  1 publisher → 1,000 queues → 1 consumer (one basic.consume per queue), 16 B, no-ack
 # Each run starts a fresh broker (empty data directory, 2 shards, loopback) from one binary,
 # drives it with NEW_BINARY's `spatemq bench`, and stops it; the two binaries take turns run by
 # run (A B A B ...), so a drift of the shared machine hits both alike. Prints every run, then
@@ -32,7 +33,8 @@ scenario_args() {
     case "$1" in
         a) echo "-x 1 -y 1 -s 16 --ack 0 --queue ab-a" ;;
         c) echo "-x 1 -y 1 -s 16 --persistent --confirm 1000 --ack 100 --prefetch 1000 --queue ab-c" ;;
-        *) die "no scenario '$1' (a or c)" ;;
+        h) echo "-x 1 -y 1 -s 16 --ack 0 --queue-pattern ab-h-% --queue-pattern-from 1 --queue-pattern-to 1000" ;;
+        *) die "no scenario '$1' (a, c or h)" ;;
     esac
 }
 
