@@ -13,9 +13,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// them. mimalloc advises its arenas for huge pages, so the first touch of each 2 MiB of new
 /// heap faulted in a huge page and zeroed all of it on the shard's thread: at 100,000 msg/s,
 /// a fresh broker's first seconds held every message behind such faults for 10–40 ms
-/// (p99.9 10–30 ms; 1.0–1.4 ms without). With 4 KiB pages the same zeroing comes a page
-/// at a time. Throughput moved within the machine's noise. A host set to `never`
-/// needs nothing; the call fails harmlessly on kernels without it.
+/// (p99.9 3–8 ms over 10 s; 0.5–1.6 ms without). With 4 KiB pages the same zeroing comes a
+/// page at a time. The price is the TLB reach huge pages gave: scenario a lost about 4%
+/// (README, "Latency"). A host set to `never` needs nothing; the call fails harmlessly on
+/// kernels without it.
 fn keep_the_heap_off_huge_pages() {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some_and(|value| value == "1") {
         return;
