@@ -114,8 +114,11 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let data_dir_error = |source| StartError::DataDir { path: config.data_dir.display().to_string(), source };
     crate::store::files::create_dirs(&config.data_dir).map_err(data_dir_error)?;
     let lock = lock_data_dir(&config.data_dir).map_err(data_dir_error)?;
-    let addresses = probe_addresses(&config)?;
-    let tls = amqps_listener(&config, &addresses)?;
+    // The probes stay bound until the shards bind: a port the kernel picked (port 0) is
+    // otherwise free for anyone, another broker or a client's outgoing connection, for as
+    // long as recovery takes.
+    let Probed { addresses, held: amqp_probes } = probe_addresses(&config)?;
+    let (tls, amqps_probes) = amqps_listener(&config, &addresses)?;
     let alarms = start_monitor(Limits {
         memory_high_watermark_bytes: config.memory_high_watermark.bytes(total_memory_bytes()),
         disk_free_limit_bytes: config.disk_free_limit_bytes,
@@ -134,6 +137,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let mut next_segments = durable.next_segment_numbers;
     let (ready_sender, ready_receiver) = mpsc::channel();
     let mut threads = Vec::with_capacity(config.shards);
+    drop((amqp_probes, amqps_probes));
     for shard_id in 0..config.shards {
         let config = config.clone();
         let mailboxes = mailboxes.clone();
@@ -249,9 +253,17 @@ pub fn start(config: Config) -> Result<Running, StartError> {
 /// address of `--bind` has it taken already.
 const PICKED_PORT_ATTEMPTS: usize = 8;
 
+/// The addresses to listen on, each with the port the first one got, and the probes that
+/// proved them free, still bound.
+#[derive(Debug)]
+struct Probed {
+    addresses: Vec<SocketAddr>,
+    held: Vec<std::net::TcpListener>,
+}
+
 /// Proves every address's port free (see the module header) and returns the addresses with
 /// the port the first one got. The default dual stack drops `::` on a host without IPv6.
-fn probe_addresses(config: &Config) -> Result<Vec<SocketAddr>, StartError> {
+fn probe_addresses(config: &Config) -> Result<Probed, StartError> {
     probe_addresses_with(config, listener::probe)
 }
 
@@ -259,13 +271,13 @@ fn probe_addresses(config: &Config) -> Result<Vec<SocketAddr>, StartError> {
 fn probe_addresses_with(
     config: &Config,
     probe: impl Fn(SocketAddr) -> std::io::Result<std::net::TcpListener>,
-) -> Result<Vec<SocketAddr>, StartError> {
+) -> Result<Probed, StartError> {
     let dual_stack = config.bind == Bind::DualStack;
     let mut ips = config.bind.addresses();
     let mut attempt = 1;
     loop {
         match probe_once(&ips, config.amqp_port, &probe) {
-            Ok(addresses) => return Ok(addresses),
+            Ok(probed) => return Ok(probed),
             Err((index, error)) if dual_stack && ips[index].is_ipv6() && listener::ipv6_unavailable(&error) => {
                 crate::warn!("IPv6 is not available on this host ({error}): listening on IPv4 only");
                 ips.remove(index);
@@ -285,13 +297,12 @@ fn probe_addresses_with(
     }
 }
 
-/// Binds each address in turn, holding the probes until all are bound; the index of the one
-/// that failed otherwise.
+/// Binds each address in turn; the index of the one that failed otherwise.
 fn probe_once(
     ips: &[IpAddr],
     port: u16,
     probe: &impl Fn(SocketAddr) -> std::io::Result<std::net::TcpListener>,
-) -> Result<Vec<SocketAddr>, (usize, std::io::Error)> {
+) -> Result<Probed, (usize, std::io::Error)> {
     let mut held = Vec::with_capacity(ips.len());
     let mut port = port;
     for (index, ip) in ips.iter().enumerate() {
@@ -300,7 +311,8 @@ fn probe_once(
         port = bound.port();
         held.push((bound, listener));
     }
-    Ok(held.into_iter().map(|(bound, _)| bound).collect())
+    let (addresses, held) = held.into_iter().unzip();
+    Ok(Probed { addresses, held })
 }
 
 /// amqps: the TLS configuration every shard shares and the addresses its listeners take (the
@@ -311,9 +323,15 @@ struct AmqpsListener {
     tls: Arc<rustls::ServerConfig>,
 }
 
-fn amqps_listener(config: &Config, amqp: &[SocketAddr]) -> Result<Option<AmqpsListener>, StartError> {
-    let Some(tls) = crate::shard::tls::server_config(config).map_err(StartError::Tls)? else { return Ok(None) };
-    let Some(port) = config.amqps_listener_port() else { return Ok(None) };
+/// Also returns the probes, still bound (see `start`).
+fn amqps_listener(
+    config: &Config,
+    amqp: &[SocketAddr],
+) -> Result<(Option<AmqpsListener>, Vec<std::net::TcpListener>), StartError> {
+    let Some(tls) = crate::shard::tls::server_config(config).map_err(StartError::Tls)? else {
+        return Ok((None, Vec::new()));
+    };
+    let Some(port) = config.amqps_listener_port() else { return Ok((None, Vec::new())) };
     let mut addresses = Vec::with_capacity(amqp.len());
     let mut probes = Vec::with_capacity(amqp.len());
     for address in amqp {
@@ -321,7 +339,7 @@ fn amqps_listener(config: &Config, amqp: &[SocketAddr]) -> Result<Option<AmqpsLi
         probes.push(listener::probe(address).map_err(|source| StartError::Listen { address, source })?);
         addresses.push(address);
     }
-    Ok(Some(AmqpsListener { addresses, tls }))
+    Ok((Some(AmqpsListener { addresses, tls }), probes))
 }
 
 struct ShardReady {
@@ -653,7 +671,7 @@ mod tests {
 
     #[test]
     fn the_default_dual_stack_falls_back_to_ipv4_on_a_host_without_ipv6() {
-        let addresses = probe_addresses_with(&config(Bind::DualStack, 0), without_ipv6).expect("IPv4 alone");
+        let addresses = probe_addresses_with(&config(Bind::DualStack, 0), without_ipv6).expect("IPv4 alone").addresses;
         assert_eq!(addresses.len(), 1, "{addresses:?}");
         assert!(addresses[0].is_ipv4() && addresses[0].port() != 0, "{addresses:?}");
     }
@@ -680,7 +698,7 @@ mod tests {
             }
             listener::probe(address)
         };
-        let addresses = probe_addresses_with(&config(bind, 0), probe).expect("a port free on both");
+        let addresses = probe_addresses_with(&config(bind, 0), probe).expect("a port free on both").addresses;
         assert_eq!(attempts.get(), 2);
         assert_eq!(addresses.len(), 2);
         assert_eq!(addresses[0].port(), addresses[1].port(), "one port for every address");
