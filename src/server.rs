@@ -445,22 +445,18 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
         monoio::spawn(crate::shard::delayed::delayed_loop(shard.clone()));
         let collector = shard.clone();
         monoio::spawn(crate::alarms::collect_loop(move || collector.shutdown_requested()));
+        // Each listener with its TLS configuration and whether its connections may move to
+        // another shard: a shard's own listener exists to reach that shard, so they never do.
+        let accepting = listeners
+            .into_iter()
+            .map(|listener| (listener, None, true))
+            .chain(tls_listeners.into_iter().map(|(listener, tls)| (listener, Some(tls), true)))
+            .chain(own_listener.map(|listener| (listener, None, false)));
         let mut listening = Vec::new();
-        for listener in listeners {
+        for (listener, tls, balanced) in accepting {
             let listener = Rc::new(listener);
             listening.push(listener.clone());
-            monoio::spawn(accept_loop(shard.clone(), listener, None, true));
-        }
-        for (listener, tls) in tls_listeners {
-            let listener = Rc::new(listener);
-            listening.push(listener.clone());
-            monoio::spawn(accept_loop(shard.clone(), listener, Some(tls), true));
-        }
-        // A shard's own listener exists to reach that shard: its connections never move.
-        if let Some(listener) = own_listener {
-            let listener = Rc::new(listener);
-            listening.push(listener.clone());
-            monoio::spawn(accept_loop(shard.clone(), listener, None, false));
+            monoio::spawn(accept_loop(shard.clone(), listener, tls, balanced));
         }
         let _ = ready.send(Ok(ShardReady { shard: shard_id, own_address, legacy_driver }));
         shard.clone().run_mailbox_loop().await;
