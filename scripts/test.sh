@@ -49,6 +49,11 @@ section "cargo test --profile checked (Rust unit + black-box tests, invariant ch
 # are checked under every black-box test.
 cargo test --profile checked
 
+section "cargo test --test blackbox on the epoll driver (SPATEMQ_IO_DRIVER=epoll)"
+# The broker falls back to epoll where io_uring cannot be set up (containers, hardened kernels):
+# the black-box tests run once more with every broker they start on epoll.
+SPATEMQ_IO_DRIVER=epoll cargo test --profile checked --test blackbox
+
 section "pytest tests/python (pika/kombu, rabbitmqadmin, the web UI in Chromium against target/release/spatemq)"
 # RabbitMQ's Debian package: its rabbitmqadmin drives the management API tests, which also
 # compare its answers with a throw-away RabbitMQ node's (installed when missing).

@@ -366,6 +366,28 @@ struct ShardStart {
     next_segment: u64,
 }
 
+type ShardRuntime = monoio::FusionRuntime<
+    monoio::time::TimeDriver<monoio::IoUringDriver>,
+    monoio::time::TimeDriver<monoio::LegacyDriver>,
+>;
+
+/// The shard's runtime on the driver the configuration asks for: `auto` falls back to epoll
+/// where io_uring cannot be set up, `io_uring` fails instead, `epoll` never tries io_uring.
+fn build_runtime(driver: crate::config::IoDriver) -> std::io::Result<ShardRuntime> {
+    use crate::config::IoDriver;
+    match driver {
+        IoDriver::Auto => monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build(),
+        IoDriver::IoUring => monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .build()
+            .map(monoio::FusionRuntime::Uring),
+        IoDriver::Epoll => monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map(monoio::FusionRuntime::Legacy),
+    }
+}
+
 fn run_shard(start: ShardStart, ready: ReadySender) {
     let ShardStart {
         shard_id,
@@ -387,8 +409,7 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
     let fail = move |ready: &ReadySender, message: String| {
         let _ = ready.send(Err(StartError::Shard { shard: shard_id, message }));
     };
-    let runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new().enable_timer().build();
-    let mut runtime = match runtime {
+    let mut runtime = match build_runtime(config.io_driver) {
         Ok(runtime) => runtime,
         Err(error) => return fail(&ready, format!("cannot build the runtime: {error}")),
     };
@@ -443,6 +464,9 @@ fn run_shard(start: ShardStart, ready: ReadySender) {
         monoio::spawn(crate::shard::compaction::compaction_loop(shard.clone()));
         monoio::spawn(crate::shard::ack_timeout::ack_timeout_loop(shard.clone()));
         monoio::spawn(crate::shard::delayed::delayed_loop(shard.clone()));
+        shard.fair.set_readers_take_turns(legacy_driver);
+        let helper = shard.clone();
+        monoio::spawn(async move { helper.fair.run_helper().await });
         let collector = shard.clone();
         monoio::spawn(crate::alarms::collect_loop(move || collector.shutdown_requested()));
         // Each listener with its TLS configuration and whether its connections may move to

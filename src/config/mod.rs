@@ -19,7 +19,7 @@ use clap::{CommandFactory, FromArgMatches};
 use crate::limits::{CHANNEL_MAX, HANDSHAKE_TIMEOUT_MS, MESSAGE_BODY_MAX_BYTES, MESSAGE_BODY_MAX_BYTES_LIMIT};
 use crate::logging::Level;
 pub use settings::Settings;
-pub use values::MemoryWatermark;
+pub use values::{IoDriver, MemoryWatermark};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Config {
@@ -29,6 +29,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub shards: usize,
     pub pin_cores: bool,
+    pub io_driver: IoDriver,
     pub log_level: Level,
     /// Each shard also listens on a port of its own (printed at start), so tests and
     /// diagnostics can place a connection on a chosen shard.
@@ -170,6 +171,7 @@ impl Config {
             data_dir: settings.data_dir.unwrap_or_else(|| PathBuf::from("data")),
             shards: settings.shards.unwrap_or(cores),
             pin_cores: settings.pin_cores.unwrap_or(false),
+            io_driver: settings.io_driver.unwrap_or(IoDriver::Auto),
             log_level: settings.log_level.unwrap_or(Level::Info),
             per_shard_listeners: settings.per_shard_listeners.unwrap_or(false),
             memory_high_watermark: settings.memory_high_watermark.unwrap_or(MemoryWatermark::Fraction(0.4)),

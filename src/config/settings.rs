@@ -79,6 +79,12 @@ pub struct Settings {
     )]
     pub pin_cores: Option<bool>,
 
+    /// auto, io_uring or epoll: the shards' I/O driver; auto takes io_uring where the kernel
+    /// allows it [default: auto]
+    #[arg(long, env = "SPATEMQ_IO_DRIVER", value_name = "DRIVER", value_parser = values::io_driver)]
+    #[serde(default, deserialize_with = "values::file::io_driver")]
+    pub io_driver: Option<values::IoDriver>,
+
     /// error, warn, info or debug [default: info]
     #[arg(long, env = "SPATEMQ_LOG_LEVEL", value_name = "LEVEL", value_parser = values::log_level)]
     #[serde(default, deserialize_with = "values::file::log_level")]
@@ -232,6 +238,7 @@ impl Settings {
             data_dir,
             shards,
             pin_cores,
+            io_driver,
             log_level,
             memory_high_watermark,
             disk_free_limit,

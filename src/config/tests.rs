@@ -165,6 +165,21 @@ fn switches_take_an_optional_value_on_the_command_line_and_a_boolean_elsewhere()
 }
 
 #[test]
+fn the_io_driver_comes_from_a_flag_the_environment_or_the_file() {
+    assert_eq!(serve(&[], &[]).io_driver, IoDriver::Auto);
+    assert_eq!(serve(&["--io-driver", "epoll"], &[]).io_driver, IoDriver::Epoll);
+    assert_eq!(serve(&["--io-driver", "io_uring"], &[("SPATEMQ_IO_DRIVER", "epoll")]).io_driver, IoDriver::IoUring);
+    assert_eq!(serve(&[], &[("SPATEMQ_IO_DRIVER", "EPOLL")]).io_driver, IoDriver::Epoll);
+    let file = ConfigFile::new("driver", "io_driver = \"io_uring\"\n");
+    assert_eq!(serve(&["--config", file.path()], &[]).io_driver, IoDriver::IoUring);
+    let message = refused(&["--io-driver", "kqueue"], &[]).to_string();
+    assert!(message.contains("expected auto, io_uring or epoll"), "{message}");
+    let file = ConfigFile::new("bad-driver", "io_driver = 3\n");
+    let message = refused(&["--config", file.path()], &[]).to_string();
+    assert!(message.contains("line 1") && message.contains("expected auto, io_uring or epoll"), "{message}");
+}
+
+#[test]
 fn bind_repeats_and_takes_commas_and_brackets() {
     let config = serve(&["--bind", "127.0.0.1", "--bind", "[::1]"], &[]);
     assert_eq!(config.bind.addresses(), vec![IpAddr::from([127, 0, 0, 1]), IpAddr::from([0, 0, 0, 0, 0, 0, 0, 1])]);

@@ -33,6 +33,36 @@ impl MemoryWatermark {
     }
 }
 
+/// The I/O driver a shard's runtime runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IoDriver {
+    /// io_uring where the kernel allows it, else epoll (the default).
+    Auto,
+    /// io_uring only: a shard that cannot set up its ring fails the start.
+    IoUring,
+    /// epoll even where io_uring works (containers that forbid io_uring behave this way).
+    Epoll,
+}
+
+impl IoDriver {
+    pub fn name(self) -> &'static str {
+        match self {
+            IoDriver::Auto => "auto",
+            IoDriver::IoUring => "io_uring",
+            IoDriver::Epoll => "epoll",
+        }
+    }
+}
+
+pub fn io_driver(text: &str) -> Result<IoDriver, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "auto" => Ok(IoDriver::Auto),
+        "io_uring" | "io-uring" | "iouring" | "uring" => Ok(IoDriver::IoUring),
+        "epoll" | "legacy" => Ok(IoDriver::Epoll),
+        _ => Err("expected auto, io_uring or epoll".into()),
+    }
+}
+
 pub fn size(text: &str) -> Result<u64, String> {
     crate::alarms::parse_size(text)
         .ok_or_else(|| "expected a size: bytes, or a number with kB, MB, GB, KiB, MiB or GiB (50MB, 1GiB)".into())
@@ -110,6 +140,10 @@ pub mod file {
 
     pub fn memory_watermark<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<MemoryWatermark>, D::Error> {
         parsed(deserializer, "a fraction of RAM (0.4) or a size (\"512MB\")", super::memory_watermark)
+    }
+
+    pub fn io_driver<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<super::IoDriver>, D::Error> {
+        parsed(deserializer, "an I/O driver: \"auto\", \"io_uring\" or \"epoll\"", super::io_driver)
     }
 
     pub fn log_level<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Level>, D::Error> {

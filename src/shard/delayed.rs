@@ -169,7 +169,7 @@ pub async fn delayed_loop(shard: Rc<Shard>) {
         shard.flush_wakes();
         if next_ms <= now_ms {
             // More due than one batch: let the connections run between batches.
-            super::YieldNow(false).await;
+            shard.fair.yield_now().await;
         }
     }
 }

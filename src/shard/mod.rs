@@ -16,6 +16,7 @@ mod conversation;
 mod counts;
 pub(crate) mod delayed;
 pub(crate) mod expiry;
+pub(crate) mod fair;
 pub(crate) mod listener;
 pub(crate) mod mailbox;
 mod owned_exchanges;
@@ -108,6 +109,8 @@ pub struct Shard {
     pressure: pressure::Pressure,
     /// Sockets other shards handed to this one, served after the turn (`balance`).
     adopted: RefCell<Vec<crate::broker::messages::AdoptedSocket>>,
+    /// Turns between connection readers under the epoll driver (`fair`).
+    pub fair: fair::FairTurns,
 }
 
 impl Shard {
@@ -160,6 +163,7 @@ impl Shard {
             work_counts: WorkCounts::default(),
             pressure: pressure::Pressure::default(),
             adopted: RefCell::new(Vec::new()),
+            fair: fair::FairTurns::default(),
             config,
         }
     }
@@ -534,7 +538,10 @@ impl Shard {
     }
 }
 
-/// Lets other tasks on this thread run once (monoio has no `yield_now`).
+/// Returns to the runtime once. monoio puts a task that wakes itself back at the front of its
+/// run queue, so the other tasks do not run first: the caller runs again at once, with the
+/// runtime's I/O submitted and reaped in between every few rounds. `fair::FairTurns` has a
+/// yield to the back.
 struct YieldNow(bool);
 
 impl Future for YieldNow {

@@ -289,6 +289,7 @@ async fn handshake(
 
 async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut FrameReader) -> Result<(), Hangup> {
     let mut dispatcher = Dispatcher::new(shard.clone(), connection.clone());
+    let mut last_timer_turn = std::time::Instant::now();
     loop {
         loop {
             if connection.is_force_closed() {
@@ -324,6 +325,14 @@ async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut 
             monoio::time::sleep(Duration::from_micros(100)).await;
         }
         wait_for_backlog(shard, connection).await;
+        if shard.fair.readers_take_turns() {
+            // Epoll: the read below may complete without leaving this task (`fair`).
+            if last_timer_turn.elapsed() >= crate::shard::fair::TIMER_TURN {
+                crate::shard::fair::sleep_for_timers(&mut last_timer_turn).await;
+            } else {
+                shard.fair.yield_now().await;
+            }
+        }
         if !reader.fill().await || connection.is_dead() {
             return Ok(());
         }

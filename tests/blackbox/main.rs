@@ -19,6 +19,7 @@ mod delivery_limit;
 mod direct_reply_to;
 mod exchange;
 mod extensions;
+mod io_driver;
 mod management;
 mod policies;
 mod prometheus;

@@ -1,0 +1,150 @@
+//! The shards' I/O driver (`--io-driver`): the broker falls back to epoll where io_uring cannot
+//! be set up (a container whose seccomp profile refuses it, a kernel with io_uring disabled), and
+//! must behave there as it does on io_uring. `scripts/test.sh` also runs this whole suite once
+//! more with `SPATEMQ_IO_DRIVER=epoll`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::common::process::{external_broker, BrokerProcess, DataDir};
+use crate::common::raw::{content_header, frame, method, Args, RawClient, FRAME_BODY};
+use crate::common::*;
+
+fn skip_against_an_external_broker() -> bool {
+    if external_broker() {
+        eprintln!("external broker: this test needs a broker of its own, skipped");
+    }
+    external_broker()
+}
+
+/// The broker's stderr once it holds `needle`, or as it is after 5 s.
+fn stderr_containing(broker: &BrokerProcess, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !broker.stderr().contains(needle) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    broker.stderr()
+}
+
+/// `--io-driver epoll` runs the shards on epoll, `io_uring` on io_uring, and the start line
+/// says which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shards_run_on_the_driver_they_are_told() {
+    if skip_against_an_external_broker() {
+        return;
+    }
+    for (driver, said) in [("epoll", "2 shard(s), epoll driver"), ("io_uring", "2 shard(s), io_uring driver")] {
+        let data = DataDir::new();
+        let broker = match BrokerProcess::try_start(data.path(), 2, &["--io-driver", driver]) {
+            Ok(broker) => broker,
+            Err(exited) if driver == "io_uring" && exited.stderr.contains("cannot build the runtime") => {
+                eprintln!("io_uring is not available here: {}", exited.stderr.trim());
+                continue;
+            }
+            Err(exited) => panic!("the broker did not start with --io-driver {driver}: {exited:?}"),
+        };
+        let stderr = stderr_containing(&broker, said);
+        assert!(stderr.contains(said), "--io-driver {driver}: expected {said:?} in\n{stderr}");
+        let (connection, channel) = connect_channel(broker.uri()).await;
+        let queue = unique("driver");
+        declare_queue(&channel, &queue).await;
+        publish(&channel, "", &queue, b"on the chosen driver").await;
+        let mut inbox = consume(&channel, &queue, lapin::options::BasicConsumeOptions::default()).await;
+        assert_eq!(inbox.expect(T).await.data, b"on the chosen driver");
+        close_conn(&connection).await;
+        broker.stop_cleanly();
+    }
+}
+
+/// A bad value is refused before anything starts, with the values it takes.
+#[test]
+fn an_unknown_driver_is_refused() {
+    if skip_against_an_external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let Err(exited) = BrokerProcess::try_start(data.path(), 1, &["--io-driver", "kqueue"]) else {
+        panic!("the broker started with --io-driver kqueue");
+    };
+    assert!(exited.stderr.contains("expected auto, io_uring or epoll"), "{exited:?}");
+}
+
+/// Messages published to `queue`, 16 bytes each, as one buffer of `count` publishes.
+fn publishes(queue: &str, count: usize) -> Vec<u8> {
+    let mut one = method(1, 60, 40, Args::new().u16(0).shortstr("").shortstr(queue).u8(0));
+    one.extend(content_header(1, 16));
+    one.extend(frame(FRAME_BODY, 1, b"0123456789abcdef"));
+    one.repeat(count)
+}
+
+/// A consumer keeps getting its messages while a publisher on the same shard sends faster than
+/// the shard takes them. Under epoll a read of a socket that holds bytes completes without
+/// leaving the reader's task: before the readers took turns, such a publisher kept the shard's
+/// other tasks from running for as long as it sent, and the consumer received nothing (2,048
+/// messages at most, its first flow credit) until the publisher stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_is_served_while_a_publisher_on_its_shard_floods() {
+    if skip_against_an_external_broker() {
+        return;
+    }
+    const BATCH: usize = 10_000;
+    const BATCHES: usize = 200;
+    for driver in ["epoll", "auto"] {
+        let data = DataDir::new();
+        let broker = BrokerProcess::start(data.path(), 1, &["--io-driver", driver]);
+        let queue = unique("flood");
+        let (connection, channel) = connect_channel(broker.uri()).await;
+        declare_queue(&channel, &queue).await;
+        let consumer = channel
+            .basic_consume(
+                queue.as_str().into(),
+                "".into(),
+                lapin::options::BasicConsumeOptions { no_ack: true, ..Default::default() },
+                lapin::types::FieldTable::default(),
+            )
+            .await
+            .expect("basic.consume");
+        let received = Arc::new(AtomicU64::new(0));
+        {
+            let received = received.clone();
+            consumer.set_delegate(move |delivery: lapin::message::DeliveryResult| {
+                if let Ok(Some(_)) = delivery {
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+                async {}
+            });
+        }
+        let address = addr_of(broker.uri());
+        let flood = publishes(&queue, BATCH);
+        let received_by_publisher = received.clone();
+        let publisher = std::thread::spawn(move || {
+            let mut client = RawClient::connect_ready(&address);
+            // The broker may hold a publisher while its queue is deep: give it time.
+            client.sock.set_write_timeout(Some(Duration::from_secs(60))).expect("write timeout");
+            for _ in 0..BATCHES {
+                client.send(&flood);
+            }
+            // What the consumer had when the publisher's last bytes left for the broker.
+            let seen = received_by_publisher.load(Ordering::Relaxed);
+            (client, seen)
+        });
+        let (client, seen_while_publishing) =
+            tokio::task::spawn_blocking(move || publisher.join().expect("the publisher thread")).await.expect("join");
+        let total = (BATCH * BATCHES) as u64;
+        eprintln!("--io-driver {driver}: the consumer had {seen_while_publishing} of {total} messages as the publisher finished");
+        assert!(
+            seen_while_publishing >= 20_000,
+            "--io-driver {driver}: the consumer had {seen_while_publishing} of {total} messages when the publisher \
+             had sent them all"
+        );
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while received.load(Ordering::Relaxed) < total && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(received.load(Ordering::Relaxed), total, "--io-driver {driver}: every message arrives");
+        drop(client);
+        close_conn(&connection).await;
+        broker.stop_cleanly();
+    }
+}
