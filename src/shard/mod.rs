@@ -31,10 +31,8 @@ mod writer;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
@@ -343,7 +341,7 @@ impl Shard {
                 return;
             }
             if handled > 0 {
-                YieldNow(false).await;
+                self.fair.yield_now().await;
             } else if spilled {
                 monoio::time::sleep(Duration::from_micros(50)).await;
             } else {
@@ -535,25 +533,6 @@ impl Shard {
         if let Some((owner, settle)) = settle {
             self.send(owner, settle);
         }
-    }
-}
-
-/// Returns to the runtime once. monoio puts a task that wakes itself back at the front of its
-/// run queue, so the other tasks do not run first: the caller runs again at once, with the
-/// runtime's I/O submitted and reaped in between every few rounds. `fair::FairTurns` has a
-/// yield to the back.
-struct YieldNow(bool);
-
-impl Future for YieldNow {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        context.waker().wake_by_ref();
-        Poll::Pending
     }
 }
 
