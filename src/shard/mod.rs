@@ -107,7 +107,7 @@ pub struct Shard {
     pressure: pressure::Pressure,
     /// Sockets other shards handed to this one, served after the turn (`balance`).
     adopted: RefCell<Vec<crate::broker::messages::AdoptedSocket>>,
-    /// Turns between connection readers under the epoll driver (`fair`).
+    /// The yield to the back of the run queue, and on epoll the readers' turns (`fair`).
     pub fair: fair::FairTurns,
 }
 
