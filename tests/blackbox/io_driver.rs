@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::common::process::{external_broker, BrokerProcess, DataDir};
-use crate::common::raw::{content_header, frame, method, Args, RawClient, FRAME_BODY};
+use crate::common::raw::{content_header, frame, method, Args, RawClient, FRAME_BODY, FRAME_HEARTBEAT};
 use crate::common::*;
 
 fn skip_against_an_external_broker() -> bool {
@@ -72,7 +72,12 @@ fn an_unknown_driver_is_refused() {
 
 /// Messages published to `queue`, 16 bytes each, as one buffer of `count` publishes.
 fn publishes(queue: &str, count: usize) -> Vec<u8> {
-    let mut one = method(1, 60, 40, Args::new().u16(0).shortstr("").shortstr(queue).u8(0));
+    publishes_to("", queue, count)
+}
+
+/// `count` publishes of 16 bytes to `exchange` with `routing_key`, as one buffer.
+fn publishes_to(exchange: &str, routing_key: &str, count: usize) -> Vec<u8> {
+    let mut one = method(1, 60, 40, Args::new().u16(0).shortstr(exchange).shortstr(routing_key).u8(0));
     one.extend(content_header(1, 16));
     one.extend(frame(FRAME_BODY, 1, b"0123456789abcdef"));
     one.repeat(count)
@@ -145,6 +150,75 @@ async fn a_consumer_is_served_while_a_publisher_on_its_shard_floods() {
         assert_eq!(received.load(Ordering::Relaxed), total, "--io-driver {driver}: every message arrives");
         drop(client);
         close_conn(&connection).await;
+        broker.stop_cleanly();
+    }
+}
+
+/// An idle connection gets its heartbeats while a publisher floods its shard. monoio fires its
+/// timers only when nothing else is ready to run: on epoll, a reader that always has bytes kept
+/// that from happening, and a heartbeat of 1 s came after 6 to 11 s (a build whose readers took
+/// turns but never slept on the timer wheel). The publishes go to an exchange with no binding,
+/// so nothing piles up.
+#[test]
+fn heartbeats_keep_their_period_while_a_publisher_floods_the_shard() {
+    if skip_against_an_external_broker() {
+        return;
+    }
+    const FLOOD: Duration = Duration::from_secs(4);
+    for driver in ["epoll", "auto"] {
+        let data = DataDir::new();
+        let broker = BrokerProcess::start(data.path(), 1, &["--io-driver", driver]);
+        let address = addr_of(broker.uri());
+        let mut idle = RawClient::connect(&address);
+        idle.handshake_with_heartbeat(1);
+        idle.sock.set_read_timeout(Some(Duration::from_millis(200))).expect("read timeout");
+        let publisher = {
+            let address = address.clone();
+            std::thread::spawn(move || {
+                let mut client = RawClient::connect_ready(&address);
+                client.sock.set_write_timeout(Some(Duration::from_secs(60))).expect("write timeout");
+                let flood = publishes_to("amq.direct", "bound-to-nothing", 10_000);
+                let started = Instant::now();
+                let mut sent = 0u64;
+                while started.elapsed() < FLOOD {
+                    client.send(&flood);
+                    sent += 10_000;
+                }
+                (client, sent)
+            })
+        };
+        let started = Instant::now();
+        let mut last = started;
+        let mut longest_gap = Duration::ZERO;
+        let mut heartbeats = 0;
+        let mut last_sent = started;
+        while started.elapsed() < FLOOD {
+            if last_sent.elapsed() >= Duration::from_millis(500) {
+                idle.send(&frame(FRAME_HEARTBEAT, 0, &[]));
+                last_sent = Instant::now();
+            }
+            match idle.read_frame() {
+                Ok(frame) if frame.kind == FRAME_HEARTBEAT => {
+                    longest_gap = longest_gap.max(last.elapsed());
+                    last = Instant::now();
+                    heartbeats += 1;
+                }
+                Ok(frame) => panic!("--io-driver {driver}: unexpected frame on the idle connection: {frame:?}"),
+                Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                }
+                Err(error) => panic!("--io-driver {driver}: the idle connection failed: {error}"),
+            }
+        }
+        longest_gap = longest_gap.max(last.elapsed());
+        let (publisher_client, sent) = publisher.join().expect("the publisher thread");
+        eprintln!("--io-driver {driver}: {heartbeats} heartbeats in {FLOOD:?}, the longest gap {longest_gap:?}, {sent} published");
+        assert!(sent >= 1_000_000, "--io-driver {driver}: the publisher sent only {sent}: no flood to test under");
+        assert!(
+            longest_gap < Duration::from_millis(2500) && heartbeats >= 2,
+            "--io-driver {driver}: {heartbeats} heartbeats in {FLOOD:?}, the longest gap {longest_gap:?}"
+        );
+        drop(publisher_client);
+        drop(idle);
         broker.stop_cleanly();
     }
 }

@@ -199,6 +199,11 @@ impl RawClient {
     /// Performs the handshake as guest/guest on vhost "/", tuning to the
     /// server's proposal with heartbeats off.
     pub fn handshake(&mut self) -> Tune {
+        self.handshake_with_heartbeat(0)
+    }
+
+    /// The handshake of `handshake`, asking for a heartbeat every `heartbeat` seconds.
+    pub fn handshake_with_heartbeat(&mut self, heartbeat: u16) -> Tune {
         self.send(PROTOCOL_HEADER);
         self.expect_method(10, 10); // connection.start
         self.send(&method(
@@ -214,7 +219,7 @@ impl RawClient {
             frame_max: u32::from_be_bytes([p[2], p[3], p[4], p[5]]),
             heartbeat: u16::from_be_bytes([p[6], p[7]]),
         };
-        self.send(&method(0, 10, 31, Args::new().u16(tune.channel_max).u32(tune.frame_max).u16(0)));
+        self.send(&method(0, 10, 31, Args::new().u16(tune.channel_max).u32(tune.frame_max).u16(heartbeat)));
         self.send(&method(0, 10, 40, Args::new().shortstr("/").shortstr("").u8(0)));
         self.expect_method(10, 41);
         self.tune = Some(tune);
