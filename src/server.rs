@@ -114,9 +114,10 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let data_dir_error = |source| StartError::DataDir { path: config.data_dir.display().to_string(), source };
     crate::store::files::create_dirs(&config.data_dir).map_err(data_dir_error)?;
     let lock = lock_data_dir(&config.data_dir).map_err(data_dir_error)?;
-    // The probes stay bound until the shards bind: a port the kernel picked (port 0) is
-    // otherwise free for anyone, another broker or a client's outgoing connection, for as
-    // long as recovery takes.
+    // The probes hold the ports until every shard listens on them: a port the kernel picked
+    // (port 0) is otherwise free for anyone, another broker or a client's outgoing connection,
+    // while recovery runs and the shards start. They never listen, so the shards bind beside
+    // them (`listener`).
     let Probed { addresses, held: amqp_probes } = probe_addresses(&config)?;
     let (tls, amqps_probes) = amqps_listener(&config, &addresses)?;
     let alarms = start_monitor(Limits {
@@ -137,7 +138,6 @@ pub fn start(config: Config) -> Result<Running, StartError> {
     let mut next_segments = durable.next_segment_numbers;
     let (ready_sender, ready_receiver) = mpsc::channel();
     let mut threads = Vec::with_capacity(config.shards);
-    drop((amqp_probes, amqps_probes));
     for shard_id in 0..config.shards {
         let config = config.clone();
         let mailboxes = mailboxes.clone();
@@ -195,6 +195,7 @@ pub fn start(config: Config) -> Result<Running, StartError> {
             Err(_) => return Err(StartError::Shard { shard: 0, message: "a shard thread exited during start".into() }),
         }
     }
+    drop((amqp_probes, amqps_probes));
     let control = crate::control::start(&config.data_dir, mailboxes.clone())
         .map_err(|source| StartError::Storage { what: "cannot open the control socket", source })?;
     let amqps_addresses = tls.map(|listener| listener.addresses).unwrap_or_default();
@@ -258,7 +259,7 @@ const PICKED_PORT_ATTEMPTS: usize = 8;
 #[derive(Debug)]
 struct Probed {
     addresses: Vec<SocketAddr>,
-    held: Vec<std::net::TcpListener>,
+    held: Vec<listener::Probe>,
 }
 
 /// Proves every address's port free (see the module header) and returns the addresses with
@@ -270,7 +271,7 @@ fn probe_addresses(config: &Config) -> Result<Probed, StartError> {
 /// `probe_addresses` with the probe given (tests feed a host without IPv6).
 fn probe_addresses_with(
     config: &Config,
-    probe: impl Fn(SocketAddr) -> std::io::Result<std::net::TcpListener>,
+    probe: impl Fn(SocketAddr) -> std::io::Result<listener::Probe>,
 ) -> Result<Probed, StartError> {
     let dual_stack = config.bind == Bind::DualStack;
     let mut ips = config.bind.addresses();
@@ -301,15 +302,15 @@ fn probe_addresses_with(
 fn probe_once(
     ips: &[IpAddr],
     port: u16,
-    probe: &impl Fn(SocketAddr) -> std::io::Result<std::net::TcpListener>,
+    probe: &impl Fn(SocketAddr) -> std::io::Result<listener::Probe>,
 ) -> Result<Probed, (usize, std::io::Error)> {
     let mut held = Vec::with_capacity(ips.len());
     let mut port = port;
     for (index, ip) in ips.iter().enumerate() {
-        let listener = probe(SocketAddr::new(*ip, port)).map_err(|error| (index, error))?;
-        let bound = listener.local_addr().map_err(|error| (index, error))?;
+        let holding = probe(SocketAddr::new(*ip, port)).map_err(|error| (index, error))?;
+        let bound = listener::probed_address(&holding).map_err(|error| (index, error))?;
         port = bound.port();
-        held.push((bound, listener));
+        held.push((bound, holding));
     }
     let (addresses, held) = held.into_iter().unzip();
     Ok(Probed { addresses, held })
@@ -327,7 +328,7 @@ struct AmqpsListener {
 fn amqps_listener(
     config: &Config,
     amqp: &[SocketAddr],
-) -> Result<(Option<AmqpsListener>, Vec<std::net::TcpListener>), StartError> {
+) -> Result<(Option<AmqpsListener>, Vec<listener::Probe>), StartError> {
     let Some(tls) = crate::shard::tls::server_config(config).map_err(StartError::Tls)? else {
         return Ok((None, Vec::new()));
     };
@@ -670,11 +671,9 @@ fn pin_to_core(shard_id: usize) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use std::cell::Cell;
     use std::io;
-    use std::net::TcpListener as StdListener;
-
-    use super::*;
 
     fn config(bind: Bind, amqp_port: u16) -> Config {
         Config { bind, amqp_port, ..Config::defaults() }
@@ -682,7 +681,7 @@ mod tests {
 
     /// A probe on a host without IPv6: IPv6 sockets fail as socket(2) fails there; IPv4 ones
     /// bind 127.0.0.1 (whatever IPv4 address was asked) so the test listens on loopback only.
-    fn without_ipv6(address: SocketAddr) -> io::Result<StdListener> {
+    fn without_ipv6(address: SocketAddr) -> io::Result<listener::Probe> {
         if address.is_ipv6() {
             return Err(io::Error::from_raw_os_error(libc::EAFNOSUPPORT));
         }
