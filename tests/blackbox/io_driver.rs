@@ -18,15 +18,6 @@ fn skip_against_an_external_broker() -> bool {
     external_broker()
 }
 
-/// The broker's stderr once it holds `needle`, or as it is after 5 s.
-fn stderr_containing(broker: &BrokerProcess, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !broker.stderr().contains(needle) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    broker.stderr()
-}
-
 /// `--io-driver epoll` runs the shards on epoll, `io_uring` on io_uring, and the start line
 /// says which.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -44,7 +35,7 @@ async fn the_shards_run_on_the_driver_they_are_told() {
             }
             Err(exited) => panic!("the broker did not start with --io-driver {driver}: {exited:?}"),
         };
-        let stderr = stderr_containing(&broker, said);
+        let stderr = broker.stderr_containing(said, 5).await;
         assert!(stderr.contains(said), "--io-driver {driver}: expected {said:?} in\n{stderr}");
         let (connection, channel) = connect_channel(broker.uri()).await;
         let queue = unique("driver");
