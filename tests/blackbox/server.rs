@@ -24,16 +24,6 @@ fn uri_on(host: &str, port: u16) -> String {
     format!("amqp://guest:guest@{host}:{port}/%2f")
 }
 
-/// The broker's stdout once it holds `needle` (lines after the first are read by a thread),
-/// or as it is after 5 s.
-fn stdout_containing(broker: &BrokerProcess, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !broker.stdout().contains(needle) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    broker.stdout()
-}
-
 /// Publishes `body` on one connection and gets it back on the other.
 async fn publish_here_consume_there(from: &str, to: &str, queue: &str, body: &str) {
     let (publisher, publishing) = connect_channel(from).await;
@@ -56,7 +46,7 @@ async fn clients_over_ipv6_and_ipv4_share_one_broker() {
     // Added to the harness's `--bind 127.0.0.1`: the broker listens on both.
     let broker = BrokerProcess::start(data.path(), 2, &["--bind", "[::1]"]);
     let port = broker.port();
-    let stdout = stdout_containing(&broker, &format!("AMQP listening on [::1]:{port}"));
+    let stdout = broker.stdout_containing(&format!("AMQP listening on [::1]:{port}"), 5).await;
     assert!(stdout.contains(&format!("AMQP listening on [::1]:{port}")), "{stdout}");
     let (v6, v4) = (uri_on("[::1]", port), uri_on("127.0.0.1", port));
     within(TEST_TIMEOUT, async {
@@ -77,7 +67,7 @@ async fn without_bind_the_broker_listens_on_ipv4_and_ipv6_as_rabbitmq() {
     let broker = BrokerProcess::try_start_with(&["--amqp-port", "0", "--data-dir", data_dir, "--shards", "2"])
         .unwrap_or_else(|exited| panic!("the broker exited: {}", exited.stderr));
     let port = broker.port();
-    let stdout = stdout_containing(&broker, &format!("AMQP listening on [::]:{port}"));
+    let stdout = broker.stdout_containing(&format!("AMQP listening on [::]:{port}"), 5).await;
     let first = stdout.lines().find(|line| line.contains("AMQP listening on")).expect("a listening line");
     assert!(first.ends_with(&format!("AMQP listening on 0.0.0.0:{port}")), "IPv4 first: {stdout}");
     assert!(stdout.contains(&format!("AMQP listening on [::]:{port}")), "{stdout}");

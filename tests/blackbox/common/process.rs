@@ -204,14 +204,12 @@ impl BrokerProcess {
     /// Waits (at most `seconds`) until the broker's stderr contains `needle`: it is read by a
     /// thread, so a line the broker just wrote may not be in `stderr()` yet. Returns stderr.
     pub async fn stderr_containing(&self, needle: &str, seconds: u64) -> String {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-        loop {
-            let text = self.stderr();
-            if text.contains(needle) || std::time::Instant::now() >= deadline {
-                return text;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        wait_for_text(|| self.stderr(), needle, seconds).await
+    }
+
+    /// The same wait on the broker's stdout (where its start lines go). Returns stdout.
+    pub async fn stdout_containing(&self, needle: &str, seconds: u64) -> String {
+        wait_for_text(|| self.stdout(), needle, seconds).await
     }
 
     /// Clean shutdown: SIGTERM, then a bounded wait for the exit.
@@ -354,4 +352,16 @@ macro_rules! restart_tests {
             }
         )*
     };
+}
+
+/// Reads `text` until it contains `needle` or `seconds` have passed; returns the last read.
+async fn wait_for_text(text: impl Fn() -> String, needle: &str, seconds: u64) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        let read = text();
+        if read.contains(needle) || std::time::Instant::now() >= deadline {
+            return read;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
