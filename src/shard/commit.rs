@@ -1,5 +1,7 @@
 //! Group commit: one fdatasync per dirty segment for everything a shard wrote since the last
-//! one, then the publisher confirms that batch covers.
+//! one, then the publisher confirms that batch covers. After a new segment file was created,
+//! the commit also fsyncs the store's directory (an fdatasync of the file alone need not put
+//! its name on disk).
 //!
 //! Runs as one task per shard, so at most one fsync is in flight per file; messages written
 //! while it runs ride the next one. An fsync error poisons the store: the waiting confirms
@@ -97,8 +99,9 @@ enum Commit {
     Done,
 }
 
-/// One group commit: fdatasync of every segment written since the last one, then the Moved
-/// marks of the copies it covers, then the confirms it releases. Only one runs at a time.
+/// One group commit: fdatasync of every segment written since the last one (and fsync of the
+/// directory, after a segment was created), then the Moved marks of the copies it covers,
+/// then the confirms it releases. Only one runs at a time.
 async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) -> Commit {
     if shard.sync_signal.in_flight.get() {
         return Commit::Busy;
@@ -106,7 +109,7 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
     let Some(batch) = shard.with_store(|store| store.take_sync_batch()) else { return Commit::NoStore };
     // Taken after the batch: every stream append whose confirm the batch holds came before.
     let streams = shard.take_stream_files();
-    let nothing_to_sync = streams.files.is_empty() && streams.failure.is_none();
+    let nothing_to_sync = streams.files.is_empty() && streams.failure.is_none() && batch.directory.is_none();
     if batch.segments.is_empty() && batch.confirms.is_empty() && batch.retired.is_empty() && nothing_to_sync {
         shard.with_store(|store| store.sync_finished());
         shard.note_backlog();
@@ -117,6 +120,11 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
         Some(reason) => Some(reason),
         None => sync_stream_files(&streams.files).await,
     };
+    if let (None, Some(directory)) = (&failure, &batch.directory) {
+        if let Err(error) = sync_directory(directory).await {
+            failure = Some(format!("fsync of the segments' directory {} failed: {error}", directory.display()));
+        }
+    }
     for segment in batch.segments.iter().filter(|_| failure.is_none()) {
         let file = match files.get(&segment.number) {
             Some(file) => file,
@@ -166,6 +174,12 @@ async fn commit_once(shard: &Shard, files: &mut HashMap<u64, monoio::fs::File>) 
     shard.release_confirms(batch.confirms, ok);
     shard.sync_signal.in_flight.set(false);
     Commit::Done
+}
+
+/// fsync of the store's directory, once a segment was created in it: the segment's name is then
+/// on disk too (the stream and definitions logs do the same for their files).
+async fn sync_directory(directory: &std::path::Path) -> std::io::Result<()> {
+    monoio::fs::File::from_std(std::fs::File::open(directory)?)?.sync_all().await
 }
 
 /// fdatasyncs the streams' files written since the last commit (`shard/streams.rs`).

@@ -147,6 +147,10 @@ pub struct SyncBatch {
     pub segments: Vec<Arc<Segment>>,
     pub confirms: Vec<ConfirmTo>,
     pub retired: Vec<(Arc<Segment>, Vec<u8>)>,
+    /// The store's directory, when a segment was created since the last batch: the new file's
+    /// name must reach the disk before a confirm of a record in it, and an fdatasync of the
+    /// file alone need not write its directory entry.
+    pub directory: Option<PathBuf>,
 }
 
 pub struct Store {
@@ -162,6 +166,8 @@ pub struct Store {
     /// other shard directories, with the same numbers as this one's, get marks here too.
     marks: FxHashMap<usize, (Arc<Segment>, Vec<u8>)>,
     next_segment_number: u64,
+    /// A segment was created since the last sync batch (`SyncBatch::directory`).
+    directory_unsynced: bool,
     /// Written but not yet fdatasync'ed, with the confirms that wait for it.
     unsynced: Vec<Arc<Segment>>,
     confirms_unwritten: Vec<ConfirmTo>,
@@ -196,6 +202,7 @@ impl Store {
             copies: Stream::default(),
             marks: FxHashMap::default(),
             next_segment_number,
+            directory_unsynced: false,
             unsynced: Vec::new(),
             confirms_unwritten: Vec::new(),
             confirms_unsynced: Vec::new(),
@@ -429,6 +436,7 @@ impl Store {
         self.next_segment_number += 1;
         match Segment::create(&self.dir, number, capacity) {
             Ok(segment) => {
+                self.directory_unsynced = true;
                 let stream = self.stream(kind);
                 stream.active = Some(Arc::new(segment));
                 stream.active_offset = 0;
@@ -542,6 +550,7 @@ impl Store {
             segments: std::mem::take(&mut self.unsynced),
             confirms: std::mem::take(&mut self.confirms_unsynced),
             retired: std::mem::take(&mut self.moved_unsynced),
+            directory: std::mem::take(&mut self.directory_unsynced).then(|| self.dir.clone()),
         }
     }
 

@@ -214,3 +214,30 @@ fn marks_go_to_their_own_segment_when_another_directory_has_one_of_the_same_numb
     drop((foreign, local, own));
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// The first sync batch after a segment is created names the store's directory, which the
+/// commit then fsyncs so the new file's name is on disk before a confirm of a record in it;
+/// later batches that only write into the same segment do not.
+#[test]
+fn a_batch_after_a_new_segment_syncs_the_directory_once() {
+    let dir = temp_dir("directory-sync");
+    let mut store = Store::open(&dir, 1, 300, None).expect("open");
+    assert_eq!(store.take_sync_batch().directory, None, "nothing created yet");
+    let small = message("s");
+    let first = append(&mut store, 1, 1, &small);
+    store.write_pending().expect("write");
+    let batch = store.take_sync_batch();
+    assert_eq!(batch.directory.as_deref(), Some(dir.as_path()), "the first segment was created");
+    assert!(batch.segments.iter().any(|segment| Arc::ptr_eq(segment, &first.segment)));
+    let second = append(&mut store, 1, 2, &small);
+    assert!(Arc::ptr_eq(&second.segment, &first.segment), "still room in the first segment");
+    store.write_pending().expect("write");
+    assert_eq!(store.take_sync_batch().directory, None, "no new file since the last batch");
+    let large = message(&"l".repeat(400));
+    let third = append(&mut store, 1, 3, &large);
+    assert!(!Arc::ptr_eq(&third.segment, &first.segment), "a record past the capacity starts a segment");
+    store.write_pending().expect("write");
+    assert_eq!(store.take_sync_batch().directory.as_deref(), Some(dir.as_path()));
+    drop((first, second, third, store));
+    let _ = std::fs::remove_dir_all(&dir);
+}
