@@ -194,6 +194,11 @@ impl Store {
         fail_after_bytes: Option<u64>,
     ) -> io::Result<Store> {
         files::create_dirs(dir)?;
+        // The shard's directory (and `messages/` and the data directory holding it) must
+        // survive a power cut with the segments a commit puts in it.
+        for created in [Some(dir), dir.parent(), dir.parent().and_then(Path::parent)].into_iter().flatten() {
+            std::fs::File::open(created)?.sync_all()?;
+        }
         Ok(Store {
             dir: dir.to_path_buf(),
             segment_bytes,
