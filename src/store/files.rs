@@ -21,6 +21,13 @@ pub fn create_dirs(path: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(DIR_MODE).create(path)
 }
 
+/// fsync of the directory `path` (the current one for an empty path, as a relative path's
+/// last parent is): the names created in it reach the disk.
+pub fn sync_dir(path: &Path) -> io::Result<()> {
+    let path = if path.as_os_str().is_empty() { Path::new(".") } else { path };
+    std::fs::File::open(path)?.sync_all()
+}
+
 /// Open options that create a missing file with `FILE_MODE`; add read/write/create as needed.
 pub fn options() -> OpenOptions {
     let mut options = OpenOptions::new();
@@ -48,5 +55,14 @@ mod tests {
         }
         assert_eq!(mode(&file), FILE_MODE);
         std::fs::remove_dir_all(&root).expect("clean up");
+    }
+
+    #[test]
+    fn the_parent_of_a_relative_name_is_synced_as_the_current_directory() {
+        let relative = Path::new("data");
+        assert_eq!(relative.parent(), Some(Path::new("")));
+        sync_dir(relative.parent().expect("a parent")).expect("sync the current directory");
+        let missing = std::env::temp_dir().join(format!("spatemq-files-missing-{}", std::process::id()));
+        assert_eq!(sync_dir(&missing).map_err(|error| error.kind()), Err(io::ErrorKind::NotFound));
     }
 }

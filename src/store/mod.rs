@@ -197,7 +197,7 @@ impl Store {
         // The shard's directory (and `messages/` and the data directory holding it) must
         // survive a power cut with the segments a commit puts in it.
         for created in [Some(dir), dir.parent(), dir.parent().and_then(Path::parent)].into_iter().flatten() {
-            std::fs::File::open(created)?.sync_all()?;
+            files::sync_dir(created)?;
         }
         Ok(Store {
             dir: dir.to_path_buf(),

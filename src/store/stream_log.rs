@@ -166,13 +166,9 @@ fn open_segment(dir: &Path, first_offset: u64, create: bool) -> io::Result<(File
     if create {
         // The file's fdatasyncs cover its data, not its name: a power cut must not lose a
         // segment whose messages were confirmed.
-        sync_dir(dir)?;
+        super::files::sync_dir(dir)?;
     }
     Ok((file, path))
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Decodes a whole record (checksum checked) into a message whose fields are slices of it.
@@ -230,7 +226,7 @@ impl StreamLog {
         super::files::create_dirs(dir)?;
         // A new stream's directory (and `streams/` itself) must survive a power cut too.
         for created in [Some(dir), dir.parent(), dir.parent().and_then(Path::parent)].into_iter().flatten() {
-            sync_dir(created)?;
+            super::files::sync_dir(created)?;
         }
         let mut firsts: Vec<u64> = std::fs::read_dir(dir)?
             .filter_map(|entry| entry.ok())
