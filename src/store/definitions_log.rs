@@ -143,9 +143,9 @@ impl DefinitionsLog {
     /// (a crash during an append) is reported and ignored.
     pub fn open(data_dir: &Path) -> io::Result<(DefinitionsLog, Vec<DefinitionOp>)> {
         let path = data_dir.join(FILE_NAME);
-        let (bytes, missing) = match std::fs::read(&path) {
-            Ok(bytes) => (bytes, false),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => (Vec::new(), true),
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(error) => return Err(error),
         };
         let mut operations = Vec::new();
@@ -167,13 +167,10 @@ impl DefinitionsLog {
             }
         }
         let file = super::files::options().create(true).append(true).open(&path)?;
-        if missing {
-            // A new log's appends are fsynced, its name is not: put it (and a new data
-            // directory's own name) on disk before the first definition is answered.
-            for dir in [Some(data_dir), data_dir.parent()].into_iter().flatten() {
-                super::files::sync_dir(dir)?;
-            }
-        }
+        // The log's appends are fsynced, its name is not: put it (and a new data directory's own
+        // name) on disk before the first definition is answered. At every open: a log created
+        // by a run that stopped before this sync would otherwise never get it.
+        super::files::sync_dir_and_parents(data_dir, 1)?;
         let records = operations.len();
         Ok((DefinitionsLog { path, file, records }, operations))
     }

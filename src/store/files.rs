@@ -28,6 +28,15 @@ pub fn sync_dir(path: &Path) -> io::Result<()> {
     std::fs::File::open(path)?.sync_all()
 }
 
+/// `sync_dir` of `path` and of its `parents` nearest parents: a directory that may be new, with
+/// those that may have been created along with it.
+pub fn sync_dir_and_parents(path: &Path, parents: usize) -> io::Result<()> {
+    for dir in path.ancestors().take(parents + 1) {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
 /// Open options that create a missing file with `FILE_MODE`; add read/write/create as needed.
 pub fn options() -> OpenOptions {
     let mut options = OpenOptions::new();
@@ -64,5 +73,14 @@ mod tests {
         sync_dir(relative.parent().expect("a parent")).expect("sync the current directory");
         let missing = std::env::temp_dir().join(format!("spatemq-files-missing-{}", std::process::id()));
         assert_eq!(sync_dir(&missing).map_err(|error| error.kind()), Err(io::ErrorKind::NotFound));
+        let nested = missing.join("messages").join("shard-0");
+        assert_eq!(
+            sync_dir_and_parents(&nested, 2).map_err(|error| error.kind()),
+            Err(io::ErrorKind::NotFound),
+            "a directory that does not exist is not synced"
+        );
+        create_dirs(&nested).expect("create the directories");
+        sync_dir_and_parents(&nested, 2).expect("sync the three levels");
+        std::fs::remove_dir_all(&missing).expect("clean up");
     }
 }

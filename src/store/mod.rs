@@ -196,9 +196,7 @@ impl Store {
         files::create_dirs(dir)?;
         // The shard's directory (and `messages/` and the data directory holding it) must
         // survive a power cut with the segments a commit puts in it.
-        for created in [Some(dir), dir.parent(), dir.parent().and_then(Path::parent)].into_iter().flatten() {
-            files::sync_dir(created)?;
-        }
+        files::sync_dir_and_parents(dir, 2)?;
         Ok(Store {
             dir: dir.to_path_buf(),
             segment_bytes,

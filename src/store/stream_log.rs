@@ -225,9 +225,7 @@ impl StreamLog {
     pub fn open(dir: &Path, segment_bytes_max: u64) -> io::Result<(StreamLog, u64)> {
         super::files::create_dirs(dir)?;
         // A new stream's directory (and `streams/` itself) must survive a power cut too.
-        for created in [Some(dir), dir.parent(), dir.parent().and_then(Path::parent)].into_iter().flatten() {
-            super::files::sync_dir(created)?;
-        }
+        super::files::sync_dir_and_parents(dir, 2)?;
         let mut firsts: Vec<u64> = std::fs::read_dir(dir)?
             .filter_map(|entry| entry.ok())
             .filter_map(|entry| entry.file_name().to_str()?.strip_suffix(".stream")?.parse().ok())
