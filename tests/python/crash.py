@@ -303,7 +303,7 @@ def drain(port):
         expected = channel.queue_declare(QUEUE, durable=True, passive=True).method.message_count
         channel.basic_qos(prefetch_count=1000)
         got = []
-        last_tag = None
+        last_tag = acked_tag = None
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         for method, properties, body in channel.consume(QUEUE, inactivity_timeout=1.0):
             if method is None:
@@ -318,9 +318,11 @@ def drain(port):
             last_tag = method.delivery_tag
             if len(got) % 500 == 0:
                 channel.basic_ack(last_tag, multiple=True)
+                acked_tag = last_tag
             if time.monotonic() > deadline:
                 raise CycleError("drain took longer than %.0f s" % DRAIN_TIMEOUT_S)
-        if last_tag is not None:
+        # Not twice: a tag acked again is unknown to the broker (406), as to RabbitMQ.
+        if last_tag is not None and last_tag != acked_tag:
             channel.basic_ack(last_tag, multiple=True)
         channel.cancel()
         method, _properties, _body = channel.basic_get(QUEUE, auto_ack=False)
