@@ -60,6 +60,9 @@ pub struct Mailboxes {
     busy: AtomicU64,
     /// Connections placed on each shard and not yet gone (`shard::balance`).
     connections: Vec<AtomicU32>,
+    /// The newest definitions version the writer has sent to the shards
+    /// (`Shard::catch_up_announced`).
+    definitions_announced: AtomicU64,
 }
 
 impl Mailboxes {
@@ -82,11 +85,23 @@ impl Mailboxes {
             deep: AtomicU64::new(0),
             busy: AtomicU64::new(0),
             connections: (0..shards).map(|_| AtomicU32::new(0)).collect(),
+            definitions_announced: AtomicU64::new(0),
         }
     }
 
     pub fn shards(&self) -> usize {
         self.shards
+    }
+
+    /// The writer has put definitions `version` in every shard's mailbox; called before any
+    /// reply that depends on them leaves.
+    pub fn announce_definitions(&self, version: u64) {
+        self.definitions_announced.fetch_max(version, Ordering::Release);
+    }
+
+    /// The newest definitions version announced (`announce_definitions`).
+    pub fn announced_definitions(&self) -> u64 {
+        self.definitions_announced.load(Ordering::Acquire)
     }
 
     fn queue(&self, from: usize, to: usize) -> &ArrayQueue<ShardMsg> {

@@ -442,6 +442,17 @@ impl Shard {
         }
     }
 
+    /// Applies the definitions the writer has announced and this shard has not handled yet. A
+    /// client answered a declare or a bind on one connection may publish on another at once;
+    /// the publish, read after the answer left, must route by them, as it would on RabbitMQ.
+    /// If the writer's mail waits in its outbox (a full mailbox), the loop applies it later.
+    pub(crate) fn catch_up_announced(&self) {
+        let announced = self.mailboxes.announced_definitions();
+        if announced > self.version() {
+            self.catch_up(announced);
+        }
+    }
+
     /// Handles every message already waiting from shard 0 (the writer).
     fn drain_writer_mail(&self) {
         while let Some(message) = self.pop_writer_mail() {

@@ -291,6 +291,8 @@ async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut 
     let mut dispatcher = Dispatcher::new(shard.clone(), connection.clone());
     let mut last_timer_turn = std::time::Instant::now();
     loop {
+        // What was read may depend on definitions another connection was just answered about.
+        shard.catch_up_announced();
         loop {
             if connection.is_force_closed() {
                 return Err(Hangup::Silent);

@@ -70,6 +70,7 @@ impl Shard {
             for shard in 1..self.count {
                 self.send(shard, ShardMsg::Definitions(snapshot.clone()));
             }
+            self.mailboxes.announce_definitions(snapshot.version);
             let policy_epoch = self.snapshot.borrow().policy_epoch;
             *self.snapshot.borrow_mut() = snapshot;
             self.close_orphaned_connections();
