@@ -148,6 +148,9 @@ pub fn recover(data_dir: &Path, live_queues: &HashSet<u64>) -> io::Result<Recove
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let Some(index) = name.strip_prefix("shard-").and_then(|index| index.parse::<usize>().ok()) else { continue };
+        // A zero-filled spare segment file an earlier run left (its shard's store may not open
+        // again, after a restart with fewer shards).
+        crate::store::spare::Spare::delete_leftover(&entry.path())?;
         let mut numbers: Vec<u64> = std::fs::read_dir(entry.path())?
             .filter_map(|file| file.ok())
             .filter_map(|file| parse_segment_name(&file.file_name().to_string_lossy()))
@@ -405,6 +408,56 @@ mod tests {
         let messages =
             held.iter().map(|entry| (entry.sequence, entry.payload.stored().expect("stored").segment.number)).collect();
         Found { messages, copies_ignored: recovered.copies_ignored, _held: held }
+    }
+
+    /// Once a quarter of a segment is written, the next one is made ahead of use (zeros,
+    /// `store::spare`) and the rotation takes it: messages in both segments recover, and a
+    /// spare left in a shard directory is deleted by the recovery.
+    #[test]
+    fn messages_in_a_segment_made_ahead_of_use_recover() {
+        let data_dir = std::env::temp_dir().join(format!("spatemq-recovery-spare-{}", std::process::id()));
+        let dir = shard_dir(&data_dir, 0);
+        let segment_bytes = crate::limits::SEGMENT_BYTES_MIN;
+        let mut store = Store::open(&dir, 1, segment_bytes, None).expect("open");
+        let spare = crate::store::spare::spare_path(&dir);
+        let body = vec![b'x'; 1000];
+        let mut sequence = 0u64;
+        // The queue's hold on its messages: a sealed segment nothing holds is deleted.
+        let mut held = Vec::new();
+        // Appends and writes the next message; returns its segment's number.
+        let mut append = |store: &mut Store, sequence: &mut u64| {
+            *sequence += 1;
+            let record = crate::store::record::MessageRecord::plain(QUEUE, *sequence, &body);
+            let stored = store.append(&record).expect("append");
+            store.write_pending().expect("write");
+            let number = stored.segment.number;
+            held.push(stored);
+            number
+        };
+        // A third of the first segment: the spare is asked for.
+        while sequence * body.len() as u64 <= segment_bytes / 3 {
+            assert_eq!(append(&mut store, &mut sequence), 1);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !store.spare_ready() {
+            assert!(std::time::Instant::now() < deadline, "no spare made in 10 s");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(spare.exists());
+        while append(&mut store, &mut sequence) == 1 {}
+        assert!(!spare.exists(), "the second segment is the spare, renamed");
+        let second = crate::store::segment::segment_path(&dir, 2);
+        assert_eq!(std::fs::metadata(&second).expect("segment 2").len(), segment_bytes);
+        let written = sequence;
+        drop(store);
+        std::fs::write(&spare, b"a spare left by a crash").expect("a leftover spare");
+        let found = recovered_messages(&data_dir);
+        let sequences: Vec<u64> = found.messages.iter().map(|(sequence, _)| *sequence).collect();
+        assert_eq!(sequences, (1..=written).collect::<Vec<_>>());
+        assert!(found.messages.iter().any(|(_, segment)| *segment == 2));
+        assert!(!spare.exists(), "the leftover spare is deleted");
+        drop((found, held));
+        let _ = std::fs::remove_dir_all(&data_dir);
     }
 
     /// Six messages stored in segment `original`, then compacted (after a restart) into

@@ -19,6 +19,7 @@ pub(crate) mod lock;
 pub(crate) mod paging;
 pub(crate) mod record;
 pub(crate) mod segment;
+pub(crate) mod spare;
 pub(crate) mod stream_log;
 
 use std::collections::VecDeque;
@@ -40,6 +41,7 @@ use record::{
     RECORD_HEADER_BYTES,
 };
 use segment::Segment;
+use spare::Spare;
 
 /// Where a stored message lives: its segment (kept alive by this reference) and its record.
 #[derive(Clone, Debug)]
@@ -184,6 +186,8 @@ pub struct Store {
     fail_after_bytes: Option<u64>,
     written_total_bytes: u64,
     paged: paging::PagedBytes,
+    /// The next segment's file, zero-filled ahead of use (`spare.rs`).
+    spare: Spare,
 }
 
 impl Store {
@@ -197,6 +201,7 @@ impl Store {
         // The shard's directory (and `messages/` and the data directory holding it) must
         // survive a power cut with the segments a commit puts in it.
         files::sync_dir_and_parents(dir, 2)?;
+        Spare::delete_leftover(dir)?;
         Ok(Store {
             dir: dir.to_path_buf(),
             segment_bytes,
@@ -217,7 +222,14 @@ impl Store {
             fail_after_bytes,
             written_total_bytes: 0,
             paged: paging::PagedBytes::default(),
+            spare: Spare::default(),
         })
+    }
+
+    /// True once the next segment's zero-filled file is made (`spare.rs`).
+    #[cfg(test)]
+    pub fn spare_ready(&self) -> bool {
+        self.spare.is_ready()
     }
 
     /// Bytes written to segment files since the store was opened.
@@ -437,7 +449,11 @@ impl Store {
         let capacity = self.segment_bytes.max(record_bytes + 8);
         let number = self.next_segment_number;
         self.next_segment_number += 1;
-        match Segment::create(&self.dir, number, capacity) {
+        let created = match self.spare.take(&segment::segment_path(&self.dir, number), capacity) {
+            Some(file) => Segment::adopt(&self.dir, number, file),
+            None => Segment::create(&self.dir, number, capacity),
+        };
+        match created {
             Ok(segment) => {
                 self.directory_unsynced = true;
                 let stream = self.stream(kind);
@@ -509,9 +525,13 @@ impl Store {
         let written = stream.pending.len() as u64;
         stream.written_offset += written;
         stream.pending.clear();
+        let quarter_written = stream.written_offset >= segment.capacity() / 4;
         self.written_total_bytes += written;
         if !self.unsynced.iter().any(|unsynced| Arc::ptr_eq(unsynced, &segment)) {
             self.unsynced.push(segment);
+        }
+        if quarter_written {
+            self.spare.request(&self.dir, self.segment_bytes);
         }
         Ok(())
     }

@@ -71,6 +71,11 @@ impl Segment {
         Segment::map(dir, number, path, file, 0, false)
     }
 
+    /// A new segment from a file already at its path (a zero-filled spare, `store::spare`).
+    pub fn adopt(dir: &Path, number: u64, file: File) -> io::Result<Segment> {
+        Segment::map(dir, number, segment_path(dir, number), file, 0, false)
+    }
+
     /// Opens an existing segment for recovery; it is sealed (never written again).
     pub fn open_sealed(dir: &Path, number: u64) -> io::Result<Segment> {
         let path = segment_path(dir, number);
@@ -237,7 +242,7 @@ fn drop_page_entries(pages: &[u8]) {
 const RELEASE_STEP_BYTES: usize = 4 * 1024 * 1024;
 const RELEASE_STEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
 
-fn preallocate(file: &File, capacity_bytes: u64) -> io::Result<()> {
+pub(super) fn preallocate(file: &File, capacity_bytes: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     let length = i64::try_from(capacity_bytes).map_err(|_| io::Error::other("segment too large"))?;
     // SAFETY: fallocate on a descriptor we own; failure is reported and we fall back to set_len.
