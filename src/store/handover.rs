@@ -38,8 +38,8 @@ pub struct Handover {
 }
 
 impl Handover {
-    /// Appends the record (its checksum covers kind and payload).
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    /// Appends the record (its checksum covers kind and payload, from `seed`).
+    pub fn encode(&self, out: &mut Vec<u8>, seed: u32) {
         let start = out.len();
         out.put_u32_le((1 + HANDOVER_PAYLOAD_BYTES) as u32);
         out.put_u32_le(0);
@@ -47,7 +47,7 @@ impl Handover {
         for value in [self.held.queue_sequence, self.held.sequence, self.copy.queue_sequence, self.copy.sequence] {
             out.put_u64_le(value);
         }
-        let checksum = crc32c::crc32c(&out[start + RECORD_HEADER_BYTES..]);
+        let checksum = crc32c::crc32c_append(seed, &out[start + RECORD_HEADER_BYTES..]);
         out[start + 4..start + 8].copy_from_slice(&checksum.to_le_bytes());
     }
 
@@ -88,7 +88,7 @@ impl Store {
         }
         let (proof_segment, _) = self.reserve(StreamKind::Publishes, HANDOVER_RECORD_BYTES as u64)?;
         let copy = StoredId { queue_sequence: record.queue_sequence, sequence: record.sequence };
-        Handover { held, copy }.encode(&mut self.publishes.pending);
+        Handover { held, copy }.encode(&mut self.publishes.pending, proof_segment.seed());
         let reference = self.append_shared(record, message)?;
         debug_assert!(Arc::ptr_eq(&proof_segment, &reference.segment), "a hand-over and its copy share a segment");
         Ok(reference)
@@ -98,7 +98,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::record::{read_record, ReadOutcome, KIND_LINK, KIND_MESSAGE};
+    use crate::store::record::{read_record, read_seeded, ReadOutcome, KIND_LINK, KIND_MESSAGE};
 
     fn handover(copy_sequence: u64) -> Handover {
         Handover {
@@ -110,7 +110,7 @@ mod tests {
     #[test]
     fn a_handover_record_round_trips_with_its_size() {
         let mut out = Vec::new();
-        handover(9).encode(&mut out);
+        handover(9).encode(&mut out, 0);
         assert_eq!(out.len(), HANDOVER_RECORD_BYTES);
         let ReadOutcome::Record { kind, payload, next } = read_record(&out, 0) else { panic!("a record") };
         assert_eq!((kind, next), (KIND_HANDOVER, out.len()));
@@ -146,11 +146,15 @@ mod tests {
         for (index, reference) in references.iter().enumerate() {
             let bytes = reference.segment.bytes();
             let proof_offset = reference.offset as usize - HANDOVER_RECORD_BYTES;
-            let ReadOutcome::Record { kind: KIND_HANDOVER, payload, .. } = read_record(bytes, proof_offset) else {
+            let ReadOutcome::Record { kind: KIND_HANDOVER, payload, .. } =
+                read_seeded(bytes, proof_offset, reference.segment.seed())
+            else {
                 panic!("copy {index}: no proof right before it");
             };
             let proof = Handover::decode(payload).expect("a proof");
-            let ReadOutcome::Record { kind, payload, .. } = read_record(bytes, reference.offset as usize) else {
+            let ReadOutcome::Record { kind, payload, .. } =
+                read_seeded(bytes, reference.offset as usize, reference.segment.seed())
+            else {
                 panic!("copy {index} unreadable");
             };
             assert!(kind == KIND_MESSAGE || kind == KIND_LINK);

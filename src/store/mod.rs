@@ -36,12 +36,12 @@ use crate::codec::message::Message;
 use crate::ids::ConfirmTo;
 use crate::limits::STORE_RECENT_MESSAGES;
 use record::{
-    decode_link, decode_message, encode_copy, encode_link, encode_mark, encode_message_as, read_record, record_length,
+    decode_link, decode_message, encode_copy, encode_link, encode_mark, encode_message_as, read_seeded, record_length,
     Link, Mark, MessageRecord, Origin, ReadOutcome, KIND_LINK, LINK_RECORD_BYTES, ORIGIN_BYTES, PLACE_BYTES,
     RECORD_HEADER_BYTES,
 };
 use segment::Segment;
-use spare::Spare;
+use spare::{Recycled, Spare};
 
 /// Where a stored message lives: its segment (kept alive by this reference) and its record.
 #[derive(Clone, Debug)]
@@ -188,6 +188,8 @@ pub struct Store {
     paged: paging::PagedBytes,
     /// The next segment's file, zero-filled ahead of use (`spare.rs`).
     spare: Spare,
+    /// Or a deleted segment's file, reused (`spare::Recycled`).
+    recycled: Arc<Recycled>,
 }
 
 impl Store {
@@ -223,6 +225,7 @@ impl Store {
             written_total_bytes: 0,
             paged: paging::PagedBytes::default(),
             spare: Spare::default(),
+            recycled: Arc::new(Recycled::new(dir)),
         })
     }
 
@@ -321,7 +324,7 @@ impl Store {
         let length = record.encoded_bytes() as u64;
         let (segment, offset) = self.reserve(StreamKind::Publishes, length)?;
         let pending_before = self.publishes.pending.len();
-        encode_message_as(&mut self.publishes.pending, record, kind);
+        encode_message_as(&mut self.publishes.pending, record, kind, segment.seed());
         // The record must take exactly the place reserved for it, or every later offset in
         // the segment (and every reference to it) would point into the wrong record.
         debug_assert_eq!((self.publishes.pending.len() - pending_before) as u64, length, "record size");
@@ -345,7 +348,7 @@ impl Store {
                 let (segment, offset) = self.reserve(StreamKind::Publishes, LINK_RECORD_BYTES as u64)?;
                 let link = Link { place: record.place(), target_offset };
                 debug_assert!(u64::from(target_offset) < offset, "a link points back to an earlier record");
-                encode_link(&mut self.publishes.pending, link);
+                encode_link(&mut self.publishes.pending, link, segment.seed());
                 debug_assert_eq!(
                     self.publishes.written_offset + self.publishes.pending.len() as u64,
                     offset + LINK_RECORD_BYTES as u64
@@ -397,7 +400,7 @@ impl Store {
             |what: &str| StoreError::Unreadable(format!("segment {} offset {}: {what}", source.number, from.offset));
         let start = from.offset as usize;
         let own = source.bytes().get(start..start + from.length as usize).unwrap_or_default();
-        let ReadOutcome::Record { kind, payload, .. } = read_record(own, 0) else {
+        let ReadOutcome::Record { kind, payload, .. } = read_seeded(own, 0, source.seed()) else {
             return Err(unreadable("unreadable record"));
         };
         if kind == record::KIND_PAGED {
@@ -407,7 +410,7 @@ impl Store {
         // Each record is checksummed once: the link, then its target (always earlier).
         let content = match kind {
             KIND_LINK => match decode_link(payload).map(|link| link.target_offset as usize) {
-                Some(target) if target < start => match read_record(source.bytes(), target) {
+                Some(target) if target < start => match read_seeded(source.bytes(), target, source.seed()) {
                     ReadOutcome::Record { kind, payload, .. } => Some((kind, payload)),
                     _ => None,
                 },
@@ -422,7 +425,7 @@ impl Store {
         let length = (RECORD_HEADER_BYTES + 1 + ORIGIN_BYTES + message.len()) as u64;
         let (segment, offset) = self.reserve(StreamKind::Copies, length)?;
         let origin = Origin { segment: source.number, offset: from.offset };
-        encode_copy(&mut self.copies.pending, origin, place, message);
+        encode_copy(&mut self.copies.pending, origin, place, message, segment.seed());
         let marks = match self.moved_unwritten.iter_mut().find(|(segment, _)| Arc::ptr_eq(segment, &source)) {
             Some((_, marks)) => marks,
             None => {
@@ -449,10 +452,17 @@ impl Store {
         let capacity = self.segment_bytes.max(record_bytes + 8);
         let number = self.next_segment_number;
         self.next_segment_number += 1;
-        let created = match self.spare.take(&segment::segment_path(&self.dir, number), capacity) {
+        let path = segment::segment_path(&self.dir, number);
+        let spare = self.recycled.take(&path).or_else(|| self.spare.take(&path, capacity));
+        let created = match spare {
             Some(file) => Segment::adopt(&self.dir, number, file),
             None => Segment::create(&self.dir, number, capacity),
         };
+        // Only segments of the usual size are reused: a spare must fit any record that fits one.
+        let created = created.map(|segment| match capacity == self.segment_bytes {
+            true => segment.recycle_into(self.recycled.clone()),
+            false => segment,
+        });
         match created {
             Ok(segment) => {
                 self.directory_unsynced = true;
@@ -513,16 +523,19 @@ impl Store {
             return Ok(());
         }
         let Some(segment) = stream.active.clone() else { return Err("records without a segment".into()) };
+        let written = stream.pending.len() as u64;
+        // Zeros after the records, so they end there in a reused file too (`spare::Recycled`);
+        // the next write puts its records over them.
+        let end = stream.written_offset + written;
+        let zeros = segment.capacity().saturating_sub(end).min(RECORD_HEADER_BYTES as u64) as usize;
+        stream.pending.resize(stream.pending.len() + zeros, 0);
         let result = match fail_after_bytes {
-            Some(limit) if written_total_bytes + stream.pending.len() as u64 > limit => {
-                Err(io::Error::other("injected write failure"))
-            }
+            Some(limit) if written_total_bytes + written > limit => Err(io::Error::other("injected write failure")),
             _ => segment.file.write_all_at(&stream.pending, stream.written_offset),
         };
         if let Err(error) = result {
             return Err(format!("write to segment {} failed: {error}", segment.number));
         }
-        let written = stream.pending.len() as u64;
         stream.written_offset += written;
         stream.pending.clear();
         let quarter_written = stream.written_offset >= segment.capacity() / 4;
@@ -530,7 +543,7 @@ impl Store {
         if !self.unsynced.iter().any(|unsynced| Arc::ptr_eq(unsynced, &segment)) {
             self.unsynced.push(segment);
         }
-        if quarter_written {
+        if quarter_written && !self.recycled.holds() {
             self.spare.request(&self.dir, self.segment_bytes);
         }
         Ok(())
@@ -583,7 +596,8 @@ impl Store {
     pub fn read(&self, reference: &StoredRef) -> Option<Arc<Message>> {
         let (bytes, _) = self.bytes_at(&reference.segment, reference.offset)?;
         let bytes = bytes.get(..reference.length as usize)?;
-        let (offset, length) = match read_link(bytes) {
+        let seed = reference.segment.seed();
+        let (offset, length) = match read_link(bytes, seed) {
             Some(link) => {
                 let (target, _) = self.bytes_at(&reference.segment, link.target_offset)?;
                 (link.target_offset, record_length(target)?)
@@ -593,7 +607,7 @@ impl Store {
         match self.bytes_at(&reference.segment, offset)? {
             (bytes, true) => {
                 // One copy of the record; the message's fields are slices of it.
-                decode_owned(Bytes::copy_from_slice(bytes.get(..length)?))
+                decode_owned(Bytes::copy_from_slice(bytes.get(..length)?), seed)
             }
             (_, false) => read_mapped(&reference.segment, offset as usize, offset as usize + length),
         }
@@ -613,12 +627,12 @@ impl Store {
 }
 
 /// The link a record is, if it is a whole, checksummed link record.
-fn read_link(bytes: &[u8]) -> Option<Link> {
+fn read_link(bytes: &[u8], seed: u32) -> Option<Link> {
     // The kind byte first: a message record is not checksummed twice on each read.
     if bytes.get(RECORD_HEADER_BYTES) != Some(&KIND_LINK) {
         return None;
     }
-    match read_record(bytes, 0) {
+    match read_seeded(bytes, 0, seed) {
         ReadOutcome::Record { kind: KIND_LINK, payload, .. } => decode_link(payload),
         _ => None,
     }
@@ -626,9 +640,9 @@ fn read_link(bytes: &[u8]) -> Option<Link> {
 
 /// The record holding the content of the record at `[offset, offset + length)` of a segment's
 /// bytes, and where it starts: itself, or the target of a link (earlier in the segment).
-fn content_record(segment_bytes: &[u8], offset: usize, length: usize) -> Option<(usize, &[u8])> {
+fn content_record(segment_bytes: &[u8], offset: usize, length: usize, seed: u32) -> Option<(usize, &[u8])> {
     let record = segment_bytes.get(offset..offset + length)?;
-    let Some(link) = read_link(record) else { return Some((offset, record)) };
+    let Some(link) = read_link(record, seed) else { return Some((offset, record)) };
     let target = link.target_offset as usize;
     if target >= offset {
         return None;
@@ -643,7 +657,9 @@ pub fn find_record(segment: &Segment, from: u32, end: u32, queue_sequence: u64, 
     let bytes = segment.bytes().get(..end as usize)?;
     let mut offset = from as usize;
     while offset < end as usize {
-        let ReadOutcome::Record { kind: found, payload, next } = read_record(bytes, offset) else { return None };
+        let ReadOutcome::Record { kind: found, payload, next } = read_seeded(bytes, offset, segment.seed()) else {
+            return None;
+        };
         if found == kind {
             let (queue, sequence) = record::queue_position(kind, payload)?;
             if queue == queue_sequence {
@@ -661,15 +677,16 @@ pub fn find_record(segment: &Segment, from: u32, end: u32, queue_sequence: u64, 
 /// Decodes a record from a segment's map without copying: the message's fields are slices
 /// that keep the segment alive. A link is followed to its target.
 pub fn read_mapped(segment: &Arc<Segment>, start: usize, end: usize) -> Option<Arc<Message>> {
-    let (start, bytes) = content_record(segment.bytes(), start, end.checked_sub(start)?)?;
+    let (start, bytes) = content_record(segment.bytes(), start, end.checked_sub(start)?, segment.seed())?;
     // One owner for the whole record, its fields slices of it: one allocation and one change
     // of the segment's shared count per message, not one per field.
-    decode_owned(Bytes::from_owner(SegmentSlice { segment: segment.clone(), start, end: start + bytes.len() }))
+    let record = Bytes::from_owner(SegmentSlice { segment: segment.clone(), start, end: start + bytes.len() });
+    decode_owned(record, segment.seed())
 }
 
 /// The message in a whole record, its fields slices of `record`.
-fn decode_owned(record: Bytes) -> Option<Arc<Message>> {
-    let ReadOutcome::Record { kind, payload, .. } = read_record(&record, 0) else { return None };
+fn decode_owned(record: Bytes, seed: u32) -> Option<Arc<Message>> {
+    let ReadOutcome::Record { kind, payload, .. } = read_seeded(&record, 0, seed) else { return None };
     let (message, message_start, _) = record::message_payload(kind, payload)?;
     let (_, layout) = decode_message(message)?;
     // Layout ranges are relative to the message payload, which starts after the header, the

@@ -1,7 +1,13 @@
 //! The on-disk record formats of the message store, with their checksums.
 //!
 //! Segment records: `[length u32][crc32c u32][kind u8][payload]`, little endian, where the
-//! length counts kind + payload and the checksum covers the same bytes. A copy record (written
+//! length counts kind + payload and the checksum covers the same bytes, continued from a seed.
+//! In the message store's segments the seed is the checksum of the segment's number (u64 LE,
+//! `segment_seed`): a record's checksum is the CRC32C of that number followed by kind and
+//! payload. In segments an earlier version wrote, and in the other logs, the seed is zero (the
+//! plain CRC32C of kind and payload). The number is what lets a segment file be reused: the old
+//! records left past the new ones in a recycled file were checksummed under another number, so
+//! they read as damage, never as records. A copy record (written
 //! by compaction, `KIND_COPY`) is a message record's payload prefixed with where the message
 //! was copied from (`Origin`), so recovery can tell which of the two places holds it. A link
 //! record (`KIND_LINK`) stores one queue's message of a fanout without its content: the
@@ -120,14 +126,19 @@ impl MessageRecord<'_> {
     }
 }
 
+/// The checksum seed of the records of segment `number` (see the module's comment).
+pub fn segment_seed(number: u64) -> u32 {
+    crc32c::crc32c(&number.to_le_bytes())
+}
+
 /// Appends a message record. Exchange and routing key are AMQP short strings (≤ 255 bytes).
 #[cfg(test)]
 pub fn encode_message(out: &mut Vec<u8>, record: &MessageRecord<'_>) {
-    encode_message_as(out, record, KIND_MESSAGE);
+    encode_message_as(out, record, KIND_MESSAGE, 0);
 }
 
-/// Appends a message record of `kind` (`KIND_MESSAGE` or `KIND_PAGED`).
-pub fn encode_message_as(out: &mut Vec<u8>, record: &MessageRecord<'_>, kind: u8) {
+/// Appends a message record of `kind` (`KIND_MESSAGE` or `KIND_PAGED`), checksummed from `seed`.
+pub fn encode_message_as(out: &mut Vec<u8>, record: &MessageRecord<'_>, kind: u8, seed: u32) {
     let start = out.len();
     out.put_u32_le(0);
     out.put_u32_le(0);
@@ -144,7 +155,7 @@ pub fn encode_message_as(out: &mut Vec<u8>, record: &MessageRecord<'_>, kind: u8
     out.put_u32_le(record.body.len() as u32);
     out.put_slice(record.body);
     let length = (out.len() - start - RECORD_HEADER_BYTES) as u32;
-    let checksum = crc32c::crc32c(&out[start + RECORD_HEADER_BYTES..]);
+    let checksum = crc32c::crc32c_append(seed, &out[start + RECORD_HEADER_BYTES..]);
     out[start..start + 4].copy_from_slice(&length.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&checksum.to_le_bytes());
 }
@@ -159,7 +170,7 @@ pub struct Origin {
 /// Appends a copy record: `message_payload` (a message record's payload, after its kind byte)
 /// prefixed with where it came from, with its queue and sequence replaced by `position` (the
 /// queue the copy is for: a link's target holds another queue's message).
-pub fn encode_copy(out: &mut Vec<u8>, origin: Origin, place: Place, message_payload: &[u8]) {
+pub fn encode_copy(out: &mut Vec<u8>, origin: Origin, place: Place, message_payload: &[u8], seed: u32) {
     let start = out.len();
     let content = message_payload.get(PLACE_BYTES..).unwrap_or_default();
     out.put_u32_le((1 + ORIGIN_BYTES + PLACE_BYTES + content.len()) as u32);
@@ -169,7 +180,7 @@ pub fn encode_copy(out: &mut Vec<u8>, origin: Origin, place: Place, message_payl
     out.put_u32_le(origin.offset);
     place.encode(out);
     out.put_slice(content);
-    let checksum = crc32c::crc32c(&out[start + RECORD_HEADER_BYTES..]);
+    let checksum = crc32c::crc32c_append(seed, &out[start + RECORD_HEADER_BYTES..]);
     out[start + 4..start + 8].copy_from_slice(&checksum.to_le_bytes());
 }
 
@@ -182,14 +193,14 @@ pub struct Link {
 }
 
 /// Appends a link record.
-pub fn encode_link(out: &mut Vec<u8>, link: Link) {
+pub fn encode_link(out: &mut Vec<u8>, link: Link, seed: u32) {
     let start = out.len();
     out.put_u32_le((1 + LINK_PAYLOAD_BYTES) as u32);
     out.put_u32_le(0);
     out.put_u8(KIND_LINK);
     link.place.encode(out);
     out.put_u32_le(link.target_offset);
-    let checksum = crc32c::crc32c(&out[start + RECORD_HEADER_BYTES..]);
+    let checksum = crc32c::crc32c_append(seed, &out[start + RECORD_HEADER_BYTES..]);
     out[start + 4..start + 8].copy_from_slice(&checksum.to_le_bytes());
 }
 
@@ -247,7 +258,14 @@ pub enum ReadOutcome<'a> {
     Damaged { reason: &'static str },
 }
 
+/// The record at `offset`, checksummed without a seed (the definitions and stream logs, and
+/// segments of earlier versions).
 pub fn read_record(data: &[u8], offset: usize) -> ReadOutcome<'_> {
+    read_seeded(data, offset, 0)
+}
+
+/// The record at `offset`, its checksum continued from `seed` (`segment_seed`).
+pub fn read_seeded(data: &[u8], offset: usize, seed: u32) -> ReadOutcome<'_> {
     let Some(header) = data.get(offset..offset + RECORD_HEADER_BYTES) else {
         // Fewer bytes left than a header: the zero-filled slack of a full segment, or a torn header.
         let tail = data.get(offset..).unwrap_or_default();
@@ -270,7 +288,7 @@ pub fn read_record(data: &[u8], offset: usize) -> ReadOutcome<'_> {
     let Some(body) = data.get(start..start + length) else {
         return ReadOutcome::Damaged { reason: "record runs past the end of the segment" };
     };
-    if crc32c::crc32c(body) != checksum {
+    if crc32c::crc32c_append(seed, body) != checksum {
         return ReadOutcome::Damaged { reason: "checksum mismatch" };
     }
     ReadOutcome::Record { kind: body[0], payload: &body[1..], next: start + length }
@@ -419,6 +437,30 @@ mod tests {
         assert_eq!(decoded, sample(b"hello"));
     }
 
+    /// A record reads only under the seed it was written with: one left in a reused segment
+    /// file by its earlier number is damage to the new one, never a record. Seed 0 is the
+    /// plain CRC32C of earlier versions.
+    #[test]
+    fn a_record_reads_only_under_its_own_segments_seed() {
+        let mut out = Vec::new();
+        encode_message_as(&mut out, &sample(b"hello"), KIND_MESSAGE, segment_seed(5));
+        assert!(matches!(read_seeded(&out, 0, segment_seed(5)), ReadOutcome::Record { kind: KIND_MESSAGE, .. }));
+        for other in [segment_seed(6), segment_seed(4), 0] {
+            assert_eq!(read_seeded(&out, 0, other), ReadOutcome::Damaged { reason: "checksum mismatch" });
+        }
+        let mut plain = Vec::new();
+        encode_message_as(&mut plain, &sample(b"hello"), KIND_MESSAGE, 0);
+        let checksum = u32::from_le_bytes(plain[4..8].try_into().expect("four bytes"));
+        assert_eq!(checksum, crc32c::crc32c(&plain[RECORD_HEADER_BYTES..]), "seed 0 is the earlier format");
+        assert!(matches!(read_record(&plain, 0), ReadOutcome::Record { .. }));
+        let numbered: Vec<u8> = 5u64.to_le_bytes().iter().chain(&out[RECORD_HEADER_BYTES..]).copied().collect();
+        let checksum = u32::from_le_bytes(out[4..8].try_into().expect("four bytes"));
+        assert_eq!(checksum, crc32c::crc32c(&numbered), "the CRC32C of the number, then kind and payload");
+        let distinct: std::collections::HashSet<u32> = (0..10_000u64).map(segment_seed).collect();
+        assert_eq!(distinct.len(), 10_000);
+        assert!(!distinct.contains(&0));
+    }
+
     #[test]
     fn zero_filled_tail_is_the_end() {
         let mut out = Vec::new();
@@ -469,7 +511,7 @@ mod tests {
         assert_eq!(origin, None);
         let mut copy = Vec::new();
         let from = Origin { segment: 12, offset: 4096 };
-        encode_copy(&mut copy, from, sample(b"kept").place(), message);
+        encode_copy(&mut copy, from, sample(b"kept").place(), message, 0);
         let ReadOutcome::Record { kind, payload, next } = read_record(&copy, 0) else { panic!("copy expected") };
         assert_eq!((kind, next), (KIND_COPY, copy.len()));
         let (copied, shift, origin) = message_payload(kind, payload).expect("a copy");
@@ -478,7 +520,7 @@ mod tests {
         // A copy for another queue (of a link's target) carries that queue's position.
         let mut other = Vec::new();
         let place = Place { queue_sequence: 8, sequence: 3, expires_at_unix_ms: 0, priority: 0 };
-        encode_copy(&mut other, from, place, message);
+        encode_copy(&mut other, from, place, message, 0);
         let ReadOutcome::Record { kind, payload, .. } = read_record(&other, 0) else { panic!("copy expected") };
         let (copied, _, _) = message_payload(kind, payload).expect("a copy");
         let expected =
@@ -490,7 +532,7 @@ mod tests {
     fn a_link_round_trips_and_names_its_queue_position() {
         let link = Link { place: sample(b"").place(), target_offset: 4096 };
         let mut out = Vec::new();
-        encode_link(&mut out, link);
+        encode_link(&mut out, link, 0);
         assert_eq!(out.len(), LINK_RECORD_BYTES);
         let ReadOutcome::Record { kind, payload, next } = read_record(&out, 0) else { panic!("link expected") };
         assert_eq!((kind, next), (KIND_LINK, out.len()));
@@ -504,7 +546,7 @@ mod tests {
     #[test]
     fn every_truncation_and_every_bit_flip_of_a_link_is_detected() {
         let mut out = Vec::new();
-        encode_link(&mut out, Link { place: sample(b"").place(), target_offset: 128 });
+        encode_link(&mut out, Link { place: sample(b"").place(), target_offset: 128 }, 0);
         assert_every_truncation_and_bit_flip_is_detected(&out);
     }
 
@@ -516,7 +558,7 @@ mod tests {
         assert_eq!(queue_position(kind, payload), Some((7, 42)));
         let (message, _, _) = message_payload(kind, payload).expect("a message");
         let mut copy = Vec::new();
-        encode_copy(&mut copy, Origin { segment: 1, offset: 0 }, sample(b"m").place(), message);
+        encode_copy(&mut copy, Origin { segment: 1, offset: 0 }, sample(b"m").place(), message, 0);
         let ReadOutcome::Record { kind, payload, .. } = read_record(&copy, 0) else { panic!("copy expected") };
         assert_eq!(queue_position(kind, payload), Some((7, 42)));
         assert_eq!(queue_position(9, payload), None);

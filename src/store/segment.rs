@@ -18,9 +18,12 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use memmap2::Mmap;
+
+use super::record::{read_seeded, segment_seed, ReadOutcome};
+use super::spare::Recycled;
 
 /// Set when the broker is stopping: dropped segments are kept, not deleted.
 pub static SHUTTING_DOWN: AtomicBool = AtomicBool::new(false);
@@ -34,6 +37,11 @@ pub struct Segment {
     marks: ManuallyDrop<File>,
     marks_offset: AtomicU64,
     sealed: AtomicBool,
+    /// The checksum seed of its records (`record::segment_seed`, or 0 for a segment written
+    /// by an earlier version).
+    seed: u32,
+    /// Where its file goes for reuse when it is deleted (`spare::Recycled`).
+    recycle: Option<Arc<Recycled>>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -71,16 +79,29 @@ impl Segment {
         Segment::map(dir, number, path, file, 0, false)
     }
 
-    /// A new segment from a file already at its path (a zero-filled spare, `store::spare`).
+    /// A new segment from a file already at its path (a spare, zeroed or recycled,
+    /// `store::spare`).
     pub fn adopt(dir: &Path, number: u64, file: File) -> io::Result<Segment> {
         Segment::map(dir, number, segment_path(dir, number), file, 0, false)
+    }
+
+    /// Once deleted, its file is offered to `recycled` for reuse.
+    pub fn recycle_into(mut self, recycled: Arc<Recycled>) -> Segment {
+        self.recycle = Some(recycled);
+        self
+    }
+
+    /// The checksum seed of its records.
+    pub fn seed(&self) -> u32 {
+        self.seed
     }
 
     /// Opens an existing segment for recovery; it is sealed (never written again).
     pub fn open_sealed(dir: &Path, number: u64) -> io::Result<Segment> {
         let path = segment_path(dir, number);
         let file = OpenOptions::new().read(true).write(true).open(&path)?;
-        let segment = Segment::map(dir, number, path, file, u64::MAX, true)?;
+        let mut segment = Segment::map(dir, number, path, file, u64::MAX, true)?;
+        segment.seed = detect_seed(segment.bytes(), number);
         segment.seal();
         Ok(segment)
     }
@@ -117,6 +138,8 @@ impl Segment {
             marks: ManuallyDrop::new(marks),
             marks_offset: AtomicU64::new(marks_offset),
             sealed: AtomicBool::new(false),
+            seed: segment_seed(number),
+            recycle: None,
         })
     }
 
@@ -163,14 +186,21 @@ impl Drop for Segment {
         let retired = unsafe {
             Retired {
                 _map: ManuallyDrop::take(&mut self.map),
-                _file: ManuallyDrop::take(&mut self.file),
+                _file: Some(ManuallyDrop::take(&mut self.file)),
                 _marks: ManuallyDrop::take(&mut self.marks),
             }
         };
         if self.sealed.load(Ordering::SeqCst) && !SHUTTING_DOWN.load(Ordering::SeqCst) {
-            let _ = std::fs::remove_file(&self.path);
             let _ = std::fs::remove_file(&self.marks_path);
-            retired.release_elsewhere();
+            let Retired { _map: map, _file: file, _marks: marks } = retired;
+            let file = file.and_then(|file| match &self.recycle {
+                Some(recycled) => recycled.offer(&self.path, file).err(),
+                None => Some(file),
+            });
+            if file.is_some() {
+                let _ = std::fs::remove_file(&self.path);
+            }
+            Retired { _map: map, _file: file, _marks: marks }.release_elsewhere();
         }
     }
 }
@@ -179,7 +209,8 @@ impl Drop for Segment {
 /// segment's address space and, for a deleted segment, its page cache and blocks.
 struct Retired {
     _map: Mmap,
-    _file: File,
+    /// None once the file went for reuse.
+    _file: Option<File>,
     _marks: File,
 }
 
@@ -213,6 +244,7 @@ impl Retired {
             drop_page_entries(step);
         }
         drop(map);
+        let Some(file) = file else { return drop(marks) };
         let mut length = file.metadata().map_or(0, |metadata| metadata.len());
         while length > 0 {
             length = length.saturating_sub(RELEASE_STEP_BYTES as u64);
@@ -241,6 +273,19 @@ fn drop_page_entries(pages: &[u8]) {
 /// How much of a deleted segment `Retired::release` frees per step, and the pause between.
 const RELEASE_STEP_BYTES: usize = 4 * 1024 * 1024;
 const RELEASE_STEP_PAUSE: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// The seed a recovered segment's records were checksummed with: its own number's, or 0 when
+/// its first record reads only without one (written by an earlier version). An empty segment
+/// (or one whose first record is damaged either way) is taken as written by this version.
+fn detect_seed(bytes: &[u8], number: u64) -> u32 {
+    let seed = segment_seed(number);
+    let damaged = |seed| matches!(read_seeded(bytes, 0, seed), ReadOutcome::Damaged { .. });
+    if damaged(seed) && !damaged(0) {
+        0
+    } else {
+        seed
+    }
+}
 
 pub(super) fn preallocate(file: &File, capacity_bytes: u64) -> io::Result<()> {
     use std::os::fd::AsRawFd;

@@ -1,27 +1,29 @@
-//! The next segment file, zero-filled and synced ahead of use on a thread of its own.
+//! The next segment's file, ready before the shard needs it, with blocks already written: a
+//! deleted segment's file reused (`Recycled`), or one zero-filled and synced ahead of use on a
+//! thread of its own (`Spare`).
 //!
 //! A segment made with `fallocate` alone has unwritten extents. A group commit's fdatasync then
 //! turns the part its records landed in into written blocks, which dirties the inode, so each
 //! commit was three device requests: the data, the inode, the cache flush. A segment whose
-//! blocks already hold zeros, written and synced before the shard uses it, is rewritten in
-//! place, and its fdatasync is the data and the flush. Measured with scenario c of
-//! `scripts/compare.sh` (persistent, confirms; five 8 s runs each, in turn): a commit's
-//! fdatasync took 295–405 µs (each run's mean) against 363–465 µs, and the runs moved a median
-//! 1.19M msg/s against 1.15M. The zeros are written twice over the disk's lifetime of a
-//! segment (zeros, then records), which is what a recycled segment would save.
+//! blocks are already written is rewritten in place, and its fdatasync is the data and the
+//! flush. Measured with scenario c of `scripts/compare.sh` (persistent, confirms; five 8 s runs
+//! each, in turn): zeroed segments moved a median 1.19M msg/s against 1.15M (a commit's
+//! fdatasync 295–405 µs, each run's mean, against 363–465 µs); reused ones 1.23M against the
+//! zeroed ones' 1.18M, as no byte is then written twice.
 //!
-//! Zeros and not a recycled old segment: past its last record a segment must read as the end
-//! of the log (a zero length, `store::record`), as an unwritten extent reads, so recovery and
-//! its crash guarantees stay as they are.
+//! A reused file holds its old records past the new ones. Each write puts zeros after its
+//! records (`Store::write_stream`), so a clean log ends where the records do, and every record
+//! is checksummed from its segment's number (`record::segment_seed`), so old records that a
+//! crash leaves right after the last new one read as damage, not as messages.
 //!
-//! The store asks for a spare once its active segment is a quarter written, so a broker that
-//! stores little never writes one; the next rotation takes the spare if it is ready (renamed
-//! to the new segment's name; the commit after a rotation syncs the directory, as for any new
-//! segment) and otherwise creates one as before. The zeros go out in steps, each step's
-//! writeback waited for before the next, so the disk sees a trickle rather than a 64 MiB burst
-//! in front of the commits' flushes; their pages stay in the page cache, so the records later
-//! written over them need no read from the disk. A spare left by a stop or a crash (zeros, or
-//! unwritten blocks where a crash cut it short) is deleted when the store opens.
+//! The store asks for a zeroed spare once its active segment is a quarter written and no
+//! deleted segment's file is kept, so a broker that stores little never writes one; the next
+//! rotation takes the kept file, else the spare if it is ready, else creates a segment as
+//! before (the commit after a rotation syncs the directory, as for any new segment). The zeros
+//! go out in steps, each step's writeback waited for before the next, so the disk sees a
+//! trickle rather than a 64 MiB burst in front of the commits' flushes; their pages stay in the
+//! page cache, so the records later written over them need no read from the disk. Spares a
+//! stop or a crash left are deleted when the store opens and by recovery.
 
 use std::fs::File;
 use std::io;
@@ -34,6 +36,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 /// The spare's name in the shard's directory; recovery reads only `*.segment` files.
 const SPARE_NAME: &str = "next-segment.zeroed";
+/// The name of a deleted segment's file kept for reuse (`Recycled`).
+const RECYCLED_NAME: &str = "next-segment.recycled";
 /// Zeros written (and their writeback waited for) per step.
 const STEP_BYTES: usize = 1 << 20;
 
@@ -57,12 +61,15 @@ struct Job {
 }
 
 impl Spare {
-    /// Deletes the spare an earlier run left in `dir`.
+    /// Deletes the spares (zeroed or recycled) an earlier run left in `dir`.
     pub fn delete_leftover(dir: &Path) -> io::Result<()> {
-        match std::fs::remove_file(spare_path(dir)) {
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-            other => other,
+        for path in [spare_path(dir), dir.join(RECYCLED_NAME)] {
+            match std::fs::remove_file(path) {
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                other => other?,
+            }
         }
+        Ok(())
     }
 
     /// Starts making a spare of `capacity` bytes in `dir`, unless one is made or being made.
@@ -113,6 +120,56 @@ impl Spare {
             return None;
         }
         Some(file)
+    }
+}
+
+/// The file of a deleted segment of the store, kept to be the next segment instead of zeros:
+/// its blocks are written, and no byte is written twice. At most one is kept; the segment's
+/// own records stay in it past the new ones and are told apart by their checksum seed
+/// (`record::segment_seed`). Shared by the store and its segments, whose last holder (on any
+/// thread) offers the file when it drops the segment.
+pub struct Recycled {
+    path: PathBuf,
+    file: Mutex<Option<File>>,
+}
+
+impl Recycled {
+    pub fn new(dir: &Path) -> Recycled {
+        Recycled { path: dir.join(RECYCLED_NAME), file: Mutex::new(None) }
+    }
+
+    /// True if a file is kept.
+    pub fn holds(&self) -> bool {
+        self.file.lock().is_ok_and(|file| file.is_some())
+    }
+
+    /// Keeps `file`, whose name is `path`, renaming it, if no other is kept; gives it back
+    /// otherwise (the caller deletes it as before).
+    pub fn offer(&self, path: &Path, file: File) -> Result<(), File> {
+        let Ok(mut kept) = self.file.lock() else { return Err(file) };
+        if kept.is_some() || rename_new(path, &self.path).is_err() {
+            return Err(file);
+        }
+        *kept = Some(file);
+        Ok(())
+    }
+
+    /// The kept file, renamed to `path`, its first bytes zeroed (until records are written
+    /// there, the segment reads as empty, not as the old records it held).
+    pub fn take(&self, path: &Path) -> Option<File> {
+        let file = self.file.lock().ok()?.take()?;
+        let renamed = rename_new(&self.path, path).and_then(|()| {
+            file.write_all_at(&[0; super::record::RECORD_HEADER_BYTES], 0)?;
+            Ok(())
+        });
+        match renamed {
+            Ok(()) => Some(file),
+            Err(error) => {
+                crate::warn!("cannot reuse {} as {}: {error}", self.path.display(), path.display());
+                let _ = std::fs::remove_file(&self.path);
+                None
+            }
+        }
     }
 }
 

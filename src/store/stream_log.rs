@@ -357,7 +357,7 @@ impl StreamLog {
             });
         }
         let before = self.pending.len();
-        encode_message_as(&mut self.pending, &record, KIND_MESSAGE);
+        encode_message_as(&mut self.pending, &record, KIND_MESSAGE, 0);
         let encoded_bytes = (self.pending.len() - before) as u64;
         let segment = self.segments.back_mut().expect("a segment was just ensured");
         if segment.count == 0 {

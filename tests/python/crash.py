@@ -134,14 +134,14 @@ def consume_main(args):
     """Consumes with manual acks: writes `D id redelivered` per delivery and
     `A id` before acking it (so a crash between the two can only make the
     record claim an ack the broker never got, never the other way round);
-    holds every HOLD_EVERY-th delivery unacked."""
+    holds every --hold-every-th delivery unacked (none with 0)."""
     out = open(args.out, "w")
     deliveries = [0]
 
     def on_message(channel, method, properties, _body):
         deliveries[0] += 1
         out.write("D %s %d\n" % (properties.message_id, int(method.redelivered)))
-        if deliveries[0] % HOLD_EVERY != 0:
+        if args.hold_every == 0 or deliveries[0] % args.hold_every != 0:
             out.write("A %s\n" % properties.message_id)
             out.flush()
             channel.basic_ack(method.delivery_tag)
@@ -166,14 +166,14 @@ def consume_main(args):
 class BrokerRun:
     """One broker process on the shared data directory, its output in a log."""
 
-    def __init__(self, binary, data_dir, log_path):
+    def __init__(self, binary, data_dir, log_path, extra_args=()):
         self.log_path = log_path
         self.lines = []
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
             [binary, "--amqp-port", "0", "--bind", "127.0.0.1",
              "--management-port", "0", "--prometheus-port", "0",
-             "--data-dir", data_dir, "--shards", str(SHARDS)],
+             "--data-dir", data_dir, "--shards", str(SHARDS)] + list(extra_args),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, start_new_session=True)
         self.ready = queue_module.Queue()
@@ -241,10 +241,10 @@ class CycleError(Exception):
 # ---------------------------------------------------------------- a cycle
 
 
-def start_worker(role, port, out_path, prefix="", padding_bytes=0):
+def start_worker(role, port, out_path, prefix="", padding_bytes=0, hold_every=HOLD_EVERY):
     command = [sys.executable, os.path.abspath(__file__), role,
                "--port", str(port), "--queue", QUEUE, "--out", out_path,
-               "--padding-bytes", str(padding_bytes)]
+               "--padding-bytes", str(padding_bytes), "--hold-every", str(hold_every)]
     if prefix:
         command += ["--prefix", prefix]
     return subprocess.Popen(command, stdin=subprocess.DEVNULL,
@@ -264,6 +264,17 @@ def count_segments(data_dir):
     """Segment files on disk, all shards together."""
     root = os.path.join(data_dir, "messages")
     return sum(1 for _, _, files in os.walk(root) for name in files if name.endswith(".segment"))
+
+
+def count_kept_for_reuse(data_dir):
+    """Deleted segments' files kept to become the next segment, all shards together."""
+    root = os.path.join(data_dir, "messages")
+    return sum(1 for _, _, files in os.walk(root) for name in files
+               if name == "next-segment.recycled")
+
+
+def broker_args(args):
+    return ["--segment-size", args.segment_size] if args.segment_size else []
 
 
 def read_records(path):
@@ -398,7 +409,8 @@ def run_cycle(number, args, rng, data_dir, work_dir, drained_before):
     with_consumer = number % 2 == 0
     consumer_dies_first = number % 4 == 0
     padding_bytes = LARGE_PADDING_BYTES if number % 3 == 0 else SMALL_PADDING_BYTES
-    broker = BrokerRun(args.binary, data_dir, os.path.join(cycle_dir, "broker-crashed.log"))
+    broker = BrokerRun(args.binary, data_dir, os.path.join(cycle_dir, "broker-crashed.log"),
+                       broker_args(args))
     workers = []
     try:
         declare(broker.port)
@@ -408,7 +420,8 @@ def run_cycle(number, args, rng, data_dir, work_dir, drained_before):
         for index, path in enumerate(publisher_files):
             workers.append(start_worker("_publish", broker.port, path,
                                         "c%d-p%d" % (number, index), padding_bytes))
-        consumer = start_worker("_consume", broker.port, consumer_file) if with_consumer else None
+        consumer = (start_worker("_consume", broker.port, consumer_file, hold_every=args.hold_every)
+                    if with_consumer else None)
         if not wait_first_confirm(publisher_files, time.monotonic() + FIRST_CONFIRM_TIMEOUT_S):
             raise CycleError("no publish was confirmed within %.0f s" % FIRST_CONFIRM_TIMEOUT_S)
         kill_after = rng.uniform(0.3, 2.0)
@@ -418,6 +431,7 @@ def run_cycle(number, args, rng, data_dir, work_dir, drained_before):
             time.sleep(0.1)
         broker.kill()
         segments = count_segments(data_dir)
+        kept = count_kept_for_reuse(data_dir)
         if consumer is not None:
             consumer.kill()
             consumer.wait(STOP_TIMEOUT_S)
@@ -441,7 +455,8 @@ def run_cycle(number, args, rng, data_dir, work_dir, drained_before):
     acked = {record[1] for record in consumer_records if record[0] == "A"}
     delivered = {record[1] for record in consumer_records if record[0] == "D"}
 
-    restarted = BrokerRun(args.binary, data_dir, os.path.join(cycle_dir, "broker-restarted.log"))
+    restarted = BrokerRun(args.binary, data_dir, os.path.join(cycle_dir, "broker-restarted.log"),
+                          broker_args(args))
     try:
         drained = drain(restarted.port)
     finally:
@@ -463,8 +478,8 @@ def run_cycle(number, args, rng, data_dir, work_dir, drained_before):
             len(acked), len(delivered - acked),
             ", killed before the broker" if consumer_dies_first else "")
     print("cycle %d/%d: %d-byte bodies, SIGKILL %.2f s after the first confirm"
-          " with %d segment file(s) on disk%s: %s"
-          % (number, args.cycles, padding_bytes, kill_after, segments, consumer_note,
+          " with %d segment file(s) on disk (%d kept for reuse)%s: %s"
+          % (number, args.cycles, padding_bytes, kill_after, segments, kept, consumer_note,
              tally.summary()), flush=True)
     for problem in problems:
         print("  FAIL: %s" % problem, flush=True)
@@ -516,6 +531,10 @@ def main(argv):
     parser.add_argument("--out")
     parser.add_argument("--prefix")
     parser.add_argument("--padding-bytes", type=int, default=SMALL_PADDING_BYTES)
+    parser.add_argument("--segment-size", help="the broker's --segment-size (small segments are"
+                        " filled, deleted and their files reused within a cycle)")
+    parser.add_argument("--hold-every", type=int, default=HOLD_EVERY,
+                        help="the consumer leaves every N-th delivery unacked; 0: none")
     args = parser.parse_args(argv)
     if args.role == "_publish":
         publish_main(args)

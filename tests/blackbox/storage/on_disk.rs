@@ -1,7 +1,8 @@
 //! Reads the broker's data directory the way the storage design documents it, so the tests can
 //! damage exactly one record: segment files `messages/shard-<i>/<number:010>.segment` holding
-//! `[length u32 LE][crc32c u32 LE][kind u8][payload]` records up to a zero-filled tail, and
-//! their `<number>.marks` files of 24-byte mark records. Written from the format, not from the
+//! `[length u32 LE][crc32c u32 LE][kind u8][payload]` records up to a zero-filled tail, where
+//! the checksum is the CRC32C of the segment's number (u64 LE, the file's name) followed by
+//! kind and payload, and their `<number>.marks` files of 24-byte mark records. Written from the format, not from the
 //! broker's code, so a change of format shows up here as a failing test.
 //!
 //! Also the tests' source of randomness: a xorshift generator whose seed is printed, so a
@@ -66,6 +67,11 @@ pub fn written_segment(data_dir: &Path) -> (PathBuf, Vec<SegmentRecord>) {
 /// tests read it before they damage it.
 pub fn read_segment(path: &Path) -> Vec<SegmentRecord> {
     let bytes = std::fs::read(path).unwrap_or_else(|error| panic!("read {}: {error}", path.display()));
+    let number: u64 = path
+        .file_stem()
+        .and_then(|stem| stem.to_str())
+        .and_then(|stem| stem.parse().ok())
+        .unwrap_or_else(|| panic!("{}: not a segment's name", path.display()));
     let mut records = Vec::new();
     let mut offset = 0;
     while let Some(header) = bytes.get(offset..offset + RECORD_HEADER_BYTES) {
@@ -78,8 +84,9 @@ pub fn read_segment(path: &Path) -> Vec<SegmentRecord> {
         let content = bytes
             .get(start..start + length)
             .unwrap_or_else(|| panic!("{}: record at {offset} runs past the end", path.display()));
+        let numbered: Vec<u8> = number.to_le_bytes().iter().chain(content).copied().collect();
         assert_eq!(
-            crc32c::crc32c(content),
+            crc32c::crc32c(&numbered),
             u32_at(header, 4),
             "{}: checksum of the record at {offset}",
             path.display()
