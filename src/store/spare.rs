@@ -196,6 +196,7 @@ fn maker() -> Option<&'static Sender<Arc<Job>>> {
         .get_or_init(|| {
             let (sender, receiver) = std::sync::mpsc::channel::<Arc<Job>>();
             let spawned = std::thread::Builder::new().name("segment-prepare".into()).spawn(move || {
+                run_when_idle();
                 for job in receiver {
                     let made = make(&job.path, job.capacity);
                     if let Ok(mut slot) = job.made.lock() {
@@ -207,6 +208,15 @@ fn maker() -> Option<&'static Sender<Arc<Job>>> {
             spawned.ok().map(|_| sender)
         })
         .as_ref()
+}
+
+/// Puts the calling thread in the idle scheduling class: it runs on CPU time no other thread
+/// wants, so writing zeros never delays the shards (a spare not ready in time only means a
+/// segment made as before). Best effort: the thread runs as it is if the call fails.
+fn run_when_idle() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: changes the calling thread's own policy (pid 0) with a valid parameter.
+    let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
 }
 
 /// Creates `path` (replacing what is there), allocates `capacity` bytes, writes zeros over
