@@ -6,6 +6,9 @@
 //! last one to go drops it. Deletion happens only once the segment is sealed (no longer
 //! written) and never during shutdown, when everything is dropped at once.
 //!
+//! A deleted segment of the usual size may instead keep its file for reuse as its store's next
+//! segment (`spare::Recycled`): the file is renamed, its marks file deleted, its map released.
+//!
 //! A deleted segment's files are unlinked at once, but its map and descriptors are released on
 //! a thread of their own (`Retired`): unmapping a 64 MiB segment whose pages were read through
 //! the map, then closing the last descriptor of the unlinked file (which frees its page cache),
