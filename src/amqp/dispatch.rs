@@ -30,6 +30,7 @@ use crate::codec::hotpath::{self, Ack};
 use crate::codec::message::Message;
 use crate::codec::methods::{encode_method, is_known_method, parse_method};
 use crate::ids::QueueId;
+use crate::limits::CONFIRM_PUBLISHES_PER_WAKE;
 
 pub(super) const CLASS_CHANNEL: u16 = 20;
 pub(super) const CLASS_BASIC: u16 = 60;
@@ -47,6 +48,8 @@ pub struct Dispatcher<P: Port> {
     pub connection: Rc<Connection>,
     pub(super) routes: Vec<QueueId>,
     pub(super) route_cache: super::routes::RouteCache,
+    /// Confirm-mode publishes sent since the last `Port::wake_now`.
+    confirm_publishes_unwoken: u32,
 }
 
 /// A failure while handling a frame, with the method it answers (0/0 for none).
@@ -87,7 +90,13 @@ pub(super) fn method_frame_expected() -> Fault {
 
 impl<P: Port> Dispatcher<P> {
     pub fn new(port: Rc<P>, connection: Rc<Connection>) -> Dispatcher<P> {
-        Dispatcher { port, connection, routes: Vec::new(), route_cache: Default::default() }
+        Dispatcher {
+            port,
+            connection,
+            routes: Vec::new(),
+            route_cache: Default::default(),
+            confirm_publishes_unwoken: 0,
+        }
     }
 
     pub fn send_method(&self, channel: u16, method: &AMQPClass) {
@@ -539,6 +548,13 @@ impl<P: Port> Dispatcher<P> {
             let Some(shared) = (if index == last { message.take() } else { message.clone() }) else { break };
             self.connection.note_published_to(queue.owner());
             self.port.send(queue.owner(), ShardMsg::Publish { queue, message: shared, publisher, publish_sequence });
+        }
+        if publish_sequence.is_some() {
+            self.confirm_publishes_unwoken += 1;
+            if self.confirm_publishes_unwoken >= CONFIRM_PUBLISHES_PER_WAKE {
+                self.confirm_publishes_unwoken = 0;
+                self.port.wake_now();
+            }
         }
     }
 

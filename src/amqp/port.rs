@@ -35,6 +35,10 @@ pub trait Port {
     /// Sends a message to a shard (this one included) without blocking.
     fn send(&self, to: usize, message: ShardMsg);
 
+    /// Wakes now the shards `send` has sent to since the last wake, rather than when the
+    /// connection's read has been handled (`limits::CONFIRM_PUBLISHES_PER_WAKE`).
+    fn wake_now(&self) {}
+
     /// Sends the request `make` builds for the given reply address and waits for the answer;
     /// `hook` runs the moment the answer arrives.
     fn request_with_hook(

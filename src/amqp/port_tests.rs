@@ -42,6 +42,8 @@ struct FakePort {
     sent: RefCell<Vec<(usize, ShardMsg)>>,
     requests: RefCell<Vec<(usize, ShardMsg)>>,
     answers: RefCell<VecDeque<Result<ReplyBody, AmqpError>>>,
+    /// Calls of `wake_now`.
+    wakes: std::cell::Cell<u32>,
 }
 
 impl Port for FakePort {
@@ -55,6 +57,10 @@ impl Port for FakePort {
 
     fn send(&self, to: usize, message: ShardMsg) {
         self.sent.borrow_mut().push((to, message));
+    }
+
+    fn wake_now(&self) {
+        self.wakes.set(self.wakes.get() + 1);
     }
 
     fn request_with_hook(
@@ -128,6 +134,7 @@ impl Harness {
             sent: Default::default(),
             requests: Default::default(),
             answers: Default::default(),
+            wakes: Default::default(),
         });
         let connection = Rc::new(Connection::new(ConnId { shard: HOME_SHARD as u16, local: 1 }));
         *connection.user.borrow_mut() = "guest".into();
@@ -286,6 +293,33 @@ fn a_publish_on_a_confirm_channel_carries_its_sequence_number() {
         .collect();
     assert_eq!(sequences, [(2, Some(1)), (2, Some(2))]);
     assert!(harness.written().is_empty(), "no confirm before the queue's");
+}
+
+/// A burst of confirm-mode publishes wakes the queues' shards every
+/// `CONFIRM_PUBLISHES_PER_WAKE` of them while it is parsed; publishes without confirms leave
+/// the wake to the end of the read.
+#[test]
+fn confirm_mode_publishes_wake_their_shards_during_a_burst() {
+    let name = queue_on(2);
+    let per_wake = crate::limits::CONFIRM_PUBLISHES_PER_WAKE;
+    let mut harness = Harness::new(snapshot_with_queues_on(&[2]));
+    harness.open_channel(1);
+    harness.open_channel(2);
+    let select = AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select { nowait: true }));
+    assert_eq!(harness.method(1, select), Ok(false));
+    let mut burst = BytesMut::new();
+    for _ in 0..per_wake * 2 + 1 {
+        burst.extend_from_slice(&publish(2, "", &name, b"no confirm"));
+    }
+    harness.bytes(burst);
+    assert_eq!(harness.port.wakes.get(), 0, "no confirms, no early wake");
+    let mut burst = BytesMut::new();
+    for _ in 0..per_wake * 2 + 1 {
+        burst.extend_from_slice(&publish(1, "", &name, b"confirmed"));
+    }
+    harness.bytes(burst);
+    assert_eq!(harness.port.wakes.get(), 2);
+    assert_eq!(harness.take_sent().len() as u32, 4 * per_wake + 2, "every publish was sent");
 }
 
 #[test]

@@ -564,6 +564,10 @@ impl crate::amqp::port::Port for Shard {
         Shard::send(self, to, message);
     }
 
+    fn wake_now(&self) {
+        self.flush_wakes();
+    }
+
     fn request_with_hook(
         &self,
         to: usize,
