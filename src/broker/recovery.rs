@@ -575,6 +575,56 @@ mod tests {
         let _ = std::fs::remove_dir_all(&data_dir);
     }
 
+    /// A message larger than the usual segment gets a segment of its own size, not the kept
+    /// file of a deleted one (which has the usual size); the kept file waits for the next
+    /// rotation.
+    #[test]
+    fn a_record_larger_than_a_kept_file_gets_a_segment_of_its_own() {
+        let data_dir = std::env::temp_dir().join(format!("spatemq-recovery-reuse-large-{}", std::process::id()));
+        let dir = shard_dir(&data_dir, 0);
+        let segment_bytes = crate::limits::SEGMENT_BYTES_MIN;
+        let mut store = Store::open(&dir, 1, segment_bytes, None).expect("open");
+        let append = |store: &mut Store, sequence: u64, size: usize| {
+            let body = vec![b'a' + (sequence % 26) as u8; size];
+            let record = crate::store::record::MessageRecord::plain(QUEUE, sequence, &body);
+            let stored = store.append(&record).expect("append");
+            store.write_pending().expect("write");
+            stored
+        };
+        let mut sequence = 0;
+        let mut first = Vec::new();
+        let second = loop {
+            sequence += 1;
+            let stored = append(&mut store, sequence, 1000);
+            if stored.segment.number == 2 {
+                break stored;
+            }
+            first.push(stored);
+        };
+        let second_sequence = sequence;
+        drop(first);
+        drop(store.take_sync_batch());
+        store.sync_finished();
+        let recycled = dir.join("next-segment.recycled");
+        assert!(recycled.exists(), "segment 1's file is kept");
+        sequence += 1;
+        let large = append(&mut store, sequence, segment_bytes as usize + 1000);
+        assert_eq!(large.segment.number, 3);
+        assert!(large.segment.capacity() > segment_bytes);
+        assert!(recycled.exists(), "the kept file is too small for it");
+        let read = store.read(&large).expect("readable");
+        assert_eq!(read.body.len(), segment_bytes as usize + 1000);
+        sequence += 1;
+        let after = append(&mut store, sequence, 1000);
+        assert_eq!(after.segment.number, 4, "the large message's segment is full");
+        assert!(!recycled.exists(), "the next usual segment is the kept file");
+        drop(store);
+        let found = recovered_messages(&data_dir);
+        assert_eq!(found.messages, vec![(second_sequence, 2), (sequence - 1, 3), (sequence, 4)]);
+        drop((found, second, large, after));
+        let _ = std::fs::remove_dir_all(&data_dir);
+    }
+
     /// A segment written by an earlier version (records checksummed without a seed) recovers.
     #[test]
     fn a_segment_of_an_earlier_version_recovers() {

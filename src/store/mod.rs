@@ -453,7 +453,9 @@ impl Store {
         let number = self.next_segment_number;
         self.next_segment_number += 1;
         let path = segment::segment_path(&self.dir, number);
-        let spare = self.recycled.take(&path).or_else(|| self.spare.take(&path, capacity));
+        // A kept file has the usual size: a record too large for it gets a segment of its own.
+        let recycled = if capacity == self.segment_bytes { self.recycled.take(&path) } else { None };
+        let spare = recycled.or_else(|| self.spare.take(&path, capacity));
         let created = match spare {
             Some(file) => Segment::adopt(&self.dir, number, file),
             None => Segment::create(&self.dir, number, capacity),
