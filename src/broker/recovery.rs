@@ -396,6 +396,7 @@ mod tests {
         /// (sequence, segment number) of each message, in queue order.
         messages: Vec<(u64, u64)>,
         copies_ignored: u64,
+        damaged_segments: u64,
         /// The messages themselves: a segment is deleted once none of its messages is held.
         _held: Vec<Entry>,
     }
@@ -407,7 +408,43 @@ mod tests {
         let held: Vec<Entry> = std::iter::from_fn(|| queue.ready.pop_front(&Files, QUEUE)).collect();
         let messages =
             held.iter().map(|entry| (entry.sequence, entry.payload.stored().expect("stored").segment.number)).collect();
-        Found { messages, copies_ignored: recovered.copies_ignored, _held: held }
+        Found {
+            messages,
+            copies_ignored: recovered.copies_ignored,
+            damaged_segments: recovered.damaged_segments,
+            _held: held,
+        }
+    }
+
+    /// Appends message `sequence` of the test queue, `size` bytes of one digit, and writes it.
+    fn append_written(store: &mut Store, sequence: u64, size: usize) -> StoredRef {
+        let body = vec![b'0' + (sequence % 10) as u8; size];
+        let record = crate::store::record::MessageRecord::plain(QUEUE, sequence, &body);
+        let stored = store.append(&record).expect("append");
+        store.write_pending().expect("write");
+        stored
+    }
+
+    /// Fills segment 1 with 1,000-byte messages, numbered on from `sequence`: returns them and
+    /// the first message of segment 2.
+    fn fill_segment_1(store: &mut Store, sequence: &mut u64) -> (Vec<StoredRef>, StoredRef) {
+        let mut first = Vec::new();
+        loop {
+            *sequence += 1;
+            let stored = append_written(store, *sequence, 1000);
+            if stored.segment.number == 2 {
+                return (first, stored);
+            }
+            first.push(stored);
+        }
+    }
+
+    /// Every message of `held` is gone (acked) and the store's writes are synced: a sealed
+    /// segment they alone held is deleted (or its file kept for reuse).
+    fn release_synced(store: &mut Store, held: Vec<StoredRef>) {
+        drop(held);
+        drop(store.take_sync_batch());
+        store.sync_finished();
     }
 
     /// Once a quarter of a segment is written, the next one is made ahead of use (zeros,
@@ -420,22 +457,19 @@ mod tests {
         let segment_bytes = crate::limits::SEGMENT_BYTES_MIN;
         let mut store = Store::open(&dir, 1, segment_bytes, None).expect("open");
         let spare = crate::store::spare::spare_path(&dir);
-        let body = vec![b'x'; 1000];
         let mut sequence = 0u64;
         // The queue's hold on its messages: a sealed segment nothing holds is deleted.
         let mut held = Vec::new();
         // Appends and writes the next message; returns its segment's number.
         let mut append = |store: &mut Store, sequence: &mut u64| {
             *sequence += 1;
-            let record = crate::store::record::MessageRecord::plain(QUEUE, *sequence, &body);
-            let stored = store.append(&record).expect("append");
-            store.write_pending().expect("write");
+            let stored = append_written(store, *sequence, 1000);
             let number = stored.segment.number;
             held.push(stored);
             number
         };
         // A third of the first segment: the spare is asked for.
-        while sequence * body.len() as u64 <= segment_bytes / 3 {
+        while sequence * 1000 <= segment_bytes / 3 {
             assert_eq!(append(&mut store, &mut sequence), 1);
         }
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -479,36 +513,18 @@ mod tests {
         let dir = shard_dir(&data_dir, 0);
         let mut store = Store::open(&dir, 1, crate::limits::SEGMENT_BYTES_MIN, None).expect("open");
         let mut sequence = 0u64;
-        // Appends and writes the next message, of `size` bytes; returns where it is.
-        let append = |store: &mut Store, sequence: &mut u64, size: usize| {
-            *sequence += 1;
-            let body = vec![b'0' + (*sequence % 10) as u8; size];
-            let record = crate::store::record::MessageRecord::plain(QUEUE, *sequence, &body);
-            let stored = store.append(&record).expect("append");
-            store.write_pending().expect("write");
-            stored
-        };
-        let mut first = Vec::new();
-        let second = loop {
-            let stored = append(&mut store, &mut sequence, 1000);
-            if stored.segment.number == 2 {
-                break stored;
-            }
-            first.push(stored);
-        };
+        let (first, second) = fill_segment_1(&mut store, &mut sequence);
         let first_count = first.len() as u64;
         let segment_1_bytes = std::fs::read(crate::store::segment::segment_path(&dir, 1)).expect("segment 1");
         let recycled = dir.join("next-segment.recycled");
         assert!(!recycled.exists());
-        // Every message of segment 1 is gone (acked) and its records synced: its file is kept.
-        drop(first);
-        drop(store.take_sync_batch());
-        store.sync_finished();
+        release_synced(&mut store, first);
         assert!(recycled.exists(), "segment 1's file is kept");
         assert!(!crate::store::segment::segment_path(&dir, 1).exists());
         let mut held = vec![second];
         let third = loop {
-            let stored = append(&mut store, &mut sequence, 1000);
+            sequence += 1;
+            let stored = append_written(&mut store, sequence, 1000);
             if stored.segment.number == 3 {
                 break stored;
             }
@@ -516,7 +532,8 @@ mod tests {
         };
         assert!(!recycled.exists(), "the kept file became segment 3");
         for _ in 0..3 {
-            held.push(append(&mut store, &mut sequence, 10));
+            sequence += 1;
+            held.push(append_written(&mut store, sequence, 10));
         }
         drop(store);
         Reused { data_dir, dir, first_count, third, written: sequence, segment_1_bytes, _held: held }
@@ -530,21 +547,18 @@ mod tests {
         let reused = reused("reuse");
         let recycled = reused.dir.join("next-segment.recycled");
         std::fs::write(&recycled, b"left by a crash").expect("a leftover");
-        let live: HashSet<u64> = [QUEUE].into();
-        let mut recovered = recover(&reused.data_dir, &live).expect("recover");
-        assert_eq!(recovered.damaged_segments, 0);
+        let found = recovered_messages(&reused.data_dir);
+        assert_eq!(found.damaged_segments, 0);
         assert!(!recycled.exists(), "the leftover is deleted");
-        let mut queue = recovered.queues.remove(&QUEUE).expect("the queue");
-        let entries: Vec<Entry> = std::iter::from_fn(|| queue.ready.pop_front(&Files, QUEUE)).collect();
-        let sequences: Vec<u64> = entries.iter().map(|entry| entry.sequence).collect();
+        let sequences: Vec<u64> = found.messages.iter().map(|(sequence, _)| *sequence).collect();
         assert_eq!(sequences, (reused.first_count + 1..=reused.written).collect::<Vec<_>>(), "none of segment 1's");
-        let last = entries.last().expect("the last message").payload.stored().expect("stored").clone();
+        let last = found._held.last().expect("the last message").payload.stored().expect("stored");
         assert_eq!(last.segment.number, 3);
         let end = (last.offset + last.length) as usize;
         let message = crate::store::read_mapped(&last.segment, last.offset as usize, end).expect("read");
         assert_eq!(&message.body[..], &[b'0' + (reused.written % 10) as u8; 10][..]);
         let data_dir = reused.data_dir.clone();
-        drop((entries, last, reused));
+        drop((found, reused));
         let _ = std::fs::remove_dir_all(&data_dir);
     }
 
@@ -562,16 +576,13 @@ mod tests {
         std::fs::write(&path, &bytes).expect("as after the crash");
         let old = crate::store::record::read_seeded(&bytes, lost_from, crate::store::record::segment_seed(1));
         assert!(matches!(old, ReadOutcome::Record { .. }), "an old record of segment 1 starts right there");
-        let live: HashSet<u64> = [QUEUE].into();
-        let mut recovered = recover(&reused.data_dir, &live).expect("recover");
-        assert_eq!(recovered.damaged_segments, 1);
-        let mut queue = recovered.queues.remove(&QUEUE).expect("the queue");
-        let entries: Vec<Entry> = std::iter::from_fn(|| queue.ready.pop_front(&Files, QUEUE)).collect();
-        let sequences: Vec<u64> = entries.iter().map(|entry| entry.sequence).collect();
+        let found = recovered_messages(&reused.data_dir);
+        assert_eq!(found.damaged_segments, 1);
+        let sequences: Vec<u64> = found.messages.iter().map(|(sequence, _)| *sequence).collect();
         let third = reused.written - 3;
         assert_eq!(sequences, (reused.first_count + 1..=third).collect::<Vec<_>>());
         let data_dir = reused.data_dir.clone();
-        drop((entries, reused));
+        drop((found, reused));
         let _ = std::fs::remove_dir_all(&data_dir);
     }
 
@@ -584,38 +595,21 @@ mod tests {
         let dir = shard_dir(&data_dir, 0);
         let segment_bytes = crate::limits::SEGMENT_BYTES_MIN;
         let mut store = Store::open(&dir, 1, segment_bytes, None).expect("open");
-        let append = |store: &mut Store, sequence: u64, size: usize| {
-            let body = vec![b'a' + (sequence % 26) as u8; size];
-            let record = crate::store::record::MessageRecord::plain(QUEUE, sequence, &body);
-            let stored = store.append(&record).expect("append");
-            store.write_pending().expect("write");
-            stored
-        };
         let mut sequence = 0;
-        let mut first = Vec::new();
-        let second = loop {
-            sequence += 1;
-            let stored = append(&mut store, sequence, 1000);
-            if stored.segment.number == 2 {
-                break stored;
-            }
-            first.push(stored);
-        };
+        let (first, second) = fill_segment_1(&mut store, &mut sequence);
         let second_sequence = sequence;
-        drop(first);
-        drop(store.take_sync_batch());
-        store.sync_finished();
+        release_synced(&mut store, first);
         let recycled = dir.join("next-segment.recycled");
         assert!(recycled.exists(), "segment 1's file is kept");
         sequence += 1;
-        let large = append(&mut store, sequence, segment_bytes as usize + 1000);
+        let large = append_written(&mut store, sequence, segment_bytes as usize + 1000);
         assert_eq!(large.segment.number, 3);
         assert!(large.segment.capacity() > segment_bytes);
         assert!(recycled.exists(), "the kept file is too small for it");
         let read = store.read(&large).expect("readable");
         assert_eq!(read.body.len(), segment_bytes as usize + 1000);
         sequence += 1;
-        let after = append(&mut store, sequence, 1000);
+        let after = append_written(&mut store, sequence, 1000);
         assert_eq!(after.segment.number, 4, "the large message's segment is full");
         assert!(!recycled.exists(), "the next usual segment is the kept file");
         drop(store);
