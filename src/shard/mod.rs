@@ -190,6 +190,9 @@ impl Shard {
             self.send(holder.conn.shard(), ShardMsg::ConfirmedMany { holder, sequences, ok });
         }
         let _ = self.flush_outboxes();
+        // The commit task releases outside the loop's turn: a parked publisher's shard is
+        // woken now, not when this shard's loop next turns.
+        self.flush_wakes();
     }
 
     /// Confirms (or nacks) reach the publishing channel, or the delayed exchange's hand-over

@@ -549,3 +549,28 @@ fn a_publish_past_the_pending_limit_is_406_and_the_transaction_applies_nothing()
     client.send(1, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
     assert_eq!(message_count(&mut client, 2, "work"), 0);
 }
+
+/// A commit runs outside the mailbox loop's turn: the confirms it releases to a parked shard
+/// wake that shard at once, not when this shard's loop next turns.
+#[test]
+fn released_confirms_wake_the_publishers_parked_shard_at_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct Count(AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let broker = Broker::new(2);
+    let (publishers_shard, queues_shard) = (&broker.shards[0], &broker.shards[1]);
+    let count = Arc::new(Count(AtomicUsize::new(0)));
+    let waker = Waker::from(count.clone());
+    let nothing_local = || false;
+    let mut park = pin!(publishers_shard.mailboxes.park(0, &nothing_local));
+    assert!(park.as_mut().poll(&mut Context::from_waker(&waker)).is_pending(), "shard 0 parks");
+    let holder = crate::ids::Holder { conn: ConnId { shard: 0, local: 1 }, channel: 1, incarnation: 0 };
+    queues_shard.release_confirms(vec![crate::ids::ConfirmTo { holder, publish_sequence: 1 }], true);
+    assert_eq!(count.0.load(Ordering::SeqCst), 1, "woken by the release itself");
+    assert!(park.as_mut().poll(&mut Context::from_waker(&waker)).is_ready());
+}
