@@ -326,6 +326,23 @@ impl Connection {
     pub fn output_ready(&self) -> impl Future<Output = ()> + '_ {
         OutputReady(self)
     }
+
+    /// Waits until the writer stopped (or the connection died otherwise).
+    pub fn writer_gone(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|context| {
+            if self.dead.get() {
+                return Poll::Ready(());
+            }
+            *self.reader_waker.borrow_mut() = Some(context.waker().clone());
+            Poll::Pending
+        })
+    }
+
+    /// Drops what was appended to the output and not yet taken by the writer: the answers of
+    /// a replayed transcript, which the client already has (`shard::handover`).
+    pub fn discard_output(&self) {
+        self.out.borrow_mut().clear();
+    }
 }
 
 struct OutputRoom<'a>(&'a Connection);

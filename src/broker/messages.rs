@@ -22,6 +22,17 @@ pub struct AdoptedSocket {
     pub loopback_peer: bool,
     /// The amqps listener's TLS settings when it was accepted there.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// A connection another shard served until its first publish (`shard::handover`).
+    pub resume: Option<Resume>,
+}
+
+/// What a shard taking over a served connection needs besides its socket: what the client sent
+/// so far (the handshake and channel set-up), to replay without answering, then the bytes read
+/// after it, from the first publish on.
+#[derive(Debug)]
+pub struct Resume {
+    pub transcript: bytes::Bytes,
+    pub pending: bytes::Bytes,
 }
 
 /// Where an answer goes: the requesting shard and its request number.

@@ -13,6 +13,11 @@
 //!
 //! A connection counts from its placement until its serving task ends, whatever ended it
 //! (a refused handshake, a TLS failure, a close).
+//!
+//! Placement before the first byte cannot know a connection's role. One later move exists: a
+//! confirm-mode publisher whose first publish goes only to queues of its own shard is handed,
+//! with a transcript of its set-up, to the shard with the fewest connections (`handover`,
+//! `hand_over` here).
 
 use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
@@ -21,7 +26,7 @@ use std::sync::Arc;
 use monoio::net::TcpStream;
 
 use super::Shard;
-use crate::broker::messages::{AdoptedSocket, ShardMsg};
+use crate::broker::messages::{AdoptedSocket, Resume, ShardMsg};
 
 /// Serves `stream`, accepted on `shard`, there or on the shard with the fewest connections
 /// (`balanced`).
@@ -35,23 +40,29 @@ pub fn place(
     let target = if balanced { shard.mailboxes.fewest_connections(shard.id) } else { shard.id };
     shard.mailboxes.connection_placed(target);
     if target == shard.id {
-        serve_here(shard, stream, loopback_peer, tls);
+        serve_here(shard, stream, loopback_peer, tls, Start::Fresh { movable: balanced });
         return;
     }
     // SAFETY: `into_raw_fd` gives up the stream's only reference to the descriptor, which
     // the `OwnedFd` then owns alone.
     let socket = unsafe { OwnedFd::from_raw_fd(stream.into_raw_fd()) };
-    shard.send(target, ShardMsg::Adopt(Box::new(AdoptedSocket { socket, loopback_peer, tls })));
+    shard.send(target, ShardMsg::Adopt(Box::new(AdoptedSocket { socket, loopback_peer, tls, resume: None })));
 }
 
 /// Serves the sockets other shards handed to this one in the last turn.
 pub fn serve_adopted(shard: &Rc<Shard>) {
     let adopted = std::mem::take(&mut *shard.adopted.borrow_mut());
-    for AdoptedSocket { socket, loopback_peer, tls } in adopted {
+    for AdoptedSocket { socket, loopback_peer, tls, resume } in adopted {
         // SAFETY: as in `place`: the descriptor moves from one owner to the next.
         let stream = unsafe { std::net::TcpStream::from_raw_fd(socket.into_raw_fd()) };
         match TcpStream::from_std(stream) {
-            Ok(stream) => serve_here(shard, stream, loopback_peer, tls),
+            Ok(stream) => {
+                let start = match resume {
+                    Some(resume) => Start::Resumed(resume),
+                    None => Start::Fresh { movable: true },
+                };
+                serve_here(shard, stream, loopback_peer, tls, start)
+            }
             Err(error) => {
                 crate::warn!("shard {}: cannot serve a socket handed over by another shard: {error}", shard.id);
                 shard.mailboxes.connection_gone(shard.id);
@@ -60,12 +71,33 @@ pub fn serve_adopted(shard: &Rc<Shard>) {
     }
 }
 
-fn serve_here(shard: &Rc<Shard>, stream: TcpStream, loopback_peer: bool, tls: Option<Arc<rustls::ServerConfig>>) {
+/// How a socket's serving starts: from its first byte (`movable`: it may hand over at its
+/// first publish, `handover`), or from a transcript another shard hands over with it.
+pub enum Start {
+    Fresh { movable: bool },
+    Resumed(Resume),
+}
+
+/// Hands a served connection's socket to shard `target` (`handover`): the count of
+/// connections moves with it when this shard's serving task ends.
+pub fn hand_over(shard: &Shard, socket: OwnedFd, loopback_peer: bool, target: usize, resume: Resume) {
+    shard.mailboxes.connection_placed(target);
+    let adopted = AdoptedSocket { socket, loopback_peer, tls: None, resume: Some(resume) };
+    shard.send(target, ShardMsg::Adopt(Box::new(adopted)));
+}
+
+fn serve_here(
+    shard: &Rc<Shard>,
+    stream: TcpStream,
+    loopback_peer: bool,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    start: Start,
+) {
     let placed = Placed(shard.clone());
     monoio::spawn(async move {
         let shard = placed.0.clone();
         match tls {
-            None => super::socket::serve(shard, stream, loopback_peer).await,
+            None => super::socket::serve(shard, stream, loopback_peer, start).await,
             Some(tls) => super::socket::serve_tls(shard, stream, loopback_peer, tls).await,
         }
         drop(placed);

@@ -188,6 +188,12 @@ impl Mailboxes {
         (0..self.shards).filter(|index| count(*index) < own).min_by_key(|index| count(*index)).unwrap_or(shard)
     }
 
+    /// The shard other than `shard` with the fewest connections; None with one shard.
+    pub fn fewest_connections_but(&self, shard: usize) -> Option<usize> {
+        let count = |index: usize| self.connections[index].load(Ordering::Relaxed);
+        (0..self.shards).filter(|index| *index != shard).min_by_key(|index| count(*index))
+    }
+
     pub fn pop(&self, from: usize, to: usize) -> Option<ShardMsg> {
         self.queue(from, to).pop()
     }

@@ -17,6 +17,7 @@ mod counts;
 pub(crate) mod delayed;
 pub(crate) mod expiry;
 pub(crate) mod fair;
+pub(crate) mod handover;
 pub(crate) mod listener;
 pub(crate) mod mailbox;
 mod owned_exchanges;

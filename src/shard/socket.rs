@@ -4,14 +4,16 @@
 //!
 //! The protocol itself (handshake, channels, methods) lives in `amqp` and does no I/O; this
 //! file owns the socket halves and the waits: for bytes, for room in the output, for a resource
-//! alarm to clear, for a mailbox to drain. Both tasks live on the shard that accepted the socket.
+//! alarm to clear, for a mailbox to drain. Both tasks live on the shard that serves the socket:
+//! the one it was placed on (`balance`), or, for a confirm-mode publisher that moved at its first
+//! publish, the one it was handed to (`handover`; `take_apart` and `replay` here).
 //!
 //! An amqps socket first completes its TLS handshake (`serve_tls` with `super::tls`, bounded by
 //! the handshake timeout), then runs the same tasks with the TLS record layer (`crate::tls`)
 //! between the socket and the buffers; a plain socket pays one branch per read and per write.
 
 use std::cell::RefCell;
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +23,8 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
+use super::balance::Start;
+use super::handover;
 use super::pressure::{Hold, HoldReason};
 use super::tls;
 use super::Shard;
@@ -29,7 +33,7 @@ use crate::amqp::connection::{send_connection_close, Connection};
 use crate::amqp::dispatch::{fault, release_connection, Dispatcher, Hangup, NO_METHOD};
 use crate::amqp::handshake::{Handshake, Step};
 use crate::broker::error::{AmqpError, CONNECTION_FORCED};
-use crate::broker::messages::ShardMsg;
+use crate::broker::messages::{Resume, ShardMsg};
 use crate::codec::frame::{split_frame, FrameError, RawFrame};
 use crate::ids::ConnId;
 use crate::limits::{CLOSE_OK_TIMEOUT_MS, OUTPUT_KEEP_BYTES, READ_CHUNK_BYTES, READ_CHUNK_MIN_BYTES};
@@ -56,6 +60,8 @@ struct FrameReader {
     /// Bytes asked of the socket per read: doubles while reads fill what was asked, halves
     /// while they bring back little (`READ_CHUNK_MIN_BYTES`..=`READ_CHUNK_BYTES`).
     read_size: usize,
+    /// What the client sent so far, while the connection may still hand over (`handover`).
+    transcript: Option<BytesMut>,
 }
 
 impl FrameReader {
@@ -113,7 +119,21 @@ impl FrameReader {
     }
 
     fn consume(&mut self, count: usize) {
-        let _ = self.buffer.split_to(count.min(self.buffer.len()));
+        let consumed = self.buffer.split_to(count.min(self.buffer.len()));
+        if let Some(transcript) = &mut self.transcript {
+            transcript.extend_from_slice(&consumed);
+        }
+    }
+
+    /// Keeps `frame` in the transcript, or stops keeping one past its bound.
+    fn record(&mut self, frame: &RawFrame) {
+        if let Some(transcript) = &mut self.transcript {
+            if transcript.len() + frame.payload.len() + 8 > handover::TRANSCRIPT_MAX_BYTES {
+                self.transcript = None;
+            } else {
+                handover::append_frame(transcript, frame);
+            }
+        }
     }
 
     fn next_buffered(&mut self, frame_max: u32) -> Result<Option<RawFrame>, FrameError> {
@@ -145,8 +165,8 @@ fn next_read_size(read_size: usize, asked: usize, read: usize) -> usize {
 }
 
 /// Serves one accepted plain AMQP socket until it closes.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, loopback_peer: bool) {
-    serve_transport(shard, stream, loopback_peer, None).await;
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, loopback_peer: bool, start: Start) {
+    serve_transport(shard, stream, loopback_peer, None, start).await;
 }
 
 /// Serves one socket accepted on the amqps listener: the TLS handshake first, bounded by the
@@ -161,13 +181,21 @@ pub async fn serve_tls(
     let _ = stream.set_nodelay(true);
     let handshake = tls::accept(&mut stream, config);
     match monoio::time::timeout(Duration::from_millis(shard.config.handshake_timeout_ms), handshake).await {
-        Ok(Ok(accepted)) => serve_transport(shard, stream, loopback_peer, Some(accepted)).await,
+        Ok(Ok(accepted)) => {
+            serve_transport(shard, stream, loopback_peer, Some(accepted), Start::Fresh { movable: false }).await
+        }
         Ok(Err(reason)) => crate::debug!("shard {}: TLS handshake failed: {reason}", shard.id),
         Err(_) => crate::debug!("shard {}: TLS handshake timed out", shard.id),
     }
 }
 
-async fn serve_transport(shard: Rc<Shard>, stream: TcpStream, loopback_peer: bool, tls: Option<tls::Accepted>) {
+async fn serve_transport(
+    shard: Rc<Shard>,
+    stream: TcpStream,
+    loopback_peer: bool,
+    tls: Option<tls::Accepted>,
+    start: Start,
+) {
     let _ = stream.set_nodelay(true);
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
     let id = ConnId { shard: shard.id as u16, local: shard.next_connection_id() };
@@ -187,21 +215,42 @@ async fn serve_transport(shard: Rc<Shard>, stream: TcpStream, loopback_peer: boo
             (Some(accepted.reader), Some(accepted.writer), accepted.plaintext)
         }
     };
+    // A resumed connection replays its transcript first, with nobody writing its answers.
+    let (buffer, transcript, pending) = match start {
+        Start::Fresh { movable } => {
+            let movable = movable && tls_reader.is_none() && shard.count > 1;
+            (buffer, movable.then(BytesMut::new), None)
+        }
+        Start::Resumed(Resume { transcript, pending }) => (BytesMut::from(&transcript[..]), None, Some(pending)),
+    };
     let parked = Rc::new(RefCell::new(None));
-    monoio::spawn(write_loop(shard.clone(), connection.clone(), write_half, fd, tls_writer, parked.clone()));
+    let mut writer = Some((write_half, tls_writer));
+    let spawn_writer = |writer: &mut Option<(OwnedWriteHalf<TcpStream>, Option<TlsWriter>)>| {
+        if let Some((half, tls)) = writer.take() {
+            monoio::spawn(write_loop(shard.clone(), connection.clone(), half, fd, tls, parked.clone()));
+        }
+    };
+    if pending.is_none() {
+        spawn_writer(&mut writer);
+    }
     let mut reader = FrameReader {
         half: read_half,
         buffer,
         tls: tls_reader,
         connection: connection.clone(),
         read_size: READ_CHUNK_MIN_BYTES,
+        transcript,
     };
     let handshake = handshake(&shard, &connection, &mut reader, loopback_peer);
     let handshake_timeout = Duration::from_millis(shard.config.handshake_timeout_ms);
-    // `_slot`: the connection's place under --max-connections, given back when `serve` ends.
-    let (heartbeat, _slot) = match monoio::time::timeout(handshake_timeout, handshake).await {
+    // `slot`: the connection's place under --max-connections, given back when `serve` ends.
+    let (heartbeat, slot) = match monoio::time::timeout(handshake_timeout, handshake).await {
         Ok(Ok(opened)) => opened,
         Ok(Err(())) | Err(_) => {
+            if pending.is_some() {
+                crate::warn!("connection {id}: its handshake, handed over by another shard, failed here");
+                // No writer ran: the halves close the socket as they drop.
+            }
             connection.close_output();
             return;
         }
@@ -209,11 +258,36 @@ async fn serve_transport(shard: Rc<Shard>, stream: TcpStream, loopback_peer: boo
     shard.connections.borrow_mut().insert(id.local, connection.clone());
     let counts = &shard.connection_counts;
     counts.opened.set(counts.opened.get() + 1);
+    let mut dispatcher = Dispatcher::new(shard.clone(), connection.clone());
+    if let Some(pending) = pending {
+        let replayed = replay(&connection, &mut dispatcher, &mut reader).await;
+        connection.discard_output();
+        if !replayed {
+            crate::warn!("connection {id}: the set-up handed over by another shard failed here");
+            connection.mark_dead();
+            teardown(&shard, &connection);
+            return;
+        }
+        reader.buffer.extend_from_slice(&pending);
+        spawn_writer(&mut writer);
+    }
     if heartbeat > 0 {
         monoio::spawn(heartbeat_loop(connection.clone(), heartbeat, fd));
     }
-    match read_loop(&shard, &connection, &mut reader).await {
-        Ok(()) => {
+    match read_loop(&shard, &connection, &mut reader, dispatcher).await {
+        Ok(Ended::HandOver { target, publish }) => {
+            let handed = take_apart(&connection, reader, &parked, publish).await;
+            // This shard lets go of the connection (and its place under --max-connections)
+            // before the other one replays its handshake.
+            drop(slot);
+            teardown(&shard, &connection);
+            if let Some((socket, resume)) = handed {
+                crate::debug!("connection {id}: hands over to shard {target} at its first publish");
+                super::balance::hand_over(&shard, socket, loopback_peer, target, resume);
+            }
+            return;
+        }
+        Ok(Ended::Closed) => {
             // The client closed (close-ok is on its way): release everything now, then read
             // and drop what it still sends until it closes the socket, as RabbitMQ does, so
             // that a client with publishes queued behind its close does not meet a reset.
@@ -235,7 +309,66 @@ async fn serve_transport(shard: Rc<Shard>, stream: TcpStream, loopback_peer: boo
         Err(Hangup::Silent) if connection.is_force_closed() => await_close_ok(&connection, &mut reader).await,
         Err(Hangup::Silent) => {}
     }
+    drop(slot);
     teardown(&shard, &connection);
+}
+
+/// How the read loop ended without an error.
+enum Ended {
+    /// The client closed the connection.
+    Closed,
+    /// The connection goes to shard `target` before this publish (`handover`).
+    HandOver { target: usize, publish: RawFrame },
+}
+
+/// Redoes a handed-over connection's set-up (the frames left in the reader after the
+/// handshake); false if any of it failed here.
+async fn replay(connection: &Connection, dispatcher: &mut Dispatcher<Shard>, reader: &mut FrameReader) -> bool {
+    loop {
+        let frame = match reader.next_buffered(connection.frame_max.get()) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return true,
+            Err(_) => return false,
+        };
+        match dispatcher.handle_hot_frame(frame) {
+            Ok(None) => {}
+            Ok(Some(frame)) => match dispatcher.handle_frame(frame).await {
+                Ok(false) => {}
+                Ok(true) | Err(_) => return false,
+            },
+            Err(_) => return false,
+        }
+        if !connection.out.borrow().is_empty() {
+            // Answers the client already has.
+            connection.discard_output();
+        }
+    }
+}
+
+/// Takes a connection apart for another shard (`handover`): the writer stops once what it
+/// holds is sent, the socket's halves come back together, and the publish goes first in what
+/// the other shard will read. None if the writer died instead: the connection ends here.
+async fn take_apart(
+    connection: &Connection,
+    reader: FrameReader,
+    parked: &RefCell<Option<OwnedWriteHalf<TcpStream>>>,
+    publish: RawFrame,
+) -> Option<(OwnedFd, Resume)> {
+    connection.linger();
+    connection.close_output();
+    connection.writer_gone().await;
+    connection.stop_lingering();
+    let write_half = parked.borrow_mut().take()?;
+    let FrameReader { half, buffer, transcript, .. } = reader;
+    let transcript = transcript?;
+    let stream = half.reunite(write_half).ok()?;
+    let mut pending = BytesMut::with_capacity(publish.payload.len() + 8 + buffer.len());
+    handover::append_frame(&mut pending, &publish);
+    pending.extend_from_slice(&buffer);
+    // SAFETY: `into_raw_fd` gives up the stream's only reference to the descriptor, which the
+    // `OwnedFd` then owns alone.
+    let socket = unsafe { OwnedFd::from_raw_fd(stream.into_raw_fd()) };
+    Some((socket, Resume { transcript: transcript.freeze(), pending: pending.freeze() }))
 }
 
 /// RabbitMQ's connection name: "client address -> broker address".
@@ -279,6 +412,7 @@ async fn handshake(
             }
         };
         connection.touch_read();
+        reader.record(&frame);
         match handshake.frame(shard, connection, frame) {
             Step::Open { heartbeat } => return Ok((heartbeat, handshake.take_slot())),
             Step::Continue | Step::HeaderAccepted(_) => {}
@@ -287,8 +421,12 @@ async fn handshake(
     }
 }
 
-async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut FrameReader) -> Result<(), Hangup> {
-    let mut dispatcher = Dispatcher::new(shard.clone(), connection.clone());
+async fn read_loop(
+    shard: &Rc<Shard>,
+    connection: &Rc<Connection>,
+    reader: &mut FrameReader,
+    mut dispatcher: Dispatcher<Shard>,
+) -> Result<Ended, Hangup> {
     let mut last_timer_turn = std::time::Instant::now();
     loop {
         // What was read may depend on definitions another connection was just answered about.
@@ -304,9 +442,22 @@ async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut 
                     return Err(Hangup::Close(fault(AmqpError::from_codec(error.reply_code(), error), NO_METHOD)))
                 }
             };
+            if reader.transcript.is_some() {
+                match handover::classify(&frame) {
+                    handover::Kind::Replayable => reader.record(&frame),
+                    handover::Kind::Publish => match handover::target(shard, connection, &frame) {
+                        Some(target) if connection.out.borrow().is_empty() => {
+                            dispatcher.end_of_batch();
+                            return Ok(Ended::HandOver { target, publish: frame });
+                        }
+                        _ => reader.transcript = None,
+                    },
+                    handover::Kind::Other => reader.transcript = None,
+                }
+            }
             if let Some(frame) = dispatcher.handle_hot_frame(frame)? {
                 if dispatcher.handle_frame(frame).await? {
-                    return Ok(());
+                    return Ok(Ended::Closed);
                 }
             }
             if shard.shutdown_requested() {
@@ -336,7 +487,7 @@ async fn read_loop(shard: &Rc<Shard>, connection: &Rc<Connection>, reader: &mut 
             }
         }
         if !reader.fill().await || connection.is_dead() {
-            return Ok(());
+            return Ok(Ended::Closed);
         }
         connection.touch_read();
     }

@@ -342,3 +342,73 @@ async fn a_broker_restarted_at_once_takes_the_same_port() {
     }
     broker.stop_cleanly();
 }
+
+/// A confirm-mode publisher whose first publish goes only to queues of the shard it is on moves
+/// to the other shard before that publish (the queue's shard then stores and commits while the
+/// other parses). The client notices nothing: every publish is confirmed, the messages arrive
+/// in order, and the connection goes on working (more channels, a declare, a get, a clean
+/// close). A publisher without confirms, and one whose queue is elsewhere, stay put.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirm_mode_publisher_leaves_its_queues_shard_at_its_first_publish() {
+    if skip_against_an_external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let prometheus_port =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("bound").port();
+    let port = prometheus_port.to_string();
+    let broker = BrokerProcess::start(data.path(), 2, &["--prometheus-port", &port, "--prometheus-bind", "127.0.0.1"]);
+    // The next connection lands on the shard with fewer: the one `setup` left empty.
+    let (setup_conn, setup) = connect_channel(broker.uri()).await;
+    let counts = connections_per_shard(prometheus_port);
+    let next_shard = counts.iter().position(|count| *count == 0).expect("an empty shard");
+    let queue = queue_name_on_shard("q-handover", next_shard, 2);
+    declare_durable_queue(&setup, &queue).await;
+
+    let (publisher_conn, publisher) = connect_channel(broker.uri()).await;
+    assert_eq!(connections_per_shard(prometheus_port), vec![1, 1], "one connection on each shard");
+    within(T, publisher.confirm_select(ConfirmSelectOptions::default())).await.expect("confirm.select");
+    let bodies: Vec<String> = (0..200).map(|index| format!("handed over {index}")).collect();
+    publish_confirmed(&publisher, "", &queue, &bodies, persistent()).await;
+    let mut expected = vec![0; 2];
+    expected[1 - next_shard] = 2;
+    assert_eq!(connections_per_shard(prometheus_port), expected, "the publisher moved off the queue's shard");
+
+    // The same connection goes on: another channel, a declare, its messages back in order.
+    let second = within(T, publisher_conn.create_channel()).await.expect("a second channel");
+    let other = unique("q-after-handover");
+    declare_queue(&second, &other).await;
+    publish_confirmed(&publisher, "", &other, &["after".to_string()], persistent()).await;
+    let got = get(&second, &other, true).await.expect("the message published after the move");
+    assert_eq!(text(&got.delivery.data), "after");
+    for body in &bodies {
+        let got = get(&second, &queue, true).await.expect("a message published across the move");
+        assert_eq!(&text(&got.delivery.data), body);
+    }
+    assert!(get(&second, &queue, true).await.is_none(), "each message once");
+    assert_eq!(connections_per_shard(prometheus_port), expected, "a connection moves once");
+    close_conn(&publisher_conn).await;
+
+    // Without confirm mode the publisher stays, also on its queue's shard (where the fewest
+    // connections puts it: `setup` holds the other).
+    let deadline = Instant::now() + Duration::from_secs(T);
+    while connections_per_shard(prometheus_port).iter().sum::<u32>() != 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (plain_conn, plain) = connect_channel(broker.uri()).await;
+    assert_eq!(connections_per_shard(prometheus_port), vec![1, 1]);
+    publish_without_confirms(&plain, &queue).await;
+    assert_eq!(connections_per_shard(prometheus_port), vec![1, 1], "a publisher without confirms stays");
+    close_conn(&plain_conn).await;
+    cleanup_queue(&setup, &queue).await;
+    close_conn(&setup_conn).await;
+    broker.stop_cleanly();
+}
+
+/// One publish without confirm mode, then a get to know it arrived.
+async fn publish_without_confirms(ch: &Channel, queue: &str) {
+    let publish = ch.basic_publish("".into(), queue.into(), BasicPublishOptions::default(), b"plain", persistent());
+    within(T, publish).await.expect("basic.publish");
+    let got = get(ch, queue, true).await.expect("the plain publish");
+    assert_eq!(text(&got.delivery.data), "plain");
+}

@@ -398,6 +398,7 @@ mod channel_tests;
 mod direct_reply_tests;
 mod exchange_tests;
 mod fuzz;
+mod handover_tests;
 mod handshake_tests;
 mod limits_tests;
 mod queue_tests;

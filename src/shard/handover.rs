@@ -1,0 +1,97 @@
+//! A confirm-mode publisher leaves its queue's shard at its first publish.
+//!
+//! A connection is placed before it sends a byte (`balance`), so nothing says yet whether it
+//! will publish or consume, nor to which queue. With the publisher on the shard that owns its
+//! queue, that one shard parses the publishes, stores them, commits and confirms while the
+//! other shards idle: scenario c (persistent, confirms) ran at 1.15–1.27M msg/s that way and
+//! at 1.44–1.61M with the publisher elsewhere (`scripts/placement.sh --durable`, README).
+//!
+//! So the reader keeps a transcript of what the client sent, while that is only the handshake
+//! and methods that set the connection up (`Replayable`). At the first basic.publish, on a
+//! channel in confirm mode, whose routes (from the exchange and routing key alone) are queues
+//! of this shard only, the connection is handed to the shard with the fewest connections: the
+//! socket, the transcript and the bytes read after it. The other shard replays the transcript
+//! through a fresh handshake and dispatcher, drops what they answer (the client had those
+//! answers already), and serves the socket from the publish on. Nothing else moves: the
+//! transcript's methods leave no state outside the connection. A connection hands over at
+//! most once, and never one accepted on a shard's own listener or over TLS.
+
+use bytes::{BufMut, BytesMut};
+
+use super::Shard;
+use crate::amqp::connection::Connection;
+use crate::codec::frame::{RawFrame, FRAME_END, FRAME_HEARTBEAT, FRAME_METHOD};
+use crate::codec::hotpath;
+
+/// A transcript longer than this stops being kept: a handshake and a few channel set-ups take
+/// a few hundred bytes.
+pub const TRANSCRIPT_MAX_BYTES: usize = 8 * 1024;
+
+const CHANNEL_OPEN: (u16, u16) = (20, 10);
+const BASIC_QOS: (u16, u16) = (60, 10);
+const BASIC_PUBLISH: (u16, u16) = (60, 40);
+const CONFIRM_SELECT: (u16, u16) = (85, 10);
+
+/// What a frame read after the handshake means for the transcript.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Set-up a replay redoes whole: heartbeat, channel.open, basic.qos, confirm.select.
+    Replayable,
+    /// The first publish: the moment to decide.
+    Publish,
+    /// Anything else: the connection stays where it is.
+    Other,
+}
+
+pub fn classify(frame: &RawFrame) -> Kind {
+    match frame.frame_type {
+        FRAME_HEARTBEAT => Kind::Replayable,
+        FRAME_METHOD => match hotpath::method_ids(&frame.payload) {
+            Ok(CHANNEL_OPEN | BASIC_QOS | CONFIRM_SELECT) => Kind::Replayable,
+            Ok(BASIC_PUBLISH) => Kind::Publish,
+            _ => Kind::Other,
+        },
+        _ => Kind::Other,
+    }
+}
+
+/// The frame's bytes as they came on the wire.
+pub fn append_frame(out: &mut BytesMut, frame: &RawFrame) {
+    out.reserve(8 + frame.payload.len());
+    out.put_u8(frame.frame_type);
+    out.put_u16(frame.channel);
+    out.put_u32(frame.payload.len() as u32);
+    out.extend_from_slice(&frame.payload);
+    out.put_u8(FRAME_END);
+}
+
+/// The shard this connection goes to before its first publish (`publish`), if it should move.
+pub fn target(shard: &Shard, connection: &Connection, publish: &RawFrame) -> Option<usize> {
+    if shard.count < 2 {
+        return None;
+    }
+    let confirming = connection.channels.borrow().get(&publish.channel).is_some_and(|channel| channel.is_confirming());
+    if !confirming {
+        return None;
+    }
+    let fields = hotpath::parse_publish(&publish.payload).ok()?;
+    let snapshot = shard.snapshot();
+    let vhost_name = connection.vhost.borrow().clone();
+    let vhost = snapshot.vhost(&vhost_name)?;
+    let exchange = vhost.exchanges.get(std::str::from_utf8(&fields.exchange).ok()?)?;
+    if crate::broker::owned_exchange::routed_by_owner(exchange) {
+        return None;
+    }
+    let mut needs_headers = false;
+    let mut headers = || {
+        needs_headers = true;
+        None
+    };
+    let mut routes = Vec::new();
+    vhost.route_with_alternates(exchange, &fields.routing_key, &mut headers, &mut routes);
+    if needs_headers || routes.is_empty() || routes.iter().any(|queue| queue.owner() != shard.id) {
+        return None;
+    }
+    let target = shard.mailboxes.fewest_connections_but(shard.id)?;
+    Some(target)
+}
