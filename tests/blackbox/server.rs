@@ -124,6 +124,24 @@ fn connections_per_shard(prometheus_port: u16) -> Vec<u32> {
         .collect()
 }
 
+/// A broker with two shards and its Prometheus port, to read `connections_per_shard`.
+fn two_shards_with_metrics(data: &DataDir) -> (BrokerProcess, u16) {
+    let prometheus_port =
+        std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("bound").port();
+    let port = prometheus_port.to_string();
+    let broker = BrokerProcess::start(data.path(), 2, &["--prometheus-port", &port, "--prometheus-bind", "127.0.0.1"]);
+    (broker, prometheus_port)
+}
+
+/// Waits (at most T seconds) until the shards count `total` connections together: a closed
+/// connection leaves its shard's count when its serving task ends.
+async fn wait_for_connections(prometheus_port: u16, total: u32) {
+    let deadline = Instant::now() + Duration::from_secs(T);
+    while connections_per_shard(prometheus_port).iter().sum::<u32>() != total && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The kernel's SO_REUSEPORT hash may put every connection on one shard's listener; the
 /// broker serves each on the shard with the fewest, so they spread evenly, also once some
 /// have closed, and every one of them works (the handed-over ones included).
@@ -133,10 +151,7 @@ async fn connections_spread_evenly_over_the_shards() {
         return;
     }
     let data = DataDir::new();
-    let prometheus_port =
-        std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("bound").port();
-    let port = prometheus_port.to_string();
-    let broker = BrokerProcess::start(data.path(), 2, &["--prometheus-port", &port, "--prometheus-bind", "127.0.0.1"]);
+    let (broker, prometheus_port) = two_shards_with_metrics(&data);
     let mut connections = Vec::new();
     for _ in 0..6 {
         connections.push(connect(broker.uri()).await);
@@ -146,10 +161,7 @@ async fn connections_spread_evenly_over_the_shards() {
         close_conn(&connection).await;
     }
     // Both closed ones may have been on one shard: the next two fill the emptier one first.
-    let deadline = Instant::now() + Duration::from_secs(T);
-    while connections_per_shard(prometheus_port).iter().sum::<u32>() != 4 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_connections(prometheus_port, 4).await;
     for _ in 0..2 {
         connections.push(connect(broker.uri()).await);
     }
@@ -347,17 +359,15 @@ async fn a_broker_restarted_at_once_takes_the_same_port() {
 /// to the other shard before that publish (the queue's shard then stores and commits while the
 /// other parses). The client notices nothing: every publish is confirmed, the messages arrive
 /// in order, and the connection goes on working (more channels, a declare, a get, a clean
-/// close). A publisher without confirms, and one whose queue is elsewhere, stay put.
+/// close). A publisher without confirm mode stays on its queue's shard (the unit tests in
+/// `shard::conversation::handover_tests` take the other cases).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_confirm_mode_publisher_leaves_its_queues_shard_at_its_first_publish() {
     if skip_against_an_external_broker() {
         return;
     }
     let data = DataDir::new();
-    let prometheus_port =
-        std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("bound").port();
-    let port = prometheus_port.to_string();
-    let broker = BrokerProcess::start(data.path(), 2, &["--prometheus-port", &port, "--prometheus-bind", "127.0.0.1"]);
+    let (broker, prometheus_port) = two_shards_with_metrics(&data);
     // The next connection lands on the shard with fewer: the one `setup` left empty.
     let (setup_conn, setup) = connect_channel(broker.uri()).await;
     let counts = connections_per_shard(prometheus_port);
@@ -391,10 +401,7 @@ async fn a_confirm_mode_publisher_leaves_its_queues_shard_at_its_first_publish()
 
     // Without confirm mode the publisher stays, also on its queue's shard (where the fewest
     // connections puts it: `setup` holds the other).
-    let deadline = Instant::now() + Duration::from_secs(T);
-    while connections_per_shard(prometheus_port).iter().sum::<u32>() != 1 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_connections(prometheus_port, 1).await;
     let (plain_conn, plain) = connect_channel(broker.uri()).await;
     assert_eq!(connections_per_shard(prometheus_port), vec![1, 1]);
     publish_without_confirms(&plain, &queue).await;
