@@ -67,11 +67,26 @@ pub struct Handshake {
     limits: ConnectionLimits,
     /// Taken at connection.open: the connection's place under the node's connection limit.
     slot: Option<ConnectionSlot>,
+    /// A replay of a handshake another shard already accepted (`shard::handover`): the
+    /// password and the vhost permission are not checked again, as RabbitMQ keeps an open
+    /// connection through a password change or a permission cleared.
+    replay: bool,
 }
 
 impl Handshake {
     pub fn new(loopback_peer: bool) -> Handshake {
-        Handshake { stage: Stage::ProtocolHeader, loopback_peer, limits: ConnectionLimits::default(), slot: None }
+        Handshake {
+            stage: Stage::ProtocolHeader,
+            loopback_peer,
+            limits: ConnectionLimits::default(),
+            slot: None,
+            replay: false,
+        }
+    }
+
+    /// For the replay of a handshake another shard accepted (`shard::handover`).
+    pub fn replaying(self) -> Handshake {
+        Handshake { replay: true, ..self }
     }
 
     /// The configured channel_max and connection limit (RabbitMQ's defaults otherwise).
@@ -204,7 +219,8 @@ impl Handshake {
             let error = AmqpError::new(SYNTAX_ERROR, format!("malformed {mechanism} response"));
             return self.fail(connection, error, (10, 11));
         };
-        if let Err(reason) = self.authenticate(port, &user, &password) {
+        let checked = if self.replay { Ok(()) } else { self.authenticate(port, &user, &password) };
+        if let Err(reason) = checked {
             crate::info!(
                 "connection {} ({}) refused: {reason}, mechanism {mechanism}",
                 connection.id,
@@ -307,7 +323,7 @@ impl Handshake {
         if let Err(error) = self.limits.slots.admit(&mut slot, &named) {
             return self.refuse(connection, error, (10, 40));
         }
-        if snapshot.permissions(&user, &vhost).is_none() {
+        if !self.replay && snapshot.permissions(&user, &vhost).is_none() {
             let text = format!("access to vhost '{vhost}' refused for user '{user}'");
             return self.refuse(connection, AmqpError::new(NOT_ALLOWED, text), (10, 40));
         }

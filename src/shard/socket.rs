@@ -241,15 +241,17 @@ async fn serve_transport(
         read_size: READ_CHUNK_MIN_BYTES,
         transcript,
     };
-    let handshake = handshake(&shard, &connection, &mut reader, loopback_peer);
+    let handshake = handshake(&shard, &connection, &mut reader, loopback_peer, pending.is_some());
     let handshake_timeout = Duration::from_millis(shard.config.handshake_timeout_ms);
     // `slot`: the connection's place under --max-connections, given back when `serve` ends.
     let (heartbeat, slot) = match monoio::time::timeout(handshake_timeout, handshake).await {
         Ok(Ok(opened)) => opened,
         Ok(Err(())) | Err(_) => {
-            if pending.is_some() {
+            if let Some(pending) = &pending {
                 crate::warn!("connection {id}: its handshake, handed over by another shard, failed here");
-                // No writer ran: the halves close the socket as they drop.
+                refuse_moved(&connection, &mut reader, pending);
+                spawn_writer(&mut writer);
+                await_close_ok(&connection, &mut reader).await;
             }
             connection.close_output();
             return;
@@ -264,7 +266,9 @@ async fn serve_transport(
         connection.discard_output();
         if !replayed {
             crate::warn!("connection {id}: the set-up handed over by another shard failed here");
-            connection.mark_dead();
+            refuse_moved(&connection, &mut reader, &pending);
+            spawn_writer(&mut writer);
+            await_close_ok(&connection, &mut reader).await;
             teardown(&shard, &connection);
             return;
         }
@@ -345,6 +349,21 @@ async fn replay(connection: &Connection, dispatcher: &mut Dispatcher<Shard>, rea
     }
 }
 
+/// A handed-over connection this shard cannot go on with (its replay failed: the vhost went,
+/// or a connection limit was reached in the moment between the shards): the client, which has
+/// an open connection, hears connection.close 320 as when the broker closes one; what it sent
+/// meanwhile is read and dropped until its close-ok.
+fn refuse_moved(connection: &Connection, reader: &mut FrameReader, pending: &[u8]) {
+    connection.discard_output();
+    reader.buffer.clear();
+    reader.buffer.extend_from_slice(pending);
+    let error = AmqpError::new(
+        CONNECTION_FORCED,
+        "broker forced connection closure with reason 'moving to another shard failed'",
+    );
+    send_connection_close(connection, &error, 0, 0);
+}
+
 /// Takes a connection apart for another shard (`handover`): the writer stops once what it
 /// holds is sent, the socket's halves come back together, and the publish goes first in what
 /// the other shard will read. None if the writer died instead: the connection ends here.
@@ -386,8 +405,12 @@ async fn handshake(
     connection: &Connection,
     reader: &mut FrameReader,
     loopback_peer: bool,
+    replay: bool,
 ) -> Result<(u16, Option<ConnectionSlot>), ()> {
     let mut handshake = Handshake::new(loopback_peer).with_limits(shard.connection_limits.clone());
+    if replay {
+        handshake = handshake.replaying();
+    }
     loop {
         let end_of_stream = match handshake.protocol_header(connection, reader.buffered()) {
             Step::HeaderAccepted(length) => {

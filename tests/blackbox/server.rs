@@ -9,6 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::accounts::{ctl_ok, uri_for};
 use crate::common::process::{external_broker, BrokerProcess, DataDir};
 use crate::common::*;
 use crate::storage::{confirm_channel, declare_durable_queue, persistent, publish_confirmed};
@@ -418,4 +419,39 @@ async fn publish_without_confirms(ch: &Channel, queue: &str) {
     within(T, publish).await.expect("basic.publish");
     let got = get(ch, queue, true).await.expect("the plain publish");
     assert_eq!(text(&got.delivery.data), "plain");
+}
+
+/// A publisher whose password changed after it logged in still moves at its first publish: the
+/// other shard replays its handshake without checking the password again, as RabbitMQ keeps an
+/// open connection through a password change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_moves_after_its_password_changed() {
+    if skip_against_an_external_broker() {
+        return;
+    }
+    let data = DataDir::new();
+    let (broker, prometheus_port) = two_shards_with_metrics(&data);
+    ctl_ok(data.path(), &["add_user", "mover", "first-secret"]);
+    ctl_ok(data.path(), &["set_permissions", "-p", "/", "mover", ".*", ".*", ".*"]);
+    let (setup_conn, setup) = connect_channel(broker.uri()).await;
+    let next_shard =
+        connections_per_shard(prometheus_port).iter().position(|count| *count == 0).expect("an empty shard");
+    let queue = queue_name_on_shard("q-moved-user", next_shard, 2);
+    declare_durable_queue(&setup, &queue).await;
+    let (publisher_conn, publisher) = connect_channel(&uri_for(broker.uri(), "mover", "first-secret", "/")).await;
+    within(T, publisher.confirm_select(ConfirmSelectOptions::default())).await.expect("confirm.select");
+    ctl_ok(data.path(), &["change_password", "mover", "second-secret"]);
+    let bodies: Vec<String> = (0..20).map(|index| format!("after the change {index}")).collect();
+    publish_confirmed(&publisher, "", &queue, &bodies, persistent()).await;
+    let mut moved = vec![0; 2];
+    moved[1 - next_shard] = 2;
+    assert_eq!(connections_per_shard(prometheus_port), moved, "the publisher moved");
+    for body in &bodies {
+        let got = get(&setup, &queue, true).await.expect("a message");
+        assert_eq!(&text(&got.delivery.data), body);
+    }
+    close_conn(&publisher_conn).await;
+    cleanup_queue(&setup, &queue).await;
+    close_conn(&setup_conn).await;
+    broker.stop_cleanly();
 }

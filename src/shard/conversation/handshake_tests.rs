@@ -504,3 +504,25 @@ fn frames_after_a_refusal_are_dropped_without_an_answer() {
     assert_eq!(client.handshake_method(start_ok_announcing("PLAIN", b"\0guest\0guest")), Step::Refused);
     assert!(client.output().is_empty());
 }
+
+/// The replay of a handshake another shard accepted (`shard::handover`) checks neither the
+/// password nor the vhost permission again: a connection stays open through a password change
+/// or a cleared permission, as on RabbitMQ. The vhost must still exist.
+#[test]
+fn a_replayed_handshake_does_not_check_the_password_again() {
+    let broker = Broker::new(1);
+    let mut client = broker.connect_raw(0, true);
+    client.handshake = Handshake::new(true).replaying().with_limits(client.shard.connection_limits.clone());
+    assert_eq!(client.handshake_bytes(PROTOCOL_HEADER), Step::HeaderAccepted(8));
+    assert_eq!(client.handshake_method(start_ok_announcing("PLAIN", b"\0guest\0changed")), Step::Continue);
+    assert_eq!(client.handshake_method(tune_ok(CHANNEL_MAX, FRAME_MAX_BYTES, 0)), Step::Continue);
+    assert!(matches!(client.handshake_method(open("/")), Step::Open { .. }));
+    assert_eq!(*client.connection.user.borrow(), "guest");
+
+    let mut gone = broker.connect_raw(0, true);
+    gone.handshake = Handshake::new(true).replaying().with_limits(gone.shard.connection_limits.clone());
+    gone.handshake_bytes(PROTOCOL_HEADER);
+    gone.handshake_method(start_ok_announcing("PLAIN", b"\0guest\0changed"));
+    gone.handshake_method(tune_ok(CHANNEL_MAX, FRAME_MAX_BYTES, 0));
+    assert_eq!(gone.handshake_method(open("no-such-vhost")), Step::Refused, "a vhost that went");
+}
