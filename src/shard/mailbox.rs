@@ -184,8 +184,7 @@ impl Mailboxes {
     /// The shard with the fewest connections, if it has fewer than `shard`; else `shard`.
     pub fn fewest_connections(&self, shard: usize) -> usize {
         let count = |index: usize| self.connections[index].load(Ordering::Relaxed);
-        let own = count(shard);
-        (0..self.shards).filter(|index| count(*index) < own).min_by_key(|index| count(*index)).unwrap_or(shard)
+        self.fewest_connections_but(shard).filter(|other| count(*other) < count(shard)).unwrap_or(shard)
     }
 
     /// The shard other than `shard` with the fewest connections; None with one shard.

@@ -326,7 +326,8 @@ enum Ended {
 }
 
 /// Redoes a handed-over connection's set-up (the frames left in the reader after the
-/// handshake); false if any of it failed here.
+/// handshake); false if any of it failed here. Its answers stay in the output for the caller
+/// to drop.
 async fn replay(connection: &Connection, dispatcher: &mut Dispatcher<Shard>, reader: &mut FrameReader) -> bool {
     loop {
         let frame = match reader.next_buffered(connection.frame_max.get()) {
@@ -341,10 +342,6 @@ async fn replay(connection: &Connection, dispatcher: &mut Dispatcher<Shard>, rea
                 Ok(true) | Err(_) => return false,
             },
             Err(_) => return false,
-        }
-        if !connection.out.borrow().is_empty() {
-            // Answers the client already has.
-            connection.discard_output();
         }
     }
 }
