@@ -258,8 +258,11 @@ async fn serve_transport(
         }
     };
     shard.connections.borrow_mut().insert(id.local, connection.clone());
-    let counts = &shard.connection_counts;
-    counts.opened.set(counts.opened.get() + 1);
+    if pending.is_none() {
+        // A handed-over connection was counted when it opened on its first shard.
+        let counts = &shard.connection_counts;
+        counts.opened.set(counts.opened.get() + 1);
+    }
     let mut dispatcher = Dispatcher::new(shard.clone(), connection.clone());
     if let Some(pending) = pending {
         let replayed = replay(&connection, &mut dispatcher, &mut reader).await;
@@ -284,7 +287,8 @@ async fn serve_transport(
             // This shard lets go of the connection (and its place under --max-connections)
             // before the other one replays its handshake.
             drop(slot);
-            teardown(&shard, &connection);
+            let leaves = if handed.is_some() { Leaves::Moved } else { Leaves::Closed };
+            forget(&shard, &connection, leaves);
             if let Some((socket, resume)) = handed {
                 crate::debug!("connection {id}: hands over to shard {target} at its first publish");
                 super::balance::hand_over(&shard, socket, loopback_peer, target, resume);
@@ -590,9 +594,22 @@ async fn await_close_ok(connection: &Connection, reader: &mut FrameReader) {
 
 /// Forgets the connection on this shard and releases everything it held.
 fn teardown(shard: &Rc<Shard>, connection: &Rc<Connection>) {
+    forget(shard, connection, Leaves::Closed);
+}
+
+/// How a connection leaves its shard.
+enum Leaves {
+    Closed,
+    /// Handed over to another shard: it stays open, so it is not counted as closed.
+    Moved,
+}
+
+fn forget(shard: &Rc<Shard>, connection: &Rc<Connection>, leaves: Leaves) {
     if shard.connections.borrow_mut().remove(&connection.id.local).is_some() {
         let counts = &shard.connection_counts;
-        counts.closed.set(counts.closed.get() + 1);
+        if let Leaves::Closed = leaves {
+            counts.closed.set(counts.closed.get() + 1);
+        }
         counts.keep_stats_of(connection);
     }
     release_connection(&**shard, connection);

@@ -125,6 +125,17 @@ fn connections_per_shard(prometheus_port: u16) -> Vec<u32> {
         .collect()
 }
 
+/// `rabbitmq_connections_opened_total` and `rabbitmq_connections_closed_total`, from `/metrics`.
+fn connections_opened_and_closed(prometheus_port: u16) -> (u64, u64) {
+    let text = metrics_text(prometheus_port);
+    let counter = |name: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in the scrape:\n{text}"))
+    };
+    (counter("rabbitmq_connections_opened_total"), counter("rabbitmq_connections_closed_total"))
+}
+
 /// A broker with two shards and its Prometheus port, to read `connections_per_shard`.
 fn two_shards_with_metrics(data: &DataDir) -> (BrokerProcess, u16) {
     let prometheus_port =
@@ -384,6 +395,7 @@ async fn a_confirm_mode_publisher_leaves_its_queues_shard_at_its_first_publish()
     let mut expected = vec![0; 2];
     expected[1 - next_shard] = 2;
     assert_eq!(connections_per_shard(prometheus_port), expected, "the publisher moved off the queue's shard");
+    assert_eq!(connections_opened_and_closed(prometheus_port), (2, 0), "a move neither opens nor closes a connection");
 
     // The same connection goes on: another channel, a declare, its messages back in order.
     let second = within(T, publisher_conn.create_channel()).await.expect("a second channel");
@@ -403,6 +415,7 @@ async fn a_confirm_mode_publisher_leaves_its_queues_shard_at_its_first_publish()
     // Without confirm mode the publisher stays, also on its queue's shard (where the fewest
     // connections puts it: `setup` holds the other).
     wait_for_connections(prometheus_port, 1).await;
+    assert_eq!(connections_opened_and_closed(prometheus_port), (2, 1), "the moved connection closed once");
     let (plain_conn, plain) = connect_channel(broker.uri()).await;
     assert_eq!(connections_per_shard(prometheus_port), vec![1, 1]);
     publish_without_confirms(&plain, &queue).await;
