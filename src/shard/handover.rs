@@ -15,11 +15,23 @@
 //! answers already), and serves the socket from the publish on. Nothing else moves: the
 //! transcript's methods leave no state outside the connection. A connection hands over at
 //! most once, and never one accepted on a shard's own listener or over TLS.
+//!
+//! The decision is `target`; the socket's side is `take_apart` on the shard it leaves and
+//! `replay` (or, when the set-up fails there, `refuse_moved`) on the shard it goes to.
+
+use std::cell::RefCell;
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
 
 use bytes::{BufMut, BytesMut};
+use monoio::io::OwnedWriteHalf;
+use monoio::net::TcpStream;
 
+use super::reader::FrameReader;
 use super::Shard;
-use crate::amqp::connection::Connection;
+use crate::amqp::connection::{send_connection_close, Connection};
+use crate::amqp::dispatch::Dispatcher;
+use crate::broker::error::{AmqpError, CONNECTION_FORCED};
+use crate::broker::messages::Resume;
 use crate::codec::frame::{RawFrame, FRAME_END, FRAME_HEARTBEAT, FRAME_METHOD};
 use crate::codec::hotpath;
 
@@ -94,4 +106,70 @@ pub fn target(shard: &Shard, connection: &Connection, publish: &RawFrame) -> Opt
     }
     let target = shard.mailboxes.fewest_connections_but(shard.id)?;
     Some(target)
+}
+
+/// Redoes a handed-over connection's set-up (the frames left in the reader after the
+/// handshake); false if any of it failed here. Its answers stay in the output for the caller
+/// to drop.
+pub(super) async fn replay(
+    connection: &Connection,
+    dispatcher: &mut Dispatcher<Shard>,
+    reader: &mut FrameReader,
+) -> bool {
+    loop {
+        let frame = match reader.next_buffered(connection.frame_max.get()) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return true,
+            Err(_) => return false,
+        };
+        match dispatcher.handle_hot_frame(frame) {
+            Ok(None) => {}
+            Ok(Some(frame)) => match dispatcher.handle_frame(frame).await {
+                Ok(false) => {}
+                Ok(true) | Err(_) => return false,
+            },
+            Err(_) => return false,
+        }
+    }
+}
+
+/// A handed-over connection this shard cannot go on with (its replay failed: the vhost went,
+/// or a connection limit was reached in the moment between the shards): the client, which has
+/// an open connection, hears connection.close 320 as when the broker closes one; what it sent
+/// meanwhile is read and dropped until its close-ok.
+pub(super) fn refuse_moved(connection: &Connection, reader: &mut FrameReader, pending: &[u8]) {
+    connection.discard_output();
+    reader.buffer.clear();
+    reader.buffer.extend_from_slice(pending);
+    let error = AmqpError::new(
+        CONNECTION_FORCED,
+        "broker forced connection closure with reason 'moving to another shard failed'",
+    );
+    send_connection_close(connection, &error, 0, 0);
+}
+
+/// Takes a connection apart for another shard (`handover`): the writer stops once what it
+/// holds is sent, the socket's halves come back together, and the publish goes first in what
+/// the other shard will read. None if the writer died instead: the connection ends here.
+pub(super) async fn take_apart(
+    connection: &Connection,
+    reader: FrameReader,
+    parked: &RefCell<Option<OwnedWriteHalf<TcpStream>>>,
+    publish: RawFrame,
+) -> Option<(OwnedFd, Resume)> {
+    connection.linger();
+    connection.close_output();
+    connection.writer_gone().await;
+    connection.stop_lingering();
+    let write_half = parked.borrow_mut().take()?;
+    let FrameReader { half, buffer, transcript, .. } = reader;
+    let transcript = transcript?;
+    let stream = half.reunite(write_half).ok()?;
+    let mut pending = BytesMut::with_capacity(publish.payload.len() + 8 + buffer.len());
+    append_frame(&mut pending, &publish);
+    pending.extend_from_slice(&buffer);
+    // SAFETY: `into_raw_fd` gives up the stream's only reference to the descriptor, which the
+    // `OwnedFd` then owns alone.
+    let socket = unsafe { OwnedFd::from_raw_fd(stream.into_raw_fd()) };
+    Some((socket, Resume { transcript: transcript.freeze(), pending: pending.freeze() }))
 }

@@ -23,6 +23,7 @@ pub(crate) mod mailbox;
 mod owned_exchanges;
 pub(crate) mod pressure;
 mod queues;
+mod reader;
 mod requests;
 pub(crate) mod socket;
 mod streams;

@@ -6,26 +6,27 @@
 //! file owns the socket halves and the waits: for bytes, for room in the output, for a resource
 //! alarm to clear, for a mailbox to drain. Both tasks live on the shard that serves the socket:
 //! the one it was placed on (`balance`), or, for a confirm-mode publisher that moved at its first
-//! publish, the one it was handed to (`handover`; `take_apart` and `replay` here).
+//! publish, the one it was handed to (`handover`, which also takes the socket apart and replays
+//! the set-up). Frames come out of the socket through `reader::FrameReader`.
 //!
 //! An amqps socket first completes its TLS handshake (`serve_tls` with `super::tls`, bounded by
 //! the handshake timeout), then runs the same tasks with the TLS record layer (`crate::tls`)
 //! between the socket and the buffers; a plain socket pays one branch per read and per write.
 
 use std::cell::RefCell;
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use monoio::io::{AsyncWriteRentExt, OwnedWriteHalf, Splitable};
 use monoio::net::TcpStream;
 
 use super::balance::Start;
 use super::handover;
 use super::pressure::{Hold, HoldReason};
+use super::reader::{FrameReader, ReadError};
 use super::tls;
 use super::Shard;
 use crate::amqp::admission::ConnectionSlot;
@@ -34,135 +35,16 @@ use crate::amqp::dispatch::{fault, release_connection, Dispatcher, Hangup, NO_ME
 use crate::amqp::handshake::{Handshake, Step};
 use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::messages::{Resume, ShardMsg};
-use crate::codec::frame::{split_frame, FrameError, RawFrame};
+use crate::codec::frame::RawFrame;
 use crate::ids::ConnId;
-use crate::limits::{CLOSE_OK_TIMEOUT_MS, OUTPUT_KEEP_BYTES, READ_CHUNK_BYTES, READ_CHUNK_MIN_BYTES};
-use crate::tls::{TlsReader, TlsWriter};
+use crate::limits::{CLOSE_OK_TIMEOUT_MS, OUTPUT_KEEP_BYTES, READ_CHUNK_MIN_BYTES};
+use crate::tls::TlsWriter;
 
 /// How long a closed connection's socket is still read (and its bytes dropped) waiting for the
 /// client to close it (RabbitMQ: 30 s, or less with heartbeats).
 const DRAIN_AFTER_CLOSE: Duration = Duration::from_secs(30);
 /// How often a connection held by `wait_for_backlog` looks whether the shard caught up.
 const BACKLOG_RECHECK: Duration = Duration::from_millis(1);
-
-enum ReadError {
-    Closed,
-    Frame(FrameError),
-}
-
-/// The read half with its buffer: hands out whole frames, reading more only when needed.
-struct FrameReader {
-    half: OwnedReadHalf<TcpStream>,
-    buffer: BytesMut,
-    /// amqps: the socket carries TLS records, decrypted into `buffer`.
-    tls: Option<TlsReader>,
-    connection: Rc<Connection>,
-    /// Bytes asked of the socket per read: doubles while reads fill what was asked, halves
-    /// while they bring back little (`READ_CHUNK_MIN_BYTES`..=`READ_CHUNK_BYTES`).
-    read_size: usize,
-    /// What the client sent so far, while the connection may still hand over (`handover`).
-    transcript: Option<BytesMut>,
-}
-
-impl FrameReader {
-    /// Reads more bytes into the buffer; false on end of stream or error.
-    async fn fill(&mut self) -> bool {
-        if let Some(tls) = &mut self.tls {
-            let connection = &self.connection;
-            let wake_writer = || connection.wake_writer_for_transport();
-            return match tls.fill(&mut self.half, &mut self.buffer, READ_CHUNK_BYTES, wake_writer).await {
-                Ok(more) => more,
-                Err(reason) => {
-                    crate::debug!("connection {}: TLS error: {reason}", connection.id);
-                    false
-                }
-            };
-        }
-        let mut buffer = std::mem::take(&mut self.buffer);
-        if buffer.is_empty() && buffer.capacity() > 2 * self.read_size {
-            // Quiet again after a burst: the large buffer goes (once the message bodies
-            // that point into it are gone) and the wait for the next bytes holds a small one.
-            buffer = BytesMut::new();
-        }
-        if buffer.capacity() - buffer.len() < self.read_size / 2 {
-            buffer.reserve(self.read_size);
-        }
-        let length = buffer.len();
-        let capacity = buffer.capacity();
-        let asked = capacity - length;
-        let (result, slice) = self.half.read(buffer.slice_mut(length..capacity)).await;
-        self.buffer = slice.into_inner();
-        match result {
-            Ok(read) if read > 0 => {
-                self.read_size = next_read_size(self.read_size, asked, read);
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// Reads and drops whatever arrives until end of stream, for at most `limit`.
-    async fn drain(&mut self, limit: Duration) {
-        let discard = async {
-            loop {
-                self.buffer.clear();
-                if !self.fill().await {
-                    return;
-                }
-            }
-        };
-        let _ = monoio::time::timeout(limit, discard).await;
-    }
-
-    fn buffered(&self) -> &[u8] {
-        &self.buffer
-    }
-
-    fn consume(&mut self, count: usize) {
-        let consumed = self.buffer.split_to(count.min(self.buffer.len()));
-        if let Some(transcript) = &mut self.transcript {
-            transcript.extend_from_slice(&consumed);
-        }
-    }
-
-    /// Keeps `frame` in the transcript, or stops keeping one past its bound.
-    fn record(&mut self, frame: &RawFrame) {
-        if let Some(transcript) = &mut self.transcript {
-            if transcript.len() + frame.payload.len() + 8 > handover::TRANSCRIPT_MAX_BYTES {
-                self.transcript = None;
-            } else {
-                handover::append_frame(transcript, frame);
-            }
-        }
-    }
-
-    fn next_buffered(&mut self, frame_max: u32) -> Result<Option<RawFrame>, FrameError> {
-        split_frame(&mut self.buffer, frame_max)
-    }
-
-    async fn next_frame(&mut self, frame_max: u32) -> Result<RawFrame, ReadError> {
-        loop {
-            if let Some(frame) = self.next_buffered(frame_max).map_err(ReadError::Frame)? {
-                return Ok(frame);
-            }
-            if !self.fill().await {
-                return Err(ReadError::Closed);
-            }
-        }
-    }
-}
-
-/// The next read size: twice as large after a read that filled all it was given, half as
-/// large after one that brought back less than an eighth of the read size.
-fn next_read_size(read_size: usize, asked: usize, read: usize) -> usize {
-    if read >= asked {
-        (read_size * 2).min(READ_CHUNK_BYTES)
-    } else if read < read_size / 8 {
-        (read_size / 2).max(READ_CHUNK_MIN_BYTES)
-    } else {
-        read_size
-    }
-}
 
 /// Serves one accepted plain AMQP socket until it closes.
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, loopback_peer: bool, start: Start) {
@@ -249,7 +131,7 @@ async fn serve_transport(
         Ok(Err(())) | Err(_) => {
             if let Some(pending) = &pending {
                 crate::warn!("connection {id}: its handshake, handed over by another shard, failed here");
-                refuse_moved(&connection, &mut reader, pending);
+                handover::refuse_moved(&connection, &mut reader, pending);
                 spawn_writer(&mut writer);
                 await_close_ok(&connection, &mut reader).await;
             }
@@ -265,11 +147,11 @@ async fn serve_transport(
     }
     let mut dispatcher = Dispatcher::new(shard.clone(), connection.clone());
     if let Some(pending) = pending {
-        let replayed = replay(&connection, &mut dispatcher, &mut reader).await;
+        let replayed = handover::replay(&connection, &mut dispatcher, &mut reader).await;
         connection.discard_output();
         if !replayed {
             crate::warn!("connection {id}: the set-up handed over by another shard failed here");
-            refuse_moved(&connection, &mut reader, &pending);
+            handover::refuse_moved(&connection, &mut reader, &pending);
             spawn_writer(&mut writer);
             await_close_ok(&connection, &mut reader).await;
             teardown(&shard, &connection);
@@ -283,7 +165,7 @@ async fn serve_transport(
     }
     match read_loop(&shard, &connection, &mut reader, dispatcher).await {
         Ok(Ended::HandOver { target, publish }) => {
-            let handed = take_apart(&connection, reader, &parked, publish).await;
+            let handed = handover::take_apart(&connection, reader, &parked, publish).await;
             // This shard lets go of the connection (and its place under --max-connections)
             // before the other one replays its handshake.
             drop(slot);
@@ -327,68 +209,6 @@ enum Ended {
     Closed,
     /// The connection goes to shard `target` before this publish (`handover`).
     HandOver { target: usize, publish: RawFrame },
-}
-
-/// Redoes a handed-over connection's set-up (the frames left in the reader after the
-/// handshake); false if any of it failed here. Its answers stay in the output for the caller
-/// to drop.
-async fn replay(connection: &Connection, dispatcher: &mut Dispatcher<Shard>, reader: &mut FrameReader) -> bool {
-    loop {
-        let frame = match reader.next_buffered(connection.frame_max.get()) {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return true,
-            Err(_) => return false,
-        };
-        match dispatcher.handle_hot_frame(frame) {
-            Ok(None) => {}
-            Ok(Some(frame)) => match dispatcher.handle_frame(frame).await {
-                Ok(false) => {}
-                Ok(true) | Err(_) => return false,
-            },
-            Err(_) => return false,
-        }
-    }
-}
-
-/// A handed-over connection this shard cannot go on with (its replay failed: the vhost went,
-/// or a connection limit was reached in the moment between the shards): the client, which has
-/// an open connection, hears connection.close 320 as when the broker closes one; what it sent
-/// meanwhile is read and dropped until its close-ok.
-fn refuse_moved(connection: &Connection, reader: &mut FrameReader, pending: &[u8]) {
-    connection.discard_output();
-    reader.buffer.clear();
-    reader.buffer.extend_from_slice(pending);
-    let error = AmqpError::new(
-        CONNECTION_FORCED,
-        "broker forced connection closure with reason 'moving to another shard failed'",
-    );
-    send_connection_close(connection, &error, 0, 0);
-}
-
-/// Takes a connection apart for another shard (`handover`): the writer stops once what it
-/// holds is sent, the socket's halves come back together, and the publish goes first in what
-/// the other shard will read. None if the writer died instead: the connection ends here.
-async fn take_apart(
-    connection: &Connection,
-    reader: FrameReader,
-    parked: &RefCell<Option<OwnedWriteHalf<TcpStream>>>,
-    publish: RawFrame,
-) -> Option<(OwnedFd, Resume)> {
-    connection.linger();
-    connection.close_output();
-    connection.writer_gone().await;
-    connection.stop_lingering();
-    let write_half = parked.borrow_mut().take()?;
-    let FrameReader { half, buffer, transcript, .. } = reader;
-    let transcript = transcript?;
-    let stream = half.reunite(write_half).ok()?;
-    let mut pending = BytesMut::with_capacity(publish.payload.len() + 8 + buffer.len());
-    handover::append_frame(&mut pending, &publish);
-    pending.extend_from_slice(&buffer);
-    // SAFETY: `into_raw_fd` gives up the stream's only reference to the descriptor, which the
-    // `OwnedFd` then owns alone.
-    let socket = unsafe { OwnedFd::from_raw_fd(stream.into_raw_fd()) };
-    Some((socket, Resume { transcript: transcript.freeze(), pending: pending.freeze() }))
 }
 
 /// RabbitMQ's connection name: "client address -> broker address".
@@ -703,24 +523,5 @@ async fn heartbeat_loop(connection: Rc<Connection>, interval_seconds: u16, fd: R
         if !connection.take_wrote_since_tick() {
             connection.write_with(crate::codec::frame::write_heartbeat);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_read_size_doubles_on_full_reads_and_halves_on_small_ones_within_bounds() {
-        let mut size = READ_CHUNK_MIN_BYTES;
-        while size < READ_CHUNK_BYTES {
-            let next = next_read_size(size, size, size);
-            assert_eq!(next, size * 2);
-            size = next;
-        }
-        assert_eq!(next_read_size(size, size, size), READ_CHUNK_BYTES, "never past the largest");
-        assert_eq!(next_read_size(size, size, size / 2), size, "a half-full read keeps the size");
-        assert_eq!(next_read_size(size, size, 8), size / 2);
-        assert_eq!(next_read_size(READ_CHUNK_MIN_BYTES, READ_CHUNK_MIN_BYTES, 8), READ_CHUNK_MIN_BYTES);
     }
 }
