@@ -55,6 +55,7 @@ pub fn serve_adopted(shard: &Rc<Shard>) {
     for AdoptedSocket { socket, loopback_peer, tls, resume } in adopted {
         // SAFETY: as in `place`: the descriptor moves from one owner to the next.
         let stream = unsafe { std::net::TcpStream::from_raw_fd(socket.into_raw_fd()) };
+        let moved = resume.is_some();
         match TcpStream::from_std(stream) {
             Ok(stream) => {
                 let start = match resume {
@@ -66,6 +67,10 @@ pub fn serve_adopted(shard: &Rc<Shard>) {
             Err(error) => {
                 crate::warn!("shard {}: cannot serve a socket handed over by another shard: {error}", shard.id);
                 shard.mailboxes.connection_gone(shard.id);
+                if moved {
+                    // It opened on the shard that handed it over, which did not count it closed.
+                    shard.connection_counts.note_closed();
+                }
             }
         }
     }

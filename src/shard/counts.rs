@@ -22,6 +22,14 @@ pub struct ConnectionCounts {
 }
 
 impl ConnectionCounts {
+    pub fn note_opened(&self) {
+        self.opened.set(self.opened.get() + 1);
+    }
+
+    pub fn note_closed(&self) {
+        self.closed.set(self.closed.get() + 1);
+    }
+
     /// Keeps the counts of a connection that ends.
     pub fn keep_stats_of(&self, connection: &Connection) {
         let stats = connection.channel_stats();

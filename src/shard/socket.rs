@@ -134,6 +134,8 @@ async fn serve_transport(
                 handover::refuse_moved(&connection, &mut reader, pending);
                 spawn_writer(&mut writer);
                 await_close_ok(&connection, &mut reader).await;
+                // It opened on its first shard, which did not count it closed.
+                shard.connection_counts.note_closed();
             }
             connection.close_output();
             return;
@@ -142,8 +144,7 @@ async fn serve_transport(
     shard.connections.borrow_mut().insert(id.local, connection.clone());
     if pending.is_none() {
         // A handed-over connection was counted when it opened on its first shard.
-        let counts = &shard.connection_counts;
-        counts.opened.set(counts.opened.get() + 1);
+        shard.connection_counts.note_opened();
     }
     let mut dispatcher = Dispatcher::new(shard.clone(), connection.clone());
     if let Some(pending) = pending {
@@ -428,7 +429,7 @@ fn forget(shard: &Rc<Shard>, connection: &Rc<Connection>, leaves: Leaves) {
     if shard.connections.borrow_mut().remove(&connection.id.local).is_some() {
         let counts = &shard.connection_counts;
         if let Leaves::Closed = leaves {
-            counts.closed.set(counts.closed.get() + 1);
+            counts.note_closed();
         }
         counts.keep_stats_of(connection);
     }
