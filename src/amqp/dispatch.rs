@@ -12,12 +12,12 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use amq_protocol::protocol::BasicProperties;
 use amq_protocol::protocol::{access, channel as channel_method, connection as connection_method, AMQPClass};
 use bytes::Bytes;
 
 use super::connection::{truncate_text, Connection};
 use super::port::Port;
+use super::routes::{route_publish, Routed};
 use crate::broker::error::*;
 use crate::broker::messages::ShardMsg;
 use crate::broker::queue::Settle;
@@ -516,23 +516,18 @@ impl<P: Port> Dispatcher<P> {
             let snapshot = self.port.snapshot();
             let vhost_name = self.connection.vhost.borrow().clone();
             let exchange_name = String::from_utf8_lossy(&message.exchange);
-            let mut used_headers = false;
-            if let Some(vhost) = snapshot.vhost(&vhost_name) {
-                if let Some(exchange) = vhost.exchanges.get(exchange_name.as_ref()) {
-                    if crate::broker::owned_exchange::routed_by_owner(exchange) {
-                        let version = snapshot.version;
-                        return self.send_to_exchange_owner(channel_id, mandatory, message, (version, exchange));
-                    }
-                    let properties = message.properties.clone();
-                    let mut headers = || -> Option<BasicProperties> {
-                        used_headers = true;
-                        hotpath::parse_properties(&properties).ok()
-                    };
-                    vhost.route_with_alternates(exchange, &message.routing_key, &mut headers, &mut self.routes);
+            let properties = message.properties.clone();
+            let mut headers = || hotpath::parse_properties(&properties).ok();
+            let vhost = snapshot.vhost(&vhost_name).map(|vhost| &**vhost);
+            match route_publish(vhost, &exchange_name, &message.routing_key, &mut headers, &mut self.routes) {
+                Routed::ByOwner(exchange) => {
+                    let version = snapshot.version;
+                    return self.send_to_exchange_owner(channel_id, mandatory, message, (version, exchange));
                 }
-            }
-            if !used_headers {
-                self.route_cache.store(snapshot.version, &message.exchange, &message.routing_key, &self.routes);
+                Routed::Queues { used_headers: false } => {
+                    self.route_cache.store(snapshot.version, &message.exchange, &message.routing_key, &self.routes);
+                }
+                Routed::Queues { used_headers: true } => {}
             }
         }
         let publish_sequence = self.start_confirm(channel_id, self.routes.len() as u32);

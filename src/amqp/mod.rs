@@ -24,5 +24,5 @@ pub(crate) mod port;
 #[cfg(test)]
 mod port_tests;
 pub(crate) mod publish_path;
-mod routes;
+pub(crate) mod routes;
 mod unacked;

@@ -11,9 +11,47 @@
 
 use std::hash::{Hash, Hasher};
 
+use amq_protocol::protocol::BasicProperties;
 use rustc_hash::{FxHashMap, FxHasher};
 
+use crate::broker::owned_exchange::routed_by_owner;
+use crate::broker::snapshot::{Exchange, Vhost};
 use crate::ids::QueueId;
+
+/// Where a publish goes by the definitions (`route_publish`).
+pub enum Routed<'a> {
+    /// Its exchange is routed by the shard that owns it (`broker::owned_exchange`).
+    ByOwner(&'a Exchange),
+    /// To the queues `route_publish` put in its `out` (none for an unknown exchange).
+    /// `used_headers`: the route read the message's properties, so it holds for that message
+    /// only.
+    Queues { used_headers: bool },
+}
+
+/// Routes a publish to the exchange named `exchange` in `vhost` (None: the vhost is gone):
+/// what a miss of the route cache computes, and what the hand-over of a publisher decides by
+/// (`shard::handover`). `properties` is called only when the route needs the headers.
+pub fn route_publish<'a>(
+    vhost: Option<&'a Vhost>,
+    exchange: &str,
+    routing_key: &[u8],
+    properties: &mut dyn FnMut() -> Option<BasicProperties>,
+    out: &mut Vec<QueueId>,
+) -> Routed<'a> {
+    let Some((vhost, exchange)) = vhost.and_then(|vhost| Some((vhost, vhost.exchanges.get(exchange)?))) else {
+        return Routed::Queues { used_headers: false };
+    };
+    if routed_by_owner(exchange) {
+        return Routed::ByOwner(exchange);
+    }
+    let mut used_headers = false;
+    let mut headers = || {
+        used_headers = true;
+        properties()
+    };
+    vhost.route_with_alternates(exchange, routing_key, &mut headers, out);
+    Routed::Queues { used_headers }
+}
 
 /// Routing keys a connection's cache keeps for its last exchange (about 100 bytes each): a
 /// publisher spreading over 1,000 queues by routing key (the bench's `--queue-pattern`) keeps

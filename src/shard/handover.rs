@@ -30,6 +30,7 @@ use super::reader::FrameReader;
 use super::Shard;
 use crate::amqp::connection::{send_connection_close, Connection};
 use crate::amqp::dispatch::Dispatcher;
+use crate::amqp::routes::{route_publish, Routed};
 use crate::broker::error::{AmqpError, CONNECTION_FORCED};
 use crate::broker::messages::Resume;
 use crate::codec::frame::{RawFrame, FRAME_END, FRAME_HEARTBEAT, FRAME_METHOD};
@@ -89,23 +90,19 @@ pub fn target(shard: &Shard, connection: &Connection, publish: &RawFrame) -> Opt
     let fields = hotpath::parse_publish(&publish.payload).ok()?;
     let snapshot = shard.snapshot();
     let vhost_name = connection.vhost.borrow().clone();
-    let vhost = snapshot.vhost(&vhost_name)?;
-    let exchange = vhost.exchanges.get(std::str::from_utf8(&fields.exchange).ok()?)?;
-    if crate::broker::owned_exchange::routed_by_owner(exchange) {
-        return None;
-    }
-    let mut needs_headers = false;
-    let mut headers = || {
-        needs_headers = true;
-        None
-    };
+    let vhost = snapshot.vhost(&vhost_name).map(|vhost| &**vhost);
+    let exchange = std::str::from_utf8(&fields.exchange).ok()?;
+    // A route that needs the message's headers is not decided from the publish method alone.
+    let mut no_headers = || None;
     let mut routes = Vec::new();
-    vhost.route_with_alternates(exchange, &fields.routing_key, &mut headers, &mut routes);
-    if needs_headers || routes.is_empty() || routes.iter().any(|queue| queue.owner() != shard.id) {
-        return None;
+    match route_publish(vhost, exchange, &fields.routing_key, &mut no_headers, &mut routes) {
+        Routed::Queues { used_headers: false }
+            if !routes.is_empty() && routes.iter().all(|queue| queue.owner() == shard.id) =>
+        {
+            shard.mailboxes.fewest_connections_but(shard.id)
+        }
+        _ => None,
     }
-    let target = shard.mailboxes.fewest_connections_but(shard.id)?;
-    Some(target)
 }
 
 /// Redoes a handed-over connection's set-up (the frames left in the reader after the
